@@ -1,0 +1,729 @@
+//! `Store`: the write path (convert -> WAL group commit -> memtable -> flush)
+//! and the read path (snapshot of memtables + segments).
+//!
+//! Threads: one writer thread owns the WAL and is the only writer of the
+//! active memtable; one flusher thread freezes the memtable (through the writer,
+//! so freeze and WAL rotation happen at one sequence number), writes segments
+//! and commits them to the catalog. Queries never block writes for long: they
+//! clone `Arc`s of the current memtables and segments under a brief read lock.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use tokio::sync::oneshot;
+
+use crate::catalog::Catalog;
+use crate::convert;
+use crate::error::{Result, StoreError};
+use crate::ids::TraceId;
+use crate::memtable::Memtable;
+use crate::model::*;
+use crate::query::{Operation, TraceQuery};
+use crate::segment::{self, Segment, SegmentMeta};
+use crate::tags;
+use crate::wal::{self, WalWriter};
+
+/// Tuning of the write path. `StoreConfig::new(dir)` gives the defaults.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub data_dir: PathBuf,
+    /// Flush when the memtable holds this many rows...
+    pub flush_rows: usize,
+    /// ...or this many encoded bytes...
+    pub flush_bytes: usize,
+    /// ...or its oldest row is this old.
+    pub flush_interval: Duration,
+    /// Appends waiting for the writer thread before new ones get `Busy`.
+    pub queue_capacity: usize,
+}
+
+impl StoreConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            flush_rows: 256 * 1024,
+            flush_bytes: 64 << 20,
+            flush_interval: Duration::from_secs(60),
+            queue_capacity: 4096,
+        }
+    }
+}
+
+/// One OTLP export request, as the collector decoded it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Batch {
+    Traces(ExportTraceServiceRequest),
+    Logs(ExportLogsServiceRequest),
+    Metrics(ExportMetricsServiceRequest),
+}
+
+impl Batch {
+    pub fn signal(&self) -> Signal {
+        match self {
+            Batch::Traces(_) => Signal::Traces,
+            Batch::Logs(_) => Signal::Logs,
+            Batch::Metrics(_) => Signal::Metrics,
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Batch::Traces(r) => r.encode_to_vec(),
+            Batch::Logs(r) => r.encode_to_vec(),
+            Batch::Metrics(r) => r.encode_to_vec(),
+        }
+    }
+
+    fn decode(signal: Signal, bytes: &[u8]) -> std::result::Result<Self, prost::DecodeError> {
+        Ok(match signal {
+            Signal::Traces => Batch::Traces(ExportTraceServiceRequest::decode(bytes)?),
+            Signal::Logs => Batch::Logs(ExportLogsServiceRequest::decode(bytes)?),
+            Signal::Metrics => Batch::Metrics(ExportMetricsServiceRequest::decode(bytes)?),
+        })
+    }
+
+    /// Validates and flattens into rows (see `convert` for the rules).
+    fn into_rows(&self) -> Result<(Rows, u64, Option<String>)> {
+        Ok(match self {
+            Batch::Traces(r) => {
+                let c = convert::spans(r)?;
+                (Rows::Spans(c.rows), c.rejected, c.message)
+            }
+            Batch::Logs(r) => {
+                let c = convert::logs(r)?;
+                (Rows::Logs(c.rows), c.rejected, c.message)
+            }
+            Batch::Metrics(r) => {
+                let c = convert::metric_points(r)?;
+                (Rows::Metrics(c.rows), c.rejected, c.message)
+            }
+        })
+    }
+}
+
+enum Rows {
+    Spans(Vec<SpanRow>),
+    Logs(Vec<LogRow>),
+    Metrics(Vec<MetricPointRow>),
+}
+
+impl Rows {
+    fn len(&self) -> usize {
+        match self {
+            Rows::Spans(r) => r.len(),
+            Rows::Logs(r) => r.len(),
+            Rows::Metrics(r) => r.len(),
+        }
+    }
+
+    fn insert_into(self, m: &mut Memtable, bytes: usize) {
+        match self {
+            Rows::Spans(r) => m.insert_spans(r, bytes),
+            Rows::Logs(r) => m.insert_logs(r, bytes),
+            Rows::Metrics(r) => m.insert_metrics(r, bytes),
+        }
+    }
+}
+
+/// What an append stored: `rejected > 0` is a partial success to report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub accepted: u64,
+    pub rejected: u64,
+    pub message: Option<String>,
+}
+
+/// Counters for self-telemetry.
+#[derive(Debug, Default)]
+pub struct StoreCounters {
+    pub spans: AtomicU64,
+    pub logs: AtomicU64,
+    pub metric_points: AtomicU64,
+    pub rejected: AtomicU64,
+    pub busy: AtomicU64,
+    pub wal_bytes: AtomicU64,
+    pub wal_syncs: AtomicU64,
+    pub flushes: AtomicU64,
+    pub flush_errors: AtomicU64,
+}
+
+type Table = Arc<RwLock<Memtable>>;
+
+struct Frozen {
+    table: Table,
+    /// Highest WAL sequence number the table holds.
+    last_seq: u64,
+}
+
+struct State {
+    active: Table,
+    frozen: Vec<Frozen>,
+    segments: Vec<Arc<Segment>>,
+}
+
+enum Cmd {
+    Append { signal: Signal, payload: Vec<u8>, rows: Rows, done: oneshot::Sender<Result<()>> },
+    Freeze(mpsc::Sender<Result<()>>),
+    Stop,
+}
+
+struct Inner {
+    config: StoreConfig,
+    wal_dir: PathBuf,
+    seg_dir: PathBuf,
+    state: RwLock<State>,
+    tx: SyncSender<Cmd>,
+    flush_tx: Mutex<Option<SyncSender<FlushCmd>>>,
+    catalog: Mutex<Catalog>,
+    closed: AtomicBool,
+    counters: StoreCounters,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+enum FlushCmd {
+    Flush(mpsc::Sender<Result<()>>),
+    Stop,
+}
+
+/// The telemetry database. Cheap to clone; all clones share one store.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+/// A frozen view for one query.
+struct Snapshot {
+    tables: Vec<Table>,
+    segments: Vec<Arc<Segment>>,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `config.data_dir`: loads the catalog,
+    /// opens its segments, replays the WAL beyond the last flush, and starts
+    /// the writer and flusher threads.
+    ///
+    /// # Errors
+    /// I/O errors, or `Corrupt` when the catalog or a listed segment is unreadable.
+    pub fn open(config: StoreConfig) -> Result<Store> {
+        let wal_dir = config.data_dir.join("wal");
+        let seg_dir = config.data_dir.join("segments");
+        std::fs::create_dir_all(&wal_dir)?;
+        std::fs::create_dir_all(&seg_dir)?;
+        let catalog = Catalog::load(&config.data_dir)?;
+        remove_strays(&seg_dir, &catalog.segments)?;
+        let mut segments = Vec::with_capacity(catalog.segments.len());
+        for meta in &catalog.segments {
+            segments.push(Arc::new(Segment::open(&seg_dir, meta.clone())?));
+        }
+
+        let mut memtable = Memtable::default();
+        let mut replayed = 0u64;
+        let mut replay_err = None;
+        let last_seq = wal::replay(&wal_dir, catalog.flushed_seq, |rec| {
+            if replay_err.is_some() {
+                return;
+            }
+            let rows = Batch::decode(rec.signal, &rec.payload)
+                .map_err(|e| StoreError::Corrupt(format!("WAL record {}: {e}", rec.seq)))
+                .and_then(|b| b.into_rows());
+            match rows {
+                Ok((rows, _, _)) => {
+                    replayed += rows.len() as u64;
+                    rows.insert_into(&mut memtable, rec.payload.len());
+                }
+                Err(e) => replay_err = Some(e),
+            }
+        })?;
+        if let Some(e) = replay_err {
+            return Err(e);
+        }
+        if replayed > 0 {
+            tracing::info!(rows = replayed, "replayed the WAL beyond the last flush");
+        }
+        let wal = WalWriter::create(&wal_dir, last_seq + 1)?;
+
+        let (tx, rx) = mpsc::sync_channel(config.queue_capacity);
+        let inner = Arc::new(Inner {
+            wal_dir,
+            seg_dir,
+            state: RwLock::new(State { active: Arc::new(RwLock::new(memtable)), frozen: Vec::new(), segments }),
+            tx,
+            flush_tx: Mutex::new(None),
+            catalog: Mutex::new(catalog),
+            closed: AtomicBool::new(false),
+            counters: StoreCounters::default(),
+            threads: Mutex::new(Vec::new()),
+            config,
+        });
+        let (flush_tx, flush_rx) = mpsc::sync_channel(16);
+        *inner.flush_tx.lock().unwrap() = Some(flush_tx);
+        let writer = {
+            let inner = inner.clone();
+            std::thread::Builder::new().name("seismo-wal".into()).spawn(move || writer_loop(inner, wal, rx))?
+        };
+        let flusher = {
+            let inner = inner.clone();
+            std::thread::Builder::new().name("seismo-flush".into()).spawn(move || flusher_loop(inner, flush_rx))?
+        };
+        inner.threads.lock().unwrap().extend([writer, flusher]);
+        Ok(Store { inner })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.config.data_dir
+    }
+
+    pub fn counters(&self) -> &StoreCounters {
+        &self.inner.counters
+    }
+
+    /// True while the store accepts writes and answers queries.
+    pub fn is_ready(&self) -> bool {
+        !self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// Validates and converts `batch`, writes it to the WAL, waits until it is
+    /// fsynced, makes it visible to queries, and only then returns: an `Ok`
+    /// means the data survives a crash.
+    ///
+    /// # Errors
+    /// `InvalidId` / `InvalidRequest` for unusable input (nothing is stored);
+    /// `Busy` when the write queue or the unflushed data is at its bound (retry
+    /// later); `Closed` after shutdown; `Io` when the WAL cannot be written.
+    pub async fn append(&self, batch: Batch) -> Result<AppendOutcome> {
+        let (outcome, rx) = self.submit(batch)?;
+        if let Some(rx) = rx {
+            rx.await.map_err(|_| StoreError::Closed)??;
+        }
+        Ok(outcome)
+    }
+
+    /// [`Store::append`] for callers outside an async runtime.
+    pub fn append_blocking(&self, batch: Batch) -> Result<AppendOutcome> {
+        let (outcome, rx) = self.submit(batch)?;
+        if let Some(rx) = rx {
+            rx.blocking_recv().map_err(|_| StoreError::Closed)??;
+        }
+        Ok(outcome)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn submit(&self, batch: Batch) -> Result<(AppendOutcome, Option<oneshot::Receiver<Result<()>>>)> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        let signal = batch.signal();
+        let (rows, rejected, message) = batch.into_rows()?;
+        let c = &self.inner.counters;
+        c.rejected.fetch_add(rejected, Ordering::Relaxed);
+        let outcome = AppendOutcome { accepted: rows.len() as u64, rejected, message };
+        if rows.len() == 0 {
+            return Ok((outcome, None));
+        }
+        self.check_pressure()?;
+        let payload = batch.encode();
+        let (done, rx) = oneshot::channel();
+        match self.inner.tx.try_send(Cmd::Append { signal, payload, rows, done }) {
+            Ok(()) => Ok((outcome, Some(rx))),
+            Err(TrySendError::Full(_)) => {
+                c.busy.fetch_add(1, Ordering::Relaxed);
+                Err(StoreError::Busy("write queue is full".into()))
+            }
+            Err(TrySendError::Disconnected(_)) => Err(StoreError::Closed),
+        }
+    }
+
+    /// Refuses new data while flushing lags far behind ingest, so memory stays bounded.
+    fn check_pressure(&self) -> Result<()> {
+        let state = self.inner.state.read().unwrap();
+        let cfg = &self.inner.config;
+        let active_bytes = state.active.read().unwrap().approx_bytes;
+        if state.frozen.len() >= 2 || active_bytes > cfg.flush_bytes.saturating_mul(4) {
+            self.inner.counters.busy.fetch_add(1, Ordering::Relaxed);
+            return Err(StoreError::Busy("flushing is behind ingest".into()));
+        }
+        Ok(())
+    }
+
+    /// Flushes everything acknowledged so far into segments and trims the WAL.
+    pub fn flush(&self) -> Result<()> {
+        let tx = self.inner.flush_tx.lock().unwrap().clone().ok_or(StoreError::Closed)?;
+        let (done, rx) = mpsc::channel();
+        tx.send(FlushCmd::Flush(done)).map_err(|_| StoreError::Closed)?;
+        rx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Stops accepting writes, flushes, and stops the background threads.
+    pub fn close(&self) -> Result<()> {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let result = {
+            let tx = self.inner.flush_tx.lock().unwrap().take();
+            match tx {
+                Some(tx) => {
+                    let (done, rx) = mpsc::channel();
+                    let r = if tx.send(FlushCmd::Flush(done)).is_ok() { rx.recv().unwrap_or(Ok(())) } else { Ok(()) };
+                    let _ = tx.send(FlushCmd::Stop);
+                    r
+                }
+                None => Ok(()),
+            }
+        };
+        let _ = self.inner.tx.send(Cmd::Stop);
+        for t in self.inner.threads.lock().unwrap().drain(..) {
+            let _ = t.join();
+        }
+        result
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let state = self.inner.state.read().unwrap();
+        let mut tables = vec![state.active.clone()];
+        tables.extend(state.frozen.iter().map(|f| f.table.clone()));
+        Snapshot { tables, segments: state.segments.clone() }
+    }
+
+    /// Catalog entries of the segments currently open.
+    pub fn segments(&self) -> Vec<SegmentMeta> {
+        self.inner.state.read().unwrap().segments.iter().map(|s| s.meta.clone()).collect()
+    }
+
+    /// Service names that sent spans, sorted.
+    pub fn services(&self) -> Result<Vec<String>> {
+        let snap = self.snapshot();
+        let mut out: HashSet<String> = HashSet::new();
+        for t in &snap.tables {
+            let m = t.read().unwrap();
+            out.extend(m.operations().map(|(s, _)| s.to_string()));
+        }
+        for s in snap.segments.iter().filter(|s| s.meta.signal == Signal::Traces) {
+            out.extend(s.meta.services.iter().cloned());
+        }
+        let mut v: Vec<String> = out.into_iter().collect();
+        v.sort();
+        Ok(v)
+    }
+
+    /// Distinct (span name, kind) pairs of `service`, sorted.
+    pub fn operations(&self, service: &str) -> Result<Vec<Operation>> {
+        let snap = self.snapshot();
+        let mut out: HashSet<Operation> = HashSet::new();
+        for t in &snap.tables {
+            let m = t.read().unwrap();
+            out.extend(m.operations().filter(|(s, _)| *s == service).map(|(_, o)| o));
+        }
+        for s in snap.segments.iter().filter(|s| s.meta.signal == Signal::Traces) {
+            out.extend(
+                s.meta
+                    .operations
+                    .iter()
+                    .filter(|(svc, _, _)| svc == service)
+                    .map(|(_, name, kind)| Operation { name: name.clone(), span_kind: *kind }),
+            );
+        }
+        let mut v: Vec<Operation> = out.into_iter().collect();
+        v.sort();
+        Ok(v)
+    }
+
+    /// Every stored span of trace `id`, ordered by start time; empty when unknown.
+    pub fn trace(&self, id: TraceId) -> Result<Vec<SpanRow>> {
+        let snap = self.snapshot();
+        self.trace_in(&snap, &id)
+    }
+
+    fn trace_in(&self, snap: &Snapshot, id: &TraceId) -> Result<Vec<SpanRow>> {
+        let mut spans = Vec::new();
+        for t in &snap.tables {
+            spans.extend(t.read().unwrap().trace(id).cloned());
+        }
+        for s in snap.segments.iter().filter(|s| s.meta.signal == Signal::Traces) {
+            spans.extend(s.trace(id)?);
+        }
+        // An exporter that retried after a lost response sends a span twice.
+        let mut seen = HashSet::new();
+        spans.retain(|s| seen.insert((s.span_id, s.start_time_unix_nano, s.duration_nano)));
+        spans.sort_by_key(|s| (s.start_time_unix_nano, s.span_id));
+        Ok(spans)
+    }
+
+    /// Traces matching `q` (see [`TraceQuery`]): newest first, each complete.
+    pub fn find_traces(&self, q: &TraceQuery) -> Result<Vec<Vec<SpanRow>>> {
+        let snap = self.snapshot();
+        let mut hits: HashMap<TraceId, i64> = HashMap::new();
+        for t in &snap.tables {
+            let m = t.read().unwrap();
+            for row in m.spans.iter().filter(|r| span_matches(r, q)) {
+                let e = hits.entry(row.trace_id).or_insert(row.start_time_unix_nano);
+                *e = (*e).max(row.start_time_unix_nano);
+            }
+        }
+        for s in snap.segments.iter().filter(|s| s.meta.signal == Signal::Traces) {
+            s.search_traces(q, &mut hits)?;
+        }
+        let mut ranked: Vec<(i64, TraceId)> = hits.into_iter().map(|(id, t)| (t, id)).collect();
+        ranked.sort_by(|a, b| b.cmp(a));
+        ranked.truncate(q.effective_limit());
+        ranked.into_iter().map(|(_, id)| self.trace_in(&snap, &id)).collect()
+    }
+
+    /// Every stored log record (memtables and segments), unordered. Used by
+    /// tests and tools until the logs query API lands.
+    pub fn all_logs(&self) -> Result<Vec<LogRow>> {
+        let snap = self.snapshot();
+        let mut out = Vec::new();
+        for t in &snap.tables {
+            out.extend(t.read().unwrap().logs.iter().cloned());
+        }
+        for s in snap.segments.iter().filter(|s| s.meta.signal == Signal::Logs) {
+            out.extend(s.all_logs()?);
+        }
+        Ok(out)
+    }
+
+    /// Every stored metric data point, unordered (see [`Store::all_logs`]).
+    pub fn all_metric_points(&self) -> Result<Vec<MetricPointRow>> {
+        let snap = self.snapshot();
+        let mut out = Vec::new();
+        for t in &snap.tables {
+            out.extend(t.read().unwrap().metrics.iter().cloned());
+        }
+        for s in snap.segments.iter().filter(|s| s.meta.signal == Signal::Metrics) {
+            out.extend(s.all_metrics()?);
+        }
+        Ok(out)
+    }
+}
+
+fn span_matches(r: &SpanRow, q: &TraceQuery) -> bool {
+    q.service.as_ref().is_none_or(|s| &r.service_name == s)
+        && q.operation.as_ref().is_none_or(|o| &r.name == o)
+        && q.span_kind.is_none_or(|k| r.kind == k)
+        && q.start_min_ns.is_none_or(|m| r.start_time_unix_nano >= m)
+        && q.start_max_ns.is_none_or(|m| r.start_time_unix_nano <= m)
+        && q.min_duration_ns.is_none_or(|m| r.duration_nano >= m)
+        && q.max_duration_ns.is_none_or(|m| r.duration_nano <= m)
+        && tags::matches_all(r, &q.tags)
+}
+
+/// Deletes segment files a crashed flush left behind (not named by the catalog).
+fn remove_strays(seg_dir: &Path, listed: &[SegmentMeta]) -> Result<()> {
+    let keep: HashSet<PathBuf> = listed
+        .iter()
+        .flat_map(|m| [m.parquet_path(seg_dir), m.index_path(seg_dir)])
+        .collect();
+    for entry in std::fs::read_dir(seg_dir)? {
+        let path = entry?.path();
+        if !keep.contains(&path) {
+            tracing::warn!(path = %path.display(), "removing a segment file no catalog entry names (interrupted flush)");
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path)?;
+            } else {
+                std::fs::remove_file(&path)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Most appends one WAL write groups together.
+const GROUP_MAX_CMDS: usize = 1024;
+const GROUP_MAX_BYTES: usize = 32 << 20;
+
+fn writer_loop(inner: Arc<Inner>, mut wal: WalWriter, rx: Receiver<Cmd>) {
+    let mut buf = Vec::with_capacity(1 << 20);
+    let mut group: Vec<(Rows, usize, oneshot::Sender<Result<()>>)> = Vec::new();
+    let mut failed = false;
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        let mut control = None;
+        buf.clear();
+        while let Some(cmd) = next.take() {
+            match cmd {
+                Cmd::Append { signal, payload, rows, done } => {
+                    wal.encode(&mut buf, signal, &payload);
+                    group.push((rows, payload.len(), done));
+                }
+                other => {
+                    control = Some(other);
+                    break;
+                }
+            }
+            if group.len() < GROUP_MAX_CMDS && buf.len() < GROUP_MAX_BYTES {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !group.is_empty() {
+            let written = if failed {
+                Err(std::io::Error::other("an earlier WAL write failed; the store refuses writes"))
+            } else {
+                wal.write_and_sync(&buf)
+            };
+            match written {
+                Ok(()) => {
+                    let c = &inner.counters;
+                    c.wal_bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                    c.wal_syncs.fetch_add(1, Ordering::Relaxed);
+                    let active = inner.state.read().unwrap().active.clone();
+                    let mut m = active.write().unwrap();
+                    for (rows, bytes, done) in group.drain(..) {
+                        let counter = match &rows {
+                            Rows::Spans(_) => &c.spans,
+                            Rows::Logs(_) => &c.logs,
+                            Rows::Metrics(_) => &c.metric_points,
+                        };
+                        counter.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                        rows.insert_into(&mut m, bytes);
+                        let _ = done.send(Ok(()));
+                    }
+                    let full = m.rows() >= inner.config.flush_rows || m.approx_bytes >= inner.config.flush_bytes;
+                    drop(m);
+                    if full {
+                        if let Some(tx) = inner.flush_tx.lock().unwrap().as_ref() {
+                            let (done, _) = mpsc::channel();
+                            let _ = tx.try_send(FlushCmd::Flush(done));
+                        }
+                    }
+                }
+                Err(e) => {
+                    // After a failed fsync the file's state is unknown: refuse
+                    // everything rather than acknowledge data that may be lost.
+                    tracing::error!(error = %e, "WAL write failed; refusing further writes");
+                    failed = true;
+                    inner.closed.store(true, Ordering::Release);
+                    for (_, _, done) in group.drain(..) {
+                        let _ = done.send(Err(StoreError::Io(std::io::Error::new(e.kind(), e.to_string()))));
+                    }
+                }
+            }
+        }
+        match control {
+            Some(Cmd::Freeze(reply)) => {
+                let r = freeze(&inner, &mut wal);
+                let _ = reply.send(r);
+            }
+            Some(Cmd::Stop) => break,
+            _ => {}
+        }
+    }
+}
+
+/// Runs on the writer thread: rotates the WAL and moves the active memtable to
+/// the frozen list at one sequence number.
+fn freeze(inner: &Inner, wal: &mut WalWriter) -> Result<()> {
+    let mut state = inner.state.write().unwrap();
+    if state.active.read().unwrap().is_empty() {
+        return Ok(());
+    }
+    wal.rotate()?;
+    let last_seq = wal.next_seq() - 1;
+    let table = std::mem::replace(&mut state.active, Arc::new(RwLock::new(Memtable::default())));
+    state.frozen.push(Frozen { table, last_seq });
+    Ok(())
+}
+
+fn flusher_loop(inner: Arc<Inner>, rx: Receiver<FlushCmd>) {
+    loop {
+        let cmd = match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(cmd) => Some(cmd),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let reply = match cmd {
+            Some(FlushCmd::Stop) => return,
+            Some(FlushCmd::Flush(reply)) => Some(reply),
+            None => {
+                let due = {
+                    let state = inner.state.read().unwrap();
+                    let m = state.active.read().unwrap();
+                    !state.frozen.is_empty()
+                        || m.rows() >= inner.config.flush_rows
+                        || m.approx_bytes >= inner.config.flush_bytes
+                        || m.first_insert.is_some_and(|t| t.elapsed() >= inner.config.flush_interval)
+                };
+                if !due {
+                    continue;
+                }
+                None
+            }
+        };
+        let r = flush_now(&inner);
+        if let Err(e) = &r {
+            inner.counters.flush_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "flush failed; data stays in the WAL and memtable, will retry");
+        }
+        if let Some(reply) = reply {
+            let _ = reply.send(r);
+        }
+    }
+}
+
+fn flush_now(inner: &Inner) -> Result<()> {
+    let (reply, rx) = mpsc::channel();
+    inner.tx.send(Cmd::Freeze(reply)).map_err(|_| StoreError::Closed)?;
+    rx.recv().map_err(|_| StoreError::Closed)??;
+    loop {
+        let next = {
+            let state = inner.state.read().unwrap();
+            state.frozen.first().map(|f| (f.table.clone(), f.last_seq))
+        };
+        let Some((table, last_seq)) = next else { return Ok(()) };
+        flush_table(inner, &table, last_seq)?;
+    }
+}
+
+/// Writes one frozen memtable as segments, commits them to the catalog, swaps
+/// them in for the memtable, and trims the WAL.
+fn flush_table(inner: &Inner, table: &Arc<RwLock<Memtable>>, last_seq: u64) -> Result<()> {
+    let started = std::time::Instant::now();
+    let m = table.read().unwrap();
+    let mut catalog = inner.catalog.lock().unwrap();
+    let id = catalog.next_segment_id;
+    let mut metas = Vec::new();
+    if !m.spans.is_empty() {
+        metas.push(segment::write_spans(&inner.seg_dir, id, &m.spans)?);
+    }
+    if !m.logs.is_empty() {
+        metas.push(segment::write_logs(&inner.seg_dir, id, &m.logs)?);
+    }
+    if !m.metrics.is_empty() {
+        metas.push(segment::write_metrics(&inner.seg_dir, id, &m.metrics)?);
+    }
+    wal::sync_dir(&inner.seg_dir)?;
+    let opened = metas
+        .iter()
+        .map(|meta| Segment::open(&inner.seg_dir, meta.clone()).map(Arc::new))
+        .collect::<Result<Vec<_>>>()?;
+    let mut next = catalog.clone();
+    next.next_segment_id = id + 1;
+    next.flushed_seq = next.flushed_seq.max(last_seq);
+    next.segments.extend(metas.iter().cloned());
+    next.store(&inner.config.data_dir)?;
+    *catalog = next;
+    drop(catalog);
+    {
+        let mut state = inner.state.write().unwrap();
+        state.frozen.retain(|f| !Arc::ptr_eq(&f.table, table));
+        state.segments.extend(opened);
+    }
+    wal::remove_flushed(&inner.wal_dir, last_seq)?;
+    inner.counters.flushes.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(
+        segment = id,
+        rows = m.rows(),
+        bytes = metas.iter().map(|x| x.bytes).sum::<u64>(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "flushed memtable to segments"
+    );
+    Ok(())
+}

@@ -1,0 +1,33 @@
+//! The store's one error type; the collector and query crates map it to protocol
+//! status codes at their boundary.
+
+use std::io;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The input names an id of the wrong length or that is not hex.
+    #[error("invalid id: {0}")]
+    InvalidId(String),
+    /// The request is malformed in a way that makes the whole batch unusable.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The write queue is full: the caller should retry later (HTTP 429 /
+    /// gRPC RESOURCE_EXHAUSTED).
+    #[error("store is busy: {0}")]
+    Busy(String),
+    /// The store has been shut down or its writer died; nothing more is accepted.
+    #[error("store is closed")]
+    Closed,
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+    #[error("parquet error: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("arrow error: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("index error: {0}")]
+    Index(#[from] tantivy::TantivyError),
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,0 +1,47 @@
+//! seismo's telemetry database.
+//!
+//! Owns everything between "an OTLP request was decoded" and "a query gets
+//! rows": validation and flattening of OTLP into rows, the write-ahead log, the
+//! in-memory tail, immutable Parquet segments with a tantivy index each, the
+//! catalog, and the scans the query API runs.
+//!
+//! Design decisions:
+//! - **Acknowledge only what is durable.** `Store::append` returns after the
+//!   request's WAL frame is fsynced (group commit: one fsync covers every
+//!   request that queued meanwhile). The WAL stores the OTLP request itself;
+//!   replay reruns the same conversion.
+//! - **Visible at once.** Rows enter the memtable right after the fsync, before
+//!   the ack, so acknowledged data is queryable immediately.
+//! - **Immutable segments, one catalog.** A flush writes segment files, syncs
+//!   them, then atomically replaces the catalog; only then is the WAL trimmed.
+//!   Files are only ever created whole and renamed, so a local directory and an
+//!   object-store bucket can play the same role later.
+//! - **Bounded memory.** A bounded write queue and a cap on unflushed data turn
+//!   overload into `StoreError::Busy` instead of growth.
+
+mod catalog;
+mod convert;
+mod db;
+mod error;
+mod ids;
+mod memtable;
+mod model;
+mod query;
+mod schema;
+mod segment;
+mod tags;
+mod textindex;
+mod wal;
+
+pub use convert::{SERVICE_NAME, UNKNOWN_SERVICE};
+pub use db::{AppendOutcome, Batch, Store, StoreConfig, StoreCounters};
+pub use error::{Result, StoreError};
+pub use ids::{SpanId, TraceId};
+pub use model::*;
+pub use opentelemetry_proto::tonic::collector::{
+    logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
+    trace::v1::ExportTraceServiceRequest,
+};
+pub use query::{Operation, TraceQuery};
+pub use segment::SegmentMeta;
+pub use tags::{ERROR as TAG_ERROR, OTEL_STATUS_CODE, OTEL_STATUS_DESCRIPTION, OTEL_SCOPE_NAME, OTEL_SCOPE_VERSION, SPAN_KIND as TAG_SPAN_KIND};

@@ -1,0 +1,43 @@
+//! Query descriptions the scan API answers.
+
+/// A Jaeger-style trace search: a trace matches when at least one of its spans
+/// matches every given predicate. Results are the `limit` traces whose newest
+/// matching span started last, newest first, chosen over the whole time window
+/// (not the first `limit` found).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TraceQuery {
+    pub service: Option<String>,
+    pub operation: Option<String>,
+    /// Span kind filter (see `model::span_kind`).
+    pub span_kind: Option<i32>,
+    /// Every (key, value) must match a span attribute, a resource attribute or an
+    /// event attribute of the same span, compared as text (Jaeger semantics).
+    pub tags: Vec<(String, String)>,
+    /// Inclusive lower bound on span start time, ns since the epoch.
+    pub start_min_ns: Option<i64>,
+    /// Inclusive upper bound on span start time, ns since the epoch.
+    pub start_max_ns: Option<i64>,
+    pub min_duration_ns: Option<i64>,
+    pub max_duration_ns: Option<i64>,
+    /// Maximum number of traces to return; 0 means the default (20).
+    pub limit: usize,
+}
+
+impl TraceQuery {
+    pub const DEFAULT_LIMIT: usize = 20;
+
+    pub fn effective_limit(&self) -> usize {
+        if self.limit == 0 {
+            Self::DEFAULT_LIMIT
+        } else {
+            self.limit
+        }
+    }
+}
+
+/// An operation (span name) of a service, with the span kind it was seen with.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Operation {
+    pub name: String,
+    pub span_kind: i32,
+}

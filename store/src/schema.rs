@@ -1,0 +1,425 @@
+//! Arrow schemas of the three tables and conversion between rows and batches.
+//!
+//! Hot fields (ids, service, name, kind, times, status) get their own typed
+//! columns so scans read only what they filter on; the long tail (attributes,
+//! resource attributes, events, links, distributions) lives in compact JSON
+//! columns that are read only when whole rows are materialized. Parquet
+//! dictionary-encodes the repetitive text (service names, resource JSON), so
+//! flattening resources onto every row costs little on disk.
+
+use std::sync::{Arc, OnceLock};
+
+use arrow::array::*;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+
+use crate::error::{Result, StoreError};
+use crate::ids::{SpanId, TraceId};
+use crate::model::*;
+
+/// Column names shared by writer, scans and tests.
+pub mod col {
+    pub const TRACE_ID: &str = "trace_id";
+    pub const SPAN_ID: &str = "span_id";
+    pub const PARENT_SPAN_ID: &str = "parent_span_id";
+    pub const TRACE_STATE: &str = "trace_state";
+    pub const FLAGS: &str = "flags";
+    pub const SERVICE_NAME: &str = "service_name";
+    pub const NAME: &str = "name";
+    pub const KIND: &str = "kind";
+    pub const START_TIME: &str = "start_time_unix_nano";
+    pub const DURATION: &str = "duration_nano";
+    pub const STATUS_CODE: &str = "status_code";
+    pub const STATUS_MESSAGE: &str = "status_message";
+    pub const ATTRIBUTES: &str = "attributes";
+    pub const RESOURCE_ATTRIBUTES: &str = "resource_attributes";
+    pub const SCOPE_NAME: &str = "scope_name";
+    pub const SCOPE_VERSION: &str = "scope_version";
+    pub const EVENTS: &str = "events";
+    pub const LINKS: &str = "links";
+    pub const DROPPED: &str = "dropped_counts";
+    pub const TIME: &str = "time_unix_nano";
+    pub const OBSERVED_TIME: &str = "observed_time_unix_nano";
+    pub const SEVERITY_NUMBER: &str = "severity_number";
+    pub const SEVERITY_TEXT: &str = "severity_text";
+    pub const BODY: &str = "body";
+    pub const EVENT_NAME: &str = "event_name";
+    pub const METRIC_NAME: &str = "metric_name";
+    pub const DESCRIPTION: &str = "description";
+    pub const UNIT: &str = "unit";
+    pub const METRIC_KIND: &str = "metric_kind";
+    pub const TEMPORALITY: &str = "temporality";
+    pub const MONOTONIC: &str = "is_monotonic";
+    pub const VALUE: &str = "value";
+    pub const VALUE_INT: &str = "value_int";
+    pub const COUNT: &str = "count";
+    pub const SUM: &str = "sum";
+    pub const DISTRIBUTION: &str = "distribution";
+}
+
+fn f(name: &str, dt: DataType, nullable: bool) -> Field {
+    Field::new(name, dt, nullable)
+}
+
+pub fn span_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| {
+        Arc::new(Schema::new(vec![
+            f(col::TRACE_ID, DataType::FixedSizeBinary(16), false),
+            f(col::SPAN_ID, DataType::FixedSizeBinary(8), false),
+            f(col::PARENT_SPAN_ID, DataType::FixedSizeBinary(8), true),
+            f(col::START_TIME, DataType::Int64, false),
+            f(col::DURATION, DataType::Int64, false),
+            f(col::SERVICE_NAME, DataType::Utf8, false),
+            f(col::NAME, DataType::Utf8, false),
+            f(col::KIND, DataType::Int32, false),
+            f(col::STATUS_CODE, DataType::Int32, false),
+            f(col::STATUS_MESSAGE, DataType::Utf8, true),
+            f(col::TRACE_STATE, DataType::Utf8, true),
+            f(col::FLAGS, DataType::UInt32, false),
+            f(col::ATTRIBUTES, DataType::Utf8, false),
+            f(col::RESOURCE_ATTRIBUTES, DataType::Utf8, false),
+            f(col::SCOPE_NAME, DataType::Utf8, false),
+            f(col::SCOPE_VERSION, DataType::Utf8, false),
+            f(col::EVENTS, DataType::Utf8, true),
+            f(col::LINKS, DataType::Utf8, true),
+            f(col::DROPPED, DataType::Utf8, true),
+        ]))
+    })
+    .clone()
+}
+
+pub fn log_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| {
+        Arc::new(Schema::new(vec![
+            f(col::TIME, DataType::Int64, false),
+            f(col::OBSERVED_TIME, DataType::Int64, false),
+            f(col::SERVICE_NAME, DataType::Utf8, false),
+            f(col::SEVERITY_NUMBER, DataType::Int32, false),
+            f(col::SEVERITY_TEXT, DataType::Utf8, false),
+            f(col::BODY, DataType::Utf8, false),
+            f(col::TRACE_ID, DataType::FixedSizeBinary(16), true),
+            f(col::SPAN_ID, DataType::FixedSizeBinary(8), true),
+            f(col::FLAGS, DataType::UInt32, false),
+            f(col::EVENT_NAME, DataType::Utf8, false),
+            f(col::ATTRIBUTES, DataType::Utf8, false),
+            f(col::RESOURCE_ATTRIBUTES, DataType::Utf8, false),
+            f(col::SCOPE_NAME, DataType::Utf8, false),
+            f(col::SCOPE_VERSION, DataType::Utf8, false),
+            f(col::DROPPED, DataType::UInt32, false),
+        ]))
+    })
+    .clone()
+}
+
+pub fn metric_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| {
+        Arc::new(Schema::new(vec![
+            f(col::METRIC_NAME, DataType::Utf8, false),
+            f(col::SERVICE_NAME, DataType::Utf8, false),
+            f(col::TIME, DataType::Int64, false),
+            f(col::START_TIME, DataType::Int64, false),
+            f(col::METRIC_KIND, DataType::Int32, false),
+            f(col::TEMPORALITY, DataType::Int32, false),
+            f(col::MONOTONIC, DataType::Boolean, false),
+            f(col::ATTRIBUTES, DataType::Utf8, false),
+            f(col::VALUE, DataType::Float64, true),
+            f(col::VALUE_INT, DataType::Int64, true),
+            f(col::COUNT, DataType::UInt64, true),
+            f(col::SUM, DataType::Float64, true),
+            f(col::DISTRIBUTION, DataType::Utf8, true),
+            f(col::DESCRIPTION, DataType::Utf8, false),
+            f(col::UNIT, DataType::Utf8, false),
+            f(col::RESOURCE_ATTRIBUTES, DataType::Utf8, false),
+            f(col::SCOPE_NAME, DataType::Utf8, false),
+            f(col::FLAGS, DataType::UInt32, false),
+        ]))
+    })
+    .clone()
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("row values always serialize")
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("bad {what} JSON in segment: {e}")))
+}
+
+fn opt_json<T: serde::Serialize>(v: &[T]) -> Option<String> {
+    if v.is_empty() {
+        None
+    } else {
+        Some(json(&v))
+    }
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    if s.is_empty() {
+        None
+    } else {
+        Some(s)
+    }
+}
+
+pub fn spans_to_batch(rows: &[&SpanRow]) -> Result<RecordBatch> {
+    let n = rows.len();
+    let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
+    let mut span_id = FixedSizeBinaryBuilder::with_capacity(n, 8);
+    let mut parent = FixedSizeBinaryBuilder::with_capacity(n, 8);
+    for r in rows {
+        trace_id.append_value(r.trace_id.0)?;
+        span_id.append_value(r.span_id.0)?;
+        match r.parent_span_id {
+            Some(p) => parent.append_value(p.0)?,
+            None => parent.append_null(),
+        }
+    }
+    let dropped = |r: &SpanRow| {
+        if r.dropped_attributes_count == 0 && r.dropped_events_count == 0 && r.dropped_links_count == 0 {
+            None
+        } else {
+            Some(json(&[r.dropped_attributes_count, r.dropped_events_count, r.dropped_links_count]))
+        }
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(trace_id.finish()),
+        Arc::new(span_id.finish()),
+        Arc::new(parent.finish()),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.start_time_unix_nano))),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.duration_nano))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.service_name))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.name))),
+        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.kind))),
+        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.status_code))),
+        Arc::new(StringArray::from_iter(rows.iter().map(|r| non_empty(&r.status_message)))),
+        Arc::new(StringArray::from_iter(rows.iter().map(|r| non_empty(&r.trace_state)))),
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.flags))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| json(&r.attributes)))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| json(&r.resource_attributes)))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.scope_name))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.scope_version))),
+        Arc::new(StringArray::from_iter(rows.iter().map(|r| opt_json(&r.events)))),
+        Arc::new(StringArray::from_iter(rows.iter().map(|r| opt_json(&r.links)))),
+        Arc::new(StringArray::from_iter(rows.iter().map(|r| dropped(r)))),
+    ];
+    Ok(RecordBatch::try_new(span_schema(), columns)?)
+}
+
+/// Typed access to a batch's columns by name.
+pub struct Columns<'a>(pub &'a RecordBatch);
+
+impl<'a> Columns<'a> {
+    fn get<T: 'static>(&self, name: &str) -> Result<&'a T> {
+        self.0
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<T>())
+            .ok_or_else(|| StoreError::Corrupt(format!("segment lacks column {name} of the expected type")))
+    }
+    pub fn str(&self, name: &str) -> Result<&'a StringArray> {
+        self.get(name)
+    }
+    pub fn i64(&self, name: &str) -> Result<&'a Int64Array> {
+        self.get(name)
+    }
+    pub fn i32(&self, name: &str) -> Result<&'a Int32Array> {
+        self.get(name)
+    }
+    pub fn u32(&self, name: &str) -> Result<&'a UInt32Array> {
+        self.get(name)
+    }
+    pub fn u64(&self, name: &str) -> Result<&'a UInt64Array> {
+        self.get(name)
+    }
+    pub fn f64(&self, name: &str) -> Result<&'a Float64Array> {
+        self.get(name)
+    }
+    pub fn bool(&self, name: &str) -> Result<&'a BooleanArray> {
+        self.get(name)
+    }
+    pub fn fixed(&self, name: &str) -> Result<&'a FixedSizeBinaryArray> {
+        self.get(name)
+    }
+}
+
+fn opt_str(a: &StringArray, i: usize) -> &str {
+    if a.is_null(i) {
+        ""
+    } else {
+        a.value(i)
+    }
+}
+
+/// Materializes the rows of a span batch read with the full schema.
+pub fn batch_to_spans(batch: &RecordBatch) -> Result<Vec<SpanRow>> {
+    let c = Columns(batch);
+    let (trace_id, span_id, parent) = (c.fixed(col::TRACE_ID)?, c.fixed(col::SPAN_ID)?, c.fixed(col::PARENT_SPAN_ID)?);
+    let (start, duration) = (c.i64(col::START_TIME)?, c.i64(col::DURATION)?);
+    let (service, name, kind) = (c.str(col::SERVICE_NAME)?, c.str(col::NAME)?, c.i32(col::KIND)?);
+    let (status, status_msg, trace_state) = (c.i32(col::STATUS_CODE)?, c.str(col::STATUS_MESSAGE)?, c.str(col::TRACE_STATE)?);
+    let (flags, attrs, res) = (c.u32(col::FLAGS)?, c.str(col::ATTRIBUTES)?, c.str(col::RESOURCE_ATTRIBUTES)?);
+    let (scope, scope_v, events, links, dropped) = (
+        c.str(col::SCOPE_NAME)?,
+        c.str(col::SCOPE_VERSION)?,
+        c.str(col::EVENTS)?,
+        c.str(col::LINKS)?,
+        c.str(col::DROPPED)?,
+    );
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let [da, de, dl]: [u32; 3] = if dropped.is_null(i) { [0; 3] } else { parse_json(dropped.value(i), "dropped counts")? };
+        out.push(SpanRow {
+            trace_id: TraceId::from_slice(trace_id.value(i))?,
+            span_id: SpanId::from_slice(span_id.value(i))?,
+            parent_span_id: if parent.is_null(i) { None } else { Some(SpanId::from_slice(parent.value(i))?) },
+            trace_state: opt_str(trace_state, i).to_string(),
+            flags: flags.value(i),
+            service_name: service.value(i).to_string(),
+            name: name.value(i).to_string(),
+            kind: kind.value(i),
+            start_time_unix_nano: start.value(i),
+            duration_nano: duration.value(i),
+            status_code: status.value(i),
+            status_message: opt_str(status_msg, i).to_string(),
+            attributes: parse_json(attrs.value(i), "attributes")?,
+            resource_attributes: parse_json(res.value(i), "resource attributes")?,
+            scope_name: scope.value(i).to_string(),
+            scope_version: scope_v.value(i).to_string(),
+            events: if events.is_null(i) { Vec::new() } else { parse_json(events.value(i), "events")? },
+            links: if links.is_null(i) { Vec::new() } else { parse_json(links.value(i), "links")? },
+            dropped_attributes_count: da,
+            dropped_events_count: de,
+            dropped_links_count: dl,
+        });
+    }
+    Ok(out)
+}
+
+pub fn logs_to_batch(rows: &[&LogRow]) -> Result<RecordBatch> {
+    let n = rows.len();
+    let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
+    let mut span_id = FixedSizeBinaryBuilder::with_capacity(n, 8);
+    for r in rows {
+        match r.trace_id {
+            Some(t) => trace_id.append_value(t.0)?,
+            None => trace_id.append_null(),
+        }
+        match r.span_id {
+            Some(s) => span_id.append_value(s.0)?,
+            None => span_id.append_null(),
+        }
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.time_unix_nano))),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.observed_time_unix_nano))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.service_name))),
+        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.severity_number))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.severity_text))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| json(&r.body)))),
+        Arc::new(trace_id.finish()),
+        Arc::new(span_id.finish()),
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.flags))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.event_name))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| json(&r.attributes)))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| json(&r.resource_attributes)))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.scope_name))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.scope_version))),
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.dropped_attributes_count))),
+    ];
+    Ok(RecordBatch::try_new(log_schema(), columns)?)
+}
+
+pub fn batch_to_logs(batch: &RecordBatch) -> Result<Vec<LogRow>> {
+    let c = Columns(batch);
+    let (time, observed, service) = (c.i64(col::TIME)?, c.i64(col::OBSERVED_TIME)?, c.str(col::SERVICE_NAME)?);
+    let (sev_n, sev_t, body) = (c.i32(col::SEVERITY_NUMBER)?, c.str(col::SEVERITY_TEXT)?, c.str(col::BODY)?);
+    let (trace_id, span_id, flags) = (c.fixed(col::TRACE_ID)?, c.fixed(col::SPAN_ID)?, c.u32(col::FLAGS)?);
+    let (event, attrs, res) = (c.str(col::EVENT_NAME)?, c.str(col::ATTRIBUTES)?, c.str(col::RESOURCE_ATTRIBUTES)?);
+    let (scope, scope_v, dropped) = (c.str(col::SCOPE_NAME)?, c.str(col::SCOPE_VERSION)?, c.u32(col::DROPPED)?);
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        out.push(LogRow {
+            time_unix_nano: time.value(i),
+            observed_time_unix_nano: observed.value(i),
+            severity_number: sev_n.value(i),
+            severity_text: sev_t.value(i).to_string(),
+            body: parse_json(body.value(i), "body")?,
+            service_name: service.value(i).to_string(),
+            trace_id: if trace_id.is_null(i) { None } else { Some(TraceId::from_slice(trace_id.value(i))?) },
+            span_id: if span_id.is_null(i) { None } else { Some(SpanId::from_slice(span_id.value(i))?) },
+            flags: flags.value(i),
+            event_name: event.value(i).to_string(),
+            attributes: parse_json(attrs.value(i), "attributes")?,
+            resource_attributes: parse_json(res.value(i), "resource attributes")?,
+            scope_name: scope.value(i).to_string(),
+            scope_version: scope_v.value(i).to_string(),
+            dropped_attributes_count: dropped.value(i),
+        });
+    }
+    Ok(out)
+}
+
+pub fn metrics_to_batch(rows: &[&MetricPointRow]) -> Result<RecordBatch> {
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.metric_name))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.service_name))),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.time_unix_nano))),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.start_time_unix_nano))),
+        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.kind.as_i32()))),
+        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.temporality))),
+        Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.is_monotonic)))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| json(&r.attributes)))),
+        Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.value))),
+        Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.value_int))),
+        Arc::new(UInt64Array::from_iter(rows.iter().map(|r| r.count))),
+        Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.sum))),
+        Arc::new(StringArray::from_iter(rows.iter().map(|r| r.distribution.as_ref().map(json)))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.description))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.unit))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| json(&r.resource_attributes)))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.scope_name))),
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.flags))),
+    ];
+    Ok(RecordBatch::try_new(metric_schema(), columns)?)
+}
+
+pub fn batch_to_metrics(batch: &RecordBatch) -> Result<Vec<MetricPointRow>> {
+    let c = Columns(batch);
+    let (name, service, time, start) = (c.str(col::METRIC_NAME)?, c.str(col::SERVICE_NAME)?, c.i64(col::TIME)?, c.i64(col::START_TIME)?);
+    let (kind, temporality, mono) = (c.i32(col::METRIC_KIND)?, c.i32(col::TEMPORALITY)?, c.bool(col::MONOTONIC)?);
+    let (attrs, value, value_int) = (c.str(col::ATTRIBUTES)?, c.f64(col::VALUE)?, c.i64(col::VALUE_INT)?);
+    let (count, sum, dist) = (c.u64(col::COUNT)?, c.f64(col::SUM)?, c.str(col::DISTRIBUTION)?);
+    let (desc, unit, res, scope, flags) = (
+        c.str(col::DESCRIPTION)?,
+        c.str(col::UNIT)?,
+        c.str(col::RESOURCE_ATTRIBUTES)?,
+        c.str(col::SCOPE_NAME)?,
+        c.u32(col::FLAGS)?,
+    );
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        out.push(MetricPointRow {
+            metric_name: name.value(i).to_string(),
+            description: desc.value(i).to_string(),
+            unit: unit.value(i).to_string(),
+            kind: MetricKind::from_i32(kind.value(i)).ok_or_else(|| StoreError::Corrupt(format!("unknown metric kind {}", kind.value(i))))?,
+            temporality: temporality.value(i),
+            is_monotonic: mono.value(i),
+            service_name: service.value(i).to_string(),
+            time_unix_nano: time.value(i),
+            start_time_unix_nano: start.value(i),
+            attributes: parse_json(attrs.value(i), "attributes")?,
+            resource_attributes: parse_json(res.value(i), "resource attributes")?,
+            scope_name: scope.value(i).to_string(),
+            value: (!value.is_null(i)).then(|| value.value(i)),
+            value_int: (!value_int.is_null(i)).then(|| value_int.value(i)),
+            count: (!count.is_null(i)).then(|| count.value(i)),
+            sum: (!sum.is_null(i)).then(|| sum.value(i)),
+            distribution: if dist.is_null(i) { None } else { Some(parse_json(dist.value(i), "distribution")?) },
+            flags: flags.value(i),
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,470 @@
+//! Immutable segments: one Parquet file (plus a tantivy index for spans and
+//! logs) per signal per flush.
+//!
+//! Span segments are sorted by (trace_id, start time). Trace assembly is the
+//! hot path — every search ends by loading whole traces — and with this order a
+//! trace's spans sit together: row-group min/max statistics narrow a lookup to
+//! one row group, the trace_id bloom filter skips segments that do not hold the
+//! trace without any I/O (filters are loaded once, at open), and the page index
+//! lets the reader fetch just the pages holding the trace. Service and time
+//! predicates prune whole segments from catalog statistics; inside a segment
+//! they scan a handful of narrow, dictionary-encoded columns.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, RecordBatch};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+};
+use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::bloom_filter::Sbbf;
+use parquet::file::metadata::{PageIndexPolicy, SortingColumn};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::statistics::Statistics;
+use parquet::schema::types::ColumnPath;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StoreError};
+use crate::ids::TraceId;
+use crate::model::*;
+use crate::query::TraceQuery;
+use crate::schema::{self, col, Columns};
+use crate::tags;
+use crate::textindex::{TextIndex, TextIndexWriter};
+
+/// Rows per Parquet row group.
+const ROW_GROUP_ROWS: usize = 64 * 1024;
+/// Rows per data page: small enough that a trace lookup reads little.
+const PAGE_ROWS: usize = 8 * 1024;
+const ZSTD_LEVEL: i32 = 3;
+
+/// What the catalog records about a segment: enough to prune it without opening it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SegmentMeta {
+    pub id: u64,
+    pub signal: Signal,
+    pub rows: u64,
+    /// Parquet plus index bytes on disk.
+    pub bytes: u64,
+    /// Min / max event time (span start, log time, point time), ns.
+    pub min_time: i64,
+    pub max_time: i64,
+    pub services: Vec<String>,
+    /// (service, span name, span kind) for span segments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operations: Vec<(String, String, i32)>,
+    pub has_index: bool,
+}
+
+impl SegmentMeta {
+    pub fn parquet_path(&self, dir: &Path) -> PathBuf {
+        dir.join(format!("{:016}-{}.parquet", self.id, self.signal.as_str()))
+    }
+    pub fn index_path(&self, dir: &Path) -> PathBuf {
+        dir.join(format!("{:016}-{}.tantivy", self.id, self.signal.as_str()))
+    }
+    pub fn overlaps(&self, min: Option<i64>, max: Option<i64>) -> bool {
+        min.is_none_or(|m| self.max_time >= m) && max.is_none_or(|m| self.min_time <= m)
+    }
+}
+
+fn writer_props(sort_col: usize, bloom: Option<(&str, usize)>, no_dict: &[&str]) -> WriterProperties {
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).expect("valid zstd level")))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_data_page_row_count_limit(PAGE_ROWS)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_sorting_columns(Some(vec![SortingColumn { column_idx: sort_col as i32, descending: false, nulls_first: false }]));
+    if let Some((column, ndv)) = bloom {
+        let path = ColumnPath::from(column);
+        b = b
+            .set_column_bloom_filter_enabled(path.clone(), true)
+            .set_column_bloom_filter_fpp(path.clone(), 0.01)
+            .set_column_bloom_filter_max_ndv(path, ndv.clamp(1, ROW_GROUP_ROWS) as u64);
+    }
+    for c in no_dict {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(*c), false);
+    }
+    b.build()
+}
+
+/// Writes `batch` to `path` through a temporary file and fsyncs it; the caller
+/// syncs the directory once for the whole flush.
+fn write_parquet(path: &Path, batch: &RecordBatch, props: WriterProperties) -> Result<u64> {
+    let tmp = path.with_extension("parquet.tmp");
+    let file = File::create(&tmp)?;
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props))?;
+    writer.write(batch)?;
+    let file = writer.into_inner()?;
+    file.sync_all()?;
+    let len = file.metadata()?.len();
+    fs::rename(&tmp, path)?;
+    Ok(len)
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .map(|it| it.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+        .unwrap_or(0)
+}
+
+/// Builds a text index in a temporary directory and renames it into place.
+fn write_index(path: &Path, fill: impl FnOnce(&mut TextIndexWriter) -> Result<()>) -> Result<u64> {
+    let tmp = path.with_extension("tantivy.tmp");
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp)?;
+    }
+    let mut w = TextIndexWriter::create(&tmp)?;
+    fill(&mut w)?;
+    w.finish()?;
+    let size = dir_size(&tmp);
+    fs::rename(&tmp, path)?;
+    Ok(size)
+}
+
+fn time_bounds(times: impl Iterator<Item = i64>) -> (i64, i64) {
+    times.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)))
+}
+
+/// Writes a span segment. `rows` must not be empty.
+pub fn write_spans(dir: &Path, id: u64, rows: &[SpanRow]) -> Result<SegmentMeta> {
+    let mut sorted: Vec<&SpanRow> = rows.iter().collect();
+    sorted.sort_by(|a, b| (a.trace_id, a.start_time_unix_nano).cmp(&(b.trace_id, b.start_time_unix_nano)));
+    let batch = schema::spans_to_batch(&sorted)?;
+    let traces_per_group = (rows.len().min(ROW_GROUP_ROWS) / 2).max(1);
+    let props = writer_props(0, Some((col::TRACE_ID, traces_per_group)), &[col::SPAN_ID]);
+    let (min_time, max_time) = time_bounds(rows.iter().map(|r| r.start_time_unix_nano));
+    let distinct: HashSet<(&str, &str, i32)> = rows.iter().map(|r| (r.service_name.as_str(), r.name.as_str(), r.kind)).collect();
+    let operations: BTreeSet<(String, String, i32)> = distinct.into_iter().map(|(s, n, k)| (s.to_string(), n.to_string(), k)).collect();
+    let services: BTreeSet<String> = operations.iter().map(|(s, _, _)| s.clone()).collect();
+    let mut meta = SegmentMeta {
+        id,
+        signal: Signal::Traces,
+        rows: rows.len() as u64,
+        bytes: 0,
+        min_time,
+        max_time,
+        services: services.into_iter().collect(),
+        operations: operations.into_iter().collect(),
+        has_index: true,
+    };
+    let parquet_bytes = write_parquet(&meta.parquet_path(dir), &batch, props)?;
+    let index_bytes = write_index(&meta.index_path(dir), |w| {
+        for (i, row) in sorted.iter().enumerate() {
+            w.add(i as u64, |doc| {
+                tags::for_each_pair(row, |k, v| {
+                    let t = tags::term(k, v);
+                    if t.len() <= tags::MAX_TERM_BYTES {
+                        doc.kv(&t);
+                    }
+                });
+                doc.text(&row.name);
+                doc.text(&row.status_message);
+                let event_attrs = row.events.iter().flat_map(|e| e.attributes.iter());
+                for kv in row.attributes.iter().chain(event_attrs) {
+                    if let AttrValue::Str(s) = &kv.value {
+                        doc.text(s);
+                    }
+                }
+                for ev in &row.events {
+                    doc.text(&ev.name);
+                }
+            })?;
+        }
+        Ok(())
+    })?;
+    meta.bytes = parquet_bytes + index_bytes;
+    Ok(meta)
+}
+
+/// Writes a log segment, sorted by (service, time). `rows` must not be empty.
+pub fn write_logs(dir: &Path, id: u64, rows: &[LogRow]) -> Result<SegmentMeta> {
+    let mut sorted: Vec<&LogRow> = rows.iter().collect();
+    sorted.sort_by(|a, b| (&a.service_name, a.time_unix_nano).cmp(&(&b.service_name, b.time_unix_nano)));
+    let batch = schema::logs_to_batch(&sorted)?;
+    let props = writer_props(2, Some((col::TRACE_ID, ROW_GROUP_ROWS / 4)), &[]);
+    let (min_time, max_time) = time_bounds(rows.iter().map(|r| r.time_unix_nano));
+    let services: BTreeSet<String> = rows.iter().map(|r| r.service_name.clone()).collect();
+    let mut meta = SegmentMeta {
+        id,
+        signal: Signal::Logs,
+        rows: rows.len() as u64,
+        bytes: 0,
+        min_time,
+        max_time,
+        services: services.into_iter().collect(),
+        operations: Vec::new(),
+        has_index: true,
+    };
+    let parquet_bytes = write_parquet(&meta.parquet_path(dir), &batch, props)?;
+    let index_bytes = write_index(&meta.index_path(dir), |w| {
+        for (i, row) in sorted.iter().enumerate() {
+            w.add(i as u64, |doc| {
+                doc.text(&row.body.to_text());
+                for kv in &row.attributes {
+                    let v = kv.value.to_text();
+                    doc.text(&v);
+                    let t = tags::term(&kv.key, &v);
+                    if t.len() <= tags::MAX_TERM_BYTES {
+                        doc.kv(&t);
+                    }
+                }
+            })?;
+        }
+        Ok(())
+    })?;
+    meta.bytes = parquet_bytes + index_bytes;
+    Ok(meta)
+}
+
+/// Writes a metric-point segment, sorted by (metric, service, time). `rows` must not be empty.
+pub fn write_metrics(dir: &Path, id: u64, rows: &[MetricPointRow]) -> Result<SegmentMeta> {
+    let mut sorted: Vec<&MetricPointRow> = rows.iter().collect();
+    sorted.sort_by(|a, b| {
+        (&a.metric_name, &a.service_name, a.time_unix_nano).cmp(&(&b.metric_name, &b.service_name, b.time_unix_nano))
+    });
+    let batch = schema::metrics_to_batch(&sorted)?;
+    let props = writer_props(0, None, &[]);
+    let (min_time, max_time) = time_bounds(rows.iter().map(|r| r.time_unix_nano));
+    let services: BTreeSet<String> = rows.iter().map(|r| r.service_name.clone()).collect();
+    let mut meta = SegmentMeta {
+        id,
+        signal: Signal::Metrics,
+        rows: rows.len() as u64,
+        bytes: 0,
+        min_time,
+        max_time,
+        services: services.into_iter().collect(),
+        operations: Vec::new(),
+        has_index: false,
+    };
+    meta.bytes = write_parquet(&meta.parquet_path(dir), &batch, props)?;
+    Ok(meta)
+}
+
+/// An open segment: metadata, bloom filters and index handles cached for the
+/// segment's lifetime so a lookup touches only the pages it needs.
+pub struct Segment {
+    pub meta: SegmentMeta,
+    path: PathBuf,
+    reader_meta: ArrowReaderMetadata,
+    /// Per row group: trace_id (min, max) and bloom filter (span and log segments).
+    trace_ranges: Vec<Option<(Vec<u8>, Vec<u8>)>>,
+    blooms: Vec<Option<Sbbf>>,
+    index: Option<TextIndex>,
+}
+
+impl Segment {
+    /// Opens a segment listed in the catalog.
+    ///
+    /// # Errors
+    /// I/O or format errors when a file is missing or unreadable.
+    pub fn open(dir: &Path, meta: SegmentMeta) -> Result<Self> {
+        let path = meta.parquet_path(dir);
+        let file = File::open(&path)?;
+        let reader_meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional))?;
+        let md = reader_meta.metadata().clone();
+        let mut trace_ranges = Vec::new();
+        let mut blooms = Vec::new();
+        let trace_col = md.file_metadata().schema_descr().columns().iter().position(|c| c.name() == col::TRACE_ID);
+        for rg in md.row_groups() {
+            let Some(ci) = trace_col else {
+                trace_ranges.push(None);
+                blooms.push(None);
+                continue;
+            };
+            let chunk = rg.column(ci);
+            trace_ranges.push(match chunk.statistics() {
+                Some(Statistics::FixedLenByteArray(s)) => match (s.min_bytes_opt(), s.max_bytes_opt()) {
+                    (Some(lo), Some(hi)) => Some((lo.to_vec(), hi.to_vec())),
+                    _ => None,
+                },
+                _ => None,
+            });
+            blooms.push(Sbbf::read_from_column_chunk(chunk, &file)?);
+        }
+        let index = if meta.has_index { Some(TextIndex::open(&meta.index_path(dir))?) } else { None };
+        Ok(Self { meta, path, reader_meta, trace_ranges, blooms, index })
+    }
+
+    fn builder(&self) -> Result<ParquetRecordBatchReaderBuilder<File>> {
+        Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(File::open(&self.path)?, self.reader_meta.clone()).with_batch_size(8192))
+    }
+
+    fn projection(&self, columns: &[&str]) -> ProjectionMask {
+        ProjectionMask::columns(self.reader_meta.parquet_schema(), columns.iter().copied())
+    }
+
+    /// Reads the given row groups (optionally a row selection within them) with `columns`.
+    fn read(&self, row_groups: Vec<usize>, columns: Option<&[&str]>, selection: Option<RowSelection>) -> Result<Vec<RecordBatch>> {
+        let mut b = self.builder()?.with_row_groups(row_groups);
+        if let Some(cols) = columns {
+            b = b.with_projection(self.projection(cols));
+        }
+        if let Some(sel) = selection {
+            b = b.with_row_selection(sel);
+        }
+        Ok(b.build()?.collect::<std::result::Result<Vec<_>, _>>()?)
+    }
+
+    /// Row groups that may hold `id`, by min/max statistics and bloom filter.
+    fn row_groups_for_trace(&self, id: &TraceId) -> Vec<usize> {
+        (0..self.trace_ranges.len())
+            .filter(|&i| match &self.trace_ranges[i] {
+                Some((lo, hi)) => lo.as_slice() <= id.as_bytes() && id.as_bytes() <= hi.as_slice(),
+                None => true,
+            })
+            .filter(|&i| self.blooms[i].as_ref().is_none_or(|b| b.check(id.as_bytes())))
+            .collect()
+    }
+
+    /// All spans of trace `id` in this segment.
+    pub fn trace(&self, id: &TraceId) -> Result<Vec<SpanRow>> {
+        let mut out = Vec::new();
+        for rg in self.row_groups_for_trace(id) {
+            // Find the trace's rows from the id column alone, then fetch just them.
+            let ids = self.read(vec![rg], Some(&[col::TRACE_ID]), None)?;
+            let mut hits = Vec::new();
+            let mut pos = 0usize;
+            for batch in &ids {
+                let arr = Columns(batch).fixed(col::TRACE_ID)?;
+                for i in 0..arr.len() {
+                    if arr.value(i) == id.as_bytes() {
+                        hits.push(pos + i);
+                    }
+                }
+                pos += batch.num_rows();
+            }
+            if hits.is_empty() {
+                continue;
+            }
+            let selection = selection_for(&hits, pos);
+            for batch in self.read(vec![rg], None, Some(selection))? {
+                out.extend(schema::batch_to_spans(&batch)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds to `hits` (trace id -> newest matching span start) every trace with
+    /// a span in this segment that matches `q`.
+    pub fn search_traces(&self, q: &TraceQuery, hits: &mut HashMap<TraceId, i64>) -> Result<()> {
+        if !self.meta.overlaps(q.start_min_ns, q.start_max_ns) {
+            return Ok(());
+        }
+        if let Some(s) = &q.service {
+            if !self.meta.services.iter().any(|x| x == s) {
+                return Ok(());
+            }
+        }
+        if let Some(op) = &q.operation {
+            if !self.meta.operations.iter().any(|(s, n, _)| n == op && q.service.as_ref().is_none_or(|qs| qs == s)) {
+                return Ok(());
+            }
+        }
+        let allowed: Option<HashSet<u32>> = match (&self.index, q.tags.is_empty()) {
+            (_, true) => None,
+            (Some(index), false) => {
+                let terms: Vec<String> = q.tags.iter().map(|(k, v)| tags::term(k, v)).collect();
+                if terms.iter().any(|t| t.len() > tags::MAX_TERM_BYTES) {
+                    return Ok(());
+                }
+                let rows = index.rows_with_all_terms(&terms)?;
+                if rows.is_empty() {
+                    return Ok(());
+                }
+                Some(rows)
+            }
+            (None, false) => return Err(StoreError::Corrupt(format!("span segment {} has no index", self.meta.id))),
+        };
+        let md = self.reader_meta.metadata();
+        let start_idx = md.file_metadata().schema_descr().columns().iter().position(|c| c.name() == col::START_TIME);
+        let mut base = 0usize;
+        for (rg_idx, rg) in md.row_groups().iter().enumerate() {
+            let rg_rows = rg.num_rows() as usize;
+            let rg_base = base;
+            base += rg_rows;
+            if let Some(ci) = start_idx {
+                if let Some(Statistics::Int64(s)) = rg.column(ci).statistics() {
+                    let below = matches!((q.start_min_ns, s.max_opt()), (Some(m), Some(mx)) if *mx < m);
+                    let above = matches!((q.start_max_ns, s.min_opt()), (Some(m), Some(mn)) if *mn > m);
+                    if below || above {
+                        continue;
+                    }
+                }
+            }
+            if let Some(rows) = &allowed {
+                if !rows.iter().any(|r| (*r as usize) >= rg_base && (*r as usize) < rg_base + rg_rows) {
+                    continue;
+                }
+            }
+            let cols = [col::TRACE_ID, col::START_TIME, col::DURATION, col::SERVICE_NAME, col::NAME, col::KIND];
+            let mut pos = rg_base;
+            for batch in self.read(vec![rg_idx], Some(&cols), None)? {
+                let c = Columns(&batch);
+                let (tid, start, dur) = (c.fixed(col::TRACE_ID)?, c.i64(col::START_TIME)?, c.i64(col::DURATION)?);
+                let (svc, name, kind) = (c.str(col::SERVICE_NAME)?, c.str(col::NAME)?, c.i32(col::KIND)?);
+                for i in 0..batch.num_rows() {
+                    let row = (pos + i) as u32;
+                    let st = start.value(i);
+                    let d = dur.value(i);
+                    let ok = allowed.as_ref().is_none_or(|a| a.contains(&row))
+                        && q.start_min_ns.is_none_or(|m| st >= m)
+                        && q.start_max_ns.is_none_or(|m| st <= m)
+                        && q.min_duration_ns.is_none_or(|m| d >= m)
+                        && q.max_duration_ns.is_none_or(|m| d <= m)
+                        && q.service.as_ref().is_none_or(|s| svc.value(i) == s)
+                        && q.operation.as_ref().is_none_or(|o| name.value(i) == o)
+                        && q.span_kind.is_none_or(|k| kind.value(i) == k);
+                    if ok {
+                        let id = TraceId::from_slice(tid.value(i))?;
+                        let e = hits.entry(id).or_insert(st);
+                        *e = (*e).max(st);
+                    }
+                }
+                pos += batch.num_rows();
+            }
+        }
+        Ok(())
+    }
+
+    /// Every row of a log segment.
+    pub fn all_logs(&self) -> Result<Vec<LogRow>> {
+        let groups = (0..self.reader_meta.metadata().num_row_groups()).collect();
+        let mut out = Vec::new();
+        for b in self.read(groups, None, None)? {
+            out.extend(schema::batch_to_logs(&b)?);
+        }
+        Ok(out)
+    }
+
+    /// Every row of a metric segment.
+    pub fn all_metrics(&self) -> Result<Vec<MetricPointRow>> {
+        let groups = (0..self.reader_meta.metadata().num_row_groups()).collect();
+        let mut out = Vec::new();
+        for b in self.read(groups, None, None)? {
+            out.extend(schema::batch_to_metrics(&b)?);
+        }
+        Ok(out)
+    }
+}
+
+/// A row selection choosing the sorted row positions `hits` out of `total`.
+fn selection_for(hits: &[usize], total: usize) -> RowSelection {
+    let mut selectors = Vec::new();
+    let mut cursor = 0;
+    for &h in hits {
+        if h > cursor {
+            selectors.push(RowSelector::skip(h - cursor));
+        }
+        selectors.push(RowSelector::select(1));
+        cursor = h + 1;
+    }
+    if total > cursor {
+        selectors.push(RowSelector::skip(total - cursor));
+    }
+    RowSelection::from(selectors)
+}
