@@ -1,1 +1,50 @@
-fn main() {}
+//! The `seismo` binary: CLI wiring only. Each subcommand lives in its own module.
+
+mod config;
+mod loadgen;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "seismo", version, about = "Observability and chaos testing for distributed systems")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// All-in-one: OTLP collector (gRPC + HTTP) and query API over one store.
+    Serve(serve::ServeArgs),
+    /// OTLP load generator: sends spans over gRPC and reports what was acknowledged.
+    Loadgen(loadgen::LoadgenArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve::run(args)),
+        Command::Loadgen(args) => runtime.block_on(loadgen::run(args)),
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("SEISMO_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// Resolves a path relative to the current directory for messages.
+pub(crate) fn display_path(p: &std::path::Path) -> PathBuf {
+    std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+}

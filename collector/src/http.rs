@@ -1,0 +1,233 @@
+//! The OTLP/HTTP receiver: `POST /v1/traces`, `/v1/logs`, `/v1/metrics`.
+//!
+//! A request goes through, in order: `Content-Type` (415), `Content-Encoding` (415), the
+//! body read with a byte limit (413), bounded decompression (413), decoding (400), then
+//! the store. Cheap checks come first so a bad request costs as little as possible.
+//! Responses use the request's content type; errors carry a `google.rpc.Status`
+//! (`code` is the gRPC code, `message` names the problem), as the OTLP spec requires.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use prost::Message;
+use seismo_store::{AppendOutcome, Store, StoreError};
+
+use crate::compression::ContentEncoding;
+use crate::config::CollectorConfig;
+use crate::error::{CollectorError, Transport};
+use crate::ingest::{self, BatchSink};
+use crate::signal::{Logs, Metrics, OtlpSignal, Signal, Traces};
+
+const PROTOBUF: &str = "application/x-protobuf";
+const JSON: &str = "application/json";
+
+/// Bodies up to this size are decoded on the async worker; larger ones on the blocking
+/// pool, so a 20 MiB decompress-and-decode does not stall other connections.
+const INLINE_DECODE_MAX_BYTES: usize = 64 * 1024;
+
+/// The OTLP/HTTP routes over `store`, ready to be served or called directly in tests.
+///
+/// Other methods on the OTLP paths answer 405; other paths 404.
+pub fn http_router(store: Store, config: &CollectorConfig) -> Router {
+    router_with_sink(store, config.max_body_bytes)
+}
+
+#[derive(Clone)]
+struct HttpState<K> {
+    sink: K,
+    max_body_bytes: usize,
+}
+
+pub(crate) fn router_with_sink<K: BatchSink>(sink: K, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route(Signal::Traces.http_path(), post(export::<Traces, K>))
+        .route(Signal::Logs.http_path(), post(export::<Logs, K>))
+        .route(Signal::Metrics.http_path(), post(export::<Metrics, K>))
+        .fallback(unknown_path)
+        .with_state(HttpState { sink, max_body_bytes })
+}
+
+/// The two OTLP/HTTP encodings; the response uses the request's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WireFormat {
+    Protobuf,
+    Json,
+}
+
+impl WireFormat {
+    /// Reads `Content-Type`, ignoring parameters (`; charset=utf-8`) and case.
+    fn from_headers(headers: &HeaderMap) -> Result<Self, CollectorError> {
+        let Some(value) = headers.get(CONTENT_TYPE) else {
+            return Err(CollectorError::UnsupportedContentType(String::new()));
+        };
+        let unsupported = || CollectorError::UnsupportedContentType(String::from_utf8_lossy(value.as_bytes()).into_owned());
+        let text = value.to_str().map_err(|_| unsupported())?;
+        let media_type = text.split(';').next().unwrap_or_default().trim();
+        if media_type.eq_ignore_ascii_case(PROTOBUF) {
+            Ok(WireFormat::Protobuf)
+        } else if media_type.eq_ignore_ascii_case(JSON) {
+            Ok(WireFormat::Json)
+        } else {
+            Err(unsupported())
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            WireFormat::Protobuf => PROTOBUF,
+            WireFormat::Json => JSON,
+        }
+    }
+}
+
+async fn export<S: OtlpSignal, K: BatchSink>(
+    State(state): State<HttpState<K>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let format = match WireFormat::from_headers(&headers) {
+        Ok(format) => format,
+        Err(error) => {
+            ingest::record_rejection(S::SIGNAL, Transport::Http, &error);
+            return error_response(&error, WireFormat::Json);
+        }
+    };
+    let result = async {
+        let request = read_request::<S>(&headers, body, format, state.max_body_bytes).await?;
+        ingest::export::<S, K>(&state.sink, Transport::Http, request).await
+    };
+    match result.await {
+        Ok(outcome) => success_response::<S>(format, &outcome),
+        // Store errors were logged by `ingest::export`; transport errors are logged here.
+        Err(error @ CollectorError::Store(_)) => error_response(&error, format),
+        Err(error) => {
+            ingest::record_rejection(S::SIGNAL, Transport::Http, &error);
+            error_response(&error, format)
+        }
+    }
+}
+
+/// Reads, decompresses and decodes the body into the signal's request message.
+async fn read_request<S: OtlpSignal>(
+    headers: &HeaderMap,
+    body: Body,
+    format: WireFormat,
+    limit: usize,
+) -> Result<S::Request, CollectorError> {
+    let encoding = ContentEncoding::from_header(headers.get(CONTENT_ENCODING).map(HeaderValue::as_bytes))?;
+    let raw = read_body(headers, body, limit).await?;
+    if raw.len() <= INLINE_DECODE_MAX_BYTES {
+        return decode::<S>(raw, encoding, format, limit);
+    }
+    tokio::task::spawn_blocking(move || decode::<S>(raw, encoding, format, limit))
+        .await
+        .map_err(|e| CollectorError::Internal(format!("decoding task failed: {e}")))?
+}
+
+/// Collects the body, refusing it as soon as it passes `limit` bytes (or says it will).
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, CollectorError> {
+    let too_large = CollectorError::PayloadTooLarge { limit, decompressed: false };
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large);
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large),
+        Err(e) => Err(CollectorError::BodyRead(e.to_string())),
+    }
+}
+
+fn decode<S: OtlpSignal>(
+    raw: Bytes,
+    encoding: ContentEncoding,
+    format: WireFormat,
+    limit: usize,
+) -> Result<S::Request, CollectorError> {
+    let body = encoding.decode(raw, limit)?;
+    match format {
+        WireFormat::Protobuf => S::Request::decode(body)
+            .map_err(|e| CollectorError::Decode { format: "protobuf", reason: e.to_string() }),
+        WireFormat::Json => {
+            S::decode_json(&body).map_err(|e| CollectorError::Decode { format: "JSON", reason: e.to_string() })
+        }
+    }
+}
+
+fn success_response<S: OtlpSignal>(format: WireFormat, outcome: &AppendOutcome) -> Response {
+    let body = match format {
+        WireFormat::Protobuf => S::response(outcome).encode_to_vec(),
+        WireFormat::Json => S::response_json(outcome).to_string().into_bytes(),
+    };
+    (StatusCode::OK, [(CONTENT_TYPE, format.content_type())], body).into_response()
+}
+
+/// `google.rpc.Status`, the OTLP/HTTP error body (details omitted).
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+fn http_status(error: &CollectorError) -> StatusCode {
+    match error {
+        CollectorError::UnsupportedContentType(_) | CollectorError::UnsupportedContentEncoding(_) => {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        }
+        CollectorError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        CollectorError::Decompress { .. } | CollectorError::Decode { .. } | CollectorError::BodyRead(_) => {
+            StatusCode::BAD_REQUEST
+        }
+        CollectorError::Store(StoreError::InvalidId(_) | StoreError::InvalidRequest(_)) => StatusCode::BAD_REQUEST,
+        CollectorError::Store(StoreError::Busy(_)) => StatusCode::TOO_MANY_REQUESTS,
+        CollectorError::Store(StoreError::Closed) => StatusCode::SERVICE_UNAVAILABLE,
+        CollectorError::Store(_)
+        | CollectorError::Internal(_)
+        | CollectorError::Bind { .. }
+        | CollectorError::Serve { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The error response: status, `google.rpc.Status` body in `format`, and the headers
+/// that tell a client what to do next.
+fn error_response(error: &CollectorError, format: WireFormat) -> Response {
+    let status = http_status(error);
+    let rpc_status = RpcStatus { code: error.grpc_code() as i32, message: error.to_string() };
+    let body = match format {
+        WireFormat::Protobuf => rpc_status.encode_to_vec(),
+        WireFormat::Json => {
+            serde_json::json!({"code": rpc_status.code, "message": rpc_status.message}).to_string().into_bytes()
+        }
+    };
+    let mut response = (status, [(CONTENT_TYPE, format.content_type())], body).into_response();
+    let headers = response.headers_mut();
+    match error {
+        // Back-pressure: OTLP clients honour Retry-After on 429/503.
+        CollectorError::Store(StoreError::Busy(_)) => {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        // RFC 9110 §15.5.16: say which codings would work.
+        CollectorError::UnsupportedContentEncoding(_) => {
+            headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip, zstd, deflate, identity"));
+        }
+        _ => {}
+    }
+    response
+}
+
+async fn unknown_path() -> Response {
+    let message = "not found: OTLP/HTTP serves POST /v1/traces, /v1/logs and /v1/metrics";
+    let body = serde_json::json!({"code": tonic::Code::NotFound as i32, "message": message}).to_string();
+    (StatusCode::NOT_FOUND, [(CONTENT_TYPE, JSON)], body).into_response()
+}
+
+#[cfg(test)]
+mod tests;

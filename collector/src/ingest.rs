@@ -1,0 +1,179 @@
+//! The one path every decoded request takes, whatever its transport: count, skip empty
+//! requests, append to the store, and report what happened through `tracing`.
+//!
+//! Self-telemetry uses bounded labels only (`signal`, `transport`, `reason`, all from
+//! fixed sets); error messages go in the event message, never in a label.
+
+use std::future::Future;
+
+use seismo_store::{AppendOutcome, Batch, Store, StoreError};
+
+use crate::error::{CollectorError, Transport};
+use crate::signal::{OtlpSignal, Signal};
+
+/// Where decoded batches go. [`Store`] in production; the seam lets the transports be
+/// tested against a scripted sink (busy, closed, partial success) without a database.
+pub(crate) trait BatchSink: Clone + Send + Sync + 'static {
+    /// Appends a batch; resolves once it is durable (see [`Store::append`]).
+    fn append(&self, batch: Batch) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send;
+}
+
+impl BatchSink for Store {
+    fn append(&self, batch: Batch) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send {
+        Store::append(self, batch)
+    }
+}
+
+/// Stores one decoded export request and returns the store's verdict.
+///
+/// A request with no spans / log records / data points is acknowledged without touching
+/// the store: the OTLP spec says empty requests succeed, and they need no WAL record.
+///
+/// # Errors
+/// [`CollectorError::Store`] when the store refuses the batch; it is already logged.
+pub(crate) async fn export<S: OtlpSignal, K: BatchSink>(
+    sink: &K,
+    transport: Transport,
+    request: S::Request,
+) -> Result<AppendOutcome, CollectorError> {
+    let items = S::item_count(&request);
+    if items == 0 {
+        tracing::trace!(signal = S::SIGNAL.as_str(), transport = transport.as_str(), "empty OTLP export acknowledged");
+        return Ok(AppendOutcome { accepted: 0, rejected: 0, message: None });
+    }
+    match sink.append(S::into_batch(request)).await {
+        Ok(outcome) => {
+            record_outcome(S::SIGNAL, transport, items, &outcome);
+            Ok(outcome)
+        }
+        Err(store_error) => {
+            let error = CollectorError::Store(store_error);
+            record_rejection(S::SIGNAL, transport, &error);
+            Err(error)
+        }
+    }
+}
+
+fn record_outcome(signal: Signal, transport: Transport, items: u64, outcome: &AppendOutcome) {
+    if outcome.rejected > 0 {
+        tracing::debug!(
+            signal = signal.as_str(),
+            transport = transport.as_str(),
+            items,
+            accepted = outcome.accepted,
+            rejected = outcome.rejected,
+            "OTLP export partially accepted: {}",
+            outcome.message.as_deref().unwrap_or("")
+        );
+    } else {
+        tracing::trace!(signal = signal.as_str(), transport = transport.as_str(), items, "OTLP export accepted");
+    }
+}
+
+/// Logs a refused request: at `debug` when the client sent something wrong (their
+/// problem, and possibly a flood), at `warn` when we could not take good data.
+pub(crate) fn record_rejection(signal: Signal, transport: Transport, error: &CollectorError) {
+    let (signal, transport, reason) = (signal.as_str(), transport.as_str(), error.reason());
+    if error.is_client_error() {
+        tracing::debug!(signal, transport, reason, "OTLP export rejected: {error}");
+    } else {
+        tracing::warn!(signal, transport, reason, "OTLP export failed: {error}");
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! A scripted [`BatchSink`] for transport tests.
+
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// What the fake store answers to every append.
+    #[derive(Clone)]
+    pub(crate) enum Script {
+        Accept,
+        Reject { rejected: u64, message: &'static str },
+        Busy,
+        Closed,
+        InvalidId,
+        Broken,
+    }
+
+    #[derive(Clone)]
+    pub(crate) struct FakeSink {
+        script: Script,
+        pub(crate) appended: Arc<Mutex<Vec<Batch>>>,
+    }
+
+    impl FakeSink {
+        pub(crate) fn new(script: Script) -> Self {
+            FakeSink { script, appended: Arc::default() }
+        }
+
+        /// The batches appended so far (taken: `Batch` need not be `Clone`).
+        pub(crate) fn take_batches(&self) -> Vec<Batch> {
+            std::mem::take(&mut *self.appended.lock().unwrap())
+        }
+    }
+
+    impl BatchSink for FakeSink {
+        fn append(&self, batch: Batch) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send {
+            let result = match &self.script {
+                Script::Accept => Ok(AppendOutcome { accepted: 1, rejected: 0, message: None }),
+                Script::Reject { rejected, message } => {
+                    Ok(AppendOutcome { accepted: 0, rejected: *rejected, message: Some((*message).to_owned()) })
+                }
+                Script::Busy => Err(StoreError::Busy("write queue full".into())),
+                Script::Closed => Err(StoreError::Closed),
+                Script::InvalidId => Err(StoreError::InvalidId("span id has 3 bytes, expected 8".into())),
+                Script::Broken => Err(StoreError::Corrupt("checksum mismatch".into())),
+            };
+            if result.is_ok() {
+                self.appended.lock().unwrap().push(batch);
+            }
+            std::future::ready(result)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{FakeSink, Script};
+    use super::*;
+    use crate::signal::Traces;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    fn one_span() -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans { spans: vec![Span::default()], ..Default::default() }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn empty_requests_never_reach_the_store() {
+        let sink = FakeSink::new(Script::Closed);
+        let empty = ExportTraceServiceRequest { resource_spans: vec![ResourceSpans::default()] };
+        let outcome = export::<Traces, _>(&sink, Transport::Http, empty).await.unwrap();
+        assert_eq!((outcome.accepted, outcome.rejected), (0, 0));
+        assert!(sink.take_batches().is_empty());
+    }
+
+    #[tokio::test]
+    async fn store_errors_come_back_typed() {
+        let sink = FakeSink::new(Script::Busy);
+        let err = export::<Traces, _>(&sink, Transport::Grpc, one_span()).await.unwrap_err();
+        assert!(matches!(err, CollectorError::Store(StoreError::Busy(_))), "{err}");
+    }
+
+    #[tokio::test]
+    async fn accepted_batches_reach_the_store() {
+        let sink = FakeSink::new(Script::Accept);
+        export::<Traces, _>(&sink, Transport::Grpc, one_span()).await.unwrap();
+        assert!(matches!(sink.take_batches().as_slice(), [Batch::Traces(req)] if req == &one_span()));
+    }
+}

@@ -1,0 +1,258 @@
+//! The three OTLP signals and what differs between them: request and response types,
+//! JSON decoder, how items are counted, and the name of the partial-success counter.
+//! Transports are written once, generically over [`OtlpSignal`].
+
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use seismo_store::{AppendOutcome, Batch};
+
+use crate::json::{self, JsonError};
+
+/// One of the OTLP signals; also a bounded telemetry label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signal {
+    Traces,
+    Logs,
+    Metrics,
+}
+
+impl Signal {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Logs => "logs",
+            Signal::Metrics => "metrics",
+        }
+    }
+
+    /// The OTLP/HTTP path of the signal.
+    pub(crate) fn http_path(self) -> &'static str {
+        match self {
+            Signal::Traces => "/v1/traces",
+            Signal::Logs => "/v1/logs",
+            Signal::Metrics => "/v1/metrics",
+        }
+    }
+
+    /// The JSON name of the partial-success counter in the export response.
+    fn rejected_key(self) -> &'static str {
+        match self {
+            Signal::Traces => "rejectedSpans",
+            Signal::Logs => "rejectedLogRecords",
+            Signal::Metrics => "rejectedDataPoints",
+        }
+    }
+}
+
+/// The partial success to report, if any: OTLP wants it set when items were rejected,
+/// and allows it with zero rejections to carry a warning message.
+fn partial_success(outcome: &AppendOutcome) -> Option<(i64, String)> {
+    (outcome.rejected > 0 || outcome.message.is_some()).then(|| {
+        let rejected = i64::try_from(outcome.rejected).unwrap_or(i64::MAX);
+        (rejected, outcome.message.clone().unwrap_or_default())
+    })
+}
+
+/// What a transport needs to know about a signal.
+pub(crate) trait OtlpSignal: Send + Sync + 'static {
+    const SIGNAL: Signal;
+    type Request: prost::Message + Default + Send + 'static;
+    type Response: prost::Message + Default + Send + 'static;
+
+    fn decode_json(bytes: &[u8]) -> Result<Self::Request, JsonError>;
+    /// Spans, log records or data points in the request (empty requests skip the store).
+    fn item_count(request: &Self::Request) -> u64;
+    fn into_batch(request: Self::Request) -> Batch;
+    fn response(outcome: &AppendOutcome) -> Self::Response;
+
+    /// The export response in OTLP/JSON. The rejected count is written as a JSON number,
+    /// not the proto3 string form: every OTLP/JSON parser accepts numbers for int64, while
+    /// opentelemetry-rust's exporter (serde derives, plain `i64`) rejects strings.
+    fn response_json(outcome: &AppendOutcome) -> serde_json::Value {
+        match partial_success(outcome) {
+            None => serde_json::json!({}),
+            Some((rejected, message)) => serde_json::json!({
+                "partialSuccess": { Self::SIGNAL.rejected_key(): rejected, "errorMessage": message }
+            }),
+        }
+    }
+}
+
+/// Marker for the traces signal.
+pub(crate) struct Traces;
+/// Marker for the logs signal.
+pub(crate) struct Logs;
+/// Marker for the metrics signal.
+pub(crate) struct Metrics;
+
+impl OtlpSignal for Traces {
+    const SIGNAL: Signal = Signal::Traces;
+    type Request = ExportTraceServiceRequest;
+    type Response = ExportTraceServiceResponse;
+
+    fn decode_json(bytes: &[u8]) -> Result<Self::Request, JsonError> {
+        json::decode_traces(bytes)
+    }
+
+    fn item_count(request: &Self::Request) -> u64 {
+        let scopes = request.resource_spans.iter().flat_map(|r| &r.scope_spans);
+        scopes.map(|s| s.spans.len() as u64).sum()
+    }
+
+    fn into_batch(request: Self::Request) -> Batch {
+        Batch::Traces(request)
+    }
+
+    fn response(outcome: &AppendOutcome) -> Self::Response {
+        ExportTraceServiceResponse {
+            partial_success: partial_success(outcome).map(|(rejected_spans, error_message)| {
+                ExportTracePartialSuccess { rejected_spans, error_message }
+            }),
+        }
+    }
+}
+
+impl OtlpSignal for Logs {
+    const SIGNAL: Signal = Signal::Logs;
+    type Request = ExportLogsServiceRequest;
+    type Response = ExportLogsServiceResponse;
+
+    fn decode_json(bytes: &[u8]) -> Result<Self::Request, JsonError> {
+        json::decode_logs(bytes)
+    }
+
+    fn item_count(request: &Self::Request) -> u64 {
+        let scopes = request.resource_logs.iter().flat_map(|r| &r.scope_logs);
+        scopes.map(|s| s.log_records.len() as u64).sum()
+    }
+
+    fn into_batch(request: Self::Request) -> Batch {
+        Batch::Logs(request)
+    }
+
+    fn response(outcome: &AppendOutcome) -> Self::Response {
+        ExportLogsServiceResponse {
+            partial_success: partial_success(outcome).map(|(rejected_log_records, error_message)| {
+                ExportLogsPartialSuccess { rejected_log_records, error_message }
+            }),
+        }
+    }
+}
+
+impl OtlpSignal for Metrics {
+    const SIGNAL: Signal = Signal::Metrics;
+    type Request = ExportMetricsServiceRequest;
+    type Response = ExportMetricsServiceResponse;
+
+    fn decode_json(bytes: &[u8]) -> Result<Self::Request, JsonError> {
+        json::decode_metrics(bytes)
+    }
+
+    /// Data points, the unit OTLP counts metric rejections in. A metric without data
+    /// counts as nothing to store.
+    fn item_count(request: &Self::Request) -> u64 {
+        let metrics = request.resource_metrics.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics);
+        metrics
+            .map(|m| match &m.data {
+                Some(Data::Gauge(g)) => g.data_points.len(),
+                Some(Data::Sum(s)) => s.data_points.len(),
+                Some(Data::Histogram(h)) => h.data_points.len(),
+                Some(Data::ExponentialHistogram(e)) => e.data_points.len(),
+                Some(Data::Summary(s)) => s.data_points.len(),
+                None => 0,
+            } as u64)
+            .sum()
+    }
+
+    fn into_batch(request: Self::Request) -> Batch {
+        Batch::Metrics(request)
+    }
+
+    fn response(outcome: &AppendOutcome) -> Self::Response {
+        ExportMetricsServiceResponse {
+            partial_success: partial_success(outcome).map(|(rejected_data_points, error_message)| {
+                ExportMetricsPartialSuccess { rejected_data_points, error_message }
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::metrics::v1::{Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use serde_json::json;
+
+    fn outcome(accepted: u64, rejected: u64, message: Option<&str>) -> AppendOutcome {
+        AppendOutcome { accepted, rejected, message: message.map(str::to_owned) }
+    }
+
+    #[test]
+    fn full_success_has_no_partial_success() {
+        assert_eq!(Traces::response(&outcome(3, 0, None)).partial_success, None);
+        assert_eq!(Traces::response_json(&outcome(3, 0, None)), json!({}));
+    }
+
+    #[test]
+    fn rejections_are_reported_per_signal() {
+        let partial = outcome(1, 2, Some("2 spans have an all-zero span id"));
+        let traces = Traces::response(&partial).partial_success.unwrap();
+        assert_eq!((traces.rejected_spans, traces.error_message.as_str()), (2, "2 spans have an all-zero span id"));
+        assert_eq!(Logs::response(&partial).partial_success.unwrap().rejected_log_records, 2);
+        assert_eq!(Metrics::response(&partial).partial_success.unwrap().rejected_data_points, 2);
+        assert_eq!(
+            Metrics::response_json(&partial),
+            json!({"partialSuccess": {"rejectedDataPoints": 2, "errorMessage": "2 spans have an all-zero span id"}})
+        );
+    }
+
+    #[test]
+    fn a_warning_without_rejections_is_still_reported() {
+        let warned = Logs::response(&outcome(5, 0, Some("clock skew"))).partial_success.unwrap();
+        assert_eq!((warned.rejected_log_records, warned.error_message.as_str()), (0, "clock skew"));
+    }
+
+    #[test]
+    fn json_response_parses_with_the_opentelemetry_rust_derives() {
+        let body = Traces::response_json(&outcome(0, 4, Some("bad"))).to_string();
+        let parsed: ExportTraceServiceResponse = serde_json::from_str(&body).unwrap();
+        assert_eq!(parsed.partial_success.unwrap().rejected_spans, 4);
+        let parsed: ExportTraceServiceResponse = serde_json::from_str("{}").unwrap();
+        assert_eq!(parsed.partial_success, None);
+    }
+
+    #[test]
+    fn items_are_counted_at_the_leaves() {
+        let spans = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![
+                    ScopeSpans { spans: vec![Span::default(); 2], ..Default::default() },
+                    ScopeSpans { spans: vec![Span::default()], ..Default::default() },
+                ],
+                ..Default::default()
+            }],
+        };
+        assert_eq!(Traces::item_count(&spans), 3);
+        assert_eq!(Traces::item_count(&ExportTraceServiceRequest::default()), 0);
+        let gauge = Metric {
+            data: Some(Data::Gauge(Gauge { data_points: vec![NumberDataPoint::default(); 4] })),
+            ..Default::default()
+        };
+        let metrics = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics { metrics: vec![gauge, Metric::default()], ..Default::default() }],
+                ..Default::default()
+            }],
+        };
+        assert_eq!(Metrics::item_count(&metrics), 4);
+    }
+}

@@ -1,0 +1,36 @@
+//! seismo's HTTP query API over `seismo-store`: Jaeger-compatible trace
+//! endpoints and health, as an axum [`Router`](axum::Router) built by
+//! [`router`]. Serve it on `--http` (default :16686); test it by calling the
+//! router directly (no socket).
+//!
+//! Design decisions:
+//! - **Jaeger's contract, not just its shapes.** Endpoints, parameter names,
+//!   defaults (`limit` 100, a 2-day window), validation rules (`service`
+//!   required unless `traceID` is given) and error texts follow Jaeger's query
+//!   service (`http_handler.go`, `query_parser.go`) so the Jaeger UI, Grafana's
+//!   Jaeger data source and scripts written against Jaeger work unchanged.
+//!   Where Jaeger accepts nonsense silently (negative `limit`, `start` after
+//!   `end`, garbage `lookback`) seismo answers 400 naming the parameter.
+//! - **OTLP -> Jaeger as Jaeger does it.** [`convert`] mirrors the
+//!   collector-contrib translator Jaeger uses plus the query service's
+//!   attribute sorting, so a trace looks the same in seismo as in Jaeger.
+//! - **The store is blocking; the server is not.** Every store read and the
+//!   row -> JSON conversion run on tokio's blocking pool.
+//! - **Errors convert once.** Handlers return [`QueryError`]; its
+//!   `IntoResponse` is the only place that picks a status and writes Jaeger's
+//!   error envelope.
+//! - **Parsers are pure.** Go-compatible duration/int/bool parsing
+//!   ([`duration`]) and parameter validation ([`params`]) take strings and
+//!   "now", and are unit-tested without HTTP.
+
+pub mod convert;
+mod dependencies;
+pub mod duration;
+mod error;
+mod jaeger_handlers;
+pub mod params;
+mod router;
+
+pub use dependencies::DEPENDENCY_TRACE_SAMPLE;
+pub use error::QueryError;
+pub use router::{router, QueryState};

@@ -1,0 +1,52 @@
+//! `seismo serve --config FILE`: the same settings as the flags, in TOML.
+//! A flag given on the command line wins over the file.
+//!
+//! ```toml
+//! data_dir = "/var/lib/seismo"
+//! otlp_grpc = "0.0.0.0:4317"
+//! otlp_http = "0.0.0.0:4318"
+//! http = "0.0.0.0:16686"
+//! max_body_bytes = 20971520
+//! flush_rows = 262144
+//! flush_interval_secs = 60
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub otlp_grpc: Option<SocketAddr>,
+    pub otlp_http: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    pub max_body_bytes: Option<usize>,
+    pub flush_rows: Option<usize>,
+    pub flush_interval_secs: Option<u64>,
+}
+
+impl FileConfig {
+    /// Reads and parses a config file; unknown keys are an error (a typo
+    /// silently ignored is a setting silently lost).
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_rejects_unknown_keys() {
+        let c: FileConfig = toml::from_str("data_dir = \"/d\"\nhttp = \"127.0.0.1:1\"\nflush_rows = 10").unwrap();
+        assert_eq!(c.data_dir, Some(PathBuf::from("/d")));
+        assert_eq!(c.flush_rows, Some(10));
+        assert!(toml::from_str::<FileConfig>("htp = \"127.0.0.1:1\"").is_err());
+    }
+}
