@@ -125,8 +125,30 @@ fn write_index(path: &Path, fill: impl FnOnce(&mut TextIndexWriter) -> Result<()
     Ok(size)
 }
 
-fn time_bounds(times: impl Iterator<Item = i64>) -> (i64, i64) {
-    times.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)))
+impl SegmentMeta {
+    /// Describes a segment about to be written from rows with these times and services.
+    fn describe<'a>(
+        id: u64,
+        signal: Signal,
+        rows: usize,
+        times: impl Iterator<Item = i64>,
+        services: impl Iterator<Item = &'a str>,
+        has_index: bool,
+    ) -> Self {
+        let (min_time, max_time) = times.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
+        let services: BTreeSet<&str> = services.collect();
+        SegmentMeta {
+            id,
+            signal,
+            rows: rows as u64,
+            bytes: 0,
+            min_time,
+            max_time,
+            services: services.into_iter().map(str::to_string).collect(),
+            operations: Vec::new(),
+            has_index,
+        }
+    }
 }
 
 /// Writes a span segment. `rows` must not be empty.
@@ -136,21 +158,17 @@ pub fn write_spans(dir: &Path, id: u64, rows: &[SpanRow]) -> Result<SegmentMeta>
     let batch = schema::spans_to_batch(&sorted)?;
     let traces_per_group = (rows.len().min(ROW_GROUP_ROWS) / 2).max(1);
     let props = writer_props(0, Some((col::TRACE_ID, traces_per_group)), &[col::SPAN_ID]);
-    let (min_time, max_time) = time_bounds(rows.iter().map(|r| r.start_time_unix_nano));
     let distinct: HashSet<(&str, &str, i32)> = rows.iter().map(|r| (r.service_name.as_str(), r.name.as_str(), r.kind)).collect();
-    let operations: BTreeSet<(String, String, i32)> = distinct.into_iter().map(|(s, n, k)| (s.to_string(), n.to_string(), k)).collect();
-    let services: BTreeSet<String> = operations.iter().map(|(s, _, _)| s.clone()).collect();
-    let mut meta = SegmentMeta {
+    let mut meta = SegmentMeta::describe(
         id,
-        signal: Signal::Traces,
-        rows: rows.len() as u64,
-        bytes: 0,
-        min_time,
-        max_time,
-        services: services.into_iter().collect(),
-        operations: operations.into_iter().collect(),
-        has_index: true,
-    };
+        Signal::Traces,
+        rows.len(),
+        rows.iter().map(|r| r.start_time_unix_nano),
+        distinct.iter().map(|(s, _, _)| *s),
+        true,
+    );
+    let operations: BTreeSet<(String, String, i32)> = distinct.into_iter().map(|(s, n, k)| (s.to_string(), n.to_string(), k)).collect();
+    meta.operations = operations.into_iter().collect();
     let parquet_bytes = write_parquet(&meta.parquet_path(dir), &batch, props)?;
     let index_bytes = write_index(&meta.index_path(dir), |w| {
         for (i, row) in sorted.iter().enumerate() {
@@ -186,19 +204,8 @@ pub fn write_logs(dir: &Path, id: u64, rows: &[LogRow]) -> Result<SegmentMeta> {
     sorted.sort_by(|a, b| (&a.service_name, a.time_unix_nano).cmp(&(&b.service_name, b.time_unix_nano)));
     let batch = schema::logs_to_batch(&sorted)?;
     let props = writer_props(2, Some((col::TRACE_ID, ROW_GROUP_ROWS / 4)), &[]);
-    let (min_time, max_time) = time_bounds(rows.iter().map(|r| r.time_unix_nano));
-    let services: BTreeSet<String> = rows.iter().map(|r| r.service_name.clone()).collect();
-    let mut meta = SegmentMeta {
-        id,
-        signal: Signal::Logs,
-        rows: rows.len() as u64,
-        bytes: 0,
-        min_time,
-        max_time,
-        services: services.into_iter().collect(),
-        operations: Vec::new(),
-        has_index: true,
-    };
+    let services = rows.iter().map(|r| r.service_name.as_str());
+    let mut meta = SegmentMeta::describe(id, Signal::Logs, rows.len(), rows.iter().map(|r| r.time_unix_nano), services, true);
     let parquet_bytes = write_parquet(&meta.parquet_path(dir), &batch, props)?;
     let index_bytes = write_index(&meta.index_path(dir), |w| {
         for (i, row) in sorted.iter().enumerate() {
@@ -228,19 +235,8 @@ pub fn write_metrics(dir: &Path, id: u64, rows: &[MetricPointRow]) -> Result<Seg
     });
     let batch = schema::metrics_to_batch(&sorted)?;
     let props = writer_props(0, None, &[]);
-    let (min_time, max_time) = time_bounds(rows.iter().map(|r| r.time_unix_nano));
-    let services: BTreeSet<String> = rows.iter().map(|r| r.service_name.clone()).collect();
-    let mut meta = SegmentMeta {
-        id,
-        signal: Signal::Metrics,
-        rows: rows.len() as u64,
-        bytes: 0,
-        min_time,
-        max_time,
-        services: services.into_iter().collect(),
-        operations: Vec::new(),
-        has_index: false,
-    };
+    let services = rows.iter().map(|r| r.service_name.as_str());
+    let mut meta = SegmentMeta::describe(id, Signal::Metrics, rows.len(), rows.iter().map(|r| r.time_unix_nano), services, false);
     meta.bytes = write_parquet(&meta.parquet_path(dir), &batch, props)?;
     Ok(meta)
 }
