@@ -8,27 +8,36 @@
 //!   `google.rpc.RetryInfo`; without it the spec (and opentelemetry-rust) treat the code
 //!   as permanent and drop the data;
 //! - an oversized message must be permanent, but tonic reports "message length too
-//!   large" as `OUT_OF_RANGE`, which OTLP clients retry. [`oversized_is_resource_exhausted`]
-//!   rewrites it to `RESOURCE_EXHAUSTED` (no RetryInfo, so not retried).
+//!   large" as `OUT_OF_RANGE`, which OTLP clients retry; a response mapper layered over
+//!   the services rewrites it to `RESOURCE_EXHAUSTED` (no RetryInfo, so not retried).
 
 use std::time::Duration;
 
 use axum::http::HeaderValue;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
-use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use seismo_store::{Store, StoreError};
 use tonic::codec::CompressionEncoding;
 use tonic::service::Routes;
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
+use tower::util::MapResponseLayer;
 
 use crate::config::CollectorConfig;
 use crate::error::{CollectorError, Transport};
@@ -38,7 +47,8 @@ use crate::signal::{Logs, Metrics, OtlpSignal, Traces};
 /// How long a client should wait before retrying when the store is busy.
 const BUSY_RETRY_DELAY: Duration = Duration::from_secs(1);
 
-/// The three OTLP gRPC services over `store`, to be served by a `tonic` server.
+/// The three OTLP gRPC services over `store`, to be served by a `tonic` server
+/// (`Server::builder().add_routes(..)`); [`Collector::run`](crate::Collector::run) does that.
 pub fn grpc_routes(store: Store, config: &CollectorConfig) -> Routes {
     routes_with_sink(store, config.max_body_bytes)
 }
@@ -57,16 +67,27 @@ pub(crate) fn routes_with_sink<K: BatchSink>(sink: K, max_body_bytes: usize) -> 
         .accept_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Zstd)
         .max_decoding_message_size(max_body_bytes);
-    Routes::new(traces).add_service(logs).add_service(metrics)
+    let routes = Routes::new(traces)
+        .add_service(logs)
+        .add_service(metrics)
+        .into_axum_router();
+    Routes::from(routes.layer(MapResponseLayer::new(
+        oversized_is_resource_exhausted::<axum::body::Body>,
+    )))
 }
 
-/// Response mapper for the gRPC server: turns tonic's `OUT_OF_RANGE` for an oversized
+/// Response mapper, layered over the services: turns tonic's `OUT_OF_RANGE` for an oversized
 /// message into `RESOURCE_EXHAUSTED` (see the module doc). Our handlers never return
 /// `OUT_OF_RANGE`, so nothing else is affected. Decode errors are "trailers-only"
 /// responses, so the status is in the headers.
-pub(crate) fn oversized_is_resource_exhausted<B>(mut response: axum::http::Response<B>) -> axum::http::Response<B> {
+fn oversized_is_resource_exhausted<B>(
+    mut response: axum::http::Response<B>,
+) -> axum::http::Response<B> {
     let headers = response.headers_mut();
-    if headers.get("grpc-status").is_some_and(|v| v.as_bytes() == b"11") {
+    if headers
+        .get("grpc-status")
+        .is_some_and(|v| v.as_bytes() == b"11")
+    {
         headers.insert("grpc-status", HeaderValue::from_static("8"));
     }
     response
@@ -78,7 +99,10 @@ struct GrpcReceiver<K> {
 }
 
 impl<K: BatchSink> GrpcReceiver<K> {
-    async fn export<S: OtlpSignal>(&self, request: Request<S::Request>) -> Result<Response<S::Response>, Status> {
+    async fn export<S: OtlpSignal>(
+        &self,
+        request: Request<S::Request>,
+    ) -> Result<Response<S::Response>, Status> {
         match ingest::export::<S, K>(&self.sink, Transport::Grpc, request.into_inner()).await {
             Ok(outcome) => Ok(Response::new(S::response(&outcome))),
             Err(error) => Err(to_status(&error)),

@@ -14,11 +14,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
-use tower::util::MapResponseLayer;
 
 use crate::config::CollectorConfig;
 use crate::error::{CollectorError, Transport};
-use crate::grpc::{self, oversized_is_resource_exhausted};
+use crate::grpc;
 use crate::http;
 use crate::ingest::BatchSink;
 
@@ -43,7 +42,10 @@ impl CollectorConfig {
     }
 }
 
-pub(crate) async fn bind_with_sink<K: BatchSink>(sink: K, config: &CollectorConfig) -> Result<Collector, CollectorError> {
+pub(crate) async fn bind_with_sink<K: BatchSink>(
+    sink: K,
+    config: &CollectorConfig,
+) -> Result<Collector, CollectorError> {
     let (grpc_listener, grpc_addr) = listen(Transport::Grpc, config.grpc_addr).await?;
     let (http_listener, http_addr) = listen(Transport::Http, config.http_addr).await?;
     Ok(Collector {
@@ -56,8 +58,15 @@ pub(crate) async fn bind_with_sink<K: BatchSink>(sink: K, config: &CollectorConf
     })
 }
 
-async fn listen(transport: Transport, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), CollectorError> {
-    let bind_error = |source| CollectorError::Bind { transport, addr, source };
+async fn listen(
+    transport: Transport,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), CollectorError> {
+    let bind_error = |source| CollectorError::Bind {
+        transport,
+        addr,
+        source,
+    };
     let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
     let local = listener.local_addr().map_err(bind_error)?;
     Ok((listener, local))
@@ -88,17 +97,25 @@ impl Collector {
         let grpc_addr = self.grpc_addr;
         let incoming = TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true));
         let grpc = tonic::transport::Server::builder()
-            .layer(MapResponseLayer::new(oversized_is_resource_exhausted))
             .add_routes(self.grpc_routes)
             .serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
         let grpc = async move {
-            grpc.await.map_err(|e| CollectorError::Serve { transport: Transport::Grpc, addr: grpc_addr, source: e.into() })
+            grpc.await.map_err(|e| CollectorError::Serve {
+                transport: Transport::Grpc,
+                addr: grpc_addr,
+                source: e.into(),
+            })
         };
 
         let http_addr = self.http_addr;
-        let http = axum::serve(self.http_listener, self.http_router).with_graceful_shutdown(stopped(stop_rx));
+        let http = axum::serve(self.http_listener, self.http_router)
+            .with_graceful_shutdown(stopped(stop_rx));
         let http = async move {
-            http.await.map_err(|e| CollectorError::Serve { transport: Transport::Http, addr: http_addr, source: e.into() })
+            http.await.map_err(|e| CollectorError::Serve {
+                transport: Transport::Http,
+                addr: http_addr,
+                source: e.into(),
+            })
         };
 
         tracing::info!(grpc = %grpc_addr, http = %http_addr, "OTLP receivers listening");
@@ -136,15 +153,31 @@ mod tests {
     async fn a_taken_port_fails_with_its_address() {
         let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = taken.local_addr().unwrap();
-        let config = CollectorConfig { http_addr: addr, ..loopback_config() };
-        let err = bind_with_sink(FakeSink::new(Script::Accept), &config).await.unwrap_err();
-        assert!(matches!(err, CollectorError::Bind { transport: Transport::Http, .. }), "{err}");
+        let config = CollectorConfig {
+            http_addr: addr,
+            ..loopback_config()
+        };
+        let err = bind_with_sink(FakeSink::new(Script::Accept), &config)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CollectorError::Bind {
+                    transport: Transport::Http,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(err.to_string().contains(&addr.to_string()), "{err}");
     }
 
     #[tokio::test]
     async fn serves_http_until_shutdown_then_returns() {
-        let collector = bind_with_sink(FakeSink::new(Script::Accept), &loopback_config()).await.unwrap();
+        let collector = bind_with_sink(FakeSink::new(Script::Accept), &loopback_config())
+            .await
+            .unwrap();
         let http_addr = collector.http_addr();
         assert_ne!(http_addr.port(), 0);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -161,7 +194,36 @@ mod tests {
         assert!(response.ends_with("{}"), "{response}");
 
         tx.send(()).unwrap();
-        let result = tokio::time::timeout(Duration::from_secs(10), server).await.expect("shutdown hangs");
+        let result = tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("shutdown hangs");
         result.unwrap().unwrap();
+    }
+
+    /// An exporter keeps its gRPC channel open between exports; shutdown must not wait
+    /// for it to go away on its own.
+    #[tokio::test]
+    async fn shutdown_completes_while_a_grpc_client_stays_connected() {
+        use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
+        let collector = bind_with_sink(FakeSink::new(Script::Accept), &loopback_config())
+            .await
+            .unwrap();
+        let url = format!("http://{}", collector.grpc_addr());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(collector.run(async { rx.await.unwrap_or(()) }));
+        let mut client = TraceServiceClient::connect(url).await.unwrap();
+        client
+            .export(ExportTraceServiceRequest::default())
+            .await
+            .unwrap();
+
+        tx.send(()).unwrap();
+        let result = tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("shutdown hangs");
+        result.unwrap().unwrap();
+        drop(client);
     }
 }

@@ -61,7 +61,10 @@ enum PathSegment {
 
 impl JsonError {
     fn new(message: impl Into<String>) -> Self {
-        JsonError { path: Vec::new(), message: message.into() }
+        JsonError {
+            path: Vec::new(),
+            message: message.into(),
+        }
     }
 
     fn in_field(mut self, key: &str) -> Self {
@@ -100,8 +103,8 @@ type Result<T, E = JsonError> = std::result::Result<T, E>;
 
 /// Parses `bytes` as JSON and hands the root value to `decode`.
 fn decode_document<T>(bytes: &[u8], decode: impl FnOnce(&Value) -> Result<T>) -> Result<T> {
-    let root: Value = serde_json::from_slice(bytes)
-        .map_err(|e| JsonError::new(format!("invalid JSON: {e}")))?;
+    let root: Value =
+        serde_json::from_slice(bytes).map_err(|e| JsonError::new(format!("invalid JSON: {e}")))?;
     decode(&root)
 }
 
@@ -192,7 +195,8 @@ where
     T: TryFrom<i64> + TryFrom<u64> + std::str::FromStr,
 {
     let out_of_range = || JsonError::new(format!("{value} is out of range for {type_label}"));
-    let not_integer = || JsonError::new(format!("expected an integer ({type_label}), found {value}"));
+    let not_integer =
+        || JsonError::new(format!("expected an integer ({type_label}), found {value}"));
     match value {
         Value::Number(n) => {
             if let Some(u) = n.as_u64() {
@@ -200,7 +204,9 @@ where
             } else if let Some(i) = n.as_i64() {
                 T::try_from(i).map_err(|_| out_of_range())
             } else {
-                integral_float(n.as_f64().unwrap_or(f64::NAN)).ok_or_else(not_integer)?.convert(out_of_range)
+                integral_float(n.as_f64().unwrap_or(f64::NAN))
+                    .ok_or_else(not_integer)?
+                    .convert(out_of_range)
             }
         }
         Value::String(s) => match s.parse::<T>() {
@@ -208,7 +214,9 @@ where
             Err(_) => {
                 // "1e3" or "-12.0": still an integer in proto3 JSON. Anything else is not.
                 let float = s.parse::<f64>().map_err(|_| not_integer())?;
-                integral_float(float).ok_or_else(not_integer)?.convert(out_of_range)
+                integral_float(float)
+                    .ok_or_else(not_integer)?
+                    .convert(out_of_range)
             }
         },
         other => Err(type_error(&format!("an integer ({type_label})"), other)),
@@ -231,14 +239,14 @@ impl Integral {
 }
 
 fn integral_float(f: f64) -> Option<Integral> {
-    // 2^64 and 2^63 are exactly representable; the bounds are exclusive.
+    // Exact as f64: [0, 2^64) fits u64, [-2^63, 0) fits i64.
     const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
     const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
     if !f.is_finite() || f.fract() != 0.0 {
         None
-    } else if f >= 0.0 && f < TWO_POW_64 {
+    } else if (0.0..TWO_POW_64).contains(&f) {
         Some(Integral::Unsigned(f as u64))
-    } else if f < 0.0 && f >= -TWO_POW_63 {
+    } else if (-TWO_POW_63..0.0).contains(&f) {
         Some(Integral::Signed(f as i64))
     } else {
         None
@@ -291,7 +299,9 @@ fn enumeration(value: &Value, from_name: impl Fn(&str) -> Option<i32>) -> Result
     match value {
         Value::String(name) => match from_name(name) {
             Some(v) => Ok(v),
-            None => int32(value).map_err(|_| JsonError::new(format!("unknown enum value \"{name}\""))),
+            None => {
+                int32(value).map_err(|_| JsonError::new(format!("unknown enum value \"{name}\"")))
+            }
         },
         other => int32(other),
     }
@@ -303,7 +313,8 @@ fn id(value: &Value, expected_len: usize) -> Result<Vec<u8>> {
         Value::String(s) => s,
         other => return Err(type_error("a hex string", other)),
     };
-    let bytes = hex::decode(text).map_err(|e| JsonError::new(format!("invalid hex id \"{text}\": {e}")))?;
+    let bytes =
+        hex::decode(text).map_err(|e| JsonError::new(format!("invalid hex id \"{text}\": {e}")))?;
     if !bytes.is_empty() && bytes.len() != expected_len {
         return Err(JsonError::new(format!(
             "id \"{text}\" has {} hex digits, expected {} (or empty)",
@@ -347,7 +358,10 @@ mod tests {
         assert_eq!(int64(&json!("9007199254740993")).unwrap(), big);
         assert_eq!(int64(&json!("-9223372036854775808")).unwrap(), i64::MIN);
         assert_eq!(uint64(&json!("18446744073709551615")).unwrap(), u64::MAX);
-        assert_eq!(uint64(&serde_json::from_str::<Value>("18446744073709551615").unwrap()).unwrap(), u64::MAX);
+        assert_eq!(
+            uint64(&serde_json::from_str::<Value>("18446744073709551615").unwrap()).unwrap(),
+            u64::MAX
+        );
         assert_eq!(uint32(&json!("7")).unwrap(), 7);
         assert_eq!(uint64(&json!(1e3)).unwrap(), 1000);
         assert_eq!(uint64(&json!("1e3")).unwrap(), 1000);
@@ -385,7 +399,10 @@ mod tests {
         assert!(err.to_string().contains("invalid hex"), "{err}");
         let err = trace_id(&json!("0102030405")).unwrap_err();
         assert!(err.to_string().contains("expected 32"), "{err}");
-        assert!(span_id(&json!("AAECAwQFBgc=")).is_err(), "base64 ids are not OTLP/JSON");
+        assert!(
+            span_id(&json!("AAECAwQFBgc=")).is_err(),
+            "base64 ids are not OTLP/JSON"
+        );
     }
 
     #[test]
@@ -408,12 +425,21 @@ mod tests {
     fn oneof_rejects_a_second_field() {
         let mut oneof = OneOf::default();
         oneof.set("asInt").unwrap();
-        assert!(oneof.set("asDouble").unwrap_err().message.contains("asDouble"));
+        assert!(oneof
+            .set("asDouble")
+            .unwrap_err()
+            .message
+            .contains("asDouble"));
     }
 
     #[test]
     fn error_path_reads_outside_in() {
-        let err = JsonError::new("bad").in_field("traceId").at_index(3).in_field("spans").at_index(0).in_field("resourceSpans");
+        let err = JsonError::new("bad")
+            .in_field("traceId")
+            .at_index(3)
+            .in_field("spans")
+            .at_index(0)
+            .in_field("resourceSpans");
         assert_eq!(err.to_string(), "resourceSpans[0].spans[3].traceId: bad");
         assert_eq!(JsonError::new("bad").to_string(), "bad");
     }

@@ -139,23 +139,42 @@ mod tests {
     use opentelemetry_proto::tonic::common::v1::any_value;
 
     #[test]
-    fn spec_example_decodes() {
-        let req = decode_traces(include_bytes!("../../testdata/otlp-examples/trace.json")).unwrap();
+    fn example_decodes() {
+        let req = decode_traces(include_bytes!("../../testdata/otlp-json/trace.json")).unwrap();
         let span = &req.resource_spans[0].scope_spans[0].spans[0];
-        assert_eq!(hex::encode(&span.trace_id), "5b8efff798038103d269b633813fc60c");
+        assert_eq!(
+            hex::encode(&span.trace_id),
+            "5b8efff798038103d269b633813fc60c"
+        );
         assert_eq!(hex::encode(&span.span_id), "eee19b7ec3c1b174");
         assert_eq!(hex::encode(&span.parent_span_id), "eee19b7ec3c1b173");
         assert_eq!(span.start_time_unix_nano, 1_544_712_660_000_000_000);
         assert_eq!(span.end_time_unix_nano, 1_544_712_661_000_000_000);
         assert_eq!(span.kind, SpanKind::Server as i32);
-        assert_eq!(req.resource_spans[0].scope_spans[0].scope.as_ref().unwrap().version, "1.0.0");
+        assert_eq!(
+            req.resource_spans[0].scope_spans[0]
+                .scope
+                .as_ref()
+                .unwrap()
+                .version,
+            "1.0.0"
+        );
     }
 
     #[test]
     fn empty_object_is_an_empty_request() {
-        assert_eq!(decode_traces(b"{}").unwrap(), ExportTraceServiceRequest::default());
-        assert_eq!(decode_traces(br#"{"resourceSpans": []}"#).unwrap(), ExportTraceServiceRequest::default());
-        assert_eq!(decode_traces(br#"{"resourceSpans": null}"#).unwrap(), ExportTraceServiceRequest::default());
+        assert_eq!(
+            decode_traces(b"{}").unwrap(),
+            ExportTraceServiceRequest::default()
+        );
+        assert_eq!(
+            decode_traces(br#"{"resourceSpans": []}"#).unwrap(),
+            ExportTraceServiceRequest::default()
+        );
+        assert_eq!(
+            decode_traces(br#"{"resourceSpans": null}"#).unwrap(),
+            ExportTraceServiceRequest::default()
+        );
     }
 
     #[test]
@@ -182,7 +201,10 @@ mod tests {
         assert_eq!(span.end_time_unix_nano, 1_544_712_660_000_000_003);
         assert_eq!(span.events[0].time_unix_nano, 1_544_712_660_000_000_002);
         for attr in &span.attributes {
-            assert_eq!(attr.value.as_ref().unwrap().value, Some(any_value::Value::IntValue(9_007_199_254_740_993)));
+            assert_eq!(
+                attr.value.as_ref().unwrap().value,
+                Some(any_value::Value::IntValue(9_007_199_254_740_993))
+            );
         }
     }
 
@@ -223,7 +245,11 @@ mod tests {
         ];
         for (json, expected) in cases {
             let err = decode_traces(json).unwrap_err().to_string();
-            assert!(err.contains(expected), "{} -> {err}", String::from_utf8_lossy(json));
+            assert!(
+                err.contains(expected),
+                "{} -> {err}",
+                String::from_utf8_lossy(json)
+            );
         }
     }
 }
