@@ -114,13 +114,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down: draining requests, flushing the memtable");
     let _ = stop_tx.send(true);
-    let collector_result = collector_task.await?;
-    let query_result = query_task.await?;
+    // In-flight requests get DRAIN_TIMEOUT to finish; a client that holds a
+    // connection open without using it must not keep the process alive.
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { (collector_task.await, query_task.await) }).await;
+    // Everything acknowledged is in the WAL already; closing flushes it to segments.
     tokio::task::spawn_blocking(move || store.close()).await??;
-    collector_result?;
-    query_result.context("query API server failed")?;
+    match drained {
+        Ok((collector_result, query_result)) => {
+            collector_result??;
+            query_result?.context("query API server failed")?;
+        }
+        Err(_) => tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closed them"),
+    }
     Ok(())
 }
+
+/// How long a graceful stop waits for open requests and connections.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};

@@ -15,8 +15,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use prost::Message;
 use seismo_store::{AppendOutcome, Store, StoreError};
 
@@ -143,8 +145,18 @@ async fn read_request<S: OtlpSignal>(
         .map_err(|e| CollectorError::Internal(format!("decoding task failed: {e}")))?
 }
 
+/// Most bytes of an oversized body read (and dropped) before answering 413.
+const DRAIN_MAX_BYTES: usize = 64 << 20;
+/// Longest time spent draining an oversized body.
+const DRAIN_MAX_TIME: Duration = Duration::from_secs(10);
+
 /// Collects the body, refusing it as soon as it passes `limit` bytes (or says it will).
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, CollectorError> {
+///
+/// An oversized body is drained (read and dropped, within `DRAIN_MAX_BYTES` and
+/// `DRAIN_MAX_TIME`) before the 413 goes out: a server that answers early and
+/// closes makes the client fail with a broken pipe instead of reading the
+/// status, and exporters retry a broken connection but must not retry a 413.
+async fn read_body(headers: &HeaderMap, mut body: Body, limit: usize) -> Result<Bytes, CollectorError> {
     let too_large = CollectorError::PayloadTooLarge {
         limit,
         decompressed: false,
@@ -153,13 +165,37 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
+        drain(body).await;
         return Err(too_large);
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large),
-        Err(e) => Err(CollectorError::BodyRead(e.to_string())),
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| CollectorError::BodyRead(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                drain(body).await;
+                return Err(too_large);
+            }
+            buf.extend_from_slice(&data);
+        }
     }
+    Ok(buf.freeze())
+}
+
+/// Reads and drops the rest of a body, bounded in bytes and time.
+async fn drain(mut body: Body) {
+    let read = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                seen += data.len();
+                if seen > DRAIN_MAX_BYTES {
+                    return;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_MAX_TIME, read).await;
 }
 
 fn decode<S: OtlpSignal>(
