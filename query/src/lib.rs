@@ -30,6 +30,7 @@ mod error;
 mod jaeger_handlers;
 pub mod params;
 mod router;
+mod selfmetrics;
 
 pub use dependencies::DEPENDENCY_TRACE_SAMPLE;
 pub use error::QueryError;

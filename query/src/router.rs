@@ -10,6 +10,7 @@ use seismo_store::Store;
 use crate::dependencies;
 use crate::error::QueryError;
 use crate::jaeger_handlers as jaeger;
+use crate::selfmetrics;
 
 /// What every handler needs: the store (cheap to clone; shared inside).
 #[derive(Clone)]
@@ -28,7 +29,8 @@ impl QueryState {
 ///
 /// Routes: Jaeger's `GET /api/services`, `/api/services/{service}/operations`,
 /// `/api/operations`, `/api/traces`, `/api/traces/{traceID}`,
-/// `/api/dependencies`, and `GET /healthz`. Any other path answers 404 and a
+/// `/api/dependencies`, `GET /healthz` and `GET /metrics` (seismo's own
+/// counters, Prometheus text). Any other path answers 404 and a
 /// wrong method 405, both in Jaeger's JSON error envelope.
 pub fn router(state: QueryState) -> Router {
     Router::new()
@@ -42,6 +44,7 @@ pub fn router(state: QueryState) -> Router {
         .route("/api/traces/{trace_id}", get(jaeger::get_trace))
         .route("/api/dependencies", get(dependencies::dependencies))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(selfmetrics::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
