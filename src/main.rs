@@ -8,6 +8,13 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// Flushes build and drop large Arrow and tantivy buffers every few seconds;
+/// glibc's allocator hands that memory back to the kernel and faults it in
+/// again (a quarter of ingest CPU went to zeroing fresh pages). mimalloc
+/// keeps it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "seismo", version, about = "Observability and chaos testing for distributed systems")]
 struct Cli {

@@ -144,16 +144,26 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("row values always serialize")
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("bad {what} JSON in segment: {e}")))
+/// A string column of JSON, serialized straight into one reused buffer
+/// (no String per row).
+fn json_column<'a, T: serde::Serialize + 'a>(values: impl Iterator<Item = Option<&'a T>>, rows: usize) -> ArrayRef {
+    let mut b = StringBuilder::with_capacity(rows, rows * 64);
+    let mut buf = Vec::with_capacity(1024);
+    for v in values {
+        match v {
+            Some(v) => {
+                buf.clear();
+                serde_json::to_writer(&mut buf, v).expect("row values always serialize");
+                b.append_value(std::str::from_utf8(&buf).expect("serde_json writes UTF-8"));
+            }
+            None => b.append_null(),
+        }
+    }
+    Arc::new(b.finish())
 }
 
-fn opt_json<T: serde::Serialize>(v: &[T]) -> Option<String> {
-    if v.is_empty() {
-        None
-    } else {
-        Some(json(&v))
-    }
+fn parse_json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("bad {what} JSON in segment: {e}")))
 }
 
 fn non_empty(s: &str) -> Option<&str> {
@@ -197,12 +207,12 @@ pub fn spans_to_batch(rows: &[&SpanRow]) -> Result<RecordBatch> {
         Arc::new(StringArray::from_iter(rows.iter().map(|r| non_empty(&r.status_message)))),
         Arc::new(StringArray::from_iter(rows.iter().map(|r| non_empty(&r.trace_state)))),
         Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.flags))),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| json(&r.attributes)))),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| json(&r.resource_attributes)))),
+        json_column(rows.iter().map(|r| Some(&r.attributes)), n),
+        json_column(rows.iter().map(|r| Some(&r.resource_attributes)), n),
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.scope_name))),
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.scope_version))),
-        Arc::new(StringArray::from_iter(rows.iter().map(|r| opt_json(&r.events)))),
-        Arc::new(StringArray::from_iter(rows.iter().map(|r| opt_json(&r.links)))),
+        json_column(rows.iter().map(|r| Some(&r.events).filter(|e| !e.is_empty())), n),
+        json_column(rows.iter().map(|r| Some(&r.links).filter(|l| !l.is_empty())), n),
         Arc::new(StringArray::from_iter(rows.iter().map(|r| dropped(r)))),
     ];
     Ok(RecordBatch::try_new(span_schema(), columns)?)
@@ -317,13 +327,13 @@ pub fn logs_to_batch(rows: &[&LogRow]) -> Result<RecordBatch> {
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.service_name))),
         Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.severity_number))),
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.severity_text))),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| json(&r.body)))),
+        json_column(rows.iter().map(|r| Some(&r.body)), n),
         Arc::new(trace_id.finish()),
         Arc::new(span_id.finish()),
         Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.flags))),
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.event_name))),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| json(&r.attributes)))),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| json(&r.resource_attributes)))),
+        json_column(rows.iter().map(|r| Some(&r.attributes)), n),
+        json_column(rows.iter().map(|r| Some(&r.resource_attributes)), n),
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.scope_name))),
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.scope_version))),
         Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.dropped_attributes_count))),
@@ -370,7 +380,7 @@ pub fn metrics_to_batch(rows: &[&MetricPointRow]) -> Result<RecordBatch> {
         Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.kind.as_i32()))),
         Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.temporality))),
         Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.is_monotonic)))),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| json(&r.attributes)))),
+        json_column(rows.iter().map(|r| Some(&r.attributes)), rows.len()),
         Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.value))),
         Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.value_int))),
         Arc::new(UInt64Array::from_iter(rows.iter().map(|r| r.count))),
@@ -378,7 +388,7 @@ pub fn metrics_to_batch(rows: &[&MetricPointRow]) -> Result<RecordBatch> {
         Arc::new(StringArray::from_iter(rows.iter().map(|r| r.distribution.as_ref().map(json)))),
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.description))),
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.unit))),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| json(&r.resource_attributes)))),
+        json_column(rows.iter().map(|r| Some(&r.resource_attributes)), rows.len()),
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.scope_name))),
         Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.flags))),
     ];

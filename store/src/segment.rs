@@ -33,7 +33,7 @@ use crate::model::*;
 use crate::query::TraceQuery;
 use crate::schema::{self, col, Columns};
 use crate::tags;
-use crate::textindex::{TextIndex, TextIndexWriter};
+use crate::textindex::{TextDetail, TextIndex, TextIndexWriter};
 
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
@@ -91,13 +91,22 @@ fn writer_props(sort_col: usize, bloom: Option<(&str, usize)>, no_dict: &[&str])
     b.build()
 }
 
-/// Writes `batch` to `path` through a temporary file and fsyncs it; the caller
-/// syncs the directory once for the whole flush.
-fn write_parquet(path: &Path, batch: &RecordBatch, props: WriterProperties) -> Result<u64> {
+/// Writes sorted `rows` to `path` one row group at a time (a batch per row
+/// group keeps peak memory and reallocation down), through a temporary file,
+/// and fsyncs it; the caller syncs the directory once for the whole flush.
+fn write_parquet<R>(
+    path: &Path,
+    schema: arrow::datatypes::SchemaRef,
+    rows: &[&R],
+    to_batch: impl Fn(&[&R]) -> Result<RecordBatch>,
+    props: WriterProperties,
+) -> Result<u64> {
     let tmp = path.with_extension("parquet.tmp");
     let file = File::create(&tmp)?;
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props))?;
-    writer.write(batch)?;
+    let mut writer = ArrowWriter::try_new(file, schema, Some(props))?;
+    for chunk in rows.chunks(ROW_GROUP_ROWS) {
+        writer.write(&to_batch(chunk)?)?;
+    }
     let file = writer.into_inner()?;
     file.sync_all()?;
     let len = file.metadata()?.len();
@@ -112,12 +121,12 @@ fn dir_size(dir: &Path) -> u64 {
 }
 
 /// Builds a text index in a temporary directory and renames it into place.
-fn write_index(path: &Path, fill: impl FnOnce(&mut TextIndexWriter) -> Result<()>) -> Result<u64> {
+fn write_index(path: &Path, detail: TextDetail, fill: impl FnOnce(&mut TextIndexWriter) -> Result<()>) -> Result<u64> {
     let tmp = path.with_extension("tantivy.tmp");
     if tmp.exists() {
         fs::remove_dir_all(&tmp)?;
     }
-    let mut w = TextIndexWriter::create(&tmp)?;
+    let mut w = TextIndexWriter::create(&tmp, detail)?;
     fill(&mut w)?;
     w.finish()?;
     let size = dir_size(&tmp);
@@ -155,9 +164,8 @@ impl SegmentMeta {
 pub fn write_spans(dir: &Path, id: u64, rows: &[SpanRow]) -> Result<SegmentMeta> {
     let mut sorted: Vec<&SpanRow> = rows.iter().collect();
     sorted.sort_by(|a, b| (a.trace_id, a.start_time_unix_nano).cmp(&(b.trace_id, b.start_time_unix_nano)));
-    let batch = schema::spans_to_batch(&sorted)?;
     let traces_per_group = (rows.len().min(ROW_GROUP_ROWS) / 2).max(1);
-    let props = writer_props(0, Some((col::TRACE_ID, traces_per_group)), &[col::SPAN_ID]);
+    let props = writer_props(0, Some((col::TRACE_ID, traces_per_group)), &[col::SPAN_ID, col::PARENT_SPAN_ID, col::ATTRIBUTES, col::EVENTS, col::LINKS]);
     let distinct: HashSet<(&str, &str, i32)> = rows.iter().map(|r| (r.service_name.as_str(), r.name.as_str(), r.kind)).collect();
     let mut meta = SegmentMeta::describe(
         id,
@@ -169,8 +177,8 @@ pub fn write_spans(dir: &Path, id: u64, rows: &[SpanRow]) -> Result<SegmentMeta>
     );
     let operations: BTreeSet<(String, String, i32)> = distinct.into_iter().map(|(s, n, k)| (s.to_string(), n.to_string(), k)).collect();
     meta.operations = operations.into_iter().collect();
-    let parquet_bytes = write_parquet(&meta.parquet_path(dir), &batch, props)?;
-    let index_bytes = write_index(&meta.index_path(dir), |w| {
+    let parquet_bytes = write_parquet(&meta.parquet_path(dir), schema::span_schema(), &sorted, |c| schema::spans_to_batch(c), props)?;
+    let index_bytes = write_index(&meta.index_path(dir), TextDetail::Docs, |w| {
         for (i, row) in sorted.iter().enumerate() {
             w.add(i as u64, |doc| {
                 tags::for_each_pair(row, |k, v| {
@@ -202,12 +210,11 @@ pub fn write_spans(dir: &Path, id: u64, rows: &[SpanRow]) -> Result<SegmentMeta>
 pub fn write_logs(dir: &Path, id: u64, rows: &[LogRow]) -> Result<SegmentMeta> {
     let mut sorted: Vec<&LogRow> = rows.iter().collect();
     sorted.sort_by(|a, b| (&a.service_name, a.time_unix_nano).cmp(&(&b.service_name, b.time_unix_nano)));
-    let batch = schema::logs_to_batch(&sorted)?;
     let props = writer_props(2, Some((col::TRACE_ID, ROW_GROUP_ROWS / 4)), &[]);
     let services = rows.iter().map(|r| r.service_name.as_str());
     let mut meta = SegmentMeta::describe(id, Signal::Logs, rows.len(), rows.iter().map(|r| r.time_unix_nano), services, true);
-    let parquet_bytes = write_parquet(&meta.parquet_path(dir), &batch, props)?;
-    let index_bytes = write_index(&meta.index_path(dir), |w| {
+    let parquet_bytes = write_parquet(&meta.parquet_path(dir), schema::log_schema(), &sorted, |c| schema::logs_to_batch(c), props)?;
+    let index_bytes = write_index(&meta.index_path(dir), TextDetail::Positions, |w| {
         for (i, row) in sorted.iter().enumerate() {
             w.add(i as u64, |doc| {
                 doc.text(&row.body.to_text());
@@ -233,11 +240,10 @@ pub fn write_metrics(dir: &Path, id: u64, rows: &[MetricPointRow]) -> Result<Seg
     sorted.sort_by(|a, b| {
         (&a.metric_name, &a.service_name, a.time_unix_nano).cmp(&(&b.metric_name, &b.service_name, b.time_unix_nano))
     });
-    let batch = schema::metrics_to_batch(&sorted)?;
     let props = writer_props(0, None, &[]);
     let services = rows.iter().map(|r| r.service_name.as_str());
     let mut meta = SegmentMeta::describe(id, Signal::Metrics, rows.len(), rows.iter().map(|r| r.time_unix_nano), services, false);
-    meta.bytes = write_parquet(&meta.parquet_path(dir), &batch, props)?;
+    meta.bytes = write_parquet(&meta.parquet_path(dir), schema::metric_schema(), &sorted, |c| schema::metrics_to_batch(c), props)?;
     Ok(meta)
 }
 

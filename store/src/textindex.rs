@@ -13,7 +13,7 @@ use std::path::Path;
 
 use tantivy::collector::DocSetCollector;
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
-use tantivy::schema::{Field, IndexRecordOption, Schema, FAST, STRING, TEXT};
+use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use crate::error::Result;
@@ -25,11 +25,35 @@ pub const TEXT_FIELD: &str = "text";
 /// Memory budget of the single indexing thread.
 const WRITER_HEAP: usize = 64 << 20;
 
-fn schema() -> (Schema, Field, Field, Field) {
+/// How much the `text` field records per token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextDetail {
+    /// Which documents hold a token: enough for term and boolean queries, and
+    /// what span text needs (spans are matched, never ranked).
+    Docs,
+    /// Frequencies and positions too: phrase queries and ranking (log bodies).
+    Positions,
+}
+
+/// Nothing is scored by field length, so no field norms: they would cost a
+/// byte per document per field.
+fn schema(detail: TextDetail) -> (Schema, Field, Field, Field) {
     let mut b = Schema::builder();
     let row = b.add_u64_field(ROW, FAST);
-    let kv = b.add_text_field(KV, STRING);
-    let text = b.add_text_field(TEXT_FIELD, TEXT);
+    let exact = TextFieldIndexing::default()
+        .set_tokenizer("raw")
+        .set_index_option(IndexRecordOption::Basic)
+        .set_fieldnorms(false);
+    let kv = b.add_text_field(KV, TextOptions::default().set_indexing_options(exact));
+    let record = match detail {
+        TextDetail::Docs => IndexRecordOption::Basic,
+        TextDetail::Positions => IndexRecordOption::WithFreqsAndPositions,
+    };
+    let words = TextFieldIndexing::default()
+        .set_tokenizer("default")
+        .set_index_option(record)
+        .set_fieldnorms(detail == TextDetail::Positions);
+    let text = b.add_text_field(TEXT_FIELD, TextOptions::default().set_indexing_options(words));
     (b.build(), row, kv, text)
 }
 
@@ -61,9 +85,9 @@ impl Doc<'_> {
 }
 
 impl TextIndexWriter {
-    pub fn create(dir: &Path) -> Result<Self> {
+    pub fn create(dir: &Path, detail: TextDetail) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let (schema, row, kv, text) = schema();
+        let (schema, row, kv, text) = schema(detail);
         let index = Index::create_in_dir(dir, schema)?;
         let writer = index.writer_with_num_threads(1, WRITER_HEAP)?;
         Ok(Self { writer, row, kv, text })
@@ -135,7 +159,7 @@ mod tests {
     fn finds_rows_by_all_terms() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("idx");
-        let mut w = TextIndexWriter::create(&path).unwrap();
+        let mut w = TextIndexWriter::create(&path, TextDetail::Docs).unwrap();
         w.add(0, |d| {
             d.kv("http.method=GET");
             d.kv("error=true");
