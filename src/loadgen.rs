@@ -52,8 +52,10 @@ pub struct LoadgenArgs {
     lookups_only: bool,
 }
 
-const SERVICES: [&str; 8] = ["frontend", "cart", "checkout", "payment", "shipping", "currency", "email", "recommendation"];
-const OPERATIONS: [&str; 6] = ["GET /api/cart", "POST /api/checkout", "GetQuote", "Charge", "SELECT orders", "publish order"];
+const SERVICES: [&str; 8] =
+    ["frontend", "cart", "checkout", "payment", "shipping", "currency", "email", "recommendation"];
+const OPERATIONS: [&str; 6] =
+    ["GET /api/cart", "POST /api/checkout", "GetQuote", "Charge", "SELECT orders", "publish order"];
 const ATTR_KEYS: usize = 97;
 const ATTR_VALUES: usize = 1000;
 const ATTRS_PER_SPAN: usize = 11;
@@ -109,7 +111,8 @@ fn build(args: &LoadgenArgs) -> (Vec<ExportTraceServiceRequest>, Vec<[u8; 16]>) 
                 start_time_unix_nano: start,
                 end_time_unix_nano: start + duration,
                 attributes,
-                status: error.then(|| Status { code: status::StatusCode::Error as i32, message: "injected failure".into() }),
+                status: error
+                    .then(|| Status { code: status::StatusCode::Error as i32, message: "injected failure".into() }),
                 ..Default::default()
             });
             parent = span_id.to_vec();
@@ -130,7 +133,11 @@ fn build(args: &LoadgenArgs) -> (Vec<ExportTraceServiceRequest>, Vec<[u8; 16]>) 
                     ..Default::default()
                 }),
                 scope_spans: vec![ScopeSpans {
-                    scope: Some(InstrumentationScope { name: "seismo-loadgen".into(), version: "1".into(), ..Default::default() }),
+                    scope: Some(InstrumentationScope {
+                        name: "seismo-loadgen".into(),
+                        version: "1".into(),
+                        ..Default::default()
+                    }),
                     spans,
                     ..Default::default()
                 }],
@@ -150,11 +157,22 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.batch > 0 && args.concurrency > 0 && args.spans_per_trace > 0, "--batch, --concurrency and --spans-per-trace must be positive");
+    anyhow::ensure!(
+        args.batch > 0 && args.concurrency > 0 && args.spans_per_trace > 0,
+        "--batch, --concurrency and --spans-per-trace must be positive"
+    );
     let (requests, trace_ids) = build(&args);
-    let span_count: u64 = requests.iter().map(|r| r.resource_spans.iter().map(|rs| rs.scope_spans[0].spans.len() as u64).sum::<u64>()).sum();
+    let span_count: u64 = requests
+        .iter()
+        .map(|r| r.resource_spans.iter().map(|rs| rs.scope_spans[0].spans.len() as u64).sum::<u64>())
+        .sum();
     let encoded: usize = requests.iter().map(prost::Message::encoded_len).sum();
-    eprintln!("loadgen: {} requests, {} spans, {:.1} B/span encoded", requests.len(), span_count, encoded as f64 / span_count as f64);
+    eprintln!(
+        "loadgen: {} requests, {} spans, {:.1} B/span encoded",
+        requests.len(),
+        span_count,
+        encoded as f64 / span_count as f64
+    );
 
     if !args.lookups_only {
         send(&args, requests).await?;
@@ -185,11 +203,14 @@ async fn send(args: &LoadgenArgs, requests: Vec<ExportTraceServiceRequest>) -> a
                 loop {
                     match client.export(req.clone()).await {
                         Ok(resp) => {
-                            let rejected = resp.into_inner().partial_success.map(|p| p.rejected_spans as u64).unwrap_or(0);
+                            let rejected =
+                                resp.into_inner().partial_success.map(|p| p.rejected_spans as u64).unwrap_or(0);
                             acked.fetch_add(n - rejected, Ordering::Relaxed);
                             break;
                         }
-                        Err(s) if s.code() == tonic::Code::ResourceExhausted || s.code() == tonic::Code::Unavailable => {
+                        Err(s)
+                            if s.code() == tonic::Code::ResourceExhausted || s.code() == tonic::Code::Unavailable =>
+                        {
                             retries.fetch_add(1, Ordering::Relaxed);
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }

@@ -107,9 +107,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let _ = rx.wait_for(|s| *s).await;
     };
     let collector_task = tokio::spawn(collector.run(stopped(stop_rx.clone())));
-    let query_task = tokio::spawn(async move {
-        axum::serve(query_listener, router).with_graceful_shutdown(stopped(stop_rx)).await
-    });
+    let query_task =
+        tokio::spawn(async move { axum::serve(query_listener, router).with_graceful_shutdown(stopped(stop_rx)).await });
 
     shutdown_signal().await;
     tracing::info!("shutting down: draining requests, flushing the memtable");

@@ -67,8 +67,15 @@ fn baseline_request(trace_hex: &str, service: &str) -> ExportTraceServiceRequest
     }
 }
 
-fn post(server: &Server, path: &str, content_type: &str, encoding: Option<&str>, body: Vec<u8>) -> (u16, String, String) {
-    let mut req = reqwest::blocking::Client::new().post(server.otlp_url(path)).header("content-type", content_type).body(body);
+fn post(
+    server: &Server,
+    path: &str,
+    content_type: &str,
+    encoding: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, String, String) {
+    let mut req =
+        reqwest::blocking::Client::new().post(server.otlp_url(path)).header("content-type", content_type).body(body);
     if let Some(e) = encoding {
         req = req.header("content-encoding", e);
     }
@@ -91,7 +98,13 @@ fn assert_healthy_and_intact(server: &Server, case: &str) {
 fn every_bad_input_gets_its_status_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--max-body-bytes", &LIMIT.to_string()]);
-    let (status, _, _) = post(&server, "/v1/traces", "application/x-protobuf", None, baseline_request(BASELINE_TRACE, "baseline").encode_to_vec());
+    let (status, _, _) = post(
+        &server,
+        "/v1/traces",
+        "application/x-protobuf",
+        None,
+        baseline_request(BASELINE_TRACE, "baseline").encode_to_vec(),
+    );
     assert_eq!(status, 200);
 
     let rows = table();
@@ -103,7 +116,8 @@ fn every_bad_input_gets_its_status_and_loses_nothing() {
         assert_eq!(status, *expected, "{case}: {text}");
         if content_type == "application/json" {
             assert!(ct.starts_with("application/json"), "{case}: response type {ct}");
-            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{case}: error body is not JSON: {text}"));
+            let v: serde_json::Value =
+                serde_json::from_str(&text).unwrap_or_else(|_| panic!("{case}: error body is not JSON: {text}"));
             assert!(!v["message"].as_str().unwrap_or("").is_empty(), "{case}: error names no problem: {text}");
         }
         assert_healthy_and_intact(&server, &case);

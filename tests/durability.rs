@@ -153,7 +153,13 @@ fn every_acknowledged_span_survives_kill_9() {
     let server = Server::start(dir.path(), &["--flush-rows", "4000"]);
     let stored = stored_spans(&server);
     let missing: Vec<_> = acked.iter().filter(|(t, s)| !stored.contains(&(hex(t), hex(s)))).collect();
-    assert!(missing.is_empty(), "{} of {} acknowledged spans lost after kill -9, e.g. {:?}", missing.len(), acked.len(), &missing[..missing.len().min(3)]);
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged spans lost after kill -9, e.g. {:?}",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(3)]
+    );
 
     // Spot-check whole traces by id, structure included.
     for (t, _) in acked.iter().step_by(997).take(20) {
@@ -166,7 +172,12 @@ fn every_acknowledged_span_survives_kill_9() {
 
     // The restarted server takes writes, and a second kill loses none of them.
     let (body, ids) = request(9, 0, now_ns());
-    let r = reqwest::blocking::Client::new().post(server.otlp_url("/v1/traces")).header("content-type", "application/x-protobuf").body(body).send().unwrap();
+    let r = reqwest::blocking::Client::new()
+        .post(server.otlp_url("/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .unwrap();
     assert!(r.status().is_success());
     server.kill9();
     let server = Server::start(dir.path(), &[]);

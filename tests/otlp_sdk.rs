@@ -166,8 +166,10 @@ fn sdk_exports_over_grpc_http_protobuf_and_http_json() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let grpc = {
         let _guard = rt.enter();
-        let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(server.grpc_url()).build().unwrap();
-        let provider = SdkTracerProvider::builder().with_simple_exporter(exporter).with_resource(resource("e2e-grpc")).build();
+        let exporter =
+            opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(server.grpc_url()).build().unwrap();
+        let provider =
+            SdkTracerProvider::builder().with_simple_exporter(exporter).with_resource(resource("e2e-grpc")).build();
         let e = emit_trace(&provider, "grpc");
         provider.shutdown().unwrap();
         e
@@ -180,7 +182,8 @@ fn sdk_exports_over_grpc_http_protobuf_and_http_json() {
             .with_endpoint(server.otlp_url("/v1/traces"))
             .build()
             .unwrap();
-        let provider = SdkTracerProvider::builder().with_simple_exporter(exporter).with_resource(resource(service)).build();
+        let provider =
+            SdkTracerProvider::builder().with_simple_exporter(exporter).with_resource(resource(service)).build();
         let e = emit_trace(&provider, transport);
         provider.shutdown().unwrap();
         e
@@ -214,8 +217,10 @@ fn sdk_logs_over_grpc_and_metrics_over_http_are_stored() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     {
         let _guard = rt.enter();
-        let exporter = opentelemetry_otlp::LogExporter::builder().with_tonic().with_endpoint(server.grpc_url()).build().unwrap();
-        let provider = SdkLoggerProvider::builder().with_simple_exporter(exporter).with_resource(resource("e2e-logs")).build();
+        let exporter =
+            opentelemetry_otlp::LogExporter::builder().with_tonic().with_endpoint(server.grpc_url()).build().unwrap();
+        let provider =
+            SdkLoggerProvider::builder().with_simple_exporter(exporter).with_resource(resource("e2e-logs")).build();
         let logger = provider.logger("e2e-logger");
         let mut record = logger.create_log_record();
         record.set_severity_number(Severity::Error);
@@ -232,7 +237,8 @@ fn sdk_logs_over_grpc_and_metrics_over_http_are_stored() {
         .with_endpoint(server.otlp_url("/v1/metrics"))
         .build()
         .unwrap();
-    let provider = SdkMeterProvider::builder().with_periodic_exporter(exporter).with_resource(resource("e2e-metrics")).build();
+    let provider =
+        SdkMeterProvider::builder().with_periodic_exporter(exporter).with_resource(resource("e2e-metrics")).build();
     let meter = provider.meter("e2e-meter");
     let counter = meter.u64_counter("orders.placed").build();
     counter.add(3, &[KeyValue::new("route", "/checkout")]);
@@ -256,7 +262,13 @@ fn sdk_logs_over_grpc_and_metrics_over_http_are_stored() {
     assert_eq!(seismo_store::attr(&log.attributes, "order.id"), Some(&seismo_store::AttrValue::Int(42)));
 
     let points = store.all_metric_points().unwrap();
-    let find = |name: &str| points.iter().filter(|p| p.metric_name == name && p.service_name == "e2e-metrics").last().unwrap_or_else(|| panic!("no {name} in {points:?}"));
+    let find = |name: &str| {
+        points
+            .iter()
+            .filter(|p| p.metric_name == name && p.service_name == "e2e-metrics")
+            .last()
+            .unwrap_or_else(|| panic!("no {name} in {points:?}"))
+    };
     let orders = find("orders.placed");
     assert_eq!(orders.kind, seismo_store::MetricKind::Sum);
     assert!(orders.is_monotonic);

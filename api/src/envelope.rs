@@ -25,21 +25,12 @@ pub struct Response<T> {
 impl<T> Response<T> {
     /// A successful answer without a count (trace searches, single traces).
     pub fn new(data: T) -> Self {
-        Response {
-            data,
-            total: 0,
-            limit: 0,
-            offset: 0,
-            errors: None,
-        }
+        Response { data, total: 0, limit: 0, offset: 0, errors: None }
     }
 
     /// A successful answer with `total` set (lists of services and operations).
     pub fn with_total(data: T, total: usize) -> Self {
-        Response {
-            total,
-            ..Response::new(data)
-        }
+        Response { total, ..Response::new(data) }
     }
 }
 
@@ -50,11 +41,7 @@ impl ErrorResponse {
     /// `{"data":null,"total":0,"limit":0,"offset":0,"errors":[{"code":..,"msg":..}]}`.
     pub fn error(code: u16, msg: impl Into<String>) -> Self {
         Response {
-            errors: Some(vec![ResponseError {
-                code: Some(code),
-                msg: msg.into(),
-                trace_id: None,
-            }]),
+            errors: Some(vec![ResponseError { code: Some(code), msg: msg.into(), trace_id: None }]),
             ..Response::new(())
         }
     }
@@ -78,9 +65,7 @@ mod tests {
 
     #[test]
     fn error_body_is_jaegers_exact_shape() {
-        let body =
-            serde_json::to_string(&ErrorResponse::error(400, "unable to parse param 'limit'"))
-                .unwrap();
+        let body = serde_json::to_string(&ErrorResponse::error(400, "unable to parse param 'limit'")).unwrap();
         assert_eq!(
             body,
             r#"{"data":null,"total":0,"limit":0,"offset":0,"errors":[{"code":400,"msg":"unable to parse param 'limit'"}]}"#
@@ -92,23 +77,13 @@ mod tests {
     #[test]
     fn success_body_has_null_errors_and_total() {
         let body = serde_json::to_string(&Response::with_total(vec!["a", "b"], 2)).unwrap();
-        assert_eq!(
-            body,
-            r#"{"data":["a","b"],"total":2,"limit":0,"offset":0,"errors":null}"#
-        );
+        assert_eq!(body, r#"{"data":["a","b"],"total":2,"limit":0,"offset":0,"errors":null}"#);
     }
 
     #[test]
     fn per_trace_error_has_trace_id_and_no_code() {
-        let err = ResponseError {
-            code: None,
-            msg: "trace not found".into(),
-            trace_id: Some("ab".into()),
-        };
-        assert_eq!(
-            serde_json::to_string(&err).unwrap(),
-            r#"{"msg":"trace not found","traceID":"ab"}"#
-        );
+        let err = ResponseError { code: None, msg: "trace not found".into(), trace_id: Some("ab".into()) };
+        assert_eq!(serde_json::to_string(&err).unwrap(), r#"{"msg":"trace not found","traceID":"ab"}"#);
     }
 
     #[test]

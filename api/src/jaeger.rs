@@ -34,11 +34,7 @@ pub struct Span {
     pub span_id: String,
     /// Deprecated by Jaeger in favour of `references`; never written by seismo,
     /// accepted when reading older JSON.
-    #[serde(
-        rename = "parentSpanID",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "parentSpanID", default, skip_serializing_if = "Option::is_none")]
     pub parent_span_id: Option<String>,
     /// Jaeger flags; bit 1 = sampled. Omitted when zero, as Jaeger does.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -57,11 +53,7 @@ pub struct Span {
     #[serde(default)]
     pub logs: Vec<Log>,
     /// Key into [`Trace::processes`].
-    #[serde(
-        rename = "processID",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(rename = "processID", default, skip_serializing_if = "String::is_empty")]
     pub process_id: String,
     /// Only in Jaeger's embedded-process form; never written by seismo.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -144,11 +136,7 @@ pub const JS_MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
 
 impl KeyValue {
     pub fn string(key: impl Into<String>, value: impl Into<String>) -> Self {
-        Self::raw(
-            key,
-            ValueType::String,
-            serde_json::Value::String(value.into()),
-        )
+        Self::raw(key, ValueType::String, serde_json::Value::String(value.into()))
     }
 
     pub fn bool(key: impl Into<String>, value: bool) -> Self {
@@ -179,19 +167,11 @@ impl KeyValue {
 
     /// Raw bytes, written as standard padded base64 (Go's encoding of `[]byte`).
     pub fn binary(key: impl Into<String>, bytes: &[u8]) -> Self {
-        Self::raw(
-            key,
-            ValueType::Binary,
-            serde_json::Value::String(base64_encode(bytes)),
-        )
+        Self::raw(key, ValueType::Binary, serde_json::Value::String(base64_encode(bytes)))
     }
 
     pub fn raw(key: impl Into<String>, value_type: ValueType, value: serde_json::Value) -> Self {
-        KeyValue {
-            key: key.into(),
-            value_type,
-            value,
-        }
+        KeyValue { key: key.into(), value_type, value }
     }
 
     /// The value as display text: strings unquoted, everything else as JSON.
@@ -260,10 +240,7 @@ mod tests {
             start_time: 1_700_000_000_000_000,
             duration: 1500,
             tags: vec![KeyValue::int64("http.status_code", 200)],
-            logs: vec![Log {
-                timestamp: 1_700_000_000_000_100,
-                fields: vec![KeyValue::string("event", "x")],
-            }],
+            logs: vec![Log { timestamp: 1_700_000_000_000_100, fields: vec![KeyValue::string("event", "x")] }],
             process_id: "p1".into(),
             process: None,
             warnings: None,
@@ -293,34 +270,15 @@ mod tests {
     fn flags_written_only_when_set() {
         let mut s = span();
         s.flags = 1;
-        assert!(serde_json::to_string(&s)
-            .unwrap()
-            .contains(r#""flags":1,"operationName""#));
+        assert!(serde_json::to_string(&s).unwrap().contains(r#""flags":1,"operationName""#));
     }
 
     #[test]
     fn trace_round_trips_with_sorted_process_keys() {
         let mut processes = BTreeMap::new();
-        processes.insert(
-            "p2".to_string(),
-            Process {
-                service_name: "b".into(),
-                tags: vec![],
-            },
-        );
-        processes.insert(
-            "p1".to_string(),
-            Process {
-                service_name: "a".into(),
-                tags: vec![],
-            },
-        );
-        let trace = Trace {
-            trace_id: "ab".into(),
-            spans: vec![span()],
-            processes,
-            warnings: None,
-        };
+        processes.insert("p2".to_string(), Process { service_name: "b".into(), tags: vec![] });
+        processes.insert("p1".to_string(), Process { service_name: "a".into(), tags: vec![] });
+        let trace = Trace { trace_id: "ab".into(), spans: vec![span()], processes, warnings: None };
         let json = serde_json::to_string(&trace).unwrap();
         assert!(json.contains(r#""processes":{"p1":{"serviceName":"a","tags":[]},"p2":"#));
         assert!(json.ends_with(r#""warnings":null}"#));
@@ -330,18 +288,9 @@ mod tests {
     #[test]
     fn typed_values_encode_as_jaeger_does() {
         let j = |kv: KeyValue| serde_json::to_string(&kv).unwrap();
-        assert_eq!(
-            j(KeyValue::bool("error", true)),
-            r#"{"key":"error","type":"bool","value":true}"#
-        );
-        assert_eq!(
-            j(KeyValue::float64("f", 1.5)),
-            r#"{"key":"f","type":"float64","value":1.5}"#
-        );
-        assert_eq!(
-            j(KeyValue::float64("f", f64::NAN)),
-            r#"{"key":"f","type":"float64","value":"NaN"}"#
-        );
+        assert_eq!(j(KeyValue::bool("error", true)), r#"{"key":"error","type":"bool","value":true}"#);
+        assert_eq!(j(KeyValue::float64("f", 1.5)), r#"{"key":"f","type":"float64","value":1.5}"#);
+        assert_eq!(j(KeyValue::float64("f", f64::NAN)), r#"{"key":"f","type":"float64","value":"NaN"}"#);
         assert_eq!(
             j(KeyValue::int64("big", i64::MAX)),
             r#"{"key":"big","type":"int64","value":"9223372036854775807"}"#
@@ -350,10 +299,7 @@ mod tests {
             j(KeyValue::int64("edge", JS_MAX_SAFE_INTEGER)),
             r#"{"key":"edge","type":"int64","value":9007199254740991}"#
         );
-        assert_eq!(
-            j(KeyValue::binary("b", b"hi!?")),
-            r#"{"key":"b","type":"binary","value":"aGkhPw=="}"#
-        );
+        assert_eq!(j(KeyValue::binary("b", b"hi!?")), r#"{"key":"b","type":"binary","value":"aGkhPw=="}"#);
     }
 
     #[test]
@@ -373,23 +319,10 @@ mod tests {
 
     #[test]
     fn operation_and_dependency_shapes() {
-        let op = Operation {
-            name: "GET /".into(),
-            span_kind: "server".into(),
-        };
-        assert_eq!(
-            serde_json::to_string(&op).unwrap(),
-            r#"{"name":"GET /","spanKind":"server"}"#
-        );
-        let link = DependencyLink {
-            parent: "a".into(),
-            child: "b".into(),
-            call_count: 3,
-        };
-        assert_eq!(
-            serde_json::to_string(&link).unwrap(),
-            r#"{"parent":"a","child":"b","callCount":3}"#
-        );
+        let op = Operation { name: "GET /".into(), span_kind: "server".into() };
+        assert_eq!(serde_json::to_string(&op).unwrap(), r#"{"name":"GET /","spanKind":"server"}"#);
+        let link = DependencyLink { parent: "a".into(), child: "b".into(), call_count: 3 };
+        assert_eq!(serde_json::to_string(&link).unwrap(), r#"{"parent":"a","child":"b","callCount":3}"#);
     }
 
     #[test]

@@ -33,20 +33,14 @@ impl ContentEncoding {
         let Some(raw) = value else {
             return Ok(ContentEncoding::Identity);
         };
-        let unsupported = || {
-            CollectorError::UnsupportedContentEncoding(String::from_utf8_lossy(raw).into_owned())
-        };
+        let unsupported = || CollectorError::UnsupportedContentEncoding(String::from_utf8_lossy(raw).into_owned());
         let text = std::str::from_utf8(raw).map_err(|_| unsupported())?;
         // "identity" is a no-op in a list; anything left must be a single coding.
-        let mut codings = text
-            .split(',')
-            .map(str::trim)
-            .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"));
+        let mut codings =
+            text.split(',').map(str::trim).filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"));
         let encoding = match codings.next() {
             None => ContentEncoding::Identity,
-            Some(c) if c.eq_ignore_ascii_case("gzip") || c.eq_ignore_ascii_case("x-gzip") => {
-                ContentEncoding::Gzip
-            }
+            Some(c) if c.eq_ignore_ascii_case("gzip") || c.eq_ignore_ascii_case("x-gzip") => ContentEncoding::Gzip,
             Some(c) if c.eq_ignore_ascii_case("deflate") => ContentEncoding::Deflate,
             Some(c) if c.eq_ignore_ascii_case("zstd") => ContentEncoding::Zstd,
             Some(_) => return Err(unsupported()),
@@ -79,10 +73,7 @@ impl ContentEncoding {
         if body.is_empty() {
             return Ok(body);
         }
-        let bad = |e: std::io::Error| CollectorError::Decompress {
-            encoding: self.as_str(),
-            reason: e.to_string(),
-        };
+        let bad = |e: std::io::Error| CollectorError::Decompress { encoding: self.as_str(), reason: e.to_string() };
         let input = &body[..];
         let out = match self {
             ContentEncoding::Identity => unreachable!("returned above"),
@@ -90,9 +81,7 @@ impl ContentEncoding {
             ContentEncoding::Deflate => read_bounded(ZlibDecoder::new(input), input.len(), limit),
             ContentEncoding::Zstd => {
                 let mut decoder = zstd::stream::read::Decoder::new(input).map_err(bad)?;
-                decoder
-                    .window_log_max(zstd_window_log_max(limit))
-                    .map_err(bad)?;
+                decoder.window_log_max(zstd_window_log_max(limit)).map_err(bad)?;
                 read_bounded(decoder, input.len(), limit)
             }
         }
@@ -104,10 +93,7 @@ impl ContentEncoding {
 
 fn check_limit(len: usize, limit: usize, decompressed: bool) -> Result<(), CollectorError> {
     if len > limit {
-        return Err(CollectorError::PayloadTooLarge {
-            limit,
-            decompressed,
-        });
+        return Err(CollectorError::PayloadTooLarge { limit, decompressed });
     }
     Ok(())
 }
@@ -142,19 +128,14 @@ mod tests {
     #[test]
     fn header_parsing() {
         let parse = |v: &str| ContentEncoding::from_header(Some(v.as_bytes()));
-        assert_eq!(
-            ContentEncoding::from_header(None).unwrap(),
-            ContentEncoding::Identity
-        );
+        assert_eq!(ContentEncoding::from_header(None).unwrap(), ContentEncoding::Identity);
         assert_eq!(parse("identity").unwrap(), ContentEncoding::Identity);
         assert_eq!(parse("").unwrap(), ContentEncoding::Identity);
         assert_eq!(parse("GZIP").unwrap(), ContentEncoding::Gzip);
         assert_eq!(parse(" zstd ").unwrap(), ContentEncoding::Zstd);
         assert_eq!(parse("deflate").unwrap(), ContentEncoding::Deflate);
         assert_eq!(parse("gzip, identity").unwrap(), ContentEncoding::Gzip);
-        assert!(
-            matches!(parse("br"), Err(CollectorError::UnsupportedContentEncoding(v)) if v == "br")
-        );
+        assert!(matches!(parse("br"), Err(CollectorError::UnsupportedContentEncoding(v)) if v == "br"));
         assert!(parse("gzip, zstd").is_err());
         assert!(parse("snappy").is_err());
     }
@@ -162,77 +143,30 @@ mod tests {
     #[test]
     fn round_trips() {
         let data = b"otlp payload ".repeat(100);
-        assert_eq!(
-            ContentEncoding::Gzip.decode(gzip(&data), 1 << 20).unwrap(),
-            data
-        );
+        assert_eq!(ContentEncoding::Gzip.decode(gzip(&data), 1 << 20).unwrap(), data);
         let zstd = zstd::encode_all(&data[..], 3).unwrap();
-        assert_eq!(
-            ContentEncoding::Zstd.decode(zstd.into(), 1 << 20).unwrap(),
-            data
-        );
+        assert_eq!(ContentEncoding::Zstd.decode(zstd.into(), 1 << 20).unwrap(), data);
         let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
         zlib.write_all(&data).unwrap();
-        assert_eq!(
-            ContentEncoding::Deflate
-                .decode(zlib.finish().unwrap().into(), 1 << 20)
-                .unwrap(),
-            data
-        );
-        assert_eq!(
-            ContentEncoding::Identity
-                .decode(Bytes::from(data.clone()), 1 << 20)
-                .unwrap(),
-            data
-        );
+        assert_eq!(ContentEncoding::Deflate.decode(zlib.finish().unwrap().into(), 1 << 20).unwrap(), data);
+        assert_eq!(ContentEncoding::Identity.decode(Bytes::from(data.clone()), 1 << 20).unwrap(), data);
     }
 
     #[test]
     fn concatenated_gzip_members_are_one_body() {
         let mut two = gzip(b"hello ").to_vec();
         two.extend_from_slice(&gzip(b"world"));
-        assert_eq!(
-            ContentEncoding::Gzip.decode(two.into(), 100).unwrap(),
-            &b"hello world"[..]
-        );
+        assert_eq!(ContentEncoding::Gzip.decode(two.into(), 100).unwrap(), &b"hello world"[..]);
     }
 
     #[test]
     fn exactly_the_limit_passes_one_more_byte_fails() {
         let data = vec![7u8; 1000];
-        assert_eq!(
-            ContentEncoding::Gzip
-                .decode(gzip(&data), 1000)
-                .unwrap()
-                .len(),
-            1000
-        );
-        let err = ContentEncoding::Gzip
-            .decode(gzip(&[7u8; 1001]), 1000)
-            .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                CollectorError::PayloadTooLarge {
-                    limit: 1000,
-                    decompressed: true
-                }
-            ),
-            "{err}"
-        );
-        let err = ContentEncoding::Identity
-            .decode(Bytes::from(vec![0u8; 1001]), 1000)
-            .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                CollectorError::PayloadTooLarge {
-                    decompressed: false,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert_eq!(ContentEncoding::Gzip.decode(gzip(&data), 1000).unwrap().len(), 1000);
+        let err = ContentEncoding::Gzip.decode(gzip(&[7u8; 1001]), 1000).unwrap_err();
+        assert!(matches!(err, CollectorError::PayloadTooLarge { limit: 1000, decompressed: true }), "{err}");
+        let err = ContentEncoding::Identity.decode(Bytes::from(vec![0u8; 1001]), 1000).unwrap_err();
+        assert!(matches!(err, CollectorError::PayloadTooLarge { decompressed: false, .. }), "{err}");
     }
 
     /// 64 MiB of zeros gzip to ~64 KiB; with a 1 MiB limit the decoder must stop after
@@ -246,53 +180,25 @@ mod tests {
         }
         let bomb = encoder.finish().unwrap();
         assert!(bomb.len() < 128 * 1024, "bomb is {} bytes", bomb.len());
-        let err = ContentEncoding::Gzip
-            .decode(bomb.into(), 1 << 20)
-            .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                CollectorError::PayloadTooLarge {
-                    limit: 1_048_576,
-                    decompressed: true
-                }
-            ),
-            "{err}"
-        );
+        let err = ContentEncoding::Gzip.decode(bomb.into(), 1 << 20).unwrap_err();
+        assert!(matches!(err, CollectorError::PayloadTooLarge { limit: 1_048_576, decompressed: true }), "{err}");
     }
 
     #[test]
     fn zstd_bomb_is_refused_too() {
         let bomb = zstd::encode_all(&vec![0u8; 16 << 20][..], 3).unwrap();
-        let err = ContentEncoding::Zstd
-            .decode(bomb.into(), 1 << 20)
-            .unwrap_err();
-        assert!(
-            matches!(err, CollectorError::PayloadTooLarge { .. }),
-            "{err}"
-        );
+        let err = ContentEncoding::Zstd.decode(bomb.into(), 1 << 20).unwrap_err();
+        assert!(matches!(err, CollectorError::PayloadTooLarge { .. }), "{err}");
     }
 
     #[test]
     fn garbage_is_a_decompression_error() {
-        for encoding in [
-            ContentEncoding::Gzip,
-            ContentEncoding::Deflate,
-            ContentEncoding::Zstd,
-        ] {
-            let err = encoding
-                .decode(Bytes::from_static(b"definitely not compressed"), 1000)
-                .unwrap_err();
-            assert!(
-                matches!(err, CollectorError::Decompress { .. }),
-                "{encoding:?}: {err}"
-            );
+        for encoding in [ContentEncoding::Gzip, ContentEncoding::Deflate, ContentEncoding::Zstd] {
+            let err = encoding.decode(Bytes::from_static(b"definitely not compressed"), 1000).unwrap_err();
+            assert!(matches!(err, CollectorError::Decompress { .. }), "{encoding:?}: {err}");
         }
         let truncated = gzip(&[1u8; 5000]).slice(..20);
-        assert!(matches!(
-            ContentEncoding::Gzip.decode(truncated, 10_000),
-            Err(CollectorError::Decompress { .. })
-        ));
+        assert!(matches!(ContentEncoding::Gzip.decode(truncated, 10_000), Err(CollectorError::Decompress { .. })));
     }
 
     #[test]

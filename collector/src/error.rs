@@ -66,16 +66,10 @@ pub enum CollectorError {
     PayloadTooLarge { limit: usize, decompressed: bool },
     /// The body claims a compression it does not have, or is truncated.
     #[error("cannot decompress the {encoding} body: {reason}")]
-    Decompress {
-        encoding: &'static str,
-        reason: String,
-    },
+    Decompress { encoding: &'static str, reason: String },
     /// The (decompressed) body is not a valid OTLP message in its content type.
     #[error("invalid OTLP/{format} body: {reason}")]
-    Decode {
-        format: &'static str,
-        reason: String,
-    },
+    Decode { format: &'static str, reason: String },
     /// The body could not be read from the connection (client went away, bad framing).
     #[error("cannot read the request body: {0}")]
     BodyRead(String),
@@ -100,9 +94,7 @@ impl CollectorError {
             | CollectorError::Decode { .. }
             | CollectorError::BodyRead(_) => Code::InvalidArgument,
             CollectorError::PayloadTooLarge { .. } => Code::ResourceExhausted,
-            CollectorError::Store(StoreError::InvalidId(_) | StoreError::InvalidRequest(_)) => {
-                Code::InvalidArgument
-            }
+            CollectorError::Store(StoreError::InvalidId(_) | StoreError::InvalidRequest(_)) => Code::InvalidArgument,
             CollectorError::Store(StoreError::Busy(_)) => Code::ResourceExhausted,
             CollectorError::Store(StoreError::Closed) => Code::Unavailable,
             CollectorError::Store(_)
@@ -133,8 +125,7 @@ impl CollectorError {
 
     /// Whether the fault lies with the client (logged at debug) or with us (warn).
     pub(crate) fn is_client_error(&self) -> bool {
-        self.grpc_code() == tonic::Code::InvalidArgument
-            || matches!(self, CollectorError::PayloadTooLarge { .. })
+        self.grpc_code() == tonic::Code::InvalidArgument || matches!(self, CollectorError::PayloadTooLarge { .. })
     }
 }
 
@@ -147,20 +138,11 @@ mod tests {
     fn store_errors_map_to_the_otlp_failure_classes() {
         let cases = [
             (StoreError::InvalidId("short".into()), Code::InvalidArgument),
-            (
-                StoreError::InvalidRequest("bad".into()),
-                Code::InvalidArgument,
-            ),
-            (
-                StoreError::Busy("queue full".into()),
-                Code::ResourceExhausted,
-            ),
+            (StoreError::InvalidRequest("bad".into()), Code::InvalidArgument),
+            (StoreError::Busy("queue full".into()), Code::ResourceExhausted),
             (StoreError::Closed, Code::Unavailable),
             (StoreError::Corrupt("crc".into()), Code::Internal),
-            (
-                StoreError::Io(std::io::Error::other("disk")),
-                Code::Internal,
-            ),
+            (StoreError::Io(std::io::Error::other("disk")), Code::Internal),
         ];
         for (store_error, code) in cases {
             assert_eq!(CollectorError::from(store_error).grpc_code(), code);
@@ -174,19 +156,9 @@ mod tests {
             addr: "127.0.0.1:4317".parse().unwrap(),
             source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
         };
-        assert!(
-            bind.to_string()
-                .starts_with("cannot listen for OTLP/gRPC on 127.0.0.1:4317: "),
-            "{bind}"
-        );
-        let too_large = CollectorError::PayloadTooLarge {
-            limit: 10,
-            decompressed: true,
-        };
-        assert_eq!(
-            too_large.to_string(),
-            "request body is larger than the limit of 10 bytes after decompression"
-        );
+        assert!(bind.to_string().starts_with("cannot listen for OTLP/gRPC on 127.0.0.1:4317: "), "{bind}");
+        let too_large = CollectorError::PayloadTooLarge { limit: 10, decompressed: true };
+        assert_eq!(too_large.to_string(), "request body is larger than the limit of 10 bytes after decompression");
         assert!(too_large.is_client_error());
         assert!(!CollectorError::from(StoreError::Closed).is_client_error());
     }

@@ -14,24 +14,14 @@
 use std::time::Duration;
 
 use axum::http::HeaderValue;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use seismo_store::{Store, StoreError};
 use tonic::codec::CompressionEncoding;
 use tonic::service::Routes;
@@ -67,27 +57,17 @@ pub(crate) fn routes_with_sink<K: BatchSink>(sink: K, max_body_bytes: usize) -> 
         .accept_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Zstd)
         .max_decoding_message_size(max_body_bytes);
-    let routes = Routes::new(traces)
-        .add_service(logs)
-        .add_service(metrics)
-        .into_axum_router();
-    Routes::from(routes.layer(MapResponseLayer::new(
-        oversized_is_resource_exhausted::<axum::body::Body>,
-    )))
+    let routes = Routes::new(traces).add_service(logs).add_service(metrics).into_axum_router();
+    Routes::from(routes.layer(MapResponseLayer::new(oversized_is_resource_exhausted::<axum::body::Body>)))
 }
 
 /// Response mapper, layered over the services: turns tonic's `OUT_OF_RANGE` for an oversized
 /// message into `RESOURCE_EXHAUSTED` (see the module doc). Our handlers never return
 /// `OUT_OF_RANGE`, so nothing else is affected. Decode errors are "trailers-only"
 /// responses, so the status is in the headers.
-fn oversized_is_resource_exhausted<B>(
-    mut response: axum::http::Response<B>,
-) -> axum::http::Response<B> {
+fn oversized_is_resource_exhausted<B>(mut response: axum::http::Response<B>) -> axum::http::Response<B> {
     let headers = response.headers_mut();
-    if headers
-        .get("grpc-status")
-        .is_some_and(|v| v.as_bytes() == b"11")
-    {
+    if headers.get("grpc-status").is_some_and(|v| v.as_bytes() == b"11") {
         headers.insert("grpc-status", HeaderValue::from_static("8"));
     }
     response
@@ -99,10 +79,7 @@ struct GrpcReceiver<K> {
 }
 
 impl<K: BatchSink> GrpcReceiver<K> {
-    async fn export<S: OtlpSignal>(
-        &self,
-        request: Request<S::Request>,
-    ) -> Result<Response<S::Response>, Status> {
+    async fn export<S: OtlpSignal>(&self, request: Request<S::Request>) -> Result<Response<S::Response>, Status> {
         match ingest::export::<S, K>(&self.sink, Transport::Grpc, request.into_inner()).await {
             Ok(outcome) => Ok(Response::new(S::response(&outcome))),
             Err(error) => Err(to_status(&error)),

@@ -8,9 +8,7 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::header::{
-    ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
-};
+use axum::http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -55,10 +53,7 @@ pub(crate) fn router_with_sink<K: BatchSink>(sink: K, max_body_bytes: usize) -> 
         .route(Signal::Logs.http_path(), post(export::<Logs, K>))
         .route(Signal::Metrics.http_path(), post(export::<Metrics, K>))
         .fallback(unknown_path)
-        .with_state(HttpState {
-            sink,
-            max_body_bytes,
-        })
+        .with_state(HttpState { sink, max_body_bytes })
 }
 
 /// The two OTLP/HTTP encodings; the response uses the request's.
@@ -74,11 +69,8 @@ impl WireFormat {
         let Some(value) = headers.get(CONTENT_TYPE) else {
             return Err(CollectorError::UnsupportedContentType(String::new()));
         };
-        let unsupported = || {
-            CollectorError::UnsupportedContentType(
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        };
+        let unsupported =
+            || CollectorError::UnsupportedContentType(String::from_utf8_lossy(value.as_bytes()).into_owned());
         let text = value.to_str().map_err(|_| unsupported())?;
         let media_type = text.split(';').next().unwrap_or_default().trim();
         if media_type.eq_ignore_ascii_case(PROTOBUF) {
@@ -132,8 +124,7 @@ async fn read_request<S: OtlpSignal>(
     format: WireFormat,
     limit: usize,
 ) -> Result<S::Request, CollectorError> {
-    let encoding =
-        ContentEncoding::from_header(headers.get(CONTENT_ENCODING).map(HeaderValue::as_bytes))?;
+    let encoding = ContentEncoding::from_header(headers.get(CONTENT_ENCODING).map(HeaderValue::as_bytes))?;
     let raw = read_body(headers, body, limit).await?;
     // A small compressed body can still inflate to `limit` bytes: only small identity
     // bodies are cheap enough to decode inline.
@@ -157,13 +148,8 @@ const DRAIN_MAX_TIME: Duration = Duration::from_secs(10);
 /// closes makes the client fail with a broken pipe instead of reading the
 /// status, and exporters retry a broken connection but must not retry a 413.
 async fn read_body(headers: &HeaderMap, mut body: Body, limit: usize) -> Result<Bytes, CollectorError> {
-    let too_large = CollectorError::PayloadTooLarge {
-        limit,
-        decompressed: false,
-    };
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let too_large = CollectorError::PayloadTooLarge { limit, decompressed: false };
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         drain(body).await;
         return Err(too_large);
@@ -206,14 +192,12 @@ fn decode<S: OtlpSignal>(
 ) -> Result<S::Request, CollectorError> {
     let body = encoding.decode(raw, limit)?;
     match format {
-        WireFormat::Protobuf => S::Request::decode(body).map_err(|e| CollectorError::Decode {
-            format: "protobuf",
-            reason: e.to_string(),
-        }),
-        WireFormat::Json => S::decode_json(&body).map_err(|e| CollectorError::Decode {
-            format: "JSON",
-            reason: e.to_string(),
-        }),
+        WireFormat::Protobuf => {
+            S::Request::decode(body).map_err(|e| CollectorError::Decode { format: "protobuf", reason: e.to_string() })
+        }
+        WireFormat::Json => {
+            S::decode_json(&body).map_err(|e| CollectorError::Decode { format: "JSON", reason: e.to_string() })
+        }
     }
 }
 
@@ -222,12 +206,7 @@ fn success_response<S: OtlpSignal>(format: WireFormat, outcome: &AppendOutcome) 
         WireFormat::Protobuf => S::response(outcome).encode_to_vec(),
         WireFormat::Json => S::response_json(outcome).to_string().into_bytes(),
     };
-    (
-        StatusCode::OK,
-        [(CONTENT_TYPE, format.content_type())],
-        body,
-    )
-        .into_response()
+    (StatusCode::OK, [(CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
 /// `google.rpc.Status`, the OTLP/HTTP error body (details omitted).
@@ -241,15 +220,14 @@ struct RpcStatus {
 
 fn http_status(error: &CollectorError) -> StatusCode {
     match error {
-        CollectorError::UnsupportedContentType(_)
-        | CollectorError::UnsupportedContentEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        CollectorError::UnsupportedContentType(_) | CollectorError::UnsupportedContentEncoding(_) => {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        }
         CollectorError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        CollectorError::Decompress { .. }
-        | CollectorError::Decode { .. }
-        | CollectorError::BodyRead(_) => StatusCode::BAD_REQUEST,
-        CollectorError::Store(StoreError::InvalidId(_) | StoreError::InvalidRequest(_)) => {
+        CollectorError::Decompress { .. } | CollectorError::Decode { .. } | CollectorError::BodyRead(_) => {
             StatusCode::BAD_REQUEST
         }
+        CollectorError::Store(StoreError::InvalidId(_) | StoreError::InvalidRequest(_)) => StatusCode::BAD_REQUEST,
         CollectorError::Store(StoreError::Busy(_)) => StatusCode::TOO_MANY_REQUESTS,
         CollectorError::Store(StoreError::Closed) => StatusCode::SERVICE_UNAVAILABLE,
         CollectorError::Store(_)
@@ -263,16 +241,11 @@ fn http_status(error: &CollectorError) -> StatusCode {
 /// that tell a client what to do next.
 fn error_response(error: &CollectorError, format: WireFormat) -> Response {
     let status = http_status(error);
-    let rpc_status = RpcStatus {
-        code: error.grpc_code() as i32,
-        message: error.to_string(),
-    };
+    let rpc_status = RpcStatus { code: error.grpc_code() as i32, message: error.to_string() };
     let body = match format {
         WireFormat::Protobuf => rpc_status.encode_to_vec(),
         WireFormat::Json => {
-            serde_json::json!({"code": rpc_status.code, "message": rpc_status.message})
-                .to_string()
-                .into_bytes()
+            serde_json::json!({"code": rpc_status.code, "message": rpc_status.message}).to_string().into_bytes()
         }
     };
     let mut response = (status, [(CONTENT_TYPE, format.content_type())], body).into_response();
@@ -284,10 +257,7 @@ fn error_response(error: &CollectorError, format: WireFormat) -> Response {
         }
         // RFC 9110 §15.5.16: say which codings would work.
         CollectorError::UnsupportedContentEncoding(_) => {
-            headers.insert(
-                ACCEPT_ENCODING,
-                HeaderValue::from_static("gzip, zstd, deflate, identity"),
-            );
+            headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip, zstd, deflate, identity"));
         }
         _ => {}
     }
@@ -296,8 +266,7 @@ fn error_response(error: &CollectorError, format: WireFormat) -> Response {
 
 async fn unknown_path() -> Response {
     let message = "not found: OTLP/HTTP serves POST /v1/traces, /v1/logs and /v1/metrics";
-    let body =
-        serde_json::json!({"code": tonic::Code::NotFound as i32, "message": message}).to_string();
+    let body = serde_json::json!({"code": tonic::Code::NotFound as i32, "message": message}).to_string();
     (StatusCode::NOT_FOUND, [(CONTENT_TYPE, JSON)], body).into_response()
 }
 

@@ -15,17 +15,11 @@ use crate::signal::{OtlpSignal, Signal};
 /// tested against a scripted sink (busy, closed, partial success) without a database.
 pub(crate) trait BatchSink: Clone + Send + Sync + 'static {
     /// Appends a batch; resolves once it is durable (see [`Store::append`]).
-    fn append(
-        &self,
-        batch: Batch,
-    ) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send;
+    fn append(&self, batch: Batch) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send;
 }
 
 impl BatchSink for Store {
-    fn append(
-        &self,
-        batch: Batch,
-    ) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send {
+    fn append(&self, batch: Batch) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send {
         Store::append(self, batch)
     }
 }
@@ -44,16 +38,8 @@ pub(crate) async fn export<S: OtlpSignal, K: BatchSink>(
 ) -> Result<AppendOutcome, CollectorError> {
     let items = S::item_count(&request);
     if items == 0 {
-        tracing::trace!(
-            signal = S::SIGNAL.as_str(),
-            transport = transport.as_str(),
-            "empty OTLP export acknowledged"
-        );
-        return Ok(AppendOutcome {
-            accepted: 0,
-            rejected: 0,
-            message: None,
-        });
+        tracing::trace!(signal = S::SIGNAL.as_str(), transport = transport.as_str(), "empty OTLP export acknowledged");
+        return Ok(AppendOutcome { accepted: 0, rejected: 0, message: None });
     }
     match sink.append(S::into_batch(request)).await {
         Ok(outcome) => {
@@ -80,12 +66,7 @@ fn record_outcome(signal: Signal, transport: Transport, items: u64, outcome: &Ap
             outcome.message.as_deref().unwrap_or("")
         );
     } else {
-        tracing::trace!(
-            signal = signal.as_str(),
-            transport = transport.as_str(),
-            items,
-            "OTLP export accepted"
-        );
+        tracing::trace!(signal = signal.as_str(), transport = transport.as_str(), items, "OTLP export accepted");
     }
 }
 
@@ -112,10 +93,7 @@ pub(crate) mod testing {
     #[derive(Clone)]
     pub(crate) enum Script {
         Accept,
-        Reject {
-            rejected: u64,
-            message: &'static str,
-        },
+        Reject { rejected: u64, message: &'static str },
         Busy,
         Closed,
         InvalidId,
@@ -130,10 +108,7 @@ pub(crate) mod testing {
 
     impl FakeSink {
         pub(crate) fn new(script: Script) -> Self {
-            FakeSink {
-                script,
-                appended: Arc::default(),
-            }
+            FakeSink { script, appended: Arc::default() }
         }
 
         /// The batches appended so far (taken: `Batch` need not be `Clone`).
@@ -143,26 +118,15 @@ pub(crate) mod testing {
     }
 
     impl BatchSink for FakeSink {
-        fn append(
-            &self,
-            batch: Batch,
-        ) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send {
+        fn append(&self, batch: Batch) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send {
             let result = match &self.script {
-                Script::Accept => Ok(AppendOutcome {
-                    accepted: 1,
-                    rejected: 0,
-                    message: None,
-                }),
-                Script::Reject { rejected, message } => Ok(AppendOutcome {
-                    accepted: 0,
-                    rejected: *rejected,
-                    message: Some((*message).to_owned()),
-                }),
+                Script::Accept => Ok(AppendOutcome { accepted: 1, rejected: 0, message: None }),
+                Script::Reject { rejected, message } => {
+                    Ok(AppendOutcome { accepted: 0, rejected: *rejected, message: Some((*message).to_owned()) })
+                }
                 Script::Busy => Err(StoreError::Busy("write queue full".into())),
                 Script::Closed => Err(StoreError::Closed),
-                Script::InvalidId => Err(StoreError::InvalidId(
-                    "span id has 3 bytes, expected 8".into(),
-                )),
+                Script::InvalidId => Err(StoreError::InvalidId("span id has 3 bytes, expected 8".into())),
                 Script::Broken => Err(StoreError::Corrupt("checksum mismatch".into())),
             };
             if result.is_ok() {
@@ -184,10 +148,7 @@ mod tests {
     fn one_span() -> ExportTraceServiceRequest {
         ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
-                scope_spans: vec![ScopeSpans {
-                    spans: vec![Span::default()],
-                    ..Default::default()
-                }],
+                scope_spans: vec![ScopeSpans { spans: vec![Span::default()], ..Default::default() }],
                 ..Default::default()
             }],
         }
@@ -196,12 +157,8 @@ mod tests {
     #[tokio::test]
     async fn empty_requests_never_reach_the_store() {
         let sink = FakeSink::new(Script::Closed);
-        let empty = ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans::default()],
-        };
-        let outcome = export::<Traces, _>(&sink, Transport::Http, empty)
-            .await
-            .unwrap();
+        let empty = ExportTraceServiceRequest { resource_spans: vec![ResourceSpans::default()] };
+        let outcome = export::<Traces, _>(&sink, Transport::Http, empty).await.unwrap();
         assert_eq!((outcome.accepted, outcome.rejected), (0, 0));
         assert!(sink.take_batches().is_empty());
     }
@@ -209,23 +166,14 @@ mod tests {
     #[tokio::test]
     async fn store_errors_come_back_typed() {
         let sink = FakeSink::new(Script::Busy);
-        let err = export::<Traces, _>(&sink, Transport::Grpc, one_span())
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, CollectorError::Store(StoreError::Busy(_))),
-            "{err}"
-        );
+        let err = export::<Traces, _>(&sink, Transport::Grpc, one_span()).await.unwrap_err();
+        assert!(matches!(err, CollectorError::Store(StoreError::Busy(_))), "{err}");
     }
 
     #[tokio::test]
     async fn accepted_batches_reach_the_store() {
         let sink = FakeSink::new(Script::Accept);
-        export::<Traces, _>(&sink, Transport::Grpc, one_span())
-            .await
-            .unwrap();
-        assert!(
-            matches!(sink.take_batches().as_slice(), [Batch::Traces(req)] if req == &one_span())
-        );
+        export::<Traces, _>(&sink, Transport::Grpc, one_span()).await.unwrap();
+        assert!(matches!(sink.take_batches().as_slice(), [Batch::Traces(req)] if req == &one_span()));
     }
 }

@@ -58,15 +58,8 @@ pub(crate) async fn bind_with_sink<K: BatchSink>(
     })
 }
 
-async fn listen(
-    transport: Transport,
-    addr: SocketAddr,
-) -> Result<(TcpListener, SocketAddr), CollectorError> {
-    let bind_error = |source| CollectorError::Bind {
-        transport,
-        addr,
-        source,
-    };
+async fn listen(transport: Transport, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), CollectorError> {
+    let bind_error = |source| CollectorError::Bind { transport, addr, source };
     let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
     let local = listener.local_addr().map_err(bind_error)?;
     Ok((listener, local))
@@ -108,8 +101,7 @@ impl Collector {
         };
 
         let http_addr = self.http_addr;
-        let http = axum::serve(self.http_listener, self.http_router)
-            .with_graceful_shutdown(stopped(stop_rx));
+        let http = axum::serve(self.http_listener, self.http_router).with_graceful_shutdown(stopped(stop_rx));
         let http = async move {
             http.await.map_err(|e| CollectorError::Serve {
                 transport: Transport::Http,
@@ -153,31 +145,15 @@ mod tests {
     async fn a_taken_port_fails_with_its_address() {
         let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = taken.local_addr().unwrap();
-        let config = CollectorConfig {
-            http_addr: addr,
-            ..loopback_config()
-        };
-        let err = bind_with_sink(FakeSink::new(Script::Accept), &config)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                CollectorError::Bind {
-                    transport: Transport::Http,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        let config = CollectorConfig { http_addr: addr, ..loopback_config() };
+        let err = bind_with_sink(FakeSink::new(Script::Accept), &config).await.unwrap_err();
+        assert!(matches!(err, CollectorError::Bind { transport: Transport::Http, .. }), "{err}");
         assert!(err.to_string().contains(&addr.to_string()), "{err}");
     }
 
     #[tokio::test]
     async fn serves_http_until_shutdown_then_returns() {
-        let collector = bind_with_sink(FakeSink::new(Script::Accept), &loopback_config())
-            .await
-            .unwrap();
+        let collector = bind_with_sink(FakeSink::new(Script::Accept), &loopback_config()).await.unwrap();
         let http_addr = collector.http_addr();
         assert_ne!(http_addr.port(), 0);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -194,9 +170,7 @@ mod tests {
         assert!(response.ends_with("{}"), "{response}");
 
         tx.send(()).unwrap();
-        let result = tokio::time::timeout(Duration::from_secs(10), server)
-            .await
-            .expect("shutdown hangs");
+        let result = tokio::time::timeout(Duration::from_secs(10), server).await.expect("shutdown hangs");
         result.unwrap().unwrap();
     }
 
@@ -207,22 +181,15 @@ mod tests {
         use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
         use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
-        let collector = bind_with_sink(FakeSink::new(Script::Accept), &loopback_config())
-            .await
-            .unwrap();
+        let collector = bind_with_sink(FakeSink::new(Script::Accept), &loopback_config()).await.unwrap();
         let url = format!("http://{}", collector.grpc_addr());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(collector.run(async { rx.await.unwrap_or(()) }));
         let mut client = TraceServiceClient::connect(url).await.unwrap();
-        client
-            .export(ExportTraceServiceRequest::default())
-            .await
-            .unwrap();
+        client.export(ExportTraceServiceRequest::default()).await.unwrap();
 
         tx.send(()).unwrap();
-        let result = tokio::time::timeout(Duration::from_secs(10), server)
-            .await
-            .expect("shutdown hangs");
+        let result = tokio::time::timeout(Duration::from_secs(10), server).await.expect("shutdown hangs");
         result.unwrap().unwrap();
         drop(client);
     }

@@ -113,12 +113,8 @@ impl OtlpSignal for Traces {
 
     fn response(outcome: &AppendOutcome) -> Self::Response {
         ExportTraceServiceResponse {
-            partial_success: partial_success(outcome).map(|(rejected_spans, error_message)| {
-                ExportTracePartialSuccess {
-                    rejected_spans,
-                    error_message,
-                }
-            }),
+            partial_success: partial_success(outcome)
+                .map(|(rejected_spans, error_message)| ExportTracePartialSuccess { rejected_spans, error_message }),
         }
     }
 }
@@ -143,12 +139,9 @@ impl OtlpSignal for Logs {
 
     fn response(outcome: &AppendOutcome) -> Self::Response {
         ExportLogsServiceResponse {
-            partial_success: partial_success(outcome).map(
-                |(rejected_log_records, error_message)| ExportLogsPartialSuccess {
-                    rejected_log_records,
-                    error_message,
-                },
-            ),
+            partial_success: partial_success(outcome).map(|(rejected_log_records, error_message)| {
+                ExportLogsPartialSuccess { rejected_log_records, error_message }
+            }),
         }
     }
 }
@@ -165,11 +158,7 @@ impl OtlpSignal for Metrics {
     /// Data points, the unit OTLP counts metric rejections in. A metric without data
     /// counts as nothing to store.
     fn item_count(request: &Self::Request) -> u64 {
-        let metrics = request
-            .resource_metrics
-            .iter()
-            .flat_map(|r| &r.scope_metrics)
-            .flat_map(|s| &s.metrics);
+        let metrics = request.resource_metrics.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics);
         metrics
             .map(|m| match &m.data {
                 Some(Data::Gauge(g)) => g.data_points.len(),
@@ -188,12 +177,9 @@ impl OtlpSignal for Metrics {
 
     fn response(outcome: &AppendOutcome) -> Self::Response {
         ExportMetricsServiceResponse {
-            partial_success: partial_success(outcome).map(
-                |(rejected_data_points, error_message)| ExportMetricsPartialSuccess {
-                    rejected_data_points,
-                    error_message,
-                },
-            ),
+            partial_success: partial_success(outcome).map(|(rejected_data_points, error_message)| {
+                ExportMetricsPartialSuccess { rejected_data_points, error_message }
+            }),
         }
     }
 }
@@ -201,18 +187,12 @@ impl OtlpSignal for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry_proto::tonic::metrics::v1::{
-        Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
-    };
+    use opentelemetry_proto::tonic::metrics::v1::{Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics};
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     use serde_json::json;
 
     fn outcome(accepted: u64, rejected: u64, message: Option<&str>) -> AppendOutcome {
-        AppendOutcome {
-            accepted,
-            rejected,
-            message: message.map(str::to_owned),
-        }
+        AppendOutcome { accepted, rejected, message: message.map(str::to_owned) }
     }
 
     #[test]
@@ -225,24 +205,9 @@ mod tests {
     fn rejections_are_reported_per_signal() {
         let partial = outcome(1, 2, Some("2 spans have an all-zero span id"));
         let traces = Traces::response(&partial).partial_success.unwrap();
-        assert_eq!(
-            (traces.rejected_spans, traces.error_message.as_str()),
-            (2, "2 spans have an all-zero span id")
-        );
-        assert_eq!(
-            Logs::response(&partial)
-                .partial_success
-                .unwrap()
-                .rejected_log_records,
-            2
-        );
-        assert_eq!(
-            Metrics::response(&partial)
-                .partial_success
-                .unwrap()
-                .rejected_data_points,
-            2
-        );
+        assert_eq!((traces.rejected_spans, traces.error_message.as_str()), (2, "2 spans have an all-zero span id"));
+        assert_eq!(Logs::response(&partial).partial_success.unwrap().rejected_log_records, 2);
+        assert_eq!(Metrics::response(&partial).partial_success.unwrap().rejected_data_points, 2);
         assert_eq!(
             Metrics::response_json(&partial),
             json!({"partialSuccess": {"rejectedDataPoints": 2, "errorMessage": "2 spans have an all-zero span id"}})
@@ -251,13 +216,8 @@ mod tests {
 
     #[test]
     fn a_warning_without_rejections_is_still_reported() {
-        let warned = Logs::response(&outcome(5, 0, Some("clock skew")))
-            .partial_success
-            .unwrap();
-        assert_eq!(
-            (warned.rejected_log_records, warned.error_message.as_str()),
-            (0, "clock skew")
-        );
+        let warned = Logs::response(&outcome(5, 0, Some("clock skew"))).partial_success.unwrap();
+        assert_eq!((warned.rejected_log_records, warned.error_message.as_str()), (0, "clock skew"));
     }
 
     #[test]
@@ -274,14 +234,8 @@ mod tests {
         let spans = ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
                 scope_spans: vec![
-                    ScopeSpans {
-                        spans: vec![Span::default(); 2],
-                        ..Default::default()
-                    },
-                    ScopeSpans {
-                        spans: vec![Span::default()],
-                        ..Default::default()
-                    },
+                    ScopeSpans { spans: vec![Span::default(); 2], ..Default::default() },
+                    ScopeSpans { spans: vec![Span::default()], ..Default::default() },
                 ],
                 ..Default::default()
             }],
@@ -289,17 +243,12 @@ mod tests {
         assert_eq!(Traces::item_count(&spans), 3);
         assert_eq!(Traces::item_count(&ExportTraceServiceRequest::default()), 0);
         let gauge = Metric {
-            data: Some(Data::Gauge(Gauge {
-                data_points: vec![NumberDataPoint::default(); 4],
-            })),
+            data: Some(Data::Gauge(Gauge { data_points: vec![NumberDataPoint::default(); 4] })),
             ..Default::default()
         };
         let metrics = ExportMetricsServiceRequest {
             resource_metrics: vec![ResourceMetrics {
-                scope_metrics: vec![ScopeMetrics {
-                    metrics: vec![gauge, Metric::default()],
-                    ..Default::default()
-                }],
+                scope_metrics: vec![ScopeMetrics { metrics: vec![gauge, Metric::default()], ..Default::default() }],
                 ..Default::default()
             }],
         };

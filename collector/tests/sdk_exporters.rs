@@ -30,11 +30,7 @@ struct Running {
 fn start() -> Running {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(StoreConfig::new(dir.path())).unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let config = CollectorConfig {
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
@@ -44,14 +40,7 @@ fn start() -> Running {
     let (http, grpc) = (collector.http_addr(), collector.grpc_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     runtime.spawn(collector.run(async { stopped.await.unwrap_or(()) }));
-    Running {
-        runtime,
-        store,
-        http,
-        grpc,
-        _stop: stop,
-        _dir: dir,
-    }
+    Running { runtime, store, http, grpc, _stop: stop, _dir: dir }
 }
 
 fn resource(service: &'static str) -> Resource {
@@ -59,10 +48,7 @@ fn resource(service: &'static str) -> Resource {
 }
 
 fn export_one_span(exporter: SpanExporter, service: &'static str) {
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter)
-        .with_resource(resource(service))
-        .build();
+    let provider = SdkTracerProvider::builder().with_simple_exporter(exporter).with_resource(resource(service)).build();
     let mut span = provider.tracer("sdk-test").start("GET /checkout");
     span.set_attribute(KeyValue::new("big.int", 9_007_199_254_740_993_i64));
     span.set_attribute(KeyValue::new(
@@ -77,34 +63,21 @@ fn export_one_span(exporter: SpanExporter, service: &'static str) {
 fn sdk_span_exporters_reach_the_store_over_every_transport() {
     let running = start();
     let http_url = format!("http://{}/v1/traces", running.http);
-    for (protocol, service) in [
-        (Protocol::HttpBinary, "sdk-http-proto"),
-        (Protocol::HttpJson, "sdk-http-json"),
-    ] {
-        let exporter = SpanExporter::builder()
-            .with_http()
-            .with_protocol(protocol)
-            .with_endpoint(&http_url)
-            .build()
-            .unwrap();
+    for (protocol, service) in [(Protocol::HttpBinary, "sdk-http-proto"), (Protocol::HttpJson, "sdk-http-json")] {
+        let exporter =
+            SpanExporter::builder().with_http().with_protocol(protocol).with_endpoint(&http_url).build().unwrap();
         export_one_span(exporter, service);
     }
     {
         // tonic needs a runtime context; its connection tasks run on the runtime's workers.
         let _context = running.runtime.enter();
-        let exporter = SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(format!("http://{}", running.grpc))
-            .build()
-            .unwrap();
+        let exporter =
+            SpanExporter::builder().with_tonic().with_endpoint(format!("http://{}", running.grpc)).build().unwrap();
         export_one_span(exporter, "sdk-grpc");
     }
     let services = running.store.services().unwrap();
     for service in ["sdk-http-proto", "sdk-http-json", "sdk-grpc"] {
-        assert!(
-            services.iter().any(|s| s == service),
-            "{service} missing from {services:?}"
-        );
+        assert!(services.iter().any(|s| s == service), "{service} missing from {services:?}");
     }
 }
 
@@ -117,10 +90,7 @@ fn sdk_log_and_metric_exporters_reach_the_store_over_http_json() {
         .with_endpoint(format!("http://{}/v1/logs", running.http))
         .build()
         .unwrap();
-    let provider = SdkLoggerProvider::builder()
-        .with_simple_exporter(logs)
-        .with_resource(resource("sdk-logs"))
-        .build();
+    let provider = SdkLoggerProvider::builder().with_simple_exporter(logs).with_resource(resource("sdk-logs")).build();
     let logger = provider.logger("sdk-test");
     let mut record = logger.create_log_record();
     record.set_body("payment declined".into());
@@ -135,17 +105,11 @@ fn sdk_log_and_metric_exporters_reach_the_store_over_http_json() {
         .with_endpoint(format!("http://{}/v1/metrics", running.http))
         .build()
         .unwrap();
-    let provider = SdkMeterProvider::builder()
-        .with_periodic_exporter(metrics)
-        .with_resource(resource("sdk-metrics"))
-        .build();
+    let provider =
+        SdkMeterProvider::builder().with_periodic_exporter(metrics).with_resource(resource("sdk-metrics")).build();
     let counter = provider.meter("sdk-test").u64_counter("orders").build();
     counter.add(3, &[KeyValue::new("region", "eu")]);
-    let histogram = provider
-        .meter("sdk-test")
-        .f64_histogram("latency")
-        .with_unit("ms")
-        .build();
+    let histogram = provider.meter("sdk-test").f64_histogram("latency").with_unit("ms").build();
     histogram.record(12.5, &[]);
     provider.shutdown().unwrap();
     assert!(running.store.all_metric_points().unwrap().len() >= 2);

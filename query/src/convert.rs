@@ -23,9 +23,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use seismo_api::jaeger as ui;
-use seismo_store::{
-    span_kind, status_code, AttrValue, KeyValue, SpanEvent, SpanId, SpanLink, SpanRow, TraceId,
-};
+use seismo_store::{span_kind, status_code, AttrValue, KeyValue, SpanEvent, SpanId, SpanLink, SpanRow, TraceId};
 
 pub const OTEL_SCOPE_NAME: &str = "otel.scope.name";
 pub const OTEL_SCOPE_VERSION: &str = "otel.scope.version";
@@ -97,10 +95,7 @@ fn nanos_to_micros(ns: i64) -> u64 {
 
 fn references(row: &SpanRow) -> Vec<ui::Reference> {
     let trace_id = jaeger_trace_id(&row.trace_id);
-    let parent = row
-        .parent_span_id
-        .filter(|p| !p.is_zero())
-        .map(|p| jaeger_span_id(&p));
+    let parent = row.parent_span_id.filter(|p| !p.is_zero()).map(|p| jaeger_span_id(&p));
     let mut refs = Vec::with_capacity(row.links.len() + 1);
     if let Some(parent) = &parent {
         refs.push(ui::Reference {
@@ -116,11 +111,7 @@ fn references(row: &SpanRow) -> Vec<ui::Reference> {
             refs[0].ref_type = ref_type;
             continue;
         }
-        refs.push(ui::Reference {
-            ref_type,
-            trace_id: link_trace,
-            span_id: link_span,
-        });
+        refs.push(ui::Reference { ref_type, trace_id: link_trace, span_id: link_span });
     }
     refs
 }
@@ -164,10 +155,7 @@ fn span_tags(row: &SpanRow, raw: bool) -> Vec<ui::KeyValue> {
         _ => {}
     }
     if !row.status_message.is_empty() {
-        tags.push(ui::KeyValue::string(
-            OTEL_STATUS_DESCRIPTION,
-            &row.status_message,
-        ));
+        tags.push(ui::KeyValue::string(OTEL_STATUS_DESCRIPTION, &row.status_message));
     }
     if !row.trace_state.is_empty() {
         tags.push(ui::KeyValue::string(W3C_TRACESTATE, &row.trace_state));
@@ -189,10 +177,7 @@ fn logs(events: &[SpanEvent], raw: bool) -> Vec<ui::Log> {
                 fields.push(ui::KeyValue::string(EVENT, &event.name));
             }
             fields.extend(sorted_tags(&event.attributes, raw, |_| true));
-            ui::Log {
-                timestamp: nanos_to_micros(event.time_unix_nano),
-                fields,
-            }
+            ui::Log { timestamp: nanos_to_micros(event.time_unix_nano), fields }
         })
         .collect()
 }
@@ -204,11 +189,7 @@ fn to_jaeger_process(row: &SpanRow, raw: bool) -> ui::Process {
     }
 }
 
-fn sorted_tags(
-    attrs: &[KeyValue],
-    raw: bool,
-    keep: impl Fn(&KeyValue) -> bool,
-) -> Vec<ui::KeyValue> {
+fn sorted_tags(attrs: &[KeyValue], raw: bool, keep: impl Fn(&KeyValue) -> bool) -> Vec<ui::KeyValue> {
     let mut kept: Vec<&KeyValue> = attrs.iter().filter(|kv| keep(kv)).collect();
     if !raw {
         kept.sort_by(|a, b| a.key.cmp(&b.key));
@@ -229,9 +210,7 @@ pub fn to_jaeger_tag(kv: &KeyValue) -> ui::KeyValue {
             Ok(bytes) => ui::KeyValue::binary(key, &bytes),
             Err(_) => ui::KeyValue::raw(key, ui::ValueType::Binary, hex_text.clone().into()),
         },
-        other @ (AttrValue::Array(_) | AttrValue::Map(_)) => {
-            ui::KeyValue::string(key, other.to_text())
-        }
+        other @ (AttrValue::Array(_) | AttrValue::Map(_)) => ui::KeyValue::string(key, other.to_text()),
         AttrValue::Empty => ui::KeyValue::string(key, ""),
     }
 }
@@ -322,14 +301,8 @@ mod tests {
             kv("m.double", AttrValue::Double(0.25)),
             kv("b.bool", AttrValue::Bool(false)),
             kv("c.bytes", AttrValue::Bytes("68692103".into())),
-            kv(
-                "d.array",
-                AttrValue::Array(vec![AttrValue::Int(1), AttrValue::Str("x".into())]),
-            ),
-            kv(
-                "e.map",
-                AttrValue::Map(vec![kv("k", AttrValue::Bool(true))]),
-            ),
+            kv("d.array", AttrValue::Array(vec![AttrValue::Int(1), AttrValue::Str("x".into())])),
+            kv("e.map", AttrValue::Map(vec![kv("k", AttrValue::Bool(true))])),
             kv("f.empty", AttrValue::Empty),
         ];
         let t = to_jaeger_trace(&[r.clone()], false).unwrap();
@@ -447,10 +420,7 @@ mod tests {
             SpanEvent {
                 time_unix_nano: 1_700_000_000_200_000_999,
                 name: "retry".into(),
-                attributes: vec![
-                    kv("attempt", AttrValue::Int(2)),
-                    kv("after", AttrValue::Double(1.5)),
-                ],
+                attributes: vec![kv("attempt", AttrValue::Int(2)), kv("after", AttrValue::Double(1.5))],
             },
             SpanEvent {
                 time_unix_nano: 1_700_000_000_300_000_000,
@@ -463,8 +433,7 @@ mod tests {
                 attributes: vec![kv("event", AttrValue::Str("own".into()))],
             },
         ];
-        let logs =
-            serde_json::to_value(&to_jaeger_trace(&[r], false).unwrap().spans[0].logs).unwrap();
+        let logs = serde_json::to_value(&to_jaeger_trace(&[r], false).unwrap().spans[0].logs).unwrap();
         assert_eq!(
             logs,
             json!([
@@ -487,10 +456,8 @@ mod tests {
     #[test]
     fn processes_are_deduplicated_per_trace() {
         let mut a1 = row("0000000000000001", None);
-        a1.resource_attributes
-            .push(kv("host.name", AttrValue::Str("h1".into())));
-        a1.resource_attributes
-            .insert(0, kv("a.first", AttrValue::Int(1)));
+        a1.resource_attributes.push(kv("host.name", AttrValue::Str("h1".into())));
+        a1.resource_attributes.insert(0, kv("a.first", AttrValue::Int(1)));
         let a2 = a1.clone();
         let mut b = row("0000000000000002", Some("0000000000000001"));
         b.service_name = "payments".into();

@@ -26,10 +26,7 @@ pub const DEPENDENCY_TRACE_SAMPLE: usize = 1_000;
 /// callCount}]`: every parent -> child span edge of the window's newest
 /// [`DEPENDENCY_TRACE_SAMPLE`] traces, counted per service pair (as Jaeger's
 /// in-memory store counts them, same-service edges included).
-pub(crate) async fn dependencies(
-    State(state): State<QueryState>,
-    raw: RawParams,
-) -> Result<Response, QueryError> {
+pub(crate) async fn dependencies(State(state): State<QueryState>, raw: RawParams) -> Result<Response, QueryError> {
     let params = decode(raw)?;
     let (start_ns, end_ns) = params::parse_dependencies(&params, now_ns())?;
     let service = params.get(params::SERVICE).map(str::to_string);
@@ -39,17 +36,11 @@ pub(crate) async fn dependencies(
         limit: DEPENDENCY_TRACE_SAMPLE,
         ..TraceQuery::default()
     };
-    let links = blocking(&state, move |store| {
-        Ok(dependency_links(&store.find_traces(&query)?))
-    })
-    .await?
-    .into_iter()
-    .filter(|link| {
-        service
-            .as_ref()
-            .is_none_or(|s| *s == link.parent || *s == link.child)
-    })
-    .collect::<Vec<_>>();
+    let links = blocking(&state, move |store| Ok(dependency_links(&store.find_traces(&query)?)))
+        .await?
+        .into_iter()
+        .filter(|link| service.as_ref().is_none_or(|s| *s == link.parent || *s == link.child))
+        .collect::<Vec<_>>();
     json_reply(&params, &Envelope::new(links))
 }
 
@@ -57,29 +48,17 @@ pub(crate) async fn dependencies(
 pub(crate) fn dependency_links(traces: &[Vec<SpanRow>]) -> Vec<ui::DependencyLink> {
     let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
     for spans in traces {
-        let service_of: HashMap<_, &str> = spans
-            .iter()
-            .map(|s| (s.span_id, s.service_name.as_str()))
-            .collect();
+        let service_of: HashMap<_, &str> = spans.iter().map(|s| (s.span_id, s.service_name.as_str())).collect();
         for span in spans {
             let Some(parent) = span.parent_span_id else {
                 continue;
             };
             if let Some(parent_service) = service_of.get(&parent) {
-                *counts
-                    .entry((parent_service.to_string(), span.service_name.clone()))
-                    .or_default() += 1;
+                *counts.entry((parent_service.to_string(), span.service_name.clone())).or_default() += 1;
             }
         }
     }
-    counts
-        .into_iter()
-        .map(|((parent, child), call_count)| ui::DependencyLink {
-            parent,
-            child,
-            call_count,
-        })
-        .collect()
+    counts.into_iter().map(|((parent, child), call_count)| ui::DependencyLink { parent, child, call_count }).collect()
 }
 
 #[cfg(test)]
@@ -123,19 +102,11 @@ mod tests {
             span("1", "5", Some("1"), "web"),
             span("1", "6", Some("99"), "orphan"),
         ];
-        let t2 = vec![
-            span("2", "1", None, "web"),
-            span("2", "2", Some("1"), "api"),
-        ];
+        let t2 = vec![span("2", "1", None, "web"), span("2", "2", Some("1"), "api")];
         let links = dependency_links(&[t1, t2]);
-        let got: Vec<(&str, &str, u64)> = links
-            .iter()
-            .map(|l| (l.parent.as_str(), l.child.as_str(), l.call_count))
-            .collect();
-        assert_eq!(
-            got,
-            [("api", "db", 2), ("web", "api", 2), ("web", "web", 1)]
-        );
+        let got: Vec<(&str, &str, u64)> =
+            links.iter().map(|l| (l.parent.as_str(), l.child.as_str(), l.call_count)).collect();
+        assert_eq!(got, [("api", "db", 2), ("web", "api", 2), ("web", "web", 1)]);
     }
 
     // ---- through the router, against a real store ----
@@ -151,10 +122,7 @@ mod tests {
         let app = router(QueryState::new(test_store(dir.path()).await));
         let (status, body) = get(&app, "/api/dependencies").await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(
-            body["data"],
-            json!([{"parent": "frontend", "child": "backend", "callCount": 1}])
-        );
+        assert_eq!(body["data"], json!([{"parent": "frontend", "child": "backend", "callCount": 1}]));
         let (_, body) = get(&app, "/api/dependencies?service=nobody").await;
         assert_eq!(body["data"], json!([]));
         let (status, body) = get(&app, "/api/dependencies?endTs=soon").await;

@@ -87,9 +87,7 @@ pub fn parse_go_int(s: &str, bits: u32) -> Result<i64, String> {
             }
         }
         Err(e) => match e.kind() {
-            IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => {
-                Err(fail("value out of range"))
-            }
+            IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => Err(fail("value out of range")),
             _ => Err(fail("invalid syntax")),
         },
     }
@@ -174,19 +172,14 @@ fn parse_duration_with(orig: &str, units: &[(&str, u64)]) -> Result<i64, String>
             return Err(invalid()); // no digits, e.g. ".s"
         }
         // Unit: everything up to the next digit or dot.
-        let unit_len = s
-            .bytes()
-            .take_while(|c| *c != b'.' && !c.is_ascii_digit())
-            .count();
+        let unit_len = s.bytes().take_while(|c| *c != b'.' && !c.is_ascii_digit()).count();
         if unit_len == 0 {
             return Err(format!("time: missing unit in duration {orig:?}"));
         }
         let unit_text = &s[..unit_len];
         s = &s[unit_len..];
         let Some(&(_, unit)) = units.iter().find(|(name, _)| *name == unit_text) else {
-            return Err(format!(
-                "time: unknown unit {unit_text:?} in duration {orig:?}"
-            ));
+            return Err(format!("time: unknown unit {unit_text:?} in duration {orig:?}"));
         };
         if value > LIMIT / unit {
             return Err(invalid());
@@ -227,10 +220,7 @@ mod tests {
             ("100ms", 100 * MILLISECOND as i64),
             ("1.5s", 1_500 * MILLISECOND as i64),
             ("1h30m", 90 * MINUTE as i64),
-            (
-                "2h45m30.5s",
-                (2 * HOUR + 45 * MINUTE + 30 * SECOND + 500 * MILLISECOND) as i64,
-            ),
+            ("2h45m30.5s", (2 * HOUR + 45 * MINUTE + 30 * SECOND + 500 * MILLISECOND) as i64),
             ("500us", 500_000),
             ("500µs", 500_000),
             ("500μs", 500_000),
@@ -248,35 +238,12 @@ mod tests {
 
     #[test]
     fn go_duration_errors_use_gos_messages() {
-        assert_eq!(
-            parse_go_duration(""),
-            Err(r#"time: invalid duration """#.to_string())
-        );
-        assert_eq!(
-            parse_go_duration("abc"),
-            Err(r#"time: invalid duration "abc""#.to_string())
-        );
-        assert_eq!(
-            parse_go_duration("10"),
-            Err(r#"time: missing unit in duration "10""#.to_string())
-        );
-        assert_eq!(
-            parse_go_duration("10x"),
-            Err(r#"time: unknown unit "x" in duration "10x""#.to_string())
-        );
-        assert_eq!(
-            parse_go_duration("2d"),
-            Err(r#"time: unknown unit "d" in duration "2d""#.to_string())
-        );
-        for bad in [
-            ".s",
-            "-",
-            "1s ",
-            " 1s",
-            "9223372036854775808ns",
-            "3000000h",
-            "1e3s",
-        ] {
+        assert_eq!(parse_go_duration(""), Err(r#"time: invalid duration """#.to_string()));
+        assert_eq!(parse_go_duration("abc"), Err(r#"time: invalid duration "abc""#.to_string()));
+        assert_eq!(parse_go_duration("10"), Err(r#"time: missing unit in duration "10""#.to_string()));
+        assert_eq!(parse_go_duration("10x"), Err(r#"time: unknown unit "x" in duration "10x""#.to_string()));
+        assert_eq!(parse_go_duration("2d"), Err(r#"time: unknown unit "d" in duration "2d""#.to_string()));
+        for bad in [".s", "-", "1s ", " 1s", "9223372036854775808ns", "3000000h", "1e3s"] {
             assert!(parse_go_duration(bad).is_err(), "{bad}");
         }
     }
@@ -298,17 +265,12 @@ mod tests {
         assert_eq!(parse_go_int("42", 64), Ok(42));
         assert_eq!(parse_go_int("-7", 32), Ok(-7));
         assert_eq!(parse_go_int("+7", 32), Ok(7));
-        assert_eq!(
-            parse_go_int("abc", 64),
-            Err(r#"strconv.ParseInt: parsing "abc": invalid syntax"#.to_string())
-        );
+        assert_eq!(parse_go_int("abc", 64), Err(r#"strconv.ParseInt: parsing "abc": invalid syntax"#.to_string()));
         assert_eq!(
             parse_go_int("2147483648", 32),
             Err(r#"strconv.ParseInt: parsing "2147483648": value out of range"#.to_string())
         );
-        assert!(parse_go_int("99999999999999999999", 64)
-            .unwrap_err()
-            .ends_with("value out of range"));
+        assert!(parse_go_int("99999999999999999999", 64).unwrap_err().ends_with("value out of range"));
         assert!(parse_go_int("1.5", 64).is_err());
         assert!(parse_go_int("", 64).is_err());
         assert_eq!(parse_go_bool("True"), Ok(true));

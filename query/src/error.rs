@@ -67,8 +67,7 @@ impl IntoResponse for QueryError {
         }
         // Jaeger answers errors through Go's http.Error (text/plain); the body is
         // JSON either way, so we label it honestly.
-        let body = serde_json::to_vec(&ErrorResponse::error(status.as_u16(), self.to_string()))
-            .unwrap_or_default();
+        let body = serde_json::to_vec(&ErrorResponse::error(status.as_u16(), self.to_string())).unwrap_or_default();
         (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
     }
 }
@@ -79,33 +78,15 @@ mod tests {
 
     #[test]
     fn statuses() {
-        assert_eq!(
-            QueryError::param("limit", "x").status(),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            QueryError::trace_not_found().status(),
-            StatusCode::NOT_FOUND
-        );
-        assert_eq!(
-            QueryError::Store(StoreError::InvalidId("bad".into())).status(),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            QueryError::Store(StoreError::Closed).status(),
-            StatusCode::INTERNAL_SERVER_ERROR
-        );
+        assert_eq!(QueryError::param("limit", "x").status(), StatusCode::BAD_REQUEST);
+        assert_eq!(QueryError::trace_not_found().status(), StatusCode::NOT_FOUND);
+        assert_eq!(QueryError::Store(StoreError::InvalidId("bad".into())).status(), StatusCode::BAD_REQUEST);
+        assert_eq!(QueryError::Store(StoreError::Closed).status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[test]
     fn messages_name_the_parameter() {
-        assert_eq!(
-            QueryError::param("start", "boom").to_string(),
-            "unable to parse param 'start': boom"
-        );
-        assert_eq!(
-            QueryError::required("service").to_string(),
-            "parameter 'service' is required"
-        );
+        assert_eq!(QueryError::param("start", "boom").to_string(), "unable to parse param 'start': boom");
+        assert_eq!(QueryError::required("service").to_string(), "parameter 'service' is required");
     }
 }

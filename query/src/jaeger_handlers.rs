@@ -30,15 +30,11 @@ pub(crate) fn decode(raw: RawParams) -> Result<QueryParams, QueryError> {
 }
 
 fn path_param(raw: Result<Path<String>, PathRejection>) -> Result<String, QueryError> {
-    raw.map(|Path(p)| p)
-        .map_err(|e| QueryError::BadRequest(format!("malformed path: {e}")))
+    raw.map(|Path(p)| p).map_err(|e| QueryError::BadRequest(format!("malformed path: {e}")))
 }
 
 /// `GET /api/services` -> `data: ["svc", ...]`, sorted, with `total`.
-pub(crate) async fn services(
-    State(state): State<QueryState>,
-    raw: RawParams,
-) -> Result<Response, QueryError> {
+pub(crate) async fn services(State(state): State<QueryState>, raw: RawParams) -> Result<Response, QueryError> {
     let params = decode(raw)?;
     let services = blocking(&state, |store| store.services()).await?;
     let total = services.len();
@@ -54,11 +50,8 @@ pub(crate) async fn operations_legacy(
 ) -> Result<Response, QueryError> {
     let params = decode(raw)?;
     let service = path_param(service)?;
-    let mut names: Vec<String> = blocking(&state, move |store| store.operations(&service))
-        .await?
-        .into_iter()
-        .map(|op| op.name)
-        .collect();
+    let mut names: Vec<String> =
+        blocking(&state, move |store| store.operations(&service)).await?.into_iter().map(|op| op.name).collect();
     names.sort();
     names.dedup();
     let total = names.len();
@@ -67,10 +60,7 @@ pub(crate) async fn operations_legacy(
 
 /// `GET /api/operations?service=&spanKind=` -> `data: [{name, spanKind}, ...]`;
 /// `spanKind` is `""` for spans of unspecified kind, as Jaeger writes it.
-pub(crate) async fn operations(
-    State(state): State<QueryState>,
-    raw: RawParams,
-) -> Result<Response, QueryError> {
+pub(crate) async fn operations(State(state): State<QueryState>, raw: RawParams) -> Result<Response, QueryError> {
     let params = decode(raw)?;
     let (service, kind) = params::parse_operations(&params)?;
     let operations: Vec<ui::Operation> = blocking(&state, move |store| store.operations(&service))
@@ -92,19 +82,13 @@ pub(crate) async fn operations(
 /// `GET /api/traces?...` -> `data: [trace, ...]`, `total: 0` as Jaeger. With
 /// `traceID=` the listed traces are fetched and missing ones reported in
 /// `errors` (`{"msg":"trace not found","traceID":...}`) next to the found ones.
-pub(crate) async fn search_traces(
-    State(state): State<QueryState>,
-    raw: RawParams,
-) -> Result<Response, QueryError> {
+pub(crate) async fn search_traces(State(state): State<QueryState>, raw: RawParams) -> Result<Response, QueryError> {
     let params = decode(raw)?;
     let search = params::parse_trace_search(&params, now_ns())?;
     let raw_traces = search.raw;
     let envelope = if search.trace_ids.is_empty() {
         let query = search.query;
-        let traces = blocking(&state, move |store| {
-            Ok(convert_all(&store.find_traces(&query)?, raw_traces))
-        })
-        .await?;
+        let traces = blocking(&state, move |store| Ok(convert_all(&store.find_traces(&query)?, raw_traces))).await?;
         Envelope::new(traces)
     } else {
         let ids = search.trace_ids;
@@ -128,10 +112,7 @@ pub(crate) async fn search_traces(
                 trace_id: Some(jaeger_trace_id(id)),
             })
             .collect();
-        Envelope {
-            errors: (!errors.is_empty()).then_some(errors),
-            ..Envelope::new(traces)
-        }
+        Envelope { errors: (!errors.is_empty()).then_some(errors), ..Envelope::new(traces) }
     };
     json_reply(&params, &envelope)
 }
@@ -146,19 +127,14 @@ pub(crate) async fn get_trace(
     let params = decode(raw)?;
     let id: TraceId = path_param(trace_id)?.parse()?;
     let raw_trace = params::parse_get_trace(&params)?;
-    let trace = blocking(&state, move |store| {
-        Ok(to_jaeger_trace(&store.trace(id)?, raw_trace))
-    })
-    .await?
-    .ok_or_else(QueryError::trace_not_found)?;
+    let trace = blocking(&state, move |store| Ok(to_jaeger_trace(&store.trace(id)?, raw_trace)))
+        .await?
+        .ok_or_else(QueryError::trace_not_found)?;
     json_reply(&params, &Envelope::new(vec![trace]))
 }
 
 fn convert_all(traces: &[Vec<SpanRow>], raw: bool) -> Vec<ui::Trace> {
-    traces
-        .iter()
-        .filter_map(|spans| to_jaeger_trace(spans, raw))
-        .collect()
+    traces.iter().filter_map(|spans| to_jaeger_trace(spans, raw)).collect()
 }
 
 /// Runs a store call on the blocking pool.
@@ -175,10 +151,7 @@ where
 }
 
 /// Serializes an answer; `prettyPrint` indents by four spaces, as Jaeger.
-pub(crate) fn json_reply<T: Serialize>(
-    params: &QueryParams,
-    body: &T,
-) -> Result<Response, QueryError> {
+pub(crate) fn json_reply<T: Serialize>(params: &QueryParams, body: &T) -> Result<Response, QueryError> {
     let bytes = if params.pretty_print() {
         let mut out = Vec::new();
         let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
@@ -192,10 +165,7 @@ pub(crate) fn json_reply<T: Serialize>(
 }
 
 pub(crate) fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -213,9 +183,7 @@ mod tests {
     fn enc(s: &str) -> String {
         s.bytes()
             .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
                 _ => format!("%{b:02X}"),
             })
             .collect()
@@ -228,12 +196,7 @@ mod tests {
     }
 
     fn trace_ids(body: &Value) -> Vec<String> {
-        body["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["traceID"].as_str().unwrap().to_string())
-            .collect()
+        body["data"].as_array().unwrap().iter().map(|t| t["traceID"].as_str().unwrap().to_string()).collect()
     }
 
     #[tokio::test]
@@ -241,10 +204,7 @@ mod tests {
         let (_dir, app, _) = app().await;
         let (status, body) = get(&app, "/api/services").await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(
-            body,
-            json!({"data": ["backend", "frontend"], "total": 2, "limit": 0, "offset": 0, "errors": null})
-        );
+        assert_eq!(body, json!({"data": ["backend", "frontend"], "total": 2, "limit": 0, "offset": 0, "errors": null}));
 
         let (_, body) = get(&app, "/api/services/frontend/operations").await;
         assert_eq!(body["data"], json!(["GET /checkout", "GET /health"]));
@@ -253,10 +213,7 @@ mod tests {
         assert_eq!((status, &body["data"]), (StatusCode::OK, &json!([])));
 
         let (_, body) = get(&app, "/api/operations?service=backend").await;
-        assert_eq!(
-            body["data"],
-            json!([{"name": "SELECT", "spanKind": "client"}])
-        );
+        assert_eq!(body["data"], json!([{"name": "SELECT", "spanKind": "client"}]));
         let (_, body) = get(&app, "/api/operations?service=frontend&spanKind=server").await;
         assert_eq!(body["data"].as_array().unwrap().len(), 2);
         let (_, body) = get(&app, "/api/operations?service=frontend&spanKind=client").await;
@@ -277,22 +234,11 @@ mod tests {
         ids.sort();
         assert_eq!(ids, ["000000000000beef", TRACE_A]);
 
-        let trace = body["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["traceID"] == TRACE_A)
-            .unwrap();
+        let trace = body["data"].as_array().unwrap().iter().find(|t| t["traceID"] == TRACE_A).unwrap();
         let spans = trace["spans"].as_array().unwrap();
         assert_eq!(spans.len(), 2);
-        let root = spans
-            .iter()
-            .find(|s| s["spanID"] == "00000000000000a1")
-            .unwrap();
-        let child = spans
-            .iter()
-            .find(|s| s["spanID"] == "00000000000000b1")
-            .unwrap();
+        let root = spans.iter().find(|s| s["spanID"] == "00000000000000a1").unwrap();
+        let child = spans.iter().find(|s| s["spanID"] == "00000000000000b1").unwrap();
         assert_eq!(root["operationName"], "GET /checkout");
         assert_eq!(root["duration"], 250_000);
         assert_eq!(root["references"], json!([]));
@@ -321,10 +267,7 @@ mod tests {
             json!([{"refType": "CHILD_OF", "traceID": TRACE_A, "spanID": "00000000000000a1"}])
         );
         let processes = &trace["processes"];
-        assert_eq!(
-            processes[root["processID"].as_str().unwrap()]["serviceName"],
-            "frontend"
-        );
+        assert_eq!(processes[root["processID"].as_str().unwrap()]["serviceName"], "frontend");
         assert_eq!(
             processes[child["processID"].as_str().unwrap()],
             json!({
@@ -339,17 +282,11 @@ mod tests {
     async fn search_filters() {
         let (_dir, app, _) = app().await;
         for (query, want) in [
-            (
-                format!("tags={}", enc(r#"{"error":"true"}"#)),
-                vec![TRACE_A],
-            ),
+            (format!("tags={}", enc(r#"{"error":"true"}"#)), vec![TRACE_A]),
             ("tag=http.method:GET".to_string(), vec![TRACE_A]),
             ("minDuration=100ms".to_string(), vec![TRACE_A]),
             ("maxDuration=2ms".to_string(), vec!["000000000000beef"]),
-            (
-                format!("operation={}", enc("GET /health")),
-                vec!["000000000000beef"],
-            ),
+            (format!("operation={}", enc("GET /health")), vec!["000000000000beef"]),
             ("lookback=1h".to_string(), vec!["000000000000beef", TRACE_A]), // newest first
         ] {
             let (status, body) = get(&app, &format!("/api/traces?service=frontend&{query}")).await;
@@ -358,11 +295,7 @@ mod tests {
         }
         // The window's end two hours ago with a one-hour lookback misses them.
         let two_hours_ago_us = (crate::router::tests::base_ns() / 1_000) as i64 - 7_200_000_000;
-        let (_, body) = get(
-            &app,
-            &format!("/api/traces?service=frontend&end={two_hours_ago_us}&lookback=1h"),
-        )
-        .await;
+        let (_, body) = get(&app, &format!("/api/traces?service=frontend&end={two_hours_ago_us}&lookback=1h")).await;
         assert_eq!(body["data"], json!([]));
         let (_, body) = get(&app, "/api/traces?service=frontend&limit=1").await;
         assert_eq!(trace_ids(&body).len(), 1);
@@ -374,17 +307,11 @@ mod tests {
     #[tokio::test]
     async fn search_by_trace_ids_reports_missing_ones() {
         let (_dir, app, _) = app().await;
-        let (status, body) = get(
-            &app,
-            &format!("/api/traces?traceID={TRACE_A}&traceID=00000000000000000000000000000001"),
-        )
-        .await;
+        let (status, body) =
+            get(&app, &format!("/api/traces?traceID={TRACE_A}&traceID=00000000000000000000000000000001")).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(trace_ids(&body), [TRACE_A]);
-        assert_eq!(
-            body["errors"],
-            json!([{"msg": "trace not found", "traceID": "0000000000000001"}])
-        );
+        assert_eq!(body["errors"], json!([{"msg": "trace not found", "traceID": "0000000000000001"}]));
     }
 
     #[tokio::test]
@@ -427,10 +354,7 @@ mod tests {
             ("service=frontend&limit=-5", "'limit'"),
             ("service=frontend&minDuration=10", "'minDuration'"),
             ("service=frontend&maxDuration=1parsec", "'maxDuration'"),
-            (
-                "service=frontend&minDuration=2s&maxDuration=1s",
-                "'maxDuration'",
-            ),
+            ("service=frontend&minDuration=2s&maxDuration=1s", "'maxDuration'"),
             ("service=frontend&tags=%7Bnot-json", "'tags'"),
             ("service=frontend&tag=novalue", "'tag'"),
             ("service=frontend&lookback=forever", "'lookback'"),
@@ -448,14 +372,10 @@ mod tests {
     #[tokio::test]
     async fn pretty_print_indents_by_four_spaces() {
         let (_dir, app, _) = app().await;
-        let request = axum::http::Request::get("/api/services?prettyPrint=true")
-            .body(axum::body::Body::empty())
-            .unwrap();
+        let request =
+            axum::http::Request::get("/api/services?prettyPrint=true").body(axum::body::Body::empty()).unwrap();
         let response = tower::ServiceExt::oneshot(app, request).await.unwrap();
-        let bytes = http_body_util::BodyExt::collect(response.into_body())
-            .await
-            .unwrap()
-            .to_bytes();
+        let bytes = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
         assert!(String::from_utf8_lossy(&bytes).contains("{\n    \"data\": [\n        \"backend\""));
     }
 
@@ -465,14 +385,8 @@ mod tests {
         let uri = format!("/api/traces/{TRACE_A}");
         let (_, before) = get(&app, &uri).await;
         let (_, search_before) = get(&app, "/api/traces?service=backend").await;
-        tokio::task::spawn_blocking(move || store.flush())
-            .await
-            .unwrap()
-            .unwrap();
+        tokio::task::spawn_blocking(move || store.flush()).await.unwrap().unwrap();
         assert_eq!(get(&app, &uri).await.1, before);
-        assert_eq!(
-            get(&app, "/api/traces?service=backend").await.1,
-            search_before
-        );
+        assert_eq!(get(&app, "/api/traces?service=backend").await.1, search_before);
     }
 }

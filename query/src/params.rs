@@ -51,19 +51,12 @@ impl QueryParams {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
     }
 
     /// Every value of a repeated parameter, empty ones included (as Go does).
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0
-            .iter()
-            .filter(move |(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// `prettyPrint` set to anything but `false`, as Jaeger reads it.
@@ -97,10 +90,7 @@ pub fn parse_trace_search(params: &QueryParams, now_ns: i64) -> Result<TraceSear
         Some(text) => {
             let n = parse_go_int(text, 32).map_err(|e| QueryError::param(LIMIT, e))?;
             if n < 0 {
-                return Err(QueryError::param(
-                    LIMIT,
-                    format!("limit {n} must not be negative"),
-                ));
+                return Err(QueryError::param(LIMIT, format!("limit {n} must not be negative")));
             }
             match n as usize {
                 0 => DEFAULT_LIMIT,
@@ -112,8 +102,8 @@ pub fn parse_trace_search(params: &QueryParams, now_ns: i64) -> Result<TraceSear
     let max_duration = parse_duration_param(params, MAX_DURATION)?;
     let mut trace_ids = Vec::new();
     for text in params.all(TRACE_ID) {
-        let id = TraceId::from_str(text)
-            .map_err(|e| QueryError::BadRequest(format!("cannot parse traceID param: {e}")))?;
+        let id =
+            TraceId::from_str(text).map_err(|e| QueryError::BadRequest(format!("cannot parse traceID param: {e}")))?;
         if !trace_ids.contains(&id) {
             trace_ids.push(id);
         }
@@ -125,8 +115,7 @@ pub fn parse_trace_search(params: &QueryParams, now_ns: i64) -> Result<TraceSear
         None => None,
         Some(text) => parse_lookback(text).map_err(|e| QueryError::param(LOOKBACK, e))?,
     };
-    let start =
-        start.unwrap_or_else(|| end.saturating_sub(lookback.unwrap_or(DEFAULT_TRACE_LOOKBACK_NS)));
+    let start = start.unwrap_or_else(|| end.saturating_sub(lookback.unwrap_or(DEFAULT_TRACE_LOOKBACK_NS)));
 
     // Jaeger's validateQuery.
     if trace_ids.is_empty() && service.is_none() {
@@ -134,15 +123,11 @@ pub fn parse_trace_search(params: &QueryParams, now_ns: i64) -> Result<TraceSear
     }
     if let (Some(min), Some(max)) = (min_duration, max_duration) {
         if min != 0 && max != 0 && max < min {
-            return Err(QueryError::BadRequest(format!(
-                "'{MAX_DURATION}' should be greater than '{MIN_DURATION}'"
-            )));
+            return Err(QueryError::BadRequest(format!("'{MAX_DURATION}' should be greater than '{MIN_DURATION}'")));
         }
     }
     if start > end {
-        return Err(QueryError::BadRequest(format!(
-            "'{START}' should not be after '{END}'"
-        )));
+        return Err(QueryError::BadRequest(format!("'{START}' should not be after '{END}'")));
     }
 
     Ok(TraceSearch {
@@ -178,16 +163,14 @@ pub fn parse_get_trace(params: &QueryParams) -> Result<bool, QueryError> {
 /// # Errors
 /// `QueryError::BadRequest` when `service` is absent or `spanKind` is not a kind.
 pub fn parse_operations(params: &QueryParams) -> Result<(String, Option<i32>), QueryError> {
-    let service = params
-        .get(SERVICE)
-        .ok_or_else(|| QueryError::required(SERVICE))?;
-    let kind =
-        match params.get(SPAN_KIND) {
-            None => None,
-            Some(text) => Some(span_kind::from_name(&text.to_ascii_lowercase()).ok_or_else(
-                || QueryError::param(SPAN_KIND, format!("unsupported span kind: '{text}'")),
-            )?),
-        };
+    let service = params.get(SERVICE).ok_or_else(|| QueryError::required(SERVICE))?;
+    let kind = match params.get(SPAN_KIND) {
+        None => None,
+        Some(text) => Some(
+            span_kind::from_name(&text.to_ascii_lowercase())
+                .ok_or_else(|| QueryError::param(SPAN_KIND, format!("unsupported span kind: '{text}'")))?,
+        ),
+    };
     Ok((service.to_string(), kind))
 }
 
@@ -199,20 +182,14 @@ pub fn parse_operations(params: &QueryParams) -> Result<(String, Option<i32>), Q
 pub fn parse_dependencies(params: &QueryParams, now_ns: i64) -> Result<(i64, i64), QueryError> {
     let end = match params.get(END_TS) {
         None => now_ns,
-        Some(text) => millis_to_ns(
-            END_TS,
-            parse_go_int(text, 64).map_err(|e| QueryError::param(END_TS, e))?,
-        )?,
+        Some(text) => millis_to_ns(END_TS, parse_go_int(text, 64).map_err(|e| QueryError::param(END_TS, e))?)?,
     };
     let lookback = match params.get(LOOKBACK) {
         None => DEFAULT_DEPENDENCY_LOOKBACK_NS,
         Some(text) => {
             let ms = parse_go_int(text, 64).map_err(|e| QueryError::param(LOOKBACK, e))?;
             if ms < 0 {
-                return Err(QueryError::param(
-                    LOOKBACK,
-                    format!("lookback {ms} must not be negative"),
-                ));
+                return Err(QueryError::param(LOOKBACK, format!("lookback {ms} must not be negative")));
             }
             millis_to_ns(LOOKBACK, ms)?
         }
@@ -221,8 +198,7 @@ pub fn parse_dependencies(params: &QueryParams, now_ns: i64) -> Result<(i64, i64
 }
 
 fn millis_to_ns(name: &str, ms: i64) -> Result<i64, QueryError> {
-    ms.checked_mul(1_000_000)
-        .ok_or_else(|| QueryError::param(name, format!("{ms} ms is out of range")))
+    ms.checked_mul(1_000_000).ok_or_else(|| QueryError::param(name, format!("{ms} ms is out of range")))
 }
 
 /// A time in µs since the epoch, as ns.
@@ -231,17 +207,11 @@ fn parse_micros(params: &QueryParams, name: &str) -> Result<Option<i64>, QueryEr
         return Ok(None);
     };
     let micros = parse_go_int(text, 64).map_err(|e| QueryError::param(name, e))?;
-    micros
-        .checked_mul(1_000)
-        .map(Some)
-        .ok_or_else(|| QueryError::param(name, format!("{micros} µs is out of range")))
+    micros.checked_mul(1_000).map(Some).ok_or_else(|| QueryError::param(name, format!("{micros} µs is out of range")))
 }
 
 fn parse_duration_param(params: &QueryParams, name: &str) -> Result<Option<i64>, QueryError> {
-    params
-        .get(name)
-        .map(|text| parse_go_duration(text).map_err(|e| QueryError::param(name, e)))
-        .transpose()
+    params.get(name).map(|text| parse_go_duration(text).map_err(|e| QueryError::param(name, e))).transpose()
 }
 
 fn parse_bool_param(params: &QueryParams, name: &str) -> Result<bool, QueryError> {
@@ -264,11 +234,8 @@ fn parse_tags(params: &QueryParams) -> Result<BTreeMap<String, String>, QueryErr
         tags.insert(key.to_string(), value.to_string());
     }
     for json in params.all(TAGS) {
-        let parsed: Option<BTreeMap<String, String>> = serde_json::from_str(json).map_err(|e| {
-            QueryError::BadRequest(format!(
-                "malformed '{TAGS}' parameter, cannot unmarshal JSON: {e}"
-            ))
-        })?;
+        let parsed: Option<BTreeMap<String, String>> = serde_json::from_str(json)
+            .map_err(|e| QueryError::BadRequest(format!("malformed '{TAGS}' parameter, cannot unmarshal JSON: {e}")))?;
         tags.extend(parsed.unwrap_or_default());
     }
     Ok(tags)
@@ -281,12 +248,7 @@ mod tests {
     const NOW: i64 = 1_700_000_000_000_000_000;
 
     fn params(query: &[(&str, &str)]) -> QueryParams {
-        QueryParams::new(
-            query
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
+        QueryParams::new(query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
     }
 
     fn search(query: &[(&str, &str)]) -> Result<TraceSearch, String> {
@@ -321,22 +283,10 @@ mod tests {
         .unwrap();
         let q = s.query;
         assert_eq!(q.operation.as_deref(), Some("GET /"));
-        assert_eq!(
-            (q.start_min_ns, q.start_max_ns),
-            (Some(1_000_000), Some(2_000_000))
-        );
+        assert_eq!((q.start_min_ns, q.start_max_ns), (Some(1_000_000), Some(2_000_000)));
         assert_eq!(q.limit, 20);
-        assert_eq!(
-            (q.min_duration_ns, q.max_duration_ns),
-            (Some(1_500_000), Some(1_000_000_000))
-        );
-        assert_eq!(
-            q.tags,
-            vec![
-                ("error".into(), "true".into()),
-                ("http.url".into(), "override".into())
-            ]
-        );
+        assert_eq!((q.min_duration_ns, q.max_duration_ns), (Some(1_500_000), Some(1_000_000_000)));
+        assert_eq!(q.tags, vec![("error".into(), "true".into()), ("http.url".into(), "override".into())]);
         assert!(s.raw);
     }
 
@@ -356,10 +306,7 @@ mod tests {
     #[test]
     fn bad_start() {
         let e = search(&[("service", "a"), ("start", "yesterday")]).unwrap_err();
-        assert_eq!(
-            e,
-            r#"unable to parse param 'start': strconv.ParseInt: parsing "yesterday": invalid syntax"#
-        );
+        assert_eq!(e, r#"unable to parse param 'start': strconv.ParseInt: parsing "yesterday": invalid syntax"#);
     }
 
     #[test]
@@ -380,64 +327,31 @@ mod tests {
     fn bad_limit() {
         for bad in ["ten", "-1", "99999999999"] {
             let e = search(&[("service", "a"), ("limit", bad)]).unwrap_err();
-            assert!(
-                e.starts_with("unable to parse param 'limit':"),
-                "{bad}: {e}"
-            );
+            assert!(e.starts_with("unable to parse param 'limit':"), "{bad}: {e}");
         }
-        assert_eq!(
-            search(&[("service", "a"), ("limit", "0")])
-                .unwrap()
-                .query
-                .limit,
-            DEFAULT_LIMIT
-        );
-        assert_eq!(
-            search(&[("service", "a"), ("limit", "2000000")])
-                .unwrap()
-                .query
-                .limit,
-            MAX_LIMIT
-        );
+        assert_eq!(search(&[("service", "a"), ("limit", "0")]).unwrap().query.limit, DEFAULT_LIMIT);
+        assert_eq!(search(&[("service", "a"), ("limit", "2000000")]).unwrap().query.limit, MAX_LIMIT);
     }
 
     #[test]
     fn bad_min_and_max_duration() {
         let e = search(&[("service", "a"), ("minDuration", "10")]).unwrap_err();
-        assert_eq!(
-            e,
-            r#"unable to parse param 'minDuration': time: missing unit in duration "10""#
-        );
+        assert_eq!(e, r#"unable to parse param 'minDuration': time: missing unit in duration "10""#);
         let e = search(&[("service", "a"), ("maxDuration", "fast")]).unwrap_err();
         assert!(e.starts_with("unable to parse param 'maxDuration':"), "{e}");
-        let e = search(&[
-            ("service", "a"),
-            ("minDuration", "2s"),
-            ("maxDuration", "1s"),
-        ])
-        .unwrap_err();
+        let e = search(&[("service", "a"), ("minDuration", "2s"), ("maxDuration", "1s")]).unwrap_err();
         assert_eq!(e, "'maxDuration' should be greater than 'minDuration'");
     }
 
     #[test]
     fn bad_tags_json_and_tag() {
         let e = search(&[("service", "a"), ("tags", "{not json")]).unwrap_err();
-        assert!(
-            e.starts_with("malformed 'tags' parameter, cannot unmarshal JSON:"),
-            "{e}"
-        );
+        assert!(e.starts_with("malformed 'tags' parameter, cannot unmarshal JSON:"), "{e}");
         let e = search(&[("service", "a"), ("tags", r#"{"status":200}"#)]).unwrap_err();
         assert!(e.starts_with("malformed 'tags' parameter"), "{e}");
         let e = search(&[("service", "a"), ("tag", "novalue")]).unwrap_err();
-        assert_eq!(
-            e,
-            "malformed 'tag' parameter, expecting key:value, received: novalue"
-        );
-        assert!(search(&[("service", "a"), ("tags", "null")])
-            .unwrap()
-            .query
-            .tags
-            .is_empty());
+        assert_eq!(e, "malformed 'tag' parameter, expecting key:value, received: novalue");
+        assert!(search(&[("service", "a"), ("tags", "null")]).unwrap().query.tags.is_empty());
     }
 
     #[test]
@@ -451,16 +365,9 @@ mod tests {
     #[test]
     fn missing_service_unless_trace_ids() {
         assert_eq!(search(&[]).unwrap_err(), "parameter 'service' is required");
-        assert_eq!(
-            search(&[("service", "")]).unwrap_err(),
-            "parameter 'service' is required"
-        );
+        assert_eq!(search(&[("service", "")]).unwrap_err(), "parameter 'service' is required");
         let s = search(&[("traceID", "abc"), ("traceID", "ABC"), ("traceID", "def")]).unwrap();
-        assert_eq!(
-            s.trace_ids.len(),
-            2,
-            "duplicates removed, case-insensitive hex"
-        );
+        assert_eq!(s.trace_ids.len(), 2, "duplicates removed, case-insensitive hex");
     }
 
     #[test]
@@ -475,17 +382,11 @@ mod tests {
             parse_operations(&params(&[("service", "a"), ("spanKind", "Server")])).unwrap(),
             ("a".to_string(), Some(span_kind::SERVER))
         );
-        assert_eq!(
-            parse_operations(&params(&[("service", "a")])).unwrap().1,
-            None
-        );
+        assert_eq!(parse_operations(&params(&[("service", "a")])).unwrap().1, None);
         let e = parse_operations(&params(&[("spanKind", "server")])).unwrap_err();
         assert_eq!(e.to_string(), "parameter 'service' is required");
-        let e =
-            parse_operations(&params(&[("service", "a"), ("spanKind", "sideways")])).unwrap_err();
-        assert!(e
-            .to_string()
-            .starts_with("unable to parse param 'spanKind':"));
+        let e = parse_operations(&params(&[("service", "a"), ("spanKind", "sideways")])).unwrap_err();
+        assert!(e.to_string().starts_with("unable to parse param 'spanKind':"));
     }
 
     #[test]
@@ -496,10 +397,7 @@ mod tests {
 
     #[test]
     fn dependencies_params() {
-        assert_eq!(
-            parse_dependencies(&params(&[]), NOW).unwrap(),
-            (NOW - DEFAULT_DEPENDENCY_LOOKBACK_NS, NOW)
-        );
+        assert_eq!(parse_dependencies(&params(&[]), NOW).unwrap(), (NOW - DEFAULT_DEPENDENCY_LOOKBACK_NS, NOW));
         assert_eq!(
             parse_dependencies(&params(&[("endTs", "2000"), ("lookback", "1000")]), NOW).unwrap(),
             (1_000_000_000, 2_000_000_000)
@@ -507,9 +405,7 @@ mod tests {
         let e = parse_dependencies(&params(&[("endTs", "now")]), NOW).unwrap_err();
         assert!(e.to_string().starts_with("unable to parse param 'endTs':"));
         let e = parse_dependencies(&params(&[("lookback", "1h")]), NOW).unwrap_err();
-        assert!(e
-            .to_string()
-            .starts_with("unable to parse param 'lookback':"));
+        assert!(e.to_string().starts_with("unable to parse param 'lookback':"));
     }
 
     #[test]

@@ -35,10 +35,7 @@ impl QueryState {
 pub fn router(state: QueryState) -> Router {
     Router::new()
         .route("/api/services", get(jaeger::services))
-        .route(
-            "/api/services/{service}/operations",
-            get(jaeger::operations_legacy),
-        )
+        .route("/api/services/{service}/operations", get(jaeger::operations_legacy))
         .route("/api/operations", get(jaeger::operations))
         .route("/api/traces", get(jaeger::search_traces))
         .route("/api/traces/{trace_id}", get(jaeger::get_trace))
@@ -56,11 +53,7 @@ async fn healthz(axum::extract::State(state): axum::extract::State<QueryState>) 
     if state.store.is_ready() {
         (StatusCode::OK, Json(serde_json::json!({"status": "ready"}))).into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "1")],
-            Json(serde_json::json!({"status": "starting"})),
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], Json(serde_json::json!({"status": "starting"})))
             .into_response()
     }
 }
@@ -79,9 +72,7 @@ pub(crate) mod tests {
     use axum::http::{Method, Request, StatusCode};
     use http_body_util::BodyExt;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use opentelemetry_proto::tonic::common::v1::{
-        any_value, AnyValue, InstrumentationScope, KeyValue,
-    };
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
     use seismo_store::{Batch, Store, StoreConfig};
@@ -94,18 +85,12 @@ pub(crate) mod tests {
     pub const TRACE_B: &str = "0000000000000000000000000000beef";
     /// Span start times: recent, so the default search window covers them.
     pub fn base_ns() -> u64 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
         (now.as_nanos() as u64 / 1_000_000_000 - 60) * 1_000_000_000
     }
 
     fn attr(key: &str, value: any_value::Value) -> KeyValue {
-        KeyValue {
-            key: key.into(),
-            value: Some(AnyValue { value: Some(value) }),
-            ..Default::default()
-        }
+        KeyValue { key: key.into(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
     }
 
     fn str_attr(key: &str, value: &str) -> KeyValue {
@@ -115,10 +100,7 @@ pub(crate) mod tests {
     fn resource_spans(service: &str, spans: Vec<Span>) -> ResourceSpans {
         ResourceSpans {
             resource: Some(Resource {
-                attributes: vec![
-                    str_attr("service.name", service),
-                    str_attr("host.name", "box-1"),
-                ],
+                attributes: vec![str_attr("service.name", service), str_attr("host.name", "box-1")],
                 ..Default::default()
             }),
             scope_spans: vec![ScopeSpans {
@@ -135,23 +117,11 @@ pub(crate) mod tests {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn otlp_span(
-        trace: &str,
-        id: &str,
-        parent: &str,
-        name: &str,
-        kind: i32,
-        start: u64,
-        dur: u64,
-    ) -> Span {
+    fn otlp_span(trace: &str, id: &str, parent: &str, name: &str, kind: i32, start: u64, dur: u64) -> Span {
         Span {
             trace_id: hex::decode(trace).unwrap(),
             span_id: hex::decode(id).unwrap(),
-            parent_span_id: if parent.is_empty() {
-                vec![]
-            } else {
-                hex::decode(parent).unwrap()
-            },
+            parent_span_id: if parent.is_empty() { vec![] } else { hex::decode(parent).unwrap() },
             name: name.into(),
             kind,
             start_time_unix_nano: start,
@@ -165,48 +135,20 @@ pub(crate) mod tests {
     pub async fn test_store(dir: &std::path::Path) -> Store {
         let store = Store::open(StoreConfig::new(dir)).expect("open store");
         let base = base_ns();
-        let mut root = otlp_span(
-            TRACE_A,
-            "00000000000000a1",
-            "",
-            "GET /checkout",
-            2,
-            base,
-            250_000_000,
-        );
-        root.attributes = vec![
-            attr("http.status_code", any_value::Value::IntValue(503)),
-            str_attr("http.method", "GET"),
-        ];
-        root.status = Some(Status {
-            code: 2,
-            message: "upstream down".into(),
-        });
+        let mut root = otlp_span(TRACE_A, "00000000000000a1", "", "GET /checkout", 2, base, 250_000_000);
+        root.attributes =
+            vec![attr("http.status_code", any_value::Value::IntValue(503)), str_attr("http.method", "GET")];
+        root.status = Some(Status { code: 2, message: "upstream down".into() });
         root.events = vec![span::Event {
             time_unix_nano: base + 1_000,
             name: "retry".into(),
             attributes: vec![attr("attempt", any_value::Value::IntValue(2))],
             ..Default::default()
         }];
-        let mut child = otlp_span(
-            TRACE_A,
-            "00000000000000b1",
-            "00000000000000a1",
-            "SELECT",
-            3,
-            base + 5_000_000,
-            40_000_000,
-        );
+        let mut child =
+            otlp_span(TRACE_A, "00000000000000b1", "00000000000000a1", "SELECT", 3, base + 5_000_000, 40_000_000);
         child.attributes = vec![attr("db.ok", any_value::Value::BoolValue(true))];
-        let health = otlp_span(
-            TRACE_B,
-            "00000000000000c1",
-            "",
-            "GET /health",
-            2,
-            base + 10_000_000,
-            1_000_000,
-        );
+        let health = otlp_span(TRACE_B, "00000000000000c1", "", "GET /health", 2, base + 10_000_000, 1_000_000);
         let request = ExportTraceServiceRequest {
             resource_spans: vec![
                 resource_spans("frontend", vec![root, health]),
@@ -218,20 +160,12 @@ pub(crate) mod tests {
     }
 
     pub async fn call(app: &Router, method: Method, uri: &str) -> (StatusCode, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(Body::empty())
-            .unwrap();
+        let request = Request::builder().method(method).uri(uri).body(Body::empty()).unwrap();
         let response = app.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let body = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-            panic!(
-                "{uri}: body is not JSON ({e}): {}",
-                String::from_utf8_lossy(&bytes)
-            )
-        });
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("{uri}: body is not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
         (status, body)
     }
 
@@ -244,11 +178,7 @@ pub(crate) mod tests {
         assert_eq!(status.as_u16(), code, "{body}");
         assert_eq!(body["data"], Value::Null);
         assert_eq!(
-            (
-                body["total"].as_u64(),
-                body["limit"].as_u64(),
-                body["offset"].as_u64()
-            ),
+            (body["total"].as_u64(), body["limit"].as_u64(), body["offset"].as_u64()),
             (Some(0), Some(0), Some(0))
         );
         let errors = body["errors"].as_array().expect("errors array");

@@ -37,15 +37,40 @@ fn render(state: &QueryState) -> String {
             ("{signal=\"metrics\"}", load(&c.metric_points)),
         ],
     );
-    family("seismo_rejected_rows_total", "counter", "Rows rejected inside accepted requests (partial success).", &[("", load(&c.rejected))]);
-    family("seismo_busy_rejections_total", "counter", "Requests refused with 429 / RESOURCE_EXHAUSTED because ingest outran the disk.", &[("", load(&c.busy))]);
+    family(
+        "seismo_rejected_rows_total",
+        "counter",
+        "Rows rejected inside accepted requests (partial success).",
+        &[("", load(&c.rejected))],
+    );
+    family(
+        "seismo_busy_rejections_total",
+        "counter",
+        "Requests refused with 429 / RESOURCE_EXHAUSTED because ingest outran the disk.",
+        &[("", load(&c.busy))],
+    );
     family("seismo_wal_bytes_total", "counter", "Bytes written to the write-ahead log.", &[("", load(&c.wal_bytes))]);
-    family("seismo_wal_syncs_total", "counter", "WAL fsyncs (each covers a group of requests).", &[("", load(&c.wal_syncs))]);
+    family(
+        "seismo_wal_syncs_total",
+        "counter",
+        "WAL fsyncs (each covers a group of requests).",
+        &[("", load(&c.wal_syncs))],
+    );
     family("seismo_flushes_total", "counter", "Memtable flushes to segments.", &[("", load(&c.flushes))]);
-    family("seismo_flush_errors_total", "counter", "Failed flushes (data stays in the WAL and is retried).", &[("", load(&c.flush_errors))]);
+    family(
+        "seismo_flush_errors_total",
+        "counter",
+        "Failed flushes (data stays in the WAL and is retried).",
+        &[("", load(&c.flush_errors))],
+    );
     let segments = state.store.segments();
     family("seismo_segments", "gauge", "Segments in the catalog.", &[("", segments.len() as u64)]);
-    family("seismo_segment_bytes", "gauge", "Bytes of segment files (Parquet and index).", &[("", segments.iter().map(|s| s.bytes).sum())]);
+    family(
+        "seismo_segment_bytes",
+        "gauge",
+        "Bytes of segment files (Parquet and index).",
+        &[("", segments.iter().map(|s| s.bytes).sum())],
+    );
     out
 }
 

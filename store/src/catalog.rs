@@ -44,7 +44,11 @@ impl Catalog {
                 let c: Catalog = serde_json::from_slice(&bytes)
                     .map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display())))?;
                 if c.version != FORMAT_VERSION {
-                    return Err(StoreError::Corrupt(format!("{}: unsupported catalog version {}", path.display(), c.version)));
+                    return Err(StoreError::Corrupt(format!(
+                        "{}: unsupported catalog version {}",
+                        path.display(),
+                        c.version
+                    )));
                 }
                 Ok(c)
             }

@@ -85,15 +85,13 @@ fn ns(v: u64) -> i64 {
 }
 
 fn trace_id(bytes: &[u8], what: &str) -> Result<TraceId> {
-    TraceId::from_slice(bytes).map_err(|_| {
-        StoreError::InvalidId(format!("{what}: trace id must be 16 bytes, got {}", bytes.len()))
-    })
+    TraceId::from_slice(bytes)
+        .map_err(|_| StoreError::InvalidId(format!("{what}: trace id must be 16 bytes, got {}", bytes.len())))
 }
 
 fn span_id(bytes: &[u8], what: &str) -> Result<SpanId> {
-    SpanId::from_slice(bytes).map_err(|_| {
-        StoreError::InvalidId(format!("{what}: span id must be 8 bytes, got {}", bytes.len()))
-    })
+    SpanId::from_slice(bytes)
+        .map_err(|_| StoreError::InvalidId(format!("{what}: span id must be 8 bytes, got {}", bytes.len())))
 }
 
 /// Converts a trace export request into span rows.
@@ -106,11 +104,8 @@ pub fn spans(req: &ExportTraceServiceRequest) -> Result<Converted<SpanRow>> {
         let resource_attributes = rs.resource.as_ref().map(|r| attributes(&r.attributes)).unwrap_or_default();
         let service = service_name(&resource_attributes);
         for ss in &rs.scope_spans {
-            let (scope_name, scope_version) = ss
-                .scope
-                .as_ref()
-                .map(|s| (s.name.clone(), s.version.clone()))
-                .unwrap_or_default();
+            let (scope_name, scope_version) =
+                ss.scope.as_ref().map(|s| (s.name.clone(), s.version.clone())).unwrap_or_default();
             for span in &ss.spans {
                 let what = format!("span {:?}", span.name);
                 let tid = trace_id(&span.trace_id, &what)?;
@@ -186,11 +181,8 @@ pub fn logs(req: &ExportLogsServiceRequest) -> Result<Converted<LogRow>> {
         let resource_attributes = rl.resource.as_ref().map(|r| attributes(&r.attributes)).unwrap_or_default();
         let service = service_name(&resource_attributes);
         for sl in &rl.scope_logs {
-            let (scope_name, scope_version) = sl
-                .scope
-                .as_ref()
-                .map(|s| (s.name.clone(), s.version.clone()))
-                .unwrap_or_default();
+            let (scope_name, scope_version) =
+                sl.scope.as_ref().map(|s| (s.name.clone(), s.version.clone())).unwrap_or_default();
             for rec in &sl.log_records {
                 let tid = if rec.trace_id.is_empty() { None } else { Some(trace_id(&rec.trace_id, "log record")?) };
                 let sid = if rec.span_id.is_empty() { None } else { Some(span_id(&rec.span_id, "log record")?) };
@@ -261,12 +253,26 @@ pub fn metric_points(req: &ExportMetricsServiceRequest) -> Result<Converted<Metr
                     }
                     Some(Data::Sum(s)) => {
                         for p in &s.data_points {
-                            out.rows.push(number_point(&base, MetricKind::Sum, s.aggregation_temporality, s.is_monotonic, p));
+                            out.rows.push(number_point(
+                                &base,
+                                MetricKind::Sum,
+                                s.aggregation_temporality,
+                                s.is_monotonic,
+                                p,
+                            ));
                         }
                     }
                     Some(Data::Histogram(h)) => {
                         for p in &h.data_points {
-                            let mut row = point_base(&base, MetricKind::Histogram, h.aggregation_temporality, p.start_time_unix_nano, p.time_unix_nano, &p.attributes, p.flags);
+                            let mut row = point_base(
+                                &base,
+                                MetricKind::Histogram,
+                                h.aggregation_temporality,
+                                p.start_time_unix_nano,
+                                p.time_unix_nano,
+                                &p.attributes,
+                                p.flags,
+                            );
                             row.count = Some(p.count);
                             row.sum = p.sum;
                             row.distribution = Some(Distribution {
@@ -281,7 +287,15 @@ pub fn metric_points(req: &ExportMetricsServiceRequest) -> Result<Converted<Metr
                     }
                     Some(Data::ExponentialHistogram(h)) => {
                         for p in &h.data_points {
-                            let mut row = point_base(&base, MetricKind::ExponentialHistogram, h.aggregation_temporality, p.start_time_unix_nano, p.time_unix_nano, &p.attributes, p.flags);
+                            let mut row = point_base(
+                                &base,
+                                MetricKind::ExponentialHistogram,
+                                h.aggregation_temporality,
+                                p.start_time_unix_nano,
+                                p.time_unix_nano,
+                                &p.attributes,
+                                p.flags,
+                            );
                             row.count = Some(p.count);
                             row.sum = p.sum;
                             row.distribution = Some(Distribution {
@@ -290,9 +304,17 @@ pub fn metric_points(req: &ExportMetricsServiceRequest) -> Result<Converted<Metr
                                 scale: Some(p.scale),
                                 zero_count: Some(p.zero_count),
                                 positive_offset: p.positive.as_ref().map(|b| b.offset),
-                                positive_counts: p.positive.as_ref().map(|b| b.bucket_counts.clone()).unwrap_or_default(),
+                                positive_counts: p
+                                    .positive
+                                    .as_ref()
+                                    .map(|b| b.bucket_counts.clone())
+                                    .unwrap_or_default(),
                                 negative_offset: p.negative.as_ref().map(|b| b.offset),
-                                negative_counts: p.negative.as_ref().map(|b| b.bucket_counts.clone()).unwrap_or_default(),
+                                negative_counts: p
+                                    .negative
+                                    .as_ref()
+                                    .map(|b| b.bucket_counts.clone())
+                                    .unwrap_or_default(),
                                 ..Default::default()
                             });
                             out.rows.push(row);
@@ -300,7 +322,15 @@ pub fn metric_points(req: &ExportMetricsServiceRequest) -> Result<Converted<Metr
                     }
                     Some(Data::Summary(s)) => {
                         for p in &s.data_points {
-                            let mut row = point_base(&base, MetricKind::Summary, 0, p.start_time_unix_nano, p.time_unix_nano, &p.attributes, p.flags);
+                            let mut row = point_base(
+                                &base,
+                                MetricKind::Summary,
+                                0,
+                                p.start_time_unix_nano,
+                                p.time_unix_nano,
+                                &p.attributes,
+                                p.flags,
+                            );
                             row.count = Some(p.count);
                             row.sum = Some(p.sum);
                             row.distribution = Some(Distribution {
@@ -373,7 +403,10 @@ mod tests {
         use pb_common::any_value::Value;
         ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
-                resource: Some(Resource { attributes: vec![kv("service.name", Value::StringValue("cart".into()))], ..Default::default() }),
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", Value::StringValue("cart".into()))],
+                    ..Default::default()
+                }),
                 scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
                 ..Default::default()
             }],
@@ -381,7 +414,14 @@ mod tests {
     }
 
     fn span(tid: Vec<u8>, sid: Vec<u8>) -> Span {
-        Span { trace_id: tid, span_id: sid, name: "GET /".into(), start_time_unix_nano: 10, end_time_unix_nano: 25, ..Default::default() }
+        Span {
+            trace_id: tid,
+            span_id: sid,
+            name: "GET /".into(),
+            start_time_unix_nano: 10,
+            end_time_unix_nano: 25,
+            ..Default::default()
+        }
     }
 
     #[test]

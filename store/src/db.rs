@@ -518,10 +518,7 @@ fn span_matches(r: &SpanRow, q: &TraceQuery) -> bool {
 
 /// Deletes segment files a crashed flush left behind (not named by the catalog).
 fn remove_strays(seg_dir: &Path, listed: &[SegmentMeta]) -> Result<()> {
-    let keep: HashSet<PathBuf> = listed
-        .iter()
-        .flat_map(|m| [m.parquet_path(seg_dir), m.index_path(seg_dir)])
-        .collect();
+    let keep: HashSet<PathBuf> = listed.iter().flat_map(|m| [m.parquet_path(seg_dir), m.index_path(seg_dir)]).collect();
     for entry in std::fs::read_dir(seg_dir)? {
         let path = entry?.path();
         if !keep.contains(&path) {

@@ -25,12 +25,7 @@ macro_rules! id_impl {
             /// `StoreError::InvalidId` when `bytes` is not exactly the id's length.
             pub fn from_slice(bytes: &[u8]) -> Result<Self, StoreError> {
                 let arr: [u8; $len] = bytes.try_into().map_err(|_| {
-                    StoreError::InvalidId(format!(
-                        "{} must be {} bytes, got {}",
-                        $what,
-                        $len,
-                        bytes.len()
-                    ))
+                    StoreError::InvalidId(format!("{} must be {} bytes, got {}", $what, $len, bytes.len()))
                 })?;
                 Ok(Self(arr))
             }
@@ -77,9 +72,8 @@ macro_rules! id_impl {
                     )));
                 }
                 let padded = format!("{:0>width$}", s, width = $len * 2);
-                let bytes = hex::decode(&padded).map_err(|e| {
-                    StoreError::InvalidId(format!("{} {:?} is not hex: {}", $what, s, e))
-                })?;
+                let bytes = hex::decode(&padded)
+                    .map_err(|e| StoreError::InvalidId(format!("{} {:?} is not hex: {}", $what, s, e)))?;
                 Self::from_slice(&bytes)
             }
         }

@@ -39,9 +39,11 @@ pub use error::{Result, StoreError};
 pub use ids::{SpanId, TraceId};
 pub use model::*;
 pub use opentelemetry_proto::tonic::collector::{
-    logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
-    trace::v1::ExportTraceServiceRequest,
+    logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest, trace::v1::ExportTraceServiceRequest,
 };
 pub use query::{Operation, TraceQuery};
 pub use segment::SegmentMeta;
-pub use tags::{ERROR as TAG_ERROR, OTEL_STATUS_CODE, OTEL_STATUS_DESCRIPTION, OTEL_SCOPE_NAME, OTEL_SCOPE_VERSION, SPAN_KIND as TAG_SPAN_KIND};
+pub use tags::{
+    ERROR as TAG_ERROR, OTEL_SCOPE_NAME, OTEL_SCOPE_VERSION, OTEL_STATUS_CODE, OTEL_STATUS_DESCRIPTION,
+    SPAN_KIND as TAG_SPAN_KIND,
+};

@@ -78,9 +78,9 @@ impl Memtable {
     pub fn operations(&self) -> impl Iterator<Item = (&str, Operation)> + '_ {
         self.operations.iter().flat_map(|(service, names)| {
             names.iter().flat_map(move |(name, kinds)| {
-                (0..8).filter(move |k| kinds & (1 << k) != 0).map(move |k| {
-                    (service.as_str(), Operation { name: name.clone(), span_kind: k })
-                })
+                (0..8)
+                    .filter(move |k| kinds & (1 << k) != 0)
+                    .map(move |k| (service.as_str(), Operation { name: name.clone(), span_kind: k }))
             })
         })
     }

@@ -82,9 +82,7 @@ impl AttrValue {
             AttrValue::Double(d) => d.to_string(),
             AttrValue::Bool(b) => b.to_string(),
             AttrValue::Bytes(h) => h.clone(),
-            AttrValue::Array(_) | AttrValue::Map(_) => {
-                serde_json::to_string(&self.to_plain_json()).unwrap_or_default()
-            }
+            AttrValue::Array(_) | AttrValue::Map(_) => serde_json::to_string(&self.to_plain_json()).unwrap_or_default(),
             AttrValue::Empty => String::new(),
         }
     }
@@ -99,11 +97,9 @@ impl AttrValue {
             AttrValue::Bool(b) => Value::Bool(*b),
             AttrValue::Bytes(h) => Value::String(h.clone()),
             AttrValue::Array(items) => Value::Array(items.iter().map(|v| v.to_plain_json()).collect()),
-            AttrValue::Map(kvs) => Value::Object(
-                kvs.iter()
-                    .map(|kv| (kv.key.clone(), kv.value.to_plain_json()))
-                    .collect(),
-            ),
+            AttrValue::Map(kvs) => {
+                Value::Object(kvs.iter().map(|kv| (kv.key.clone(), kv.value.to_plain_json())).collect())
+            }
             AttrValue::Empty => Value::Null,
         }
     }

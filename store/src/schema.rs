@@ -32,6 +32,8 @@ pub mod col {
     pub const STATUS_CODE: &str = "status_code";
     pub const STATUS_MESSAGE: &str = "status_message";
     pub const ATTRIBUTES: &str = "attributes";
+    pub const ATTR_KEYS: &str = "attr_keys";
+    pub const ATTR_VALUES: &str = "attr_values";
     pub const RESOURCE_ATTRIBUTES: &str = "resource_attributes";
     pub const SCOPE_NAME: &str = "scope_name";
     pub const SCOPE_VERSION: &str = "scope_version";
@@ -61,6 +63,91 @@ fn f(name: &str, dt: DataType, nullable: bool) -> Field {
     Field::new(name, dt, nullable)
 }
 
+/// `List<Utf8>` as `ListBuilder<StringBuilder>` builds it.
+fn text_list() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
+}
+
+/// Span attributes are stored as two parallel list columns, keys and values,
+/// each value as text behind a one-letter type tag (`s` string, `i` int64, `d`
+/// float64, `t`/`f` bool, `y` bytes as hex, `j` arrays and maps as typed JSON,
+/// `n` empty). Parquet dictionary-encodes both lists, so a key costs a few bits
+/// and a repeated value a dictionary index: less than half the bytes of one
+/// JSON document per span, with types kept exactly (f64 text round-trips).
+fn attribute_columns(rows: &[&SpanRow]) -> (ArrayRef, ArrayRef) {
+    let n: usize = rows.iter().map(|r| r.attributes.len()).sum();
+    let mut keys = ListBuilder::with_capacity(StringBuilder::with_capacity(n, n * 16), rows.len());
+    let mut values = ListBuilder::with_capacity(StringBuilder::with_capacity(n, n * 16), rows.len());
+    let mut buf = String::with_capacity(256);
+    for r in rows {
+        for kv in &r.attributes {
+            keys.values().append_value(&kv.key);
+            buf.clear();
+            tagged_text(&kv.value, &mut buf);
+            values.values().append_value(&buf);
+        }
+        keys.append(true);
+        values.append(true);
+    }
+    (Arc::new(keys.finish()), Arc::new(values.finish()))
+}
+
+fn tagged_text(v: &AttrValue, out: &mut String) {
+    use std::fmt::Write;
+    match v {
+        AttrValue::Str(s) => {
+            out.push('s');
+            out.push_str(s);
+        }
+        AttrValue::Int(i) => {
+            let _ = write!(out, "i{i}");
+        }
+        AttrValue::Double(d) => {
+            let _ = write!(out, "d{d}");
+        }
+        AttrValue::Bool(b) => out.push(if *b { 't' } else { 'f' }),
+        AttrValue::Bytes(h) => {
+            out.push('y');
+            out.push_str(h);
+        }
+        AttrValue::Array(_) | AttrValue::Map(_) => {
+            out.push('j');
+            out.push_str(&json(v));
+        }
+        AttrValue::Empty => out.push('n'),
+    }
+}
+
+fn parse_tagged(s: &str) -> Result<AttrValue> {
+    let bad = || StoreError::Corrupt(format!("bad attribute value {s:?} in segment"));
+    let (tag, rest) = s.split_at_checked(1).ok_or_else(bad)?;
+    Ok(match tag {
+        "s" => AttrValue::Str(rest.to_string()),
+        "i" => AttrValue::Int(rest.parse().map_err(|_| bad())?),
+        "d" => AttrValue::Double(rest.parse().map_err(|_| bad())?),
+        "t" => AttrValue::Bool(true),
+        "f" => AttrValue::Bool(false),
+        "y" => AttrValue::Bytes(rest.to_string()),
+        "j" => parse_json(rest, "attribute")?,
+        "n" => AttrValue::Empty,
+        _ => return Err(bad()),
+    })
+}
+
+/// Reads row `i`'s attributes back from the two list columns.
+fn read_attributes(keys: &ListArray, values: &ListArray, i: usize) -> Result<Vec<KeyValue>> {
+    let (k, v) = (keys.value(i), values.value(i));
+    let (k, v) = (Columns::as_str(&k)?, Columns::as_str(&v)?);
+    if k.len() != v.len() {
+        return Err(StoreError::Corrupt(format!(
+            "attribute keys ({}) and values ({}) differ in number",
+            k.len(),
+            v.len()
+        )));
+    }
+    (0..k.len()).map(|j| Ok(KeyValue { key: k.value(j).to_string(), value: parse_tagged(v.value(j))? })).collect()
+}
+
 pub fn span_schema() -> SchemaRef {
     static S: OnceLock<SchemaRef> = OnceLock::new();
     S.get_or_init(|| {
@@ -77,7 +164,8 @@ pub fn span_schema() -> SchemaRef {
             f(col::STATUS_MESSAGE, DataType::Utf8, true),
             f(col::TRACE_STATE, DataType::Utf8, true),
             f(col::FLAGS, DataType::UInt32, false),
-            f(col::ATTRIBUTES, DataType::Utf8, false),
+            f(col::ATTR_KEYS, text_list(), false),
+            f(col::ATTR_VALUES, text_list(), false),
             f(col::RESOURCE_ATTRIBUTES, DataType::Utf8, false),
             f(col::SCOPE_NAME, DataType::Utf8, false),
             f(col::SCOPE_VERSION, DataType::Utf8, false),
@@ -194,6 +282,7 @@ pub fn spans_to_batch(rows: &[&SpanRow]) -> Result<RecordBatch> {
             Some(json(&[r.dropped_attributes_count, r.dropped_events_count, r.dropped_links_count]))
         }
     };
+    let (attr_keys, attr_values) = attribute_columns(rows);
     let columns: Vec<ArrayRef> = vec![
         Arc::new(trace_id.finish()),
         Arc::new(span_id.finish()),
@@ -207,7 +296,8 @@ pub fn spans_to_batch(rows: &[&SpanRow]) -> Result<RecordBatch> {
         Arc::new(StringArray::from_iter(rows.iter().map(|r| non_empty(&r.status_message)))),
         Arc::new(StringArray::from_iter(rows.iter().map(|r| non_empty(&r.trace_state)))),
         Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.flags))),
-        json_column(rows.iter().map(|r| Some(&r.attributes)), n),
+        attr_keys,
+        attr_values,
         json_column(rows.iter().map(|r| Some(&r.resource_attributes)), n),
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.scope_name))),
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.scope_version))),
@@ -252,6 +342,15 @@ impl<'a> Columns<'a> {
     pub fn fixed(&self, name: &str) -> Result<&'a FixedSizeBinaryArray> {
         self.get(name)
     }
+    pub fn list(&self, name: &str) -> Result<&'a ListArray> {
+        self.get(name)
+    }
+    fn as_str(array: &ArrayRef) -> Result<&StringArray> {
+        array
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| StoreError::Corrupt("list items are not strings".into()))
+    }
 }
 
 fn opt_str(a: &StringArray, i: usize) -> &str {
@@ -268,8 +367,10 @@ pub fn batch_to_spans(batch: &RecordBatch) -> Result<Vec<SpanRow>> {
     let (trace_id, span_id, parent) = (c.fixed(col::TRACE_ID)?, c.fixed(col::SPAN_ID)?, c.fixed(col::PARENT_SPAN_ID)?);
     let (start, duration) = (c.i64(col::START_TIME)?, c.i64(col::DURATION)?);
     let (service, name, kind) = (c.str(col::SERVICE_NAME)?, c.str(col::NAME)?, c.i32(col::KIND)?);
-    let (status, status_msg, trace_state) = (c.i32(col::STATUS_CODE)?, c.str(col::STATUS_MESSAGE)?, c.str(col::TRACE_STATE)?);
-    let (flags, attrs, res) = (c.u32(col::FLAGS)?, c.str(col::ATTRIBUTES)?, c.str(col::RESOURCE_ATTRIBUTES)?);
+    let (status, status_msg, trace_state) =
+        (c.i32(col::STATUS_CODE)?, c.str(col::STATUS_MESSAGE)?, c.str(col::TRACE_STATE)?);
+    let (flags, res) = (c.u32(col::FLAGS)?, c.str(col::RESOURCE_ATTRIBUTES)?);
+    let (attr_keys, attr_values) = (c.list(col::ATTR_KEYS)?, c.list(col::ATTR_VALUES)?);
     let (scope, scope_v, events, links, dropped) = (
         c.str(col::SCOPE_NAME)?,
         c.str(col::SCOPE_VERSION)?,
@@ -279,7 +380,8 @@ pub fn batch_to_spans(batch: &RecordBatch) -> Result<Vec<SpanRow>> {
     );
     let mut out = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
-        let [da, de, dl]: [u32; 3] = if dropped.is_null(i) { [0; 3] } else { parse_json(dropped.value(i), "dropped counts")? };
+        let [da, de, dl]: [u32; 3] =
+            if dropped.is_null(i) { [0; 3] } else { parse_json(dropped.value(i), "dropped counts")? };
         out.push(SpanRow {
             trace_id: TraceId::from_slice(trace_id.value(i))?,
             span_id: SpanId::from_slice(span_id.value(i))?,
@@ -293,7 +395,7 @@ pub fn batch_to_spans(batch: &RecordBatch) -> Result<Vec<SpanRow>> {
             duration_nano: duration.value(i),
             status_code: status.value(i),
             status_message: opt_str(status_msg, i).to_string(),
-            attributes: parse_json(attrs.value(i), "attributes")?,
+            attributes: read_attributes(attr_keys, attr_values, i)?,
             resource_attributes: parse_json(res.value(i), "resource attributes")?,
             scope_name: scope.value(i).to_string(),
             scope_version: scope_v.value(i).to_string(),
@@ -397,7 +499,8 @@ pub fn metrics_to_batch(rows: &[&MetricPointRow]) -> Result<RecordBatch> {
 
 pub fn batch_to_metrics(batch: &RecordBatch) -> Result<Vec<MetricPointRow>> {
     let c = Columns(batch);
-    let (name, service, time, start) = (c.str(col::METRIC_NAME)?, c.str(col::SERVICE_NAME)?, c.i64(col::TIME)?, c.i64(col::START_TIME)?);
+    let (name, service, time, start) =
+        (c.str(col::METRIC_NAME)?, c.str(col::SERVICE_NAME)?, c.i64(col::TIME)?, c.i64(col::START_TIME)?);
     let (kind, temporality, mono) = (c.i32(col::METRIC_KIND)?, c.i32(col::TEMPORALITY)?, c.bool(col::MONOTONIC)?);
     let (attrs, value, value_int) = (c.str(col::ATTRIBUTES)?, c.f64(col::VALUE)?, c.i64(col::VALUE_INT)?);
     let (count, sum, dist) = (c.u64(col::COUNT)?, c.f64(col::SUM)?, c.str(col::DISTRIBUTION)?);
@@ -414,7 +517,8 @@ pub fn batch_to_metrics(batch: &RecordBatch) -> Result<Vec<MetricPointRow>> {
             metric_name: name.value(i).to_string(),
             description: desc.value(i).to_string(),
             unit: unit.value(i).to_string(),
-            kind: MetricKind::from_i32(kind.value(i)).ok_or_else(|| StoreError::Corrupt(format!("unknown metric kind {}", kind.value(i))))?,
+            kind: MetricKind::from_i32(kind.value(i))
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown metric kind {}", kind.value(i))))?,
             temporality: temporality.value(i),
             is_monotonic: mono.value(i),
             service_name: service.value(i).to_string(),
@@ -432,4 +536,39 @@ pub fn batch_to_metrics(batch: &RecordBatch) -> Result<Vec<MetricPointRow>> {
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tagged_attribute_text_round_trips_every_type() {
+        let values = [
+            AttrValue::Str("GET /x".into()),
+            AttrValue::Str(String::new()),
+            AttrValue::Int(i64::MIN),
+            AttrValue::Int(9_007_199_254_740_993),
+            AttrValue::Double(0.1 + 0.2),
+            AttrValue::Double(f64::INFINITY),
+            AttrValue::Double(-0.0),
+            AttrValue::Bool(true),
+            AttrValue::Bool(false),
+            AttrValue::Bytes("00ff".into()),
+            AttrValue::Array(vec![AttrValue::Int(1), AttrValue::Str("a".into())]),
+            AttrValue::Map(vec![KeyValue::new("k", AttrValue::Bool(true))]),
+            AttrValue::Empty,
+        ];
+        for v in values {
+            let mut s = String::new();
+            tagged_text(&v, &mut s);
+            assert_eq!(parse_tagged(&s).unwrap(), v, "{s}");
+        }
+        let mut s = String::new();
+        tagged_text(&AttrValue::Double(f64::NAN), &mut s);
+        assert!(matches!(parse_tagged(&s).unwrap(), AttrValue::Double(d) if d.is_nan()));
+        assert!(parse_tagged("").is_err());
+        assert!(parse_tagged("x1").is_err());
+        assert!(parse_tagged("inope").is_err());
+    }
 }

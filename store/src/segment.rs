@@ -77,7 +77,11 @@ fn writer_props(sort_col: usize, bloom: Option<(&str, usize)>, no_dict: &[&str])
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_data_page_row_count_limit(PAGE_ROWS)
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_sorting_columns(Some(vec![SortingColumn { column_idx: sort_col as i32, descending: false, nulls_first: false }]));
+        .set_sorting_columns(Some(vec![SortingColumn {
+            column_idx: sort_col as i32,
+            descending: false,
+            nulls_first: false,
+        }]));
     if let Some((column, ndv)) = bloom {
         let path = ColumnPath::from(column);
         b = b
@@ -115,9 +119,7 @@ fn write_parquet<R>(
 }
 
 fn dir_size(dir: &Path) -> u64 {
-    fs::read_dir(dir)
-        .map(|it| it.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
-        .unwrap_or(0)
+    fs::read_dir(dir).map(|it| it.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0)
 }
 
 /// Builds a text index in a temporary directory and renames it into place.
@@ -165,8 +167,13 @@ pub fn write_spans(dir: &Path, id: u64, rows: &[SpanRow]) -> Result<SegmentMeta>
     let mut sorted: Vec<&SpanRow> = rows.iter().collect();
     sorted.sort_by(|a, b| (a.trace_id, a.start_time_unix_nano).cmp(&(b.trace_id, b.start_time_unix_nano)));
     let traces_per_group = (rows.len().min(ROW_GROUP_ROWS) / 2).max(1);
-    let props = writer_props(0, Some((col::TRACE_ID, traces_per_group)), &[col::SPAN_ID, col::PARENT_SPAN_ID, col::ATTRIBUTES, col::EVENTS, col::LINKS]);
-    let distinct: HashSet<(&str, &str, i32)> = rows.iter().map(|r| (r.service_name.as_str(), r.name.as_str(), r.kind)).collect();
+    let props = writer_props(
+        0,
+        Some((col::TRACE_ID, traces_per_group)),
+        &[col::SPAN_ID, col::PARENT_SPAN_ID, col::EVENTS, col::LINKS],
+    );
+    let distinct: HashSet<(&str, &str, i32)> =
+        rows.iter().map(|r| (r.service_name.as_str(), r.name.as_str(), r.kind)).collect();
     let mut meta = SegmentMeta::describe(
         id,
         Signal::Traces,
@@ -175,9 +182,11 @@ pub fn write_spans(dir: &Path, id: u64, rows: &[SpanRow]) -> Result<SegmentMeta>
         distinct.iter().map(|(s, _, _)| *s),
         true,
     );
-    let operations: BTreeSet<(String, String, i32)> = distinct.into_iter().map(|(s, n, k)| (s.to_string(), n.to_string(), k)).collect();
+    let operations: BTreeSet<(String, String, i32)> =
+        distinct.into_iter().map(|(s, n, k)| (s.to_string(), n.to_string(), k)).collect();
     meta.operations = operations.into_iter().collect();
-    let parquet_bytes = write_parquet(&meta.parquet_path(dir), schema::span_schema(), &sorted, |c| schema::spans_to_batch(c), props)?;
+    let parquet_bytes =
+        write_parquet(&meta.parquet_path(dir), schema::span_schema(), &sorted, |c| schema::spans_to_batch(c), props)?;
     let index_bytes = write_index(&meta.index_path(dir), TextDetail::Docs, |w| {
         for (i, row) in sorted.iter().enumerate() {
             w.add(i as u64, |doc| {
@@ -212,8 +221,10 @@ pub fn write_logs(dir: &Path, id: u64, rows: &[LogRow]) -> Result<SegmentMeta> {
     sorted.sort_by(|a, b| (&a.service_name, a.time_unix_nano).cmp(&(&b.service_name, b.time_unix_nano)));
     let props = writer_props(2, Some((col::TRACE_ID, ROW_GROUP_ROWS / 4)), &[]);
     let services = rows.iter().map(|r| r.service_name.as_str());
-    let mut meta = SegmentMeta::describe(id, Signal::Logs, rows.len(), rows.iter().map(|r| r.time_unix_nano), services, true);
-    let parquet_bytes = write_parquet(&meta.parquet_path(dir), schema::log_schema(), &sorted, |c| schema::logs_to_batch(c), props)?;
+    let mut meta =
+        SegmentMeta::describe(id, Signal::Logs, rows.len(), rows.iter().map(|r| r.time_unix_nano), services, true);
+    let parquet_bytes =
+        write_parquet(&meta.parquet_path(dir), schema::log_schema(), &sorted, |c| schema::logs_to_batch(c), props)?;
     let index_bytes = write_index(&meta.index_path(dir), TextDetail::Positions, |w| {
         for (i, row) in sorted.iter().enumerate() {
             w.add(i as u64, |doc| {
@@ -242,8 +253,15 @@ pub fn write_metrics(dir: &Path, id: u64, rows: &[MetricPointRow]) -> Result<Seg
     });
     let props = writer_props(0, None, &[]);
     let services = rows.iter().map(|r| r.service_name.as_str());
-    let mut meta = SegmentMeta::describe(id, Signal::Metrics, rows.len(), rows.iter().map(|r| r.time_unix_nano), services, false);
-    meta.bytes = write_parquet(&meta.parquet_path(dir), schema::metric_schema(), &sorted, |c| schema::metrics_to_batch(c), props)?;
+    let mut meta =
+        SegmentMeta::describe(id, Signal::Metrics, rows.len(), rows.iter().map(|r| r.time_unix_nano), services, false);
+    meta.bytes = write_parquet(
+        &meta.parquet_path(dir),
+        schema::metric_schema(),
+        &sorted,
+        |c| schema::metrics_to_batch(c),
+        props,
+    )?;
     Ok(meta)
 }
 
@@ -267,7 +285,10 @@ impl Segment {
     pub fn open(dir: &Path, meta: SegmentMeta) -> Result<Self> {
         let path = meta.parquet_path(dir);
         let file = File::open(&path)?;
-        let reader_meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional))?;
+        let reader_meta = ArrowReaderMetadata::load(
+            &file,
+            ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
+        )?;
         let md = reader_meta.metadata().clone();
         let mut trace_ranges = Vec::new();
         let mut blooms = Vec::new();
@@ -293,7 +314,8 @@ impl Segment {
     }
 
     fn builder(&self) -> Result<ParquetRecordBatchReaderBuilder<File>> {
-        Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(File::open(&self.path)?, self.reader_meta.clone()).with_batch_size(8192))
+        Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(File::open(&self.path)?, self.reader_meta.clone())
+            .with_batch_size(8192))
     }
 
     fn projection(&self, columns: &[&str]) -> ProjectionMask {
@@ -301,7 +323,12 @@ impl Segment {
     }
 
     /// Reads the given row groups (optionally a row selection within them) with `columns`.
-    fn read(&self, row_groups: Vec<usize>, columns: Option<&[&str]>, selection: Option<RowSelection>) -> Result<Vec<RecordBatch>> {
+    fn read(
+        &self,
+        row_groups: Vec<usize>,
+        columns: Option<&[&str]>,
+        selection: Option<RowSelection>,
+    ) -> Result<Vec<RecordBatch>> {
         let mut b = self.builder()?.with_row_groups(row_groups);
         if let Some(cols) = columns {
             b = b.with_projection(self.projection(cols));

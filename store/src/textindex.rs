@@ -129,7 +129,8 @@ impl TextIndex {
         let clauses: Vec<(Occur, Box<dyn Query>)> = terms
             .iter()
             .map(|t| {
-                let q: Box<dyn Query> = Box::new(TermQuery::new(Term::from_field_text(self.kv, t), IndexRecordOption::Basic));
+                let q: Box<dyn Query> =
+                    Box::new(TermQuery::new(Term::from_field_text(self.kv, t), IndexRecordOption::Basic));
                 (Occur::Must, q)
             })
             .collect();

@@ -72,11 +72,7 @@ pub fn list_files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
 impl WalWriter {
     /// Starts a new WAL file whose first record will be `next_seq`.
     pub fn create(dir: &Path, next_seq: u64) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(dir.join(file_name(next_seq)))?;
+        let file = OpenOptions::new().create(true).write(true).truncate(true).open(dir.join(file_name(next_seq)))?;
         sync_dir(dir)?;
         Ok(Self { dir: dir.to_path_buf(), file, next_seq })
     }

@@ -6,7 +6,9 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric, number_data_point, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
 use seismo_store::*;
@@ -17,7 +19,10 @@ fn kv(k: &str, v: any_value::Value) -> KeyValue {
 
 fn resource(service: &str) -> Option<Resource> {
     Some(Resource {
-        attributes: vec![kv("service.name", any_value::Value::StringValue(service.into())), kv("host.name", any_value::Value::StringValue("h1".into()))],
+        attributes: vec![
+            kv("service.name", any_value::Value::StringValue(service.into())),
+            kv("host.name", any_value::Value::StringValue("h1".into())),
+        ],
         ..Default::default()
     })
 }
@@ -62,7 +67,15 @@ fn trace_request(trace: u8, offset_ns: u64) -> ExportTraceServiceRequest {
         resource_spans: vec![
             ResourceSpans {
                 resource: resource("frontend"),
-                scope_spans: vec![ScopeSpans { scope: Some(InstrumentationScope { name: "web".into(), version: "1.0".into(), ..Default::default() }), spans: vec![root], ..Default::default() }],
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(InstrumentationScope {
+                        name: "web".into(),
+                        version: "1.0".into(),
+                        ..Default::default()
+                    }),
+                    spans: vec![root],
+                    ..Default::default()
+                }],
                 ..Default::default()
             },
             ResourceSpans {
@@ -108,19 +121,56 @@ fn check_searches(store: &Store) {
     assert_eq!(ops, vec![Operation { name: "AddItem".into(), span_kind: 2 }]);
     // Newest first, over all traces.
     assert_eq!(search(store, TraceQuery { service: Some("frontend".into()), ..Default::default() }), vec![3, 2, 1]);
-    assert_eq!(search(store, TraceQuery { service: Some("frontend".into()), limit: 2, ..Default::default() }), vec![3, 2]);
+    assert_eq!(
+        search(store, TraceQuery { service: Some("frontend".into()), limit: 2, ..Default::default() }),
+        vec![3, 2]
+    );
     let tags = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    assert_eq!(search(store, TraceQuery { service: Some("cart".into()), tags: tags(&[("error", "true")]), ..Default::default() }), vec![3, 2, 1]);
-    assert_eq!(search(store, TraceQuery { tags: tags(&[("http.status_code", "500"), ("host.name", "h1")]), ..Default::default() }), vec![3, 2, 1]);
-    assert_eq!(search(store, TraceQuery { tags: tags(&[("exception.type", "StockError")]), ..Default::default() }), vec![3, 2, 1]);
+    assert_eq!(
+        search(
+            store,
+            TraceQuery { service: Some("cart".into()), tags: tags(&[("error", "true")]), ..Default::default() }
+        ),
+        vec![3, 2, 1]
+    );
+    assert_eq!(
+        search(
+            store,
+            TraceQuery { tags: tags(&[("http.status_code", "500"), ("host.name", "h1")]), ..Default::default() }
+        ),
+        vec![3, 2, 1]
+    );
+    assert_eq!(
+        search(store, TraceQuery { tags: tags(&[("exception.type", "StockError")]), ..Default::default() }),
+        vec![3, 2, 1]
+    );
     assert!(search(store, TraceQuery { tags: tags(&[("http.method", "POST")]), ..Default::default() }).is_empty());
     // 30 ms child, 50 ms root.
-    assert_eq!(search(store, TraceQuery { service: Some("cart".into()), min_duration_ns: Some(40_000_000), ..Default::default() }), Vec::<u8>::new());
-    assert_eq!(search(store, TraceQuery { service: Some("frontend".into()), min_duration_ns: Some(40_000_000), ..Default::default() }).len(), 3);
+    assert_eq!(
+        search(
+            store,
+            TraceQuery { service: Some("cart".into()), min_duration_ns: Some(40_000_000), ..Default::default() }
+        ),
+        Vec::<u8>::new()
+    );
+    assert_eq!(
+        search(
+            store,
+            TraceQuery { service: Some("frontend".into()), min_duration_ns: Some(40_000_000), ..Default::default() }
+        )
+        .len(),
+        3
+    );
     // Time window covering only the second trace (1 s apart).
     let t = T0 as i64 + 1_000_000_000;
-    assert_eq!(search(store, TraceQuery { start_min_ns: Some(t), start_max_ns: Some(t + 500_000_000), ..Default::default() }), vec![2]);
-    assert_eq!(search(store, TraceQuery { operation: Some("AddItem".into()), span_kind: Some(3), ..Default::default() }), Vec::<u8>::new());
+    assert_eq!(
+        search(store, TraceQuery { start_min_ns: Some(t), start_max_ns: Some(t + 500_000_000), ..Default::default() }),
+        vec![2]
+    );
+    assert_eq!(
+        search(store, TraceQuery { operation: Some("AddItem".into()), span_kind: Some(3), ..Default::default() }),
+        Vec::<u8>::new()
+    );
 }
 
 fn load(store: &Store) {
@@ -216,7 +266,11 @@ fn logs_and_metrics_survive_flush_and_reopen() {
                     data: Some(metric::Data::Sum(Sum {
                         aggregation_temporality: 2,
                         is_monotonic: true,
-                        data_points: vec![NumberDataPoint { time_unix_nano: T0, value: Some(number_data_point::Value::AsInt(12)), ..Default::default() }],
+                        data_points: vec![NumberDataPoint {
+                            time_unix_nano: T0,
+                            value: Some(number_data_point::Value::AsInt(12)),
+                            ..Default::default()
+                        }],
                     })),
                     ..Default::default()
                 }],
@@ -299,7 +353,8 @@ fn many_traces_across_row_groups_and_segments() {
     let mut id = [0u8; 16];
     id[..4].copy_from_slice(&90_000u32.to_be_bytes());
     assert!(store.trace(TraceId(id)).unwrap().is_empty());
-    let found = store.find_traces(&TraceQuery { service: Some("cart".into()), limit: 5, ..Default::default() }).unwrap();
+    let found =
+        store.find_traces(&TraceQuery { service: Some("cart".into()), limit: 5, ..Default::default() }).unwrap();
     let newest: Vec<u32> = found.iter().map(|t| u32::from_be_bytes(t[0].trace_id.0[..4].try_into().unwrap())).collect();
     assert_eq!(newest, vec![80_000, 79_999, 79_998, 79_997, 79_996]);
 }

@@ -20,7 +20,16 @@ impl Server {
     /// Starts `seismo serve` on `data_dir` with extra flags and waits for its ready line.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_seismo"))
-            .args(["serve", "--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--otlp-grpc",
+                "127.0.0.1:0",
+                "--otlp-http",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(data_dir)
             .args(extra)
             .env("SEISMO_LOG", "warn")
@@ -44,7 +53,13 @@ impl Server {
                 .unwrap_or_else(|| panic!("no {name} in {line:?}"))
                 .to_string()
         };
-        let server = Server { grpc: field("otlp-grpc"), otlp_http: field("otlp-http"), http: field("http"), data_dir: data_dir.to_path_buf(), child };
+        let server = Server {
+            grpc: field("otlp-grpc"),
+            otlp_http: field("otlp-http"),
+            http: field("http"),
+            data_dir: data_dir.to_path_buf(),
+            child,
+        };
         server.wait_healthy();
         server
     }

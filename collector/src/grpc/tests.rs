@@ -7,9 +7,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsSe
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use opentelemetry_proto::tonic::metrics::v1::{
-    metric, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
-};
+use opentelemetry_proto::tonic::metrics::v1::{metric, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use seismo_store::Batch;
 use tokio::sync::oneshot;
@@ -36,16 +34,11 @@ async fn start(sink: FakeSink) -> Running {
     let grpc_url = format!("http://{}", collector.grpc_addr());
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(collector.run(async { stopped.await.unwrap_or(()) }));
-    Running {
-        grpc_url,
-        _stop: stop,
-    }
+    Running { grpc_url, _stop: stop }
 }
 
 async fn trace_client(running: &Running) -> TraceServiceClient<tonic::transport::Channel> {
-    TraceServiceClient::connect(running.grpc_url.clone())
-        .await
-        .unwrap()
+    TraceServiceClient::connect(running.grpc_url.clone()).await.unwrap()
 }
 
 fn spans(name_len: usize) -> ExportTraceServiceRequest {
@@ -69,12 +62,7 @@ fn spans(name_len: usize) -> ExportTraceServiceRequest {
 async fn export_is_stored_and_acknowledged() {
     let sink = FakeSink::new(Script::Accept);
     let running = start(sink.clone()).await;
-    let response = trace_client(&running)
-        .await
-        .export(spans(4))
-        .await
-        .unwrap()
-        .into_inner();
+    let response = trace_client(&running).await.export(spans(4)).await.unwrap().into_inner();
     assert_eq!(response.partial_success, None);
     assert_eq!(sink.take_batches(), vec![Batch::Traces(spans(4))]);
 }
@@ -85,46 +73,25 @@ async fn logs_and_metrics_services_are_served() {
     let running = start(sink.clone()).await;
     let logs = ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
-            scope_logs: vec![ScopeLogs {
-                log_records: vec![LogRecord::default()],
-                ..Default::default()
-            }],
+            scope_logs: vec![ScopeLogs { log_records: vec![LogRecord::default()], ..Default::default() }],
             ..Default::default()
         }],
     };
-    LogsServiceClient::connect(running.grpc_url.clone())
-        .await
-        .unwrap()
-        .export(logs)
-        .await
-        .unwrap();
+    LogsServiceClient::connect(running.grpc_url.clone()).await.unwrap().export(logs).await.unwrap();
     let gauge = Metric {
         name: "g".into(),
-        data: Some(metric::Data::Gauge(Gauge {
-            data_points: vec![NumberDataPoint::default()],
-        })),
+        data: Some(metric::Data::Gauge(Gauge { data_points: vec![NumberDataPoint::default()] })),
         ..Default::default()
     };
     let metrics = ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
-            scope_metrics: vec![ScopeMetrics {
-                metrics: vec![gauge],
-                ..Default::default()
-            }],
+            scope_metrics: vec![ScopeMetrics { metrics: vec![gauge], ..Default::default() }],
             ..Default::default()
         }],
     };
-    MetricsServiceClient::connect(running.grpc_url.clone())
-        .await
-        .unwrap()
-        .export(metrics)
-        .await
-        .unwrap();
+    MetricsServiceClient::connect(running.grpc_url.clone()).await.unwrap().export(metrics).await.unwrap();
     let batches = sink.take_batches();
-    assert!(
-        matches!(batches.as_slice(), [Batch::Logs(_), Batch::Metrics(_)]),
-        "{batches:?}"
-    );
+    assert!(matches!(batches.as_slice(), [Batch::Logs(_), Batch::Metrics(_)]), "{batches:?}");
 }
 
 #[tokio::test]
@@ -140,47 +107,25 @@ async fn gzip_and_zstd_requests_are_accepted() {
 
 #[tokio::test]
 async fn partial_success_is_reported() {
-    let running = start(FakeSink::new(Script::Reject {
-        rejected: 1,
-        message: "all-zero span id",
-    }))
-    .await;
-    let response = trace_client(&running)
-        .await
-        .export(spans(1))
-        .await
-        .unwrap()
-        .into_inner();
+    let running = start(FakeSink::new(Script::Reject { rejected: 1, message: "all-zero span id" })).await;
+    let response = trace_client(&running).await.export(spans(1)).await.unwrap().into_inner();
     let partial = response.partial_success.unwrap();
-    assert_eq!(
-        (partial.rejected_spans, partial.error_message.as_str()),
-        (1, "all-zero span id")
-    );
+    assert_eq!((partial.rejected_spans, partial.error_message.as_str()), (1, "all-zero span id"));
 }
 
 #[tokio::test]
 async fn empty_request_succeeds_without_the_store() {
     let running = start(FakeSink::new(Script::Closed)).await;
-    let response = trace_client(&running)
-        .await
-        .export(ExportTraceServiceRequest::default())
-        .await
-        .unwrap();
+    let response = trace_client(&running).await.export(ExportTraceServiceRequest::default()).await.unwrap();
     assert_eq!(response.into_inner().partial_success, None);
 }
 
 #[tokio::test]
 async fn busy_store_is_resource_exhausted_with_retry_info() {
     let running = start(FakeSink::new(Script::Busy)).await;
-    let status = trace_client(&running)
-        .await
-        .export(spans(1))
-        .await
-        .unwrap_err();
+    let status = trace_client(&running).await.export(spans(1)).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
-    let retry = status
-        .get_details_retry_info()
-        .expect("RetryInfo makes the client retry");
+    let retry = status.get_details_retry_info().expect("RetryInfo makes the client retry");
     assert_eq!(retry.retry_delay, Some(Duration::from_secs(1)));
 }
 
@@ -193,11 +138,7 @@ async fn other_store_errors_map_to_their_codes() {
     ];
     for (script, code) in cases {
         let running = start(FakeSink::new(script)).await;
-        let status = trace_client(&running)
-            .await
-            .export(spans(1))
-            .await
-            .unwrap_err();
+        let status = trace_client(&running).await.export(spans(1)).await.unwrap_err();
         assert_eq!(status.code(), code, "{status:?}");
         assert!(status.get_details_retry_info().is_none());
     }
@@ -208,17 +149,11 @@ async fn oversized_messages_are_resource_exhausted_without_retry_info() {
     let sink = FakeSink::new(Script::Accept);
     let running = start(sink.clone()).await;
     // Plain: tonic says OUT_OF_RANGE (retryable for OTLP clients); we rewrite it.
-    let status = trace_client(&running)
-        .await
-        .export(spans(LIMIT + 1))
-        .await
-        .unwrap_err();
+    let status = trace_client(&running).await.export(spans(LIMIT + 1)).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert!(status.get_details_retry_info().is_none());
     // Compressed below the limit, inflating past it: tonic's bounded decompression.
-    let mut client = trace_client(&running)
-        .await
-        .send_compressed(CompressionEncoding::Gzip);
+    let mut client = trace_client(&running).await.send_compressed(CompressionEncoding::Gzip);
     let status = client.export(spans(4 * LIMIT)).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert!(sink.take_batches().is_empty());
@@ -228,9 +163,7 @@ async fn oversized_messages_are_resource_exhausted_without_retry_info() {
 fn only_out_of_range_is_rewritten() {
     let with_status = |code: &'static str| {
         let mut response = axum::http::Response::new(());
-        response
-            .headers_mut()
-            .insert("grpc-status", HeaderValue::from_static(code));
+        response.headers_mut().insert("grpc-status", HeaderValue::from_static(code));
         oversized_is_resource_exhausted(response).headers()["grpc-status"].clone()
     };
     assert_eq!(with_status("11"), "8");

@@ -6,10 +6,7 @@ use opentelemetry_proto::tonic::common::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use serde_json::Value;
 
-use super::{
-    base64_bytes, boolean, double, for_each_field, int64, repeated, string, strings, uint32, OneOf,
-    Result,
-};
+use super::{base64_bytes, boolean, double, for_each_field, int64, repeated, string, strings, uint32, OneOf, Result};
 
 /// `AnyValue`: exactly one of the typed fields, or none (an empty value is valid).
 pub(super) fn any_value(value: &Value) -> Result<AnyValue> {
@@ -129,30 +126,12 @@ mod tests {
     #[test]
     fn every_any_value_kind_decodes() {
         use any_value::Value as V;
-        assert_eq!(
-            value_of(json!({"stringValue": "a"})),
-            Some(V::StringValue("a".into()))
-        );
-        assert_eq!(
-            value_of(json!({"boolValue": true})),
-            Some(V::BoolValue(true))
-        );
-        assert_eq!(
-            value_of(json!({"intValue": "9007199254740993"})),
-            Some(V::IntValue(9_007_199_254_740_993))
-        );
-        assert_eq!(
-            value_of(json!({"intValue": 9_007_199_254_740_993_i64})),
-            Some(V::IntValue(9_007_199_254_740_993))
-        );
-        assert_eq!(
-            value_of(json!({"doubleValue": 1.5})),
-            Some(V::DoubleValue(1.5))
-        );
-        assert_eq!(
-            value_of(json!({"bytesValue": "AQID"})),
-            Some(V::BytesValue(vec![1, 2, 3]))
-        );
+        assert_eq!(value_of(json!({"stringValue": "a"})), Some(V::StringValue("a".into())));
+        assert_eq!(value_of(json!({"boolValue": true})), Some(V::BoolValue(true)));
+        assert_eq!(value_of(json!({"intValue": "9007199254740993"})), Some(V::IntValue(9_007_199_254_740_993)));
+        assert_eq!(value_of(json!({"intValue": 9_007_199_254_740_993_i64})), Some(V::IntValue(9_007_199_254_740_993)));
+        assert_eq!(value_of(json!({"doubleValue": 1.5})), Some(V::DoubleValue(1.5)));
+        assert_eq!(value_of(json!({"bytesValue": "AQID"})), Some(V::BytesValue(vec![1, 2, 3])));
         assert_eq!(value_of(json!({})), None);
         assert_eq!(value_of(json!({"someFutureValue": 1})), None);
     }
@@ -160,23 +139,13 @@ mod tests {
     #[test]
     fn empty_array_and_kvlist_decode_as_what_go_pdata_sends() {
         use any_value::Value as V;
-        assert_eq!(
-            value_of(json!({"arrayValue": {}})),
-            Some(V::ArrayValue(ArrayValue::default()))
-        );
-        assert_eq!(
-            value_of(json!({"kvlistValue": {}})),
-            Some(V::KvlistValue(KeyValueList::default()))
-        );
+        assert_eq!(value_of(json!({"arrayValue": {}})), Some(V::ArrayValue(ArrayValue::default())));
+        assert_eq!(value_of(json!({"kvlistValue": {}})), Some(V::KvlistValue(KeyValueList::default())));
         let nested = json!({"kvlistValue": {"values": [
             {"key": "k", "value": {"arrayValue": {"values": [{"intValue": "1"}, {"stringValue": "x"}]}}}
         ]}});
-        let Some(V::KvlistValue(list)) = value_of(nested) else {
-            panic!("not a kvlist")
-        };
-        let Some(V::ArrayValue(array)) = list.values[0].value.clone().unwrap().value else {
-            panic!("not an array")
-        };
+        let Some(V::KvlistValue(list)) = value_of(nested) else { panic!("not a kvlist") };
+        let Some(V::ArrayValue(array)) = list.values[0].value.clone().unwrap().value else { panic!("not an array") };
         assert_eq!(array.values.len(), 2);
     }
 
@@ -189,25 +158,14 @@ mod tests {
     #[test]
     fn nulls_mean_default() {
         let kv = key_value(&json!({"key": "k", "value": null})).unwrap();
-        assert_eq!(
-            kv,
-            KeyValue {
-                key: "k".into(),
-                value: None,
-                key_strindex: 0
-            }
-        );
+        assert_eq!(kv, KeyValue { key: "k".into(), value: None, key_strindex: 0 });
         let res = resource(&json!({"attributes": null, "droppedAttributesCount": null})).unwrap();
         assert_eq!(res, Resource::default());
     }
 
     #[test]
     fn wrong_types_name_the_field() {
-        let err = resource(&json!({"attributes": [{"key": "k", "value": {"boolValue": "yes"}}]}))
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "attributes[0].value.boolValue: expected a boolean, found a string"
-        );
+        let err = resource(&json!({"attributes": [{"key": "k", "value": {"boolValue": "yes"}}]})).unwrap_err();
+        assert_eq!(err.to_string(), "attributes[0].value.boolValue: expected a boolean, found a string");
     }
 }

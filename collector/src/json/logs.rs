@@ -6,8 +6,7 @@ use serde_json::Value;
 
 use super::common::{any_value, key_values, resource, scope};
 use super::{
-    decode_document, enumeration, for_each_field, repeated, span_id, string, trace_id, uint32,
-    uint64, JsonError,
+    decode_document, enumeration, for_each_field, repeated, span_id, string, trace_id, uint32, uint64, JsonError,
 };
 
 /// Decodes an OTLP/JSON logs export request.
@@ -62,9 +61,7 @@ fn log_record(value: &Value) -> Result<LogRecord, JsonError> {
             "timeUnixNano" => out.time_unix_nano = uint64(field)?,
             "observedTimeUnixNano" => out.observed_time_unix_nano = uint64(field)?,
             "severityNumber" => {
-                out.severity_number = enumeration(field, |n| {
-                    SeverityNumber::from_str_name(n).map(|s| s as i32)
-                })?
+                out.severity_number = enumeration(field, |n| SeverityNumber::from_str_name(n).map(|s| s as i32))?
             }
             "severityText" => out.severity_text = string(field)?,
             "body" => out.body = Some(any_value(field)?),
@@ -92,31 +89,17 @@ mod tests {
         let record = &req.resource_logs[0].scope_logs[0].log_records[0];
         assert_eq!(record.time_unix_nano, 1_544_712_660_300_000_000);
         assert_eq!(record.severity_number, SeverityNumber::Info2 as i32);
-        assert_eq!(
-            hex::encode(&record.trace_id),
-            "5b8efff798038103d269b633813fc60c"
-        );
+        assert_eq!(hex::encode(&record.trace_id), "5b8efff798038103d269b633813fc60c");
         assert_eq!(hex::encode(&record.span_id), "eee19b7ec3c1b174");
         let body = record.body.as_ref().unwrap().value.as_ref().unwrap();
-        assert_eq!(
-            body,
-            &AnyValueKind::StringValue("order accepted".into())
-        );
-        let int_attr = record
-            .attributes
-            .iter()
-            .find(|kv| kv.key == "int.attribute")
-            .unwrap();
-        assert_eq!(
-            int_attr.value.as_ref().unwrap().value,
-            Some(AnyValueKind::IntValue(10))
-        );
+        assert_eq!(body, &AnyValueKind::StringValue("order accepted".into()));
+        let int_attr = record.attributes.iter().find(|kv| kv.key == "int.attribute").unwrap();
+        assert_eq!(int_attr.value.as_ref().unwrap().value, Some(AnyValueKind::IntValue(10)));
     }
 
     #[test]
     fn empty_ids_mean_no_trace_context() {
-        let json =
-            br#"{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"traceId": "", "spanId": "",
+        let json = br#"{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"traceId": "", "spanId": "",
             "body": {"kvlistValue": {}}, "severityNumber": "SEVERITY_NUMBER_ERROR"}]}]}]}"#;
         let record = &decode_logs(json).unwrap().resource_logs[0].scope_logs[0].log_records[0];
         assert!(record.trace_id.is_empty() && record.span_id.is_empty());
@@ -125,19 +108,13 @@ mod tests {
 
     #[test]
     fn empty_object_is_an_empty_request() {
-        assert_eq!(
-            decode_logs(b"{}").unwrap(),
-            ExportLogsServiceRequest::default()
-        );
+        assert_eq!(decode_logs(b"{}").unwrap(), ExportLogsServiceRequest::default());
     }
 
     #[test]
     fn bad_body_type_is_named() {
         let json = br#"{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"body": "plain"}]}]}]}"#;
         let err = decode_logs(json).unwrap_err().to_string();
-        assert_eq!(
-            err,
-            "resourceLogs[0].scopeLogs[0].logRecords[0].body: expected an object, found a string"
-        );
+        assert_eq!(err, "resourceLogs[0].scopeLogs[0].logRecords[0].body: expected an object, found a string");
     }
 }

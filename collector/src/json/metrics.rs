@@ -5,15 +5,15 @@ use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::B
 use opentelemetry_proto::tonic::metrics::v1::summary_data_point::ValueAtQuantile;
 use opentelemetry_proto::tonic::metrics::v1::{
     exemplar, metric, number_data_point, AggregationTemporality, Exemplar, ExponentialHistogram,
-    ExponentialHistogramDataPoint, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
-    ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint,
+    ExponentialHistogramDataPoint, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics,
+    ScopeMetrics, Sum, Summary, SummaryDataPoint,
 };
 use serde_json::Value;
 
 use super::common::{key_values, resource, scope};
 use super::{
-    boolean, decode_document, double, doubles, enumeration, for_each_field, int32, int64, repeated,
-    span_id, string, trace_id, uint32, uint64, uint64s, JsonError, OneOf,
+    boolean, decode_document, double, doubles, enumeration, for_each_field, int32, int64, repeated, span_id, string,
+    trace_id, uint32, uint64, uint64s, JsonError, OneOf,
 };
 
 type Result<T> = std::result::Result<T, JsonError>;
@@ -75,9 +75,7 @@ fn metric(value: &Value) -> Result<Metric> {
             "gauge" => metric::Data::Gauge(gauge(field)?),
             "sum" => metric::Data::Sum(sum(field)?),
             "histogram" => metric::Data::Histogram(histogram(field)?),
-            "exponentialHistogram" => {
-                metric::Data::ExponentialHistogram(exponential_histogram(field)?)
-            }
+            "exponentialHistogram" => metric::Data::ExponentialHistogram(exponential_histogram(field)?),
             "summary" => metric::Data::Summary(summary(field)?),
             _ => return Ok(()),
         };
@@ -89,9 +87,7 @@ fn metric(value: &Value) -> Result<Metric> {
 }
 
 fn temporality(value: &Value) -> Result<i32> {
-    enumeration(value, |n| {
-        AggregationTemporality::from_str_name(n).map(|t| t as i32)
-    })
+    enumeration(value, |n| AggregationTemporality::from_str_name(n).map(|t| t as i32))
 }
 
 fn gauge(value: &Value) -> Result<Gauge> {
@@ -306,34 +302,18 @@ mod tests {
 
     #[test]
     fn example_decodes_every_kind_in_it() {
-        let req =
-            decode_metrics(include_bytes!("../../testdata/otlp-json/metrics.json")).unwrap();
+        let req = decode_metrics(include_bytes!("../../testdata/otlp-json/metrics.json")).unwrap();
         let metrics = metrics_of(&req);
-        let Some(metric::Data::Sum(counter)) = &metrics[0].data else {
-            panic!("sum expected")
-        };
+        let Some(metric::Data::Sum(counter)) = &metrics[0].data else { panic!("sum expected") };
         assert!(counter.is_monotonic);
-        assert_eq!(
-            counter.aggregation_temporality,
-            AggregationTemporality::Delta as i32
-        );
-        assert_eq!(
-            counter.data_points[0].value,
-            Some(number_data_point::Value::AsDouble(5.0))
-        );
-        let Some(metric::Data::Histogram(histogram)) = &metrics[2].data else {
-            panic!("histogram expected")
-        };
+        assert_eq!(counter.aggregation_temporality, AggregationTemporality::Delta as i32);
+        assert_eq!(counter.data_points[0].value, Some(number_data_point::Value::AsDouble(5.0)));
+        let Some(metric::Data::Histogram(histogram)) = &metrics[2].data else { panic!("histogram expected") };
         assert_eq!(histogram.data_points[0].bucket_counts, vec![1, 1]);
         assert_eq!(histogram.data_points[0].count, 2);
         assert_eq!(histogram.data_points[0].min, Some(0.0));
-        let Some(metric::Data::ExponentialHistogram(exp)) = &metrics[3].data else {
-            panic!("exp expected")
-        };
-        assert_eq!(
-            exp.data_points[0].positive.as_ref().unwrap().bucket_counts,
-            vec![0, 2]
-        );
+        let Some(metric::Data::ExponentialHistogram(exp)) = &metrics[3].data else { panic!("exp expected") };
+        assert_eq!(exp.data_points[0].positive.as_ref().unwrap().bucket_counts, vec![0, 2]);
         assert_eq!(exp.data_points[0].zero_count, 1);
     }
 
@@ -349,40 +329,17 @@ mod tests {
         ]}]}]}"#;
         let req = decode_metrics(json).unwrap();
         let metrics = metrics_of(&req);
-        let Some(metric::Data::Gauge(gauge)) = &metrics[0].data else {
-            panic!()
-        };
-        assert_eq!(
-            gauge.data_points[0].value,
-            Some(number_data_point::Value::AsInt(9_007_199_254_740_993))
-        );
-        assert_eq!(
-            gauge.data_points[1].value,
-            Some(number_data_point::Value::AsInt(-5))
-        );
-        assert!(
-            matches!(gauge.data_points[2].value, Some(number_data_point::Value::AsDouble(d)) if d.is_nan())
-        );
-        let Some(metric::Data::Summary(summary)) = &metrics[1].data else {
-            panic!()
-        };
+        let Some(metric::Data::Gauge(gauge)) = &metrics[0].data else { panic!() };
+        assert_eq!(gauge.data_points[0].value, Some(number_data_point::Value::AsInt(9_007_199_254_740_993)));
+        assert_eq!(gauge.data_points[1].value, Some(number_data_point::Value::AsInt(-5)));
+        assert!(matches!(gauge.data_points[2].value, Some(number_data_point::Value::AsDouble(d)) if d.is_nan()));
+        let Some(metric::Data::Summary(summary)) = &metrics[1].data else { panic!() };
         assert_eq!(summary.data_points[0].sum, f64::INFINITY);
-        assert_eq!(
-            summary.data_points[0].quantile_values[0].value,
-            f64::NEG_INFINITY
-        );
-        let Some(metric::Data::Histogram(histogram)) = &metrics[2].data else {
-            panic!()
-        };
-        assert_eq!(
-            histogram.aggregation_temporality,
-            AggregationTemporality::Cumulative as i32
-        );
+        assert_eq!(summary.data_points[0].quantile_values[0].value, f64::NEG_INFINITY);
+        let Some(metric::Data::Histogram(histogram)) = &metrics[2].data else { panic!() };
+        assert_eq!(histogram.aggregation_temporality, AggregationTemporality::Cumulative as i32);
         assert_eq!(histogram.data_points[0].bucket_counts, vec![1, u64::MAX]);
-        assert_eq!(
-            histogram.data_points[0].exemplars[0].value,
-            Some(exemplar::Value::AsInt(7))
-        );
+        assert_eq!(histogram.data_points[0].exemplars[0].value, Some(exemplar::Value::AsInt(7)));
     }
 
     #[test]
@@ -390,10 +347,7 @@ mod tests {
         let json = br#"{"resourceMetrics": [{"scopeMetrics": [{"metrics": [
             {"name": "x", "gauge": {}, "sum": {}}]}]}]}"#;
         let err = decode_metrics(json).unwrap_err().to_string();
-        assert!(
-            err.starts_with("resourceMetrics[0].scopeMetrics[0].metrics[0]."),
-            "{err}"
-        );
+        assert!(err.starts_with("resourceMetrics[0].scopeMetrics[0].metrics[0]."), "{err}");
         assert!(err.contains("oneof"), "{err}");
     }
 
@@ -402,19 +356,11 @@ mod tests {
         let json = br#"{"resourceMetrics": [{"scopeMetrics": [{"metrics": [
             {"name": "g", "gauge": {"dataPoints": [{"asInt": 1.5}]}}]}]}]}"#;
         let err = decode_metrics(json).unwrap_err().to_string();
-        assert!(
-            err.starts_with(
-                "resourceMetrics[0].scopeMetrics[0].metrics[0].gauge.dataPoints[0].asInt: "
-            ),
-            "{err}"
-        );
+        assert!(err.starts_with("resourceMetrics[0].scopeMetrics[0].metrics[0].gauge.dataPoints[0].asInt: "), "{err}");
     }
 
     #[test]
     fn empty_object_is_an_empty_request() {
-        assert_eq!(
-            decode_metrics(b"{}").unwrap(),
-            ExportMetricsServiceRequest::default()
-        );
+        assert_eq!(decode_metrics(b"{}").unwrap(), ExportMetricsServiceRequest::default());
     }
 }

@@ -61,10 +61,7 @@ enum PathSegment {
 
 impl JsonError {
     fn new(message: impl Into<String>) -> Self {
-        JsonError {
-            path: Vec::new(),
-            message: message.into(),
-        }
+        JsonError { path: Vec::new(), message: message.into() }
     }
 
     fn in_field(mut self, key: &str) -> Self {
@@ -103,8 +100,7 @@ type Result<T, E = JsonError> = std::result::Result<T, E>;
 
 /// Parses `bytes` as JSON and hands the root value to `decode`.
 fn decode_document<T>(bytes: &[u8], decode: impl FnOnce(&Value) -> Result<T>) -> Result<T> {
-    let root: Value =
-        serde_json::from_slice(bytes).map_err(|e| JsonError::new(format!("invalid JSON: {e}")))?;
+    let root: Value = serde_json::from_slice(bytes).map_err(|e| JsonError::new(format!("invalid JSON: {e}")))?;
     decode(&root)
 }
 
@@ -128,11 +124,7 @@ fn repeated<T>(value: &Value, decode: impl Fn(&Value) -> Result<T>) -> Result<Ve
     let Value::Array(items) = value else {
         return Err(type_error("an array", value));
     };
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| decode(item).map_err(|e| e.at_index(i)))
-        .collect()
+    items.iter().enumerate().map(|(i, item)| decode(item).map_err(|e| e.at_index(i))).collect()
 }
 
 /// Tracks the fields of a proto `oneof`: proto3 JSON forbids setting two of them.
@@ -144,9 +136,7 @@ struct OneOf {
 impl OneOf {
     fn set(&mut self, key: &str) -> Result<()> {
         if std::mem::replace(&mut self.seen, true) {
-            return Err(JsonError::new(format!(
-                "`{key}` is set together with another field it excludes (a oneof)"
-            )));
+            return Err(JsonError::new(format!("`{key}` is set together with another field it excludes (a oneof)")));
         }
         Ok(())
     }
@@ -195,8 +185,7 @@ where
     T: TryFrom<i64> + TryFrom<u64> + std::str::FromStr,
 {
     let out_of_range = || JsonError::new(format!("{value} is out of range for {type_label}"));
-    let not_integer =
-        || JsonError::new(format!("expected an integer ({type_label}), found {value}"));
+    let not_integer = || JsonError::new(format!("expected an integer ({type_label}), found {value}"));
     match value {
         Value::Number(n) => {
             if let Some(u) = n.as_u64() {
@@ -204,9 +193,7 @@ where
             } else if let Some(i) = n.as_i64() {
                 T::try_from(i).map_err(|_| out_of_range())
             } else {
-                integral_float(n.as_f64().unwrap_or(f64::NAN))
-                    .ok_or_else(not_integer)?
-                    .convert(out_of_range)
+                integral_float(n.as_f64().unwrap_or(f64::NAN)).ok_or_else(not_integer)?.convert(out_of_range)
             }
         }
         Value::String(s) => match s.parse::<T>() {
@@ -214,9 +201,7 @@ where
             Err(_) => {
                 // "1e3" or "-12.0": still an integer in proto3 JSON. Anything else is not.
                 let float = s.parse::<f64>().map_err(|_| not_integer())?;
-                integral_float(float)
-                    .ok_or_else(not_integer)?
-                    .convert(out_of_range)
+                integral_float(float).ok_or_else(not_integer)?.convert(out_of_range)
             }
         },
         other => Err(type_error(&format!("an integer ({type_label})"), other)),
@@ -281,9 +266,7 @@ fn double(value: &Value) -> Result<f64> {
             "NaN" => Ok(f64::NAN),
             "Infinity" => Ok(f64::INFINITY),
             "-Infinity" => Ok(f64::NEG_INFINITY),
-            other => other
-                .parse::<f64>()
-                .map_err(|_| JsonError::new(format!("expected a double, found \"{other}\""))),
+            other => other.parse::<f64>().map_err(|_| JsonError::new(format!("expected a double, found \"{other}\""))),
         },
         other => Err(type_error("a double", other)),
     }
@@ -299,9 +282,7 @@ fn enumeration(value: &Value, from_name: impl Fn(&str) -> Option<i32>) -> Result
     match value {
         Value::String(name) => match from_name(name) {
             Some(v) => Ok(v),
-            None => {
-                int32(value).map_err(|_| JsonError::new(format!("unknown enum value \"{name}\"")))
-            }
+            None => int32(value).map_err(|_| JsonError::new(format!("unknown enum value \"{name}\""))),
         },
         other => int32(other),
     }
@@ -313,8 +294,7 @@ fn id(value: &Value, expected_len: usize) -> Result<Vec<u8>> {
         Value::String(s) => s,
         other => return Err(type_error("a hex string", other)),
     };
-    let bytes =
-        hex::decode(text).map_err(|e| JsonError::new(format!("invalid hex id \"{text}\": {e}")))?;
+    let bytes = hex::decode(text).map_err(|e| JsonError::new(format!("invalid hex id \"{text}\": {e}")))?;
     if !bytes.is_empty() && bytes.len() != expected_len {
         return Err(JsonError::new(format!(
             "id \"{text}\" has {} hex digits, expected {} (or empty)",
@@ -358,10 +338,7 @@ mod tests {
         assert_eq!(int64(&json!("9007199254740993")).unwrap(), big);
         assert_eq!(int64(&json!("-9223372036854775808")).unwrap(), i64::MIN);
         assert_eq!(uint64(&json!("18446744073709551615")).unwrap(), u64::MAX);
-        assert_eq!(
-            uint64(&serde_json::from_str::<Value>("18446744073709551615").unwrap()).unwrap(),
-            u64::MAX
-        );
+        assert_eq!(uint64(&serde_json::from_str::<Value>("18446744073709551615").unwrap()).unwrap(), u64::MAX);
         assert_eq!(uint32(&json!("7")).unwrap(), 7);
         assert_eq!(uint64(&json!(1e3)).unwrap(), 1000);
         assert_eq!(uint64(&json!("1e3")).unwrap(), 1000);
@@ -399,10 +376,7 @@ mod tests {
         assert!(err.to_string().contains("invalid hex"), "{err}");
         let err = trace_id(&json!("0102030405")).unwrap_err();
         assert!(err.to_string().contains("expected 32"), "{err}");
-        assert!(
-            span_id(&json!("AAECAwQFBgc=")).is_err(),
-            "base64 ids are not OTLP/JSON"
-        );
+        assert!(span_id(&json!("AAECAwQFBgc=")).is_err(), "base64 ids are not OTLP/JSON");
     }
 
     #[test]
@@ -425,11 +399,7 @@ mod tests {
     fn oneof_rejects_a_second_field() {
         let mut oneof = OneOf::default();
         oneof.set("asInt").unwrap();
-        assert!(oneof
-            .set("asDouble")
-            .unwrap_err()
-            .message
-            .contains("asDouble"));
+        assert!(oneof.set("asDouble").unwrap_err().message.contains("asDouble"));
     }
 
     #[test]

@@ -18,41 +18,27 @@ fn traces(span: &str) -> Result<ExportTraceServiceRequest, serde_json::Error> {
 }
 
 fn attribute(value: &str) -> Result<ExportTraceServiceRequest, serde_json::Error> {
-    traces(&format!(
-        r#"{{"attributes":[{{"key":"k","value":{value}}}]}}"#
-    ))
+    traces(&format!(r#"{{"attributes":[{{"key":"k","value":{value}}}]}}"#))
 }
 
 fn first_attribute(req: &ExportTraceServiceRequest) -> Option<AnyValueKind> {
-    req.resource_spans[0].scope_spans[0].spans[0].attributes[0]
-        .value
-        .as_ref()?
-        .value
-        .clone()
+    req.resource_spans[0].scope_spans[0].spans[0].attributes[0].value.as_ref()?.value.clone()
 }
 
 // ---- What the derives get right ----
 
 #[test]
 fn with_serde_decodes_hex_ids_in_either_case() {
-    let req =
-        traces(r#"{"traceId":"5B8EFFF798038103D269B633813FC60C","spanId":"eee19b7ec3c1b174"}"#)
-            .unwrap();
+    let req = traces(r#"{"traceId":"5B8EFFF798038103D269B633813FC60C","spanId":"eee19b7ec3c1b174"}"#).unwrap();
     let span = &req.resource_spans[0].scope_spans[0].spans[0];
-    assert_eq!(
-        hex::encode(&span.trace_id),
-        "5b8efff798038103d269b633813fc60c"
-    );
+    assert_eq!(hex::encode(&span.trace_id), "5b8efff798038103d269b633813fc60c");
     assert_eq!(span.span_id.len(), 8);
     assert!(traces(r#"{"traceId":"not-hex"}"#).is_err());
 }
 
 #[test]
 fn with_serde_decodes_uint64_times_as_strings_and_numbers() {
-    let req = traces(
-        r#"{"startTimeUnixNano":"1544712660000000001","endTimeUnixNano":1544712660000000003}"#,
-    )
-    .unwrap();
+    let req = traces(r#"{"startTimeUnixNano":"1544712660000000001","endTimeUnixNano":1544712660000000003}"#).unwrap();
     let span = &req.resource_spans[0].scope_spans[0].spans[0];
     assert_eq!(span.start_time_unix_nano, 1_544_712_660_000_000_001);
     assert_eq!(span.end_time_unix_nano, 1_544_712_660_000_000_003);
@@ -60,15 +46,9 @@ fn with_serde_decodes_uint64_times_as_strings_and_numbers() {
 
 #[test]
 fn with_serde_keeps_int_values_exact_as_string_and_number() {
-    for value in [
-        r#"{"intValue":"9007199254740993"}"#,
-        r#"{"intValue":9007199254740993}"#,
-    ] {
+    for value in [r#"{"intValue":"9007199254740993"}"#, r#"{"intValue":9007199254740993}"#] {
         let req = attribute(value).unwrap();
-        assert_eq!(
-            first_attribute(&req),
-            Some(AnyValueKind::IntValue(9_007_199_254_740_993))
-        );
+        assert_eq!(first_attribute(&req), Some(AnyValueKind::IntValue(9_007_199_254_740_993)));
     }
 }
 
@@ -76,18 +56,9 @@ fn with_serde_keeps_int_values_exact_as_string_and_number() {
 fn with_serde_ignores_unknown_fields_takes_int_enums_and_empty_object() {
     let req = traces(r#"{"kind":2,"someFutureField":{"a":[1]}}"#).unwrap();
     assert_eq!(req.resource_spans[0].scope_spans[0].spans[0].kind, 2);
-    assert_eq!(
-        serde_json::from_str::<ExportTraceServiceRequest>("{}").unwrap(),
-        Default::default()
-    );
-    assert_eq!(
-        serde_json::from_str::<ExportLogsServiceRequest>("{}").unwrap(),
-        Default::default()
-    );
-    assert_eq!(
-        serde_json::from_str::<ExportMetricsServiceRequest>("{}").unwrap(),
-        Default::default()
-    );
+    assert_eq!(serde_json::from_str::<ExportTraceServiceRequest>("{}").unwrap(), Default::default());
+    assert_eq!(serde_json::from_str::<ExportLogsServiceRequest>("{}").unwrap(), Default::default());
+    assert_eq!(serde_json::from_str::<ExportMetricsServiceRequest>("{}").unwrap(), Default::default());
 }
 
 // ---- The gaps ----
@@ -104,9 +75,7 @@ fn with_serde_empty_array_and_kvlist_gap() {
 #[test]
 fn with_serde_null_field_gap() {
     assert!(traces(r#"{"name":null}"#).is_err());
-    assert!(
-        serde_json::from_str::<ExportTraceServiceRequest>(r#"{"resourceSpans":null}"#).is_err()
-    );
+    assert!(serde_json::from_str::<ExportTraceServiceRequest>(r#"{"resourceSpans":null}"#).is_err());
 }
 
 /// proto3 JSON parsers accept enum names as well as numbers.
@@ -125,9 +94,7 @@ fn with_serde_special_double_gap() {
         "gauge":{"dataPoints":[{"asDouble":"NaN"}]}}]}]}]}"#;
     let req: ExportMetricsServiceRequest = serde_json::from_str(json).unwrap();
     let metric = &req.resource_metrics[0].scope_metrics[0].metrics[0];
-    let Some(Data::Gauge(gauge)) = &metric.data else {
-        panic!("gauge expected: {metric:?}")
-    };
+    let Some(Data::Gauge(gauge)) = &metric.data else { panic!("gauge expected: {metric:?}") };
     assert_eq!(gauge.data_points[0].value, None);
 }
 
@@ -138,10 +105,7 @@ fn with_serde_flattened_oneof_swallows_errors_gap() {
     let json = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"g",
         "gauge":{"dataPoints":"not an array"}}]}]}]}"#;
     let req: ExportMetricsServiceRequest = serde_json::from_str(json).unwrap();
-    assert_eq!(
-        req.resource_metrics[0].scope_metrics[0].metrics[0].data,
-        None
-    );
+    assert_eq!(req.resource_metrics[0].scope_metrics[0].metrics[0].data, None);
 }
 
 /// proto3 JSON parsers accept any integer as a string, 32-bit ones included.

@@ -8,8 +8,7 @@ use serde_json::Value;
 
 use super::common::{key_values, resource, scope};
 use super::{
-    decode_document, enumeration, for_each_field, repeated, span_id, string, trace_id, uint32,
-    uint64, JsonError,
+    decode_document, enumeration, for_each_field, repeated, span_id, string, trace_id, uint32, uint64, JsonError,
 };
 
 /// Decodes an OTLP/JSON trace export request.
@@ -67,9 +66,7 @@ fn span(value: &Value) -> Result<Span, JsonError> {
             "parentSpanId" => out.parent_span_id = span_id(field)?,
             "flags" => out.flags = uint32(field)?,
             "name" => out.name = string(field)?,
-            "kind" => {
-                out.kind = enumeration(field, |n| SpanKind::from_str_name(n).map(|k| k as i32))?
-            }
+            "kind" => out.kind = enumeration(field, |n| SpanKind::from_str_name(n).map(|k| k as i32))?,
             "startTimeUnixNano" => out.start_time_unix_nano = uint64(field)?,
             "endTimeUnixNano" => out.end_time_unix_nano = uint64(field)?,
             "attributes" => out.attributes = key_values(field)?,
@@ -123,9 +120,7 @@ fn status(value: &Value) -> Result<Status, JsonError> {
     for_each_field(value, |key, field| {
         match key {
             "message" => out.message = string(field)?,
-            "code" => {
-                out.code = enumeration(field, |n| StatusCode::from_str_name(n).map(|c| c as i32))?
-            }
+            "code" => out.code = enumeration(field, |n| StatusCode::from_str_name(n).map(|c| c as i32))?,
             _ => {}
         }
         Ok(())
@@ -142,39 +137,20 @@ mod tests {
     fn example_decodes() {
         let req = decode_traces(include_bytes!("../../testdata/otlp-json/trace.json")).unwrap();
         let span = &req.resource_spans[0].scope_spans[0].spans[0];
-        assert_eq!(
-            hex::encode(&span.trace_id),
-            "5b8efff798038103d269b633813fc60c"
-        );
+        assert_eq!(hex::encode(&span.trace_id), "5b8efff798038103d269b633813fc60c");
         assert_eq!(hex::encode(&span.span_id), "eee19b7ec3c1b174");
         assert_eq!(hex::encode(&span.parent_span_id), "eee19b7ec3c1b173");
         assert_eq!(span.start_time_unix_nano, 1_544_712_660_000_000_000);
         assert_eq!(span.end_time_unix_nano, 1_544_712_661_000_000_000);
         assert_eq!(span.kind, SpanKind::Server as i32);
-        assert_eq!(
-            req.resource_spans[0].scope_spans[0]
-                .scope
-                .as_ref()
-                .unwrap()
-                .version,
-            "1.0.0"
-        );
+        assert_eq!(req.resource_spans[0].scope_spans[0].scope.as_ref().unwrap().version, "1.0.0");
     }
 
     #[test]
     fn empty_object_is_an_empty_request() {
-        assert_eq!(
-            decode_traces(b"{}").unwrap(),
-            ExportTraceServiceRequest::default()
-        );
-        assert_eq!(
-            decode_traces(br#"{"resourceSpans": []}"#).unwrap(),
-            ExportTraceServiceRequest::default()
-        );
-        assert_eq!(
-            decode_traces(br#"{"resourceSpans": null}"#).unwrap(),
-            ExportTraceServiceRequest::default()
-        );
+        assert_eq!(decode_traces(b"{}").unwrap(), ExportTraceServiceRequest::default());
+        assert_eq!(decode_traces(br#"{"resourceSpans": []}"#).unwrap(), ExportTraceServiceRequest::default());
+        assert_eq!(decode_traces(br#"{"resourceSpans": null}"#).unwrap(), ExportTraceServiceRequest::default());
     }
 
     #[test]
@@ -201,10 +177,7 @@ mod tests {
         assert_eq!(span.end_time_unix_nano, 1_544_712_660_000_000_003);
         assert_eq!(span.events[0].time_unix_nano, 1_544_712_660_000_000_002);
         for attr in &span.attributes {
-            assert_eq!(
-                attr.value.as_ref().unwrap().value,
-                Some(any_value::Value::IntValue(9_007_199_254_740_993))
-            );
+            assert_eq!(attr.value.as_ref().unwrap().value, Some(any_value::Value::IntValue(9_007_199_254_740_993)));
         }
     }
 
@@ -232,24 +205,30 @@ mod tests {
             (b"{", "invalid JSON"),
             (b"[]", "expected an object, found an array"),
             (br#"{"resourceSpans": "nope"}"#, "resourceSpans: expected an array, found a string"),
-            (br#"{"resourceSpans": [{"scopeSpans": [{"spans": "x"}]}]}"#,
-             "resourceSpans[0].scopeSpans[0].spans: expected an array"),
-            (br#"{"resourceSpans": [{"scopeSpans": [{"spans": [{}, {"traceId": "zz"}]}]}]}"#,
-             "resourceSpans[0].scopeSpans[0].spans[1].traceId: invalid hex id"),
-            (br#"{"resourceSpans": [{"scopeSpans": [{"spans": [{"spanId": "01020304"}]}]}]}"#,
-             "spans[0].spanId: id \"01020304\" has 8 hex digits, expected 16"),
-            (br#"{"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": "soon"}]}]}]}"#,
-             "spans[0].startTimeUnixNano: expected an integer"),
-            (br#"{"resourceSpans": [{"scopeSpans": [{"spans": [{"kind": "SERVER"}]}]}]}"#,
-             "spans[0].kind: unknown enum value"),
+            (
+                br#"{"resourceSpans": [{"scopeSpans": [{"spans": "x"}]}]}"#,
+                "resourceSpans[0].scopeSpans[0].spans: expected an array",
+            ),
+            (
+                br#"{"resourceSpans": [{"scopeSpans": [{"spans": [{}, {"traceId": "zz"}]}]}]}"#,
+                "resourceSpans[0].scopeSpans[0].spans[1].traceId: invalid hex id",
+            ),
+            (
+                br#"{"resourceSpans": [{"scopeSpans": [{"spans": [{"spanId": "01020304"}]}]}]}"#,
+                "spans[0].spanId: id \"01020304\" has 8 hex digits, expected 16",
+            ),
+            (
+                br#"{"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": "soon"}]}]}]}"#,
+                "spans[0].startTimeUnixNano: expected an integer",
+            ),
+            (
+                br#"{"resourceSpans": [{"scopeSpans": [{"spans": [{"kind": "SERVER"}]}]}]}"#,
+                "spans[0].kind: unknown enum value",
+            ),
         ];
         for (json, expected) in cases {
             let err = decode_traces(json).unwrap_err().to_string();
-            assert!(
-                err.contains(expected),
-                "{} -> {err}",
-                String::from_utf8_lossy(json)
-            );
+            assert!(err.contains(expected), "{} -> {err}", String::from_utf8_lossy(json));
         }
     }
 }
