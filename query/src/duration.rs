@@ -105,6 +105,91 @@ pub fn parse_go_bool(s: &str) -> Result<bool, String> {
     }
 }
 
+/// Go's `time.RFC3339Nano` layout, quoted in error messages.
+const RFC3339_NANO: &str = "2006-01-02T15:04:05.999999999Z07:00";
+
+/// Parses an RFC 3339 timestamp (`2024-05-01T12:00:00Z`,
+/// `2024-05-01T14:00:00.123456789+02:00`) into nanoseconds since the epoch, as
+/// Go's `time.Parse(time.RFC3339Nano, s)` does for Jaeger's api_v3 parameters:
+/// fraction optional (digits past the ninth are dropped), zone `Z` or `±hh:mm`.
+///
+/// # Errors
+/// `parsing time "x" as "2006-01-02T15:04:05.999999999Z07:00": <why>` when the
+/// text is not that layout, a field is out of range, or the instant does not
+/// fit in i64 nanoseconds (years 1677 to 2262).
+pub fn parse_rfc3339_nano(s: &str) -> Result<i64, String> {
+    let fail = |why: &str| format!("parsing time {s:?} as {RFC3339_NANO:?}: {why}");
+    let b = s.as_bytes();
+    let num = |from: usize, to: usize| -> Option<i64> {
+        let digits = b.get(from..to)?;
+        digits.iter().all(u8::is_ascii_digit).then(|| digits.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0')))
+    };
+    let sep = |at: usize, c: u8| b.get(at) == Some(&c);
+    let (Some(year), Some(month), Some(day), Some(hour), Some(minute), Some(second)) =
+        (num(0, 4), num(5, 7), num(8, 10), num(11, 13), num(14, 16), num(17, 19))
+    else {
+        return Err(fail("not an RFC 3339 date-time"));
+    };
+    if !(sep(4, b'-') && sep(7, b'-') && sep(10, b'T') && sep(13, b':') && sep(16, b':')) {
+        return Err(fail("not an RFC 3339 date-time"));
+    }
+    let mut at = 19;
+    let mut nanos = 0i64;
+    if sep(at, b'.') {
+        let digits = b[at + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return Err(fail("missing fractional seconds"));
+        }
+        for i in 0..9 {
+            nanos = nanos * 10 + if i < digits { i64::from(b[at + 1 + i] - b'0') } else { 0 };
+        }
+        at += 1 + digits;
+    }
+    let offset_s = match &b[at..] {
+        b"Z" => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let (Some(h), Some(m)) = (num(at + 1, at + 3), num(at + 4, at + 6)) else {
+                return Err(fail("bad time zone offset"));
+            };
+            if h > 23 || m > 59 {
+                return Err(fail("time zone offset out of range"));
+            }
+            (h * 3600 + m * 60) * if *sign == b'-' { -1 } else { 1 }
+        }
+        _ => return Err(fail("expected time zone Z or ±hh:mm at the end")),
+    };
+    if !(1..=12).contains(&month) {
+        return Err(fail("month out of range"));
+    }
+    if day < 1 || day > days_in_month(year, month) {
+        return Err(fail("day out of range"));
+    }
+    if hour > 23 || minute > 59 || second > 59 {
+        return Err(fail("time out of range"));
+    }
+    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_s;
+    seconds.checked_mul(1_000_000_000).and_then(|ns| ns.checked_add(nanos)).ok_or_else(|| fail("out of range"))
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
 /// Go's `time.ParseDuration` algorithm over a given unit table.
 fn parse_duration_with(orig: &str, units: &[(&str, u64)]) -> Result<i64, String> {
     const LIMIT: u64 = 1 << 63;
@@ -276,5 +361,39 @@ mod tests {
         assert_eq!(parse_go_bool("True"), Ok(true));
         assert_eq!(parse_go_bool("0"), Ok(false));
         assert!(parse_go_bool("yes").is_err());
+    }
+
+    #[test]
+    fn rfc3339_parses_like_go() {
+        for (input, want) in [
+            ("1970-01-01T00:00:00Z", 0),
+            ("1970-01-01T00:00:01.5Z", 1_500_000_000),
+            ("2000-01-02T12:30:08.999999998Z", 946_816_208_999_999_998),
+            // +08:00 is eight hours before the same wall time in UTC.
+            ("2000-04-05T21:55:16.999999992+08:00", 954_942_916_999_999_992),
+            ("2024-02-29T00:00:00-01:30", 1_709_170_200_000_000_000),
+            ("1970-01-01T00:00:00.1234567891Z", 123_456_789),
+            ("1969-12-31T23:59:59Z", -1_000_000_000),
+        ] {
+            assert_eq!(parse_rfc3339_nano(input), Ok(want), "{input}");
+        }
+        for bad in [
+            "",
+            "abc",
+            "2024-01-01",
+            "2024-01-01 00:00:00Z",
+            "2024-01-01T00:00:00",
+            "2024-01-01T00:00:00.Z",
+            "2024-13-01T00:00:00Z",
+            "2023-02-29T00:00:00Z",
+            "2024-01-01T24:00:00Z",
+            "2024-01-01T00:00:00+0100",
+            "2024-01-01T00:00:00z",
+            "1234567890",
+            "3000-01-01T00:00:00Z",
+        ] {
+            let err = parse_rfc3339_nano(bad).unwrap_err();
+            assert!(err.starts_with(&format!("parsing time {bad:?} as ")), "{err}");
+        }
     }
 }

@@ -56,6 +56,45 @@ impl QueryError {
     }
 }
 
+/// A [`QueryError`] answered in the envelope of Jaeger's api_v3 HTTP gateway
+/// (`apiv3/http_gateway.go`, `tryHandleError`): `api_v3.GRPCGatewayError`
+/// marshalled by Go's `encoding/json`, so `grpcCode` (never set) is left out:
+/// `{"error":{"httpCode":400,"message":"malformed parameter query.startTimeMin: ..."}}`.
+#[derive(Debug)]
+pub struct V3Error(pub QueryError);
+
+impl From<QueryError> for V3Error {
+    fn from(e: QueryError) -> Self {
+        V3Error(e)
+    }
+}
+
+impl From<StoreError> for V3Error {
+    fn from(e: StoreError) -> Self {
+        V3Error(e.into())
+    }
+}
+
+impl QueryError {
+    /// api_v3's wording for a parameter that does not parse:
+    /// `malformed parameter query.durationMin: <cause>`.
+    pub fn malformed(name: &str, cause: impl std::fmt::Display) -> Self {
+        QueryError::BadRequest(format!("malformed parameter {name}: {cause}"))
+    }
+}
+
+impl IntoResponse for V3Error {
+    fn into_response(self) -> Response {
+        let status = self.0.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self.0, "query request failed");
+        }
+        let body = serde_json::json!({"error": {"httpCode": status.as_u16(), "message": self.0.to_string()}});
+        // Jaeger writes it through http.Error (text/plain); the body is JSON, so we say so.
+        (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    }
+}
+
 /// Jaeger's `spanstore.ErrTraceNotFound` text.
 pub const TRACE_NOT_FOUND: &str = "trace not found";
 

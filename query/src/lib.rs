@@ -11,6 +11,10 @@
 //!   Jaeger data source and scripts written against Jaeger work unchanged.
 //!   Where Jaeger accepts nonsense silently (negative `limit`, `start` after
 //!   `end`, garbage `lookback`) seismo answers 400 naming the parameter.
+//! - **Both Jaeger APIs.** The legacy `/api/...` JSON API and api_v3
+//!   (`/api/v3/...`, OTLP/JSON traces, [`jaeger_v3`]) which the current Jaeger
+//!   UI uses for services, span names and search; each answers errors in its
+//!   own envelope.
 //! - **OTLP -> Jaeger as Jaeger does it.** [`convert`] mirrors the
 //!   collector-contrib translator Jaeger uses plus the query service's
 //!   attribute sorting, so a trace looks the same in seismo as in Jaeger.
@@ -28,6 +32,8 @@ mod dependencies;
 pub mod duration;
 mod error;
 mod jaeger_handlers;
+pub mod jaeger_v3;
+pub mod otlp_json;
 pub mod params;
 mod router;
 mod selfmetrics;

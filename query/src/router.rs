@@ -10,6 +10,7 @@ use seismo_store::Store;
 use crate::dependencies;
 use crate::error::QueryError;
 use crate::jaeger_handlers as jaeger;
+use crate::jaeger_v3 as v3;
 use crate::selfmetrics;
 
 /// What every handler needs: the store (cheap to clone; shared inside).
@@ -29,7 +30,9 @@ impl QueryState {
 ///
 /// Routes: Jaeger's `GET /api/services`, `/api/services/{service}/operations`,
 /// `/api/operations`, `/api/traces`, `/api/traces/{traceID}`,
-/// `/api/dependencies`, `GET /healthz` and `GET /metrics` (seismo's own
+/// `/api/dependencies`; Jaeger's api_v3 `GET /api/v3/services`,
+/// `/api/v3/operations`, `/api/v3/traces`, `/api/v3/traces/{trace_id}` and
+/// `/api/v3/trace-summaries` (errors in the v3 envelope); `GET /healthz` and `GET /metrics` (seismo's own
 /// counters, Prometheus text). Any other path answers 404 and a
 /// wrong method 405, both in Jaeger's JSON error envelope.
 pub fn router(state: QueryState) -> Router {
@@ -40,6 +43,11 @@ pub fn router(state: QueryState) -> Router {
         .route("/api/traces", get(jaeger::search_traces))
         .route("/api/traces/{trace_id}", get(jaeger::get_trace))
         .route("/api/dependencies", get(dependencies::dependencies))
+        .route("/api/v3/services", get(v3::services))
+        .route("/api/v3/operations", get(v3::operations))
+        .route("/api/v3/traces", get(v3::find_traces))
+        .route("/api/v3/traces/{trace_id}", get(v3::get_trace))
+        .route("/api/v3/trace-summaries", get(v3::trace_summaries))
         .route("/healthz", get(healthz))
         .route("/metrics", get(selfmetrics::metrics))
         .fallback(not_found)
