@@ -23,19 +23,8 @@ const GO_UNITS: &[(&str, u64)] = &[
     ("h", HOUR),
 ];
 
-/// Go's units plus days and weeks, which the Jaeger UI's `lookback` values use (`2d`, `2w`).
-const LOOKBACK_UNITS: &[(&str, u64)] = &[
-    ("ns", NANOSECOND),
-    ("us", MICROSECOND),
-    ("\u{b5}s", MICROSECOND),
-    ("\u{3bc}s", MICROSECOND),
-    ("ms", MILLISECOND),
-    ("s", SECOND),
-    ("m", MINUTE),
-    ("h", HOUR),
-    ("d", DAY),
-    ("w", WEEK),
-];
+/// Units the Jaeger UI's `lookback` values use on top of Go's (`2d`, `2w`).
+const LOOKBACK_EXTRA_UNITS: &[(&str, u64)] = &[("d", DAY), ("w", WEEK)];
 
 /// The `lookback` value the Jaeger UI sends when the user picked start and end.
 pub const CUSTOM_LOOKBACK: &str = "custom";
@@ -48,7 +37,7 @@ pub const CUSTOM_LOOKBACK: &str = "custom";
 /// Go's own message: `time: invalid duration "x"`, `time: missing unit in
 /// duration "10"`, `time: unknown unit "x" in duration "10x"`.
 pub fn parse_go_duration(s: &str) -> Result<i64, String> {
-    parse_duration_with(s, GO_UNITS)
+    parse_duration_with(s, &[])
 }
 
 /// Parses a `lookback` value: `custom` (`Ok(None)`: the caller's `start`
@@ -61,7 +50,7 @@ pub fn parse_lookback(s: &str) -> Result<Option<i64>, String> {
     if s == CUSTOM_LOOKBACK {
         return Ok(None);
     }
-    let ns = parse_duration_with(s, LOOKBACK_UNITS)?;
+    let ns = parse_duration_with(s, LOOKBACK_EXTRA_UNITS)?;
     if ns < 0 {
         return Err(format!("lookback {s:?} must not be negative"));
     }
@@ -191,7 +180,8 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 }
 
 /// Go's `time.ParseDuration` algorithm over a given unit table.
-fn parse_duration_with(orig: &str, units: &[(&str, u64)]) -> Result<i64, String> {
+/// Go's `time.ParseDuration`, accepting `extra_units` besides Go's own.
+fn parse_duration_with(orig: &str, extra_units: &[(&str, u64)]) -> Result<i64, String> {
     const LIMIT: u64 = 1 << 63;
     let invalid = || format!("time: invalid duration {orig:?}");
     let mut s = orig;
@@ -263,7 +253,7 @@ fn parse_duration_with(orig: &str, units: &[(&str, u64)]) -> Result<i64, String>
         }
         let unit_text = &s[..unit_len];
         s = &s[unit_len..];
-        let Some(&(_, unit)) = units.iter().find(|(name, _)| *name == unit_text) else {
+        let Some(&(_, unit)) = GO_UNITS.iter().chain(extra_units).find(|(name, _)| *name == unit_text) else {
             return Err(format!("time: unknown unit {unit_text:?} in duration {orig:?}"));
         };
         if value > LIMIT / unit {
