@@ -50,7 +50,7 @@ impl QueryError {
             QueryError::BadRequest(_) => StatusCode::BAD_REQUEST,
             QueryError::NotFound(_) => StatusCode::NOT_FOUND,
             QueryError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            QueryError::Store(StoreError::InvalidId(_)) => StatusCode::BAD_REQUEST,
+            QueryError::Store(StoreError::InvalidId(_) | StoreError::InvalidQuery(_)) => StatusCode::BAD_REQUEST,
             QueryError::Store(_) | QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

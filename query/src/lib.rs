@@ -33,6 +33,7 @@ pub mod duration;
 mod error;
 mod jaeger_handlers;
 pub mod jaeger_v3;
+pub mod logs;
 pub mod otlp_json;
 pub mod params;
 mod router;

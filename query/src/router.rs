@@ -11,6 +11,7 @@ use crate::dependencies;
 use crate::error::QueryError;
 use crate::jaeger_handlers as jaeger;
 use crate::jaeger_v3 as v3;
+use crate::logs;
 use crate::selfmetrics;
 
 /// What every handler needs: the store (cheap to clone; shared inside).
@@ -48,6 +49,7 @@ pub fn router(state: QueryState) -> Router {
         .route("/api/v3/traces", get(v3::find_traces))
         .route("/api/v3/traces/{trace_id}", get(v3::get_trace))
         .route("/api/v3/trace-summaries", get(v3::trace_summaries))
+        .route("/api/v1/logs", get(logs::search))
         .route("/healthz", get(healthz))
         .route("/metrics", get(selfmetrics::metrics))
         .fallback(not_found)

@@ -25,11 +25,13 @@ use crate::catalog::Catalog;
 use crate::convert;
 use crate::error::{Result, StoreError};
 use crate::ids::TraceId;
+use crate::logsearch::{self, LogQuery};
 use crate::memtable::Memtable;
 use crate::model::*;
 use crate::query::{Operation, TraceQuery};
 use crate::segment::{self, Segment, SegmentMeta};
 use crate::tags;
+use crate::textindex::{self, IndexKind};
 use crate::wal::{self, WalWriter};
 
 /// Tuning of the write path. `StoreConfig::new(dir)` gives the defaults.
@@ -475,6 +477,66 @@ impl Store {
         ranked.sort_by(|a, b| b.cmp(a));
         ranked.truncate(q.effective_limit());
         ranked.into_iter().map(|(_, id)| self.trace_in(&snap, &id)).collect()
+    }
+
+    /// The newest log records matching `q` (see [`LogQuery`]), newest first.
+    ///
+    /// Each memtable and segment answers from its index with its own newest
+    /// `limit` matches; segments are visited newest first and the walk stops
+    /// once `limit` matches are newer than everything left.
+    ///
+    /// # Errors
+    /// `InvalidQuery` when `q.text` does not parse; I/O errors from segments.
+    pub fn search_logs(&self, q: &LogQuery) -> Result<Vec<LogRow>> {
+        let query = logsearch::compile(q, &textindex::schema(IndexKind::Logs).1)?;
+        let limit = q.effective_limit();
+        let snap = self.snapshot();
+        // (time, where: memtable i or segment usize::MAX - j, row)
+        let mut hits: Vec<(i64, usize, u32)> = Vec::new();
+        for (i, t) in snap.tables.iter().enumerate() {
+            let m = t.read().unwrap();
+            hits.extend(m.newest_logs(&*query, limit)?.into_iter().map(|(time, row)| (time, i, row)));
+        }
+        let mut segs: Vec<(usize, &Arc<Segment>)> = snap
+            .segments
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.meta.signal == Signal::Logs && s.meta.overlaps(q.start_ns, q.end_ns))
+            .filter(|(_, s)| q.service.as_ref().is_none_or(|svc| s.meta.services.contains(svc)))
+            .collect();
+        segs.sort_by_key(|(_, s)| std::cmp::Reverse(s.meta.max_time));
+        for (j, seg) in segs {
+            if hits.len() >= limit {
+                hits.sort_unstable_by(|a, b| b.cmp(a));
+                hits.truncate(limit);
+                if hits[limit - 1].0 > seg.meta.max_time {
+                    break;
+                }
+            }
+            hits.extend(seg.newest_logs(&*query, limit)?.into_iter().map(|(time, row)| (time, usize::MAX - j, row)));
+        }
+        hits.sort_unstable_by(|a, b| b.cmp(a));
+        hits.truncate(limit);
+
+        // Fetch the rows: memtable rows by position, segment rows one read per segment.
+        let mut by_source: HashMap<usize, Vec<u32>> = HashMap::new();
+        for (_, src, row) in &hits {
+            by_source.entry(*src).or_default().push(*row);
+        }
+        let mut fetched: HashMap<(usize, u32), LogRow> = HashMap::with_capacity(hits.len());
+        for (src, mut rows) in by_source {
+            rows.sort_unstable();
+            rows.dedup();
+            if src < snap.tables.len() {
+                let m = snap.tables[src].read().unwrap();
+                fetched.extend(rows.iter().map(|&r| ((src, r), m.logs[r as usize].clone())));
+            } else {
+                let seg = &snap.segments[usize::MAX - src];
+                let got = seg.log_rows(&rows)?;
+                fetched.extend(rows.iter().copied().zip(got).map(|(r, row)| ((src, r), row)));
+            }
+        }
+        Ok(hits.iter().filter_map(|(_, src, row)| fetched.remove(&(*src, *row))).collect())
     }
 
     /// Every stored log record (memtables and segments), unordered. Used by

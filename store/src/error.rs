@@ -11,6 +11,10 @@ pub enum StoreError {
     /// The request is malformed in a way that makes the whole batch unusable.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// A search expression (e.g. a log query) does not parse or names
+    /// something that cannot be searched.
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
     /// The write queue is full: the caller should retry later (HTTP 429 /
     /// gRPC RESOURCE_EXHAUSTED).
     #[error("store is busy: {0}")]

@@ -24,6 +24,7 @@ mod convert;
 mod db;
 mod error;
 mod ids;
+mod logsearch;
 mod memtable;
 mod model;
 mod query;
@@ -37,6 +38,7 @@ pub use convert::{SERVICE_NAME, UNKNOWN_SERVICE};
 pub use db::{AppendOutcome, Batch, Store, StoreConfig, StoreCounters};
 pub use error::{Result, StoreError};
 pub use ids::{SpanId, TraceId};
+pub use logsearch::{severity_range, LogQuery};
 pub use model::*;
 pub use opentelemetry_proto::tonic::collector::{
     logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest, trace::v1::ExportTraceServiceRequest,

@@ -5,11 +5,17 @@
 //! writer thread is the only writer; queries take the read lock briefly.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Instant;
 
+use tantivy::query::Query;
+
+use crate::error::Result;
 use crate::ids::TraceId;
+use crate::logsearch;
 use crate::model::{LogRow, MetricPointRow, SpanRow};
 use crate::query::Operation;
+use crate::textindex::{IndexKind, TextIndex, TextIndexWriter};
 
 #[derive(Default)]
 pub struct Memtable {
@@ -22,6 +28,17 @@ pub struct Memtable {
     /// Encoded size of what was appended: a cheap proxy for memory held.
     pub approx_bytes: usize,
     pub first_insert: Option<Instant>,
+    /// The logs' search index, built lazily by searches (see [`LiveLogIndex`]).
+    log_index: Mutex<Option<LiveLogIndex>>,
+}
+
+/// An in-RAM index over the memtable's logs, caught up by each search with the
+/// records that arrived since the last one. Ingest never pays for it; a search
+/// indexes only what is new, so the index work per record is done once.
+struct LiveLogIndex {
+    writer: TextIndexWriter,
+    index: TextIndex,
+    indexed: usize,
 }
 
 impl Memtable {
@@ -67,6 +84,31 @@ impl Memtable {
     pub fn insert_metrics(&mut self, rows: Vec<MetricPointRow>, bytes: usize) {
         self.touch(bytes);
         self.metrics.extend(rows);
+    }
+
+    /// The `limit` newest logs matching `query` (compiled by
+    /// [`logsearch::compile`]), as (time, position in `logs`), newest first.
+    pub fn newest_logs(&self, query: &dyn Query, limit: usize) -> Result<Vec<(i64, u32)>> {
+        if self.logs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut guard = self.log_index.lock().unwrap();
+        let live = match guard.as_mut() {
+            Some(live) => live,
+            None => {
+                let (writer, index) = TextIndexWriter::create_in_ram(IndexKind::Logs)?;
+                guard.insert(LiveLogIndex { writer, index: TextIndex::from_index(index)?, indexed: 0 })
+            }
+        };
+        if live.indexed < self.logs.len() {
+            for (i, row) in self.logs.iter().enumerate().skip(live.indexed) {
+                live.writer.add(i as u64, |doc| logsearch::fill_doc(doc, row))?;
+            }
+            live.writer.commit()?;
+            live.index.reload()?;
+            live.indexed = self.logs.len();
+        }
+        live.index.newest_rows(query, limit)
     }
 
     /// Spans of one trace held here.

@@ -29,11 +29,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StoreError};
 use crate::ids::TraceId;
+use crate::logsearch;
 use crate::model::*;
 use crate::query::TraceQuery;
 use crate::schema::{self, col, Columns};
 use crate::tags;
-use crate::textindex::{TextDetail, TextIndex, TextIndexWriter};
+use crate::textindex::{IndexKind, TextIndex, TextIndexWriter};
 
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
@@ -123,12 +124,12 @@ fn dir_size(dir: &Path) -> u64 {
 }
 
 /// Builds a text index in a temporary directory and renames it into place.
-fn write_index(path: &Path, detail: TextDetail, fill: impl FnOnce(&mut TextIndexWriter) -> Result<()>) -> Result<u64> {
+fn write_index(path: &Path, kind: IndexKind, fill: impl FnOnce(&mut TextIndexWriter) -> Result<()>) -> Result<u64> {
     let tmp = path.with_extension("tantivy.tmp");
     if tmp.exists() {
         fs::remove_dir_all(&tmp)?;
     }
-    let mut w = TextIndexWriter::create(&tmp, detail)?;
+    let mut w = TextIndexWriter::create(&tmp, kind)?;
     fill(&mut w)?;
     w.finish()?;
     let size = dir_size(&tmp);
@@ -187,7 +188,7 @@ pub fn write_spans(dir: &Path, id: u64, rows: &[SpanRow]) -> Result<SegmentMeta>
     meta.operations = operations.into_iter().collect();
     let parquet_bytes =
         write_parquet(&meta.parquet_path(dir), schema::span_schema(), &sorted, |c| schema::spans_to_batch(c), props)?;
-    let index_bytes = write_index(&meta.index_path(dir), TextDetail::Docs, |w| {
+    let index_bytes = write_index(&meta.index_path(dir), IndexKind::Spans, |w| {
         for (i, row) in sorted.iter().enumerate() {
             w.add(i as u64, |doc| {
                 tags::for_each_pair(row, |k, v| {
@@ -225,19 +226,9 @@ pub fn write_logs(dir: &Path, id: u64, rows: &[LogRow]) -> Result<SegmentMeta> {
         SegmentMeta::describe(id, Signal::Logs, rows.len(), rows.iter().map(|r| r.time_unix_nano), services, true);
     let parquet_bytes =
         write_parquet(&meta.parquet_path(dir), schema::log_schema(), &sorted, |c| schema::logs_to_batch(c), props)?;
-    let index_bytes = write_index(&meta.index_path(dir), TextDetail::Positions, |w| {
+    let index_bytes = write_index(&meta.index_path(dir), IndexKind::Logs, |w| {
         for (i, row) in sorted.iter().enumerate() {
-            w.add(i as u64, |doc| {
-                doc.text(&row.body.to_text());
-                for kv in &row.attributes {
-                    let v = kv.value.to_text();
-                    doc.text(&v);
-                    let t = tags::term(&kv.key, &v);
-                    if t.len() <= tags::MAX_TERM_BYTES {
-                        doc.kv(&t);
-                    }
-                }
-            })?;
+            w.add(i as u64, |doc| logsearch::fill_doc(doc, row))?;
         }
         Ok(())
     })?;
@@ -458,6 +449,26 @@ impl Segment {
             }
         }
         Ok(())
+    }
+
+    /// The `limit` newest log records matching `query`, as (time, row), newest first.
+    pub fn newest_logs(&self, query: &dyn tantivy::query::Query, limit: usize) -> Result<Vec<(i64, u32)>> {
+        match &self.index {
+            Some(index) => index.newest_rows(query, limit),
+            None => Err(StoreError::Corrupt(format!("log segment {} has no index", self.meta.id))),
+        }
+    }
+
+    /// The log records at row positions `rows` (sorted, distinct), in that order.
+    pub fn log_rows(&self, rows: &[u32]) -> Result<Vec<LogRow>> {
+        let hits: Vec<usize> = rows.iter().map(|&r| r as usize).collect();
+        let total = self.meta.rows as usize;
+        let groups = (0..self.reader_meta.metadata().num_row_groups()).collect();
+        let mut out = Vec::with_capacity(rows.len());
+        for b in self.read(groups, None, Some(selection_for(&hits, total)))? {
+            out.extend(schema::batch_to_logs(&b)?);
+        }
+        Ok(out)
     }
 
     /// Every row of a log segment.

@@ -1,104 +1,162 @@
 //! A tantivy index per segment: the store's answer to text predicates.
 //!
 //! Each document is one row of the segment's Parquet file, tied to it by the
-//! `row` fast field (its position in the file). Two indexed fields:
-//! - `kv`: exact `key=value` terms (raw tokenizer) for Jaeger tag filters;
+//! `row` fast field (its position in the file). Two indexed fields in every
+//! index:
+//! - `kv`: exact `key=value` terms (raw tokenizer) for tag filters;
 //! - `text`: tokenized full text (span names, status messages, string attribute
 //!   values, log bodies) for free-text search.
+//!
+//! Log indexes also carry what a log search filters and sorts on, so that a
+//! search is answered by the index alone and Parquet is read only for the rows
+//! returned: `time` and `severity` (fast fields: range filters and top-k by
+//! time), `service` and `trace` (exact terms).
 //!
 //! Nothing is stored in the index but positions: the Parquet file holds the data.
 
 use std::collections::HashSet;
 use std::path::Path;
 
-use tantivy::collector::DocSetCollector;
+use tantivy::collector::{DocSetCollector, TopDocs};
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST};
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term};
 
 use crate::error::Result;
 
 pub const ROW: &str = "row";
 pub const KV: &str = "kv";
 pub const TEXT_FIELD: &str = "text";
+pub const TIME: &str = "time";
+pub const SEVERITY: &str = "severity";
+pub const SERVICE: &str = "service";
+pub const TRACE: &str = "trace";
 
 /// Memory budget of the single indexing thread.
 const WRITER_HEAP: usize = 64 << 20;
 
-/// How much the `text` field records per token.
+/// Which signal an index serves; decides what the `text` field records and
+/// which extra fields exist.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TextDetail {
-    /// Which documents hold a token: enough for term and boolean queries, and
-    /// what span text needs (spans are matched, never ranked).
-    Docs,
-    /// Frequencies and positions too: phrase queries and ranking (log bodies).
-    Positions,
+pub enum IndexKind {
+    /// `text` records which documents hold a token: enough for term and
+    /// boolean queries, and what span text needs (spans are matched, never
+    /// ranked).
+    Spans,
+    /// `text` records positions too (phrase queries), plus the log fields.
+    Logs,
+}
+
+/// The fields of an index schema.
+#[derive(Clone, Copy, Debug)]
+pub struct Fields {
+    pub row: Field,
+    pub kv: Field,
+    pub text: Field,
+    /// Log indexes only.
+    pub log: Option<LogFields>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct LogFields {
+    pub time: Field,
+    pub severity: Field,
+    pub service: Field,
+    pub trace: Field,
 }
 
 /// Nothing is scored by field length, so no field norms: they would cost a
 /// byte per document per field.
-fn schema(detail: TextDetail) -> (Schema, Field, Field, Field) {
+pub fn schema(kind: IndexKind) -> (Schema, Fields) {
     let mut b = Schema::builder();
     let row = b.add_u64_field(ROW, FAST);
     let exact = TextFieldIndexing::default()
         .set_tokenizer("raw")
         .set_index_option(IndexRecordOption::Basic)
         .set_fieldnorms(false);
-    let kv = b.add_text_field(KV, TextOptions::default().set_indexing_options(exact));
-    let record = match detail {
-        TextDetail::Docs => IndexRecordOption::Basic,
-        TextDetail::Positions => IndexRecordOption::WithFreqsAndPositions,
+    let kv = b.add_text_field(KV, TextOptions::default().set_indexing_options(exact.clone()));
+    let record = match kind {
+        IndexKind::Spans => IndexRecordOption::Basic,
+        IndexKind::Logs => IndexRecordOption::WithFreqsAndPositions,
     };
-    let words = TextFieldIndexing::default()
-        .set_tokenizer("default")
-        .set_index_option(record)
-        .set_fieldnorms(detail == TextDetail::Positions);
+    let words = TextFieldIndexing::default().set_tokenizer("default").set_index_option(record).set_fieldnorms(false);
     let text = b.add_text_field(TEXT_FIELD, TextOptions::default().set_indexing_options(words));
-    (b.build(), row, kv, text)
+    let log = (kind == IndexKind::Logs).then(|| LogFields {
+        time: b.add_i64_field(TIME, FAST),
+        severity: b.add_i64_field(SEVERITY, FAST),
+        service: b.add_text_field(SERVICE, TextOptions::default().set_indexing_options(exact.clone())),
+        trace: b.add_text_field(TRACE, TextOptions::default().set_indexing_options(exact)),
+    });
+    (b.build(), Fields { row, kv, text, log })
 }
 
-/// Builds one segment's index in `dir` (which must not exist yet).
+/// Builds one index, on disk (a segment's) or in RAM (the memtable's).
 pub struct TextIndexWriter {
     writer: IndexWriter,
-    row: Field,
-    kv: Field,
-    text: Field,
+    fields: Fields,
 }
 
 /// One document under construction.
-pub struct Doc<'a> {
+pub struct Doc {
     doc: TantivyDocument,
-    kv: Field,
-    text: Field,
-    _owner: std::marker::PhantomData<&'a ()>,
+    fields: Fields,
 }
 
-impl Doc<'_> {
+impl Doc {
     pub fn kv(&mut self, term: &str) {
-        self.doc.add_text(self.kv, term);
+        self.doc.add_text(self.fields.kv, term);
     }
     pub fn text(&mut self, text: &str) {
         if !text.is_empty() {
-            self.doc.add_text(self.text, text);
+            self.doc.add_text(self.fields.text, text);
+        }
+    }
+    /// Log documents: the fields a log search filters and sorts on.
+    pub fn log(&mut self, time: i64, severity: i64, service: &str, trace: Option<&str>) {
+        let f = self.fields.log.expect("log fields on a log index");
+        self.doc.add_i64(f.time, time);
+        self.doc.add_i64(f.severity, severity);
+        self.doc.add_text(f.service, service);
+        if let Some(t) = trace {
+            self.doc.add_text(f.trace, t);
         }
     }
 }
 
 impl TextIndexWriter {
-    pub fn create(dir: &Path, detail: TextDetail) -> Result<Self> {
+    /// A writer for a new index in `dir` (which must not exist yet).
+    pub fn create(dir: &Path, kind: IndexKind) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let (schema, row, kv, text) = schema(detail);
+        let (schema, fields) = schema(kind);
         let index = Index::create_in_dir(dir, schema)?;
+        Self::with_index(index, fields)
+    }
+
+    /// A writer for a new in-RAM index, and the index itself (for readers).
+    pub fn create_in_ram(kind: IndexKind) -> Result<(Self, Index)> {
+        let (schema, fields) = schema(kind);
+        let index = Index::create_in_ram(schema);
+        Ok((Self::with_index(index.clone(), fields)?, index))
+    }
+
+    fn with_index(index: Index, fields: Fields) -> Result<Self> {
+        // The heap is allocated lazily, as documents arrive.
         let writer = index.writer_with_num_threads(1, WRITER_HEAP)?;
-        Ok(Self { writer, row, kv, text })
+        Ok(Self { writer, fields })
     }
 
     /// Adds the document for row `row`, filled in by `fill`.
-    pub fn add(&mut self, row: u64, fill: impl FnOnce(&mut Doc<'_>)) -> Result<()> {
-        let mut doc = Doc { doc: TantivyDocument::default(), kv: self.kv, text: self.text, _owner: Default::default() };
-        doc.doc.add_u64(self.row, row);
+    pub fn add(&mut self, row: u64, fill: impl FnOnce(&mut Doc)) -> Result<()> {
+        let mut doc = Doc { doc: TantivyDocument::default(), fields: self.fields };
+        doc.doc.add_u64(self.fields.row, row);
         fill(&mut doc);
         self.writer.add_document(doc.doc)?;
+        Ok(())
+    }
+
+    /// Makes the documents added so far searchable (after a reader reload).
+    pub fn commit(&mut self) -> Result<()> {
+        self.writer.commit()?;
         Ok(())
     }
 
@@ -110,18 +168,36 @@ impl TextIndexWriter {
     }
 }
 
-/// A segment's index opened for search.
+/// An index opened for search.
 pub struct TextIndex {
     reader: IndexReader,
-    kv: Field,
+    fields: Fields,
 }
 
 impl TextIndex {
+    /// Opens a segment's index.
     pub fn open(dir: &Path) -> Result<Self> {
-        let index = Index::open_in_dir(dir)?;
+        Self::from_index(Index::open_in_dir(dir)?)
+    }
+
+    /// A reader over `index`; call [`TextIndex::reload`] to see later commits.
+    pub fn from_index(index: Index) -> Result<Self> {
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        let kv = index.schema().get_field(KV)?;
-        Ok(Self { reader, kv })
+        let schema = index.schema();
+        let field = |name: &str| schema.get_field(name);
+        let log = match field(TIME) {
+            Ok(time) => {
+                Some(LogFields { time, severity: field(SEVERITY)?, service: field(SERVICE)?, trace: field(TRACE)? })
+            }
+            Err(_) => None,
+        };
+        let fields = Fields { row: field(ROW)?, kv: field(KV)?, text: field(TEXT_FIELD)?, log };
+        Ok(Self { reader, fields })
+    }
+
+    pub fn reload(&self) -> Result<()> {
+        self.reader.reload()?;
+        Ok(())
     }
 
     /// Rows whose documents carry every one of `terms` (exact `key=value` terms).
@@ -130,7 +206,7 @@ impl TextIndex {
             .iter()
             .map(|t| {
                 let q: Box<dyn Query> =
-                    Box::new(TermQuery::new(Term::from_field_text(self.kv, t), IndexRecordOption::Basic));
+                    Box::new(TermQuery::new(Term::from_field_text(self.fields.kv, t), IndexRecordOption::Basic));
                 (Occur::Must, q)
             })
             .collect();
@@ -150,6 +226,22 @@ impl TextIndex {
         }
         Ok(rows)
     }
+
+    /// The `limit` newest documents matching `query` (log indexes), as (time,
+    /// row), newest first.
+    pub fn newest_rows(&self, query: &dyn Query, limit: usize) -> Result<Vec<(i64, u32)>> {
+        let searcher = self.reader.searcher();
+        let top = TopDocs::with_limit(limit.max(1)).order_by_fast_field::<i64>(TIME, Order::Desc);
+        let docs = searcher.search(query, &top)?;
+        let mut out = Vec::with_capacity(docs.len());
+        for (time, addr) in docs {
+            let col = searcher.segment_reader(addr.segment_ord).fast_fields().u64(ROW)?;
+            if let (Some(time), Some(row)) = (time, col.first(addr.doc_id)) {
+                out.push((time, row as u32));
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -160,7 +252,7 @@ mod tests {
     fn finds_rows_by_all_terms() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("idx");
-        let mut w = TextIndexWriter::create(&path, TextDetail::Docs).unwrap();
+        let mut w = TextIndexWriter::create(&path, IndexKind::Spans).unwrap();
         w.add(0, |d| {
             d.kv("http.method=GET");
             d.kv("error=true");

@@ -1,0 +1,207 @@
+//! `GET /api/v1/logs`: full-text log search.
+//!
+//! `q` uses tantivy's query syntax (see `seismo_store::LogQuery` for how
+//! fields map); `service`, `severity`, `trace_id` and the time window narrow it
+//! further. Answers `{"data":[{timeUnixNano, severityText, severityNumber,
+//! body, serviceName, traceId, spanId, attributes}]}`, newest first. A record
+//! carrying a trace id links to its trace through `traceId`, which
+//! `/api/traces/{traceId}` opens.
+//!
+//! Times: `start`/`end` in µs since the epoch (as Jaeger's `/api/traces`) or
+//! RFC 3339; `lookback` a Go duration (`1h`) used when `start` is absent
+//! (default 2 days, as trace search).
+
+use axum::extract::State;
+use axum::response::Response;
+use seismo_store::{severity_range, LogQuery, LogRow, TraceId};
+use serde::Serialize;
+
+use crate::duration::{parse_go_int, parse_lookback, parse_rfc3339_nano};
+use crate::error::QueryError;
+use crate::jaeger_handlers::{blocking, decode, json_reply, now_ns, RawParams};
+use crate::params::{
+    QueryParams, DEFAULT_LIMIT, DEFAULT_TRACE_LOOKBACK_NS, END, LIMIT, LOOKBACK, MAX_LIMIT, SERVICE, START,
+};
+use crate::router::QueryState;
+
+pub const Q: &str = "q";
+pub const SEVERITY: &str = "severity";
+pub const TRACE_ID: &str = "trace_id";
+
+/// One log record as the API answers it.
+#[derive(Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LogRecord {
+    /// Decimal string: ns timestamps exceed what a JSON number keeps exactly
+    /// in JavaScript (OTLP/JSON writes them the same way).
+    pub time_unix_nano: String,
+    pub severity_text: String,
+    pub severity_number: i32,
+    pub body: serde_json::Value,
+    pub service_name: String,
+    pub trace_id: Option<String>,
+    pub span_id: Option<String>,
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+impl From<LogRow> for LogRecord {
+    fn from(r: LogRow) -> Self {
+        LogRecord {
+            time_unix_nano: r.time_unix_nano.to_string(),
+            severity_text: r.severity_text,
+            severity_number: r.severity_number,
+            body: r.body.to_plain_json(),
+            service_name: r.service_name,
+            trace_id: r.trace_id.map(|t| t.to_string()),
+            span_id: r.span_id.map(|s| s.to_string()),
+            attributes: r.attributes.into_iter().map(|kv| (kv.key, kv.value.to_plain_json())).collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Answer {
+    data: Vec<LogRecord>,
+}
+
+/// `GET /api/v1/logs`.
+pub(crate) async fn search(State(state): State<QueryState>, raw: RawParams) -> Result<Response, QueryError> {
+    let params = decode(raw)?;
+    let q = parse_log_query(&params, now_ns())?;
+    let rows = blocking(&state, move |store| store.search_logs(&q)).await?;
+    json_reply(&params, &Answer { data: rows.into_iter().map(LogRecord::from).collect() })
+}
+
+/// A time parameter: µs since the epoch, or RFC 3339.
+pub(crate) fn parse_time(params: &QueryParams, name: &str) -> Result<Option<i64>, QueryError> {
+    let Some(text) = params.get(name) else { return Ok(None) };
+    if let Ok(micros) = parse_go_int(text, 64) {
+        return micros
+            .checked_mul(1_000)
+            .map(Some)
+            .ok_or_else(|| QueryError::param(name, format!("{micros} µs is out of range")));
+    }
+    parse_rfc3339_nano(text)
+        .map(Some)
+        .map_err(|_| QueryError::param(name, format!("{text:?} is neither µs since the epoch nor an RFC 3339 time")))
+}
+
+/// The window [start, end] from `start`, `end` and `lookback`.
+pub(crate) fn parse_window(
+    params: &QueryParams,
+    now_ns: i64,
+    default_lookback_ns: i64,
+) -> Result<(i64, i64), QueryError> {
+    let end = parse_time(params, END)?.unwrap_or(now_ns);
+    let lookback = match params.get(LOOKBACK) {
+        None => None,
+        Some(text) => parse_lookback(text).map_err(|e| QueryError::param(LOOKBACK, e))?,
+    };
+    let start = match parse_time(params, START)? {
+        Some(s) => s,
+        None => end.saturating_sub(lookback.unwrap_or(default_lookback_ns)),
+    };
+    if start > end {
+        return Err(QueryError::BadRequest(format!("'{START}' should not be after '{END}'")));
+    }
+    Ok((start, end))
+}
+
+/// Parses `/api/v1/logs` parameters.
+///
+/// # Errors
+/// `QueryError::BadRequest` naming the first bad parameter. (A malformed `q`
+/// is reported by the store, which parses it.)
+pub fn parse_log_query(params: &QueryParams, now_ns: i64) -> Result<LogQuery, QueryError> {
+    let (start, end) = parse_window(params, now_ns, DEFAULT_TRACE_LOOKBACK_NS)?;
+    let limit = match params.get(LIMIT) {
+        None => DEFAULT_LIMIT,
+        Some(text) => match parse_go_int(text, 32).map_err(|e| QueryError::param(LIMIT, e))? {
+            n if n < 0 => return Err(QueryError::param(LIMIT, format!("limit {n} must not be negative"))),
+            0 => DEFAULT_LIMIT,
+            n => (n as usize).min(MAX_LIMIT),
+        },
+    };
+    let mut severities = Vec::new();
+    for text in params.all(SEVERITY).flat_map(|v| v.split(',')).filter(|v| !v.trim().is_empty()) {
+        severities.push(severity_range(text).ok_or_else(|| {
+            QueryError::param(
+                SEVERITY,
+                format!("unknown severity {text:?}: use TRACE, DEBUG, INFO, WARN, ERROR, FATAL or a number 1-24"),
+            )
+        })?);
+    }
+    let trace_id = match params.get(TRACE_ID).filter(|t| !t.is_empty()) {
+        None => None,
+        Some(text) => Some(text.parse::<TraceId>().map_err(|e| QueryError::param(TRACE_ID, e))?),
+    };
+    Ok(LogQuery {
+        text: params.get(Q).filter(|q| !q.trim().is_empty()).map(str::to_string),
+        service: params.get(SERVICE).filter(|s| !s.is_empty()).map(str::to_string),
+        severities,
+        trace_id,
+        start_ns: Some(start),
+        end_ns: Some(end),
+        limit,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> QueryParams {
+        QueryParams::new(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    const NOW: i64 = 1_700_000_000_000_000_000;
+
+    #[test]
+    fn defaults_and_every_parameter() {
+        let q = parse_log_query(&params(&[]), NOW).unwrap();
+        assert_eq!(q.start_ns, Some(NOW - DEFAULT_TRACE_LOOKBACK_NS));
+        assert_eq!(q.end_ns, Some(NOW));
+        assert_eq!(q.limit, DEFAULT_LIMIT);
+        let q = parse_log_query(
+            &params(&[
+                ("q", "connection refused"),
+                ("service", "cart"),
+                ("severity", "warn,ERROR"),
+                ("trace_id", "0af7651916cd43dd8448eb211c80319c"),
+                ("end", "1700000000000000"),
+                ("lookback", "15m"),
+                ("limit", "7"),
+            ]),
+            0,
+        )
+        .unwrap();
+        assert_eq!(q.text.as_deref(), Some("connection refused"));
+        assert_eq!(q.service.as_deref(), Some("cart"));
+        assert_eq!(q.severities, vec![(13, 16), (17, 20)]);
+        assert_eq!(q.trace_id.unwrap().to_string(), "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(q.end_ns, Some(NOW));
+        assert_eq!(q.start_ns, Some(NOW - 15 * 60 * 1_000_000_000));
+        assert_eq!(q.limit, 7);
+        let q =
+            parse_log_query(&params(&[("start", "2023-11-14T22:13:20Z"), ("end", "2023-11-14T22:13:21Z")]), 0).unwrap();
+        assert_eq!(q.start_ns, Some(NOW));
+        assert_eq!(q.end_ns, Some(NOW + 1_000_000_000));
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("limit", "-1")], "unable to parse param 'limit'"),
+            (&[("limit", "many")], "unable to parse param 'limit'"),
+            (&[("severity", "LOUD")], "unable to parse param 'severity': unknown severity \"LOUD\""),
+            (&[("trace_id", "xyz")], "unable to parse param 'trace_id'"),
+            (&[("start", "yesterday")], "unable to parse param 'start'"),
+            (&[("lookback", "forever")], "unable to parse param 'lookback'"),
+            (&[("start", "20"), ("end", "10")], "'start' should not be after 'end'"),
+        ];
+        for (pairs, want) in cases {
+            let err = parse_log_query(&params(pairs), NOW).unwrap_err().to_string();
+            assert!(err.contains(want), "{pairs:?}: {err}");
+        }
+    }
+}
