@@ -36,6 +36,7 @@ pub mod jaeger_v3;
 pub mod logs;
 pub mod otlp_json;
 pub mod params;
+pub mod promseries;
 mod router;
 mod selfmetrics;
 

@@ -539,6 +539,48 @@ impl Store {
         Ok(hits.iter().filter_map(|(_, src, row)| fetched.remove(&(*src, *row))).collect())
     }
 
+    /// Distinct metric streams with points in [start, end] (by segment time
+    /// range; the memtables' are always included), sorted.
+    pub fn metric_descriptors(&self, start: Option<i64>, end: Option<i64>) -> Vec<MetricDescriptor> {
+        let snap = self.snapshot();
+        let mut out: HashSet<MetricDescriptor> = HashSet::new();
+        for t in &snap.tables {
+            out.extend(t.read().unwrap().metric_descriptors.iter().cloned());
+        }
+        for s in snap.segments.iter().filter(|s| s.meta.signal == Signal::Metrics && s.meta.overlaps(start, end)) {
+            out.extend(s.meta.metrics.iter().cloned());
+        }
+        let mut v: Vec<MetricDescriptor> = out.into_iter().collect();
+        v.sort();
+        v
+    }
+
+    /// The points of the metrics named in `names` with time in [start, end],
+    /// unordered.
+    ///
+    /// # Errors
+    /// I/O or format errors from segments.
+    pub fn metric_points(
+        &self,
+        names: &HashSet<String>,
+        start: Option<i64>,
+        end: Option<i64>,
+    ) -> Result<Vec<MetricPointRow>> {
+        let snap = self.snapshot();
+        let mut out = Vec::new();
+        let in_window = |t: i64| start.is_none_or(|s| t >= s) && end.is_none_or(|e| t <= e);
+        for t in &snap.tables {
+            let m = t.read().unwrap();
+            out.extend(
+                m.metrics.iter().filter(|r| in_window(r.time_unix_nano) && names.contains(&r.metric_name)).cloned(),
+            );
+        }
+        for s in snap.segments.iter().filter(|s| s.meta.signal == Signal::Metrics) {
+            out.extend(s.metric_points(names, start, end)?);
+        }
+        Ok(out)
+    }
+
     /// Every stored log record (memtables and segments), unordered. Used by
     /// tests and tools until the logs query API lands.
     pub fn all_logs(&self) -> Result<Vec<LogRow>> {

@@ -13,7 +13,7 @@ use tantivy::query::Query;
 use crate::error::Result;
 use crate::ids::TraceId;
 use crate::logsearch;
-use crate::model::{LogRow, MetricPointRow, SpanRow};
+use crate::model::{LogRow, MetricDescriptor, MetricPointRow, SpanRow};
 use crate::query::Operation;
 use crate::textindex::{IndexKind, TextIndex, TextIndexWriter};
 
@@ -22,6 +22,8 @@ pub struct Memtable {
     pub spans: Vec<SpanRow>,
     pub logs: Vec<LogRow>,
     pub metrics: Vec<MetricPointRow>,
+    /// Distinct metric streams in `metrics`.
+    pub metric_descriptors: Vec<MetricDescriptor>,
     by_trace: HashMap<TraceId, Vec<u32>>,
     /// service -> span name -> bit set of span kinds seen.
     operations: HashMap<String, HashMap<String, u8>>,
@@ -83,6 +85,14 @@ impl Memtable {
 
     pub fn insert_metrics(&mut self, rows: Vec<MetricPointRow>, bytes: usize) {
         self.touch(bytes);
+        for r in &rows {
+            // Points arrive grouped by metric: compare with the last one first.
+            let known = self.metric_descriptors.last().is_some_and(|d| d.describes(r))
+                || self.metric_descriptors.iter().any(|d| d.describes(r));
+            if !known {
+                self.metric_descriptors.push(MetricDescriptor::of(r));
+            }
+        }
         self.metrics.extend(rows);
     }
 

@@ -247,7 +247,7 @@ pub struct LogRow {
 }
 
 /// The kind of OTLP metric a data point belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MetricKind {
     Gauge,
@@ -307,6 +307,39 @@ pub struct Distribution {
     /// Summary quantiles as (quantile, value).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quantiles: Vec<(f64, f64)>,
+}
+
+/// What identifies a metric stream's shape: the Prometheus name and series a
+/// query side derives depend on all of it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MetricDescriptor {
+    pub name: String,
+    pub unit: String,
+    pub kind: MetricKind,
+    /// OTLP aggregation temporality (0 unspecified, 1 delta, 2 cumulative).
+    pub temporality: i32,
+    pub is_monotonic: bool,
+}
+
+impl MetricDescriptor {
+    pub fn of(row: &MetricPointRow) -> Self {
+        MetricDescriptor {
+            name: row.metric_name.clone(),
+            unit: row.unit.clone(),
+            kind: row.kind,
+            temporality: row.temporality,
+            is_monotonic: row.is_monotonic,
+        }
+    }
+
+    /// True when `row` belongs to this descriptor (no allocation).
+    pub fn describes(&self, row: &MetricPointRow) -> bool {
+        self.name == row.metric_name
+            && self.unit == row.unit
+            && self.kind == row.kind
+            && self.temporality == row.temporality
+            && self.is_monotonic == row.is_monotonic
+    }
 }
 
 /// One metric data point with its metric's metadata, resource and scope.

@@ -57,6 +57,9 @@ pub struct SegmentMeta {
     /// (service, span name, span kind) for span segments.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub operations: Vec<(String, String, i32)>,
+    /// Distinct metric streams for metric segments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricDescriptor>,
     pub has_index: bool,
 }
 
@@ -158,6 +161,7 @@ impl SegmentMeta {
             max_time,
             services: services.into_iter().map(str::to_string).collect(),
             operations: Vec::new(),
+            metrics: Vec::new(),
             has_index,
         }
     }
@@ -246,6 +250,15 @@ pub fn write_metrics(dir: &Path, id: u64, rows: &[MetricPointRow]) -> Result<Seg
     let services = rows.iter().map(|r| r.service_name.as_str());
     let mut meta =
         SegmentMeta::describe(id, Signal::Metrics, rows.len(), rows.iter().map(|r| r.time_unix_nano), services, false);
+    let mut descriptors: Vec<MetricDescriptor> = Vec::new();
+    for r in &sorted {
+        if !descriptors.last().is_some_and(|d| d.describes(r)) {
+            descriptors.push(MetricDescriptor::of(r));
+        }
+    }
+    descriptors.sort();
+    descriptors.dedup();
+    meta.metrics = descriptors;
     meta.bytes = write_parquet(
         &meta.parquet_path(dir),
         schema::metric_schema(),
@@ -477,6 +490,52 @@ impl Segment {
         let mut out = Vec::new();
         for b in self.read(groups, None, None)? {
             out.extend(schema::batch_to_logs(&b)?);
+        }
+        Ok(out)
+    }
+
+    /// The points of metrics named in `names` with time in [start, end]: row
+    /// groups are pruned by the sorted name column's statistics, then names and
+    /// times are read alone and only the matching rows in full.
+    pub fn metric_points(
+        &self,
+        names: &HashSet<String>,
+        start: Option<i64>,
+        end: Option<i64>,
+    ) -> Result<Vec<MetricPointRow>> {
+        if !self.meta.overlaps(start, end) || !self.meta.metrics.iter().any(|d| names.contains(&d.name)) {
+            return Ok(Vec::new());
+        }
+        let md = self.reader_meta.metadata();
+        let name_idx = md.file_metadata().schema_descr().columns().iter().position(|c| c.name() == col::METRIC_NAME);
+        let mut out = Vec::new();
+        for (rg_idx, rg) in md.row_groups().iter().enumerate() {
+            if let Some(Statistics::ByteArray(s)) = name_idx.and_then(|ci| rg.column(ci).statistics()) {
+                if let (Some(lo), Some(hi)) = (s.min_bytes_opt(), s.max_bytes_opt()) {
+                    if !names.iter().any(|n| lo <= n.as_bytes() && n.as_bytes() <= hi) {
+                        continue;
+                    }
+                }
+            }
+            let mut hits = Vec::new();
+            let mut pos = 0usize;
+            for batch in self.read(vec![rg_idx], Some(&[col::METRIC_NAME, col::TIME]), None)? {
+                let c = Columns(&batch);
+                let (name, time) = (c.str(col::METRIC_NAME)?, c.i64(col::TIME)?);
+                for i in 0..batch.num_rows() {
+                    let t = time.value(i);
+                    if start.is_none_or(|s| t >= s) && end.is_none_or(|e| t <= e) && names.contains(name.value(i)) {
+                        hits.push(pos + i);
+                    }
+                }
+                pos += batch.num_rows();
+            }
+            if hits.is_empty() {
+                continue;
+            }
+            for b in self.read(vec![rg_idx], None, Some(selection_for(&hits, pos)))? {
+                out.extend(schema::batch_to_metrics(&b)?);
+            }
         }
         Ok(out)
     }

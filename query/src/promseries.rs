@@ -1,0 +1,465 @@
+//! OTLP metric points as Prometheus series, per the OpenTelemetry
+//! Prometheus-compatibility rules (the translation Prometheus' own OTLP
+//! receiver applies):
+//! - names: every run of characters outside `[a-zA-Z0-9]` becomes one `_`;
+//!   the unit is appended as a word (`ms` -> `_milliseconds`, `By/s` ->
+//!   `_bytes_per_second`, `{request}` annotations dropped) unless the name
+//!   already holds it; monotonic sums end in `_total`; gauges of unit `1` end
+//!   in `_ratio`;
+//! - histograms become `_bucket{le=...}` (cumulative counts, `+Inf` last),
+//!   `_sum` and `_count`; summaries a series per `quantile` plus `_sum` and
+//!   `_count`; exponential histograms only `_sum` and `_count`;
+//! - labels: point attributes with invalid characters replaced by `_` (a
+//!   leading digit gets `key_`), `job` from `service.namespace/service.name`,
+//!   `instance` from `service.instance.id`;
+//! - delta temporality: points are summed per series in time order, so a
+//!   delta counter reads like the cumulative counter Prometheus expects and
+//!   `rate`/`increase` work on it. This needs the stream's history from its
+//!   first stored point, which [`StoreSource`] loads for delta streams.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use seismo_store::{AttrValue, KeyValue, MetricDescriptor, MetricKind, MetricPointRow};
+
+/// Sorted by label name, always including `__name__`.
+pub type LabelSet = Vec<(String, String)>;
+
+pub const NAME_LABEL: &str = "__name__";
+const DELTA: i32 = 1;
+
+/// The word a UCUM unit becomes in a metric name.
+fn unit_word(unit: &str) -> Option<&'static str> {
+    Some(match unit {
+        "d" => "days",
+        "h" => "hours",
+        "min" => "minutes",
+        "s" => "seconds",
+        "ms" => "milliseconds",
+        "us" => "microseconds",
+        "ns" => "nanoseconds",
+        "By" => "bytes",
+        "KiBy" => "kibibytes",
+        "MiBy" => "mebibytes",
+        "GiBy" => "gibibytes",
+        "TiBy" => "tibibytes",
+        "KBy" => "kilobytes",
+        "MBy" => "megabytes",
+        "GBy" => "gigabytes",
+        "TBy" => "terabytes",
+        "m" => "meters",
+        "V" => "volts",
+        "A" => "amperes",
+        "J" => "joules",
+        "W" => "watts",
+        "g" => "grams",
+        "Cel" => "celsius",
+        "Hz" => "hertz",
+        "%" => "percent",
+        "1" => "",
+        _ => return None,
+    })
+}
+
+/// The word a UCUM unit becomes after `per_`.
+fn per_unit_word(unit: &str) -> Option<&'static str> {
+    Some(match unit {
+        "s" => "second",
+        "m" => "minute",
+        "h" => "hour",
+        "d" => "day",
+        "w" => "week",
+        "mo" => "month",
+        "y" => "year",
+        _ => return None,
+    })
+}
+
+/// Splits text into the alphanumeric runs that name tokens are made of.
+fn tokens(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_ascii_alphanumeric()).filter(|t| !t.is_empty()).map(str::to_string).collect()
+}
+
+/// The unit's name tokens: `ms` -> [milliseconds], `By/s` -> [bytes, per,
+/// second], `{request}` -> [].
+fn unit_tokens(unit: &str) -> (Vec<String>, Vec<String>) {
+    // Drop `{annotations}`.
+    let mut plain = String::with_capacity(unit.len());
+    let mut depth = 0;
+    for c in unit.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth > 0 => depth -= 1,
+            _ if depth == 0 => plain.push(c),
+            _ => {}
+        }
+    }
+    let (main, per) = match plain.split_once('/') {
+        Some((m, p)) => (m.trim(), p.trim()),
+        None => (plain.trim(), ""),
+    };
+    let main_tokens = match unit_word(main) {
+        Some(w) => tokens(w),
+        None => tokens(main),
+    };
+    let per_tokens = match per_unit_word(per) {
+        Some(w) => vec!["per".to_string(), w.to_string()],
+        None if tokens(per).is_empty() => Vec::new(),
+        None => std::iter::once("per".to_string()).chain(tokens(per)).collect(),
+    };
+    (main_tokens, per_tokens)
+}
+
+/// The Prometheus metric name of an OTLP metric stream (for histograms and
+/// summaries, the stem of `_bucket`/`_sum`/`_count`).
+pub fn metric_name(d: &MetricDescriptor) -> String {
+    let mut name = tokens(&d.name);
+    let counter = d.kind == MetricKind::Sum && d.is_monotonic;
+    if counter && name.last().is_some_and(|t| t == "total") {
+        name.pop();
+    }
+    let (main, per) = unit_tokens(&d.unit);
+    for part in [main, per] {
+        if !part.is_empty() && !contains_run(&name, &part) {
+            name.extend(part);
+        }
+    }
+    if d.kind == MetricKind::Gauge && d.unit == "1" && !name.iter().any(|t| t == "ratio") {
+        name.push("ratio".into());
+    }
+    if counter {
+        name.push("total".into());
+    }
+    let joined = name.join("_");
+    if joined.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("_{joined}")
+    } else {
+        joined
+    }
+}
+
+fn contains_run(haystack: &[String], run: &[String]) -> bool {
+    haystack.windows(run.len()).any(|w| w == run)
+}
+
+/// A Prometheus label name for an attribute key.
+pub fn label_name(key: &str) -> String {
+    let mut out: String = key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert_str(0, "key_");
+    }
+    out
+}
+
+/// The series names a stream produces.
+pub fn series_names(d: &MetricDescriptor) -> Vec<String> {
+    let stem = metric_name(d);
+    match d.kind {
+        MetricKind::Gauge | MetricKind::Sum => vec![stem],
+        MetricKind::Histogram => vec![format!("{stem}_bucket"), format!("{stem}_sum"), format!("{stem}_count")],
+        MetricKind::ExponentialHistogram => vec![format!("{stem}_sum"), format!("{stem}_count")],
+        MetricKind::Summary => vec![stem.clone(), format!("{stem}_sum"), format!("{stem}_count")],
+    }
+}
+
+/// A Prometheus float for a label value (`le`, `quantile`): Go's
+/// `FormatFloat(f, 'f', -1, 64)` with `+Inf`.
+fn float_label(v: f64) -> String {
+    if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+/// The labels a point shares with every series it feeds (no `__name__`):
+/// its attributes plus `job` and `instance` from the resource.
+fn base_labels(row: &MetricPointRow) -> BTreeMap<String, String> {
+    let mut labels: BTreeMap<String, String> = BTreeMap::new();
+    for kv in &row.attributes {
+        let v = kv.value.to_text();
+        labels
+            .entry(label_name(&kv.key))
+            .and_modify(|old| {
+                // Two keys that sanitize alike: Prometheus joins the values.
+                old.push(';');
+                old.push_str(&v);
+            })
+            .or_insert(v);
+    }
+    let res = |key: &str| -> Option<String> {
+        row.resource_attributes.iter().find(|kv: &&KeyValue| kv.key == key).and_then(|kv| match &kv.value {
+            AttrValue::Empty => None,
+            v => Some(v.to_text()),
+        })
+    };
+    let service = res(seismo_store::SERVICE_NAME).unwrap_or_else(|| row.service_name.clone());
+    let job = match res("service.namespace") {
+        Some(ns) if !ns.is_empty() => format!("{ns}/{service}"),
+        _ => service,
+    };
+    labels.insert("job".into(), job);
+    if let Some(instance) = res("service.instance.id") {
+        labels.insert("instance".into(), instance);
+    }
+    labels
+}
+
+/// One point's numbers, after delta accumulation.
+#[derive(Clone, Debug, Default)]
+struct Reading {
+    value: f64,
+    count: f64,
+    sum: f64,
+    /// (upper bound, cumulative count) for histograms; (quantile, value) for summaries.
+    buckets: Vec<(f64, f64)>,
+}
+
+fn reading(row: &MetricPointRow) -> Reading {
+    let value = row.value_int.map(|v| v as f64).or(row.value).unwrap_or(f64::NAN);
+    let mut r =
+        Reading { value, count: row.count.unwrap_or(0) as f64, sum: row.sum.unwrap_or(f64::NAN), buckets: vec![] };
+    if let Some(d) = &row.distribution {
+        match row.kind {
+            MetricKind::Histogram => {
+                let mut cumulative = 0u64;
+                for (i, c) in d.bucket_counts.iter().enumerate() {
+                    cumulative += c;
+                    let le = d.explicit_bounds.get(i).copied().unwrap_or(f64::INFINITY);
+                    r.buckets.push((le, cumulative as f64));
+                }
+                if r.buckets.last().is_none_or(|(le, _)| *le != f64::INFINITY) {
+                    r.buckets.push((f64::INFINITY, r.count));
+                }
+            }
+            MetricKind::Summary => r.buckets = d.quantiles.clone(),
+            _ => {}
+        }
+    }
+    r
+}
+
+/// Adds `prev` into `r` (delta -> cumulative). Buckets add when the bounds
+/// match; new bounds restart the bucket counts.
+fn accumulate(r: &mut Reading, prev: &Reading) {
+    r.value += prev.value;
+    r.count += prev.count;
+    r.sum += prev.sum;
+    if r.buckets.len() == prev.buckets.len() && r.buckets.iter().zip(&prev.buckets).all(|(a, b)| a.0 == b.0) {
+        for (a, b) in r.buckets.iter_mut().zip(&prev.buckets) {
+            a.1 += b.1;
+        }
+    }
+}
+
+/// Prometheus series with their samples (unix ms, value), time-ordered.
+pub type SeriesMap = BTreeMap<LabelSet, Vec<(i64, f64)>>;
+
+/// Converts OTLP points into Prometheus series. Only series whose name
+/// `want_name` accepts are built.
+pub fn build_series(points: &[MetricPointRow], want_name: &dyn Fn(&str) -> bool) -> SeriesMap {
+    // Group the points of each (stream, attribute set).
+    let mut descriptors: Vec<MetricDescriptor> = Vec::new();
+    let mut groups: HashMap<(usize, BTreeMap<String, String>), Vec<&MetricPointRow>> = HashMap::new();
+    for p in points {
+        let di = match descriptors.iter().position(|d| d.describes(p)) {
+            Some(i) => i,
+            None => {
+                descriptors.push(MetricDescriptor::of(p));
+                descriptors.len() - 1
+            }
+        };
+        groups.entry((di, base_labels(p))).or_default().push(p);
+    }
+    let names: Vec<Vec<String>> = descriptors.iter().map(series_names).collect();
+    let mut out = SeriesMap::new();
+    for ((di, base), mut rows) in groups {
+        let d = &descriptors[di];
+        let names = &names[di];
+        if !names.iter().any(|n| want_name(n)) {
+            continue;
+        }
+        rows.sort_by_key(|r| r.time_unix_nano);
+        let delta = d.temporality == DELTA && d.kind != MetricKind::Gauge;
+        let mut prev: Option<Reading> = None;
+        let mut emit = |name: &str, extra: Option<(&str, String)>, t: i64, v: f64| {
+            if !want_name(name) {
+                return;
+            }
+            let mut labels: LabelSet = base.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            labels.push((NAME_LABEL.into(), name.into()));
+            if let Some((k, v)) = extra {
+                labels.retain(|(name, _)| name != k);
+                labels.push((k.into(), v));
+            }
+            labels.sort();
+            let samples = out.entry(labels).or_default();
+            match samples.last_mut() {
+                Some(last) if last.0 == t => last.1 = v,
+                _ => samples.push((t, v)),
+            }
+        };
+        for row in rows {
+            let mut r = reading(row);
+            if delta {
+                if let Some(p) = &prev {
+                    accumulate(&mut r, p);
+                }
+                prev = Some(r.clone());
+            }
+            let t = row.time_unix_nano.div_euclid(1_000_000);
+            match d.kind {
+                MetricKind::Gauge | MetricKind::Sum => emit(&names[0], None, t, r.value),
+                MetricKind::Histogram => {
+                    for (le, c) in &r.buckets {
+                        emit(&names[0], Some(("le", float_label(*le))), t, *c);
+                    }
+                    emit(&names[1], None, t, r.sum);
+                    emit(&names[2], None, t, r.count);
+                }
+                MetricKind::ExponentialHistogram => {
+                    emit(&names[0], None, t, r.sum);
+                    emit(&names[1], None, t, r.count);
+                }
+                MetricKind::Summary => {
+                    for (q, v) in &r.buckets {
+                        emit(&names[0], Some(("quantile", float_label(*q))), t, *v);
+                    }
+                    emit(&names[1], None, t, r.sum);
+                    emit(&names[2], None, t, r.count);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The OTLP streams that produce at least one series name `want_name` accepts.
+pub fn streams_named(descriptors: &[MetricDescriptor], want_name: &dyn Fn(&str) -> bool) -> Vec<MetricDescriptor> {
+    descriptors.iter().filter(|d| series_names(d).iter().any(|n| want_name(n))).cloned().collect()
+}
+
+/// OTLP metric names of `streams`, and whether any is a delta stream (whose
+/// history must be read from its first point).
+pub fn otlp_names(streams: &[MetricDescriptor]) -> (HashSet<String>, bool) {
+    let names = streams.iter().map(|d| d.name.clone()).collect();
+    let delta = streams.iter().any(|d| d.temporality == DELTA && d.kind != MetricKind::Gauge);
+    (names, delta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seismo_store::Distribution;
+
+    fn desc(name: &str, unit: &str, kind: MetricKind, monotonic: bool) -> MetricDescriptor {
+        MetricDescriptor { name: name.into(), unit: unit.into(), kind, temporality: 2, is_monotonic: monotonic }
+    }
+
+    #[test]
+    fn names_follow_the_compatibility_rules() {
+        let cases = [
+            (desc("http.server.duration", "ms", MetricKind::Histogram, false), "http_server_duration_milliseconds"),
+            (desc("http.server.request.count", "{request}", MetricKind::Sum, true), "http_server_request_count_total"),
+            (desc("requests_total", "1", MetricKind::Sum, true), "requests_total"),
+            (desc("process.cpu.utilization", "1", MetricKind::Gauge, false), "process_cpu_utilization_ratio"),
+            (desc("queue.depth", "{item}", MetricKind::Sum, false), "queue_depth"),
+            (desc("net.io", "By/s", MetricKind::Gauge, false), "net_io_bytes_per_second"),
+            (desc("request_duration_seconds", "s", MetricKind::Histogram, false), "request_duration_seconds"),
+            (desc("disk.usage", "By", MetricKind::Gauge, false), "disk_usage_bytes"),
+            (desc("temp", "Cel", MetricKind::Gauge, false), "temp_celsius"),
+            (desc("2xx.responses", "", MetricKind::Sum, true), "_2xx_responses_total"),
+            (desc("weird..name--x", "furlongs", MetricKind::Gauge, false), "weird_name_x_furlongs"),
+            (desc("jobs.rate", "1/min", MetricKind::Gauge, false), "jobs_rate_per_min"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(metric_name(&d), want, "{d:?}");
+        }
+        assert_eq!(label_name("http.route"), "http_route");
+        assert_eq!(label_name("0day"), "key_0day");
+    }
+
+    fn point(name: &str, kind: MetricKind, temporality: i32, t_s: i64, route: &str) -> MetricPointRow {
+        MetricPointRow {
+            metric_name: name.into(),
+            description: String::new(),
+            unit: if kind == MetricKind::Histogram { "ms".into() } else { String::new() },
+            kind,
+            temporality,
+            is_monotonic: kind == MetricKind::Sum,
+            service_name: "cart".into(),
+            time_unix_nano: t_s * 1_000_000_000,
+            start_time_unix_nano: 0,
+            attributes: vec![KeyValue::new("http.route", AttrValue::Str(route.into()))],
+            resource_attributes: vec![
+                KeyValue::new("service.name", AttrValue::Str("cart".into())),
+                KeyValue::new("service.namespace", AttrValue::Str("shop".into())),
+                KeyValue::new("service.instance.id", AttrValue::Str("pod-1".into())),
+            ],
+            scope_name: String::new(),
+            value: None,
+            value_int: None,
+            count: None,
+            sum: None,
+            distribution: None,
+            flags: 0,
+        }
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> LabelSet {
+        let mut v: LabelSet = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn delta_counters_accumulate_per_series() {
+        let mut points = Vec::new();
+        // Deltas 3, 4, 5 at t = 10, 20, 30 (sent out of order) -> 3, 7, 12.
+        for (t, v) in [(20, 4), (10, 3), (30, 5)] {
+            let mut p = point("orders", MetricKind::Sum, DELTA, t, "/pay");
+            p.value_int = Some(v);
+            points.push(p);
+        }
+        let mut other = point("orders", MetricKind::Sum, DELTA, 10, "/cart");
+        other.value = Some(1.5);
+        points.push(other);
+        let series = build_series(&points, &|_| true);
+        let pay = labels(&[
+            ("__name__", "orders_total"),
+            ("http_route", "/pay"),
+            ("job", "shop/cart"),
+            ("instance", "pod-1"),
+        ]);
+        assert_eq!(series[&pay], vec![(10_000, 3.0), (20_000, 7.0), (30_000, 12.0)]);
+        assert_eq!(series.len(), 2);
+        assert!(build_series(&points, &|n| n == "nope").is_empty());
+    }
+
+    #[test]
+    fn histograms_become_cumulative_buckets_sum_and_count() {
+        let mut p = point("latency", MetricKind::Histogram, 2, 60, "/pay");
+        p.count = Some(10);
+        p.sum = Some(1234.5);
+        p.distribution = Some(Distribution {
+            bucket_counts: vec![2, 5, 3],
+            explicit_bounds: vec![5.0, 100.0],
+            ..Default::default()
+        });
+        let series = build_series(&[p], &|_| true);
+        let base = [("http_route", "/pay"), ("job", "shop/cart"), ("instance", "pod-1")];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut v = base.to_vec();
+            v.extend_from_slice(extra);
+            labels(&v)
+        };
+        let bucket = |le| with(&[("__name__", "latency_milliseconds_bucket"), ("le", le)]);
+        assert_eq!(series[&bucket("5")], vec![(60_000, 2.0)]);
+        assert_eq!(series[&bucket("100")], vec![(60_000, 7.0)]);
+        assert_eq!(series[&bucket("+Inf")], vec![(60_000, 10.0)]);
+        assert_eq!(series[&with(&[("__name__", "latency_milliseconds_sum")])], vec![(60_000, 1234.5)]);
+        assert_eq!(series[&with(&[("__name__", "latency_milliseconds_count")])], vec![(60_000, 10.0)]);
+        assert_eq!(series.len(), 5);
+    }
+}
