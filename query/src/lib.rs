@@ -1,5 +1,6 @@
 //! seismo's HTTP query API over `seismo-store`: Jaeger-compatible trace
-//! endpoints and health, as an axum [`Router`](axum::Router) built by
+//! endpoints, log search ([`logs`]), request statistics ([`stats`]),
+//! OTLP metrics as Prometheus series ([`promseries`]) and health, as an axum [`Router`](axum::Router) built by
 //! [`router`]. Serve it on `--http` (default :16686); test it by calling the
 //! router directly (no socket).
 //!
@@ -39,7 +40,7 @@ pub mod params;
 pub mod promseries;
 mod router;
 mod selfmetrics;
+pub mod stats;
 
-pub use dependencies::DEPENDENCY_TRACE_SAMPLE;
 pub use error::QueryError;
 pub use router::{router, QueryState};

@@ -13,6 +13,7 @@ use crate::jaeger_handlers as jaeger;
 use crate::jaeger_v3 as v3;
 use crate::logs;
 use crate::selfmetrics;
+use crate::stats;
 
 /// What every handler needs: the store (cheap to clone; shared inside).
 #[derive(Clone)]
@@ -33,7 +34,9 @@ impl QueryState {
 /// `/api/operations`, `/api/traces`, `/api/traces/{traceID}`,
 /// `/api/dependencies`; Jaeger's api_v3 `GET /api/v3/services`,
 /// `/api/v3/operations`, `/api/v3/traces`, `/api/v3/traces/{trace_id}` and
-/// `/api/v3/trace-summaries` (errors in the v3 envelope); `GET /healthz` and `GET /metrics` (seismo's own
+/// `/api/v3/trace-summaries` (errors in the v3 envelope); seismo's
+/// `GET /api/v1/logs` (full-text log search) and `GET /api/v1/stats` (request
+/// statistics); `GET /healthz` and `GET /metrics` (seismo's own
 /// counters, Prometheus text). Any other path answers 404 and a
 /// wrong method 405, both in Jaeger's JSON error envelope.
 pub fn router(state: QueryState) -> Router {
@@ -50,6 +53,7 @@ pub fn router(state: QueryState) -> Router {
         .route("/api/v3/traces/{trace_id}", get(v3::get_trace))
         .route("/api/v3/trace-summaries", get(v3::trace_summaries))
         .route("/api/v1/logs", get(logs::search))
+        .route("/api/v1/stats", get(stats::stats))
         .route("/healthz", get(healthz))
         .route("/metrics", get(selfmetrics::metrics))
         .fallback(not_found)

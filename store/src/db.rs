@@ -7,7 +7,7 @@
 //! and commits them to the catalog. Queries never block writes for long: they
 //! clone `Arc`s of the current memtables and segments under a brief read lock.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -24,12 +24,13 @@ use tokio::sync::oneshot;
 use crate::catalog::Catalog;
 use crate::convert;
 use crate::error::{Result, StoreError};
-use crate::ids::TraceId;
+use crate::ids::{SpanId, TraceId};
 use crate::logsearch::{self, LogQuery};
 use crate::memtable::Memtable;
 use crate::model::*;
-use crate::query::{Operation, TraceQuery};
+use crate::query::{Operation, StatsQuery, TraceQuery};
 use crate::segment::{self, Segment, SegmentMeta};
+use crate::spanstats::{self, OpKey, OpStats, Orphan, ParentIndex, SegmentSummary, StatsBuilder};
 use crate::tags;
 use crate::textindex::{self, IndexKind};
 use crate::wal::{self, WalWriter};
@@ -539,6 +540,95 @@ impl Store {
         Ok(hits.iter().filter_map(|(_, src, row)| fetched.remove(&(*src, *row))).collect())
     }
 
+    /// Request statistics per (service, operation, kind) over the window.
+    ///
+    /// Segments the window covers whole answer from their footer summaries;
+    /// segments cut by the window and the memtables are scanned exactly.
+    /// Latency quantiles come from mergeable sketches accurate to 1%.
+    ///
+    /// # Errors
+    /// I/O or format errors from segments.
+    pub fn span_stats(&self, q: &StatsQuery) -> Result<Vec<(OpKey, OpStats)>> {
+        let snap = self.snapshot();
+        let (start, end) = (q.start_ns, q.end_ns);
+        let service = q.service.as_deref();
+        let mut exact = StatsBuilder::default();
+        for t in &snap.tables {
+            let m = t.read().unwrap();
+            for s in m.spans.iter() {
+                let st = s.start_time_unix_nano;
+                if st >= start && st <= end && service.is_none_or(|x| x == s.service_name) {
+                    exact.add_span(s);
+                }
+            }
+        }
+        let mut merged: HashMap<OpKey, OpStats> = HashMap::new();
+        for seg in
+            snap.segments.iter().filter(|s| s.meta.signal == Signal::Traces && s.meta.overlaps(Some(start), Some(end)))
+        {
+            if service.is_some_and(|x| !seg.meta.services.iter().any(|s| s == x)) {
+                continue;
+            }
+            match &seg.summary {
+                Some(summary) if seg.meta.min_time >= start && seg.meta.max_time <= end => {
+                    for (key, stats) in &summary.ops {
+                        spanstats::merge(merged.entry(key.clone()).or_default(), stats);
+                    }
+                }
+                _ => seg.scan_stats(start, end, service, &mut exact)?,
+            }
+        }
+        for (key, stats) in exact.finish() {
+            spanstats::merge(merged.entry(key).or_default(), &stats);
+        }
+        let mut out: Vec<(OpKey, OpStats)> = merged
+            .into_iter()
+            .filter(|((svc, name, kind), _)| {
+                service.is_none_or(|x| x == svc)
+                    && q.operation.as_ref().is_none_or(|o| o == name)
+                    && (q.span_kinds.is_empty() || q.span_kinds.contains(kind))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Parent -> child service edges (span counts) of spans started in the
+    /// window, same-service edges included. Segments count whole when they
+    /// overlap the window (a segment spans at most one flush interval);
+    /// memtable spans count exactly.
+    ///
+    /// # Errors
+    /// I/O or format errors from segments.
+    pub fn dependencies(&self, start: i64, end: i64) -> Result<Vec<(String, String, u64)>> {
+        let snap = self.snapshot();
+        let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
+        let mut span_segments = Vec::new();
+        for seg in snap.segments.iter().filter(|s| s.meta.signal == Signal::Traces) {
+            span_segments.push(seg.clone());
+            if !seg.meta.overlaps(Some(start), Some(end)) {
+                continue;
+            }
+            for (p, c, n) in seg.summary.iter().flat_map(|s| s.edges.iter()) {
+                *counts.entry((p.clone(), c.clone())).or_default() += n;
+            }
+        }
+        let tables: Vec<_> = snap.tables.iter().map(|t| t.read().unwrap()).collect();
+        let spans: Vec<&SpanRow> = tables
+            .iter()
+            .flat_map(|m| m.spans.iter())
+            .filter(|s| s.start_time_unix_nano >= start && s.start_time_unix_nano <= end)
+            .collect();
+        if !spans.is_empty() {
+            let (earlier, pending) = parents_elsewhere(&recent_span_segments(&span_segments), &spans)?;
+            let (edges, _) = spanstats::edges(&spans, &earlier, &pending);
+            for (k, n) in edges {
+                *counts.entry(k).or_default() += n;
+            }
+        }
+        Ok(counts.into_iter().map(|((p, c), n)| (p, c, n)).collect())
+    }
+
     /// Distinct metric streams with points in [start, end] (by segment time
     /// range; the memtables' are always included), sorted.
     pub fn metric_descriptors(&self, start: Option<i64>, end: Option<i64>) -> Vec<MetricDescriptor> {
@@ -783,6 +873,45 @@ fn flush_now(inner: &Inner) -> Result<()> {
     }
 }
 
+/// How many of the newest span segments a flush searches for the parents of
+/// its children (and whose orphans it tries to adopt).
+const RECENT_SEGMENTS: usize = 4;
+
+fn recent_span_segments(segments: &[Arc<Segment>]) -> Vec<Arc<Segment>> {
+    let mut recent: Vec<Arc<Segment>> =
+        segments.iter().rev().filter(|s| s.meta.signal == Signal::Traces).take(RECENT_SEGMENTS).cloned().collect();
+    recent.reverse();
+    recent
+}
+
+/// The summary of a flush's spans, with parents looked up in recent segments.
+fn summarize_flush(inner: &Inner, spans: &[SpanRow]) -> Result<SegmentSummary> {
+    let recent = recent_span_segments(&inner.state.read().unwrap().segments);
+    let refs: Vec<&SpanRow> = spans.iter().collect();
+    let (earlier, pending) = parents_elsewhere(&recent, &refs)?;
+    Ok(spanstats::summarize(spans, &earlier, &pending))
+}
+
+/// For spans about to be summarized: the services of their parents found in
+/// `recent` segments, and the orphans `recent` segments left.
+fn parents_elsewhere(recent: &[Arc<Segment>], spans: &[&SpanRow]) -> Result<(ParentIndex, Vec<Orphan>)> {
+    let present: HashSet<(TraceId, SpanId)> = spans.iter().map(|s| (s.trace_id, s.span_id)).collect();
+    let missing: HashSet<TraceId> = spans
+        .iter()
+        .filter(|s| s.parent_span_id.is_some_and(|p| !present.contains(&(s.trace_id, p))))
+        .map(|s| s.trace_id)
+        .collect();
+    let mut earlier = ParentIndex::new();
+    if !missing.is_empty() {
+        for seg in recent {
+            seg.index_parents(&missing, &mut earlier)?;
+        }
+    }
+    let pending: Vec<Orphan> =
+        recent.iter().filter_map(|s| s.summary.as_ref()).flat_map(|s| s.orphans.iter().cloned()).collect();
+    Ok((earlier, pending))
+}
+
 /// Writes one frozen memtable as segments, commits them to the catalog, swaps
 /// them in for the memtable, and trims the WAL.
 fn flush_table(inner: &Inner, table: &Arc<RwLock<Memtable>>, last_seq: u64) -> Result<()> {
@@ -792,7 +921,8 @@ fn flush_table(inner: &Inner, table: &Arc<RwLock<Memtable>>, last_seq: u64) -> R
     let id = catalog.next_segment_id;
     let mut metas = Vec::new();
     if !m.spans.is_empty() {
-        metas.push(segment::write_spans(&inner.seg_dir, id, &m.spans)?);
+        let summary = summarize_flush(inner, &m.spans)?;
+        metas.push(segment::write_spans(&inner.seg_dir, id, &m.spans, &summary)?);
     }
     if !m.logs.is_empty() {
         metas.push(segment::write_logs(&inner.seg_dir, id, &m.logs)?);

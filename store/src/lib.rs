@@ -30,6 +30,7 @@ mod model;
 mod query;
 mod schema;
 mod segment;
+mod spanstats;
 mod tags;
 mod textindex;
 mod wal;
@@ -43,8 +44,9 @@ pub use model::*;
 pub use opentelemetry_proto::tonic::collector::{
     logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest, trace::v1::ExportTraceServiceRequest,
 };
-pub use query::{Operation, TraceQuery};
+pub use query::{Operation, StatsQuery, TraceQuery};
 pub use segment::SegmentMeta;
+pub use spanstats::{merge as merge_op_stats, LatencySketch, OpKey, OpStats};
 pub use tags::{
     ERROR as TAG_ERROR, OTEL_SCOPE_NAME, OTEL_SCOPE_VERSION, OTEL_STATUS_CODE, OTEL_STATUS_DESCRIPTION,
     SPAN_KIND as TAG_SPAN_KIND,

@@ -189,7 +189,7 @@ pub struct SpanLink {
 }
 
 /// One span, flattened with its resource and scope.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct SpanRow {
     pub trace_id: TraceId,
     pub span_id: SpanId,

@@ -41,3 +41,16 @@ pub struct Operation {
     pub name: String,
     pub span_kind: i32,
 }
+
+/// A request-statistics query: spans of the window, grouped by (service,
+/// operation, kind).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StatsQuery {
+    pub service: Option<String>,
+    pub operation: Option<String>,
+    /// Span kinds to count; empty means all.
+    pub span_kinds: Vec<i32>,
+    /// Inclusive bounds on span start time, ns since the epoch.
+    pub start_ns: i64,
+    pub end_ns: i64,
+}

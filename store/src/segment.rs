@@ -33,6 +33,7 @@ use crate::logsearch;
 use crate::model::*;
 use crate::query::TraceQuery;
 use crate::schema::{self, col, Columns};
+use crate::spanstats::{ParentIndex, SegmentSummary, StatsBuilder, STATUS_ERROR, SUMMARY_KEY};
 use crate::tags;
 use crate::textindex::{IndexKind, TextIndex, TextIndexWriter};
 
@@ -108,10 +109,14 @@ fn write_parquet<R>(
     rows: &[&R],
     to_batch: impl Fn(&[&R]) -> Result<RecordBatch>,
     props: WriterProperties,
+    footer: Option<(&str, String)>,
 ) -> Result<u64> {
     let tmp = path.with_extension("parquet.tmp");
     let file = File::create(&tmp)?;
     let mut writer = ArrowWriter::try_new(file, schema, Some(props))?;
+    if let Some((key, value)) = footer {
+        writer.append_key_value_metadata(parquet::file::metadata::KeyValue::new(key.to_string(), value));
+    }
     for chunk in rows.chunks(ROW_GROUP_ROWS) {
         writer.write(&to_batch(chunk)?)?;
     }
@@ -167,8 +172,8 @@ impl SegmentMeta {
     }
 }
 
-/// Writes a span segment. `rows` must not be empty.
-pub fn write_spans(dir: &Path, id: u64, rows: &[SpanRow]) -> Result<SegmentMeta> {
+/// Writes a span segment with its summary in the footer. `rows` must not be empty.
+pub fn write_spans(dir: &Path, id: u64, rows: &[SpanRow], summary: &SegmentSummary) -> Result<SegmentMeta> {
     let mut sorted: Vec<&SpanRow> = rows.iter().collect();
     sorted.sort_by(|a, b| (a.trace_id, a.start_time_unix_nano).cmp(&(b.trace_id, b.start_time_unix_nano)));
     let traces_per_group = (rows.len().min(ROW_GROUP_ROWS) / 2).max(1);
@@ -190,8 +195,15 @@ pub fn write_spans(dir: &Path, id: u64, rows: &[SpanRow]) -> Result<SegmentMeta>
     let operations: BTreeSet<(String, String, i32)> =
         distinct.into_iter().map(|(s, n, k)| (s.to_string(), n.to_string(), k)).collect();
     meta.operations = operations.into_iter().collect();
-    let parquet_bytes =
-        write_parquet(&meta.parquet_path(dir), schema::span_schema(), &sorted, |c| schema::spans_to_batch(c), props)?;
+    let footer = serde_json::to_string(summary).expect("summary serializes");
+    let parquet_bytes = write_parquet(
+        &meta.parquet_path(dir),
+        schema::span_schema(),
+        &sorted,
+        |c| schema::spans_to_batch(c),
+        props,
+        Some((SUMMARY_KEY, footer)),
+    )?;
     let index_bytes = write_index(&meta.index_path(dir), IndexKind::Spans, |w| {
         for (i, row) in sorted.iter().enumerate() {
             w.add(i as u64, |doc| {
@@ -228,8 +240,14 @@ pub fn write_logs(dir: &Path, id: u64, rows: &[LogRow]) -> Result<SegmentMeta> {
     let services = rows.iter().map(|r| r.service_name.as_str());
     let mut meta =
         SegmentMeta::describe(id, Signal::Logs, rows.len(), rows.iter().map(|r| r.time_unix_nano), services, true);
-    let parquet_bytes =
-        write_parquet(&meta.parquet_path(dir), schema::log_schema(), &sorted, |c| schema::logs_to_batch(c), props)?;
+    let parquet_bytes = write_parquet(
+        &meta.parquet_path(dir),
+        schema::log_schema(),
+        &sorted,
+        |c| schema::logs_to_batch(c),
+        props,
+        None,
+    )?;
     let index_bytes = write_index(&meta.index_path(dir), IndexKind::Logs, |w| {
         for (i, row) in sorted.iter().enumerate() {
             w.add(i as u64, |doc| logsearch::fill_doc(doc, row))?;
@@ -265,6 +283,7 @@ pub fn write_metrics(dir: &Path, id: u64, rows: &[MetricPointRow]) -> Result<Seg
         &sorted,
         |c| schema::metrics_to_batch(c),
         props,
+        None,
     )?;
     Ok(meta)
 }
@@ -279,6 +298,8 @@ pub struct Segment {
     trace_ranges: Vec<Option<(Vec<u8>, Vec<u8>)>>,
     blooms: Vec<Option<Sbbf>>,
     index: Option<TextIndex>,
+    /// Span segments: per-operation stats and service edges from the footer.
+    pub summary: Option<SegmentSummary>,
 }
 
 impl Segment {
@@ -314,7 +335,18 @@ impl Segment {
             blooms.push(Sbbf::read_from_column_chunk(chunk, &file)?);
         }
         let index = if meta.has_index { Some(TextIndex::open(&meta.index_path(dir))?) } else { None };
-        Ok(Self { meta, path, reader_meta, trace_ranges, blooms, index })
+        let summary = match md
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kvs| kvs.iter().find(|kv| kv.key == SUMMARY_KEY).and_then(|kv| kv.value.clone()))
+        {
+            Some(json) => Some(
+                serde_json::from_str(&json)
+                    .map_err(|e| StoreError::Corrupt(format!("{}: span summary: {e}", path.display())))?,
+            ),
+            None => None,
+        };
+        Ok(Self { meta, path, reader_meta, trace_ranges, blooms, index, summary })
     }
 
     fn builder(&self) -> Result<ParquetRecordBatchReaderBuilder<File>> {
@@ -345,13 +377,7 @@ impl Segment {
 
     /// Row groups that may hold `id`, by min/max statistics and bloom filter.
     fn row_groups_for_trace(&self, id: &TraceId) -> Vec<usize> {
-        (0..self.trace_ranges.len())
-            .filter(|&i| match &self.trace_ranges[i] {
-                Some((lo, hi)) => lo.as_slice() <= id.as_bytes() && id.as_bytes() <= hi.as_slice(),
-                None => true,
-            })
-            .filter(|&i| self.blooms[i].as_ref().is_none_or(|b| b.check(id.as_bytes())))
-            .collect()
+        (0..self.trace_ranges.len()).filter(|&rg| self.may_hold_trace(rg, id)).collect()
     }
 
     /// All spans of trace `id` in this segment.
@@ -462,6 +488,69 @@ impl Segment {
             }
         }
         Ok(())
+    }
+
+    /// Adds to `stats` every span of this segment with start time in [start,
+    /// end] (and of `service`, when given), reading only the narrow columns.
+    pub fn scan_stats(&self, start: i64, end: i64, service: Option<&str>, stats: &mut StatsBuilder) -> Result<()> {
+        let md = self.reader_meta.metadata();
+        let start_idx = md.file_metadata().schema_descr().columns().iter().position(|c| c.name() == col::START_TIME);
+        let cols = [col::START_TIME, col::DURATION, col::SERVICE_NAME, col::NAME, col::KIND, col::STATUS_CODE];
+        for (rg_idx, rg) in md.row_groups().iter().enumerate() {
+            if let Some(Statistics::Int64(s)) = start_idx.and_then(|ci| rg.column(ci).statistics()) {
+                if s.max_opt().is_some_and(|mx| *mx < start) || s.min_opt().is_some_and(|mn| *mn > end) {
+                    continue;
+                }
+            }
+            for batch in self.read(vec![rg_idx], Some(&cols), None)? {
+                let c = Columns(&batch);
+                let (st, dur, svc) = (c.i64(col::START_TIME)?, c.i64(col::DURATION)?, c.str(col::SERVICE_NAME)?);
+                let (name, kind, status) = (c.str(col::NAME)?, c.i32(col::KIND)?, c.i32(col::STATUS_CODE)?);
+                for i in 0..batch.num_rows() {
+                    let t = st.value(i);
+                    if t < start || t > end || service.is_some_and(|s| s != svc.value(i)) {
+                        continue;
+                    }
+                    stats.add(
+                        svc.value(i),
+                        name.value(i),
+                        kind.value(i),
+                        status.value(i) == STATUS_ERROR,
+                        dur.value(i),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds to `index` the service of every span of this segment whose trace
+    /// is in `traces` (parents for children of a later flush).
+    pub fn index_parents(&self, traces: &HashSet<TraceId>, index: &mut ParentIndex) -> Result<()> {
+        let groups: Vec<usize> =
+            (0..self.trace_ranges.len()).filter(|&rg| traces.iter().any(|t| self.may_hold_trace(rg, t))).collect();
+        if groups.is_empty() {
+            return Ok(());
+        }
+        for batch in self.read(groups, Some(&[col::TRACE_ID, col::SPAN_ID, col::SERVICE_NAME]), None)? {
+            let c = Columns(&batch);
+            let (tid, sid, svc) = (c.fixed(col::TRACE_ID)?, c.fixed(col::SPAN_ID)?, c.str(col::SERVICE_NAME)?);
+            for i in 0..batch.num_rows() {
+                let trace = TraceId::from_slice(tid.value(i))?;
+                if traces.contains(&trace) {
+                    index.insert((trace, crate::ids::SpanId::from_slice(sid.value(i))?), svc.value(i).to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn may_hold_trace(&self, rg: usize, id: &TraceId) -> bool {
+        let in_range = match &self.trace_ranges[rg] {
+            Some((lo, hi)) => lo.as_slice() <= id.as_bytes() && id.as_bytes() <= hi.as_slice(),
+            None => true,
+        };
+        in_range && self.blooms[rg].as_ref().is_none_or(|b| b.check(id.as_bytes()))
     }
 
     /// The `limit` newest log records matching `query`, as (time, row), newest first.

@@ -1,0 +1,138 @@
+//! `GET /api/v1/stats`: request count, error count, error rate and latency
+//! percentiles per service and operation — what the terminal dashboard shows
+//! and what experiments check their steady-state hypotheses against.
+//!
+//! Parameters: `service`, `operation`, `spanKind` (comma-separated kinds, or
+//! `all`; default `server,consumer`: the spans that are requests), and the
+//! window as `/api/v1/logs` takes it (`start`/`end` in µs or RFC 3339,
+//! `lookback`, default 1h). Answers
+//! `{"data":[{service, operation, spanKind, requestCount, errorCount,
+//! errorRate, p50Ms, p95Ms, p99Ms}], "services":[...the same per service...]}`,
+//! sorted. Latencies are milliseconds, accurate to 1% (mergeable sketches,
+//! which keep large windows cheap).
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::response::Response;
+use seismo_store::{span_kind, OpStats, StatsQuery};
+use serde::Serialize;
+
+use crate::error::QueryError;
+use crate::jaeger_handlers::{blocking, decode, json_reply, now_ns, RawParams};
+use crate::logs::parse_window;
+use crate::params::{QueryParams, OPERATION, SERVICE, SPAN_KIND};
+use crate::router::QueryState;
+
+/// Default window of `/api/v1/stats`: a dashboard's "now".
+pub const DEFAULT_STATS_LOOKBACK_NS: i64 = 3600 * 1_000_000_000;
+
+#[derive(Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationStats {
+    pub service: String,
+    /// Absent in the per-service totals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub span_kind: Option<&'static str>,
+    pub request_count: u64,
+    pub error_count: u64,
+    pub error_rate: f64,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+impl OperationStats {
+    fn new(service: String, operation: Option<String>, kind: Option<i32>, s: &OpStats) -> Self {
+        let ms = |q: f64| s.latency.quantile(q).map(|ns| (ns / 1e6 * 1000.0).round() / 1000.0);
+        OperationStats {
+            service,
+            operation,
+            span_kind: kind.map(span_kind::name),
+            request_count: s.spans,
+            error_count: s.errors,
+            error_rate: if s.spans == 0 { 0.0 } else { s.errors as f64 / s.spans as f64 },
+            p50_ms: ms(0.5),
+            p95_ms: ms(0.95),
+            p99_ms: ms(0.99),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Answer {
+    data: Vec<OperationStats>,
+    services: Vec<OperationStats>,
+}
+
+/// `GET /api/v1/stats`.
+pub(crate) async fn stats(State(state): State<QueryState>, raw: RawParams) -> Result<Response, QueryError> {
+    let params = decode(raw)?;
+    let q = parse_stats_query(&params, now_ns())?;
+    let ops = blocking(&state, move |store| store.span_stats(&q)).await?;
+    let mut per_service: BTreeMap<String, OpStats> = BTreeMap::new();
+    for ((service, _, _), s) in &ops {
+        seismo_store::merge_op_stats(per_service.entry(service.clone()).or_default(), s);
+    }
+    let data = ops.into_iter().map(|((svc, op, kind), s)| OperationStats::new(svc, Some(op), Some(kind), &s)).collect();
+    let services = per_service.into_iter().map(|(svc, s)| OperationStats::new(svc, None, None, &s)).collect();
+    json_reply(&params, &Answer { data, services })
+}
+
+/// # Errors
+/// `QueryError::BadRequest` naming the bad parameter.
+pub fn parse_stats_query(params: &QueryParams, now_ns: i64) -> Result<StatsQuery, QueryError> {
+    let (start_ns, end_ns) = parse_window(params, now_ns, DEFAULT_STATS_LOOKBACK_NS)?;
+    let span_kinds = match params.get(SPAN_KIND) {
+        None | Some("") => vec![span_kind::SERVER, span_kind::CONSUMER],
+        Some(text) if text.eq_ignore_ascii_case("all") || text == "*" => Vec::new(),
+        Some(text) => text
+            .split(',')
+            .map(|k| {
+                span_kind::from_name(&k.trim().to_ascii_lowercase())
+                    .ok_or_else(|| QueryError::param(SPAN_KIND, format!("unsupported span kind: '{k}'")))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(StatsQuery {
+        service: params.get(SERVICE).filter(|s| !s.is_empty()).map(str::to_string),
+        operation: params.get(OPERATION).filter(|s| !s.is_empty()).map(str::to_string),
+        span_kinds,
+        start_ns,
+        end_ns,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> QueryParams {
+        QueryParams::new(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    #[test]
+    fn defaults_count_server_and_consumer_spans_of_the_last_hour() {
+        let q = parse_stats_query(&params(&[]), 10 * DEFAULT_STATS_LOOKBACK_NS).unwrap();
+        assert_eq!(q.span_kinds, vec![span_kind::SERVER, span_kind::CONSUMER]);
+        assert_eq!((q.start_ns, q.end_ns), (9 * DEFAULT_STATS_LOOKBACK_NS, 10 * DEFAULT_STATS_LOOKBACK_NS));
+        let q = parse_stats_query(&params(&[("spanKind", "client,Producer"), ("service", "cart")]), 0).unwrap();
+        assert_eq!(q.span_kinds, vec![span_kind::CLIENT, span_kind::PRODUCER]);
+        assert_eq!(q.service.as_deref(), Some("cart"));
+        assert!(parse_stats_query(&params(&[("spanKind", "all")]), 0).unwrap().span_kinds.is_empty());
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        for (pairs, want) in [
+            (&[("spanKind", "sideways")][..], "unable to parse param 'spanKind': unsupported span kind: 'sideways'"),
+            (&[("start", "soon")][..], "unable to parse param 'start'"),
+            (&[("lookback", "-")][..], "unable to parse param 'lookback'"),
+        ] {
+            let err = parse_stats_query(&params(pairs), 0).unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
+    }
+}
