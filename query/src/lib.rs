@@ -23,6 +23,7 @@
 //! - **Errors convert once.** Handlers return [`QueryError`]; its
 //!   `IntoResponse` is the only place that picks a status and writes Jaeger's
 //!   error envelope.
+//! - **PromQL** ([`promql`]): Prometheus' engine and `/api/v1` query API over any series source.
 //! - **Parsers are pure.** Go-compatible duration/int/bool parsing
 //!   ([`duration`]) and parameter validation ([`params`]) take strings and
 //!   "now", and are unit-tested without HTTP.
@@ -35,6 +36,7 @@ mod jaeger_handlers;
 pub mod jaeger_v3;
 pub mod otlp_json;
 pub mod params;
+pub mod promql;
 mod router;
 mod selfmetrics;
 
