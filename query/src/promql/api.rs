@@ -362,3 +362,188 @@ fn render_value(v: &QueryValue) -> String {
     };
     format!(r#"{{"resultType":"{kind}","result":{result}}}"#)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::promql::source::{MemSource, Series};
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    fn app() -> Router {
+        let labels = |pairs: &[(&str, &str)]| {
+            let mut l: Labels = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            l.sort();
+            l
+        };
+        // up{job="api"} = 1 and up{job="db"} = 0 every 15 s over 0..=600 s;
+        // http_requests_total{job="api"} counts 0, 15, 30, ... (1 per second).
+        let every_15s = |f: fn(i64) -> f64| (0..=40).map(|i| (i * 15_000, f(i))).collect::<Vec<_>>();
+        let source = MemSource::new(vec![
+            Series { labels: labels(&[("__name__", "up"), ("job", "api")]), samples: every_15s(|_| 1.0) },
+            Series { labels: labels(&[("__name__", "up"), ("job", "db")]), samples: every_15s(|_| 0.0) },
+            Series {
+                labels: labels(&[("__name__", "http_requests_total"), ("job", "api")]),
+                samples: every_15s(|i| (i * 15) as f64),
+            },
+        ]);
+        routes(Arc::new(source))
+    }
+
+    async fn call(req: Request<Body>) -> (StatusCode, serde_json::Value, String) {
+        let resp = app().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        (status, json, text)
+    }
+
+    async fn get(uri: &str) -> (StatusCode, serde_json::Value, String) {
+        call(Request::get(uri).body(Body::empty()).unwrap()).await
+    }
+
+    async fn post(uri: &str, form: &str) -> (StatusCode, serde_json::Value, String) {
+        let req = Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(form.to_string()))
+            .unwrap();
+        call(req).await
+    }
+
+    #[tokio::test]
+    async fn instant_query_answers_prometheus_exact_envelope() {
+        let (status, _, text) = get("/api/v1/query?query=up%7Bjob%3D%22api%22%7D&time=600.5").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            text,
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"api"},"value":[600.5,"1"]}]}}"#
+        );
+        let (_, _, text) = get("/api/v1/query?query=1%2F0&time=1").await;
+        assert_eq!(text, r#"{"status":"success","data":{"resultType":"scalar","result":[1,"+Inf"]}}"#);
+    }
+
+    #[tokio::test]
+    async fn post_form_and_rfc3339_time() {
+        // 1970-01-01T00:09:00+00:00 is 540 s: the counter's value there is 540; its
+        // rate over [1m] is 1 per second up to float rounding (45 * (60/45) / 60).
+        let form = "query=http_requests_total%20%2B%200&time=1970-01-01T00:09:00%2B00:00";
+        let (status, json, _) = post("/api/v1/query", form).await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        assert_eq!(json["data"]["result"][0]["metric"], serde_json::json!({"job": "api"}));
+        assert_eq!(json["data"]["result"][0]["value"], serde_json::json!([540, "540"]));
+        let (_, json, _) = post("/api/v1/query", "query=rate(http_requests_total[1m])&time=600").await;
+        let rate: f64 = json["data"]["result"][0]["value"][1].as_str().unwrap().parse().unwrap();
+        assert!((rate - 1.0).abs() < 1e-12, "{rate}");
+    }
+
+    #[tokio::test]
+    async fn range_query_returns_a_matrix_per_step() {
+        let (status, json, _) = post("/api/v1/query_range", "query=sum(up)&start=0&end=60&step=30s").await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        assert_eq!(json["data"]["resultType"], "matrix");
+        assert_eq!(json["data"]["result"][0]["metric"], serde_json::json!({}));
+        assert_eq!(json["data"]["result"][0]["values"], serde_json::json!([[0, "1"], [30, "1"], [60, "1"]]));
+        // Query string and body merge; the body wins for a repeated single value.
+        let (_, json, _) = post("/api/v1/query_range?query=up&step=1h", "start=0&end=60&step=15").await;
+        assert_eq!(json["data"]["result"][0]["values"].as_array().unwrap().len(), 5);
+    }
+
+    #[tokio::test]
+    async fn bad_requests_are_bad_data_with_prometheus_wording() {
+        let (status, json, _) = get("/api/v1/query_range?query=up&start=x&end=60&step=15").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            json,
+            serde_json::json!({"status": "error", "errorType": "bad_data",
+                "error": "invalid parameter \"start\": cannot parse \"x\" to a valid timestamp"})
+        );
+        let (status, json, _) = get("/api/v1/query_range?query=up&start=0&end=86400&step=1").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            json["error"],
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"
+        );
+        let (status, json, _) = get("/api/v1/query_range?query=up&start=10&end=0&step=1").await;
+        assert_eq!(
+            (status, json["error"].as_str().unwrap()),
+            (StatusCode::BAD_REQUEST, "invalid parameter \"end\": end timestamp must not be before start time")
+        );
+        let (_, json, _) = get("/api/v1/query_range?query=up&start=0&end=10&step=0").await;
+        assert!(json["error"].as_str().unwrap().starts_with("invalid parameter \"step\": zero or negative"), "{json}");
+        let (status, json, _) = get("/api/v1/query?query=sum(").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(json["errorType"], "bad_data");
+        assert!(json["error"].as_str().unwrap().starts_with("invalid parameter \"query\": "), "{json}");
+        let (status, json, _) = get("/api/v1/query_range?query=up%5B5m%5D&start=0&end=10&step=1").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            json["error"],
+            "invalid parameter \"query\": invalid expression type \"range vector\" for range query, must be Scalar or instant Vector"
+        );
+        let (status, _, _) = get("/api/v1/query?query=up&time=soon").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn evaluation_errors_are_execution_errors() {
+        // on() matches both `up` series to the one `vector(1)` series: one-to-one
+        // matching with two left series is "multiple matches", a 422.
+        let (status, json, _) = get("/api/v1/query?query=up%20%2B%20on()%20vector(1)&time=10").await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(json["errorType"], "execution");
+    }
+
+    #[tokio::test]
+    async fn instant_query_of_a_range_selector_is_a_matrix() {
+        let (_, json, _) = get("/api/v1/query?query=up%7Bjob%3D%22db%22%7D%5B30s%5D&time=600").await;
+        assert_eq!(json["data"]["resultType"], "matrix");
+        assert_eq!(json["data"]["result"][0]["values"], serde_json::json!([[585, "0"], [600, "0"]]));
+    }
+
+    #[tokio::test]
+    async fn series_with_repeated_match_params() {
+        let (status, json, _) =
+            get("/api/v1/series?match[]=up%7Bjob%3D%22db%22%7D&match%5B%5D=http_requests_total&start=0&end=600").await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        assert_eq!(
+            json["data"],
+            serde_json::json!([{"__name__": "http_requests_total", "job": "api"}, {"__name__": "up", "job": "db"}])
+        );
+        let (status, json, _) = post("/api/v1/series", "match[]=up&match[]=up").await;
+        assert_eq!((status, json["data"].as_array().unwrap().len()), (StatusCode::OK, 2));
+        let (status, json, _) = get("/api/v1/series").await;
+        assert_eq!(
+            (status, json["error"].as_str().unwrap()),
+            (StatusCode::BAD_REQUEST, "no match[] parameter provided")
+        );
+        // No sample in the range: no series.
+        let (_, json, _) = get("/api/v1/series?match[]=up&start=10000&end=20000").await;
+        assert_eq!(json["data"], serde_json::json!([]));
+    }
+
+    #[tokio::test]
+    async fn label_names_and_values() {
+        let (_, json, _) = get("/api/v1/labels").await;
+        assert_eq!(json["data"], serde_json::json!(["__name__", "job"]));
+        let (_, json, _) = get("/api/v1/label/__name__/values").await;
+        assert_eq!(json["data"], serde_json::json!(["http_requests_total", "up"]));
+        let (_, json, _) = get("/api/v1/label/job/values?match[]=http_requests_total").await;
+        assert_eq!(json["data"], serde_json::json!(["api"]));
+        let (_, json, _) = get("/api/v1/label/job/values?limit=1").await;
+        assert_eq!(json["data"], serde_json::json!(["api"]));
+    }
+
+    #[tokio::test]
+    async fn probes_grafana_sends() {
+        let (status, json, _) = get("/api/v1/status/buildinfo").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(json["data"]["version"], PROMETHEUS_VERSION);
+        assert_eq!(json["data"]["seismoVersion"], env!("CARGO_PKG_VERSION"));
+        let (_, _, text) = get("/api/v1/metadata").await;
+        assert_eq!(text, r#"{"status":"success","data":{}}"#);
+        let (_, _, text) = post("/api/v1/query_exemplars", "query=up&start=0&end=10").await;
+        assert_eq!(text, r#"{"status":"success","data":[]}"#);
+    }
+}
