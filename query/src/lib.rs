@@ -24,6 +24,7 @@
 //! - **Errors convert once.** Handlers return [`QueryError`]; its
 //!   `IntoResponse` is the only place that picks a status and writes Jaeger's
 //!   error envelope.
+//! - **PromQL** ([`promql`]): Prometheus' engine and `/api/v1` query API over any series source.
 //! - **Parsers are pure.** Go-compatible duration/int/bool parsing
 //!   ([`duration`]) and parameter validation ([`params`]) take strings and
 //!   "now", and are unit-tested without HTTP.
@@ -37,6 +38,7 @@ pub mod jaeger_v3;
 pub mod logs;
 pub mod otlp_json;
 pub mod params;
+pub mod promql;
 pub mod promseries;
 mod router;
 mod selfmetrics;

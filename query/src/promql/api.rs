@@ -1,0 +1,549 @@
+//! The Prometheus HTTP API (`/api/v1/...`) over a [`SeriesSource`]: what
+//! Grafana's Prometheus data source, promtool and scripts call. Parameters
+//! come from the query string and, for POST, a form body (merged like Go's
+//! `r.FormValue`, body first); answers use Prometheus' JSON envelope and its
+//! error types (`bad_data` 400, `execution` 422, `internal` 500).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use promql_parser::label::{Matcher, Matchers};
+use promql_parser::parser::token::T_EQL_REGEX;
+use promql_parser::parser::value::ValueType;
+use promql_parser::parser::{self, Expr};
+
+use super::eval::{instant_query, range_query, EvalError, QueryValue};
+use super::params::{format_timestamp, format_value, parse_duration, parse_form, parse_time};
+use super::source::{selector_matchers, Labels, SeriesSource};
+
+/// The earliest time the metadata endpoints read when `start` is absent. It
+/// and [`MAX_TIME_MS`] fit in i64 nanoseconds, so a source may convert them.
+pub const MIN_TIME_MS: i64 = -(i64::MAX / 1_000_000);
+/// The latest time the metadata endpoints read when `end` is absent.
+pub const MAX_TIME_MS: i64 = i64::MAX / 1_000_000;
+
+/// Prometheus' cap on points per series in a range query.
+const MAX_POINTS_PER_SERIES: i64 = 11_000;
+
+/// The Prometheus version seismo claims in buildinfo: Grafana picks its
+/// Prometheus features from it.
+const PROMETHEUS_VERSION: &str = "2.53.0";
+
+#[derive(Clone)]
+struct ApiState {
+    source: Arc<dyn SeriesSource>,
+}
+
+/// The Prometheus API routes, with their own state, to merge into a router of
+/// any state type: `/api/v1/query`, `/query_range`, `/series`, `/labels`,
+/// `/label/{name}/values` (GET and form POST), and the answers Grafana probes
+/// for (`/status/buildinfo`, `/status/runtimeinfo`, `/status/flags`,
+/// `/metadata`, `/query_exemplars`).
+pub fn routes<S: Clone + Send + Sync + 'static>(source: Arc<dyn SeriesSource>) -> Router<S> {
+    Router::new()
+        .route("/api/v1/query", get(query).post(query))
+        .route("/api/v1/query_range", get(query_range).post(query_range))
+        .route("/api/v1/series", get(series).post(series))
+        .route("/api/v1/labels", get(label_names).post(label_names))
+        .route("/api/v1/label/{name}/values", get(label_values))
+        .route("/api/v1/status/buildinfo", get(buildinfo))
+        .route("/api/v1/status/runtimeinfo", get(runtimeinfo))
+        .route("/api/v1/status/flags", get(|| async { success("{}".into()) }))
+        .route("/api/v1/metadata", get(|| async { success("{}".into()) }))
+        .route("/api/v1/query_exemplars", get(exemplars).post(exemplars))
+        .with_state(ApiState { source })
+}
+
+/// A failed API call, answered in Prometheus' error envelope.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed (400 `bad_data`).
+    #[error("{0}")]
+    BadData(String),
+    /// The query cannot be evaluated (422 `execution`).
+    #[error("{0}")]
+    Execution(String),
+    /// The store or the server failed (500 `internal`).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn param(name: &str, cause: impl std::fmt::Display) -> Self {
+        ApiError::BadData(format!("invalid parameter {name:?}: {cause}"))
+    }
+}
+
+impl From<EvalError> for ApiError {
+    fn from(e: EvalError) -> Self {
+        match e {
+            EvalError::Execution(m) => ApiError::Execution(m),
+            EvalError::Source(s) => ApiError::Internal(s.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind) = match &self {
+            ApiError::BadData(_) => (StatusCode::BAD_REQUEST, "bad_data"),
+            ApiError::Execution(_) => (StatusCode::UNPROCESSABLE_ENTITY, "execution"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        let body = format!(r#"{{"status":"error","errorType":"{kind}","error":{}}}"#, json_str(&self.to_string()));
+        (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}
+
+/// Request parameters from the query string and a form body, body first
+/// (Go's `r.Form`), with repeated keys kept.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    /// The first value of `name`, `""` when absent (Go's `FormValue`).
+    fn get(&self, name: &str) -> &str {
+        self.0.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str())
+    }
+
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+    }
+
+    fn time_or(&self, name: &str, default: i64) -> Result<i64, ApiError> {
+        match self.get(name) {
+            "" => Ok(default),
+            v => parse_time(v).map_err(|e| ApiError::param(name, e)),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let form_error = |e: String| ApiError::BadData(format!("error parsing form values: {e}"));
+        let query = parse_form(req.uri().query().unwrap_or("")).map_err(form_error)?;
+        let is_form = req.method() == Method::POST
+            && req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        let mut pairs = Vec::new();
+        if is_form {
+            let body = Bytes::from_request(req, state).await.map_err(|e| form_error(e.to_string()))?;
+            pairs = parse_form(&String::from_utf8_lossy(&body)).map_err(form_error)?;
+        }
+        pairs.extend(query);
+        Ok(Params(pairs))
+    }
+}
+
+fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn parse_query(p: &Params) -> Result<Expr, ApiError> {
+    parser::parse(p.get("query")).map_err(|e| ApiError::param("query", e))
+}
+
+fn check_timeout(p: &Params) -> Result<(), ApiError> {
+    // Accepted and validated as Prometheus does; seismo does not cancel queries.
+    match p.get("timeout") {
+        "" => Ok(()),
+        v => parse_duration(v).map(drop).map_err(|e| ApiError::param("timeout", e)),
+    }
+}
+
+/// Runs blocking store work on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(format!("query task failed: {e}")))?
+}
+
+async fn query(State(st): State<ApiState>, p: Params) -> Result<Response, ApiError> {
+    let t = p.time_or("time", now_ms())?;
+    check_timeout(&p)?;
+    let expr = parse_query(&p)?;
+    let value = blocking(move || Ok(instant_query(&*st.source, &expr, t)?)).await?;
+    Ok(success(render_value(&value)))
+}
+
+async fn query_range(State(st): State<ApiState>, p: Params) -> Result<Response, ApiError> {
+    let start = parse_time(p.get("start")).map_err(|e| ApiError::param("start", e))?;
+    let end = parse_time(p.get("end")).map_err(|e| ApiError::param("end", e))?;
+    if end < start {
+        return Err(ApiError::param("end", "end timestamp must not be before start time"));
+    }
+    let step = parse_duration(p.get("step")).map_err(|e| ApiError::param("step", e))?;
+    if step <= 0 {
+        return Err(ApiError::param(
+            "step",
+            "zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ));
+    }
+    if (end - start) / step > MAX_POINTS_PER_SERIES {
+        return Err(ApiError::BadData(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"
+                .into(),
+        ));
+    }
+    check_timeout(&p)?;
+    let expr = parse_query(&p)?;
+    let kind = match expr.value_type() {
+        ValueType::Matrix => Some("range vector"),
+        ValueType::String => Some("string"),
+        _ => None,
+    };
+    if let Some(kind) = kind {
+        return Err(ApiError::param(
+            "query",
+            format!("invalid expression type {kind:?} for range query, must be Scalar or instant Vector"),
+        ));
+    }
+    let value = blocking(move || Ok(range_query(&*st.source, &expr, start, end, step)?)).await?;
+    Ok(success(render_value(&value)))
+}
+
+/// The `match[]` selectors, each a series selector (`up{job="a"}`).
+fn parse_matchers(values: &[&str]) -> Result<Vec<Matchers>, ApiError> {
+    values
+        .iter()
+        .map(|s| match parser::parse(s).map_err(ApiError::BadData)? {
+            Expr::VectorSelector(vs) => Ok(selector_matchers(&vs)),
+            _ => Err(ApiError::BadData(format!("invalid parameter \"match[]\": {s:?} is not a series selector"))),
+        })
+        .collect()
+}
+
+/// The metadata endpoints' common part: the label sets of the series matching
+/// any of `match[]` (all series without it) in `[start, end]`.
+async fn matching_series(st: ApiState, p: &Params, required: bool) -> Result<BTreeSet<Labels>, ApiError> {
+    let raw = p.all("match[]");
+    if required && raw.is_empty() {
+        return Err(ApiError::BadData("no match[] parameter provided".into()));
+    }
+    let start = p.time_or("start", MIN_TIME_MS)?;
+    let end = p.time_or("end", MAX_TIME_MS)?;
+    let mut sets = parse_matchers(&raw)?;
+    if sets.is_empty() {
+        let any_name = Matcher::new_matcher(T_EQL_REGEX, "__name__".into(), ".+".into()).map_err(ApiError::Internal)?;
+        sets.push(Matchers::new(vec![any_name]));
+    }
+    blocking(move || {
+        let mut out = BTreeSet::new();
+        for m in &sets {
+            out.extend(st.source.select_labels(m, start, end).map_err(|e| ApiError::Internal(e.to_string()))?);
+        }
+        Ok(out)
+    })
+    .await
+}
+
+/// Prometheus' optional `limit` (0 = none).
+fn limit(p: &Params) -> Result<usize, ApiError> {
+    match p.get("limit") {
+        "" => Ok(0),
+        v => match v.parse::<i64>() {
+            Ok(n) if n >= 0 => Ok(n as usize),
+            Ok(_) => Err(ApiError::param("limit", "limit must be non-negative")),
+            Err(_) => Err(ApiError::param("limit", format!("cannot parse {v:?} to a valid limit"))),
+        },
+    }
+}
+
+fn truncate<T>(mut v: Vec<T>, limit: usize) -> Vec<T> {
+    if limit > 0 {
+        v.truncate(limit);
+    }
+    v
+}
+
+async fn series(State(st): State<ApiState>, p: Params) -> Result<Response, ApiError> {
+    let limit = limit(&p)?;
+    let found = truncate(matching_series(st, &p, true).await?.into_iter().collect(), limit);
+    let items: Vec<String> = found.iter().map(|l| render_labels(l)).collect();
+    Ok(success(format!("[{}]", items.join(","))))
+}
+
+async fn label_names(State(st): State<ApiState>, p: Params) -> Result<Response, ApiError> {
+    let limit = limit(&p)?;
+    let found = matching_series(st, &p, false).await?;
+    let names: BTreeSet<&str> = found.iter().flat_map(|l| l.iter().map(|(n, _)| n.as_str())).collect();
+    Ok(success(render_strings(truncate(names.into_iter().collect(), limit))))
+}
+
+async fn label_values(State(st): State<ApiState>, Path(name): Path<String>, p: Params) -> Result<Response, ApiError> {
+    if name.is_empty() {
+        return Err(ApiError::BadData(format!("invalid label name: {name:?}")));
+    }
+    let limit = limit(&p)?;
+    let found = matching_series(st, &p, false).await?;
+    let values: BTreeSet<&str> = found
+        .iter()
+        .filter_map(|l| l.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str()))
+        .filter(|v| !v.is_empty())
+        .collect();
+    Ok(success(render_strings(truncate(values.into_iter().collect(), limit))))
+}
+
+async fn exemplars(p: Params) -> Result<Response, ApiError> {
+    // seismo keeps no exemplars; the parameters are still checked.
+    p.time_or("start", MIN_TIME_MS)?;
+    p.time_or("end", MAX_TIME_MS)?;
+    Ok(success("[]".into()))
+}
+
+async fn buildinfo() -> Response {
+    success(format!(
+        r#"{{"version":"{PROMETHEUS_VERSION}","revision":"seismo","branch":"HEAD","buildUser":"seismo","buildDate":"","goVersion":"none","application":"seismo","seismoVersion":"{}"}}"#,
+        env!("CARGO_PKG_VERSION")
+    ))
+}
+
+async fn runtimeinfo() -> Response {
+    success(
+        r#"{"startTime":"","CWD":"","reloadConfigSuccess":true,"lastConfigTime":"","corruptionCount":0,"goroutineCount":0,"GOMAXPROCS":0,"GOGC":"","GODEBUG":"","storageRetention":""}"#
+            .into(),
+    )
+}
+
+/// `{"status":"success","data":<data>}` with `data` already JSON.
+fn success(data: String) -> Response {
+    let body = format!(r#"{{"status":"success","data":{data}}}"#);
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+fn render_strings(items: Vec<&str>) -> String {
+    format!("[{}]", items.iter().map(|s| json_str(s)).collect::<Vec<_>>().join(","))
+}
+
+fn render_labels(labels: &Labels) -> String {
+    let pairs: Vec<String> = labels.iter().map(|(n, v)| format!("{}:{}", json_str(n), json_str(v))).collect();
+    format!("{{{}}}", pairs.join(","))
+}
+
+fn render_point(t: i64, v: f64) -> String {
+    format!(r#"[{},"{}"]"#, format_timestamp(t), format_value(v))
+}
+
+/// `{"resultType":...,"result":...}` as Prometheus writes it.
+fn render_value(v: &QueryValue) -> String {
+    let (kind, result) = match v {
+        QueryValue::Scalar { t, v } => ("scalar", render_point(*t, *v)),
+        QueryValue::String { t, v } => ("string", format!("[{},{}]", format_timestamp(*t), json_str(v))),
+        QueryValue::Vector(samples) => {
+            let items: Vec<String> = samples
+                .iter()
+                .map(|s| format!(r#"{{"metric":{},"value":{}}}"#, render_labels(&s.labels), render_point(s.t, s.v)))
+                .collect();
+            ("vector", format!("[{}]", items.join(",")))
+        }
+        QueryValue::Matrix(series) => {
+            let items: Vec<String> = series
+                .iter()
+                .map(|s| {
+                    let points: Vec<String> = s.samples.iter().map(|&(t, v)| render_point(t, v)).collect();
+                    format!(r#"{{"metric":{},"values":[{}]}}"#, render_labels(&s.labels), points.join(","))
+                })
+                .collect();
+            ("matrix", format!("[{}]", items.join(",")))
+        }
+    };
+    format!(r#"{{"resultType":"{kind}","result":{result}}}"#)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::promql::source::{MemSource, Series};
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    fn app() -> Router {
+        let labels = |pairs: &[(&str, &str)]| {
+            let mut l: Labels = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            l.sort();
+            l
+        };
+        // up{job="api"} = 1 and up{job="db"} = 0 every 15 s over 0..=600 s;
+        // http_requests_total{job="api"} counts 0, 15, 30, ... (1 per second).
+        let every_15s = |f: fn(i64) -> f64| (0..=40).map(|i| (i * 15_000, f(i))).collect::<Vec<_>>();
+        let source = MemSource::new(vec![
+            Series { labels: labels(&[("__name__", "up"), ("job", "api")]), samples: every_15s(|_| 1.0) },
+            Series { labels: labels(&[("__name__", "up"), ("job", "db")]), samples: every_15s(|_| 0.0) },
+            Series {
+                labels: labels(&[("__name__", "http_requests_total"), ("job", "api")]),
+                samples: every_15s(|i| (i * 15) as f64),
+            },
+        ]);
+        routes(Arc::new(source))
+    }
+
+    async fn call(req: Request<Body>) -> (StatusCode, serde_json::Value, String) {
+        let resp = app().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        (status, json, text)
+    }
+
+    async fn get(uri: &str) -> (StatusCode, serde_json::Value, String) {
+        call(Request::get(uri).body(Body::empty()).unwrap()).await
+    }
+
+    async fn post(uri: &str, form: &str) -> (StatusCode, serde_json::Value, String) {
+        let req = Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(form.to_string()))
+            .unwrap();
+        call(req).await
+    }
+
+    #[tokio::test]
+    async fn instant_query_answers_prometheus_exact_envelope() {
+        let (status, _, text) = get("/api/v1/query?query=up%7Bjob%3D%22api%22%7D&time=600.5").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            text,
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"api"},"value":[600.5,"1"]}]}}"#
+        );
+        let (_, _, text) = get("/api/v1/query?query=1%2F0&time=1").await;
+        assert_eq!(text, r#"{"status":"success","data":{"resultType":"scalar","result":[1,"+Inf"]}}"#);
+    }
+
+    #[tokio::test]
+    async fn post_form_and_rfc3339_time() {
+        // 1970-01-01T00:09:00+00:00 is 540 s: the counter's value there is 540; its
+        // rate over [1m] is 1 per second up to float rounding (45 * (60/45) / 60).
+        let form = "query=http_requests_total%20%2B%200&time=1970-01-01T00:09:00%2B00:00";
+        let (status, json, _) = post("/api/v1/query", form).await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        assert_eq!(json["data"]["result"][0]["metric"], serde_json::json!({"job": "api"}));
+        assert_eq!(json["data"]["result"][0]["value"], serde_json::json!([540, "540"]));
+        let (_, json, _) = post("/api/v1/query", "query=rate(http_requests_total[1m])&time=600").await;
+        let rate: f64 = json["data"]["result"][0]["value"][1].as_str().unwrap().parse().unwrap();
+        assert!((rate - 1.0).abs() < 1e-12, "{rate}");
+    }
+
+    #[tokio::test]
+    async fn range_query_returns_a_matrix_per_step() {
+        let (status, json, _) = post("/api/v1/query_range", "query=sum(up)&start=0&end=60&step=30s").await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        assert_eq!(json["data"]["resultType"], "matrix");
+        assert_eq!(json["data"]["result"][0]["metric"], serde_json::json!({}));
+        assert_eq!(json["data"]["result"][0]["values"], serde_json::json!([[0, "1"], [30, "1"], [60, "1"]]));
+        // Query string and body merge; the body wins for a repeated single value.
+        let (_, json, _) = post("/api/v1/query_range?query=up&step=1h", "start=0&end=60&step=15").await;
+        assert_eq!(json["data"]["result"][0]["values"].as_array().unwrap().len(), 5);
+    }
+
+    #[tokio::test]
+    async fn bad_requests_are_bad_data_with_prometheus_wording() {
+        let (status, json, _) = get("/api/v1/query_range?query=up&start=x&end=60&step=15").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            json,
+            serde_json::json!({"status": "error", "errorType": "bad_data",
+                "error": "invalid parameter \"start\": cannot parse \"x\" to a valid timestamp"})
+        );
+        let (status, json, _) = get("/api/v1/query_range?query=up&start=0&end=86400&step=1").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            json["error"],
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"
+        );
+        let (status, json, _) = get("/api/v1/query_range?query=up&start=10&end=0&step=1").await;
+        assert_eq!(
+            (status, json["error"].as_str().unwrap()),
+            (StatusCode::BAD_REQUEST, "invalid parameter \"end\": end timestamp must not be before start time")
+        );
+        let (_, json, _) = get("/api/v1/query_range?query=up&start=0&end=10&step=0").await;
+        assert!(json["error"].as_str().unwrap().starts_with("invalid parameter \"step\": zero or negative"), "{json}");
+        let (status, json, _) = get("/api/v1/query?query=sum(").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(json["errorType"], "bad_data");
+        assert!(json["error"].as_str().unwrap().starts_with("invalid parameter \"query\": "), "{json}");
+        let (status, json, _) = get("/api/v1/query_range?query=up%5B5m%5D&start=0&end=10&step=1").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            json["error"],
+            "invalid parameter \"query\": invalid expression type \"range vector\" for range query, must be Scalar or instant Vector"
+        );
+        let (status, _, _) = get("/api/v1/query?query=up&time=soon").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn evaluation_errors_are_execution_errors() {
+        // on() matches both `up` series to the one `vector(1)` series: one-to-one
+        // matching with two left series is "multiple matches", a 422.
+        let (status, json, _) = get("/api/v1/query?query=up%20%2B%20on()%20vector(1)&time=10").await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(json["errorType"], "execution");
+    }
+
+    #[tokio::test]
+    async fn instant_query_of_a_range_selector_is_a_matrix() {
+        let (_, json, _) = get("/api/v1/query?query=up%7Bjob%3D%22db%22%7D%5B30s%5D&time=600").await;
+        assert_eq!(json["data"]["resultType"], "matrix");
+        assert_eq!(json["data"]["result"][0]["values"], serde_json::json!([[585, "0"], [600, "0"]]));
+    }
+
+    #[tokio::test]
+    async fn series_with_repeated_match_params() {
+        let (status, json, _) =
+            get("/api/v1/series?match[]=up%7Bjob%3D%22db%22%7D&match%5B%5D=http_requests_total&start=0&end=600").await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        assert_eq!(
+            json["data"],
+            serde_json::json!([{"__name__": "http_requests_total", "job": "api"}, {"__name__": "up", "job": "db"}])
+        );
+        let (status, json, _) = post("/api/v1/series", "match[]=up&match[]=up").await;
+        assert_eq!((status, json["data"].as_array().unwrap().len()), (StatusCode::OK, 2));
+        let (status, json, _) = get("/api/v1/series").await;
+        assert_eq!(
+            (status, json["error"].as_str().unwrap()),
+            (StatusCode::BAD_REQUEST, "no match[] parameter provided")
+        );
+        // No sample in the range: no series.
+        let (_, json, _) = get("/api/v1/series?match[]=up&start=10000&end=20000").await;
+        assert_eq!(json["data"], serde_json::json!([]));
+    }
+
+    #[tokio::test]
+    async fn label_names_and_values() {
+        let (_, json, _) = get("/api/v1/labels").await;
+        assert_eq!(json["data"], serde_json::json!(["__name__", "job"]));
+        let (_, json, _) = get("/api/v1/label/__name__/values").await;
+        assert_eq!(json["data"], serde_json::json!(["http_requests_total", "up"]));
+        let (_, json, _) = get("/api/v1/label/job/values?match[]=http_requests_total").await;
+        assert_eq!(json["data"], serde_json::json!(["api"]));
+        let (_, json, _) = get("/api/v1/label/job/values?limit=1").await;
+        assert_eq!(json["data"], serde_json::json!(["api"]));
+    }
+
+    #[tokio::test]
+    async fn probes_grafana_sends() {
+        let (status, json, _) = get("/api/v1/status/buildinfo").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(json["data"]["version"], PROMETHEUS_VERSION);
+        assert_eq!(json["data"]["seismoVersion"], env!("CARGO_PKG_VERSION"));
+        let (_, _, text) = get("/api/v1/metadata").await;
+        assert_eq!(text, r#"{"status":"success","data":{}}"#);
+        let (_, _, text) = post("/api/v1/query_exemplars", "query=up&start=0&end=10").await;
+        assert_eq!(text, r#"{"status":"success","data":[]}"#);
+    }
+}

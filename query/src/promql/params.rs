@@ -1,0 +1,308 @@
+//! Pure parsers and formatters for the Prometheus HTTP API's text: times,
+//! durations, form bodies, sample values. They follow Prometheus' Go code
+//! (`parseTime`, `parseDuration`, `r.FormValue`, `strconv.FormatFloat`) so
+//! clients built against Prometheus get the same answers and error texts.
+
+/// Parses a time parameter as Prometheus' `parseTime`: unix seconds as a float
+/// (`1435781451.781`, rounded to ms) or RFC 3339 with optional fractional
+/// seconds and a `Z` or `±hh:mm` offset. Returns unix milliseconds.
+///
+/// # Errors
+/// Prometheus' text: `cannot parse "x" to a valid timestamp`.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    let fail = || format!("cannot parse {s:?} to a valid timestamp");
+    if let Ok(secs) = s.parse::<f64>() {
+        if !secs.is_finite() || secs.abs() > 9.2e15 {
+            return Err(fail());
+        }
+        // Go: whole seconds plus the fraction rounded to milliseconds.
+        let whole = secs.trunc();
+        return Ok(whole as i64 * 1000 + ((secs - whole) * 1000.0).round() as i64);
+    }
+    parse_rfc3339(s).ok_or_else(fail)
+}
+
+fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |from: usize, len: usize| -> Option<i64> {
+        let part = b.get(from..from + len)?;
+        part.iter().all(u8::is_ascii_digit).then(|| part.iter().fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0')))
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    let mut i = 19;
+    let mut millis = 0i64;
+    if b.get(i) == Some(&b'.') {
+        let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        // Milliseconds are the API's resolution: further digits are truncated.
+        for k in 0..3 {
+            millis = millis * 10 + if k < digits { i64::from(b[i + 1 + k] - b'0') } else { 0 };
+        }
+        i += 1 + digits;
+    }
+    let offset_secs = match &b[i..] {
+        [b'Z'] => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let (oh, om) = (num(i + 1, 2)?, num(i + 4, 2)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let off = oh * 3600 + om * 60;
+            if *sign == b'-' {
+                -off
+            } else {
+                off
+            }
+        }
+        _ => return None,
+    };
+    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
+    Some(secs * 1000 + millis)
+}
+
+fn is_leap(year: i64) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+/// Days in `month` (1-12) of `year`, proleptic Gregorian.
+pub(crate) fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        4 | 6 | 9 | 11 => 30,
+        2 if is_leap(year) => 29,
+        2 => 28,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`).
+pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date `(year, month, day)` of a day count since 1970-01-01; the inverse
+/// of [`days_from_civil`].
+pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+const DURATION_UNITS: &[(&str, i64)] = &[
+    ("y", 365 * 86_400_000),
+    ("w", 7 * 86_400_000),
+    ("d", 86_400_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1_000),
+    ("ms", 1),
+];
+
+/// Parses a duration as Prometheus' API `parseDuration`: float seconds
+/// (`15`, `0.5`) or a Prometheus duration (`1h30m`, `5m`, `2w`, `100ms`;
+/// units y w d h m s ms, each at most once and in that order). Returns
+/// milliseconds.
+///
+/// # Errors
+/// Prometheus' text: `cannot parse "x" to a valid duration`.
+pub fn parse_duration(s: &str) -> Result<i64, String> {
+    if let Ok(secs) = s.parse::<f64>() {
+        let ms = secs * 1000.0;
+        if !ms.is_finite() || ms.abs() > 9.2e15 {
+            return Err(format!("cannot parse {s:?} to a valid duration. It overflows int64"));
+        }
+        return Ok(ms as i64);
+    }
+    parse_prometheus_duration(s).ok_or_else(|| format!("cannot parse {s:?} to a valid duration"))
+}
+
+fn parse_prometheus_duration(s: &str) -> Option<i64> {
+    let mut rest = s;
+    let mut total: i64 = 0;
+    let mut next_unit = 0;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let n: i64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        // "ms" must win over "m" followed by "s".
+        let (idx, (unit, mult)) = DURATION_UNITS
+            .iter()
+            .enumerate()
+            .skip(next_unit)
+            .filter(|(_, (u, _))| rest.starts_with(u))
+            .max_by_key(|(_, (u, _))| u.len())?;
+        rest = &rest[unit.len()..];
+        next_unit = idx + 1;
+        total = total.checked_add(n.checked_mul(*mult)?)?;
+    }
+    (!s.is_empty()).then_some(total)
+}
+
+/// Decodes an `application/x-www-form-urlencoded` string (a query string or a
+/// POST body) into its pairs, keeping repeated keys (`match[]`) in order.
+///
+/// # Errors
+/// A `%` not followed by two hex digits, as Go's `url.ParseQuery`.
+pub fn parse_form(s: &str) -> Result<Vec<(String, String)>, String> {
+    s.split('&')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            Ok((percent_decode(k)?, percent_decode(v)?))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = |c: u8| (c as char).to_digit(16);
+                match (b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+                    (Some(h), Some(l)) => out.push((h * 16 + l) as u8),
+                    _ => {
+                        let end = (i + 3).min(b.len());
+                        return Err(format!("invalid URL escape {:?}", String::from_utf8_lossy(&b[i..end])));
+                    }
+                }
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// A sample value as Prometheus writes it (Go's `FormatFloat(v, 'f', -1,
+/// 64)`): shortest round-trip decimal without exponent, `NaN`, `+Inf`, `-Inf`.
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_string()
+    } else if v == f64::INFINITY {
+        "+Inf".to_string()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".to_string()
+    } else {
+        // Rust's Display for f64 is shortest round-trip and never uses an exponent.
+        v.to_string()
+    }
+}
+
+/// A unix-ms timestamp as the JSON number of seconds Prometheus writes:
+/// `1435781451.781`, `1435781451.5`, `1435781451`.
+pub fn format_timestamp(ms: i64) -> String {
+    let sign = if ms < 0 { "-" } else { "" };
+    let abs = ms.unsigned_abs();
+    let (secs, frac) = (abs / 1000, abs % 1000);
+    if frac == 0 {
+        format!("{sign}{secs}")
+    } else {
+        let f = format!("{frac:03}");
+        format!("{sign}{secs}.{}", f.trim_end_matches('0'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_as_prometheus_does() {
+        assert_eq!(parse_time("1435781451.781"), Ok(1_435_781_451_781));
+        assert_eq!(parse_time("1435781451"), Ok(1_435_781_451_000));
+        assert_eq!(parse_time("-1.5"), Ok(-1500));
+        // 2015-07-01T20:10:51.781Z is the example of Prometheus' API docs.
+        assert_eq!(parse_time("2015-07-01T20:10:51.781Z"), Ok(1_435_781_451_781));
+        assert_eq!(parse_time("2015-07-01T22:10:51.781123+02:00"), Ok(1_435_781_451_781));
+        assert_eq!(parse_time("2015-07-01T20:10:51Z"), Ok(1_435_781_451_000));
+        assert_eq!(parse_time("1970-01-01T00:00:00-01:30"), Ok(5_400_000));
+        for bad in ["", "x", "2015-07-01", "2015-13-01T00:00:00Z", "2015-02-29T00:00:00Z", "NaN", "2015-07-01T20:10:51"]
+        {
+            assert_eq!(parse_time(bad), Err(format!("cannot parse {bad:?} to a valid timestamp")), "{bad}");
+        }
+    }
+
+    #[test]
+    fn civil_dates_round_trip() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        for d in [-1000, -1, 0, 59, 11_016, 11_017, 20_000] {
+            let (y, m, day) = civil_from_days(d);
+            assert_eq!(days_from_civil(y, m, day), d);
+        }
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    #[test]
+    fn durations_parse_as_prometheus_does() {
+        assert_eq!(parse_duration("15"), Ok(15_000));
+        assert_eq!(parse_duration("0.5"), Ok(500));
+        assert_eq!(parse_duration("1h30m"), Ok(5_400_000));
+        assert_eq!(parse_duration("5m"), Ok(300_000));
+        assert_eq!(parse_duration("100ms"), Ok(100));
+        assert_eq!(parse_duration("1m30s500ms"), Ok(90_500));
+        assert_eq!(parse_duration("1y2w"), Ok((365 + 14) * 86_400_000));
+        for bad in ["", "1x", "m", "30m1h", "1h1h", "-5m"] {
+            assert_eq!(parse_duration(bad), Err(format!("cannot parse {bad:?} to a valid duration")), "{bad}");
+        }
+    }
+
+    #[test]
+    fn forms_keep_repeated_keys_and_decode() {
+        let got = parse_form("match%5B%5D=up&match[]=x%7Bjob%3D%22a+b%22%7D&time=&flag").unwrap();
+        let want = [("match[]", "up"), ("match[]", "x{job=\"a b\"}"), ("time", ""), ("flag", "")];
+        assert_eq!(got, want.map(|(k, v)| (k.to_string(), v.to_string())));
+        assert!(parse_form("a=%zz").is_err());
+        assert!(parse_form("a=%4").is_err());
+    }
+
+    #[test]
+    fn values_and_timestamps_format_like_go() {
+        assert_eq!(format_value(1.0), "1");
+        assert_eq!(format_value(0.1), "0.1");
+        assert_eq!(format_value(1e21), "1000000000000000000000");
+        assert_eq!(format_value(1.5e-7), "0.00000015");
+        assert_eq!(format_value(f64::NAN), "NaN");
+        assert_eq!(format_value(f64::INFINITY), "+Inf");
+        assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(format_timestamp(1_435_781_451_781), "1435781451.781");
+        assert_eq!(format_timestamp(1_435_781_451_500), "1435781451.5");
+        assert_eq!(format_timestamp(1_435_781_451_000), "1435781451");
+        assert_eq!(format_timestamp(-1500), "-1.5");
+    }
+}
