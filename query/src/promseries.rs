@@ -19,7 +19,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use seismo_store::{AttrValue, KeyValue, MetricDescriptor, MetricKind, MetricPointRow};
+use promql_parser::label::{Matcher, Matchers};
+use seismo_store::{AttrValue, KeyValue, MetricDescriptor, MetricKind, MetricPointRow, Store};
+
+use crate::promql::{matches, Series, SeriesSource, SourceError};
 
 /// Sorted by label name, always including `__name__`.
 pub type LabelSet = Vec<(String, String)>;
@@ -346,6 +349,52 @@ pub fn otlp_names(streams: &[MetricDescriptor]) -> (HashSet<String>, bool) {
     let names = streams.iter().map(|d| d.name.clone()).collect();
     let delta = streams.iter().any(|d| d.temporality == DELTA && d.kind != MetricKind::Gauge);
     (names, delta)
+}
+
+/// The store's metrics as a PromQL series source.
+pub struct StoreSource {
+    store: Store,
+}
+
+impl StoreSource {
+    pub fn new(store: Store) -> Self {
+        StoreSource { store }
+    }
+}
+
+/// True when the `__name__` matchers of `m` accept `name` (the other labels
+/// are checked once series are built).
+fn name_accepted(m: &Matchers, name: &str) -> bool {
+    let group = |g: &[Matcher]| g.iter().filter(|x| x.name == NAME_LABEL).all(|x| x.is_match(name));
+    group(&m.matchers) && (m.or_matchers.is_empty() || m.or_matchers.iter().any(|g| group(g)))
+}
+
+impl SeriesSource for StoreSource {
+    /// Streams are chosen by name from the catalog's metric descriptors, their
+    /// points read from the segments holding those names, converted, and
+    /// matched on every label.
+    fn select(&self, matchers: &Matchers, start_ms: i64, end_ms: i64) -> Result<Vec<Series>, SourceError> {
+        let to_ns = |ms: i64| ms.saturating_mul(1_000_000);
+        let (start_ns, end_ns) = (to_ns(start_ms), to_ns(end_ms).saturating_add(999_999));
+        let want = |n: &str| name_accepted(matchers, n);
+        let streams = streams_named(&self.store.metric_descriptors(Some(start_ns), Some(end_ns)), &want);
+        if streams.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (names, delta) = otlp_names(&streams);
+        // Delta streams are summed from their first point.
+        let from = if delta { None } else { Some(start_ns) };
+        let points =
+            self.store.metric_points(&names, from, Some(end_ns)).map_err(|e| SourceError::Internal(e.to_string()))?;
+        Ok(build_series(&points, &want)
+            .into_iter()
+            .filter(|(labels, _)| matches(matchers, labels))
+            .filter_map(|(labels, mut samples)| {
+                samples.retain(|(t, _)| *t >= start_ms && *t <= end_ms);
+                (!samples.is_empty()).then_some(Series { labels, samples })
+            })
+            .collect())
+    }
 }
 
 #[cfg(test)]

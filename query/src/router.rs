@@ -12,8 +12,11 @@ use crate::error::QueryError;
 use crate::jaeger_handlers as jaeger;
 use crate::jaeger_v3 as v3;
 use crate::logs;
+use crate::promql;
+use crate::promseries::StoreSource;
 use crate::selfmetrics;
 use crate::stats;
+use std::sync::Arc;
 
 /// What every handler needs: the store (cheap to clone; shared inside).
 #[derive(Clone)]
@@ -36,7 +39,8 @@ impl QueryState {
 /// `/api/v3/operations`, `/api/v3/traces`, `/api/v3/traces/{trace_id}` and
 /// `/api/v3/trace-summaries` (errors in the v3 envelope); seismo's
 /// `GET /api/v1/logs` (full-text log search) and `GET /api/v1/stats` (request
-/// statistics); `GET /healthz` and `GET /metrics` (seismo's own
+/// statistics); Prometheus' `/api/v1/query`, `query_range`, `series`,
+/// `labels`, `label/{name}/values` (GET and POST, see [`promql`]); `GET /healthz` and `GET /metrics` (seismo's own
 /// counters, Prometheus text). Any other path answers 404 and a
 /// wrong method 405, both in Jaeger's JSON error envelope.
 pub fn router(state: QueryState) -> Router {
@@ -54,6 +58,7 @@ pub fn router(state: QueryState) -> Router {
         .route("/api/v3/trace-summaries", get(v3::trace_summaries))
         .route("/api/v1/logs", get(logs::search))
         .route("/api/v1/stats", get(stats::stats))
+        .merge(promql::routes(Arc::new(StoreSource::new(state.store.clone()))))
         .route("/healthz", get(healthz))
         .route("/metrics", get(selfmetrics::metrics))
         .fallback(not_found)
