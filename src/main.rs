@@ -2,6 +2,7 @@
 
 mod config;
 mod loadgen;
+mod loadgen_signals;
 mod serve;
 
 use std::path::PathBuf;
@@ -28,6 +29,10 @@ enum Command {
     Serve(serve::ServeArgs),
     /// OTLP load generator: sends spans over gRPC and reports what was acknowledged.
     Loadgen(loadgen::LoadgenArgs),
+    /// Benchmark: sends log records over gRPC, then times log searches.
+    LoadgenLogs(loadgen_signals::LogsArgs),
+    /// Benchmark: sends a counter's series over gRPC, then times PromQL range queries.
+    LoadgenMetrics(loadgen_signals::MetricsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,6 +42,8 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Loadgen(args) => runtime.block_on(loadgen::run(args)),
+        Command::LoadgenLogs(args) => runtime.block_on(loadgen_signals::run_logs(args)),
+        Command::LoadgenMetrics(args) => runtime.block_on(loadgen_signals::run_metrics(args)),
     }
 }
 
