@@ -190,6 +190,8 @@ fn sdk_metrics_answer_promql_for_cumulative_and_delta_temporality() {
     let body: Value = r.json().unwrap();
     assert_eq!(body["data"]["result"][0]["value"][1], "4");
 
+    promtool(&server, &t2_cumulative);
+
     // Bad expressions and parameters: 400 with Prometheus' error envelope.
     for path in ["/api/v1/query?query=sum(", "/api/v1/query?query=up&time=yesterday", "/api/v1/query_range?query=up"] {
         let (status, body) = server.get_json(path);
@@ -206,4 +208,38 @@ fn sdk_metrics_answer_promql_for_cumulative_and_delta_temporality() {
     let server = Server::start(dir.path(), &[]);
     check_job(&server, "e2e-cumulative", &t2_cumulative);
     check_job(&server, "e2e-delta", &t2_delta);
+}
+
+/// The real `promtool` (Prometheus' own API client) against the API. CI
+/// installs it and sets `SEISMO_REQUIRE_PROMTOOL=1`; elsewhere a missing
+/// promtool skips this part.
+fn promtool(server: &Server, t2: &str) {
+    let url = format!("http://{}", server.http);
+    let run = |args: &[&str]| -> Option<String> {
+        let out = match std::process::Command::new("promtool").args(args).output() {
+            Ok(out) => out,
+            Err(e) if std::env::var_os("SEISMO_REQUIRE_PROMTOOL").is_none() => {
+                eprintln!("skipping promtool checks: {e} (apt-get install prometheus)");
+                return None;
+            }
+            Err(e) => panic!("promtool is required here: {e}"),
+        };
+        assert!(out.status.success(), "promtool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        Some(String::from_utf8(out.stdout).unwrap())
+    };
+    let Some(out) =
+        run(&["query", "instant", "--time", t2, &url, "sum by (route) (orders_total{job=\"e2e-cumulative\"})"])
+    else {
+        return;
+    };
+    // promtool prints `{route="/a"} => 12 @[<t2>]`.
+    assert!(out.contains("{route=\"/a\"} => 12 @["), "{out}");
+    assert!(out.contains("{route=\"/b\"} => 2 @["), "{out}");
+    let t1 = format!("{:.3}", t2.parse::<f64>().unwrap() - 60.0);
+    let out = run(&["query", "range", "--start", &t1, "--end", t2, "--step", "15s", &url, "queue_depth"]).unwrap();
+    assert!(out.contains("5 @["), "{out}");
+    let out = run(&["query", "series", "--match", "temperature_celsius", &url]).unwrap();
+    assert!(out.contains("job=\"e2e-delta\"") && out.contains("job=\"e2e-cumulative\""), "{out}");
+    let out = run(&["query", "labels", &url, "route"]).unwrap();
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["/a", "/b"], "{out}");
 }
