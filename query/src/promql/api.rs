@@ -268,7 +268,7 @@ fn truncate<T>(mut v: Vec<T>, limit: usize) -> Vec<T> {
 async fn series(State(st): State<ApiState>, p: Params) -> Result<Response, ApiError> {
     let limit = limit(&p)?;
     let found = truncate(matching_series(st, &p, true).await?.into_iter().collect(), limit);
-    let items: Vec<String> = found.iter().map(|l| render_labels(l)).collect();
+    let items: Vec<String> = found.iter().map(render_labels).collect();
     Ok(success(format!("[{}]", items.join(","))))
 }
 

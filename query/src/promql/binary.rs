@@ -43,7 +43,7 @@ pub(crate) fn eval(ev: &Evaluator, bin: &BinaryExpr, grid: Grid) -> Result<Value
             let (on, names) = matching(bin);
             let card = bin.modifier.as_ref().map_or(&VectorMatchCardinality::OneToOne, |m| &m.card);
             let out = match op {
-                T_LAND | T_LOR | T_LUNLESS => set_op(op, l, r, on, &names, grid.len()),
+                T_LAND | T_LOR | T_LUNLESS => set_op(op, l, r, on, &names, grid.len())?,
                 _ => vector_vector(op, l, r, on, &names, card, return_bool, grid.len())?,
             };
             Ok(Value::Vector(out))
@@ -142,7 +142,7 @@ fn set_op(
     on: bool,
     names: &[String],
     steps: usize,
-) -> Vec<StepSeries> {
+) -> Result<Vec<StepSeries>, EvalError> {
     let presence = |side: &[StepSeries]| {
         let mut present: HashMap<Labels, Vec<bool>> = HashMap::new();
         for s in side {
@@ -167,14 +167,14 @@ fn set_op(
             .collect::<Vec<_>>()
     };
     match op {
-        T_LAND => filter(lhs, &presence(&rhs), true),
-        T_LUNLESS => filter(lhs, &presence(&rhs), false),
+        T_LAND => Ok(filter(lhs, &presence(&rhs), true)),
+        T_LUNLESS => Ok(filter(lhs, &presence(&rhs), false)),
         _ => {
             let left = presence(&lhs);
             let mut out = lhs;
             out.extend(filter(rhs, &left, false));
             // A right series alike a left one only fills steps the left lacks.
-            merge_same_labels(out).expect("or never puts two values at one step")
+            merge_same_labels(out)
         }
     }
 }
@@ -224,9 +224,9 @@ fn vector_vector(
             if !many_any[step] || !one_any[step] {
                 continue;
             }
-            let mut present_one = one_ids.iter().filter(|&&j| one[j].values[step].is_some());
-            let Some(&j) = present_one.next() else { continue };
-            if let Some(&dup) = present_one.next() {
+            let mut present_one = one_ids.iter().filter_map(|&j| one[j].values[step].map(|v| (j, v)));
+            let Some((j, one_v)) = present_one.next() else { continue };
+            if let Some((dup, _)) = present_one.next() {
                 let (mut a, mut b) = (format_labels(&one[j].labels), format_labels(&one[dup].labels));
                 if a > b {
                     std::mem::swap(&mut a, &mut b);
@@ -237,7 +237,6 @@ fn vector_vector(
                     format_labels(sig)
                 )));
             }
-            let one_v = one[j].values[step].expect("present");
             written.clear();
             for &i in many_ids {
                 let Some(many_v) = many[i].values[step] else { continue };

@@ -171,14 +171,14 @@ impl RangeArg {
     pub fn window(&self, i: usize, step: usize) -> &[(i64, f64)] {
         let end = self.ends[step];
         let samples = &self.series[i].samples;
-        let lo = samples.partition_point(|&(t, _)| t <= end - self.range);
+        let lo = samples.partition_point(|&(t, _)| t <= end.saturating_sub(self.range));
         let hi = samples.partition_point(|&(t, _)| t <= end);
         &samples[lo..hi.max(lo)]
     }
 
     /// The window bounds `(start, end)` of `step`; the start is exclusive.
     pub fn bounds(&self, step: usize) -> (i64, i64) {
-        (self.ends[step] - self.range, self.ends[step])
+        (self.ends[step].saturating_sub(self.range), self.ends[step])
     }
 }
 
@@ -346,7 +346,7 @@ impl Evaluator<'_> {
                     .map(|&end| {
                         let idx = s.samples.partition_point(|&(t, _)| t <= end);
                         let &(t, v) = s.samples.get(idx.checked_sub(1)?)?;
-                        if t <= end - LOOKBACK_DELTA_MS || v.to_bits() == STALE_NAN_BITS {
+                        if t <= end.saturating_sub(LOOKBACK_DELTA_MS) || v.to_bits() == STALE_NAN_BITS {
                             None
                         } else if timestamps {
                             Some(t as f64 / 1000.0)

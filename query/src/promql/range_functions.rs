@@ -23,10 +23,13 @@ pub(crate) struct Window<'a> {
     pub param: f64,
 }
 
-/// The range functions seismo implements, by name.
-pub(crate) fn lookup(name: &str) -> Option<(fn(&Window) -> Option<f64>, bool)> {
-    // (function, keeps __name__)
-    let f: fn(&Window) -> Option<f64> = match name {
+/// A range function: its value for one window, or none.
+pub(crate) type RangeFn = fn(&Window) -> Option<f64>;
+
+/// The range functions seismo implements, by name, and whether each keeps
+/// `__name__` (only `last_over_time` and `first_over_time` do).
+pub(crate) fn lookup(name: &str) -> Option<(RangeFn, bool)> {
+    let f: RangeFn = match name {
         "rate" => |w| extrapolated_rate(w, true, true),
         "increase" => |w| extrapolated_rate(w, true, false),
         "delta" => |w| extrapolated_rate(w, false, false),
@@ -73,7 +76,7 @@ pub(crate) fn eval(
     grid: Grid,
     matrix: &Expr,
     params: Option<Vec<f64>>,
-    f: fn(&Window) -> Option<f64>,
+    f: RangeFn,
     keep_name: bool,
 ) -> Result<Value, EvalError> {
     let arg = ev.eval_range(matrix, grid)?;

@@ -34,9 +34,12 @@ pub trait SeriesSource: Send + Sync + 'static {
 
     /// The label sets of the series [`select`](Self::select) would return that
     /// have at least one sample in `[start_ms, end_ms]`; used by the metadata
-    /// endpoints (`/series`, `/labels`, `/label/{name}/values`). The default
-    /// calls `select` and drops the samples; a store that keeps an index can
-    /// answer without reading samples.
+    /// endpoints (`/series`, `/labels`, `/label/{name}/values`). Without
+    /// `start`/`end` parameters those endpoints pass
+    /// [`MIN_TIME_MS`](super::api::MIN_TIME_MS) / [`MAX_TIME_MS`](super::api::MAX_TIME_MS),
+    /// which still fit i64 nanoseconds. The default calls `select` and drops
+    /// the samples; a store that keeps an index can answer without reading
+    /// samples.
     ///
     /// # Errors
     /// [`SourceError`] when the store cannot be read.
@@ -85,7 +88,8 @@ pub fn selector_matchers(vs: &VectorSelector) -> Matchers {
     m
 }
 
-/// A [`SeriesSource`] over series held in memory: the tests' store.
+/// A [`SeriesSource`] over series held in memory: the tests' store. Build it
+/// with [`MemSource::new`] (which sorts labels) or keep labels sorted yourself.
 #[derive(Debug, Clone, Default)]
 pub struct MemSource {
     pub series: Vec<Series>,
