@@ -100,19 +100,35 @@ pub struct OpStats {
 /// (service, span name, span kind).
 pub type OpKey = (String, String, i32);
 
-/// Accumulates [`OpStats`] from spans.
+/// One operation's counts under construction: spans, errors, zero
+/// durations, latency buckets (a map is cheaper to add to).
+type Acc = (u64, u64, u64, BTreeMap<i32, u64>);
+
+/// Accumulates [`OpStats`] from spans. Keyed service -> name -> kind so a
+/// span finds its operation by `&str` lookups, without allocating.
 #[derive(Default)]
 pub struct StatsBuilder {
-    ops: HashMap<OpKey, (u64, u64, u64, BTreeMap<i32, u64>)>,
+    ops: HashMap<String, HashMap<String, Vec<(i32, Acc)>>>,
 }
 
 impl StatsBuilder {
     pub fn add(&mut self, service: &str, name: &str, kind: i32, is_error: bool, duration_ns: i64) {
-        // Look up by reference first: most spans belong to a known operation.
-        let entry = match self.ops.iter_mut().find(|((s, n, k), _)| *k == kind && s == service && n == name) {
-            Some((_, e)) => e,
-            None => self.ops.entry((service.to_string(), name.to_string(), kind)).or_default(),
+        if !self.ops.contains_key(service) {
+            self.ops.insert(service.to_string(), HashMap::new());
+        }
+        let names = self.ops.get_mut(service).expect("inserted above");
+        if !names.contains_key(name) {
+            names.insert(name.to_string(), Vec::new());
+        }
+        let kinds = names.get_mut(name).expect("inserted above");
+        let i = match kinds.iter().position(|(k, _)| *k == kind) {
+            Some(i) => i,
+            None => {
+                kinds.push((kind, Acc::default()));
+                kinds.len() - 1
+            }
         };
+        let entry = &mut kinds[i].1;
         entry.0 += 1;
         entry.1 += is_error as u64;
         LatencySketch::add_to(&mut entry.3, &mut entry.2, duration_ns);
@@ -123,13 +139,15 @@ impl StatsBuilder {
     }
 
     pub fn finish(self) -> Vec<(OpKey, OpStats)> {
-        let mut out: Vec<(OpKey, OpStats)> = self
-            .ops
-            .into_iter()
-            .map(|(k, (spans, errors, zeros, map))| {
-                (k, OpStats { spans, errors, latency: LatencySketch::from_map(map, zeros) })
-            })
-            .collect();
+        let mut out: Vec<(OpKey, OpStats)> = Vec::new();
+        for (service, names) in self.ops {
+            for (name, kinds) in names {
+                for (kind, (spans, errors, zeros, map)) in kinds {
+                    let stats = OpStats { spans, errors, latency: LatencySketch::from_map(map, zeros) };
+                    out.push(((service.clone(), name.clone(), kind), stats));
+                }
+            }
+        }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
@@ -182,14 +200,19 @@ pub fn edges(
 ) -> (BTreeMap<(String, String), u64>, Vec<Orphan>) {
     let service_of: HashMap<(TraceId, SpanId), &str> =
         spans.iter().map(|s| ((s.trace_id, s.span_id), s.service_name.as_str())).collect();
-    let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
+    // parent -> child -> spans, found by `&str` without allocating per span.
+    let mut by_parent: HashMap<String, HashMap<String, u64>> = HashMap::new();
     let mut add = |parent: &str, child: &str| {
-        match counts.iter_mut().find(|((p, c), _)| p == parent && c == child) {
-            Some((_, n)) => *n += 1,
+        if !by_parent.contains_key(parent) {
+            by_parent.insert(parent.to_string(), HashMap::new());
+        }
+        let children = by_parent.get_mut(parent).expect("inserted above");
+        match children.get_mut(child) {
+            Some(n) => *n += 1,
             None => {
-                counts.insert((parent.to_string(), child.to_string()), 1);
+                children.insert(child.to_string(), 1);
             }
-        };
+        }
     };
     let mut orphans = Vec::new();
     for s in spans {
@@ -215,6 +238,10 @@ pub fn edges(
             }
         }
     }
+    let counts = by_parent
+        .into_iter()
+        .flat_map(|(p, children)| children.into_iter().map(move |(c, n)| ((p.clone(), c), n)))
+        .collect();
     (counts, orphans)
 }
 

@@ -10,9 +10,10 @@ use promql_parser::parser::token::T_EQL_REGEX;
 use promql_parser::parser::{Call, Expr};
 
 use super::eval::{drop_name, merge_same_labels, EvalError, Evaluator, Grid, StepSeries, Value};
-use super::params::{civil_from_days, days_in_month};
+use super::params::civil_from_days;
 use super::source::{label_value, Labels};
 use super::{histogram, range_functions};
+use crate::duration::{days_from_civil, days_in_month};
 
 pub(crate) fn call(ev: &Evaluator, call: &Call, grid: Grid) -> Result<Value, EvalError> {
     let name = call.func.name;
@@ -345,7 +346,7 @@ fn date_part(name: &str, secs: f64) -> f64 {
     let value = match name {
         "day_of_month" => day,
         "day_of_week" => (days + 4).rem_euclid(7), // 1970-01-01 was a Thursday.
-        "day_of_year" => days - super::params::days_from_civil(year, 1, 1) + 1,
+        "day_of_year" => days - days_from_civil(year, 1, 1) + 1,
         "days_in_month" => days_in_month(year, month),
         "hour" => second_of_day / 3600,
         "minute" => second_of_day % 3600 / 60,

@@ -3,6 +3,8 @@
 //! (`parseTime`, `parseDuration`, `r.FormValue`, `strconv.FormatFloat`) so
 //! clients built against Prometheus get the same answers and error texts.
 
+use crate::duration::parse_rfc3339_nano;
+
 /// Parses a time parameter as Prometheus' `parseTime`: unix seconds as a float
 /// (`1435781451.781`, rounded to ms) or RFC 3339 with optional fractional
 /// seconds and a `Z` or `±hh:mm` offset. Returns unix milliseconds.
@@ -22,87 +24,14 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
     parse_rfc3339(s).ok_or_else(fail)
 }
 
+/// RFC 3339 at the API's millisecond resolution (further digits truncated, as
+/// Prometheus does), through the query crate's one RFC 3339 parser.
 fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    let num = |from: usize, len: usize| -> Option<i64> {
-        let part = b.get(from..from + len)?;
-        part.iter().all(u8::is_ascii_digit).then(|| part.iter().fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0')))
-    };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
-    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
-    if !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
-        return None;
-    }
-    let mut i = 19;
-    let mut millis = 0i64;
-    if b.get(i) == Some(&b'.') {
-        let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
-        if digits == 0 {
-            return None;
-        }
-        // Milliseconds are the API's resolution: further digits are truncated.
-        for k in 0..3 {
-            millis = millis * 10 + if k < digits { i64::from(b[i + 1 + k] - b'0') } else { 0 };
-        }
-        i += 1 + digits;
-    }
-    let offset_secs = match &b[i..] {
-        [b'Z'] => 0,
-        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
-            let (oh, om) = (num(i + 1, 2)?, num(i + 4, 2)?);
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            let off = oh * 3600 + om * 60;
-            if *sign == b'-' {
-                -off
-            } else {
-                off
-            }
-        }
-        _ => return None,
-    };
-    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
-    Some(secs * 1000 + millis)
-}
-
-fn is_leap(year: i64) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
-}
-
-/// Days in `month` (1-12) of `year`, proleptic Gregorian.
-pub(crate) fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        4 | 6 | 9 | 11 => 30,
-        2 if is_leap(year) => 29,
-        2 => 28,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// `days_from_civil`).
-pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    parse_rfc3339_nano(s).ok().map(|ns| ns.div_euclid(1_000_000))
 }
 
 /// The date `(year, month, day)` of a day count since 1970-01-01; the inverse
-/// of [`days_from_civil`].
+/// of [`crate::duration::days_from_civil`].
 pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -240,6 +169,7 @@ pub fn format_timestamp(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::duration::days_from_civil;
 
     #[test]
     fn times_parse_as_prometheus_does() {
