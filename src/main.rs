@@ -1,5 +1,6 @@
 //! The `seismo` binary: CLI wiring only. Each subcommand lives in its own module.
 
+mod chaos;
 mod config;
 mod loadgen;
 mod loadgen_signals;
@@ -33,6 +34,9 @@ enum Command {
     LoadgenLogs(loadgen_signals::LogsArgs),
     /// Benchmark: sends a counter's series over gRPC, then times PromQL range queries.
     LoadgenMetrics(loadgen_signals::MetricsArgs),
+    /// Chaos testing: the Toxiproxy-compatible fault agent.
+    #[command(subcommand)]
+    Chaos(chaos::ChaosCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         Command::Loadgen(args) => runtime.block_on(loadgen::run(args)),
         Command::LoadgenLogs(args) => runtime.block_on(loadgen_signals::run_logs(args)),
         Command::LoadgenMetrics(args) => runtime.block_on(loadgen_signals::run_metrics(args)),
+        Command::Chaos(command) => runtime.block_on(chaos::run(command)),
     }
 }
 

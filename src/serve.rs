@@ -131,7 +131,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// How long a graceful stop waits for open requests and connections.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
     tokio::select! {

@@ -1,0 +1,261 @@
+//! Process faults (`/processes`, an extension of the Toxiproxy API): kill with
+//! a signal, pause (SIGSTOP) and resume (SIGCONT), by pid or by the name of a
+//! command the agent started. Every fault is exported as a span.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use axum::http::StatusCode;
+use opentelemetry::KeyValue;
+use serde_json::{json, Value};
+
+use crate::faults::{Fault, FaultSink};
+use crate::model::{ApiError, Kind, Stream, Toxic};
+
+/// A command the agent started.
+struct Started {
+    name: String,
+    command: Vec<String>,
+    /// `None` while running; the exit status text once it ended.
+    exit: Arc<Mutex<Option<String>>>,
+}
+
+#[derive(Default)]
+pub struct Processes {
+    started: Mutex<BTreeMap<u32, Started>>,
+    /// Pids this agent stopped and has not resumed: resumed on shutdown.
+    paused: Mutex<Vec<u32>>,
+}
+
+const SIGNALS: &[(&str, i32)] = &[
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("KILL", libc::SIGKILL),
+    ("USR1", libc::SIGUSR1),
+    ("USR2", libc::SIGUSR2),
+    ("TERM", libc::SIGTERM),
+    ("STOP", libc::SIGSTOP),
+    ("CONT", libc::SIGCONT),
+];
+
+/// `"SIGKILL"`, `"KILL"`, `"kill"` or `9`.
+pub fn parse_signal(v: &Value) -> Result<i32, ApiError> {
+    let bad = || {
+        ApiError::bad_body(format!("unknown signal {v}; use a number or one of SIGHUP SIGINT SIGQUIT SIGKILL SIGUSR1 SIGUSR2 SIGTERM SIGSTOP SIGCONT"))
+    };
+    match v {
+        Value::Number(n) => n.as_i64().filter(|s| (1..=64).contains(s)).map(|s| s as i32).ok_or_else(bad),
+        Value::String(s) => {
+            let up = s.to_ascii_uppercase();
+            let name = up.strip_prefix("SIG").unwrap_or(&up);
+            SIGNALS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s).ok_or_else(bad)
+        }
+        _ => Err(bad()),
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    SIGNALS.iter().find(|(_, s)| *s == sig).map(|(n, _)| format!("SIG{n}")).unwrap_or_else(|| sig.to_string())
+}
+
+fn send_signal(pid: u32, sig: i32) -> Result<(), ApiError> {
+    if pid == 0 || pid > i32::MAX as u32 || pid == std::process::id() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("refusing to signal pid {pid}")));
+    }
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    let rc = unsafe { libc::kill(pid as i32, sig) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    Err(match err.raw_os_error() {
+        Some(libc::ESRCH) => ApiError::new(StatusCode::NOT_FOUND, format!("no process with pid {pid}")),
+        Some(libc::EPERM) => ApiError::new(StatusCode::FORBIDDEN, format!("not allowed to signal pid {pid}")),
+        _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("kill({pid}): {err}")),
+    })
+}
+
+/// `running`, `stopped`, `zombie` or `gone`, from /proc.
+fn state_of(pid: u32) -> &'static str {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return "gone" };
+    // The state follows the command name, which is in parentheses and may hold spaces.
+    match stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()) {
+        Some('T') | Some('t') => "stopped",
+        Some('Z') | Some('X') => "zombie",
+        Some(_) => "running",
+        None => "gone",
+    }
+}
+
+impl Processes {
+    /// Starts `command` (argv) as a child of the agent.
+    pub fn start(&self, body: &Value) -> Result<Value, ApiError> {
+        let argv: Vec<String> = match body.get("command") {
+            Some(Value::Array(a)) if !a.is_empty() => a
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<_>>()
+                .ok_or_else(|| ApiError::bad_body("command must be an array of strings"))?,
+            Some(Value::String(s)) if !s.trim().is_empty() => s.split_whitespace().map(str::to_string).collect(),
+            None | Some(Value::Null) => return Err(ApiError::missing_field("command")),
+            Some(v) => return Err(ApiError::bad_body(format!("command must be an array of strings, got {v}"))),
+        };
+        let name = match body.get("name") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            _ => argv[0].rsplit('/').next().unwrap_or(&argv[0]).to_string(),
+        };
+        if self.started.lock().unwrap().values().any(|p| p.name == name && p.exit.lock().unwrap().is_none()) {
+            return Err(ApiError::new(StatusCode::CONFLICT, format!("process {name:?} already running")));
+        }
+        let mut child = tokio::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(false)
+            .spawn()
+            .map_err(|e| ApiError::bad_body(format!("cannot start {:?}: {e}", argv[0])))?;
+        let pid = child.id().ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "child has no pid"))?;
+        let exit = Arc::new(Mutex::new(None));
+        let exit_w = exit.clone();
+        tokio::spawn(async move {
+            let status = child.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+            *exit_w.lock().unwrap() = Some(status);
+        });
+        self.started.lock().unwrap().insert(pid, Started { name, command: argv, exit });
+        Ok(self.describe(pid))
+    }
+
+    pub fn list(&self) -> Value {
+        let pids: Vec<u32> = self.started.lock().unwrap().keys().copied().collect();
+        Value::Array(pids.into_iter().map(|p| self.describe(p)).collect())
+    }
+
+    /// A pid (any process) or the name of a started command.
+    pub fn resolve(&self, target: &str) -> Result<u32, ApiError> {
+        if let Ok(pid) = target.parse::<u32>() {
+            return Ok(pid);
+        }
+        let started = self.started.lock().unwrap();
+        let mut found: Vec<u32> = started.iter().filter(|(_, p)| p.name == target).map(|(pid, _)| *pid).collect();
+        // Prefer the running one when a name was reused.
+        found.sort_by_key(|pid| started[pid].exit.lock().unwrap().is_some());
+        found
+            .first()
+            .copied()
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no process named {target:?}")))
+    }
+
+    pub fn describe(&self, pid: u32) -> Value {
+        let started = self.started.lock().unwrap();
+        match started.get(&pid) {
+            Some(p) => {
+                let exit = p.exit.lock().unwrap().clone();
+                let state = if exit.is_some() { "exited" } else { state_of(pid) };
+                json!({"pid": pid, "name": p.name, "command": p.command, "started_by_agent": true,
+                       "state": state, "exit": exit})
+            }
+            None => json!({"pid": pid, "started_by_agent": false, "state": state_of(pid)}),
+        }
+    }
+
+    /// `kill` (with `signal`, default SIGTERM), `pause` or `resume`.
+    pub fn fault(&self, target: &str, action: &str, body: &Value, faults: &FaultSink) -> Result<Value, ApiError> {
+        let pid = self.resolve(target)?;
+        let started_at = SystemTime::now();
+        let sig = match action {
+            "kill" => match body.get("signal") {
+                None | Some(Value::Null) => libc::SIGTERM,
+                Some(v) => parse_signal(v)?,
+            },
+            "pause" => libc::SIGSTOP,
+            "resume" => libc::SIGCONT,
+            _ => return Err(ApiError::new(StatusCode::NOT_FOUND, format!("unknown process action {action:?}"))),
+        };
+        send_signal(pid, sig)?;
+        {
+            let mut paused = self.paused.lock().unwrap();
+            paused.retain(|p| *p != pid);
+            if sig == libc::SIGSTOP {
+                paused.push(pid);
+            }
+        }
+        let mut description = self.describe(pid);
+        description["signal"] = signal_name(sig).into();
+        let command = description.get("command").map(|c| c.to_string()).unwrap_or_default();
+        let action: &'static str = match action {
+            "kill" => "kill",
+            "pause" => "pause",
+            _ => "resume",
+        };
+        let toxic = Toxic {
+            id: 0,
+            name: format!("{action}_{pid}"),
+            kind: Kind::Process { action, signal: sig },
+            stream: Stream::Upstream,
+            toxicity: 1.0,
+            experiment: body.get("experiment").and_then(Value::as_str).map(str::to_string),
+        };
+        faults.record(Fault {
+            proxy: "",
+            toxic: &toxic,
+            parent: None,
+            start: started_at,
+            end: SystemTime::now(),
+            error: (action == "kill").then(|| format!("process {pid} sent {}", signal_name(sig))),
+            attributes: vec![
+                KeyValue::new("chaos.process.pid", pid as i64),
+                KeyValue::new("chaos.process.action", action.to_string()),
+                KeyValue::new("chaos.process.signal", signal_name(sig)),
+                KeyValue::new("chaos.process.command", command),
+            ],
+        });
+        Ok(description)
+    }
+
+    /// Forgets a started command, killing it first if it still runs.
+    pub fn remove(&self, target: &str) -> Result<(), ApiError> {
+        let pid = self.resolve(target)?;
+        let entry = self.started.lock().unwrap().remove(&pid);
+        let Some(p) = entry else {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, format!("pid {pid} was not started by the agent")));
+        };
+        if p.exit.lock().unwrap().is_none() {
+            let _ = send_signal(pid, libc::SIGCONT);
+            let _ = send_signal(pid, libc::SIGKILL);
+        }
+        Ok(())
+    }
+
+    /// On agent shutdown: resume what we paused, stop what we started.
+    pub fn shutdown(&self) {
+        for pid in self.paused.lock().unwrap().drain(..) {
+            let _ = send_signal(pid, libc::SIGCONT);
+        }
+        for (pid, p) in self.started.lock().unwrap().iter() {
+            if p.exit.lock().unwrap().is_none() {
+                let _ = send_signal(*pid, libc::SIGTERM);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_by_name_or_number() {
+        assert_eq!(parse_signal(&json!("SIGKILL")).unwrap(), libc::SIGKILL);
+        assert_eq!(parse_signal(&json!("term")).unwrap(), libc::SIGTERM);
+        assert_eq!(parse_signal(&json!(9)).unwrap(), 9);
+        assert_eq!(parse_signal(&json!("SIGNOPE")).unwrap_err().status, 400);
+        assert_eq!(parse_signal(&json!(0)).unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn proc_state_of_ourselves_is_running() {
+        assert_eq!(state_of(std::process::id()), "running");
+        assert_eq!(state_of(u32::MAX - 1), "gone");
+    }
+}

@@ -1,0 +1,716 @@
+//! A proxy: one listener, one upstream, connections piped through the
+//! proxy's toxics. Toxics reach open connections through a watch channel, so
+//! the API never waits on traffic and every change applies at once.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use opentelemetry::KeyValue;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::faults::{Fault, FaultSink};
+use crate::model::{ms, Kind, Stream, Toxic};
+
+/// The toxics of a proxy in the order they were added.
+#[derive(Debug, Default)]
+pub struct Chain {
+    pub toxics: Vec<Arc<Toxic>>,
+}
+
+/// Bytes through a proxy, per direction: read from the source, written to the sink.
+#[derive(Debug, Default)]
+pub struct ProxyStats {
+    pub upstream_received: AtomicU64,
+    pub upstream_sent: AtomicU64,
+    pub downstream_received: AtomicU64,
+    pub downstream_sent: AtomicU64,
+}
+
+impl ProxyStats {
+    fn counters(&self, dir: Stream) -> (&AtomicU64, &AtomicU64) {
+        match dir {
+            Stream::Upstream => (&self.upstream_received, &self.upstream_sent),
+            Stream::Downstream => (&self.downstream_received, &self.downstream_sent),
+        }
+    }
+}
+
+/// What a proxy's connections share.
+pub struct ProxyShared {
+    pub name: String,
+    pub chain: watch::Receiver<Arc<Chain>>,
+    pub stats: Arc<ProxyStats>,
+    pub faults: Arc<FaultSink>,
+}
+
+struct Running {
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// Stops a proxy's listener and connections; await it to know the port is free.
+pub struct Stopping(Option<Running>);
+
+impl Stopping {
+    pub async fn wait(self) {
+        if let Some(r) = self.0 {
+            r.cancel.cancel();
+            let _ = r.task.await;
+        }
+    }
+}
+
+pub struct Proxy {
+    pub name: String,
+    /// The configured listen address until started, then the bound one.
+    pub listen: String,
+    pub upstream: String,
+    pub enabled: bool,
+    pub toxics: Vec<Arc<Toxic>>,
+    pub stats: Arc<ProxyStats>,
+    chain_tx: watch::Sender<Arc<Chain>>,
+    faults: Arc<FaultSink>,
+    running: Option<Running>,
+}
+
+#[derive(Debug)]
+pub enum StartError {
+    /// The address is taken (409).
+    InUse(String),
+    /// The address cannot be parsed or bound (400).
+    Bad(String),
+}
+
+impl Proxy {
+    pub fn new(name: String, listen: String, upstream: String, faults: Arc<FaultSink>) -> Proxy {
+        let (chain_tx, _) = watch::channel(Arc::new(Chain::default()));
+        Proxy {
+            name,
+            listen,
+            upstream,
+            enabled: false,
+            toxics: Vec::new(),
+            stats: Arc::new(ProxyStats::default()),
+            chain_tx,
+            faults,
+            running: None,
+        }
+    }
+
+    /// Binds the listener now (so the answer carries the real port) and starts accepting.
+    pub fn start(&mut self) -> Result<(), StartError> {
+        if self.running.is_some() {
+            self.enabled = true;
+            return Ok(());
+        }
+        let addr = resolve_listen(&self.listen).map_err(StartError::Bad)?;
+        let std_listener = std::net::TcpListener::bind(addr).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                StartError::InUse(format!("listen address already in use: {addr}"))
+            } else {
+                StartError::Bad(format!("cannot listen on {addr}: {e}"))
+            }
+        })?;
+        std_listener.set_nonblocking(true).map_err(|e| StartError::Bad(e.to_string()))?;
+        let listener = TcpListener::from_std(std_listener).map_err(|e| StartError::Bad(e.to_string()))?;
+        self.listen = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| addr.to_string());
+        let cancel = CancellationToken::new();
+        let shared = Arc::new(ProxyShared {
+            name: self.name.clone(),
+            chain: self.chain_tx.subscribe(),
+            stats: self.stats.clone(),
+            faults: self.faults.clone(),
+        });
+        let task = tokio::spawn(accept_loop(listener, shared, self.upstream.clone(), cancel.clone()));
+        self.running = Some(Running { cancel, task });
+        self.enabled = true;
+        tracing::info!(proxy = %self.name, listen = %self.listen, upstream = %self.upstream, "proxy started");
+        Ok(())
+    }
+
+    /// Closes the listener and every connection. Await the result before reusing the port.
+    pub fn stop(&mut self) -> Stopping {
+        self.enabled = false;
+        let running = self.running.take();
+        if let Some(r) = &running {
+            r.cancel.cancel();
+            tracing::info!(proxy = %self.name, "proxy stopped");
+        }
+        Stopping(running)
+    }
+
+    pub fn toxic(&self, name: &str) -> Option<&Arc<Toxic>> {
+        self.toxics.iter().find(|t| t.name == name)
+    }
+
+    pub fn set_toxics(&mut self, toxics: Vec<Arc<Toxic>>) {
+        self.toxics = toxics;
+        self.publish();
+    }
+
+    fn publish(&self) {
+        self.chain_tx.send_replace(Arc::new(Chain { toxics: self.toxics.clone() }));
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name,
+            "listen": self.listen,
+            "upstream": self.upstream,
+            "enabled": self.enabled,
+            "toxics": self.toxics.iter().map(|t| t.to_json()).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Go-style listen addresses: `host:port`, `:port` (all interfaces), empty (loopback, any port).
+pub fn resolve_listen(listen: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let listen = listen.trim();
+    let spec = if listen.is_empty() {
+        "127.0.0.1:0".to_string()
+    } else if let Some(port) = listen.strip_prefix(':') {
+        format!("0.0.0.0:{port}")
+    } else {
+        listen.to_string()
+    };
+    spec.to_socket_addrs()
+        .map_err(|e| format!("invalid listen address {listen:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("invalid listen address {listen:?}: resolves to nothing"))
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<ProxyShared>, upstream: String, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((client, peer)) => {
+                    let conn = Arc::new(Conn::new(shared.clone(), peer, upstream.clone(), cancel.child_token()));
+                    tokio::spawn(handle(client, conn));
+                }
+                Err(e) => {
+                    tracing::warn!(proxy = %shared.name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+}
+
+/// A toxic that hit a connection, for its span.
+struct Applied {
+    toxic: Arc<Toxic>,
+    start: SystemTime,
+    end: Option<SystemTime>,
+    error: Option<String>,
+}
+
+/// One client connection and what its two directions share.
+pub struct Conn {
+    pub proxy: Arc<ProxyShared>,
+    pub peer: SocketAddr,
+    pub upstream: String,
+    pub cancel: CancellationToken,
+    reset: AtomicBool,
+    /// Set when the connection speaks HTTP: spans then go per request.
+    pub http: AtomicBool,
+    applied: Mutex<Vec<Applied>>,
+}
+
+impl Conn {
+    fn new(proxy: Arc<ProxyShared>, peer: SocketAddr, upstream: String, cancel: CancellationToken) -> Conn {
+        Conn {
+            proxy,
+            peer,
+            upstream,
+            cancel,
+            reset: AtomicBool::new(false),
+            http: AtomicBool::new(false),
+            applied: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn applied_start(&self, toxic: &Arc<Toxic>) {
+        self.applied.lock().unwrap().push(Applied {
+            toxic: toxic.clone(),
+            start: SystemTime::now(),
+            end: None,
+            error: None,
+        });
+    }
+
+    fn applied_end(&self, id: u64) {
+        let mut applied = self.applied.lock().unwrap();
+        if let Some(a) = applied.iter_mut().find(|a| a.toxic.id == id && a.end.is_none()) {
+            a.end = Some(SystemTime::now());
+        }
+    }
+
+    fn applied_error(&self, id: u64, error: String) {
+        let mut applied = self.applied.lock().unwrap();
+        if let Some(a) = applied.iter_mut().find(|a| a.toxic.id == id) {
+            a.error.get_or_insert(error);
+        }
+    }
+
+    /// The TCP toxics hitting this connection now (for per-request spans).
+    pub fn active_toxics(&self) -> Vec<Arc<Toxic>> {
+        self.applied.lock().unwrap().iter().filter(|a| a.end.is_none()).map(|a| a.toxic.clone()).collect()
+    }
+
+    /// One span per toxic that hit this connection (plain TCP only).
+    fn export_spans(&self) {
+        if self.http.load(Ordering::Relaxed) {
+            return;
+        }
+        let now = SystemTime::now();
+        for a in self.applied.lock().unwrap().drain(..) {
+            self.proxy.faults.record(Fault {
+                proxy: &self.proxy.name,
+                toxic: &a.toxic,
+                parent: None,
+                start: a.start,
+                end: a.end.unwrap_or(now),
+                error: a.error,
+                attributes: vec![
+                    KeyValue::new("client.address", self.peer.ip().to_string()),
+                    KeyValue::new("client.port", self.peer.port() as i64),
+                    KeyValue::new("server.address", self.upstream.clone()),
+                ],
+            });
+        }
+    }
+}
+
+async fn handle(client: TcpStream, conn: Arc<Conn>) {
+    let upstream = tokio::select! {
+        _ = conn.cancel.cancelled() => return,
+        r = TcpStream::connect(conn.upstream.as_str()) => r,
+    };
+    let upstream = match upstream {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(proxy = %conn.proxy.name, upstream = %conn.upstream, error = %e, "upstream connect failed");
+            return;
+        }
+    };
+    let _ = client.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    if crate::http::speaks_http(&client, &upstream, &conn.cancel).await {
+        conn.http.store(true, Ordering::Relaxed);
+        crate::http::serve(client, upstream, conn).await;
+    } else {
+        let (ur, uw) = upstream.into_split();
+        pipe(client, ur, uw, conn).await;
+    }
+}
+
+/// Pipes a client socket to `inner` (the upstream socket, or the HTTP layer)
+/// through the TCP toxics, both directions, until both end or the connection dies.
+pub(crate) async fn pipe<R, W>(client: TcpStream, mut inner_r: R, mut inner_w: W, conn: Arc<Conn>)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (mut cr, mut cw) = client.into_split();
+    tokio::join!(
+        pump(Stream::Upstream, &mut cr, &mut inner_w, &conn),
+        pump(Stream::Downstream, &mut inner_r, &mut cw, &conn),
+    );
+    if conn.reset.load(Ordering::Relaxed) {
+        if let Ok(s) = cr.reunite(cw) {
+            // Closing with a zero linger sends RST instead of FIN.
+            #[allow(deprecated)]
+            let _ = s.set_linger(Some(Duration::ZERO));
+            drop(s);
+        }
+    }
+    conn.export_spans();
+}
+
+/// Most data a direction holds back (latency, bandwidth) before it stops reading.
+const MAX_QUEUED: usize = 4 << 20;
+const READ_BUF: usize = 64 << 10;
+
+struct Piece {
+    due: Instant,
+    data: Bytes,
+}
+
+/// What one direction of one connection does to its bytes, derived from the
+/// toxics that apply to it (toxicity rolled once per toxic per connection).
+#[derive(Default)]
+struct Effects {
+    active: Vec<Arc<Toxic>>,
+    latency: Vec<(i64, i64)>,
+    slicer: Option<(i64, i64, i64)>,
+    bandwidth: Option<i64>,
+    timeout: Option<Arc<Toxic>>,
+    reset: Option<Arc<Toxic>>,
+    limit: Option<Arc<Toxic>>,
+    slow_close: i64,
+}
+
+impl Effects {
+    fn delays(&self) -> bool {
+        !self.latency.is_empty() || self.slicer.is_some() || self.bandwidth.is_some()
+    }
+}
+
+fn effects(active: Vec<Arc<Toxic>>) -> Effects {
+    let mut e = Effects::default();
+    for t in &active {
+        match &t.kind {
+            Kind::Latency { latency, jitter } => e.latency.push((*latency, *jitter)),
+            Kind::Slicer { average_size, size_variation, delay } => {
+                e.slicer.get_or_insert((*average_size, *size_variation, *delay));
+            }
+            Kind::Bandwidth { rate } if *rate > 0 => {
+                e.bandwidth = Some(e.bandwidth.map_or(*rate, |r| r.min(*rate)));
+            }
+            Kind::Bandwidth { .. } => {}
+            Kind::Timeout { .. } => {
+                e.timeout.get_or_insert_with(|| t.clone());
+            }
+            Kind::ResetPeer { .. } => {
+                e.reset.get_or_insert_with(|| t.clone());
+            }
+            Kind::LimitData { bytes } => {
+                let tighter = match &e.limit {
+                    Some(cur) => matches!(cur.kind, Kind::LimitData { bytes: b } if *bytes < b),
+                    None => true,
+                };
+                if tighter {
+                    e.limit = Some(t.clone());
+                }
+            }
+            Kind::SlowClose { delay } => e.slow_close += *delay,
+            Kind::HttpAbort { .. } | Kind::HttpDelay { .. } | Kind::Process { .. } => {}
+        }
+    }
+    e.active = active;
+    e
+}
+
+/// One direction: read from `src`, apply the toxics, write to `dst`.
+async fn pump<R, W>(dir: Stream, src: &mut R, dst: &mut W, conn: &Conn)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (received, sent) = conn.proxy.stats.counters(dir);
+    let mut chain_rx = conn.proxy.chain.clone();
+    let mut chain_open = true;
+    let mut rolls: HashMap<u64, bool> = HashMap::new();
+    let mut fx = Effects::default();
+    let mut buf = vec![0u8; READ_BUF];
+    let mut queue: VecDeque<Piece> = VecDeque::new();
+    let mut queued = 0usize;
+    let mut last_due = Instant::now();
+    let mut bw_free = Instant::now();
+    let mut hold_deadline: Option<Instant> = None;
+    let mut reset_at: Option<Instant> = None;
+    let mut limit_sent: i64 = 0;
+    let mut closing = false;
+    let mut eof_at: Option<Instant> = None;
+
+    // The toxics present when the connection opened apply from the start.
+    let mut changed = true;
+    loop {
+        if changed {
+            changed = false;
+            let chain = chain_rx.borrow_and_update().clone();
+            let active: Vec<Arc<Toxic>> = chain
+                .toxics
+                .iter()
+                .filter(|t| t.stream == dir && !t.kind.is_http())
+                .filter(|t| *rolls.entry(t.id).or_insert_with(|| t.roll()))
+                .cloned()
+                .collect();
+            for t in &active {
+                if !fx.active.iter().any(|o| o.id == t.id) {
+                    conn.applied_start(t);
+                }
+            }
+            for old in &fx.active {
+                if !active.iter().any(|t| t.id == old.id) {
+                    conn.applied_end(old.id);
+                }
+            }
+            let had_timeout = fx.timeout.as_ref().map(|t| t.id);
+            fx = effects(active);
+            match &fx.timeout {
+                Some(t) if had_timeout != Some(t.id) => {
+                    hold_deadline = match t.kind {
+                        Kind::Timeout { timeout } if timeout > 0 => Some(Instant::now() + ms(timeout)),
+                        _ => None,
+                    };
+                }
+                Some(_) => {}
+                None => hold_deadline = None,
+            }
+            if fx.reset.is_none() {
+                reset_at = None;
+            }
+            if !fx.delays() {
+                // Removing a delaying toxic releases what it held, as Toxiproxy does.
+                let now = Instant::now();
+                for p in queue.iter_mut() {
+                    p.due = p.due.min(now);
+                }
+                last_due = now;
+            }
+        }
+
+        let quiet = fx.active.is_empty() && queue.is_empty() && eof_at.is_none() && !closing;
+        if quiet {
+            // Fast path: no toxic on this direction, copy straight through.
+            tokio::select! {
+                biased;
+                _ = conn.cancel.cancelled() => return,
+                r = chain_rx.changed(), if chain_open => {
+                    if r.is_err() { chain_open = false } else { changed = true }
+                }
+                r = src.read(&mut buf) => match r {
+                    Ok(0) | Err(_) => eof_at = Some(Instant::now()),
+                    Ok(n) => {
+                        received.fetch_add(n as u64, Ordering::Relaxed);
+                        tokio::select! {
+                            biased;
+                            _ = conn.cancel.cancelled() => return,
+                            w = dst.write_all(&buf[..n]) => {
+                                if w.is_err() { conn.cancel.cancel(); return }
+                                sent.fetch_add(n as u64, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                },
+            }
+            continue;
+        }
+
+        let close_at = eof_at.map(|t| t + ms(fx.slow_close));
+        let next_timer =
+            [queue.front().map(|p| p.due), hold_deadline, reset_at, if queue.is_empty() { close_at } else { None }]
+                .into_iter()
+                .flatten()
+                .min();
+        let can_read = eof_at.is_none() && !closing && reset_at.is_none() && queued < MAX_QUEUED;
+        tokio::select! {
+            biased;
+            _ = conn.cancel.cancelled() => return,
+            r = chain_rx.changed(), if chain_open => {
+                if r.is_err() { chain_open = false } else { changed = true }
+            }
+            _ = sleep_until(next_timer.unwrap_or_else(Instant::now)), if next_timer.is_some() => {
+                let now = Instant::now();
+                while queue.front().is_some_and(|p| p.due <= now) {
+                    let p = queue.pop_front().unwrap();
+                    queued -= p.data.len();
+                    tokio::select! {
+                        biased;
+                        _ = conn.cancel.cancelled() => return,
+                        w = dst.write_all(&p.data) => {
+                            if w.is_err() { conn.cancel.cancel(); return }
+                            sent.fetch_add(p.data.len() as u64, Ordering::Relaxed);
+                        }
+                    }
+                }
+                if closing && queue.is_empty() {
+                    let _ = dst.flush().await;
+                    conn.cancel.cancel();
+                    return;
+                }
+                if hold_deadline.is_some_and(|d| d <= now) {
+                    if let Some(t) = &fx.timeout {
+                        conn.applied_error(t.id, format!("connection closed by timeout toxic {}", t.name));
+                    }
+                    conn.cancel.cancel();
+                    return;
+                }
+                if reset_at.is_some_and(|d| d <= now) {
+                    if let Some(t) = &fx.reset {
+                        conn.applied_error(t.id, format!("connection reset by reset_peer toxic {}", t.name));
+                    }
+                    conn.reset.store(true, Ordering::Relaxed);
+                    conn.cancel.cancel();
+                    return;
+                }
+                if queue.is_empty() && close_at.is_some_and(|c| c <= now) {
+                    let _ = dst.shutdown().await;
+                    return;
+                }
+            }
+            r = src.read(&mut buf), if can_read => {
+                let n = match r {
+                    Ok(0) | Err(_) => {
+                        eof_at = Some(Instant::now());
+                        if fx.timeout.is_some() || fx.reset.is_some() {
+                            // Toxiproxy's timeout and reset_peer close as soon as the source does.
+                            conn.cancel.cancel();
+                            return;
+                        }
+                        continue;
+                    }
+                    Ok(n) => n,
+                };
+                received.fetch_add(n as u64, Ordering::Relaxed);
+                let now = Instant::now();
+                if let Some(t) = &fx.timeout {
+                    // Data stops here; with a timeout, the connection closes that long after the last chunk.
+                    if let Kind::Timeout { timeout } = t.kind {
+                        if timeout > 0 {
+                            hold_deadline = Some(now + ms(timeout));
+                        }
+                    }
+                    continue;
+                }
+                if let Some(t) = &fx.reset {
+                    if let Kind::ResetPeer { timeout } = t.kind {
+                        reset_at = Some(now + ms(timeout));
+                    }
+                    continue;
+                }
+                let mut data = Bytes::copy_from_slice(&buf[..n]);
+                if let Some(t) = &fx.limit {
+                    if let Kind::LimitData { bytes } = t.kind {
+                        let left = (bytes - limit_sent).max(0) as usize;
+                        if data.len() >= left {
+                            data.truncate(left);
+                            closing = true;
+                            conn.applied_error(t.id, format!("connection closed after {bytes} bytes by limit_data toxic {}", t.name));
+                        }
+                        limit_sent += data.len() as i64;
+                    }
+                }
+                enqueue(&mut queue, &mut queued, &mut last_due, &mut bw_free, &fx, now, data);
+            }
+        }
+    }
+}
+
+/// Schedules a chunk: latency (± jitter) from its arrival, then the slicer's
+/// pieces, then the bandwidth limit; order on the wire is kept.
+fn enqueue(
+    queue: &mut VecDeque<Piece>,
+    queued: &mut usize,
+    last_due: &mut Instant,
+    bw_free: &mut Instant,
+    fx: &Effects,
+    now: Instant,
+    data: Bytes,
+) {
+    if data.is_empty() {
+        return;
+    }
+    let mut delay_ms: i64 = 0;
+    for (latency, jitter) in &fx.latency {
+        let j = if *jitter > 0 { rand::random_range(-*jitter..*jitter) } else { 0 };
+        delay_ms += (latency + j).max(0);
+    }
+    let due = (now + ms(delay_ms)).max(*last_due);
+    let mut pieces: Vec<(Instant, Bytes)> = Vec::new();
+    match fx.slicer {
+        Some((average, variation, delay_us)) if average > 0 => {
+            let mut at = due;
+            for range in slices(data.len(), average as usize, variation.max(0) as usize) {
+                pieces.push((at, data.slice(range)));
+                at += Duration::from_micros(delay_us.max(0) as u64);
+            }
+        }
+        _ => pieces.push((due, data)),
+    }
+    for (due, data) in pieces {
+        match fx.bandwidth {
+            Some(rate) => {
+                // rate is KB/s, i.e. `rate` bytes per millisecond; send at most 100 ms worth at a time.
+                let step = (rate as usize * 100).max(1);
+                let mut off = 0;
+                while off < data.len() {
+                    let end = (off + step).min(data.len());
+                    let at = due.max(*bw_free);
+                    *bw_free = at + Duration::from_micros(((end - off) as u64 * 1000) / rate as u64);
+                    push(queue, queued, last_due, at, data.slice(off..end));
+                    off = end;
+                }
+            }
+            None => push(queue, queued, last_due, due, data),
+        }
+    }
+}
+
+fn push(queue: &mut VecDeque<Piece>, queued: &mut usize, last_due: &mut Instant, due: Instant, data: Bytes) {
+    let due = due.max(*last_due);
+    *last_due = due;
+    *queued += data.len();
+    queue.push_back(Piece { due, data });
+}
+
+/// Toxiproxy's slicer: halve until a piece is within `variation` of `average`,
+/// moving each cut by up to ± `variation`.
+fn slices(len: usize, average: usize, variation: usize) -> Vec<std::ops::Range<usize>> {
+    fn cut(start: usize, end: usize, average: usize, variation: usize, out: &mut Vec<std::ops::Range<usize>>) {
+        if (end - start).saturating_sub(average) <= variation || end - start < 2 {
+            out.push(start..end);
+            return;
+        }
+        let mut mid = start + (end - start) / 2;
+        if variation > 0 {
+            let shift = rand::random_range(0..variation * 2) as isize - variation as isize;
+            mid = (mid as isize + shift).clamp(start as isize + 1, end as isize - 1) as usize;
+        }
+        cut(start, mid, average, variation, out);
+        cut(mid, end, average, variation, out);
+    }
+    let mut out = Vec::new();
+    cut(0, len, average, variation, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_cover_the_chunk_in_order() {
+        for (len, avg, var) in [(1000, 10, 0), (1000, 10, 5), (7, 100, 0), (65536, 1, 0)] {
+            let s = slices(len, avg, var);
+            assert_eq!(s.first().unwrap().start, 0);
+            assert_eq!(s.last().unwrap().end, len);
+            assert!(s.windows(2).all(|w| w[0].end == w[1].start));
+            assert!(s.iter().all(|r| r.len() <= avg + var || r.len() < 2), "{len} {avg} {var}");
+        }
+    }
+
+    #[test]
+    fn listen_addresses_like_go() {
+        assert_eq!(resolve_listen("").unwrap().to_string(), "127.0.0.1:0");
+        assert_eq!(resolve_listen(":8080").unwrap().to_string(), "0.0.0.0:8080");
+        assert_eq!(resolve_listen("localhost:0").unwrap().port(), 0);
+        assert!(resolve_listen("nonsense").is_err());
+    }
+
+    #[test]
+    fn bandwidth_spreads_chunks_over_time() {
+        let fx = effects(vec![Arc::new(
+            Toxic::from_create(&serde_json::json!({"type": "bandwidth", "attributes": {"rate": 10}})).unwrap(),
+        )]);
+        let (mut q, mut queued, now) = (VecDeque::new(), 0, Instant::now());
+        let (mut last, mut bw) = (now, now);
+        enqueue(&mut q, &mut queued, &mut last, &mut bw, &fx, now, Bytes::from(vec![0u8; 5000]));
+        // 10 KB/s: 1,000-byte pieces 100 ms apart, the last leaving 400 ms after the first.
+        assert_eq!(q.len(), 5);
+        assert_eq!(q.back().unwrap().due - q.front().unwrap().due, Duration::from_millis(400));
+        assert_eq!(bw - now, Duration::from_millis(500));
+    }
+}

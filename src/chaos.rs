@@ -1,0 +1,46 @@
+//! `seismo chaos ...`: the chaos agent.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use seismo_chaos::{AgentOptions, OtlpProtocol};
+
+#[derive(Subcommand)]
+pub enum ChaosCommand {
+    /// Toxiproxy-compatible fault proxy; exports a span for every fault it applies.
+    Agent(AgentArgs),
+}
+
+#[derive(Args)]
+pub struct AgentArgs {
+    /// Address of the Toxiproxy-compatible REST API.
+    #[arg(long, default_value = "127.0.0.1:8474")]
+    api: String,
+    /// OTLP endpoint for fault spans, e.g. http://127.0.0.1:4317 (seismo serve). None: no spans.
+    #[arg(long)]
+    otlp_endpoint: Option<String>,
+    /// OTLP transport for --otlp-endpoint.
+    #[arg(long, value_enum, default_value = "grpc")]
+    otlp_protocol: OtlpProtocol,
+    /// Experiment id put on every fault span (a toxic's own `experiment` wins).
+    #[arg(long, env = "SEISMO_EXPERIMENT_ID")]
+    experiment_id: Option<String>,
+    /// JSON array of proxies to create at start (the body `POST /populate` takes).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+pub async fn run(command: ChaosCommand) -> anyhow::Result<()> {
+    match command {
+        ChaosCommand::Agent(args) => {
+            let opts = AgentOptions {
+                api: args.api,
+                otlp_endpoint: args.otlp_endpoint,
+                otlp_protocol: args.otlp_protocol,
+                experiment: args.experiment_id,
+                config: args.config,
+            };
+            seismo_chaos::run(opts, crate::serve::shutdown_signal()).await
+        }
+    }
+}
