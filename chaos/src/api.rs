@@ -404,5 +404,23 @@ async fn process_fault(
     body: Bytes,
 ) -> ApiResult {
     let v = if body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { parse_body(&body)? };
-    Ok(json_response(StatusCode::OK, agent.processes.fault(&target, &action, &v, &agent.faults)?))
+    let mut out = agent.processes.fault(&target, &action, &v, &agent.faults)?;
+    // Signals land asynchronously: answer with the state they lead to, when it shows within 500 ms.
+    let want_stopped = match action.as_str() {
+        "pause" => Some(true),
+        "resume" => Some(false),
+        _ => None,
+    };
+    if let (Some(stopped), Some(pid)) = (want_stopped, out["pid"].as_u64()) {
+        for _ in 0..100 {
+            if (crate::process::state_of(pid as u32) == "stopped") == stopped {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let signal = out["signal"].take();
+        out = agent.processes.describe(pid as u32);
+        out["signal"] = signal;
+    }
+    Ok(json_response(StatusCode::OK, out))
 }

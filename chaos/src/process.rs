@@ -78,7 +78,7 @@ fn send_signal(pid: u32, sig: i32) -> Result<(), ApiError> {
 }
 
 /// `running`, `stopped`, `zombie` or `gone`, from /proc.
-fn state_of(pid: u32) -> &'static str {
+pub(crate) fn state_of(pid: u32) -> &'static str {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return "gone" };
     // The state follows the command name, which is in parentheses and may hold spaces.
     match stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()) {
