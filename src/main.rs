@@ -3,6 +3,7 @@
 mod chaos;
 mod config;
 mod loadgen;
+mod loadgen_proxy;
 mod loadgen_signals;
 mod serve;
 
@@ -34,6 +35,8 @@ enum Command {
     LoadgenLogs(loadgen_signals::LogsArgs),
     /// Benchmark: sends a counter's series over gRPC, then times PromQL range queries.
     LoadgenMetrics(loadgen_signals::MetricsArgs),
+    /// Benchmark: what a chaos agent proxy adds (round trips, HTTP requests, throughput).
+    LoadgenProxy(loadgen_proxy::ProxyArgs),
     /// Chaos testing: the Toxiproxy-compatible fault agent.
     #[command(subcommand)]
     Chaos(chaos::ChaosCommand),
@@ -48,6 +51,7 @@ fn main() -> anyhow::Result<()> {
         Command::Loadgen(args) => runtime.block_on(loadgen::run(args)),
         Command::LoadgenLogs(args) => runtime.block_on(loadgen_signals::run_logs(args)),
         Command::LoadgenMetrics(args) => runtime.block_on(loadgen_signals::run_metrics(args)),
+        Command::LoadgenProxy(args) => loadgen_proxy::run(args),
         Command::Chaos(command) => runtime.block_on(chaos::run(command)),
     }
 }
