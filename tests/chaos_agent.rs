@@ -328,11 +328,23 @@ fn toxiproxy_api_shapes_status_codes_and_errors() {
         ("GET", "/proxies/redis/toxics/ghost", None, 404, "toxic not found"),
         ("PATCH", "/proxies/redis/toxics/ghost", Some("{}"), 404, "toxic not found"),
         ("DELETE", "/proxies/redis/toxics/ghost", None, 404, "toxic not found"),
-        ("POST", "/proxies/redis/toxics", Some(r#"{"type": "latency", "stream": "sideways"}"#), 400, "stream was invalid"),
+        (
+            "POST",
+            "/proxies/redis/toxics",
+            Some(r#"{"type": "latency", "stream": "sideways"}"#),
+            400,
+            "stream was invalid",
+        ),
         ("POST", "/proxies/redis/toxics", Some(r#"{"name": "t"}"#), 400, "invalid toxic type"),
         ("POST", "/proxies/redis/toxics", Some(r#"{"type": "latency", "toxicity": 7}"#), 400, "toxicity"),
         ("POST", "/proxies/redis/toxics", Some(r#"{"type": "bandwidth", "attributes": {"rate": -1}}"#), 400, "rate"),
-        ("POST", "/populate", Some(r#"[{"name": "a", "upstream": "127.0.0.1:1"}, {"name": "b"}]"#), 400, "upstream at proxy 2"),
+        (
+            "POST",
+            "/populate",
+            Some(r#"[{"name": "a", "upstream": "127.0.0.1:1"}, {"name": "b"}]"#),
+            400,
+            "upstream at proxy 2",
+        ),
     ];
     for (method, path, body, status, message) in cases {
         let (s, v) = agent.request(method, path, *body);
@@ -351,7 +363,9 @@ fn toxiproxy_api_shapes_status_codes_and_errors() {
     assert_eq!(agent.request("GET", "/proxies/clash", None).0, 404);
 
     // Populate creates, keeps unchanged ones, answers 201 with the proxies.
-    let body = format!(r#"[{{"name": "redis", "listen": "{listen}", "upstream": "{echo}"}}, {{"name": "pg", "upstream": "{echo}"}}]"#);
+    let body = format!(
+        r#"[{{"name": "redis", "listen": "{listen}", "upstream": "{echo}"}}, {{"name": "pg", "upstream": "{echo}"}}]"#
+    );
     let (s, v) = agent.request("POST", "/populate", Some(&body));
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["proxies"].as_array().unwrap().len(), 2);
@@ -371,7 +385,9 @@ fn toxiproxy_api_shapes_status_codes_and_errors() {
     let text = reqwest::blocking::get(agent.url("/metrics")).unwrap().text().unwrap();
     let line = text
         .lines()
-        .find(|l| l.starts_with("toxiproxy_proxy_sent_bytes_total{direction=\"downstream\"") && l.contains("proxy=\"pg\""))
+        .find(|l| {
+            l.starts_with("toxiproxy_proxy_sent_bytes_total{direction=\"downstream\"") && l.contains("proxy=\"pg\"")
+        })
         .unwrap_or_else(|| panic!("{text}"));
     assert!(line.ends_with(" 5"), "{line}");
 
@@ -511,10 +527,7 @@ fn timeout_reset_peer_and_slow_close_end_connections() {
     let mut s = connect(listen);
     s.write_all(b"x").unwrap();
     let r = s.read(&mut buf);
-    assert!(
-        matches!(&r, Err(e) if e.kind() == ErrorKind::ConnectionReset),
-        "expected connection reset, got {r:?}"
-    );
+    assert!(matches!(&r, Err(e) if e.kind() == ErrorKind::ConnectionReset), "expected connection reset, got {r:?}");
     client.remove("svc", "reset_peer_upstream");
 
     // slow_close: the server's close reaches the client 500 ms late.
@@ -859,7 +872,8 @@ fn process_faults_kill_pause_resume_and_stop_cleanly() {
     let mut paused = Command::new("sleep").arg("60").spawn().unwrap();
     assert_eq!(agent.request("POST", &format!("/processes/{}/pause", paused.id()), None).0, 200);
     assert_eq!(proc_state(paused.id() as u64), 'T');
-    let (_, p) = agent.request("POST", "/proxies", Some(&format!(r#"{{"name": "p", "upstream": "{}"}}"#, echo_server())));
+    let (_, p) =
+        agent.request("POST", "/proxies", Some(&format!(r#"{{"name": "p", "upstream": "{}"}}"#, echo_server())));
     let listen: SocketAddr = p["listen"].as_str().unwrap().parse().unwrap();
     let sleeper = v["pid"].as_u64().unwrap();
     assert!(agent.stop());
@@ -868,4 +882,99 @@ fn process_faults_kill_pause_resume_and_stop_cleanly() {
     eventually(Duration::from_secs(5), || (proc_state(sleeper) != 'S' && proc_state(sleeper) != 'R').then_some(()));
     paused.kill().unwrap();
     paused.wait().unwrap();
+}
+
+// ---------------------------------------------------------------- gRPC (h2c)
+
+/// gRPC through the agent: passes untouched, then an `http_abort` with
+/// `grpc_status` fails the call with that status before it reaches the
+/// server, and the fault span lands in the caller's trace.
+#[test]
+fn grpc_abort_answers_a_grpc_status_and_is_traced() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let agent = Agent::start(&["--otlp-endpoint", &server.grpc_url()]);
+    let mut client = Client::new(&agent);
+    let listen = client.create("otlp", server.grpc.parse().unwrap());
+
+    let export = |trace: [u8; 16]| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![KeyValue {
+                        key: "service.name".into(),
+                        value: Some(AnyValue { value: Some(any_value::Value::StringValue("through-proxy".into())) }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span {
+                        trace_id: trace.to_vec(),
+                        span_id: vec![1, 2, 3, 4, 5, 6, 7, 8],
+                        name: "work".into(),
+                        kind: 2,
+                        start_time_unix_nano: now - 1_000_000,
+                        end_time_unix_nano: now,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    };
+    let (passed, aborted, after) = ([0x11u8; 16], [0x22u8; 16], [0x33u8; 16]);
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (first, second, third) = rt.block_on(async {
+        let mut grpc = TraceServiceClient::connect(format!("http://{listen}")).await.unwrap();
+        let first = grpc.export(export(passed)).await.map(|_| ());
+        client.add(
+            "otlp",
+            json!({"type": "http_abort", "name": "otlp_down", "attributes": {
+                "grpc_status": 14, "path_prefix": "/opentelemetry.proto.collector.trace.v1.TraceService/"}}),
+        );
+        let mut req = tonic::Request::new(export(aborted));
+        req.metadata_mut().insert("traceparent", format!("00-{caller_trace}-{caller_span}-01").parse().unwrap());
+        let second = grpc.export(req).await.map(|_| ());
+        client.remove("otlp", "otlp_down");
+        // Same client, same HTTP/2 connection.
+        let third = grpc.export(export(after)).await.map(|_| ());
+        (first, second, third)
+    });
+    first.expect("export through the proxy");
+    let status = second.expect_err("aborted export");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("seismo chaos"), "{status:?}");
+    third.expect("export after the toxic was removed");
+
+    let hex = |b: [u8; 16]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    for stored in [passed, after] {
+        eventually(Duration::from_secs(10), || {
+            (server.get_json(&format!("/api/traces/{}", hex(stored))).0 == 200).then_some(())
+        });
+    }
+    assert_eq!(server.get_json(&format!("/api/traces/{}", hex(aborted))).0, 404, "the aborted export never arrived");
+
+    let span = eventually(Duration::from_secs(20), || {
+        let (status, trace) = server.get_json(&format!("/api/traces/{caller_trace}"));
+        (status == 200).then(|| trace["data"][0]["spans"][0].clone())
+    });
+    assert_eq!(span["operationName"], "chaos http_abort");
+    assert_eq!(span["references"][0]["spanID"], caller_span);
+    let tags = span["tags"].as_array().unwrap();
+    let tag = |k: &str| tags.iter().find(|t| t["key"] == k).map(|t| t["value"].clone());
+    assert_eq!(tag("rpc.grpc.status_code"), Some(json!(14)));
+    assert_eq!(tag("chaos.toxic.grpc_status"), Some(json!(14)));
+    assert_eq!(tag("error"), Some(json!(true)));
 }

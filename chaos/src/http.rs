@@ -10,10 +10,10 @@ use std::time::SystemTime;
 use axum::http::{HeaderValue, Request, Response, StatusCode};
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use opentelemetry::trace::SpanContext;
 use opentelemetry::KeyValue;
 use tokio::net::TcpStream;
@@ -26,68 +26,111 @@ use crate::proxy::{pipe, Conn};
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
-/// Decides whether a connection speaks HTTP/1.x: the client talks first with a
-/// request line. A server that greets first, or HTTP/2's preface, stays TCP.
-pub(crate) async fn speaks_http(client: &TcpStream, upstream: &TcpStream, cancel: &CancellationToken) -> bool {
-    let mut buf = [0u8; 16];
+/// What a connection speaks, from the client's first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    Http1,
+    /// HTTP/2 with prior knowledge (gRPC without TLS).
+    H2c,
+    /// Anything else, including a server that greets first.
+    Opaque,
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Waits for the client's first bytes (or the server's, which settles it).
+pub(crate) async fn sniff(client: &TcpStream, upstream: &TcpStream, cancel: &CancellationToken) -> Protocol {
+    let mut buf = [0u8; 24];
     for _ in 0..100 {
         tokio::select! {
             biased;
-            _ = cancel.cancelled() => return false,
+            _ = cancel.cancelled() => return Protocol::Opaque,
             r = client.peek(&mut buf) => match r {
                 Ok(n) if n > 0 => match classify(&buf[..n]) {
-                    Some(http) => return http,
-                    // A request line cut short: wait for more of it.
+                    Some(p) => return p,
+                    // A request line or preface cut short: wait for more of it.
                     None => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
                 },
-                _ => return false,
+                _ => return Protocol::Opaque,
             },
-            _ = upstream.readable() => return false,
+            _ = upstream.readable() => return Protocol::Opaque,
         }
     }
-    false
+    Protocol::Opaque
 }
 
-/// `Some(true)` for an HTTP/1 request line start, `Some(false)` for anything
-/// else, `None` when too few bytes to tell.
-fn classify(b: &[u8]) -> Option<bool> {
+/// `None` when too few bytes to tell.
+fn classify(b: &[u8]) -> Option<Protocol> {
+    let n = b.len().min(H2_PREFACE.len());
+    if b[..n] == H2_PREFACE[..n] {
+        return (n == H2_PREFACE.len()).then_some(Protocol::H2c);
+    }
     match b.iter().position(|&c| c == b' ') {
-        Some(i) => Some(i > 0 && i <= 10 && b[..i].iter().all(u8::is_ascii_uppercase) && &b[..i] != b"PRI"),
+        Some(i) if i > 0 && i <= 10 && b[..i].iter().all(u8::is_ascii_uppercase) => Some(Protocol::Http1),
+        Some(_) => Some(Protocol::Opaque),
         None if b.len() < 11 && b.iter().all(u8::is_ascii_uppercase) => None,
-        None => Some(false),
+        None => Some(Protocol::Opaque),
     }
 }
 
-pub(crate) async fn serve(client: TcpStream, upstream: TcpStream, conn: Arc<Conn>) {
+/// Serves an HTTP/1.1 or h2c connection request by request.
+pub(crate) async fn serve(client: TcpStream, upstream: TcpStream, conn: Arc<Conn>, protocol: Protocol) {
     let (ours, theirs) = tokio::io::duplex(256 << 10);
     let (tr, tw) = tokio::io::split(theirs);
-    let forwarder = Arc::new(Forwarder { conn: conn.clone(), upstream: Mutex::new(Upstream::Fresh(upstream)) });
+    let h2 = protocol == Protocol::H2c;
+    let forwarder = Arc::new(Forwarder { conn: conn.clone(), h2, upstream: Mutex::new(Upstream::Fresh(upstream)) });
     let service = hyper::service::service_fn(move |req| {
         let f = forwarder.clone();
         async move { Ok::<_, Infallible>(f.handle(req).await) }
     });
-    let server =
-        hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(ours), service);
     let cancel = conn.cancel.clone();
-    tokio::join!(pipe(client, tr, tw, conn), async move {
-        tokio::select! {
-            _ = cancel.cancelled() => {}
-            r = server => if let Err(e) = r {
-                tracing::debug!(error = %e, "http connection ended");
+    let server = async move {
+        let io = TokioIo::new(ours);
+        let result = if h2 {
+            let server = hyper::server::conn::http2::Builder::new(TokioExecutor::new()).serve_connection(io, service);
+            tokio::select! {
+                _ = cancel.cancelled() => Ok(()),
+                r = server => r,
             }
+        } else {
+            let server = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(io, service);
+            tokio::select! {
+                _ = cancel.cancelled() => Ok(()),
+                r = server => r,
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "http connection ended");
         }
-    });
+    };
+    tokio::join!(pipe(client, tr, tw, conn), server);
 }
 
 enum Upstream {
     /// The connection opened with the client, not yet handshaken.
     Fresh(TcpStream),
-    Ready(SendRequest<Body>),
+    Ready(Sender),
     Gone,
+}
+
+enum Sender {
+    H1(SendRequest<Body>),
+    /// Multiplexed: cloned per request, requests run concurrently.
+    H2(hyper::client::conn::http2::SendRequest<Body>),
+}
+
+impl Sender {
+    fn is_closed(&self) -> bool {
+        match self {
+            Sender::H1(s) => s.is_closed(),
+            Sender::H2(s) => s.is_closed(),
+        }
+    }
 }
 
 struct Forwarder {
     conn: Arc<Conn>,
+    h2: bool,
     upstream: Mutex<Upstream>,
 }
 
@@ -98,35 +141,53 @@ impl Forwarder {
         let method = req.method().as_str().to_string();
         let path = req.uri().path().to_string();
         let chain = self.conn.proxy.chain.borrow().clone();
-        let mut abort: Option<(Arc<Toxic>, u16)> = None;
+        let mut abort: Option<Arc<Toxic>> = None;
         for t in chain.toxics.iter() {
             match &t.kind {
                 Kind::HttpDelay { delay, matcher } if matcher.matches(&method, &path, req.headers()) && t.roll() => {
                     let began = SystemTime::now();
                     tokio::time::sleep(ms(*delay)).await;
-                    self.record(t, parent.clone(), began, None, &method, &path, None);
+                    self.record(t, parent.clone(), began, None, &method, &path, None, vec![]);
                 }
-                Kind::HttpAbort { status, matcher } if matcher.matches(&method, &path, req.headers()) && t.roll() => {
-                    abort = Some((t.clone(), *status));
+                Kind::HttpAbort { matcher, .. } if matcher.matches(&method, &path, req.headers()) && t.roll() => {
+                    abort = Some(t.clone());
                     break;
                 }
                 _ => {}
             }
         }
         let response = match abort {
-            Some((toxic, status)) => {
+            Some(toxic) => {
+                let grpc =
+                    req.headers().get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
                 // Read the body so the connection stays usable for the next request.
                 let _ = req.into_body().collect().await;
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-                let msg = format!("aborted by seismo chaos: proxy {} toxic {}\n", self.conn.proxy.name, toxic.name);
-                let error = format!("request aborted with {} by http_abort toxic {}", status.as_u16(), toxic.name);
-                self.record(&toxic, parent.clone(), start, Some(error), &method, &path, Some(status.as_u16()));
-                let mut resp = Response::new(Full::new(Bytes::from(msg)).map_err(|never| match never {}).boxed());
-                *resp.status_mut() = status;
-                resp.headers_mut().insert("content-type", HeaderValue::from_static("text/plain"));
-                if let Ok(v) = HeaderValue::from_str(&toxic.name) {
-                    resp.headers_mut().insert("x-seismo-chaos-toxic", v);
+                let resp = abort_response(&self.conn.proxy.name, &toxic, grpc);
+                let error = match resp.headers().get("grpc-status") {
+                    Some(code) => format!(
+                        "request aborted with gRPC status {} by http_abort toxic {}",
+                        code.to_str().unwrap_or("?"),
+                        toxic.name
+                    ),
+                    None => {
+                        format!("request aborted with {} by http_abort toxic {}", resp.status().as_u16(), toxic.name)
+                    }
+                };
+                let mut attributes = vec![];
+                if let Some(code) = resp.headers().get("grpc-status").and_then(|c| c.to_str().ok()?.parse::<i64>().ok())
+                {
+                    attributes.push(KeyValue::new("rpc.grpc.status_code", code));
                 }
+                self.record(
+                    &toxic,
+                    parent.clone(),
+                    start,
+                    Some(error),
+                    &method,
+                    &path,
+                    Some(resp.status().as_u16()),
+                    attributes,
+                );
                 resp
             }
             None => self.forward(req).await,
@@ -134,14 +195,14 @@ impl Forwarder {
         // TCP toxics on this connection touched this request too.
         for t in self.conn.active_toxics() {
             let error = t.kind.is_abort().then(|| format!("{} toxic {} on the connection", t.kind.type_name(), t.name));
-            self.record(&t, parent.clone(), start, error, &method, &path, Some(response.status().as_u16()));
+            self.record(&t, parent.clone(), start, error, &method, &path, Some(response.status().as_u16()), vec![]);
         }
         response
     }
 
     async fn forward(&self, req: Request<Incoming>) -> Response<Body> {
         let mut upstream = self.upstream.lock().await;
-        let mut sender = match std::mem::replace(&mut *upstream, Upstream::Gone) {
+        let sender = match std::mem::replace(&mut *upstream, Upstream::Gone) {
             Upstream::Ready(s) if !s.is_closed() => s,
             Upstream::Fresh(stream) => match self.handshake(stream).await {
                 Ok(s) => s,
@@ -158,28 +219,54 @@ impl Forwarder {
                 Err(e) => return bad_gateway(format!("upstream {}: {e}", self.conn.upstream)),
             },
         };
-        if let Err(e) = sender.ready().await {
-            return bad_gateway(e.to_string());
-        }
-        let result = sender.send_request(req.map(|b| b.boxed())).await;
-        *upstream = Upstream::Ready(sender);
+        let req = req.map(|b| b.boxed());
+        let result = match sender {
+            Sender::H2(mut s) => {
+                *upstream = Upstream::Ready(Sender::H2(s.clone()));
+                drop(upstream);
+                match s.ready().await {
+                    Ok(()) => s.send_request(req).await,
+                    Err(e) => Err(e),
+                }
+            }
+            Sender::H1(mut s) => {
+                let result = match s.ready().await {
+                    Ok(()) => s.send_request(req).await,
+                    Err(e) => Err(e),
+                };
+                *upstream = Upstream::Ready(Sender::H1(s));
+                result
+            }
+        };
         match result {
             Ok(resp) => resp.map(|b| b.boxed()),
             Err(e) => bad_gateway(e.to_string()),
         }
     }
 
-    async fn handshake(&self, stream: TcpStream) -> Result<SendRequest<Body>, String> {
-        let (sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+    async fn handshake(&self, stream: TcpStream) -> Result<Sender, String> {
+        let io = TokioIo::new(stream);
         let cancel = self.conn.cancel.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = cancel.cancelled() => {}
-                _ = connection => {}
-            }
-        });
-        Ok(sender)
+        if self.h2 {
+            let (sender, connection) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.map_err(|e| e.to_string())?;
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = cancel.cancelled() => {}
+                    _ = connection => {}
+                }
+            });
+            Ok(Sender::H2(sender))
+        } else {
+            let (sender, connection) = hyper::client::conn::http1::handshake(io).await.map_err(|e| e.to_string())?;
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = cancel.cancelled() => {}
+                    _ = connection => {}
+                }
+            });
+            Ok(Sender::H1(sender))
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -192,6 +279,7 @@ impl Forwarder {
         method: &str,
         path: &str,
         status: Option<u16>,
+        extra: Vec<KeyValue>,
     ) {
         let mut attributes = vec![
             KeyValue::new("http.request.method", method.to_string()),
@@ -202,6 +290,7 @@ impl Forwarder {
         if let Some(s) = status {
             attributes.push(KeyValue::new("http.response.status_code", s as i64));
         }
+        attributes.extend(extra);
         self.conn.proxy.faults.record(Fault {
             proxy: &self.conn.proxy.name,
             toxic,
@@ -214,6 +303,36 @@ impl Forwarder {
     }
 }
 
+/// The answer to an aborted request: the toxic's HTTP status, or for a gRPC
+/// request when `grpc_status` is set, a trailers-only gRPC error.
+fn abort_response(proxy: &str, toxic: &Toxic, grpc: bool) -> Response<Body> {
+    let Kind::HttpAbort { status, grpc_status, .. } = &toxic.kind else { unreachable!("not an http_abort toxic") };
+    let msg = format!("aborted by seismo chaos: proxy {proxy} toxic {}", toxic.name);
+    let mut resp = match grpc_status {
+        Some(code) if grpc => {
+            let mut r = Response::new(Empty::<Bytes>::new().map_err(|never| match never {}).boxed());
+            let h = r.headers_mut();
+            h.insert("content-type", HeaderValue::from_static("application/grpc"));
+            h.insert("grpc-status", HeaderValue::from(*code as u16));
+            // grpc-message is percent-encoded; ours is plain ASCII without '%'.
+            if let Ok(v) = HeaderValue::from_str(&msg.replace('%', "%25")) {
+                h.insert("grpc-message", v);
+            }
+            r
+        }
+        _ => {
+            let mut r = Response::new(Full::new(Bytes::from(msg + "\n")).map_err(|never| match never {}).boxed());
+            *r.status_mut() = StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            r.headers_mut().insert("content-type", HeaderValue::from_static("text/plain"));
+            r
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&toxic.name) {
+        resp.headers_mut().insert("x-seismo-chaos-toxic", v);
+    }
+    resp
+}
+
 fn bad_gateway(detail: impl std::fmt::Display) -> Response<Body> {
     let msg = format!("seismo chaos: upstream failed: {detail}\n");
     let mut resp = Response::new(Full::new(Bytes::from(msg)).map_err(|never| match never {}).boxed());
@@ -223,15 +342,17 @@ fn bad_gateway(detail: impl std::fmt::Display) -> Response<Body> {
 
 #[cfg(test)]
 mod tests {
-    use super::classify;
+    use super::{classify, Protocol, H2_PREFACE};
 
     #[test]
-    fn request_lines_are_http_and_the_rest_is_not() {
-        assert_eq!(classify(b"GET / HTTP/1.1\r\n"), Some(true));
-        assert_eq!(classify(b"OPTIONS * HTTP/1.1"), Some(true));
-        assert_eq!(classify(b"PRI * HTTP/2.0\r\n"), Some(false));
-        assert_eq!(classify(b"*3\r\n$3\r\nSET"), Some(false));
-        assert_eq!(classify(b"\x16\x03\x01\x02\x00"), Some(false));
+    fn request_lines_are_http_prefaces_h2_and_the_rest_opaque() {
+        assert_eq!(classify(b"GET / HTTP/1.1\r\n"), Some(Protocol::Http1));
+        assert_eq!(classify(b"OPTIONS * HTTP/1.1"), Some(Protocol::Http1));
+        assert_eq!(classify(H2_PREFACE), Some(Protocol::H2c));
+        assert_eq!(classify(b"PRI * HTTP/2.0\r\n"), None);
+        assert_eq!(classify(b"PRI * HTTP/1.1\r\n"), Some(Protocol::Http1));
+        assert_eq!(classify(b"*3\r\n$3\r\nSET"), Some(Protocol::Opaque));
+        assert_eq!(classify(b"\x16\x03\x01\x02\x00"), Some(Protocol::Opaque));
         assert_eq!(classify(b"GE"), None);
     }
 }

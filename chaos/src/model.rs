@@ -124,8 +124,10 @@ pub enum Kind {
     LimitData {
         bytes: i64,
     },
+    /// `grpc_status` set: gRPC requests get that status (HTTP 200, trailers only).
     HttpAbort {
         status: u16,
+        grpc_status: Option<u8>,
         matcher: HttpMatch,
     },
     HttpDelay {
@@ -225,14 +227,26 @@ impl Kind {
                 delay: int("delay", *delay)?,
             },
             Kind::LimitData { bytes } => Kind::LimitData { bytes: int("bytes", *bytes)? },
-            Kind::HttpAbort { status, matcher: m } => {
+            Kind::HttpAbort { status, grpc_status, matcher: m } => {
                 let status = int("status", *status as i64)?;
                 if !(100..=599).contains(&status) {
                     return Err(ApiError::bad_body(format!(
                         "attribute status must be an HTTP status 100-599, got {status}"
                     )));
                 }
-                Kind::HttpAbort { status: status as u16, matcher: matcher(m)? }
+                let grpc_status = match attrs.get("grpc_status") {
+                    None => *grpc_status,
+                    Some(Value::Null) => None,
+                    Some(v) => match int_value(v) {
+                        Some(code @ 0..=16) => Some(code as u8),
+                        _ => {
+                            return Err(ApiError::bad_body(format!(
+                                "attribute grpc_status must be a gRPC code 0-16, got {v}"
+                            )))
+                        }
+                    },
+                };
+                Kind::HttpAbort { status: status as u16, grpc_status, matcher: matcher(m)? }
             }
             Kind::HttpDelay { delay, matcher: m } => {
                 Kind::HttpDelay { delay: int("delay", *delay)?, matcher: matcher(m)? }
@@ -250,7 +264,7 @@ impl Kind {
             "reset_peer" => Kind::ResetPeer { timeout: 0 },
             "slicer" => Kind::Slicer { average_size: 0, size_variation: 0, delay: 0 },
             "limit_data" => Kind::LimitData { bytes: 0 },
-            "http_abort" => Kind::HttpAbort { status: 503, matcher: HttpMatch::default() },
+            "http_abort" => Kind::HttpAbort { status: 503, grpc_status: None, matcher: HttpMatch::default() },
             "http_delay" => Kind::HttpDelay { delay: 0, matcher: HttpMatch::default() },
             _ => return None,
         })
@@ -276,8 +290,11 @@ impl Kind {
                 put("delay", (*delay).into());
             }
             Kind::LimitData { bytes } => put("bytes", (*bytes).into()),
-            Kind::HttpAbort { status, matcher } => {
+            Kind::HttpAbort { status, grpc_status, matcher } => {
                 put("status", (*status).into());
+                if let Some(code) = grpc_status {
+                    put("grpc_status", (*code).into());
+                }
                 matcher_attrs(matcher, &mut put);
             }
             Kind::HttpDelay { delay, matcher } => {
@@ -467,6 +484,10 @@ mod tests {
         assert_eq!(e.status, 400);
         let e = Toxic::from_create(&json!({"type": "http_abort", "attributes": {"status": 99}})).unwrap_err();
         assert!(e.message.contains("status"), "{}", e.message);
+        let e = Toxic::from_create(&json!({"type": "http_abort", "attributes": {"grpc_status": 17}})).unwrap_err();
+        assert!(e.message.contains("grpc_status"), "{}", e.message);
+        let t = Toxic::from_create(&json!({"type": "http_abort", "attributes": {"grpc_status": 14}})).unwrap();
+        assert_eq!(t.to_json()["attributes"]["grpc_status"], 14);
     }
 
     #[test]

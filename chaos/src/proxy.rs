@@ -306,9 +306,10 @@ async fn handle(client: TcpStream, conn: Arc<Conn>) {
     };
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
-    if crate::http::speaks_http(&client, &upstream, &conn.cancel).await {
+    let protocol = crate::http::sniff(&client, &upstream, &conn.cancel).await;
+    if protocol != crate::http::Protocol::Opaque {
         conn.http.store(true, Ordering::Relaxed);
-        crate::http::serve(client, upstream, conn).await;
+        crate::http::serve(client, upstream, conn, protocol).await;
     } else {
         let (ur, uw) = upstream.into_split();
         pipe(client, ur, uw, conn).await;
