@@ -511,7 +511,8 @@ fn timeout_reset_peer_and_slow_close_end_connections() {
     assert!(t.elapsed() >= ms(350), "{:?}", t.elapsed());
     client.remove("svc", "timeout_downstream");
 
-    // timeout 0: held until the toxic goes, then data flows on the same connection.
+    // timeout 0: held until the toxic goes; its removal closes the connection
+    // (as Toxiproxy's does: the swallowed bytes would misalign any protocol).
     client.add("svc", json!({"type": "timeout", "attributes": {"timeout": 0}}));
     let mut s = connect(listen);
     s.set_read_timeout(Some(ms(700))).unwrap();
@@ -520,15 +521,31 @@ fn timeout_reset_peer_and_slow_close_end_connections() {
     assert!(matches!(r.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut), "{r:?}");
     client.remove("svc", "timeout_downstream");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    assert!(round_trip(&mut s, b"after") < Duration::from_secs(5));
+    assert!(matches!(s.read(&mut buf), Ok(0) | Err(_)), "connection outlived its timeout toxic");
+    assert!(round_trip(&mut connect(listen), b"new connections flow") < Duration::from_secs(5));
 
-    // reset_peer upstream: the first data gets a TCP RST.
-    client.add("svc", json!({"type": "reset_peer", "stream": "upstream", "attributes": {"timeout": 0}}));
-    let mut s = connect(listen);
+    // reset_peer upstream: the first data gets a TCP RST, on both sides.
+    let server_saw = Arc::new(Mutex::new(None));
+    let seen = server_saw.clone();
+    let resetting = serve_tcp(move |mut s| {
+        let r = s.read(&mut [0u8; 16]);
+        *seen.lock().unwrap() = Some(r.map_err(|e| e.kind()));
+    });
+    let listen_r = client.create("resetting", resetting);
+    client.add("resetting", json!({"type": "reset_peer", "stream": "upstream", "attributes": {"timeout": 0}}));
+    let mut s = connect(listen_r);
     s.write_all(b"x").unwrap();
     let r = s.read(&mut buf);
     assert!(matches!(&r, Err(e) if e.kind() == ErrorKind::ConnectionReset), "expected connection reset, got {r:?}");
-    client.remove("svc", "reset_peer_upstream");
+    let upstream_got = eventually(Duration::from_secs(5), || *server_saw.lock().unwrap());
+    assert_eq!(upstream_got, Err(ErrorKind::ConnectionReset), "the upstream is reset too, and got no data");
+
+    // limit_data 0: nothing passes and the connection closes at once.
+    client.add("svc", json!({"type": "limit_data", "attributes": {"bytes": 0}}));
+    let mut s = connect(listen);
+    s.write_all(b"anything").unwrap();
+    assert!(matches!(s.read(&mut buf), Ok(0) | Err(_)));
+    client.remove("svc", "limit_data_downstream");
 
     // slow_close: the server's close reaches the client 500 ms late.
     let listen = client.create("greeter", closing_server());
@@ -668,6 +685,47 @@ fn http_delay_matches_method_path_and_header_per_request_on_keep_alive() {
     assert_eq!(upstream.connections.load(Ordering::SeqCst), 1, "keep-alive kept through the proxy");
     let paths: Vec<String> = upstream.hits.lock().unwrap().iter().map(|h| h.path.clone()).collect();
     assert_eq!(paths, ["/slow/1", "/slow/2", "/fast", "/slow/3", "/slow/4"]);
+}
+
+/// `Upgrade` (WebSocket and the like) through the HTTP path: after `101`,
+/// bytes flow both ways untouched; other protocols with request-like lines
+/// (RTSP here) stay plain TCP and reach the upstream byte for byte.
+#[test]
+fn upgrades_tunnel_and_lookalike_protocols_stay_tcp() {
+    let agent = Agent::start(&[]);
+    let mut client = Client::new(&agent);
+    let upgrading = serve_tcp(|s| {
+        let mut reader = BufReader::new(s.try_clone().unwrap());
+        let mut out = s;
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+            line.clear();
+        }
+        out.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n").unwrap();
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || out.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    let listen = client.create("ws", upgrading);
+    let mut s = connect(listen);
+    s.write_all(b"GET /socket HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n").unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        assert_eq!(s.read(&mut b).unwrap(), 1, "closed before the 101 ended: {:?}", String::from_utf8_lossy(&head));
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    for msg in [&b"frame one"[..], b"\x81\x05hello", b"binary \x00\xff"] {
+        round_trip(&mut s, msg);
+    }
+
+    let listen = client.create("rtsp", echo_server());
+    let mut s = connect(listen);
+    round_trip(&mut s, b"OPTIONS rtsp://camera/stream RTSP/1.0\r\nCSeq: 1\r\n\r\n");
 }
 
 /// Half the requests aborted at toxicity 0.5; each aborted request's trace in
@@ -865,6 +923,11 @@ fn process_faults_kill_pause_resume_and_stop_cleanly() {
         (v[0]["state"] == "exited").then_some(v)
     });
     assert!(list[0]["exit"].as_str().unwrap().contains("15"), "{list}");
+    // Its pid may belong to someone else now: no more signals to it.
+    let (s, v) = agent.request("POST", "/processes/victim/kill", None);
+    assert_eq!(s, 410, "{v}");
+    assert_eq!(agent.request("POST", &format!("/processes/{pid}/pause"), None).0, 410);
+    assert_eq!(agent.request("GET", "/processes/victim", None).0, 200);
 
     // Graceful stop leaves nothing half-applied: a paused process runs again,
     // proxies stop listening.

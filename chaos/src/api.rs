@@ -138,7 +138,8 @@ async fn proxy_create(State(agent): State<Arc<Agent>>, body: Bytes) -> ApiResult
     if proxies.contains_key(&input.name) {
         return Err(ApiError::proxy_exists());
     }
-    let mut proxy = Proxy::new(input.name.clone(), input.listen, input.upstream, agent.faults.clone());
+    let mut proxy =
+        Proxy::new(input.name.clone(), input.listen, input.upstream, agent.faults.clone(), agent.tasks.clone());
     if input.enabled.unwrap_or(true) {
         proxy.start().map_err(start_error)?;
     }
@@ -169,7 +170,8 @@ async fn populate(State(agent): State<Arc<Agent>>, body: Bytes) -> ApiResult {
         if let Some(stopping) = replaced {
             stopping.wait().await;
         }
-        let mut proxy = Proxy::new(input.name.clone(), input.listen, input.upstream, agent.faults.clone());
+        let mut proxy =
+            Proxy::new(input.name.clone(), input.listen, input.upstream, agent.faults.clone(), agent.tasks.clone());
         if input.enabled.unwrap_or(true) {
             if let Err(e) = proxy.start() {
                 let e = start_error(e);
@@ -264,7 +266,7 @@ async fn proxy_delete(State(agent): State<Arc<Agent>>, Path(name): Path<String>)
 async fn toxic_index(State(agent): State<Arc<Agent>>, Path(name): Path<String>) -> ApiResult {
     let proxies = agent.proxies.lock().unwrap();
     let p = proxies.get(&name).ok_or_else(ApiError::proxy_not_found)?;
-    Ok(json_response(StatusCode::OK, Value::Array(p.toxics.iter().map(|t| t.to_json()).collect())))
+    Ok(json_response(StatusCode::OK, p.toxics_json()))
 }
 
 async fn toxic_create(State(agent): State<Arc<Agent>>, Path(name): Path<String>, body: Bytes) -> ApiResult {
@@ -389,7 +391,7 @@ async fn process_start(State(agent): State<Arc<Agent>>, body: Bytes) -> ApiResul
 }
 
 async fn process_show(State(agent): State<Arc<Agent>>, Path(target): Path<String>) -> ApiResult {
-    let pid = agent.processes.resolve(&target)?;
+    let pid = agent.processes.resolve_any(&target)?;
     Ok(json_response(StatusCode::OK, agent.processes.describe(pid)))
 }
 

@@ -3,7 +3,6 @@
 //! fate (delay, abort), and the rest go to the upstream on a connection of
 //! their own, so keep-alive clients see every toxic change on the next request.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -40,7 +39,7 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Waits for the client's first bytes (or the server's, which settles it).
 pub(crate) async fn sniff(client: &TcpStream, upstream: &TcpStream, cancel: &CancellationToken) -> Protocol {
-    let mut buf = [0u8; 24];
+    let mut buf = vec![0u8; PEEK];
     for _ in 0..100 {
         tokio::select! {
             biased;
@@ -59,29 +58,42 @@ pub(crate) async fn sniff(client: &TcpStream, upstream: &TcpStream, cancel: &Can
     Protocol::Opaque
 }
 
+/// Longest request line recognised as HTTP; longer ones are proxied as bytes.
+const PEEK: usize = 8 << 10;
+
+/// An HTTP/1.x request line (`METHOD SP target SP HTTP/1.x CRLF`) or the h2c
+/// preface; RTSP, SIP, Redis inline commands and the rest stay opaque.
 /// `None` when too few bytes to tell.
 fn classify(b: &[u8]) -> Option<Protocol> {
     let n = b.len().min(H2_PREFACE.len());
     if b[..n] == H2_PREFACE[..n] {
         return (n == H2_PREFACE.len()).then_some(Protocol::H2c);
     }
-    match b.iter().position(|&c| c == b' ') {
-        Some(i) if i > 0 && i <= 10 && b[..i].iter().all(u8::is_ascii_uppercase) => Some(Protocol::Http1),
-        Some(_) => Some(Protocol::Opaque),
-        None if b.len() < 11 && b.iter().all(u8::is_ascii_uppercase) => None,
-        None => Some(Protocol::Opaque),
+    let method_end = match b.iter().position(|&c| c == b' ') {
+        Some(i) => i,
+        None if b.len() < 16 && b.iter().all(u8::is_ascii_uppercase) => return None,
+        None => return Some(Protocol::Opaque),
+    };
+    if method_end == 0 || method_end > 16 || !b[..method_end].iter().all(u8::is_ascii_uppercase) {
+        return Some(Protocol::Opaque);
     }
+    let Some(line_end) = b.windows(2).position(|w| w == b"\r\n") else {
+        return if b.len() < PEEK { None } else { Some(Protocol::Opaque) };
+    };
+    let line = &b[..line_end];
+    let http1 = line.ends_with(b" HTTP/1.1") || line.ends_with(b" HTTP/1.0");
+    Some(if http1 { Protocol::Http1 } else { Protocol::Opaque })
 }
 
 /// Serves an HTTP/1.1 or h2c connection request by request.
 pub(crate) async fn serve(client: TcpStream, upstream: TcpStream, conn: Arc<Conn>, protocol: Protocol) {
     let (ours, theirs) = tokio::io::duplex(256 << 10);
-    let (tr, tw) = tokio::io::split(theirs);
+    let (mut tr, mut tw) = tokio::io::split(theirs);
     let h2 = protocol == Protocol::H2c;
     let forwarder = Arc::new(Forwarder { conn: conn.clone(), h2, upstream: Mutex::new(Upstream::Fresh(upstream)) });
     let service = hyper::service::service_fn(move |req| {
         let f = forwarder.clone();
-        async move { Ok::<_, Infallible>(f.handle(req).await) }
+        async move { f.handle(req).await }
     });
     let cancel = conn.cancel.clone();
     let server = async move {
@@ -93,7 +105,13 @@ pub(crate) async fn serve(client: TcpStream, upstream: TcpStream, conn: Arc<Conn
                 r = server => r,
             }
         } else {
-            let server = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(io, service);
+            let server = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .half_close(true)
+                .preserve_header_case(true)
+                .max_headers(MAX_HEADERS)
+                .serve_connection(io, service)
+                .with_upgrades();
             tokio::select! {
                 _ = cancel.cancelled() => Ok(()),
                 r = server => r,
@@ -103,7 +121,7 @@ pub(crate) async fn serve(client: TcpStream, upstream: TcpStream, conn: Arc<Conn
             tracing::debug!(error = %e, "http connection ended");
         }
     };
-    tokio::join!(pipe(client, tr, tw, conn), server);
+    tokio::join!(pipe(client, &mut tr, &mut tw, conn), server);
 }
 
 enum Upstream {
@@ -134,8 +152,24 @@ struct Forwarder {
     upstream: Mutex<Upstream>,
 }
 
+/// hyper's default is 100; proxied messages may carry more (cookies).
+const MAX_HEADERS: usize = 1000;
+
+/// The upstream failed mid-exchange. The client connection is closed rather
+/// than answered, as a plain TCP proxy would show it.
+#[derive(Debug)]
+struct UpstreamFailed(String);
+
+impl std::fmt::Display for UpstreamFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "upstream failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for UpstreamFailed {}
+
 impl Forwarder {
-    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+    async fn handle(&self, req: Request<Incoming>) -> Result<Response<Body>, UpstreamFailed> {
         let start = SystemTime::now();
         let parent = parent_from_headers(req.headers());
         let method = req.method().as_str().to_string();
@@ -160,9 +194,11 @@ impl Forwarder {
             Some(toxic) => {
                 let grpc =
                     req.headers().get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-                // Read the body so the connection stays usable for the next request.
-                let _ = req.into_body().collect().await;
-                let resp = abort_response(&self.conn.proxy.name, &toxic, grpc);
+                let reusable = self.drain(req).await;
+                let mut resp = abort_response(&self.conn.proxy.name, &toxic, grpc);
+                if !reusable && !self.h2 {
+                    resp.headers_mut().insert("connection", HeaderValue::from_static("close"));
+                }
                 let error = match resp.headers().get("grpc-status") {
                     Some(code) => format!(
                         "request aborted with gRPC status {} by http_abort toxic {}",
@@ -190,35 +226,56 @@ impl Forwarder {
                 );
                 resp
             }
-            None => self.forward(req).await,
+            None => self.forward(req).await?,
         };
         // TCP toxics on this connection touched this request too.
         for t in self.conn.active_toxics() {
             let error = t.kind.is_abort().then(|| format!("{} toxic {} on the connection", t.kind.type_name(), t.name));
             self.record(&t, parent.clone(), start, error, &method, &path, Some(response.status().as_u16()), vec![]);
         }
-        response
+        Ok(response)
     }
 
-    async fn forward(&self, req: Request<Incoming>) -> Response<Body> {
+    /// Reads (and drops) up to 64 KiB of an aborted request's body, so a
+    /// keep-alive connection can carry on. False when the connection cannot be
+    /// reused: a bigger or slow body, or a client waiting for `100 Continue`.
+    async fn drain(&self, req: Request<Incoming>) -> bool {
+        let expects = req.headers().get("expect").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if expects {
+            return false;
+        }
+        let mut body = req.into_body();
+        let mut read = 0usize;
+        loop {
+            match tokio::time::timeout(std::time::Duration::from_secs(1), body.frame()).await {
+                Ok(None) => return true,
+                Ok(Some(Ok(frame))) => {
+                    read += frame.data_ref().map_or(0, |d| d.len());
+                    if read > 64 << 10 {
+                        return false;
+                    }
+                }
+                _ => return false,
+            }
+        }
+    }
+
+    async fn forward(&self, mut req: Request<Incoming>) -> Result<Response<Body>, UpstreamFailed> {
         let mut upstream = self.upstream.lock().await;
         let sender = match std::mem::replace(&mut *upstream, Upstream::Gone) {
             Upstream::Ready(s) if !s.is_closed() => s,
-            Upstream::Fresh(stream) => match self.handshake(stream).await {
-                Ok(s) => s,
-                Err(e) => return bad_gateway(e),
-            },
-            _ => match TcpStream::connect(self.conn.upstream.as_str()).await {
-                Ok(stream) => {
-                    let _ = stream.set_nodelay(true);
-                    match self.handshake(stream).await {
-                        Ok(s) => s,
-                        Err(e) => return bad_gateway(e),
-                    }
-                }
-                Err(e) => return bad_gateway(format!("upstream {}: {e}", self.conn.upstream)),
-            },
+            Upstream::Fresh(stream) => self.handshake(stream).await?,
+            _ => {
+                let stream = TcpStream::connect(self.conn.upstream.as_str())
+                    .await
+                    .map_err(|e| UpstreamFailed(format!("{}: {e}", self.conn.upstream)))?;
+                let _ = stream.set_nodelay(true);
+                self.handshake(stream).await?
+            }
         };
+        // WebSocket and other upgrades: once both sides switch protocols, the
+        // bytes flow straight through (still past the TCP toxics on the client side).
+        let client_upgrade = wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
         let req = req.map(|b| b.boxed());
         let result = match sender {
             Sender::H2(mut s) => {
@@ -234,22 +291,31 @@ impl Forwarder {
                     Ok(()) => s.send_request(req).await,
                     Err(e) => Err(e),
                 };
-                *upstream = Upstream::Ready(Sender::H1(s));
+                // An upgraded upstream connection is the tunnel now, not for requests.
+                let upgraded = result.as_ref().is_ok_and(|r| r.status() == StatusCode::SWITCHING_PROTOCOLS);
+                if !upgraded {
+                    *upstream = Upstream::Ready(Sender::H1(s));
+                }
                 result
             }
         };
-        match result {
-            Ok(resp) => resp.map(|b| b.boxed()),
-            Err(e) => bad_gateway(e.to_string()),
+        let mut resp = result.map_err(|e| UpstreamFailed(e.to_string()))?;
+        if let Some(client_upgrade) = client_upgrade {
+            if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                tokio::spawn(tunnel(client_upgrade, upstream_upgrade, self.conn.cancel.clone()));
+            }
         }
+        Ok(resp.map(|b| b.boxed()))
     }
 
-    async fn handshake(&self, stream: TcpStream) -> Result<Sender, String> {
+    async fn handshake(&self, stream: TcpStream) -> Result<Sender, UpstreamFailed> {
         let io = TokioIo::new(stream);
         let cancel = self.conn.cancel.clone();
+        let failed = |e: hyper::Error| UpstreamFailed(e.to_string());
         if self.h2 {
             let (sender, connection) =
-                hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.map_err(|e| e.to_string())?;
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.map_err(failed)?;
             tokio::spawn(async move {
                 tokio::select! {
                     _ = cancel.cancelled() => {}
@@ -258,11 +324,16 @@ impl Forwarder {
             });
             Ok(Sender::H2(sender))
         } else {
-            let (sender, connection) = hyper::client::conn::http1::handshake(io).await.map_err(|e| e.to_string())?;
+            let (sender, connection) = hyper::client::conn::http1::Builder::new()
+                .preserve_header_case(true)
+                .max_headers(MAX_HEADERS)
+                .handshake(io)
+                .await
+                .map_err(failed)?;
             tokio::spawn(async move {
                 tokio::select! {
                     _ = cancel.cancelled() => {}
-                    _ = connection => {}
+                    _ = connection.with_upgrades() => {}
                 }
             });
             Ok(Sender::H1(sender))
@@ -303,6 +374,25 @@ impl Forwarder {
     }
 }
 
+fn wants_upgrade<B>(req: &Request<B>) -> bool {
+    req.method() == axum::http::Method::CONNECT
+        || req
+            .headers()
+            .get("connection")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+}
+
+/// Joins the two upgraded halves of a WebSocket (or other) upgrade.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade, cancel: CancellationToken) {
+    let (Ok(client), Ok(upstream)) = tokio::join!(client, upstream) else { return };
+    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+    }
+}
+
 /// The answer to an aborted request: the toxic's HTTP status, or for a gRPC
 /// request when `grpc_status` is set, a trailers-only gRPC error.
 fn abort_response(proxy: &str, toxic: &Toxic, grpc: bool) -> Response<Body> {
@@ -333,24 +423,20 @@ fn abort_response(proxy: &str, toxic: &Toxic, grpc: bool) -> Response<Body> {
     resp
 }
 
-fn bad_gateway(detail: impl std::fmt::Display) -> Response<Body> {
-    let msg = format!("seismo chaos: upstream failed: {detail}\n");
-    let mut resp = Response::new(Full::new(Bytes::from(msg)).map_err(|never| match never {}).boxed());
-    *resp.status_mut() = StatusCode::BAD_GATEWAY;
-    resp
-}
-
 #[cfg(test)]
 mod tests {
     use super::{classify, Protocol, H2_PREFACE};
 
     #[test]
     fn request_lines_are_http_prefaces_h2_and_the_rest_opaque() {
-        assert_eq!(classify(b"GET / HTTP/1.1\r\n"), Some(Protocol::Http1));
-        assert_eq!(classify(b"OPTIONS * HTTP/1.1"), Some(Protocol::Http1));
+        assert_eq!(classify(b"GET / HTTP/1.1\r\nHost: x\r\n"), Some(Protocol::Http1));
+        assert_eq!(classify(b"OPTIONS * HTTP/1.0\r\n"), Some(Protocol::Http1));
+        assert_eq!(classify(b"GET / HTTP/1.1"), None, "line not complete yet");
         assert_eq!(classify(H2_PREFACE), Some(Protocol::H2c));
         assert_eq!(classify(b"PRI * HTTP/2.0\r\n"), None);
-        assert_eq!(classify(b"PRI * HTTP/1.1\r\n"), Some(Protocol::Http1));
+        assert_eq!(classify(b"OPTIONS rtsp://cam/stream RTSP/1.0\r\n"), Some(Protocol::Opaque));
+        assert_eq!(classify(b"INVITE sip:bob@example.com SIP/2.0\r\n"), Some(Protocol::Opaque));
+        assert_eq!(classify(b"SET k v\r\n"), Some(Protocol::Opaque));
         assert_eq!(classify(b"*3\r\n$3\r\nSET"), Some(Protocol::Opaque));
         assert_eq!(classify(b"\x16\x03\x01\x02\x00"), Some(Protocol::Opaque));
         assert_eq!(classify(b"GE"), None);

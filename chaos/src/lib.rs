@@ -32,6 +32,7 @@ pub struct Agent {
     pub(crate) ops: tokio::sync::Mutex<()>,
     pub(crate) faults: Arc<faults::FaultSink>,
     pub(crate) processes: process::Processes,
+    pub(crate) tasks: tokio_util::task::TaskTracker,
 }
 
 /// Runs the agent until `shutdown` resolves, then closes every listener and
@@ -43,6 +44,7 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()> + Send +
         ops: tokio::sync::Mutex::new(()),
         faults: faults.clone(),
         processes: process::Processes::default(),
+        tasks: tokio_util::task::TaskTracker::new(),
     });
     let listener = tokio::net::TcpListener::bind(&opts.api)
         .await
@@ -59,6 +61,11 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()> + Send +
     let stopping: Vec<_> = agent.proxies.lock().unwrap().values_mut().map(|p| p.stop()).collect();
     for s in stopping {
         s.wait().await;
+    }
+    // Connections were cancelled with their proxies; let them export their spans.
+    agent.tasks.close();
+    if tokio::time::timeout(std::time::Duration::from_secs(2), agent.tasks.wait()).await.is_err() {
+        tracing::warn!("connections still closing after 2 s");
     }
     agent.processes.shutdown();
     tokio::task::spawn_blocking(move || faults.shutdown()).await?;

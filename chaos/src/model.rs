@@ -52,7 +52,7 @@ pub enum Stream {
 
 impl Stream {
     pub fn parse(s: &str) -> Option<Stream> {
-        match s {
+        match s.to_ascii_lowercase().as_str() {
             "upstream" => Some(Stream::Upstream),
             "downstream" => Some(Stream::Downstream),
             _ => None,
@@ -229,9 +229,9 @@ impl Kind {
             Kind::LimitData { bytes } => Kind::LimitData { bytes: int("bytes", *bytes)? },
             Kind::HttpAbort { status, grpc_status, matcher: m } => {
                 let status = int("status", *status as i64)?;
-                if !(100..=599).contains(&status) {
+                if !(200..=599).contains(&status) {
                     return Err(ApiError::bad_body(format!(
-                        "attribute status must be an HTTP status 100-599, got {status}"
+                        "attribute status must be an HTTP status 200-599, got {status}"
                     )));
                 }
                 let grpc_status = match attrs.get("grpc_status") {

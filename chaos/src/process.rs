@@ -106,7 +106,9 @@ impl Processes {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
             _ => argv[0].rsplit('/').next().unwrap_or(&argv[0]).to_string(),
         };
-        if self.started.lock().unwrap().values().any(|p| p.name == name && p.exit.lock().unwrap().is_none()) {
+        // One lock from the name check to the insert: two starts cannot both win.
+        let mut started = self.started.lock().unwrap();
+        if started.values().any(|p| p.name == name && p.exit.lock().unwrap().is_none()) {
             return Err(ApiError::new(StatusCode::CONFLICT, format!("process {name:?} already running")));
         }
         let mut child = tokio::process::Command::new(&argv[0])
@@ -122,7 +124,8 @@ impl Processes {
             let status = child.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
             *exit_w.lock().unwrap() = Some(status);
         });
-        self.started.lock().unwrap().insert(pid, Started { name, command: argv, exit });
+        started.insert(pid, Started { name, command: argv, exit });
+        drop(started);
         Ok(self.describe(pid))
     }
 
@@ -131,19 +134,40 @@ impl Processes {
         Value::Array(pids.into_iter().map(|p| self.describe(p)).collect())
     }
 
-    /// A pid (any process) or the name of a started command.
+    /// A pid (any process) or the name of a started command. A started command
+    /// that has exited is 410 Gone: its pid may belong to another process now.
     pub fn resolve(&self, target: &str) -> Result<u32, ApiError> {
+        let started = self.started.lock().unwrap();
+        let gone = |pid: u32, p: &Started| {
+            let exit = p.exit.lock().unwrap().clone()?;
+            Some(ApiError::new(StatusCode::GONE, format!("process {} (pid {pid}) already exited: {exit}", p.name)))
+        };
         if let Ok(pid) = target.parse::<u32>() {
+            if let Some(e) = started.get(&pid).and_then(|p| gone(pid, p)) {
+                return Err(e);
+            }
             return Ok(pid);
         }
-        let started = self.started.lock().unwrap();
-        let mut found: Vec<u32> = started.iter().filter(|(_, p)| p.name == target).map(|(pid, _)| *pid).collect();
-        // Prefer the running one when a name was reused.
-        found.sort_by_key(|pid| started[pid].exit.lock().unwrap().is_some());
-        found
-            .first()
-            .copied()
-            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no process named {target:?}")))
+        let mut exited = None;
+        for (pid, p) in started.iter().filter(|(_, p)| p.name == target) {
+            match gone(*pid, p) {
+                None => return Ok(*pid),
+                Some(e) => exited = Some(e),
+            }
+        }
+        Err(exited.unwrap_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no process named {target:?}"))))
+    }
+
+    /// A started command, running or not (for GET and DELETE).
+    pub fn resolve_any(&self, target: &str) -> Result<u32, ApiError> {
+        match self.resolve(target) {
+            Err(e) if e.status == StatusCode::GONE.as_u16() => {
+                let started = self.started.lock().unwrap();
+                let pid = target.parse::<u32>().ok().filter(|p| started.contains_key(p));
+                pid.or_else(|| started.iter().find(|(_, p)| p.name == target).map(|(pid, _)| *pid)).ok_or(e)
+            }
+            other => other,
+        }
     }
 
     pub fn describe(&self, pid: u32) -> Value {
@@ -215,7 +239,7 @@ impl Processes {
 
     /// Forgets a started command, killing it first if it still runs.
     pub fn remove(&self, target: &str) -> Result<(), ApiError> {
-        let pid = self.resolve(target)?;
+        let pid = self.resolve_any(target)?;
         let entry = self.started.lock().unwrap().remove(&pid);
         let Some(p) = entry else {
             return Err(ApiError::new(StatusCode::NOT_FOUND, format!("pid {pid} was not started by the agent")));

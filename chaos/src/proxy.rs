@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::faults::{Fault, FaultSink};
 use crate::model::{ms, Kind, Stream, Toxic};
@@ -79,6 +80,8 @@ pub struct Proxy {
     pub stats: Arc<ProxyStats>,
     chain_tx: watch::Sender<Arc<Chain>>,
     faults: Arc<FaultSink>,
+    /// The agent's connection tasks, awaited on shutdown so their spans get out.
+    tasks: TaskTracker,
     running: Option<Running>,
 }
 
@@ -91,7 +94,7 @@ pub enum StartError {
 }
 
 impl Proxy {
-    pub fn new(name: String, listen: String, upstream: String, faults: Arc<FaultSink>) -> Proxy {
+    pub fn new(name: String, listen: String, upstream: String, faults: Arc<FaultSink>, tasks: TaskTracker) -> Proxy {
         let (chain_tx, _) = watch::channel(Arc::new(Chain::default()));
         Proxy {
             name,
@@ -102,6 +105,7 @@ impl Proxy {
             stats: Arc::new(ProxyStats::default()),
             chain_tx,
             faults,
+            tasks,
             running: None,
         }
     }
@@ -113,7 +117,7 @@ impl Proxy {
             return Ok(());
         }
         let addr = resolve_listen(&self.listen).map_err(StartError::Bad)?;
-        let std_listener = std::net::TcpListener::bind(addr).map_err(|e| {
+        let std_listener = bind(addr).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AddrInUse {
                 StartError::InUse(format!("listen address already in use: {addr}"))
             } else {
@@ -130,7 +134,8 @@ impl Proxy {
             stats: self.stats.clone(),
             faults: self.faults.clone(),
         });
-        let task = tokio::spawn(accept_loop(listener, shared, self.upstream.clone(), cancel.clone()));
+        let task =
+            tokio::spawn(accept_loop(listener, shared, self.upstream.clone(), cancel.clone(), self.tasks.clone()));
         self.running = Some(Running { cancel, task });
         self.enabled = true;
         tracing::info!(proxy = %self.name, listen = %self.listen, upstream = %self.upstream, "proxy started");
@@ -167,36 +172,64 @@ impl Proxy {
             "listen": self.listen,
             "upstream": self.upstream,
             "enabled": self.enabled,
-            "toxics": self.toxics.iter().map(|t| t.to_json()).collect::<Vec<_>>(),
+            "toxics": self.toxics_json(),
         })
+    }
+
+    /// Upstream toxics first, then downstream, each in the order added (as Toxiproxy lists them).
+    pub fn toxics_json(&self) -> serde_json::Value {
+        let by = |s: Stream| self.toxics.iter().filter(move |t| t.stream == s).map(|t| t.to_json());
+        serde_json::Value::Array(by(Stream::Upstream).chain(by(Stream::Downstream)).collect())
     }
 }
 
-/// Go-style listen addresses: `host:port`, `:port` (all interfaces), empty (loopback, any port).
+/// Go-style listen addresses: `host:port`, `:port` and empty (all interfaces,
+/// IPv6 and IPv4; port 0 when empty). A host name resolves to its IPv4
+/// address first, as Go's resolver prefers.
 pub fn resolve_listen(listen: &str) -> Result<SocketAddr, String> {
     use std::net::ToSocketAddrs;
     let listen = listen.trim();
     let spec = if listen.is_empty() {
-        "127.0.0.1:0".to_string()
+        "[::]:0".to_string()
     } else if let Some(port) = listen.strip_prefix(':') {
-        format!("0.0.0.0:{port}")
+        format!("[::]:{port}")
     } else {
         listen.to_string()
     };
-    spec.to_socket_addrs()
-        .map_err(|e| format!("invalid listen address {listen:?}: {e}"))?
-        .next()
+    let addrs: Vec<SocketAddr> =
+        spec.to_socket_addrs().map_err(|e| format!("invalid listen address {listen:?}: {e}"))?.collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
         .ok_or_else(|| format!("invalid listen address {listen:?}: resolves to nothing"))
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<ProxyShared>, upstream: String, cancel: CancellationToken) {
+/// Binds; on a host without IPv6, "all interfaces" falls back to IPv4's.
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    match std::net::TcpListener::bind(addr) {
+        Err(e) if addr.ip().is_unspecified() && addr.is_ipv6() && e.kind() != std::io::ErrorKind::AddrInUse => {
+            std::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], addr.port())))
+        }
+        r => r,
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<ProxyShared>,
+    upstream: String,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+) {
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((client, peer)) => {
                     let conn = Arc::new(Conn::new(shared.clone(), peer, upstream.clone(), cancel.child_token()));
-                    tokio::spawn(handle(client, conn));
+                    tasks.spawn(handle(client, conn));
                 }
                 Err(e) => {
                     tracing::warn!(proxy = %shared.name, error = %e, "accept failed");
@@ -249,10 +282,17 @@ impl Conn {
         });
     }
 
+    /// The toxic left this connection: its span goes out now (plain TCP), not at close.
     fn applied_end(&self, id: u64) {
-        let mut applied = self.applied.lock().unwrap();
-        if let Some(a) = applied.iter_mut().find(|a| a.toxic.id == id && a.end.is_none()) {
+        let ended = {
+            let mut applied = self.applied.lock().unwrap();
+            applied.iter().position(|a| a.toxic.id == id && a.end.is_none()).map(|i| applied.remove(i))
+        };
+        if let Some(mut a) = ended {
             a.end = Some(SystemTime::now());
+            if !self.http.load(Ordering::Relaxed) {
+                self.export(a);
+            }
         }
     }
 
@@ -268,27 +308,28 @@ impl Conn {
         self.applied.lock().unwrap().iter().filter(|a| a.end.is_none()).map(|a| a.toxic.clone()).collect()
     }
 
-    /// One span per toxic that hit this connection (plain TCP only).
+    /// One span per toxic still on this connection when it ends (plain TCP only).
     fn export_spans(&self) {
-        if self.http.load(Ordering::Relaxed) {
-            return;
+        let applied: Vec<Applied> = self.applied.lock().unwrap().drain(..).collect();
+        if !self.http.load(Ordering::Relaxed) {
+            applied.into_iter().for_each(|a| self.export(a));
         }
-        let now = SystemTime::now();
-        for a in self.applied.lock().unwrap().drain(..) {
-            self.proxy.faults.record(Fault {
-                proxy: &self.proxy.name,
-                toxic: &a.toxic,
-                parent: None,
-                start: a.start,
-                end: a.end.unwrap_or(now),
-                error: a.error,
-                attributes: vec![
-                    KeyValue::new("client.address", self.peer.ip().to_string()),
-                    KeyValue::new("client.port", self.peer.port() as i64),
-                    KeyValue::new("server.address", self.upstream.clone()),
-                ],
-            });
-        }
+    }
+
+    fn export(&self, a: Applied) {
+        self.proxy.faults.record(Fault {
+            proxy: &self.proxy.name,
+            toxic: &a.toxic,
+            parent: None,
+            start: a.start,
+            end: a.end.unwrap_or_else(SystemTime::now),
+            error: a.error,
+            attributes: vec![
+                KeyValue::new("client.address", self.peer.ip().to_string()),
+                KeyValue::new("client.port", self.peer.port() as i64),
+                KeyValue::new("server.address", self.upstream.clone()),
+            ],
+        });
     }
 }
 
@@ -311,32 +352,41 @@ async fn handle(client: TcpStream, conn: Arc<Conn>) {
         conn.http.store(true, Ordering::Relaxed);
         crate::http::serve(client, upstream, conn, protocol).await;
     } else {
-        let (ur, uw) = upstream.into_split();
-        pipe(client, ur, uw, conn).await;
+        let (mut ur, mut uw) = upstream.into_split();
+        let reset = pipe(client, &mut ur, &mut uw, conn).await;
+        if reset {
+            if let Ok(s) = ur.reunite(uw) {
+                zero_linger(s);
+            }
+        }
     }
 }
 
+/// Closing with a zero linger sends RST instead of FIN.
+fn zero_linger(s: TcpStream) {
+    #[allow(deprecated)]
+    let _ = s.set_linger(Some(Duration::ZERO));
+    drop(s);
+}
+
 /// Pipes a client socket to `inner` (the upstream socket, or the HTTP layer)
-/// through the TCP toxics, both directions, until both end or the connection dies.
-pub(crate) async fn pipe<R, W>(client: TcpStream, mut inner_r: R, mut inner_w: W, conn: Arc<Conn>)
+/// through the TCP toxics, both directions, until both end or the connection
+/// dies. Returns whether a reset_peer fired (the caller resets its side too).
+pub(crate) async fn pipe<R, W>(client: TcpStream, inner_r: &mut R, inner_w: &mut W, conn: Arc<Conn>) -> bool
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let (mut cr, mut cw) = client.into_split();
-    tokio::join!(
-        pump(Stream::Upstream, &mut cr, &mut inner_w, &conn),
-        pump(Stream::Downstream, &mut inner_r, &mut cw, &conn),
-    );
-    if conn.reset.load(Ordering::Relaxed) {
+    tokio::join!(pump(Stream::Upstream, &mut cr, inner_w, &conn), pump(Stream::Downstream, inner_r, &mut cw, &conn),);
+    let reset = conn.reset.load(Ordering::Relaxed);
+    if reset {
         if let Ok(s) = cr.reunite(cw) {
-            // Closing with a zero linger sends RST instead of FIN.
-            #[allow(deprecated)]
-            let _ = s.set_linger(Some(Duration::ZERO));
-            drop(s);
+            zero_linger(s);
         }
     }
     conn.export_spans();
+    reset
 }
 
 /// Most data a direction holds back (latency, bandwidth) before it stops reading.
@@ -449,7 +499,17 @@ where
                 }
             }
             let had_timeout = fx.timeout.as_ref().map(|t| t.id);
+            let had_limit = fx.limit.as_ref().map(|t| t.id);
             fx = effects(active);
+            if had_timeout.is_some() && fx.timeout.is_none() {
+                // As Toxiproxy: a timeout toxic's removal closes what it held, so
+                // the bytes it swallowed cannot misalign a protocol afterwards.
+                conn.cancel.cancel();
+                return;
+            }
+            if fx.limit.as_ref().map(|t| t.id) != had_limit {
+                limit_sent = 0;
+            }
             match &fx.timeout {
                 Some(t) if had_timeout != Some(t.id) => {
                     hold_deadline = match t.kind {
@@ -500,7 +560,8 @@ where
             continue;
         }
 
-        let close_at = eof_at.map(|t| t + ms(fx.slow_close));
+        // A pending reset wins over closing normally.
+        let close_at = if reset_at.is_some() { None } else { eof_at.map(|t| t + ms(fx.slow_close)) };
         let next_timer =
             [queue.front().map(|p| p.due), hold_deadline, reset_at, if queue.is_empty() { close_at } else { None }]
                 .into_iter()
@@ -556,8 +617,15 @@ where
                 let n = match r {
                     Ok(0) | Err(_) => {
                         eof_at = Some(Instant::now());
-                        if fx.timeout.is_some() || fx.reset.is_some() {
-                            // Toxiproxy's timeout and reset_peer close as soon as the source does.
+                        if let Some(t) = &fx.reset {
+                            // The end of the stream counts as data for reset_peer.
+                            if let Kind::ResetPeer { timeout } = t.kind {
+                                reset_at.get_or_insert(Instant::now() + ms(timeout));
+                            }
+                            continue;
+                        }
+                        if fx.timeout.is_some() {
+                            // Toxiproxy's timeout closes as soon as the source does.
                             conn.cancel.cancel();
                             return;
                         }
@@ -595,6 +663,12 @@ where
                     }
                 }
                 enqueue(&mut queue, &mut queued, &mut last_due, &mut bw_free, &fx, now, data);
+                if closing && queue.is_empty() {
+                    // Nothing left to send (limit already reached): close now.
+                    let _ = dst.flush().await;
+                    conn.cancel.cancel();
+                    return;
+                }
             }
         }
     }
@@ -695,9 +769,10 @@ mod tests {
 
     #[test]
     fn listen_addresses_like_go() {
-        assert_eq!(resolve_listen("").unwrap().to_string(), "127.0.0.1:0");
-        assert_eq!(resolve_listen(":8080").unwrap().to_string(), "0.0.0.0:8080");
-        assert_eq!(resolve_listen("localhost:0").unwrap().port(), 0);
+        assert_eq!(resolve_listen("").unwrap().to_string(), "[::]:0");
+        assert_eq!(resolve_listen(":8080").unwrap().to_string(), "[::]:8080");
+        assert_eq!(resolve_listen("localhost:0").unwrap().to_string(), "127.0.0.1:0");
+        assert_eq!(resolve_listen("127.0.0.1:0").unwrap().to_string(), "127.0.0.1:0");
         assert!(resolve_listen("nonsense").is_err());
     }
 
