@@ -28,11 +28,20 @@ pub struct AgentArgs {
     /// JSON array of proxies to create at start (the body `POST /populate` takes).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Worker threads for proxying; 0 = one per core, 1 = a single thread
+    /// (fewest hand-offs between threads, lowest added latency).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
 }
 
-pub async fn run(command: ChaosCommand) -> anyhow::Result<()> {
+pub fn run(command: ChaosCommand) -> anyhow::Result<()> {
     match command {
         ChaosCommand::Agent(args) => {
+            let runtime = match args.threads {
+                1 => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+                0 => tokio::runtime::Builder::new_multi_thread().enable_all().build()?,
+                n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()?,
+            };
             let opts = AgentOptions {
                 api: args.api,
                 otlp_endpoint: args.otlp_endpoint,
@@ -40,7 +49,7 @@ pub async fn run(command: ChaosCommand) -> anyhow::Result<()> {
                 experiment: args.experiment_id,
                 config: args.config,
             };
-            seismo_chaos::run(opts, crate::serve::shutdown_signal()).await
+            runtime.block_on(seismo_chaos::run(opts, crate::serve::shutdown_signal()))
         }
     }
 }

@@ -52,7 +52,10 @@ fn main() -> anyhow::Result<()> {
         Command::LoadgenLogs(args) => runtime.block_on(loadgen_signals::run_logs(args)),
         Command::LoadgenMetrics(args) => runtime.block_on(loadgen_signals::run_metrics(args)),
         Command::LoadgenProxy(args) => loadgen_proxy::run(args),
-        Command::Chaos(command) => runtime.block_on(chaos::run(command)),
+        Command::Chaos(command) => {
+            drop(runtime);
+            chaos::run(command)
+        }
     }
 }
 

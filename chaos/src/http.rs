@@ -152,8 +152,9 @@ struct Forwarder {
     upstream: Mutex<Upstream>,
 }
 
-/// hyper's default is 100; proxied messages may carry more (cookies).
-const MAX_HEADERS: usize = 1000;
+/// hyper's default is 100; proxied messages may carry more (cookies). Above 100 hyper
+/// sizes its parse buffer by this on every message, so not much more.
+const MAX_HEADERS: usize = 256;
 
 /// The upstream failed mid-exchange. The client connection is closed rather
 /// than answered, as a plain TCP proxy would show it.
