@@ -685,6 +685,20 @@ fn http_delay_matches_method_path_and_header_per_request_on_keep_alive() {
     assert_eq!(upstream.connections.load(Ordering::SeqCst), 1, "keep-alive kept through the proxy");
     let paths: Vec<String> = upstream.hits.lock().unwrap().iter().map(|h| h.path.clone()).collect();
     assert_eq!(paths, ["/slow/1", "/slow/2", "/fast", "/slow/3", "/slow/4"]);
+
+    // An aborted request's body (1 MiB, then a chunked one) never reaches the
+    // upstream, and the keep-alive connection carries on with the next request.
+    client.add("api", json!({"type": "http_abort", "attributes": {"status": 429, "path_prefix": "/upload"}}));
+    let r = http.post(format!("http://{listen}/upload")).body(vec![b'z'; 1 << 20]).send().unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    let chunks = (0..4).map(|i| Ok::<_, std::io::Error>(format!("part {i}")));
+    let body = reqwest::blocking::Body::new(std::io::Cursor::new(chunks.map(|c| c.unwrap()).collect::<String>()));
+    let r = http.post(format!("http://{listen}/upload/chunked")).body(body).send().unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert_eq!(get("/after", false).0, 200);
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 1, "keep-alive kept across aborts");
+    let last = upstream.hits.lock().unwrap().last().unwrap().path.clone();
+    assert_eq!(last, "/after");
 }
 
 /// `Upgrade` (WebSocket and the like) through the HTTP path: after `101`,
@@ -839,6 +853,29 @@ fn http_abort_at_half_toxicity_shows_in_the_victims_traces() {
         assert_eq!(status, 200, "the caller's span is stored");
         assert!(fault_span(&trace, span_id).is_none());
     }
+    // http_delay: its span covers the delay, in the caller's trace.
+    client.remove("checkout_payments", "pay_503");
+    client
+        .add("checkout_payments", json!({"type": "http_delay", "attributes": {"delay": 250, "path_prefix": "/slow"}}));
+    let span = tracer.span_builder("GET /slow").with_kind(SpanKind::Client).start(&tracer);
+    let cx = Context::current_with_span(span);
+    let mut carrier = std::collections::HashMap::new();
+    TraceContextPropagator::new().inject_context(&cx, &mut carrier);
+    let t = std::time::Instant::now();
+    let r =
+        http.get(format!("http://{listen}/slow")).header("traceparent", carrier["traceparent"].clone()).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(t.elapsed() >= Duration::from_millis(250));
+    let (trace_id, span_id) =
+        (cx.span().span_context().trace_id().to_string(), cx.span().span_context().span_id().to_string());
+    cx.span().end();
+    let delayed = eventually(Duration::from_secs(20), || {
+        let (_, trace) = server.get_json(&format!("/api/traces/{trace_id}"));
+        trace["data"][0]["spans"].as_array()?.iter().find(|s| s["operationName"] == "chaos http_delay").cloned()
+    });
+    assert_eq!(delayed["references"][0]["spanID"], span_id.as_str());
+    assert!(delayed["duration"].as_u64().unwrap() >= 250_000, "{delayed}");
+
     // And the service list shows the agent.
     let (_, services) = server.get_json("/api/services");
     assert!(services["data"].as_array().unwrap().iter().any(|s| s == "seismo-chaos"), "{services}");

@@ -1,7 +1,8 @@
-//! HTTP/1.1 connections, request by request: the client's bytes still pass
-//! the TCP toxics, then hyper reads each request, the HTTP toxics decide its
-//! fate (delay, abort), and the rest go to the upstream on a connection of
-//! their own, so keep-alive clients see every toxic change on the next request.
+//! Which protocol a connection speaks, and h2c (gRPC) connections request by
+//! request: the client's bytes still pass the TCP toxics, then hyper reads
+//! each HTTP/2 request, the HTTP toxics decide its fate (delay, abort with an
+//! HTTP or gRPC status), and the rest go to the upstream over one HTTP/2
+//! connection. HTTP/1.x is framed on the byte stream instead (`h1.rs`).
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -11,7 +12,7 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
+use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use opentelemetry::trace::SpanContext;
 use opentelemetry::KeyValue;
@@ -19,9 +20,9 @@ use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::faults::{parent_from_headers, Fault};
+use crate::faults::parent_from_headers;
 use crate::model::{ms, Kind, Toxic};
-use crate::proxy::{pipe, Conn};
+use crate::proxy::{pipe, Conn, RequestFault};
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -85,76 +86,41 @@ fn classify(b: &[u8]) -> Option<Protocol> {
     Some(if http1 { Protocol::Http1 } else { Protocol::Opaque })
 }
 
-/// Serves an HTTP/1.1 or h2c connection request by request.
-pub(crate) async fn serve(client: TcpStream, upstream: TcpStream, conn: Arc<Conn>, protocol: Protocol) {
+/// Serves an h2c connection stream by stream.
+pub(crate) async fn serve_h2(client: TcpStream, upstream: TcpStream, conn: Arc<Conn>) {
     let (ours, theirs) = tokio::io::duplex(256 << 10);
     let (mut tr, mut tw) = tokio::io::split(theirs);
-    let h2 = protocol == Protocol::H2c;
-    let forwarder = Arc::new(Forwarder { conn: conn.clone(), h2, upstream: Mutex::new(Upstream::Fresh(upstream)) });
+    let forwarder = Arc::new(Forwarder { conn: conn.clone(), upstream: Mutex::new(Upstream::Fresh(upstream)) });
     let service = hyper::service::service_fn(move |req| {
         let f = forwarder.clone();
         async move { f.handle(req).await }
     });
     let cancel = conn.cancel.clone();
     let server = async move {
-        let io = TokioIo::new(ours);
-        let result = if h2 {
-            let server = hyper::server::conn::http2::Builder::new(TokioExecutor::new()).serve_connection(io, service);
-            tokio::select! {
-                _ = cancel.cancelled() => Ok(()),
-                r = server => r,
+        let server = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(ours), service);
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            r = server => if let Err(e) = r {
+                tracing::debug!(error = %e, "h2c connection ended");
             }
-        } else {
-            let server = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .half_close(true)
-                .preserve_header_case(true)
-                .max_headers(MAX_HEADERS)
-                .serve_connection(io, service)
-                .with_upgrades();
-            tokio::select! {
-                _ = cancel.cancelled() => Ok(()),
-                r = server => r,
-            }
-        };
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "http connection ended");
         }
     };
-    tokio::join!(pipe(client, &mut tr, &mut tw, conn), server);
+    tokio::join!(pipe(client, &mut tr, &mut tw, conn, false), server);
 }
 
 enum Upstream {
     /// The connection opened with the client, not yet handshaken.
     Fresh(TcpStream),
-    Ready(Sender),
+    Ready(SendRequest<Body>),
+    /// Closed: the next request opens a new connection.
     Gone,
-}
-
-enum Sender {
-    H1(SendRequest<Body>),
-    /// Multiplexed: cloned per request, requests run concurrently.
-    H2(hyper::client::conn::http2::SendRequest<Body>),
-}
-
-impl Sender {
-    fn is_closed(&self) -> bool {
-        match self {
-            Sender::H1(s) => s.is_closed(),
-            Sender::H2(s) => s.is_closed(),
-        }
-    }
 }
 
 struct Forwarder {
     conn: Arc<Conn>,
-    h2: bool,
     upstream: Mutex<Upstream>,
 }
-
-/// hyper's default is 100; proxied messages may carry more (cookies). Above 100 hyper
-/// sizes its parse buffer by this on every message, so not much more.
-const MAX_HEADERS: usize = 256;
 
 /// The upstream failed mid-exchange. The client connection is closed rather
 /// than answered, as a plain TCP proxy would show it.
@@ -195,11 +161,8 @@ impl Forwarder {
             Some(toxic) => {
                 let grpc =
                     req.headers().get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-                let reusable = self.drain(req).await;
-                let mut resp = abort_response(&self.conn.proxy.name, &toxic, grpc);
-                if !reusable && !self.h2 {
-                    resp.headers_mut().insert("connection", HeaderValue::from_static("close"));
-                }
+                drop(req);
+                let resp = abort_response(&self.conn.proxy.name, &toxic, grpc);
                 let error = match resp.headers().get("grpc-status") {
                     Some(code) => format!(
                         "request aborted with gRPC status {} by http_abort toxic {}",
@@ -237,108 +200,41 @@ impl Forwarder {
         Ok(response)
     }
 
-    /// Reads (and drops) up to 64 KiB of an aborted request's body, so a
-    /// keep-alive connection can carry on. False when the connection cannot be
-    /// reused: a bigger or slow body, or a client waiting for `100 Continue`.
-    async fn drain(&self, req: Request<Incoming>) -> bool {
-        let expects = req.headers().get("expect").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        if expects {
-            return false;
-        }
-        let mut body = req.into_body();
-        let mut read = 0usize;
-        loop {
-            match tokio::time::timeout(std::time::Duration::from_secs(1), body.frame()).await {
-                Ok(None) => return true,
-                Ok(Some(Ok(frame))) => {
-                    read += frame.data_ref().map_or(0, |d| d.len());
-                    if read > 64 << 10 {
-                        return false;
-                    }
+    async fn forward(&self, req: Request<Incoming>) -> Result<Response<Body>, UpstreamFailed> {
+        let mut sender = {
+            let mut upstream = self.upstream.lock().await;
+            let sender = match std::mem::replace(&mut *upstream, Upstream::Gone) {
+                Upstream::Ready(s) if !s.is_closed() => s,
+                Upstream::Fresh(stream) => self.handshake(stream).await?,
+                _ => {
+                    let stream = TcpStream::connect(self.conn.upstream.as_str())
+                        .await
+                        .map_err(|e| UpstreamFailed(format!("{}: {e}", self.conn.upstream)))?;
+                    let _ = stream.set_nodelay(true);
+                    self.handshake(stream).await?
                 }
-                _ => return false,
-            }
-        }
-    }
-
-    async fn forward(&self, mut req: Request<Incoming>) -> Result<Response<Body>, UpstreamFailed> {
-        let mut upstream = self.upstream.lock().await;
-        let sender = match std::mem::replace(&mut *upstream, Upstream::Gone) {
-            Upstream::Ready(s) if !s.is_closed() => s,
-            Upstream::Fresh(stream) => self.handshake(stream).await?,
-            _ => {
-                let stream = TcpStream::connect(self.conn.upstream.as_str())
-                    .await
-                    .map_err(|e| UpstreamFailed(format!("{}: {e}", self.conn.upstream)))?;
-                let _ = stream.set_nodelay(true);
-                self.handshake(stream).await?
-            }
+            };
+            // Multiplexed: requests go out concurrently on clones of the sender.
+            *upstream = Upstream::Ready(sender.clone());
+            sender
         };
-        // WebSocket and other upgrades: once both sides switch protocols, the
-        // bytes flow straight through (still past the TCP toxics on the client side).
-        let client_upgrade = wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
-        let req = req.map(|b| b.boxed());
-        let result = match sender {
-            Sender::H2(mut s) => {
-                *upstream = Upstream::Ready(Sender::H2(s.clone()));
-                drop(upstream);
-                match s.ready().await {
-                    Ok(()) => s.send_request(req).await,
-                    Err(e) => Err(e),
-                }
-            }
-            Sender::H1(mut s) => {
-                let result = match s.ready().await {
-                    Ok(()) => s.send_request(req).await,
-                    Err(e) => Err(e),
-                };
-                // An upgraded upstream connection is the tunnel now, not for requests.
-                let upgraded = result.as_ref().is_ok_and(|r| r.status() == StatusCode::SWITCHING_PROTOCOLS);
-                if !upgraded {
-                    *upstream = Upstream::Ready(Sender::H1(s));
-                }
-                result
-            }
-        };
-        let mut resp = result.map_err(|e| UpstreamFailed(e.to_string()))?;
-        if let Some(client_upgrade) = client_upgrade {
-            if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-                let upstream_upgrade = hyper::upgrade::on(&mut resp);
-                tokio::spawn(tunnel(client_upgrade, upstream_upgrade, self.conn.cancel.clone()));
-            }
-        }
+        sender.ready().await.map_err(|e| UpstreamFailed(e.to_string()))?;
+        let resp = sender.send_request(req.map(|b| b.boxed())).await.map_err(|e| UpstreamFailed(e.to_string()))?;
         Ok(resp.map(|b| b.boxed()))
     }
 
-    async fn handshake(&self, stream: TcpStream) -> Result<Sender, UpstreamFailed> {
-        let io = TokioIo::new(stream);
+    async fn handshake(&self, stream: TcpStream) -> Result<SendRequest<Body>, UpstreamFailed> {
+        let (sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .map_err(|e| UpstreamFailed(e.to_string()))?;
         let cancel = self.conn.cancel.clone();
-        let failed = |e: hyper::Error| UpstreamFailed(e.to_string());
-        if self.h2 {
-            let (sender, connection) =
-                hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.map_err(failed)?;
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = cancel.cancelled() => {}
-                    _ = connection => {}
-                }
-            });
-            Ok(Sender::H2(sender))
-        } else {
-            let (sender, connection) = hyper::client::conn::http1::Builder::new()
-                .preserve_header_case(true)
-                .max_headers(MAX_HEADERS)
-                .handshake(io)
-                .await
-                .map_err(failed)?;
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = cancel.cancelled() => {}
-                    _ = connection.with_upgrades() => {}
-                }
-            });
-            Ok(Sender::H1(sender))
-        }
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = connection => {}
+            }
+        });
+        Ok(sender)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -353,44 +249,8 @@ impl Forwarder {
         status: Option<u16>,
         extra: Vec<KeyValue>,
     ) {
-        let mut attributes = vec![
-            KeyValue::new("http.request.method", method.to_string()),
-            KeyValue::new("url.path", path.to_string()),
-            KeyValue::new("client.address", self.conn.peer.ip().to_string()),
-            KeyValue::new("server.address", self.conn.upstream.clone()),
-        ];
-        if let Some(s) = status {
-            attributes.push(KeyValue::new("http.response.status_code", s as i64));
-        }
-        attributes.extend(extra);
-        self.conn.proxy.faults.record(Fault {
-            proxy: &self.conn.proxy.name,
-            toxic,
-            parent,
-            start,
-            end: SystemTime::now(),
-            error,
-            attributes,
-        });
-    }
-}
-
-fn wants_upgrade<B>(req: &Request<B>) -> bool {
-    req.method() == axum::http::Method::CONNECT
-        || req
-            .headers()
-            .get("connection")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
-}
-
-/// Joins the two upgraded halves of a WebSocket (or other) upgrade.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade, cancel: CancellationToken) {
-    let (Ok(client), Ok(upstream)) = tokio::join!(client, upstream) else { return };
-    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-    tokio::select! {
-        _ = cancel.cancelled() => {}
-        _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+        let request = RequestFault { toxic, parent, start, error, method, path, status };
+        self.conn.record_request_fault(request, extra);
     }
 }
 

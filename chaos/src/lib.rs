@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod faults;
+mod h1;
 mod http;
 pub mod model;
 pub mod process;

@@ -12,14 +12,17 @@ use bytes::Bytes;
 use opentelemetry::KeyValue;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::faults::{Fault, FaultSink};
+use crate::h1::{Event, Framer, RequestHead};
+use crate::http::Protocol;
 use crate::model::{ms, Kind, Stream, Toxic};
+use opentelemetry::trace::SpanContext;
 
 /// The toxics of a proxy in the order they were added.
 #[derive(Debug, Default)]
@@ -258,6 +261,28 @@ pub struct Conn {
     /// Set when the connection speaks HTTP: spans then go per request.
     pub http: AtomicBool,
     applied: Mutex<Vec<Applied>>,
+    /// HTTP/1 requests a fault touched, oldest first: each span ends when the
+    /// next response starts back to the client.
+    pending: Mutex<VecDeque<PendingSpan>>,
+}
+
+/// A request hit by a fault, for its span.
+pub(crate) struct RequestFault<'a> {
+    pub toxic: &'a Toxic,
+    pub parent: Option<SpanContext>,
+    pub start: SystemTime,
+    pub error: Option<String>,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub status: Option<u16>,
+}
+
+struct PendingSpan {
+    toxic: Arc<Toxic>,
+    parent: Option<SpanContext>,
+    start: SystemTime,
+    method: String,
+    path: String,
 }
 
 impl Conn {
@@ -270,6 +295,7 @@ impl Conn {
             reset: AtomicBool::new(false),
             http: AtomicBool::new(false),
             applied: Mutex::new(Vec::new()),
+            pending: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -308,8 +334,63 @@ impl Conn {
         self.applied.lock().unwrap().iter().filter(|a| a.end.is_none()).map(|a| a.toxic.clone()).collect()
     }
 
+    /// A fault on one HTTP request: a span in the caller's trace.
+    pub(crate) fn record_request_fault(&self, r: RequestFault<'_>, extra: Vec<KeyValue>) {
+        let mut attributes = vec![
+            KeyValue::new("http.request.method", r.method.to_string()),
+            KeyValue::new("url.path", r.path.to_string()),
+            KeyValue::new("client.address", self.peer.ip().to_string()),
+            KeyValue::new("server.address", self.upstream.clone()),
+        ];
+        if let Some(s) = r.status {
+            attributes.push(KeyValue::new("http.response.status_code", s as i64));
+        }
+        attributes.extend(extra);
+        self.proxy.faults.record(Fault {
+            proxy: &self.proxy.name,
+            toxic: r.toxic,
+            parent: r.parent,
+            start: r.start,
+            end: SystemTime::now(),
+            error: r.error,
+            attributes,
+        });
+    }
+
+    /// The response to the oldest pending request started back: its spans end.
+    fn response_started(&self) {
+        let mut pending = self.pending.lock().unwrap();
+        let Some(first) = pending.front() else { return };
+        // Every fault on that request shares its start.
+        let (start, parent) = (first.start, first.parent.clone());
+        while pending.front().is_some_and(|p| p.start == start && p.parent == parent) {
+            let p = pending.pop_front().unwrap();
+            self.finish(p);
+        }
+    }
+
+    fn finish(&self, p: PendingSpan) {
+        let error = p
+            .toxic
+            .kind
+            .is_abort()
+            .then(|| format!("{} toxic {} on the connection", p.toxic.kind.type_name(), p.toxic.name));
+        let request = RequestFault {
+            toxic: &p.toxic,
+            parent: p.parent,
+            start: p.start,
+            error,
+            method: &p.method,
+            path: &p.path,
+            status: None,
+        };
+        self.record_request_fault(request, vec![]);
+    }
+
     /// One span per toxic still on this connection when it ends (plain TCP only).
     fn export_spans(&self) {
+        let pending: Vec<PendingSpan> = self.pending.lock().unwrap().drain(..).collect();
+        pending.into_iter().for_each(|p| self.finish(p));
         let applied: Vec<Applied> = self.applied.lock().unwrap().drain(..).collect();
         if !self.http.load(Ordering::Relaxed) {
             applied.into_iter().for_each(|a| self.export(a));
@@ -348,12 +429,14 @@ async fn handle(client: TcpStream, conn: Arc<Conn>) {
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
     let protocol = crate::http::sniff(&client, &upstream, &conn.cancel).await;
-    if protocol != crate::http::Protocol::Opaque {
+    if protocol == Protocol::H2c {
         conn.http.store(true, Ordering::Relaxed);
-        crate::http::serve(client, upstream, conn, protocol).await;
+        crate::http::serve_h2(client, upstream, conn).await;
     } else {
+        let http1 = protocol == Protocol::Http1;
+        conn.http.store(http1, Ordering::Relaxed);
         let (mut ur, mut uw) = upstream.into_split();
-        let reset = pipe(client, &mut ur, &mut uw, conn).await;
+        let reset = pipe(client, &mut ur, &mut uw, conn, http1).await;
         if reset {
             if let Ok(s) = ur.reunite(uw) {
                 zero_linger(s);
@@ -369,16 +452,29 @@ fn zero_linger(s: TcpStream) {
     drop(s);
 }
 
-/// Pipes a client socket to `inner` (the upstream socket, or the HTTP layer)
+/// Pipes a client socket to `inner` (the upstream socket, or the HTTP/2 layer)
 /// through the TCP toxics, both directions, until both end or the connection
-/// dies. Returns whether a reset_peer fired (the caller resets its side too).
-pub(crate) async fn pipe<R, W>(client: TcpStream, inner_r: &mut R, inner_w: &mut W, conn: Arc<Conn>) -> bool
+/// dies. With `http1`, client bytes are framed into requests for the HTTP
+/// toxics. Returns whether a reset_peer fired (the caller resets its side too).
+pub(crate) async fn pipe<R, W>(
+    client: TcpStream,
+    inner_r: &mut R,
+    inner_w: &mut W,
+    conn: Arc<Conn>,
+    http1: bool,
+) -> bool
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let (mut cr, mut cw) = client.into_split();
-    tokio::join!(pump(Stream::Upstream, &mut cr, inner_w, &conn), pump(Stream::Downstream, inner_r, &mut cw, &conn),);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut requests = http1.then(|| Requests { framer: Framer::default(), respond: tx, forward: Forward::Now });
+    let injected = if http1 { Some(&mut rx) } else { None };
+    tokio::join!(
+        pump(Stream::Upstream, &mut cr, inner_w, &conn, requests.as_mut(), None),
+        pump(Stream::Downstream, inner_r, &mut cw, &conn, None, injected),
+    );
     let reset = conn.reset.load(Ordering::Relaxed);
     if reset {
         if let Ok(s) = cr.reunite(cw) {
@@ -387,6 +483,115 @@ where
     }
     conn.export_spans();
     reset
+}
+
+/// An answer the proxy writes to the client itself (an aborted request's).
+pub(crate) struct Injected {
+    bytes: Bytes,
+    /// Close the connection once written.
+    close: bool,
+}
+
+#[derive(Clone, Copy)]
+enum Forward {
+    Now,
+    NotBefore(Instant),
+    Drop,
+}
+
+/// The client-to-server side of an HTTP/1 connection: requests framed, and
+/// the HTTP toxics' verdict on each.
+pub(crate) struct Requests {
+    framer: Framer,
+    respond: mpsc::UnboundedSender<Injected>,
+    /// What happens to the current request's bytes.
+    forward: Forward,
+}
+
+impl Requests {
+    /// Splits `data` into what to forward and when.
+    fn frame(&mut self, data: Bytes, conn: &Conn, out: &mut Vec<(Bytes, Option<Instant>)>) {
+        let mut events = Vec::new();
+        self.framer.feed(data, &mut events);
+        for event in events {
+            let bytes = match event {
+                Event::Request(head, raw) => {
+                    self.forward = self.decide(&head, conn);
+                    raw
+                }
+                Event::Body(bytes) => bytes,
+                Event::Opaque(bytes) => {
+                    out.push((bytes, None));
+                    continue;
+                }
+            };
+            match self.forward {
+                Forward::Now => out.push((bytes, None)),
+                Forward::NotBefore(t) => out.push((bytes, Some(t))),
+                Forward::Drop => {}
+            }
+        }
+    }
+
+    /// Applies the HTTP toxics to one request, in the order they were added.
+    fn decide(&mut self, head: &RequestHead, conn: &Conn) -> Forward {
+        let start = SystemTime::now();
+        let parent = crate::faults::parent_from_headers(&head.headers);
+        let chain = conn.proxy.chain.borrow().clone();
+        let mut delay = Duration::ZERO;
+        let mut faults = Vec::new();
+        for t in &chain.toxics {
+            match &t.kind {
+                Kind::HttpDelay { delay: d, matcher }
+                    if matcher.matches(&head.method, &head.path, &head.headers) && t.roll() =>
+                {
+                    delay += ms(*d);
+                    faults.push(t.clone());
+                }
+                Kind::HttpAbort { status, matcher, .. }
+                    if matcher.matches(&head.method, &head.path, &head.headers) && t.roll() =>
+                {
+                    // A client waiting for 100 Continue may or may not send the body: close after.
+                    let close = head.close || head.expect_continue;
+                    let bytes = crate::h1::abort_response(*status, &t.name, &conn.proxy.name, close);
+                    let _ = self.respond.send(Injected { bytes, close });
+                    let error = format!("request aborted with {status} by http_abort toxic {}", t.name);
+                    let request = RequestFault {
+                        toxic: t,
+                        parent: parent.clone(),
+                        start,
+                        error: Some(error),
+                        method: &head.method,
+                        path: &head.path,
+                        status: Some(*status),
+                    };
+                    conn.record_request_fault(request, vec![]);
+                    return Forward::Drop;
+                }
+                _ => {}
+            }
+        }
+        faults.extend(conn.active_toxics());
+        if !faults.is_empty() {
+            let mut pending = conn.pending.lock().unwrap();
+            for toxic in faults {
+                let (method, path) = (head.method.clone(), head.path.clone());
+                pending.push_back(PendingSpan { toxic, parent: parent.clone(), start, method, path });
+            }
+        }
+        if delay.is_zero() {
+            Forward::Now
+        } else {
+            Forward::NotBefore(Instant::now() + delay)
+        }
+    }
+}
+
+async fn next_injected(rx: &mut Option<&mut mpsc::UnboundedReceiver<Injected>>) -> Option<Injected> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Most data a direction holds back (latency, bandwidth) before it stops reading.
@@ -457,9 +662,17 @@ fn effects(active: Vec<Arc<Toxic>>) -> Effects {
     e
 }
 
-/// One direction: read from `src`, apply the toxics, write to `dst`.
-async fn pump<R, W>(dir: Stream, src: &mut R, dst: &mut W, conn: &Conn)
-where
+/// One direction: read from `src`, apply the toxics, write to `dst`. On an
+/// HTTP/1 connection the upstream direction frames requests (`requests`) and
+/// the downstream one writes the answers to aborted ones (`injected`).
+async fn pump<R, W>(
+    dir: Stream,
+    src: &mut R,
+    dst: &mut W,
+    conn: &Conn,
+    mut requests: Option<&mut Requests>,
+    mut injected: Option<&mut mpsc::UnboundedReceiver<Injected>>,
+) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
@@ -478,6 +691,8 @@ where
     let mut limit_sent: i64 = 0;
     let mut closing = false;
     let mut eof_at: Option<Instant> = None;
+    let responses = injected.is_some();
+    let mut pieces: Vec<(Bytes, Option<Instant>)> = Vec::new();
 
     // The toxics present when the connection opened apply from the start.
     let mut changed = true;
@@ -546,16 +761,43 @@ where
                 r = chain_rx.changed(), if chain_open => {
                     if r.is_err() { chain_open = false } else { changed = true }
                 }
+                m = next_injected(&mut injected) => match m {
+                    Some(m) => {
+                        push(&mut queue, &mut queued, &mut last_due, Instant::now(), m.bytes);
+                        closing |= m.close;
+                    }
+                    None => injected = None,
+                },
                 r = src.read(&mut buf) => match r {
                     Ok(0) | Err(_) => eof_at = Some(Instant::now()),
                     Ok(n) => {
                         received.fetch_add(n as u64, Ordering::Relaxed);
-                        tokio::select! {
-                            biased;
-                            _ = conn.cancel.cancelled() => return,
-                            w = dst.write_all(&buf[..n]) => {
-                                if w.is_err() { conn.cancel.cancel(); return }
-                                sent.fetch_add(n as u64, Ordering::Relaxed);
+                        if let Some(requests) = requests.as_deref_mut() {
+                            requests.frame(Bytes::copy_from_slice(&buf[..n]), conn, &mut pieces);
+                            for (data, not_before) in pieces.drain(..) {
+                                match not_before {
+                                    None if queue.is_empty() => tokio::select! {
+                                        biased;
+                                        _ = conn.cancel.cancelled() => return,
+                                        w = dst.write_all(&data) => {
+                                            if w.is_err() { conn.cancel.cancel(); return }
+                                            sent.fetch_add(data.len() as u64, Ordering::Relaxed);
+                                        }
+                                    },
+                                    _ => push(&mut queue, &mut queued, &mut last_due, not_before.unwrap_or_else(Instant::now), data),
+                                }
+                            }
+                        } else {
+                            tokio::select! {
+                                biased;
+                                _ = conn.cancel.cancelled() => return,
+                                w = dst.write_all(&buf[..n]) => {
+                                    if w.is_err() { conn.cancel.cancel(); return }
+                                    sent.fetch_add(n as u64, Ordering::Relaxed);
+                                }
+                            }
+                            if responses {
+                                conn.response_started();
                             }
                         }
                         if n == buf.len() && buf.len() < READ_BUF_MAX {
@@ -581,8 +823,18 @@ where
             r = chain_rx.changed(), if chain_open => {
                 if r.is_err() { chain_open = false } else { changed = true }
             }
+            m = next_injected(&mut injected) => match m {
+                Some(m) => {
+                    push(&mut queue, &mut queued, &mut last_due, Instant::now(), m.bytes);
+                    closing |= m.close;
+                }
+                None => injected = None,
+            },
             _ = sleep_until(next_timer.unwrap_or_else(Instant::now)), if next_timer.is_some() => {
                 let now = Instant::now();
+                if responses && queue.front().is_some_and(|p| p.due <= now) {
+                    conn.response_started();
+                }
                 while queue.front().is_some_and(|p| p.due <= now) {
                     let p = queue.pop_front().unwrap();
                     queued -= p.data.len();
@@ -669,7 +921,16 @@ where
                         limit_sent += data.len() as i64;
                     }
                 }
-                enqueue(&mut queue, &mut queued, &mut last_due, &mut bw_free, &fx, now, data);
+                match requests.as_deref_mut() {
+                    Some(requests) => {
+                        requests.frame(data, conn, &mut pieces);
+                        for (data, not_before) in pieces.drain(..) {
+                            let arrival = not_before.map_or(now, |t| t.max(now));
+                            enqueue(&mut queue, &mut queued, &mut last_due, &mut bw_free, &fx, arrival, data);
+                        }
+                    }
+                    None => enqueue(&mut queue, &mut queued, &mut last_due, &mut bw_free, &fx, now, data),
+                }
                 if closing && queue.is_empty() {
                     // Nothing left to send (limit already reached): close now.
                     let _ = dst.flush().await;
