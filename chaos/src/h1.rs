@@ -211,7 +211,7 @@ fn parse(raw: &[u8]) -> Option<(RequestHead, State)> {
     let upgrade = method == "CONNECT" || (has_token("connection", "upgrade") && headers.contains_key("upgrade"));
     let next = if upgrade {
         State::Tunnel
-    } else if let Some(te) = headers.get_all("transfer-encoding").iter().last() {
+    } else if let Some(te) = headers.get_all("transfer-encoding").iter().next_back() {
         let last = te.to_str().ok()?.rsplit(',').next()?.trim().to_ascii_lowercase();
         if last != "chunked" {
             // A request body without a length cannot be framed.
