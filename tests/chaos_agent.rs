@@ -696,6 +696,11 @@ fn http_delay_matches_method_path_and_header_per_request_on_keep_alive() {
     let r = http.post(format!("http://{listen}/upload/chunked")).body(body).send().unwrap();
     assert_eq!(r.status().as_u16(), 429);
     assert_eq!(get("/after", false).0, 200);
+    // A HEAD answered by the agent carries no body, so the next response still parses.
+    client
+        .add("api", json!({"type": "http_abort", "name": "no_head", "attributes": {"status": 503, "method": "HEAD"}}));
+    assert_eq!(http.head(format!("http://{listen}/after")).send().unwrap().status().as_u16(), 503);
+    assert_eq!(get("/after", false).0, 200);
     assert_eq!(upstream.connections.load(Ordering::SeqCst), 1, "keep-alive kept across aborts");
     let last = upstream.hits.lock().unwrap().last().unwrap().path.clone();
     assert_eq!(last, "/after");

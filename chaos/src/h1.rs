@@ -20,6 +20,8 @@ pub struct RequestHead {
     pub close: bool,
     /// The client waits for `100 Continue` before it sends the body.
     pub expect_continue: bool,
+    /// Asks to switch protocols (`Connection: upgrade`) or is a CONNECT.
+    pub upgrade: bool,
 }
 
 #[derive(Debug)]
@@ -71,7 +73,7 @@ impl Framer {
                 State::Head => {
                     let searched = self.head.len().saturating_sub(3);
                     self.head.extend_from_slice(&data);
-                    let Some(end) = find(&self.head[searched..], b"\r\n\r\n").map(|i| searched + i + 4) else {
+                    let Some(end) = head_end(&self.head[searched..]).map(|i| searched + i) else {
                         if self.head.len() > MAX_HEAD {
                             self.give_up(Bytes::new(), out);
                         }
@@ -167,14 +169,31 @@ impl Framer {
         }
     }
 
-    #[cfg(test)]
-    fn tunnel(&self) -> bool {
+    pub fn tunnel(&self) -> bool {
         matches!(self.state, State::Tunnel)
+    }
+
+    /// The server switched protocols: everything from here on is opaque.
+    pub fn tunnel_now(&mut self, out: &mut Vec<Event>) {
+        if !self.tunnel() {
+            self.give_up(Bytes::new(), out);
+        }
+    }
+
+    /// An unfinished head, handed back at the end of the stream.
+    pub fn take_pending(&mut self) -> Bytes {
+        std::mem::take(&mut self.head).freeze()
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// Where a head ends: after its blank line (CRLF CRLF, or bare LF LF as httparse allows).
+fn head_end(b: &[u8]) -> Option<usize> {
+    let crlf = b.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    let lf = b.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 fn chunk_size(line: &[u8]) -> Option<u64> {
@@ -208,8 +227,11 @@ fn parse(raw: &[u8]) -> Option<(RequestHead, State)> {
     };
     let close = if version == 0 { !has_token("connection", "keep-alive") } else { has_token("connection", "close") };
     let expect_continue = headers.get("expect").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let upgrade = method == "CONNECT" || (has_token("connection", "upgrade") && headers.contains_key("upgrade"));
-    let next = if upgrade {
+    let connect = method == "CONNECT";
+    let upgrade = connect || (has_token("connection", "upgrade") && headers.contains_key("upgrade"));
+    // An Upgrade request stays framed: the tunnel starts only when the server
+    // answers 101 (the caller calls `tunnel_now`); a refusal keeps HTTP going.
+    let next = if connect {
         State::Tunnel
     } else if let Some(te) = headers.get_all("transfer-encoding").iter().next_back() {
         let last = te.to_str().ok()?.rsplit(',').next()?.trim().to_ascii_lowercase();
@@ -226,18 +248,21 @@ fn parse(raw: &[u8]) -> Option<(RequestHead, State)> {
     } else {
         State::Head
     };
-    Some((RequestHead { method, path, headers, close, expect_continue }, next))
+    Some((RequestHead { method, path, headers, close, expect_continue, upgrade }, next))
 }
 
-/// The response for an aborted request.
-pub fn abort_response(status: u16, toxic: &str, proxy: &str, close: bool) -> Bytes {
+/// The response for an aborted request. No body for HEAD, 204 and 304 (and
+/// no length for the latter two), so the client's framing stays right.
+pub fn abort_response(status: u16, toxic: &str, proxy: &str, close: bool, head_request: bool) -> Bytes {
     let reason = axum::http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Aborted");
     let body = format!("aborted by seismo chaos: proxy {proxy} toxic {toxic}\n");
     let toxic_header = if toxic.bytes().all(|b| b.is_ascii_graphic()) { toxic } else { "-" };
     let connection = if close { "connection: close\r\n" } else { "" };
+    let bodiless = status == 204 || status == 304;
+    let length = if bodiless { String::new() } else { format!("content-length: {}\r\n", body.len()) };
+    let body = if bodiless || head_request { "" } else { body.as_str() };
     Bytes::from(format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nx-seismo-chaos-toxic: {toxic_header}\r\n{connection}\r\n{body}",
-        body.len()
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\n{length}x-seismo-chaos-toxic: {toxic_header}\r\n{connection}\r\n{body}"
     ))
 }
 
@@ -256,7 +281,7 @@ mod tests {
         for e in out {
             match e {
                 Event::Request(h, raw) => {
-                    assert!(raw.ends_with(b"\r\n\r\n"));
+                    assert!(raw.ends_with(b"\n\r\n") || raw.ends_with(b"\n\n"));
                     heads.push(format!("{} {}", h.method, h.path));
                 }
                 Event::Body(b) => body.extend_from_slice(&b),
@@ -285,12 +310,22 @@ DELETE /d HTTP/1.1\r\n\r\n";
     }
 
     #[test]
-    fn upgrades_and_garbage_become_opaque() {
-        let input = b"GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x05hello";
+    fn connect_and_garbage_become_opaque_upgrades_wait_for_101() {
+        let input = b"CONNECT db:5432 HTTP/1.1\r\nHost: db\r\n\r\n\x00\x01binary";
         let (heads, body, opaque) = run(input, 5);
-        assert_eq!(heads, ["GET /ws"]);
+        assert_eq!(heads, ["CONNECT db:5432"]);
         assert!(body.is_empty());
-        assert_eq!(opaque, b"\x81\x05hello");
+        assert_eq!(opaque, b"\x00\x01binary");
+        let mut f = Framer::default();
+        let mut out = Vec::new();
+        f.feed(Bytes::from_static(b"GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"), &mut out);
+        assert!(matches!(&out[0], Event::Request(h, _) if h.upgrade));
+        assert!(!f.tunnel(), "still HTTP until the server agrees");
+        f.tunnel_now(&mut out);
+        f.feed(Bytes::from_static(b"\x81\x05hello"), &mut out);
+        assert!(matches!(out.last(), Some(Event::Opaque(b)) if &b[..] == b"\x81\x05hello"));
+        let (heads, _, _) = run(b"GET /bare HTTP/1.1\nHost: h\n\nGET /next HTTP/1.1\r\n\r\n", 3);
+        assert_eq!(heads, ["GET /bare", "GET /next"]);
         let (heads, _, opaque) = run(b"GET / HTTP/1.1\r\nbad header line\r\n\r\nrest", 4);
         assert!(heads.is_empty());
         assert_eq!(opaque, b"GET / HTTP/1.1\r\nbad header line\r\n\r\nrest");
@@ -315,7 +350,7 @@ DELETE /d HTTP/1.1\r\n\r\n";
 
     #[test]
     fn abort_response_is_valid_http() {
-        let r = abort_response(503, "pay_503", "payments", true);
+        let r = abort_response(503, "pay_503", "payments", true, false);
         let mut slots = [httparse::EMPTY_HEADER; 8];
         let mut resp = httparse::Response::new(&mut slots);
         let httparse::Status::Complete(n) = resp.parse(&r).unwrap() else { panic!() };
@@ -326,5 +361,9 @@ DELETE /d HTTP/1.1\r\n\r\n";
             .parse()
             .unwrap();
         assert_eq!(r.len() - n, len);
+        let head = abort_response(503, "t", "p", false, true);
+        assert!(head.ends_with(b"\r\n\r\n") && std::str::from_utf8(&head).unwrap().contains("content-length: "));
+        let none = abort_response(204, "t", "p", false, false);
+        assert!(none.ends_with(b"\r\n\r\n") && !std::str::from_utf8(&none).unwrap().contains("content-length"));
     }
 }

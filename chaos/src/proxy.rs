@@ -264,6 +264,8 @@ pub struct Conn {
     /// HTTP/1 requests a fault touched, oldest first: each span ends when the
     /// next response starts back to the client.
     pending: Mutex<VecDeque<PendingSpan>>,
+    /// The server answered 101 on this HTTP/1 connection: bytes are a tunnel now.
+    upgraded: AtomicBool,
 }
 
 /// A request hit by a fault, for its span.
@@ -296,6 +298,7 @@ impl Conn {
             http: AtomicBool::new(false),
             applied: Mutex::new(Vec::new()),
             pending: Mutex::new(VecDeque::new()),
+            upgraded: AtomicBool::new(false),
         }
     }
 
@@ -357,7 +360,19 @@ impl Conn {
         });
     }
 
-    /// The response to the oldest pending request started back: its spans end.
+    /// `data` is about to go back to the client on an HTTP/1 connection: a 101
+    /// turns the connection into a tunnel; any final response ends the spans
+    /// of the oldest pending request (a 100 Continue does not).
+    fn response_starts(&self, data: &[u8]) {
+        let status = data.strip_prefix(b"HTTP/1.1 ").or_else(|| data.strip_prefix(b"HTTP/1.0 "));
+        match status.and_then(|s| s.get(..3)) {
+            Some(b"101") => self.upgraded.store(true, Ordering::Relaxed),
+            Some(code) if code.starts_with(b"1") => return,
+            _ => {}
+        }
+        self.response_started();
+    }
+
     fn response_started(&self) {
         let mut pending = self.pending.lock().unwrap();
         let Some(first) = pending.front() else { return };
@@ -469,7 +484,8 @@ where
 {
     let (mut cr, mut cw) = client.into_split();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut requests = http1.then(|| Requests { framer: Framer::default(), respond: tx, forward: Forward::Now });
+    let mut requests =
+        http1.then(|| Requests { framer: Framer::default(), respond: tx, forward: Forward::Now, closing: false });
     let injected = if http1 { Some(&mut rx) } else { None };
     tokio::join!(
         pump(Stream::Upstream, &mut cr, inner_w, &conn, requests.as_mut(), None),
@@ -490,6 +506,8 @@ pub(crate) struct Injected {
     bytes: Bytes,
     /// Close the connection once written.
     close: bool,
+    /// Not before (an http_delay ahead of the abort).
+    not_before: Option<Instant>,
 }
 
 #[derive(Clone, Copy)]
@@ -506,20 +524,38 @@ pub(crate) struct Requests {
     respond: mpsc::UnboundedSender<Injected>,
     /// What happens to the current request's bytes.
     forward: Forward,
+    /// The connection is being closed after an answer: drop whatever comes.
+    closing: bool,
 }
 
 impl Requests {
     /// Splits `data` into what to forward and when.
     fn frame(&mut self, data: Bytes, conn: &Conn, out: &mut Vec<(Bytes, Option<Instant>)>) {
         let mut events = Vec::new();
+        if conn.upgraded.load(Ordering::Relaxed) && !self.framer.tunnel() {
+            self.framer.tunnel_now(&mut events);
+            // A tunnel is plain TCP again: TCP toxics get per-connection spans.
+            conn.http.store(false, Ordering::Relaxed);
+        }
         self.framer.feed(data, &mut events);
         for event in events {
+            if self.closing {
+                continue;
+            }
             let bytes = match event {
                 Event::Request(head, raw) => {
                     self.forward = self.decide(&head, conn);
                     raw
                 }
                 Event::Body(bytes) => bytes,
+                Event::Opaque(bytes) if matches!(self.forward, Forward::Drop) => {
+                    // Framing ended inside an aborted request: nothing after it
+                    // can be placed, so the connection ends after the answer.
+                    drop(bytes);
+                    self.closing = true;
+                    let _ = self.respond.send(Injected { bytes: Bytes::new(), close: true, not_before: None });
+                    continue;
+                }
                 Event::Opaque(bytes) => {
                     out.push((bytes, None));
                     continue;
@@ -551,10 +587,16 @@ impl Requests {
                 Kind::HttpAbort { status, matcher, .. }
                     if matcher.matches(&head.method, &head.path, &head.headers) && t.roll() =>
                 {
-                    // A client waiting for 100 Continue may or may not send the body: close after.
-                    let close = head.close || head.expect_continue;
-                    let bytes = crate::h1::abort_response(*status, &t.name, &conn.proxy.name, close);
-                    let _ = self.respond.send(Injected { bytes, close });
+                    // A client waiting for 100 Continue may or may not send the body, and
+                    // an aborted upgrade leaves nothing to frame: close after those.
+                    let close = head.close || head.expect_continue || head.upgrade;
+                    let head_request = head.method == "HEAD";
+                    let bytes = crate::h1::abort_response(*status, &t.name, &conn.proxy.name, close, head_request);
+                    let not_before = (!delay.is_zero()).then(|| Instant::now() + delay);
+                    self.closing = close;
+                    // Delays ahead of the abort end with its answer.
+                    self.pend(conn, faults, &parent, start, head);
+                    let _ = self.respond.send(Injected { bytes, close, not_before });
                     let error = format!("request aborted with {status} by http_abort toxic {}", t.name);
                     let request = RequestFault {
                         toxic: t,
@@ -572,18 +614,41 @@ impl Requests {
             }
         }
         faults.extend(conn.active_toxics());
-        if !faults.is_empty() {
-            let mut pending = conn.pending.lock().unwrap();
-            for toxic in faults {
-                let (method, path) = (head.method.clone(), head.path.clone());
-                pending.push_back(PendingSpan { toxic, parent: parent.clone(), start, method, path });
-            }
-        }
+        self.pend(conn, faults, &parent, start, head);
         if delay.is_zero() {
             Forward::Now
         } else {
             Forward::NotBefore(Instant::now() + delay)
         }
+    }
+}
+
+impl Requests {
+    /// Faults whose spans end when this request's response starts back.
+    fn pend(
+        &self,
+        conn: &Conn,
+        faults: Vec<Arc<Toxic>>,
+        parent: &Option<SpanContext>,
+        start: SystemTime,
+        head: &RequestHead,
+    ) {
+        if faults.is_empty() {
+            return;
+        }
+        let mut pending = conn.pending.lock().unwrap();
+        for toxic in faults {
+            let (method, path) = (head.method.clone(), head.path.clone());
+            pending.push_back(PendingSpan { toxic, parent: parent.clone(), start, method, path });
+        }
+    }
+
+    /// At the client's EOF: an unfinished head goes through as it is.
+    fn take_pending(&mut self) -> Bytes {
+        if self.closing {
+            return Bytes::new();
+        }
+        self.framer.take_pending()
     }
 }
 
@@ -604,6 +669,8 @@ const READ_BUF_MAX: usize = 256 << 10;
 
 struct Piece {
     due: Instant,
+    /// Never before this, even when the toxics that delayed it go (an http_delay's hold).
+    floor: Instant,
     data: Bytes,
 }
 
@@ -693,6 +760,8 @@ async fn pump<R, W>(
     let mut eof_at: Option<Instant> = None;
     let responses = injected.is_some();
     let mut pieces: Vec<(Bytes, Option<Instant>)> = Vec::new();
+    // The agent answered a request itself and the connection ends after it.
+    let mut answer_close = false;
 
     // The toxics present when the connection opened apply from the start.
     let mut changed = true;
@@ -718,6 +787,8 @@ async fn pump<R, W>(
                 }
             }
             let had_timeout = fx.timeout.as_ref().map(|t| t.id);
+            let had_delays = fx.delays();
+            let reset_pending = reset_at.is_some();
             let had_limit = fx.limit.as_ref().map(|t| t.id);
             fx = effects(active);
             if had_timeout.is_some() && fx.timeout.is_none() {
@@ -740,19 +811,24 @@ async fn pump<R, W>(
                 None => hold_deadline = None,
             }
             if fx.reset.is_none() {
+                if reset_pending {
+                    // It swallowed bytes already: carrying on would misalign the stream.
+                    conn.cancel.cancel();
+                    return;
+                }
                 reset_at = None;
             }
-            if !fx.delays() {
+            if had_delays && !fx.delays() {
                 // Removing a delaying toxic releases what it held, as Toxiproxy does.
                 let now = Instant::now();
                 for p in queue.iter_mut() {
-                    p.due = p.due.min(now);
+                    p.due = p.due.min(now).max(p.floor);
                 }
-                last_due = now;
+                last_due = queue.iter().map(|p| p.due).max().unwrap_or(now);
             }
         }
 
-        let quiet = fx.active.is_empty() && queue.is_empty() && eof_at.is_none() && !closing;
+        let quiet = fx.active.is_empty() && queue.is_empty() && eof_at.is_none() && !closing && !answer_close;
         if quiet {
             // Fast path: no toxic on this direction, copy straight through.
             tokio::select! {
@@ -763,13 +839,21 @@ async fn pump<R, W>(
                 }
                 m = next_injected(&mut injected) => match m {
                     Some(m) => {
-                        push(&mut queue, &mut queued, &mut last_due, Instant::now(), m.bytes);
-                        closing |= m.close;
+                        push(&mut queue, &mut queued, &mut last_due, m.not_before.unwrap_or_else(Instant::now), m.bytes);
+                        answer_close |= m.close;
                     }
                     None => injected = None,
                 },
                 r = src.read(&mut buf) => match r {
-                    Ok(0) | Err(_) => eof_at = Some(Instant::now()),
+                    Ok(0) | Err(_) => {
+                        eof_at = Some(Instant::now());
+                        if let Some(requests) = requests.as_deref_mut() {
+                            let rest = requests.take_pending();
+                            if !rest.is_empty() {
+                                push(&mut queue, &mut queued, &mut last_due, Instant::now(), rest);
+                            }
+                        }
+                    }
                     Ok(n) => {
                         received.fetch_add(n as u64, Ordering::Relaxed);
                         if let Some(requests) = requests.as_deref_mut() {
@@ -788,6 +872,9 @@ async fn pump<R, W>(
                                 }
                             }
                         } else {
+                            if responses {
+                                conn.response_starts(&buf[..n]);
+                            }
                             tokio::select! {
                                 biased;
                                 _ = conn.cancel.cancelled() => return,
@@ -795,9 +882,6 @@ async fn pump<R, W>(
                                     if w.is_err() { conn.cancel.cancel(); return }
                                     sent.fetch_add(n as u64, Ordering::Relaxed);
                                 }
-                            }
-                            if responses {
-                                conn.response_started();
                             }
                         }
                         if n == buf.len() && buf.len() < READ_BUF_MAX {
@@ -811,11 +895,17 @@ async fn pump<R, W>(
 
         // A pending reset wins over closing normally.
         let close_at = if reset_at.is_some() { None } else { eof_at.map(|t| t + ms(fx.slow_close)) };
-        let next_timer =
-            [queue.front().map(|p| p.due), hold_deadline, reset_at, if queue.is_empty() { close_at } else { None }]
-                .into_iter()
-                .flatten()
-                .min();
+        let drained_close = (queue.is_empty() && answer_close).then(Instant::now);
+        let next_timer = [
+            queue.front().map(|p| p.due),
+            hold_deadline,
+            reset_at,
+            if queue.is_empty() { close_at } else { None },
+            drained_close,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let can_read = eof_at.is_none() && !closing && reset_at.is_none() && queued < MAX_QUEUED;
         tokio::select! {
             biased;
@@ -825,15 +915,15 @@ async fn pump<R, W>(
             }
             m = next_injected(&mut injected) => match m {
                 Some(m) => {
-                    push(&mut queue, &mut queued, &mut last_due, Instant::now(), m.bytes);
-                    closing |= m.close;
+                    push(&mut queue, &mut queued, &mut last_due, m.not_before.unwrap_or_else(Instant::now), m.bytes);
+                    answer_close |= m.close;
                 }
                 None => injected = None,
             },
             _ = sleep_until(next_timer.unwrap_or_else(Instant::now)), if next_timer.is_some() => {
                 let now = Instant::now();
-                if responses && queue.front().is_some_and(|p| p.due <= now) {
-                    conn.response_started();
+                if let Some(p) = queue.front().filter(|p| responses && p.due <= now) {
+                    conn.response_starts(&p.data);
                 }
                 while queue.front().is_some_and(|p| p.due <= now) {
                     let p = queue.pop_front().unwrap();
@@ -850,6 +940,16 @@ async fn pump<R, W>(
                 if closing && queue.is_empty() {
                     let _ = dst.flush().await;
                     conn.cancel.cancel();
+                    return;
+                }
+                if answer_close && queue.is_empty() {
+                    // FIN first and a moment for the client to read the answer; closing
+                    // with its unread bytes in our buffer would send an RST instead.
+                    let _ = dst.shutdown().await;
+                    tokio::select! {
+                        _ = conn.cancel.cancelled() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => conn.cancel.cancel(),
+                    }
                     return;
                 }
                 if hold_deadline.is_some_and(|d| d <= now) {
@@ -876,6 +976,11 @@ async fn pump<R, W>(
                 let n = match r {
                     Ok(0) | Err(_) => {
                         eof_at = Some(Instant::now());
+                        if let Some(requests) = requests.as_deref_mut() {
+                            // An unfinished head goes through as it is, as plain TCP would.
+                            let rest = requests.take_pending();
+                            enqueue(&mut queue, &mut queued, &mut last_due, &mut bw_free, &fx, Instant::now(), rest);
+                        }
                         if let Some(t) = &fx.reset {
                             // The end of the stream counts as data for reset_peer.
                             if let Kind::ResetPeer { timeout } = t.kind {
@@ -956,6 +1061,22 @@ fn enqueue(
     if data.is_empty() {
         return;
     }
+    let first = queue.len();
+    enqueue_pieces(queue, queued, last_due, bw_free, fx, now, data);
+    for p in queue.iter_mut().skip(first) {
+        p.floor = now;
+    }
+}
+
+fn enqueue_pieces(
+    queue: &mut VecDeque<Piece>,
+    queued: &mut usize,
+    last_due: &mut Instant,
+    bw_free: &mut Instant,
+    fx: &Effects,
+    now: Instant,
+    data: Bytes,
+) {
     let mut delay_ms: i64 = 0;
     for (latency, jitter) in &fx.latency {
         let j = if *jitter > 0 { rand::random_range(-*jitter..*jitter) } else { 0 };
@@ -996,7 +1117,7 @@ fn push(queue: &mut VecDeque<Piece>, queued: &mut usize, last_due: &mut Instant,
     let due = due.max(*last_due);
     *last_due = due;
     *queued += data.len();
-    queue.push_back(Piece { due, data });
+    queue.push_back(Piece { due, floor: due, data });
 }
 
 /// Toxiproxy's slicer: halve until a piece is within `variation` of `average`,
