@@ -17,10 +17,10 @@
 //!   `rate`/`increase` work on it. This needs the stream's history from its
 //!   first stored point, which [`StoreSource`] loads for delta streams.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use promql_parser::label::{Matcher, Matchers};
-use seismo_store::{AttrValue, KeyValue, MetricDescriptor, MetricKind, MetricPointRow, Store};
+use seismo_store::{AttrValue, KeyValue, MetricDescriptor, MetricKind, MetricPointRef, MetricPointRow, Store};
 
 use crate::promql::{matches, Series, SeriesSource, SourceError};
 
@@ -178,7 +178,7 @@ fn float_label(v: f64) -> String {
 
 /// The labels a point shares with every series it feeds (no `__name__`):
 /// its attributes plus `job` and `instance` from the resource.
-fn base_labels(row: &MetricPointRow) -> BTreeMap<String, String> {
+fn base_labels(row: &LabelSource) -> BTreeMap<String, String> {
     let mut labels: BTreeMap<String, String> = BTreeMap::new();
     for kv in &row.attributes {
         let v = kv.value.to_text();
@@ -219,11 +219,11 @@ struct Reading {
     buckets: Vec<(f64, f64)>,
 }
 
-fn reading(row: &MetricPointRow) -> Reading {
+fn reading(row: &MetricPointRef<'_>) -> Reading {
     let value = row.value_int.map(|v| v as f64).or(row.value).unwrap_or(f64::NAN);
     let mut r =
         Reading { value, count: row.count.unwrap_or(0) as f64, sum: row.sum.unwrap_or(f64::NAN), buckets: vec![] };
-    if let Some(d) = &row.distribution {
+    if let Some(d) = row.distribution {
         match row.kind {
             MetricKind::Histogram => {
                 let mut cumulative = 0u64;
@@ -259,83 +259,227 @@ fn accumulate(r: &mut Reading, prev: &Reading) {
 /// Prometheus series with their samples (unix ms, value), time-ordered.
 pub type SeriesMap = BTreeMap<LabelSet, Vec<(i64, f64)>>;
 
-/// Converts OTLP points into Prometheus series. Only series whose name
-/// `want_name` accepts are built.
-pub fn build_series(points: &[MetricPointRow], want_name: &dyn Fn(&str) -> bool) -> SeriesMap {
-    // Group the points of each (stream, attribute set).
-    let mut descriptors: Vec<MetricDescriptor> = Vec::new();
-    let mut groups: HashMap<(usize, BTreeMap<String, String>), Vec<&MetricPointRow>> = HashMap::new();
-    for p in points {
-        let di = match descriptors.iter().position(|d| d.describes(p)) {
-            Some(i) => i,
+/// What decides a point's labels: attributes, resource, service (owned once per series).
+struct LabelSource {
+    attributes: Vec<KeyValue>,
+    resource_attributes: Vec<KeyValue>,
+    service_name: String,
+}
+
+impl LabelSource {
+    fn of(p: &MetricPointRef<'_>) -> Self {
+        LabelSource {
+            attributes: p.attributes.to_vec(),
+            resource_attributes: p.resource_attributes.to_vec(),
+            service_name: p.service_name.to_string(),
+        }
+    }
+
+    fn same(&self, p: &MetricPointRef<'_>) -> bool {
+        self.attributes == p.attributes
+            && self.resource_attributes == p.resource_attributes
+            && self.service_name == p.service_name
+    }
+}
+
+/// Hashes a point's label source without building any string.
+fn label_source_hash(p: &MetricPointRef<'_>) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    fn value(v: &AttrValue, h: &mut impl Hasher) {
+        match v {
+            AttrValue::Str(s) | AttrValue::Bytes(s) => s.hash(h),
+            AttrValue::Int(i) => i.hash(h),
+            AttrValue::Double(d) => d.to_bits().hash(h),
+            AttrValue::Bool(b) => b.hash(h),
+            AttrValue::Array(a) => a.iter().for_each(|v| value(v, h)),
+            AttrValue::Map(m) => kvs(m, h),
+            AttrValue::Empty => 0u8.hash(h),
+        }
+    }
+    fn kvs(list: &[KeyValue], h: &mut impl Hasher) {
+        list.len().hash(h);
+        for kv in list {
+            kv.key.hash(h);
+            value(&kv.value, h);
+        }
+    }
+    let mut h = foldhash::fast::FixedState::default().build_hasher();
+    kvs(p.attributes, &mut h);
+    kvs(p.resource_attributes, &mut h);
+    p.service_name.hash(&mut h);
+    h.finish()
+}
+
+/// The points of one OTLP stream with one label source.
+struct Group {
+    descriptor: usize,
+    labels: LabelSource,
+    points: Vec<(i64, Reading)>,
+}
+
+/// One output series of a group: which name, and the `le`/`quantile` value.
+#[derive(PartialEq)]
+struct SeriesKey {
+    name: usize,
+    extra: Option<(&'static str, u64)>,
+}
+
+/// Turns OTLP points, given one at a time, into Prometheus series. Points are
+/// grouped per stream and label source as they come (kept: time and numbers
+/// only), so labels are built once per series, not per sample.
+pub struct SeriesBuilder<'w> {
+    want_name: &'w dyn Fn(&str) -> bool,
+    descriptors: Vec<MetricDescriptor>,
+    /// Per descriptor: its series names, and which of them are wanted.
+    names: Vec<(Vec<String>, Vec<bool>)>,
+    groups: Vec<Group>,
+    by_hash: foldhash::HashMap<(usize, u64), Vec<usize>>,
+    last_descriptor: usize,
+}
+
+impl<'w> SeriesBuilder<'w> {
+    pub fn new(want_name: &'w dyn Fn(&str) -> bool) -> Self {
+        SeriesBuilder {
+            want_name,
+            descriptors: Vec::new(),
+            names: Vec::new(),
+            groups: Vec::new(),
+            by_hash: Default::default(),
+            last_descriptor: usize::MAX,
+        }
+    }
+
+    pub fn add(&mut self, p: &MetricPointRef<'_>) {
+        // Neighbouring points mostly share their stream: try the last one first.
+        let di = if self.descriptors.get(self.last_descriptor).is_some_and(|d| d.describes_ref(p)) {
+            self.last_descriptor
+        } else {
+            match self.descriptors.iter().position(|d| d.describes_ref(p)) {
+                Some(i) => i,
+                None => {
+                    let d = MetricDescriptor::of_ref(p);
+                    let names = series_names(&d);
+                    let wanted = names.iter().map(|n| (self.want_name)(n)).collect();
+                    self.descriptors.push(d);
+                    self.names.push((names, wanted));
+                    self.descriptors.len() - 1
+                }
+            }
+        };
+        self.last_descriptor = di;
+        if !self.names[di].1.iter().any(|w| *w) {
+            return;
+        }
+        let candidates = self.by_hash.entry((di, label_source_hash(p))).or_default();
+        let g = match candidates.iter().find(|&&g| self.groups[g].labels.same(p)) {
+            Some(&g) => g,
             None => {
-                descriptors.push(MetricDescriptor::of(p));
-                descriptors.len() - 1
+                candidates.push(self.groups.len());
+                self.groups.push(Group { descriptor: di, labels: LabelSource::of(p), points: Vec::new() });
+                self.groups.len() - 1
             }
         };
-        groups.entry((di, base_labels(p))).or_default().push(p);
+        let t = p.time_unix_nano.div_euclid(1_000_000);
+        self.groups[g].points.push((t, reading(p)));
     }
-    let names: Vec<Vec<String>> = descriptors.iter().map(series_names).collect();
-    let mut out = SeriesMap::new();
-    for ((di, base), mut rows) in groups {
-        let d = &descriptors[di];
-        let names = &names[di];
-        if !names.iter().any(|n| want_name(n)) {
-            continue;
-        }
-        rows.sort_by_key(|r| r.time_unix_nano);
-        let delta = d.temporality == DELTA && d.kind != MetricKind::Gauge;
-        let mut prev: Option<Reading> = None;
-        let mut emit = |name: &str, extra: Option<(&str, String)>, t: i64, v: f64| {
-            if !want_name(name) {
-                return;
-            }
-            let mut labels: LabelSet = base.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            labels.push((NAME_LABEL.into(), name.into()));
-            if let Some((k, v)) = extra {
-                labels.retain(|(name, _)| name != k);
-                labels.push((k.into(), v));
-            }
-            labels.sort();
-            let samples = out.entry(labels).or_default();
-            match samples.last_mut() {
-                Some(last) if last.0 == t => last.1 = v,
-                _ => samples.push((t, v)),
-            }
-        };
-        for row in rows {
-            let mut r = reading(row);
-            if delta {
-                if let Some(p) = &prev {
-                    accumulate(&mut r, p);
+
+    pub fn finish(self) -> SeriesMap {
+        let mut out = SeriesMap::new();
+        for Group { descriptor: di, labels, mut points } in self.groups {
+            let d = &self.descriptors[di];
+            let (names, wanted) = &self.names[di];
+            points.sort_by_key(|(t, _)| *t);
+            let delta = d.temporality == DELTA && d.kind != MetricKind::Gauge;
+            let mut series: Vec<(SeriesKey, Vec<(i64, f64)>)> = Vec::new();
+            let count = points.len();
+            let mut emit = |name: usize, extra: Option<(&'static str, f64)>, t: i64, v: f64| {
+                if !wanted[name] {
+                    return;
                 }
-                prev = Some(r.clone());
-            }
-            let t = row.time_unix_nano.div_euclid(1_000_000);
-            match d.kind {
-                MetricKind::Gauge | MetricKind::Sum => emit(&names[0], None, t, r.value),
-                MetricKind::Histogram => {
-                    for (le, c) in &r.buckets {
-                        emit(&names[0], Some(("le", float_label(*le))), t, *c);
+                let key = SeriesKey { name, extra: extra.map(|(k, x)| (k, x.to_bits())) };
+                // A handful of series per group (buckets): a linear search beats hashing.
+                let samples = match series.iter().position(|(k, _)| *k == key) {
+                    Some(i) => &mut series[i].1,
+                    None => {
+                        series.push((key, Vec::with_capacity(count)));
+                        &mut series.last_mut().unwrap().1
                     }
-                    emit(&names[1], None, t, r.sum);
-                    emit(&names[2], None, t, r.count);
+                };
+                match samples.last_mut() {
+                    Some(last) if last.0 == t => last.1 = v,
+                    _ => samples.push((t, v)),
                 }
-                MetricKind::ExponentialHistogram => {
-                    emit(&names[0], None, t, r.sum);
-                    emit(&names[1], None, t, r.count);
-                }
-                MetricKind::Summary => {
-                    for (q, v) in &r.buckets {
-                        emit(&names[0], Some(("quantile", float_label(*q))), t, *v);
+            };
+            let mut prev: Option<Reading> = None;
+            for (t, mut r) in points {
+                if delta {
+                    if let Some(p) = &prev {
+                        accumulate(&mut r, p);
                     }
-                    emit(&names[1], None, t, r.sum);
-                    emit(&names[2], None, t, r.count);
+                    prev = Some(r.clone());
+                }
+                match d.kind {
+                    MetricKind::Gauge | MetricKind::Sum => emit(0, None, t, r.value),
+                    MetricKind::Histogram => {
+                        for (le, c) in &r.buckets {
+                            emit(0, Some(("le", *le)), t, *c);
+                        }
+                        emit(1, None, t, r.sum);
+                        emit(2, None, t, r.count);
+                    }
+                    MetricKind::ExponentialHistogram => {
+                        emit(0, None, t, r.sum);
+                        emit(1, None, t, r.count);
+                    }
+                    MetricKind::Summary => {
+                        for (q, v) in &r.buckets {
+                            emit(0, Some(("quantile", *q)), t, *v);
+                        }
+                        emit(1, None, t, r.sum);
+                        emit(2, None, t, r.count);
+                    }
+                }
+            }
+            let base = base_labels(&labels);
+            for (key, samples) in series {
+                let mut labels: LabelSet = base.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                labels.push((NAME_LABEL.into(), names[key.name].clone()));
+                if let Some((k, bits)) = key.extra {
+                    labels.retain(|(name, _)| name != k);
+                    labels.push((k.into(), float_label(f64::from_bits(bits))));
+                }
+                labels.sort();
+                let entry = out.entry(labels).or_default();
+                if entry.is_empty() {
+                    *entry = samples;
+                } else {
+                    // Two label sources that sanitize to the same labels: one series.
+                    entry.extend(samples);
+                    entry.sort_by_key(|(t, _)| *t);
+                    entry.dedup_by(|later, earlier| {
+                        let same = later.0 == earlier.0;
+                        if same {
+                            earlier.1 = later.1;
+                        }
+                        same
+                    });
                 }
             }
         }
+        out
     }
-    out
+}
+
+/// Converts OTLP points into Prometheus series (see [`SeriesBuilder`]).
+pub fn build_series<'a>(
+    points: impl IntoIterator<Item = &'a MetricPointRow>,
+    want_name: &dyn Fn(&str) -> bool,
+) -> SeriesMap {
+    let mut b = SeriesBuilder::new(want_name);
+    for p in points {
+        b.add(&p.as_ref());
+    }
+    b.finish()
 }
 
 /// The OTLP streams that produce at least one series name `want_name` accepts.
@@ -384,9 +528,12 @@ impl SeriesSource for StoreSource {
         let (names, delta) = otlp_names(&streams);
         // Delta streams are summed from their first point.
         let from = if delta { None } else { Some(start_ns) };
-        let points =
-            self.store.metric_points(&names, from, Some(end_ns)).map_err(|e| SourceError::Internal(e.to_string()))?;
-        Ok(build_series(&points, &want)
+        let mut builder = SeriesBuilder::new(&want);
+        self.store
+            .visit_metric_points(&names, from, Some(end_ns), &mut |p| builder.add(p))
+            .map_err(|e| SourceError::Internal(e.to_string()))?;
+        Ok(builder
+            .finish()
             .into_iter()
             .filter(|(labels, _)| matches(matchers, labels))
             .filter_map(|(labels, mut samples)| {

@@ -671,6 +671,30 @@ impl Store {
         Ok(out)
     }
 
+    /// Calls `visit` with every stored point of `names` in the window
+    /// (memtables and segments, unordered), borrowed: no row is built or
+    /// copied, attribute JSON is parsed once per distinct text.
+    pub fn visit_metric_points(
+        &self,
+        names: &HashSet<String>,
+        start: Option<i64>,
+        end: Option<i64>,
+        visit: &mut dyn FnMut(&MetricPointRef<'_>),
+    ) -> Result<()> {
+        let snap = self.snapshot();
+        let in_window = |t: i64| start.is_none_or(|s| t >= s) && end.is_none_or(|e| t <= e);
+        for t in &snap.tables {
+            let m = t.read().unwrap();
+            for r in m.metrics.iter().filter(|r| in_window(r.time_unix_nano) && names.contains(&r.metric_name)) {
+                visit(&r.as_ref());
+            }
+        }
+        for s in snap.segments.iter().filter(|s| s.meta.signal == Signal::Metrics) {
+            s.visit_metric_points(names, start, end, visit)?;
+        }
+        Ok(())
+    }
+
     /// Every stored log record (memtables and segments), unordered. Used by
     /// tests and tools until the logs query API lands.
     pub fn all_logs(&self) -> Result<Vec<LogRow>> {

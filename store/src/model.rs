@@ -334,11 +334,66 @@ impl MetricDescriptor {
 
     /// True when `row` belongs to this descriptor (no allocation).
     pub fn describes(&self, row: &MetricPointRow) -> bool {
-        self.name == row.metric_name
-            && self.unit == row.unit
-            && self.kind == row.kind
-            && self.temporality == row.temporality
-            && self.is_monotonic == row.is_monotonic
+        self.describes_ref(&row.as_ref())
+    }
+
+    pub fn of_ref(p: &MetricPointRef<'_>) -> Self {
+        MetricDescriptor {
+            name: p.metric_name.to_string(),
+            unit: p.unit.to_string(),
+            kind: p.kind,
+            temporality: p.temporality,
+            is_monotonic: p.is_monotonic,
+        }
+    }
+
+    pub fn describes_ref(&self, p: &MetricPointRef<'_>) -> bool {
+        self.kind == p.kind
+            && self.temporality == p.temporality
+            && self.is_monotonic == p.is_monotonic
+            && self.name == p.metric_name
+            && self.unit == p.unit
+    }
+}
+
+/// A metric point borrowed from where it is stored: what queries that read
+/// many points need of each, with no allocation per point.
+#[derive(Clone, Copy, Debug)]
+pub struct MetricPointRef<'a> {
+    pub metric_name: &'a str,
+    pub unit: &'a str,
+    pub kind: MetricKind,
+    pub temporality: i32,
+    pub is_monotonic: bool,
+    pub service_name: &'a str,
+    pub time_unix_nano: i64,
+    pub attributes: &'a [KeyValue],
+    pub resource_attributes: &'a [KeyValue],
+    pub value: Option<f64>,
+    pub value_int: Option<i64>,
+    pub count: Option<u64>,
+    pub sum: Option<f64>,
+    pub distribution: Option<&'a Distribution>,
+}
+
+impl MetricPointRow {
+    pub fn as_ref(&self) -> MetricPointRef<'_> {
+        MetricPointRef {
+            metric_name: &self.metric_name,
+            unit: &self.unit,
+            kind: self.kind,
+            temporality: self.temporality,
+            is_monotonic: self.is_monotonic,
+            service_name: &self.service_name,
+            time_unix_nano: self.time_unix_nano,
+            attributes: &self.attributes,
+            resource_attributes: &self.resource_attributes,
+            value: self.value,
+            value_int: self.value_int,
+            count: self.count,
+            sum: self.sum,
+            distribution: self.distribution.as_ref(),
+        }
     }
 }
 

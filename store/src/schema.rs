@@ -497,6 +497,60 @@ pub fn metrics_to_batch(rows: &[&MetricPointRow]) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(metric_schema(), columns)?)
 }
 
+/// Calls `visit` with each row of a metric batch, borrowed: attribute JSON is
+/// parsed once per distinct text, and nothing else is allocated per row
+/// (but a histogram's distribution).
+pub fn visit_metrics(batch: &RecordBatch, visit: &mut dyn FnMut(&MetricPointRef<'_>)) -> Result<()> {
+    let c = Columns(batch);
+    let (name, service, time, unit) =
+        (c.str(col::METRIC_NAME)?, c.str(col::SERVICE_NAME)?, c.i64(col::TIME)?, c.str(col::UNIT)?);
+    let (kind, temporality, mono) = (c.i32(col::METRIC_KIND)?, c.i32(col::TEMPORALITY)?, c.bool(col::MONOTONIC)?);
+    let (attrs, res, value, value_int) =
+        (c.str(col::ATTRIBUTES)?, c.str(col::RESOURCE_ATTRIBUTES)?, c.f64(col::VALUE)?, c.i64(col::VALUE_INT)?);
+    let (count, sum, dist) = (c.u64(col::COUNT)?, c.f64(col::SUM)?, c.str(col::DISTRIBUTION)?);
+    let mut index: foldhash::HashMap<&str, usize> = Default::default();
+    let mut parsed: Vec<Vec<KeyValue>> = Vec::new();
+    // Each distinct attribute text parsed once; rows point at it by index.
+    fn slot<'a>(
+        index: &mut foldhash::HashMap<&'a str, usize>,
+        parsed: &mut Vec<Vec<KeyValue>>,
+        text: &'a str,
+        what: &str,
+    ) -> Result<usize> {
+        if let Some(&k) = index.get(text) {
+            return Ok(k);
+        }
+        parsed.push(parse_json(text, what)?);
+        index.insert(text, parsed.len() - 1);
+        Ok(parsed.len() - 1)
+    }
+    for i in 0..batch.num_rows() {
+        let ai = slot(&mut index, &mut parsed, attrs.value(i), "attributes")?;
+        let ri = slot(&mut index, &mut parsed, res.value(i), "resource attributes")?;
+        let kind_i = kind.value(i);
+        let distribution: Option<Distribution> =
+            if dist.is_null(i) { None } else { Some(parse_json(dist.value(i), "distribution")?) };
+        visit(&MetricPointRef {
+            metric_name: name.value(i),
+            unit: unit.value(i),
+            kind: MetricKind::from_i32(kind_i)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown metric kind {kind_i}")))?,
+            temporality: temporality.value(i),
+            is_monotonic: mono.value(i),
+            service_name: service.value(i),
+            time_unix_nano: time.value(i),
+            attributes: &parsed[ai],
+            resource_attributes: &parsed[ri],
+            value: (!value.is_null(i)).then(|| value.value(i)),
+            value_int: (!value_int.is_null(i)).then(|| value_int.value(i)),
+            count: (!count.is_null(i)).then(|| count.value(i)),
+            sum: (!sum.is_null(i)).then(|| sum.value(i)),
+            distribution: distribution.as_ref(),
+        });
+    }
+    Ok(())
+}
+
 pub fn batch_to_metrics(batch: &RecordBatch) -> Result<Vec<MetricPointRow>> {
     let c = Columns(batch);
     let (name, service, time, start) =
@@ -512,6 +566,20 @@ pub fn batch_to_metrics(batch: &RecordBatch) -> Result<Vec<MetricPointRow>> {
         c.u32(col::FLAGS)?,
     );
     let mut out = Vec::with_capacity(batch.num_rows());
+    // A series repeats its attribute JSON on every point: parse each text once.
+    let mut parsed: foldhash::HashMap<&str, Vec<KeyValue>> = Default::default();
+    fn cached<'a>(
+        parsed: &mut foldhash::HashMap<&'a str, Vec<KeyValue>>,
+        text: &'a str,
+        what: &str,
+    ) -> Result<Vec<KeyValue>> {
+        if let Some(v) = parsed.get(text) {
+            return Ok(v.clone());
+        }
+        let v: Vec<KeyValue> = parse_json(text, what)?;
+        parsed.insert(text, v.clone());
+        Ok(v)
+    }
     for i in 0..batch.num_rows() {
         out.push(MetricPointRow {
             metric_name: name.value(i).to_string(),
@@ -524,8 +592,8 @@ pub fn batch_to_metrics(batch: &RecordBatch) -> Result<Vec<MetricPointRow>> {
             service_name: service.value(i).to_string(),
             time_unix_nano: time.value(i),
             start_time_unix_nano: start.value(i),
-            attributes: parse_json(attrs.value(i), "attributes")?,
-            resource_attributes: parse_json(res.value(i), "resource attributes")?,
+            attributes: cached(&mut parsed, attrs.value(i), "attributes")?,
+            resource_attributes: cached(&mut parsed, res.value(i), "resource attributes")?,
             scope_name: scope.value(i).to_string(),
             value: (!value.is_null(i)).then(|| value.value(i)),
             value_int: (!value_int.is_null(i)).then(|| value_int.value(i)),
