@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Log-search and PromQL benchmarks of the release binary on this machine.
 #
-#   bench/signals.sh [LOG_RECORDS] [SERIES] [HOURS]   (defaults: 10000000 1000 1)
+#   bench/signals.sh [LOG_RECORDS] [SERIES] [HOURS]   (defaults: 10000000 1000 1; LOG_RECORDS 0 = metrics only)
 #
 # Logs: a fresh `seismo serve`; `seismo loadgen-logs` sends LOG_RECORDS
 # templated log lines (spread over the last hour, 8 services, ids in every
@@ -30,6 +30,7 @@ start() {
 }
 stop() { kill -TERM $PID; wait $PID; }
 
+if [ "$RECORDS" -gt 0 ]; then
 start
 "$BIN" loadgen-logs --endpoint "http://$GRPC" --records "$RECORDS"
 stop
@@ -37,6 +38,7 @@ start
 "$BIN" loadgen-logs --endpoint "http://$GRPC" --records 0 --query-url "http://$HTTP"
 stop
 echo "log segments: $(find "$DIR/data/segments" -name '*-logs.parquet' | wc -l), parquet $(find "$DIR/data/segments" -name '*-logs.parquet' -printf '%s\n' | awk '{s+=$1} END {printf "%.1f", s/1e6}') MB, index $(find "$DIR/data/segments" -path '*-logs.tantivy/*' -printf '%s\n' | awk '{s+=$1} END {printf "%.1f", s/1e6}') MB"
+fi
 rm -rf "$DIR"
 
 DIR=$(mktemp -d)

@@ -334,6 +334,8 @@ pub struct SeriesBuilder<'w> {
     names: Vec<(Vec<String>, Vec<bool>)>,
     groups: Vec<Group>,
     by_hash: foldhash::HashMap<(usize, u64), Vec<usize>>,
+    /// Groups by the reader's label-source id, when it gives one.
+    by_source: foldhash::HashMap<(usize, u64), usize>,
     last_descriptor: usize,
 }
 
@@ -345,6 +347,7 @@ impl<'w> SeriesBuilder<'w> {
             names: Vec::new(),
             groups: Vec::new(),
             by_hash: Default::default(),
+            by_source: Default::default(),
             last_descriptor: usize::MAX,
         }
     }
@@ -370,13 +373,23 @@ impl<'w> SeriesBuilder<'w> {
         if !self.names[di].1.iter().any(|w| *w) {
             return;
         }
-        let candidates = self.by_hash.entry((di, label_source_hash(p))).or_default();
-        let g = match candidates.iter().find(|&&g| self.groups[g].labels.same(p)) {
-            Some(&g) => g,
+        let known = p.label_source.and_then(|id| self.by_source.get(&(di, id)).copied());
+        let g = match known {
+            Some(g) => g,
             None => {
-                candidates.push(self.groups.len());
-                self.groups.push(Group { descriptor: di, labels: LabelSource::of(p), points: Vec::new() });
-                self.groups.len() - 1
+                let candidates = self.by_hash.entry((di, label_source_hash(p))).or_default();
+                let g = match candidates.iter().find(|&&g| self.groups[g].labels.same(p)) {
+                    Some(&g) => g,
+                    None => {
+                        candidates.push(self.groups.len());
+                        self.groups.push(Group { descriptor: di, labels: LabelSource::of(p), points: Vec::new() });
+                        self.groups.len() - 1
+                    }
+                };
+                if let Some(id) = p.label_source {
+                    self.by_source.insert((di, id), g);
+                }
+                g
             }
         };
         let t = p.time_unix_nano.div_euclid(1_000_000);

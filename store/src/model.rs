@@ -374,6 +374,10 @@ pub struct MetricPointRef<'a> {
     pub count: Option<u64>,
     pub sum: Option<f64>,
     pub distribution: Option<&'a Distribution>,
+    /// Set by readers that know it: equal ids mean equal attributes, resource
+    /// attributes and service (within one visit), so callers can group
+    /// without comparing them.
+    pub label_source: Option<u64>,
 }
 
 impl MetricPointRow {
@@ -393,6 +397,7 @@ impl MetricPointRow {
             count: self.count,
             sum: self.sum,
             distribution: self.distribution.as_ref(),
+            label_source: None,
         }
     }
 }

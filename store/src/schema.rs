@@ -501,6 +501,9 @@ pub fn metrics_to_batch(rows: &[&MetricPointRow]) -> Result<RecordBatch> {
 /// parsed once per distinct text, and nothing else is allocated per row
 /// (but a histogram's distribution).
 pub fn visit_metrics(batch: &RecordBatch, visit: &mut dyn FnMut(&MetricPointRef<'_>)) -> Result<()> {
+    // Rows of this batch with the same two attribute texts share a label source.
+    static BATCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let batch_id = BATCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) << 40;
     let c = Columns(batch);
     let (name, service, time, unit) =
         (c.str(col::METRIC_NAME)?, c.str(col::SERVICE_NAME)?, c.i64(col::TIME)?, c.str(col::UNIT)?);
@@ -546,6 +549,7 @@ pub fn visit_metrics(batch: &RecordBatch, visit: &mut dyn FnMut(&MetricPointRef<
             count: (!count.is_null(i)).then(|| count.value(i)),
             sum: (!sum.is_null(i)).then(|| sum.value(i)),
             distribution: distribution.as_ref(),
+            label_source: Some(batch_id | (ai as u64) << 20 | ri as u64),
         });
     }
     Ok(())
