@@ -373,6 +373,13 @@ fn toxiproxy_api_shapes_status_codes_and_errors() {
     let pg: SocketAddr = v["proxies"][1]["listen"].as_str().unwrap().parse().unwrap();
     round_trip(&mut connect(pg), b"hello");
 
+    // `:port` upstreams mean this host, as Toxiproxy (Go) dials them.
+    let body = format!(r#"{{"name": "local", "listen": "127.0.0.1:0", "upstream": ":{}"}}"#, echo.port());
+    let (s, v) = agent.request("POST", "/proxies", Some(&body));
+    assert_eq!(s, 201, "{v}");
+    round_trip(&mut connect(v["listen"].as_str().unwrap().parse().unwrap()), b"local");
+    assert_eq!(agent.request("DELETE", "/proxies/local", None).0, 204);
+
     // Browsers are turned away, as by Toxiproxy.
     let r = reqwest::blocking::Client::new()
         .get(agent.url("/proxies"))

@@ -78,13 +78,13 @@ async fn stop_browsers(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// Either upstream or listen, as `host:port`.
+/// An upstream is `host:port`, or `:port` for this host (as Go dials it).
 fn check_upstream(upstream: &str) -> Result<(), ApiError> {
-    let port_ok = upstream.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    let port_ok = upstream.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok());
     if port_ok {
         Ok(())
     } else {
-        Err(ApiError::bad_body(format!("upstream must be host:port, got {upstream:?}")))
+        Err(ApiError::bad_body(format!("upstream must be host:port (or :port for this host), got {upstream:?}")))
     }
 }
 

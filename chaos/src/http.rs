@@ -207,7 +207,7 @@ impl Forwarder {
                 Upstream::Ready(s) if !s.is_closed() => s,
                 Upstream::Fresh(stream) => self.handshake(stream).await?,
                 _ => {
-                    let stream = TcpStream::connect(self.conn.upstream.as_str())
+                    let stream = TcpStream::connect(crate::proxy::dial_address(&self.conn.upstream).as_ref())
                         .await
                         .map_err(|e| UpstreamFailed(format!("{}: {e}", self.conn.upstream)))?;
                     let _ = stream.set_nodelay(true);

@@ -432,7 +432,7 @@ impl Conn {
 async fn handle(client: TcpStream, conn: Arc<Conn>) {
     let upstream = tokio::select! {
         _ = conn.cancel.cancelled() => return,
-        r = TcpStream::connect(conn.upstream.as_str()) => r,
+        r = TcpStream::connect(dial_address(&conn.upstream).as_ref()) => r,
     };
     let upstream = match upstream {
         Ok(s) => s,
@@ -457,6 +457,14 @@ async fn handle(client: TcpStream, conn: Arc<Conn>) {
                 zero_linger(s);
             }
         }
+    }
+}
+
+/// Where to connect for an upstream: `:port` means this host, as in Go.
+pub(crate) fn dial_address(upstream: &str) -> std::borrow::Cow<'_, str> {
+    match upstream.strip_prefix(':') {
+        Some(port) => format!("localhost:{port}").into(),
+        None => upstream.into(),
     }
 }
 
