@@ -41,6 +41,9 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Waits for the client's first bytes (or the server's, which settles it).
 pub(crate) async fn sniff(client: &TcpStream, upstream: &TcpStream, cancel: &CancellationToken) -> Protocol {
     let mut buf = vec![0u8; PEEK];
+    // An HTTP/2 server sends its SETTINGS without waiting for the client:
+    // then the client's bytes still decide.
+    let mut server_h2 = false;
     for _ in 0..100 {
         tokio::select! {
             biased;
@@ -53,10 +56,24 @@ pub(crate) async fn sniff(client: &TcpStream, upstream: &TcpStream, cancel: &Can
                 },
                 _ => return Protocol::Opaque,
             },
-            _ = upstream.readable() => return Protocol::Opaque,
+            _ = upstream.readable(), if !server_h2 => {
+                let mut head = [0u8; 9];
+                match upstream.peek(&mut head).await {
+                    Ok(9) if is_h2_settings(&head) => server_h2 = true,
+                    // A server that greets first (SMTP, MySQL, ...): bytes only.
+                    _ => return Protocol::Opaque,
+                }
+            }
         }
     }
     Protocol::Opaque
+}
+
+/// The frame header of an HTTP/2 server's first SETTINGS frame: a length
+/// that is a multiple of 6, type 4, no ACK, stream 0.
+fn is_h2_settings(h: &[u8; 9]) -> bool {
+    let len = u32::from_be_bytes([0, h[0], h[1], h[2]]);
+    len % 6 == 0 && h[3] == 0x04 && h[4] & 0x01 == 0 && h[5..9] == [0, 0, 0, 0]
 }
 
 /// Longest request line recognised as HTTP; longer ones are proxied as bytes.
@@ -301,5 +318,15 @@ mod tests {
         assert_eq!(classify(b"*3\r\n$3\r\nSET"), Some(Protocol::Opaque));
         assert_eq!(classify(b"\x16\x03\x01\x02\x00"), Some(Protocol::Opaque));
         assert_eq!(classify(b"GE"), None);
+    }
+
+    #[test]
+    fn h2_server_settings_are_recognised() {
+        use super::is_h2_settings;
+        assert!(is_h2_settings(&[0, 0, 18, 4, 0, 0, 0, 0, 0]));
+        assert!(is_h2_settings(&[0, 0, 0, 4, 0, 0, 0, 0, 0]));
+        assert!(!is_h2_settings(&[0, 0, 0, 4, 1, 0, 0, 0, 0]), "an ACK is not a preface");
+        assert!(!is_h2_settings(b"220 smtp."), "a greeting");
+        assert!(!is_h2_settings(&[0x4a, 0, 0, 0, 10, b'8', b'.', b'0', b'.']), "MySQL handshake");
     }
 }

@@ -430,9 +430,10 @@ impl Conn {
 }
 
 async fn handle(client: TcpStream, conn: Arc<Conn>) {
+    let address = dial_address(&conn.upstream);
     let upstream = tokio::select! {
         _ = conn.cancel.cancelled() => return,
-        r = TcpStream::connect(dial_address(&conn.upstream).as_ref()) => r,
+        r = TcpStream::connect(address.as_ref()) => r,
     };
     let upstream = match upstream {
         Ok(s) => s,
