@@ -713,6 +713,45 @@ fn http_delay_matches_method_path_and_header_per_request_on_keep_alive() {
     assert_eq!(last, "/after");
 }
 
+/// Pipelined requests: the agent's answer to an aborted one goes out in its
+/// turn, between the upstream's responses to the requests around it.
+#[test]
+fn pipelined_requests_get_their_answers_in_order() {
+    let agent = Agent::start(&[]);
+    let mut client = Client::new(&agent);
+    let upstream = http_upstream();
+    let listen = client.create("pipe", upstream.addr);
+    client.add("pipe", json!({"type": "http_abort", "attributes": {"status": 503, "path_prefix": "/abort"}}));
+    let mut s = connect(listen);
+    let requests = "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /abort HTTP/1.1\r\nHost: x\r\n\r\n\
+POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET /abort/2 HTTP/1.1\r\nHost: x\r\n\r\n\
+GET /d HTTP/1.1\r\nHost: x\r\n\r\n";
+    s.write_all(requests.as_bytes()).unwrap();
+    let mut reader = BufReader::new(s);
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        statuses.push(line.split_whitespace().nth(1).unwrap_or("?").to_string());
+        let mut length = 0;
+        loop {
+            let mut h = String::new();
+            reader.read_line(&mut h).unwrap();
+            if h == "\r\n" {
+                break;
+            }
+            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0u8; length];
+        reader.read_exact(&mut body).unwrap();
+    }
+    assert_eq!(statuses, ["200", "503", "200", "503", "200"]);
+    let paths: Vec<String> = upstream.hits.lock().unwrap().iter().map(|h| h.path.clone()).collect();
+    assert_eq!(paths, ["/a", "/c", "/d"]);
+}
+
 /// `Upgrade` (WebSocket and the like) through the HTTP path: after `101`,
 /// bytes flow both ways untouched; other protocols with request-like lines
 /// (RTSP here) stay plain TCP and reach the upstream byte for byte.

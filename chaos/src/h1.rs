@@ -34,12 +34,80 @@ pub enum Event {
     Opaque(Bytes),
 }
 
+/// Where a chunked body is: in a size line, chunk data, the CRLF after it,
+/// or the trailer section.
 #[derive(Debug)]
 enum Chunk {
     Size(Vec<u8>),
     Data(u64),
     DataEnd(u8),
     Trailer(Vec<u8>),
+}
+
+#[derive(Debug, PartialEq)]
+enum ChunkStep {
+    /// All of the bytes belong to the body, which goes on.
+    More,
+    /// The body (trailers included) ended after the bytes consumed.
+    Done,
+    /// A size line that does not parse (or a line too long).
+    Bad,
+}
+
+impl Chunk {
+    fn new() -> Chunk {
+        Chunk::Size(Vec::new())
+    }
+
+    /// Consumes a prefix of `data` belonging to the chunked body.
+    fn scan(&mut self, data: &[u8]) -> (usize, ChunkStep) {
+        let mut used = 0;
+        while used < data.len() {
+            let rest = &data[used..];
+            match self {
+                Chunk::Size(line) | Chunk::Trailer(line) => {
+                    let Some(i) = rest.iter().position(|&b| b == b'\n') else {
+                        line.extend_from_slice(rest);
+                        if line.len() > MAX_HEAD {
+                            return (data.len(), ChunkStep::Bad);
+                        }
+                        return (data.len(), ChunkStep::More);
+                    };
+                    line.extend_from_slice(&rest[..=i]);
+                    used += i + 1;
+                    *self = match self {
+                        Chunk::Size(line) => match chunk_size(line) {
+                            Some(0) => Chunk::Trailer(Vec::new()),
+                            Some(size) => Chunk::Data(size),
+                            None => return (used, ChunkStep::Bad),
+                        },
+                        Chunk::Trailer(line) if line.as_slice() == b"\r\n" || line.as_slice() == b"\n" => {
+                            *self = Chunk::new();
+                            return (used, ChunkStep::Done);
+                        }
+                        _ => Chunk::Trailer(Vec::new()),
+                    };
+                }
+                Chunk::Data(left) => {
+                    let n = (*left).min(rest.len() as u64) as usize;
+                    *left -= n as u64;
+                    used += n;
+                    if *left == 0 {
+                        *self = Chunk::DataEnd(2);
+                    }
+                }
+                Chunk::DataEnd(left) => {
+                    let n = (*left as usize).min(rest.len());
+                    *left -= n as u8;
+                    used += n;
+                    if *left == 0 {
+                        *self = Chunk::new();
+                    }
+                }
+            }
+        }
+        (used, ChunkStep::More)
+    }
 }
 
 #[derive(Debug)]
@@ -101,54 +169,18 @@ impl Framer {
                     out.push(Event::Body(data.split_to(n)));
                 }
                 State::Chunked(chunk) => {
-                    let (n, next) = match chunk {
-                        Chunk::Size(line) | Chunk::Trailer(line) => {
-                            let Some(i) = data.iter().position(|&b| b == b'\n') else {
-                                line.extend_from_slice(&data);
-                                if line.len() > MAX_HEAD {
-                                    let rest = std::mem::take(&mut data);
-                                    self.give_up(rest, out);
-                                    return;
-                                }
-                                out.push(Event::Body(std::mem::take(&mut data)));
-                                return;
-                            };
-                            line.extend_from_slice(&data[..=i]);
-                            let next = match chunk {
-                                Chunk::Size(line) => match chunk_size(line) {
-                                    Some(0) => Some(State::Chunked(Chunk::Trailer(Vec::new()))),
-                                    Some(size) => Some(State::Chunked(Chunk::Data(size))),
-                                    None => None,
-                                },
-                                Chunk::Trailer(line) if line.as_slice() == b"\r\n" || line.as_slice() == b"\n" => {
-                                    Some(State::Head)
-                                }
-                                _ => Some(State::Chunked(Chunk::Trailer(Vec::new()))),
-                            };
-                            (i + 1, next)
-                        }
-                        Chunk::Data(left) => {
-                            let n = (*left).min(data.len() as u64) as usize;
-                            *left -= n as u64;
-                            (n, (*left == 0).then_some(State::Chunked(Chunk::DataEnd(2))))
-                        }
-                        Chunk::DataEnd(left) => {
-                            let n = (*left as usize).min(data.len());
-                            *left -= n as u8;
-                            (n, (*left == 0).then_some(State::Chunked(Chunk::Size(Vec::new()))))
-                        }
-                    };
+                    let (n, step) = chunk.scan(&data);
                     let piece = data.split_to(n);
-                    match next {
-                        None if matches!(chunk, Chunk::Size(_)) => {
+                    match step {
+                        ChunkStep::More => out.push(Event::Body(piece)),
+                        ChunkStep::Done => {
+                            self.state = State::Head;
+                            out.push(Event::Body(piece));
+                        }
+                        ChunkStep::Bad => {
                             // A chunk size that does not parse: stop framing here.
                             self.state = State::Tunnel;
                             out.push(Event::Opaque(piece));
-                        }
-                        None => out.push(Event::Body(piece)),
-                        Some(state) => {
-                            self.state = state;
-                            out.push(Event::Body(piece));
                         }
                     }
                 }
@@ -239,7 +271,7 @@ fn parse(raw: &[u8]) -> Option<(RequestHead, State)> {
             // A request body without a length cannot be framed.
             return None;
         }
-        State::Chunked(Chunk::Size(Vec::new()))
+        State::Chunked(Chunk::new())
     } else if let Some(len) = headers.get("content-length") {
         match len.to_str().ok()?.trim().parse::<u64>().ok()? {
             0 => State::Head,
@@ -249,6 +281,149 @@ fn parse(raw: &[u8]) -> Option<(RequestHead, State)> {
         State::Head
     };
     Some((RequestHead { method, path, headers, close, expect_continue, upgrade }, next))
+}
+
+/// Where the responses to forwarded requests begin and end, read off the
+/// bytes coming back from the server (which pass on untouched), so the
+/// agent's own answers go out in their turn and request spans end on time.
+#[derive(Debug, Default)]
+pub struct Responses {
+    state: RState,
+    head: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+enum RState {
+    #[default]
+    Head,
+    Length(u64),
+    Chunked(Chunk),
+    UntilClose,
+    Tunnel,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum ResponseEvent {
+    /// A head with this status; `ended` when no body follows (HEAD, 204,
+    /// 304, length 0). A 1xx other than 101 is followed by another head.
+    Head { status: u16, ended: bool },
+    /// The body ended.
+    End,
+}
+
+impl Responses {
+    /// Between responses: nothing of the next one has arrived.
+    pub fn idle(&self) -> bool {
+        matches!(self.state, RState::Head) && self.head.is_empty()
+    }
+
+    /// Switched protocols (or stopped making sense): no more responses.
+    pub fn tunnel(&self) -> bool {
+        matches!(self.state, RState::Tunnel)
+    }
+
+    /// A CONNECT was accepted: what follows is the tunnel.
+    pub fn tunnel_now(&mut self) {
+        self.state = RState::Tunnel;
+        self.head.clear();
+    }
+
+    /// Scans `data`, bytes of the response to a request (`head_request` when
+    /// it was a HEAD); returns how many bytes it consumed, up to and
+    /// including the first event.
+    pub fn scan(&mut self, data: &[u8], head_request: bool) -> (usize, Option<ResponseEvent>) {
+        match &mut self.state {
+            RState::Tunnel | RState::UntilClose => (data.len(), None),
+            RState::Head => {
+                let before = self.head.len();
+                let searched = before.saturating_sub(3);
+                self.head.extend_from_slice(data);
+                let Some(end) = head_end(&self.head[searched..]).map(|i| searched + i) else {
+                    if self.head.len() > MAX_HEAD {
+                        self.state = RState::Tunnel;
+                        self.head.clear();
+                    }
+                    return (data.len(), None);
+                };
+                let parsed = parse_response(&self.head[..end], head_request);
+                self.head.clear();
+                match parsed {
+                    None => {
+                        self.state = RState::Tunnel;
+                        (data.len(), None)
+                    }
+                    Some((status, next, ended)) => {
+                        self.state = next;
+                        (end - before, Some(ResponseEvent::Head { status, ended }))
+                    }
+                }
+            }
+            RState::Length(left) => {
+                let n = (*left).min(data.len() as u64);
+                *left -= n;
+                if *left == 0 {
+                    self.state = RState::Head;
+                    (n as usize, Some(ResponseEvent::End))
+                } else {
+                    (n as usize, None)
+                }
+            }
+            RState::Chunked(chunk) => match chunk.scan(data) {
+                (n, ChunkStep::More) => (n, None),
+                (n, ChunkStep::Done) => {
+                    self.state = RState::Head;
+                    (n, Some(ResponseEvent::End))
+                }
+                (_, ChunkStep::Bad) => {
+                    self.state = RState::Tunnel;
+                    (data.len(), None)
+                }
+            },
+        }
+    }
+
+    /// The server closed the connection: a body running until then ended.
+    pub fn closed(&mut self) -> bool {
+        let until_close = matches!(self.state, RState::UntilClose);
+        self.state = RState::Tunnel;
+        until_close
+    }
+}
+
+/// A response head: its status, what follows, and whether it already ended.
+fn parse_response(raw: &[u8], head_request: bool) -> Option<(u16, RState, bool)> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut slots);
+    match resp.parse(raw) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => return None,
+    }
+    let status = resp.code?;
+    if status == 101 {
+        return Some((status, RState::Tunnel, true));
+    }
+    if (100..200).contains(&status) {
+        return Some((status, RState::Head, false));
+    }
+    if head_request || status == 204 || status == 304 {
+        return Some((status, RState::Head, true));
+    }
+    let headers = &*resp.headers;
+    let header = |name: &'static str| headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name));
+    let chunked = header("transfer-encoding").next_back().is_some_and(|h| {
+        std::str::from_utf8(h.value)
+            .is_ok_and(|v| v.rsplit(',').next().unwrap_or("").trim().eq_ignore_ascii_case("chunked"))
+    });
+    if chunked {
+        return Some((status, RState::Chunked(Chunk::new()), false));
+    }
+    match header("content-length").next() {
+        Some(h) => match std::str::from_utf8(h.value).ok()?.trim().parse::<u64>().ok()? {
+            0 => Some((status, RState::Head, true)),
+            n => Some((status, RState::Length(n), false)),
+        },
+        None => Some((status, RState::UntilClose, false)),
+    }
 }
 
 /// The response for an aborted request. No body for HEAD, 204 and 304 (and
@@ -346,6 +521,43 @@ DELETE /d HTTP/1.1\r\n\r\n";
         assert!(heads[0].close && !heads[0].expect_continue);
         assert!(!heads[1].close && heads[1].expect_continue);
         assert!(!f.tunnel());
+    }
+
+    #[test]
+    fn responses_are_delimited_whatever_their_framing() {
+        let stream: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n\
+HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello\
+HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
+HTTP/1.1 204 No Content\r\n\r\n\
+HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n\
+HTTP/1.1 200 OK\r\n\r\nuntil close";
+        // The fifth answers a HEAD: its length announces no body.
+        let heads = [false, false, false, true, false];
+        for step in [1, 5, stream.len()] {
+            let mut r = Responses::default();
+            let (mut exchange, mut events) = (0usize, Vec::new());
+            for piece in stream.chunks(step) {
+                let mut at = 0;
+                while at < piece.len() {
+                    let (n, ev) = r.scan(&piece[at..], heads.get(exchange).copied().unwrap_or(false));
+                    at += n;
+                    match ev {
+                        Some(ResponseEvent::Head { ended: true, status }) => {
+                            events.push(format!("{status} end"));
+                            exchange += 1;
+                        }
+                        Some(ResponseEvent::Head { status, .. }) => events.push(format!("{status}")),
+                        Some(ResponseEvent::End) => {
+                            events.push("end".into());
+                            exchange += 1;
+                        }
+                        None => {}
+                    }
+                }
+            }
+            assert!(r.closed(), "the last body runs until close");
+            assert_eq!(events, ["100", "200", "end", "200", "end", "204 end", "200 end", "200"], "step {step}");
+        }
     }
 
     #[test]

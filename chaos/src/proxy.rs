@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::faults::{Fault, FaultSink};
-use crate::h1::{Event, Framer, RequestHead};
+use crate::h1::{Event, Framer, RequestHead, ResponseEvent, Responses};
 use crate::http::Protocol;
 use crate::model::{ms, Kind, Stream, Toxic};
 use opentelemetry::trace::SpanContext;
@@ -261,9 +261,9 @@ pub struct Conn {
     /// Set when the connection speaks HTTP: spans then go per request.
     pub http: AtomicBool,
     applied: Mutex<Vec<Applied>>,
-    /// HTTP/1 requests a fault touched, oldest first: each span ends when the
-    /// next response starts back to the client.
-    pending: Mutex<VecDeque<PendingSpan>>,
+    /// HTTP/1 requests in order, each answered by the upstream or by the
+    /// agent; their fault spans end when their response starts back.
+    exchanges: Mutex<VecDeque<Exchange>>,
     /// The server answered 101 on this HTTP/1 connection: bytes are a tunnel now.
     upgraded: AtomicBool,
 }
@@ -297,7 +297,7 @@ impl Conn {
             reset: AtomicBool::new(false),
             http: AtomicBool::new(false),
             applied: Mutex::new(Vec::new()),
-            pending: Mutex::new(VecDeque::new()),
+            exchanges: Mutex::new(VecDeque::new()),
             upgraded: AtomicBool::new(false),
         }
     }
@@ -360,30 +360,6 @@ impl Conn {
         });
     }
 
-    /// `data` is about to go back to the client on an HTTP/1 connection: a 101
-    /// turns the connection into a tunnel; any final response ends the spans
-    /// of the oldest pending request (a 100 Continue does not).
-    fn response_starts(&self, data: &[u8]) {
-        let status = data.strip_prefix(b"HTTP/1.1 ").or_else(|| data.strip_prefix(b"HTTP/1.0 "));
-        match status.and_then(|s| s.get(..3)) {
-            Some(b"101") => self.upgraded.store(true, Ordering::Relaxed),
-            Some(code) if code.starts_with(b"1") => return,
-            _ => {}
-        }
-        self.response_started();
-    }
-
-    fn response_started(&self) {
-        let mut pending = self.pending.lock().unwrap();
-        let Some(first) = pending.front() else { return };
-        // Every fault on that request shares its start.
-        let (start, parent) = (first.start, first.parent.clone());
-        while pending.front().is_some_and(|p| p.start == start && p.parent == parent) {
-            let p = pending.pop_front().unwrap();
-            self.finish(p);
-        }
-    }
-
     fn finish(&self, p: PendingSpan) {
         let error = p
             .toxic
@@ -404,8 +380,11 @@ impl Conn {
 
     /// One span per toxic still on this connection when it ends (plain TCP only).
     fn export_spans(&self) {
-        let pending: Vec<PendingSpan> = self.pending.lock().unwrap().drain(..).collect();
-        pending.into_iter().for_each(|p| self.finish(p));
+        let exchanges: Vec<Exchange> = self.exchanges.lock().unwrap().drain(..).collect();
+        for e in exchanges {
+            let (Exchange::Upstream { spans, .. } | Exchange::Answer { spans, .. }) = e;
+            spans.into_iter().for_each(|p| self.finish(p));
+        }
         let applied: Vec<Applied> = self.applied.lock().unwrap().drain(..).collect();
         if !self.http.load(Ordering::Relaxed) {
             applied.into_iter().for_each(|a| self.export(a));
@@ -492,13 +471,14 @@ where
     W: AsyncWrite + Unpin,
 {
     let (mut cr, mut cw) = client.into_split();
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::unbounded_channel();
     let mut requests =
-        http1.then(|| Requests { framer: Framer::default(), respond: tx, forward: Forward::Now, closing: false });
-    let injected = if http1 { Some(&mut rx) } else { None };
+        http1.then(|| Requests { framer: Framer::default(), wake: tx, forward: Forward::Now, closing: false });
+    let mut answers = Answers { wake: rx, responses: Responses::default(), close: false };
+    let answers = if http1 { Some(&mut answers) } else { None };
     tokio::join!(
         pump(Stream::Upstream, &mut cr, inner_w, &conn, requests.as_mut(), None),
-        pump(Stream::Downstream, inner_r, &mut cw, &conn, None, injected),
+        pump(Stream::Downstream, inner_r, &mut cw, &conn, None, answers),
     );
     let reset = conn.reset.load(Ordering::Relaxed);
     if reset {
@@ -510,13 +490,96 @@ where
     reset
 }
 
-/// An answer the proxy writes to the client itself (an aborted request's).
-pub(crate) struct Injected {
-    bytes: Bytes,
-    /// Close the connection once written.
+/// One HTTP/1 request's turn on the connection.
+enum Exchange {
+    /// Forwarded: the upstream answers it.
+    Upstream { head_request: bool, connect: bool, spans: Vec<PendingSpan> },
+    /// Aborted: the agent answers it with `bytes` (closing after, if `close`).
+    Answer { bytes: Bytes, close: bool, not_before: Option<Instant>, spans: Vec<PendingSpan> },
+}
+
+/// The server-to-client side of an HTTP/1 connection: responses delimited as
+/// they pass, so the agent's answers go out in their request's turn (also
+/// behind pipelined requests) and each request's fault spans end on time.
+pub(crate) struct Answers {
+    /// Woken when an answer is queued.
+    wake: mpsc::UnboundedReceiver<()>,
+    responses: Responses,
+    /// An answer that closes the connection went out.
     close: bool,
-    /// Not before (an http_delay ahead of the abort).
-    not_before: Option<Instant>,
+}
+
+impl Answers {
+    /// Splits `data` from the server into what goes to the client, in order,
+    /// with the agent's answers placed between responses.
+    fn route(&mut self, mut data: Bytes, conn: &Conn, out: &mut Vec<(Bytes, Option<Instant>)>) {
+        let mut exchanges = conn.exchanges.lock().unwrap();
+        loop {
+            while self.responses.idle() && matches!(exchanges.front(), Some(Exchange::Answer { .. })) {
+                let Some(Exchange::Answer { bytes, close, not_before, spans }) = exchanges.pop_front() else {
+                    unreachable!("front is an answer")
+                };
+                spans.into_iter().for_each(|p| conn.finish(p));
+                out.push((bytes, not_before));
+                self.close |= close;
+            }
+            if data.is_empty() {
+                return;
+            }
+            let expected = match exchanges.front() {
+                Some(Exchange::Upstream { head_request, connect, .. }) if !self.responses.tunnel() => {
+                    Some((*head_request, *connect))
+                }
+                _ => None,
+            };
+            let Some((head_request, connect)) = expected else {
+                // A tunnel, or bytes no request asked for: they pass as they are.
+                out.push((data, None));
+                return;
+            };
+            let (n, event) = self.responses.scan(&data, head_request);
+            let piece = data.split_to(n);
+            if !piece.is_empty() {
+                out.push((piece, None));
+            }
+            match event {
+                Some(ResponseEvent::Head { status, ended }) => {
+                    if (100..200).contains(&status) && status != 101 {
+                        continue;
+                    }
+                    // The final head: the request's fault spans end here.
+                    if let Some(Exchange::Upstream { spans, .. }) = exchanges.front_mut() {
+                        spans.drain(..).for_each(|p| conn.finish(p));
+                    }
+                    if status == 101 || (connect && (200..300).contains(&status)) {
+                        conn.upgraded.store(true, Ordering::Relaxed);
+                        self.responses.tunnel_now();
+                        exchanges.pop_front();
+                    } else if ended {
+                        exchanges.pop_front();
+                    }
+                }
+                Some(ResponseEvent::End) => {
+                    exchanges.pop_front();
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// The server closed: a response running until the close ended, and the
+    /// answers queued behind it go out.
+    fn closed(&mut self, conn: &Conn, out: &mut Vec<(Bytes, Option<Instant>)>) {
+        let mut exchanges = conn.exchanges.lock().unwrap();
+        if self.responses.closed() && matches!(exchanges.front(), Some(Exchange::Upstream { .. })) {
+            exchanges.pop_front();
+        }
+        while let Some(Exchange::Answer { .. }) = exchanges.front() {
+            let Some(Exchange::Answer { bytes, not_before, spans, .. }) = exchanges.pop_front() else { unreachable!() };
+            spans.into_iter().for_each(|p| conn.finish(p));
+            out.push((bytes, not_before));
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -530,7 +593,7 @@ enum Forward {
 /// the HTTP toxics' verdict on each.
 pub(crate) struct Requests {
     framer: Framer,
-    respond: mpsc::UnboundedSender<Injected>,
+    wake: mpsc::UnboundedSender<()>,
     /// What happens to the current request's bytes.
     forward: Forward,
     /// The connection is being closed after an answer: drop whatever comes.
@@ -562,7 +625,10 @@ impl Requests {
                     // can be placed, so the connection ends after the answer.
                     drop(bytes);
                     self.closing = true;
-                    let _ = self.respond.send(Injected { bytes: Bytes::new(), close: true, not_before: None });
+                    let answer =
+                        Exchange::Answer { bytes: Bytes::new(), close: true, not_before: None, spans: Vec::new() };
+                    conn.exchanges.lock().unwrap().push_back(answer);
+                    let _ = self.wake.send(());
                     continue;
                 }
                 Event::Opaque(bytes) => {
@@ -604,8 +670,9 @@ impl Requests {
                     let not_before = (!delay.is_zero()).then(|| Instant::now() + delay);
                     self.closing = close;
                     // Delays ahead of the abort end with its answer.
-                    self.pend(conn, faults, &parent, start, head);
-                    let _ = self.respond.send(Injected { bytes, close, not_before });
+                    let spans = pending_spans(faults, &parent, start, head);
+                    conn.exchanges.lock().unwrap().push_back(Exchange::Answer { bytes, close, not_before, spans });
+                    let _ = self.wake.send(());
                     let error = format!("request aborted with {status} by http_abort toxic {}", t.name);
                     let request = RequestFault {
                         toxic: t,
@@ -623,7 +690,9 @@ impl Requests {
             }
         }
         faults.extend(conn.active_toxics());
-        self.pend(conn, faults, &parent, start, head);
+        let spans = pending_spans(faults, &parent, start, head);
+        let (head_request, connect) = (head.method == "HEAD", head.method == "CONNECT");
+        conn.exchanges.lock().unwrap().push_back(Exchange::Upstream { head_request, connect, spans });
         if delay.is_zero() {
             Forward::Now
         } else {
@@ -633,25 +702,6 @@ impl Requests {
 }
 
 impl Requests {
-    /// Faults whose spans end when this request's response starts back.
-    fn pend(
-        &self,
-        conn: &Conn,
-        faults: Vec<Arc<Toxic>>,
-        parent: &Option<SpanContext>,
-        start: SystemTime,
-        head: &RequestHead,
-    ) {
-        if faults.is_empty() {
-            return;
-        }
-        let mut pending = conn.pending.lock().unwrap();
-        for toxic in faults {
-            let (method, path) = (head.method.clone(), head.path.clone());
-            pending.push_back(PendingSpan { toxic, parent: parent.clone(), start, method, path });
-        }
-    }
-
     /// At the client's EOF: an unfinished head goes through as it is.
     fn take_pending(&mut self) -> Bytes {
         if self.closing {
@@ -661,9 +711,28 @@ impl Requests {
     }
 }
 
-async fn next_injected(rx: &mut Option<&mut mpsc::UnboundedReceiver<Injected>>) -> Option<Injected> {
-    match rx {
-        Some(rx) => rx.recv().await,
+/// Spans for the faults on one request, ended when its response starts back.
+fn pending_spans(
+    faults: Vec<Arc<Toxic>>,
+    parent: &Option<SpanContext>,
+    start: SystemTime,
+    head: &RequestHead,
+) -> Vec<PendingSpan> {
+    faults
+        .into_iter()
+        .map(|toxic| PendingSpan {
+            toxic,
+            parent: parent.clone(),
+            start,
+            method: head.method.clone(),
+            path: head.path.clone(),
+        })
+        .collect()
+}
+
+async fn next_wake(answers: &mut Option<&mut Answers>) -> Option<()> {
+    match answers {
+        Some(a) => a.wake.recv().await,
         None => std::future::pending().await,
     }
 }
@@ -740,14 +809,14 @@ fn effects(active: Vec<Arc<Toxic>>) -> Effects {
 
 /// One direction: read from `src`, apply the toxics, write to `dst`. On an
 /// HTTP/1 connection the upstream direction frames requests (`requests`) and
-/// the downstream one writes the answers to aborted ones (`injected`).
+/// the downstream one delimits responses and places the agent's answers (`answers`).
 async fn pump<R, W>(
     dir: Stream,
     src: &mut R,
     dst: &mut W,
     conn: &Conn,
     mut requests: Option<&mut Requests>,
-    mut injected: Option<&mut mpsc::UnboundedReceiver<Injected>>,
+    mut answers: Option<&mut Answers>,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -767,7 +836,6 @@ async fn pump<R, W>(
     let mut limit_sent: i64 = 0;
     let mut closing = false;
     let mut eof_at: Option<Instant> = None;
-    let responses = injected.is_some();
     let mut pieces: Vec<(Bytes, Option<Instant>)> = Vec::new();
     // The agent answered a request itself and the connection ends after it.
     let mut answer_close = false;
@@ -846,12 +914,15 @@ async fn pump<R, W>(
                 r = chain_rx.changed(), if chain_open => {
                     if r.is_err() { chain_open = false } else { changed = true }
                 }
-                m = next_injected(&mut injected) => match m {
-                    Some(m) => {
-                        push(&mut queue, &mut queued, &mut last_due, m.not_before.unwrap_or_else(Instant::now), m.bytes);
-                        answer_close |= m.close;
+                w = next_wake(&mut answers) => match (w, answers.as_deref_mut()) {
+                    (Some(()), Some(a)) => {
+                        a.route(Bytes::new(), conn, &mut pieces);
+                        for (data, not_before) in pieces.drain(..) {
+                            push(&mut queue, &mut queued, &mut last_due, not_before.unwrap_or_else(Instant::now), data);
+                        }
+                        answer_close |= a.close;
                     }
-                    None => injected = None,
+                    _ => answers = None,
                 },
                 r = src.read(&mut buf) => match r {
                     Ok(0) | Err(_) => {
@@ -862,11 +933,28 @@ async fn pump<R, W>(
                                 push(&mut queue, &mut queued, &mut last_due, Instant::now(), rest);
                             }
                         }
+                        if let Some(a) = answers.as_deref_mut() {
+                            a.closed(conn, &mut pieces);
+                            for (data, not_before) in pieces.drain(..) {
+                                push(&mut queue, &mut queued, &mut last_due, not_before.unwrap_or_else(Instant::now), data);
+                            }
+                        }
                     }
                     Ok(n) => {
                         received.fetch_add(n as u64, Ordering::Relaxed);
-                        if let Some(requests) = requests.as_deref_mut() {
-                            requests.frame(Bytes::copy_from_slice(&buf[..n]), conn, &mut pieces);
+                        let framed = match (requests.as_deref_mut(), answers.as_deref_mut()) {
+                            (Some(requests), _) => {
+                                requests.frame(Bytes::copy_from_slice(&buf[..n]), conn, &mut pieces);
+                                true
+                            }
+                            (None, Some(a)) => {
+                                a.route(Bytes::copy_from_slice(&buf[..n]), conn, &mut pieces);
+                                answer_close |= a.close;
+                                true
+                            }
+                            (None, None) => false,
+                        };
+                        if framed {
                             for (data, not_before) in pieces.drain(..) {
                                 match not_before {
                                     None if queue.is_empty() => tokio::select! {
@@ -881,9 +969,6 @@ async fn pump<R, W>(
                                 }
                             }
                         } else {
-                            if responses {
-                                conn.response_starts(&buf[..n]);
-                            }
                             tokio::select! {
                                 biased;
                                 _ = conn.cancel.cancelled() => return,
@@ -922,18 +1007,18 @@ async fn pump<R, W>(
             r = chain_rx.changed(), if chain_open => {
                 if r.is_err() { chain_open = false } else { changed = true }
             }
-            m = next_injected(&mut injected) => match m {
-                Some(m) => {
-                    push(&mut queue, &mut queued, &mut last_due, m.not_before.unwrap_or_else(Instant::now), m.bytes);
-                    answer_close |= m.close;
+            w = next_wake(&mut answers) => match (w, answers.as_deref_mut()) {
+                (Some(()), Some(a)) => {
+                    a.route(Bytes::new(), conn, &mut pieces);
+                    for (data, not_before) in pieces.drain(..) {
+                        push(&mut queue, &mut queued, &mut last_due, not_before.unwrap_or_else(Instant::now), data);
+                    }
+                    answer_close |= a.close;
                 }
-                None => injected = None,
+                _ => answers = None,
             },
             _ = sleep_until(next_timer.unwrap_or_else(Instant::now)), if next_timer.is_some() => {
                 let now = Instant::now();
-                if let Some(p) = queue.front().filter(|p| responses && p.due <= now) {
-                    conn.response_starts(&p.data);
-                }
                 while queue.front().is_some_and(|p| p.due <= now) {
                     let p = queue.pop_front().unwrap();
                     queued -= p.data.len();
@@ -990,6 +1075,13 @@ async fn pump<R, W>(
                             let rest = requests.take_pending();
                             enqueue(&mut queue, &mut queued, &mut last_due, &mut bw_free, &fx, Instant::now(), rest);
                         }
+                        if let Some(a) = answers.as_deref_mut() {
+                            a.closed(conn, &mut pieces);
+                            for (data, not_before) in pieces.drain(..) {
+                                let arrival = not_before.unwrap_or_else(Instant::now);
+                                enqueue(&mut queue, &mut queued, &mut last_due, &mut bw_free, &fx, arrival, data);
+                            }
+                        }
                         if let Some(t) = &fx.reset {
                             // The end of the stream counts as data for reset_peer.
                             if let Kind::ResetPeer { timeout } = t.kind {
@@ -1035,15 +1127,26 @@ async fn pump<R, W>(
                         limit_sent += data.len() as i64;
                     }
                 }
-                match requests.as_deref_mut() {
-                    Some(requests) => {
+                let framed = match (requests.as_deref_mut(), answers.as_deref_mut()) {
+                    (Some(requests), _) => {
                         requests.frame(data, conn, &mut pieces);
-                        for (data, not_before) in pieces.drain(..) {
-                            let arrival = not_before.map_or(now, |t| t.max(now));
-                            enqueue(&mut queue, &mut queued, &mut last_due, &mut bw_free, &fx, arrival, data);
-                        }
+                        true
                     }
-                    None => enqueue(&mut queue, &mut queued, &mut last_due, &mut bw_free, &fx, now, data),
+                    (None, Some(a)) => {
+                        a.route(data, conn, &mut pieces);
+                        answer_close |= a.close;
+                        true
+                    }
+                    (None, None) => {
+                        enqueue(&mut queue, &mut queued, &mut last_due, &mut bw_free, &fx, now, data);
+                        false
+                    }
+                };
+                if framed {
+                    for (data, not_before) in pieces.drain(..) {
+                        let arrival = not_before.map_or(now, |t| t.max(now));
+                        enqueue(&mut queue, &mut queued, &mut last_due, &mut bw_free, &fx, arrival, data);
+                    }
                 }
                 if closing && queue.is_empty() {
                     // Nothing left to send (limit already reached): close now.
