@@ -73,7 +73,7 @@ pub(crate) async fn sniff(client: &TcpStream, upstream: &TcpStream, cancel: &Can
 /// that is a multiple of 6, type 4, no ACK, stream 0.
 fn is_h2_settings(h: &[u8; 9]) -> bool {
     let len = u32::from_be_bytes([0, h[0], h[1], h[2]]);
-    len % 6 == 0 && h[3] == 0x04 && h[4] & 0x01 == 0 && h[5..9] == [0, 0, 0, 0]
+    len.is_multiple_of(6) && h[3] == 0x04 && h[4] & 0x01 == 0 && h[5..9] == [0, 0, 0, 0]
 }
 
 /// Longest request line recognised as HTTP; longer ones are proxied as bytes.
