@@ -12,9 +12,6 @@ use std::path::Path;
 use common::Server;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
 const LIMIT: usize = 1 << 20;
@@ -39,32 +36,7 @@ fn table() -> Vec<(String, String, String, u16)> {
 
 fn baseline_request(trace_hex: &str, service: &str) -> ExportTraceServiceRequest {
     let trace_id = (0..16).map(|i| u8::from_str_radix(&trace_hex[2 * i..2 * i + 2], 16).unwrap()).collect::<Vec<_>>();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![KeyValue {
-                    key: "service.name".into(),
-                    value: Some(AnyValue { value: Some(any_value::Value::StringValue(service.into())) }),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans: vec![Span {
-                    trace_id,
-                    span_id: vec![0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, 0x31],
-                    name: "baseline".into(),
-                    kind: 2,
-                    start_time_unix_nano: now - 1_000_000,
-                    end_time_unix_nano: now,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
+    common::one_span_export(&trace_id, &[0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, 0x31], service, "baseline")
 }
 
 fn post(

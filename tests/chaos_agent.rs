@@ -62,6 +62,13 @@ impl Agent {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
+    /// `seismo_chaos_faults_total` for one toxic (0 before its first fault).
+    fn faults(&self, proxy: &str, toxic: &str, kind: &str) -> u64 {
+        let text = reqwest::blocking::get(self.url("/metrics")).unwrap().text().unwrap();
+        let series = format!("seismo_chaos_faults_total{{proxy=\"{proxy}\",toxic=\"{toxic}\",type=\"{kind}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&series)).map_or(0, |n| n.parse().unwrap())
+    }
+
     /// SIGTERM; returns whether it exited 0.
     fn stop(mut self) -> bool {
         let pid = self.child.id().to_string();
@@ -680,15 +687,18 @@ fn http_delay_matches_method_path_and_header_per_request_on_keep_alive() {
         "api",
         json!({"type": "http_delay", "attributes": {"delay": 400, "method": "GET", "path_prefix": "/slow", "header": "X-Canary: yes"}}),
     );
+    // The agent counts every request a fault touched: only the matching one.
+    let delayed = || agent.faults("api", "http_delay_downstream", "http_delay");
     let (s, t) = get("/slow/2", true);
     assert!(s == 200 && t >= ms(400), "matching request not delayed: {t:?}");
-    let (s, t) = get("/fast", true);
-    assert!(s == 200 && t < ms(400), "other path delayed: {t:?}");
-    let (s, t) = get("/slow/3", false);
-    assert!(s == 200 && t < ms(400), "request without the header delayed: {t:?}");
-    let t = Instant::now();
+    assert_eq!(delayed(), 1);
+    assert_eq!(get("/fast", true).0, 200);
+    assert_eq!(delayed(), 1, "other path delayed");
+    assert_eq!(get("/slow/3", false).0, 200);
+    assert_eq!(delayed(), 1, "request without the header delayed");
     let r = http.post(format!("http://{listen}/slow/4")).header("x-canary", "yes").body("x").send().unwrap();
-    assert!(r.status().is_success() && t.elapsed() < ms(400), "POST delayed");
+    assert!(r.status().is_success());
+    assert_eq!(delayed(), 1, "POST delayed");
     assert_eq!(upstream.connections.load(Ordering::SeqCst), 1, "keep-alive kept through the proxy");
     let paths: Vec<String> = upstream.hits.lock().unwrap().iter().map(|h| h.path.clone()).collect();
     assert_eq!(paths, ["/slow/1", "/slow/2", "/fast", "/slow/3", "/slow/4"]);
@@ -930,12 +940,7 @@ fn http_abort_at_half_toxicity_shows_in_the_victims_traces() {
     // And the service list shows the agent.
     let (_, services) = server.get_json("/api/services");
     assert!(services["data"].as_array().unwrap().iter().any(|s| s == "seismo-chaos"), "{services}");
-    let metrics = reqwest::blocking::get(agent.url("/metrics")).unwrap().text().unwrap();
-    let line = format!(
-        "seismo_chaos_faults_total{{proxy=\"checkout_payments\",toxic=\"pay_503\",type=\"http_abort\"}} {}",
-        aborted.len()
-    );
-    assert!(metrics.contains(&line), "{metrics}");
+    assert_eq!(agent.faults("checkout_payments", "pay_503", "http_abort"), aborted.len() as u64);
 }
 
 /// Plain TCP: one span per affected connection, in a trace of its own.
@@ -1043,10 +1048,6 @@ fn process_faults_kill_pause_resume_and_stop_cleanly() {
 #[test]
 fn grpc_abort_answers_a_grpc_status_and_is_traced() {
     use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-    use opentelemetry_proto::tonic::resource::v1::Resource;
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
@@ -1054,34 +1055,7 @@ fn grpc_abort_answers_a_grpc_status_and_is_traced() {
     let mut client = Client::new(&agent);
     let listen = client.create("otlp", server.grpc.parse().unwrap());
 
-    let export = |trace: [u8; 16]| {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
-        ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                resource: Some(Resource {
-                    attributes: vec![KeyValue {
-                        key: "service.name".into(),
-                        value: Some(AnyValue { value: Some(any_value::Value::StringValue("through-proxy".into())) }),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-                scope_spans: vec![ScopeSpans {
-                    spans: vec![Span {
-                        trace_id: trace.to_vec(),
-                        span_id: vec![1, 2, 3, 4, 5, 6, 7, 8],
-                        name: "work".into(),
-                        kind: 2,
-                        start_time_unix_nano: now - 1_000_000,
-                        end_time_unix_nano: now,
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        }
-    };
+    let export = |trace: [u8; 16]| common::one_span_export(&trace, &[1, 2, 3, 4, 5, 6, 7, 8], "through-proxy", "work");
     let (passed, aborted, after) = ([0x11u8; 16], [0x22u8; 16], [0x33u8; 16]);
     let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";

@@ -567,6 +567,23 @@ impl Answers {
         }
     }
 
+    /// Woken by a new answer: queues the answers whose turn has come; true
+    /// once one of them closes the connection.
+    fn queue_due(
+        &mut self,
+        conn: &Conn,
+        queue: &mut VecDeque<Piece>,
+        queued: &mut usize,
+        last_due: &mut Instant,
+    ) -> bool {
+        let mut pieces = Vec::new();
+        self.route(Bytes::new(), conn, &mut pieces);
+        for (data, not_before) in pieces {
+            push(queue, queued, last_due, not_before.unwrap_or_else(Instant::now), data);
+        }
+        self.close
+    }
+
     /// The server closed: a response running until the close ended, and the
     /// answers queued behind it go out.
     fn closed(&mut self, conn: &Conn, out: &mut Vec<(Bytes, Option<Instant>)>) {
@@ -915,13 +932,7 @@ async fn pump<R, W>(
                     if r.is_err() { chain_open = false } else { changed = true }
                 }
                 w = next_wake(&mut answers) => match (w, answers.as_deref_mut()) {
-                    (Some(()), Some(a)) => {
-                        a.route(Bytes::new(), conn, &mut pieces);
-                        for (data, not_before) in pieces.drain(..) {
-                            push(&mut queue, &mut queued, &mut last_due, not_before.unwrap_or_else(Instant::now), data);
-                        }
-                        answer_close |= a.close;
-                    }
+                    (Some(()), Some(a)) => answer_close |= a.queue_due(conn, &mut queue, &mut queued, &mut last_due),
                     _ => answers = None,
                 },
                 r = src.read(&mut buf) => match r {
@@ -1008,13 +1019,7 @@ async fn pump<R, W>(
                 if r.is_err() { chain_open = false } else { changed = true }
             }
             w = next_wake(&mut answers) => match (w, answers.as_deref_mut()) {
-                (Some(()), Some(a)) => {
-                    a.route(Bytes::new(), conn, &mut pieces);
-                    for (data, not_before) in pieces.drain(..) {
-                        push(&mut queue, &mut queued, &mut last_due, not_before.unwrap_or_else(Instant::now), data);
-                    }
-                    answer_close |= a.close;
-                }
+                (Some(()), Some(a)) => answer_close |= a.queue_due(conn, &mut queue, &mut queued, &mut last_due),
                 _ => answers = None,
             },
             _ = sleep_until(next_timer.unwrap_or_else(Instant::now)), if next_timer.is_some() => {

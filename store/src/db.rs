@@ -645,32 +645,6 @@ impl Store {
         v
     }
 
-    /// The points of the metrics named in `names` with time in [start, end],
-    /// unordered.
-    ///
-    /// # Errors
-    /// I/O or format errors from segments.
-    pub fn metric_points(
-        &self,
-        names: &HashSet<String>,
-        start: Option<i64>,
-        end: Option<i64>,
-    ) -> Result<Vec<MetricPointRow>> {
-        let snap = self.snapshot();
-        let mut out = Vec::new();
-        let in_window = |t: i64| start.is_none_or(|s| t >= s) && end.is_none_or(|e| t <= e);
-        for t in &snap.tables {
-            let m = t.read().unwrap();
-            out.extend(
-                m.metrics.iter().filter(|r| in_window(r.time_unix_nano) && names.contains(&r.metric_name)).cloned(),
-            );
-        }
-        for s in snap.segments.iter().filter(|s| s.meta.signal == Signal::Metrics) {
-            out.extend(s.metric_points(names, start, end)?);
-        }
-        Ok(out)
-    }
-
     /// Calls `visit` with every stored point of `names` in the window
     /// (memtables and segments, unordered), borrowed: no row is built or
     /// copied, attribute JSON is parsed once per distinct text.

@@ -570,20 +570,6 @@ pub fn batch_to_metrics(batch: &RecordBatch) -> Result<Vec<MetricPointRow>> {
         c.u32(col::FLAGS)?,
     );
     let mut out = Vec::with_capacity(batch.num_rows());
-    // A series repeats its attribute JSON on every point: parse each text once.
-    let mut parsed: foldhash::HashMap<&str, Vec<KeyValue>> = Default::default();
-    fn cached<'a>(
-        parsed: &mut foldhash::HashMap<&'a str, Vec<KeyValue>>,
-        text: &'a str,
-        what: &str,
-    ) -> Result<Vec<KeyValue>> {
-        if let Some(v) = parsed.get(text) {
-            return Ok(v.clone());
-        }
-        let v: Vec<KeyValue> = parse_json(text, what)?;
-        parsed.insert(text, v.clone());
-        Ok(v)
-    }
     for i in 0..batch.num_rows() {
         out.push(MetricPointRow {
             metric_name: name.value(i).to_string(),
@@ -596,8 +582,8 @@ pub fn batch_to_metrics(batch: &RecordBatch) -> Result<Vec<MetricPointRow>> {
             service_name: service.value(i).to_string(),
             time_unix_nano: time.value(i),
             start_time_unix_nano: start.value(i),
-            attributes: cached(&mut parsed, attrs.value(i), "attributes")?,
-            resource_attributes: cached(&mut parsed, res.value(i), "resource attributes")?,
+            attributes: parse_json(attrs.value(i), "attributes")?,
+            resource_attributes: parse_json(res.value(i), "resource attributes")?,
             scope_name: scope.value(i).to_string(),
             value: (!value.is_null(i)).then(|| value.value(i)),
             value_int: (!value_int.is_null(i)).then(|| value_int.value(i)),

@@ -583,54 +583,9 @@ impl Segment {
         Ok(out)
     }
 
-    /// The points of metrics named in `names` with time in [start, end]: row
-    /// groups are pruned by the sorted name column's statistics, then names and
-    /// times are read alone and only the matching rows in full.
-    pub fn metric_points(
-        &self,
-        names: &HashSet<String>,
-        start: Option<i64>,
-        end: Option<i64>,
-    ) -> Result<Vec<MetricPointRow>> {
-        if !self.meta.overlaps(start, end) || !self.meta.metrics.iter().any(|d| names.contains(&d.name)) {
-            return Ok(Vec::new());
-        }
-        let md = self.reader_meta.metadata();
-        let name_idx = md.file_metadata().schema_descr().columns().iter().position(|c| c.name() == col::METRIC_NAME);
-        let mut out = Vec::new();
-        for (rg_idx, rg) in md.row_groups().iter().enumerate() {
-            if let Some(Statistics::ByteArray(s)) = name_idx.and_then(|ci| rg.column(ci).statistics()) {
-                if let (Some(lo), Some(hi)) = (s.min_bytes_opt(), s.max_bytes_opt()) {
-                    if !names.iter().any(|n| lo <= n.as_bytes() && n.as_bytes() <= hi) {
-                        continue;
-                    }
-                }
-            }
-            let mut hits = Vec::new();
-            let mut pos = 0usize;
-            for batch in self.read(vec![rg_idx], Some(&[col::METRIC_NAME, col::TIME]), None)? {
-                let c = Columns(&batch);
-                let (name, time) = (c.str(col::METRIC_NAME)?, c.i64(col::TIME)?);
-                for i in 0..batch.num_rows() {
-                    let t = time.value(i);
-                    if start.is_none_or(|s| t >= s) && end.is_none_or(|e| t <= e) && names.contains(name.value(i)) {
-                        hits.push(pos + i);
-                    }
-                }
-                pos += batch.num_rows();
-            }
-            if hits.is_empty() {
-                continue;
-            }
-            out.reserve(hits.len());
-            for b in self.read(vec![rg_idx], None, Some(selection_for(&hits, pos)))? {
-                out.extend(schema::batch_to_metrics(&b)?);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Like [`Segment::metric_points`], borrowed row by row (see [`schema::visit_metrics`]).
+    /// Every point of `names` in the window, borrowed row by row (see
+    /// [`schema::visit_metrics`]): row groups pruned by the name statistics,
+    /// then only the matching rows read.
     pub fn visit_metric_points(
         &self,
         names: &HashSet<String>,
