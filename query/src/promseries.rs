@@ -314,6 +314,7 @@ fn label_source_hash(p: &MetricPointRef<'_>) -> u64 {
 struct Group {
     descriptor: usize,
     labels: LabelSource,
+    /// (unix ns, reading)
     points: Vec<(i64, Reading)>,
 }
 
@@ -392,8 +393,8 @@ impl<'w> SeriesBuilder<'w> {
                 g
             }
         };
-        let t = p.time_unix_nano.div_euclid(1_000_000);
-        self.groups[g].points.push((t, reading(p)));
+        // Nanoseconds: order within a millisecond decides which point wins it.
+        self.groups[g].points.push((p.time_unix_nano, reading(p)));
     }
 
     pub fn finish(self) -> SeriesMap {
@@ -424,7 +425,8 @@ impl<'w> SeriesBuilder<'w> {
                 }
             };
             let mut prev: Option<Reading> = None;
-            for (t, mut r) in points {
+            for (t_ns, mut r) in points {
+                let t = t_ns.div_euclid(1_000_000);
                 if delta {
                     if let Some(p) = &prev {
                         accumulate(&mut r, p);
@@ -644,6 +646,18 @@ mod tests {
         assert_eq!(series[&pay], vec![(10_000, 3.0), (20_000, 7.0), (30_000, 12.0)]);
         assert_eq!(series.len(), 2);
         assert!(build_series(&points, &|n| n == "nope").is_empty());
+    }
+
+    #[test]
+    fn the_latest_point_within_a_millisecond_wins_whatever_the_read_order() {
+        let mut later = point("depth", MetricKind::Gauge, 0, 10, "/q");
+        later.time_unix_nano += 900_000;
+        later.value = Some(5.0);
+        let mut earlier = point("depth", MetricKind::Gauge, 0, 10, "/q");
+        earlier.time_unix_nano += 100_000;
+        earlier.value = Some(4.0);
+        let series = build_series([&later, &earlier], &|_| true);
+        assert_eq!(series.values().next().unwrap(), &vec![(10_000, 5.0)]);
     }
 
     #[test]
