@@ -7,6 +7,8 @@
 //! otlp_http = "0.0.0.0:4318"
 //! http = "0.0.0.0:16686"
 //! max_body_bytes = 20971520
+//! max_inflight_bytes = 1073741824
+//! max_connections = 4096
 //! flush_rows = 262144
 //! flush_interval_secs = 60
 //! ```
@@ -25,6 +27,8 @@ pub struct FileConfig {
     pub otlp_http: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
     pub max_body_bytes: Option<usize>,
+    pub max_inflight_bytes: Option<usize>,
+    pub max_connections: Option<usize>,
     pub flush_rows: Option<usize>,
     pub flush_interval_secs: Option<u64>,
 }

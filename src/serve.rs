@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use seismo_collector::CollectorConfig;
+use seismo_net::{ConnectionLimit, Limits, Protocol};
 use seismo_store::{Store, StoreConfig};
 
 use crate::config::FileConfig;
@@ -31,6 +32,14 @@ pub struct ServeArgs {
     /// Largest OTLP request accepted after decompression, in bytes [default: 20 MiB]
     #[arg(long)]
     max_body_bytes: Option<usize>,
+    /// Memory that OTLP requests in flight may hold together, in bytes; past it they wait,
+    /// then get 429 / RESOURCE_EXHAUSTED with a retry hint [default: 1 GiB]
+    #[arg(long)]
+    max_inflight_bytes: Option<usize>,
+    /// Client connections open at once over all listeners; more are closed at once
+    /// [default: three quarters of the open-files limit, at most 16384]
+    #[arg(long)]
+    max_connections: Option<usize>,
     /// Flush the memtable to a segment at this many rows [default: 262144]
     #[arg(long)]
     flush_rows: Option<usize>,
@@ -44,6 +53,7 @@ struct Settings {
     collector: CollectorConfig,
     http: SocketAddr,
     store: StoreConfig,
+    limits: Limits,
 }
 
 impl ServeArgs {
@@ -64,6 +74,15 @@ impl ServeArgs {
             anyhow::ensure!(n > 0, "--max-body-bytes must be positive");
             collector.max_body_bytes = n;
         }
+        if let Some(n) = self.max_inflight_bytes.or(file.max_inflight_bytes) {
+            anyhow::ensure!(n > 0, "--max-inflight-bytes must be positive");
+            collector.max_inflight_bytes = n;
+        }
+        let mut limits = Limits::default();
+        if let Some(n) = self.max_connections.or(file.max_connections) {
+            anyhow::ensure!(n > 0, "--max-connections must be positive");
+            limits.connections = ConnectionLimit::new(n);
+        }
         let http = self.http.or(file.http).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 16686)));
         let mut store = StoreConfig::new(&data_dir);
         if let Some(n) = self.flush_rows.or(file.flush_rows) {
@@ -74,11 +93,13 @@ impl ServeArgs {
             anyhow::ensure!(s > 0, "--flush-interval-secs must be positive");
             store.flush_interval = Duration::from_secs(s);
         }
-        Ok(Settings { data_dir, collector, http, store })
+        Ok(Settings { data_dir, collector, http, store, limits })
     }
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // Before the limits are sized from it: thousands of clients need more than 1,024 files.
+    seismo_net::raise_open_files_limit();
     let settings = args.settings()?;
     let store_config = settings.store.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(store_config))
@@ -106,15 +127,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let collector_task = tokio::spawn(collector.run(stopped(stop_rx.clone())));
-    let query_task =
-        tokio::spawn(async move { axum::serve(query_listener, router).with_graceful_shutdown(stopped(stop_rx)).await });
+    let collector_task = tokio::spawn(collector.run(settings.limits.clone(), stopped(stop_rx.clone())));
+    let query_task = tokio::spawn(seismo_net::serve(
+        query_listener,
+        "query API",
+        Protocol::Http1,
+        router,
+        settings.limits,
+        stopped(stop_rx),
+    ));
 
     shutdown_signal().await;
     tracing::info!("shutting down: draining requests, flushing the memtable");
     let _ = stop_tx.send(true);
-    // In-flight requests get DRAIN_TIMEOUT to finish; a client that holds a
-    // connection open without using it must not keep the process alive.
+    // Each listener gives in-flight requests the drain timeout, then closes what is
+    // left; this outer bound is a safety net, so a stuck server cannot keep the
+    // process alive.
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { (collector_task.await, query_task.await) }).await;
     // Everything acknowledged is in the WAL already; closing flushes it to segments.
     tokio::task::spawn_blocking(move || store.close()).await??;
@@ -128,8 +156,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How long a graceful stop waits for open requests and connections.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a graceful stop waits for the listeners to drain and close.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(Limits::DEFAULT_DRAIN_TIMEOUT.as_secs() + 2);
 
 pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};

@@ -112,6 +112,7 @@ fn proxy_input(v: &Value, position: Option<usize>) -> Result<ProxyInput, ApiErro
     if name.is_empty() {
         return Err(ApiError::missing_field(&at("name")));
     }
+    crate::model::check_name("proxy", &name)?;
     let upstream = text("upstream")?;
     if upstream.is_empty() {
         return Err(ApiError::missing_field(&at("upstream")));

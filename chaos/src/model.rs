@@ -141,6 +141,13 @@ pub enum Kind {
     },
 }
 
+/// The longest delay or timeout a toxic may ask for.
+pub const MAX_DURATION_MS: i64 = 7 * 24 * 3600 * 1000;
+/// The highest bandwidth a toxic may allow (1 TB/s: no limit in practice).
+pub const MAX_RATE_KBPS: i64 = 1_000_000_000;
+/// The longest proxy or toxic name: names go into URLs, logs and span attributes.
+pub const MAX_NAME_BYTES: usize = 256;
+
 pub const TOXIC_TYPES: &[&str] = &[
     "latency",
     "bandwidth",
@@ -199,6 +206,16 @@ impl Kind {
                 }),
             }
         };
+        // Bounds keep the proxy's schedule arithmetic far from overflow: a latency of
+        // i64::MAX ms once wrapped around into no delay at all.
+        let bounded = |name: &str, current: i64, max: i64, unit: &str| -> Result<i64, ApiError> {
+            let v = int(name, current)?;
+            if v > max {
+                return Err(ApiError::bad_body(format!("attribute {name} must be at most {max} {unit}, got {v}")));
+            }
+            Ok(v)
+        };
+        let millis = |name: &str, current: i64| bounded(name, current, MAX_DURATION_MS, "ms (7 days)");
         let text = |name: &str, current: &str| -> Result<String, ApiError> {
             match attrs.get(name) {
                 None | Some(Value::Null) => Ok(current.to_string()),
@@ -215,16 +232,16 @@ impl Kind {
         };
         Ok(match base {
             Kind::Latency { latency, jitter } => {
-                Kind::Latency { latency: int("latency", *latency)?, jitter: int("jitter", *jitter)? }
+                Kind::Latency { latency: millis("latency", *latency)?, jitter: millis("jitter", *jitter)? }
             }
-            Kind::Bandwidth { rate } => Kind::Bandwidth { rate: int("rate", *rate)? },
-            Kind::SlowClose { delay } => Kind::SlowClose { delay: int("delay", *delay)? },
-            Kind::Timeout { timeout } => Kind::Timeout { timeout: int("timeout", *timeout)? },
-            Kind::ResetPeer { timeout } => Kind::ResetPeer { timeout: int("timeout", *timeout)? },
+            Kind::Bandwidth { rate } => Kind::Bandwidth { rate: bounded("rate", *rate, MAX_RATE_KBPS, "KB/s")? },
+            Kind::SlowClose { delay } => Kind::SlowClose { delay: millis("delay", *delay)? },
+            Kind::Timeout { timeout } => Kind::Timeout { timeout: millis("timeout", *timeout)? },
+            Kind::ResetPeer { timeout } => Kind::ResetPeer { timeout: millis("timeout", *timeout)? },
             Kind::Slicer { average_size, size_variation, delay } => Kind::Slicer {
                 average_size: int("average_size", *average_size)?,
                 size_variation: int("size_variation", *size_variation)?,
-                delay: int("delay", *delay)?,
+                delay: bounded("delay", *delay, MAX_DURATION_MS * 1000, "µs (7 days)")?,
             },
             Kind::LimitData { bytes } => Kind::LimitData { bytes: int("bytes", *bytes)? },
             Kind::HttpAbort { status, grpc_status, matcher: m } => {
@@ -249,7 +266,7 @@ impl Kind {
                 Kind::HttpAbort { status: status as u16, grpc_status, matcher: matcher(m)? }
             }
             Kind::HttpDelay { delay, matcher: m } => {
-                Kind::HttpDelay { delay: int("delay", *delay)?, matcher: matcher(m)? }
+                Kind::HttpDelay { delay: millis("delay", *delay)?, matcher: matcher(m)? }
             }
             Kind::Process { .. } => return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid toxic type")),
         })
@@ -371,6 +388,7 @@ impl Toxic {
             None | Some(Value::Null) | Some(Value::String(_)) => format!("{type_name}_{}", stream.as_str()),
             Some(v) => return Err(ApiError::bad_body(format!("name must be a string, got {v}"))),
         };
+        check_name("toxic", &name)?;
         let toxicity = parse_toxicity(obj.get("toxicity"), 1.0)?;
         let attrs = attributes_of(obj)?;
         let kind = Kind::parse(type_name, &attrs, None)?;
@@ -446,6 +464,17 @@ fn experiment_of(obj: &Map<String, Value>) -> Result<Option<String>, ApiError> {
 }
 
 /// Milliseconds from a non-negative attribute.
+/// Refuses names longer than [`MAX_NAME_BYTES`] (a 1 MB proxy name was accepted once).
+pub fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
+    if name.len() > MAX_NAME_BYTES {
+        return Err(ApiError::bad_body(format!(
+            "{what} name is {} bytes long; at most {MAX_NAME_BYTES} are allowed",
+            name.len()
+        )));
+    }
+    Ok(())
+}
+
 pub fn ms(v: i64) -> Duration {
     Duration::from_millis(v.max(0) as u64)
 }
@@ -480,6 +509,13 @@ mod tests {
         assert_eq!((e.status, e.message.starts_with("invalid toxic type")), (400, true));
         let e = Toxic::from_create(&json!({"type": "latency", "stream": "sideways"})).unwrap_err();
         assert_eq!(e.message, "stream was invalid, can be either upstream or downstream");
+        let e = Toxic::from_create(&json!({"type": "latency", "attributes": {"latency": i64::MAX}})).unwrap_err();
+        assert!(e.message.contains("latency must be at most 604800000 ms"), "{}", e.message);
+        let e = Toxic::from_create(&json!({"type": "bandwidth", "attributes": {"rate": i64::MAX}})).unwrap_err();
+        assert!(e.message.contains("rate must be at most"), "{}", e.message);
+        let long = "x".repeat(MAX_NAME_BYTES + 1);
+        let e = Toxic::from_create(&json!({"type": "latency", "name": long})).unwrap_err();
+        assert!(e.message.contains("at most 256"), "{}", e.message);
         let e = Toxic::from_create(&json!({"type": "latency", "toxicity": 2})).unwrap_err();
         assert_eq!(e.status, 400);
         let e = Toxic::from_create(&json!({"type": "http_abort", "attributes": {"status": 99}})).unwrap_err();

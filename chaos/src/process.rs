@@ -134,8 +134,10 @@ impl Processes {
         Value::Array(pids.into_iter().map(|p| self.describe(p)).collect())
     }
 
-    /// A pid (any process) or the name of a started command. A started command
-    /// that has exited is 410 Gone: its pid may belong to another process now.
+    /// The pid or name of a command this agent started. Only those can be signalled:
+    /// the agent's API must not become a way to stop any process its user may signal
+    /// (403 for any other pid). A started command that has exited is 410 Gone: its pid
+    /// may belong to another process now.
     pub fn resolve(&self, target: &str) -> Result<u32, ApiError> {
         let started = self.started.lock().unwrap();
         let gone = |pid: u32, p: &Started| {
@@ -143,7 +145,16 @@ impl Processes {
             Some(ApiError::new(StatusCode::GONE, format!("process {} (pid {pid}) already exited: {exit}", p.name)))
         };
         if let Ok(pid) = target.parse::<u32>() {
-            if let Some(e) = started.get(&pid).and_then(|p| gone(pid, p)) {
+            let Some(p) = started.get(&pid) else {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "pid {pid} was not started by this agent: only commands started with \
+                         POST /processes can be signalled"
+                    ),
+                ));
+            };
+            if let Some(e) = gone(pid, p) {
                 return Err(e);
             }
             return Ok(pid);

@@ -15,11 +15,17 @@ pub struct CollectorConfig {
     /// Largest request accepted, in bytes, both as received and after decompression.
     /// HTTP answers 413 above it, gRPC `RESOURCE_EXHAUSTED`.
     pub max_body_bytes: usize,
+    /// Memory that requests in flight on both receivers may hold together (their bodies
+    /// and what decoding makes of them); beyond it requests wait briefly, then get 429 /
+    /// `RESOURCE_EXHAUSTED` with a retry hint.
+    pub max_inflight_bytes: usize,
 }
 
 impl CollectorConfig {
     /// 20 MiB, the OTLP spec's suggested limit after decompression.
     pub const DEFAULT_MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
+    /// 1 GiB: a few maximum-size protobuf requests, or one maximum-size JSON one, at once.
+    pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 1 << 30;
     /// The OTLP/gRPC port.
     pub const DEFAULT_GRPC_PORT: u16 = 4317;
     /// The OTLP/HTTP port.
@@ -35,6 +41,7 @@ impl Default for CollectorConfig {
             grpc_addr: SocketAddr::new(any, Self::DEFAULT_GRPC_PORT),
             http_addr: SocketAddr::new(any, Self::DEFAULT_HTTP_PORT),
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            max_inflight_bytes: Self::DEFAULT_MAX_INFLIGHT_BYTES,
         }
     }
 }

@@ -27,12 +27,19 @@ impl Transport {
     }
 }
 
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Transport {
+    /// The listener's name in log lines.
+    pub fn as_listener_name(self) -> &'static str {
+        match self {
             Transport::Grpc => "OTLP/gRPC",
             Transport::Http => "OTLP/HTTP",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_listener_name())
     }
 }
 
@@ -73,6 +80,12 @@ pub enum CollectorError {
     /// The body could not be read from the connection (client went away, bad framing).
     #[error("cannot read the request body: {0}")]
     BodyRead(String),
+    /// The body did not arrive in time (see `seismo_net::Limits::body_timeout`).
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
+    /// The memory budget for requests in flight stayed spent: retry later.
+    #[error("too many requests in flight: their memory budget of {budget_bytes} bytes is in use; retry later")]
+    Overloaded { budget_bytes: usize },
     /// The store refused or failed the write.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -93,7 +106,9 @@ impl CollectorError {
             | CollectorError::Decompress { .. }
             | CollectorError::Decode { .. }
             | CollectorError::BodyRead(_) => Code::InvalidArgument,
+            CollectorError::BodyTimeout(_) => Code::DeadlineExceeded,
             CollectorError::PayloadTooLarge { .. } => Code::ResourceExhausted,
+            CollectorError::Overloaded { .. } => Code::ResourceExhausted,
             CollectorError::Store(StoreError::InvalidId(_) | StoreError::InvalidRequest(_)) => Code::InvalidArgument,
             CollectorError::Store(StoreError::Busy(_)) => Code::ResourceExhausted,
             CollectorError::Store(StoreError::Closed) => Code::Unavailable,
@@ -113,6 +128,8 @@ impl CollectorError {
             CollectorError::Decompress { .. } => "bad_compression",
             CollectorError::Decode { .. } => "bad_encoding",
             CollectorError::BodyRead(_) => "body_read",
+            CollectorError::BodyTimeout(_) => "body_timeout",
+            CollectorError::Overloaded { .. } => "overloaded",
             CollectorError::Store(StoreError::InvalidId(_)) => "invalid_id",
             CollectorError::Store(StoreError::InvalidRequest(_)) => "invalid_request",
             CollectorError::Store(StoreError::Busy(_)) => "store_busy",
@@ -125,7 +142,15 @@ impl CollectorError {
 
     /// Whether the fault lies with the client (logged at debug) or with us (warn).
     pub(crate) fn is_client_error(&self) -> bool {
-        self.grpc_code() == tonic::Code::InvalidArgument || matches!(self, CollectorError::PayloadTooLarge { .. })
+        self.grpc_code() == tonic::Code::InvalidArgument
+            || matches!(self, CollectorError::PayloadTooLarge { .. } | CollectorError::BodyTimeout(_))
+    }
+
+    /// Back-pressure: the request was fine, we could not take it now. The answer carries
+    /// a retry hint (HTTP `Retry-After`, gRPC `RetryInfo`), and floods of these are logged
+    /// at a bounded rate.
+    pub(crate) fn is_back_pressure(&self) -> bool {
+        matches!(self, CollectorError::Store(StoreError::Busy(_)) | CollectorError::Overloaded { .. })
     }
 }
 

@@ -20,6 +20,7 @@ use http_body_util::BodyExt;
 use prost::Message;
 use seismo_store::{AppendOutcome, Store, StoreError};
 
+use crate::admission::{self, MemoryBudget, Reservation};
 use crate::compression::ContentEncoding;
 use crate::config::CollectorConfig;
 use crate::error::{CollectorError, Transport};
@@ -38,22 +39,23 @@ const INLINE_DECODE_MAX_BYTES: usize = 64 * 1024;
 ///
 /// Other methods on the OTLP paths answer 405; other paths 404.
 pub fn http_router(store: Store, config: &CollectorConfig) -> Router {
-    router_with_sink(store, config.max_body_bytes)
+    router_with_sink(store, config.max_body_bytes, MemoryBudget::new(config.max_inflight_bytes))
 }
 
 #[derive(Clone)]
 struct HttpState<K> {
     sink: K,
     max_body_bytes: usize,
+    budget: MemoryBudget,
 }
 
-pub(crate) fn router_with_sink<K: BatchSink>(sink: K, max_body_bytes: usize) -> Router {
+pub(crate) fn router_with_sink<K: BatchSink>(sink: K, max_body_bytes: usize, budget: MemoryBudget) -> Router {
     Router::new()
         .route(Signal::Traces.http_path(), post(export::<Traces, K>))
         .route(Signal::Logs.http_path(), post(export::<Logs, K>))
         .route(Signal::Metrics.http_path(), post(export::<Metrics, K>))
         .fallback(unknown_path)
-        .with_state(HttpState { sink, max_body_bytes })
+        .with_state(HttpState { sink, max_body_bytes, budget })
 }
 
 /// The two OTLP/HTTP encodings; the response uses the request's.
@@ -88,6 +90,14 @@ impl WireFormat {
             WireFormat::Json => JSON,
         }
     }
+
+    /// Memory held per body byte while decoding and storing (see `admission`).
+    fn held_per_byte(self) -> usize {
+        match self {
+            WireFormat::Protobuf => admission::PROTOBUF_HELD_PER_BYTE,
+            WireFormat::Json => admission::JSON_HELD_PER_BYTE,
+        }
+    }
 }
 
 async fn export<S: OtlpSignal, K: BatchSink>(
@@ -103,8 +113,13 @@ async fn export<S: OtlpSignal, K: BatchSink>(
         }
     };
     let result = async {
-        let request = read_request::<S>(&headers, body, format, state.max_body_bytes).await?;
-        ingest::export::<S, K>(&state.sink, Transport::Http, request).await
+        // Held until the store has the data: it pays for the body, the decoded request
+        // and the rows (see `admission`).
+        let mut reservation = None;
+        let request = read_request::<S, K>(&headers, body, format, &state, &mut reservation).await?;
+        let outcome = ingest::export::<S, K>(&state.sink, Transport::Http, request).await;
+        drop(reservation);
+        outcome
     };
     match result.await {
         Ok(outcome) => success_response::<S>(format, &outcome),
@@ -117,24 +132,60 @@ async fn export<S: OtlpSignal, K: BatchSink>(
     }
 }
 
-/// Reads, decompresses and decodes the body into the signal's request message.
-async fn read_request<S: OtlpSignal>(
+/// Reads, decompresses and decodes the body into the signal's request message, reserving
+/// memory for it in `reservation` first: for an identity body with a length, all it will
+/// hold at once; otherwise the raw body first and the decoding once its size is known.
+async fn read_request<S: OtlpSignal, K>(
     headers: &HeaderMap,
     body: Body,
     format: WireFormat,
-    limit: usize,
+    state: &HttpState<K>,
+    reservation: &mut Option<Reservation>,
 ) -> Result<S::Request, CollectorError> {
+    let limit = state.max_body_bytes;
     let encoding = ContentEncoding::from_header(headers.get(CONTENT_ENCODING).map(HeaderValue::as_bytes))?;
-    let raw = read_body(headers, body, limit).await?;
+    let declared = declared_length(headers).map(|len| len.min(limit as u64 + 1) as usize);
+    if declared.is_some_and(|len| len > limit) {
+        drain(body).await;
+        return Err(CollectorError::PayloadTooLarge { limit, decompressed: false });
+    }
+    let upfront = match (declared, encoding) {
+        (Some(len), ContentEncoding::Identity) => len.saturating_add(len.saturating_mul(format.held_per_byte())),
+        (Some(len), _) => len,
+        (None, _) => limit,
+    };
+    let held = reservation.insert(state.budget.reserve(upfront).await?);
+    let raw = read_body(declared, body, limit).await?;
+    let reserved_in_full = encoding == ContentEncoding::Identity && declared.is_some();
     // A small compressed body can still inflate to `limit` bytes: only small identity
     // bodies are cheap enough to decode inline.
     if encoding == ContentEncoding::Identity && raw.len() <= INLINE_DECODE_MAX_BYTES {
+        if !reserved_in_full {
+            state.budget.grow(held, raw.len().saturating_mul(format.held_per_byte())).await?;
+        }
         return decode::<S>(raw, encoding, format, limit);
     }
-    tokio::task::spawn_blocking(move || decode::<S>(raw, encoding, format, limit))
+    let body = if encoding == ContentEncoding::Identity {
+        raw
+    } else {
+        tokio::task::spawn_blocking(move || encoding.decode(raw, limit))
+            .await
+            .map_err(|e| CollectorError::Internal(format!("decompression task failed: {e}")))??
+    };
+    if !reserved_in_full {
+        state.budget.grow(held, body.len().saturating_mul(1 + format.held_per_byte())).await?;
+    }
+    tokio::task::spawn_blocking(move || decode::<S>(body, ContentEncoding::Identity, format, limit))
         .await
         .map_err(|e| CollectorError::Internal(format!("decoding task failed: {e}")))?
 }
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+}
+
+/// The body buffer's first allocation, whatever length the client announces.
+const INITIAL_BUFFER_BYTES: usize = 256 * 1024;
 
 /// Most bytes of an oversized body read (and dropped) before answering 413.
 const DRAIN_MAX_BYTES: usize = 64 << 20;
@@ -147,16 +198,17 @@ const DRAIN_MAX_TIME: Duration = Duration::from_secs(10);
 /// `DRAIN_MAX_TIME`) before the 413 goes out: a server that answers early and
 /// closes makes the client fail with a broken pipe instead of reading the
 /// status, and exporters retry a broken connection but must not retry a 413.
-async fn read_body(headers: &HeaderMap, mut body: Body, limit: usize) -> Result<Bytes, CollectorError> {
+///
+/// The buffer grows as bytes arrive rather than to the announced length at once: a client
+/// announcing 20 MiB and sending a kilobyte costs a kilobyte.
+async fn read_body(declared: Option<usize>, mut body: Body, limit: usize) -> Result<Bytes, CollectorError> {
     let too_large = CollectorError::PayloadTooLarge { limit, decompressed: false };
-    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        drain(body).await;
-        return Err(too_large);
-    }
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(INITIAL_BUFFER_BYTES));
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| CollectorError::BodyRead(e.to_string()))?;
+        let frame = frame.map_err(|e| match seismo_net::BodyTimedOut::find(&e) {
+            Some(timed_out) => CollectorError::BodyTimeout(timed_out.0),
+            None => CollectorError::BodyRead(e.to_string()),
+        })?;
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > limit {
                 drain(body).await;
@@ -227,6 +279,8 @@ fn http_status(error: &CollectorError) -> StatusCode {
         CollectorError::Decompress { .. } | CollectorError::Decode { .. } | CollectorError::BodyRead(_) => {
             StatusCode::BAD_REQUEST
         }
+        CollectorError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+        CollectorError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
         CollectorError::Store(StoreError::InvalidId(_) | StoreError::InvalidRequest(_)) => StatusCode::BAD_REQUEST,
         CollectorError::Store(StoreError::Busy(_)) => StatusCode::TOO_MANY_REQUESTS,
         CollectorError::Store(StoreError::Closed) => StatusCode::SERVICE_UNAVAILABLE,
@@ -252,7 +306,7 @@ fn error_response(error: &CollectorError, format: WireFormat) -> Response {
     let headers = response.headers_mut();
     match error {
         // Back-pressure: OTLP clients honour Retry-After on 429/503.
-        CollectorError::Store(StoreError::Busy(_)) => {
+        e if e.is_back_pressure() => {
             headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
         }
         // RFC 9110 §15.5.16: say which codings would work.

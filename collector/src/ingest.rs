@@ -5,6 +5,9 @@
 //! fixed sets); error messages go in the event message, never in a label.
 
 use std::future::Future;
+use std::time::Duration;
+
+use seismo_net::LogThrottle;
 
 use seismo_store::{AppendOutcome, Batch, Store, StoreError};
 
@@ -70,12 +73,27 @@ fn record_outcome(signal: Signal, transport: Transport, items: u64, outcome: &Ap
     }
 }
 
+/// Back-pressure answers are logged at most this often (with a count of the rest).
+static BACK_PRESSURE_LOG: LogThrottle = LogThrottle::new(Duration::from_secs(10));
+
 /// Logs a refused request: at `debug` when the client sent something wrong (their
-/// problem, and possibly a flood), at `warn` when we could not take good data.
+/// problem, and possibly a flood), at `warn` when we could not take good data — but
+/// back-pressure, which comes in floods under overload, at most once per 10 s.
 pub(crate) fn record_rejection(signal: Signal, transport: Transport, error: &CollectorError) {
     let (signal, transport, reason) = (signal.as_str(), transport.as_str(), error.reason());
     if error.is_client_error() {
         tracing::debug!(signal, transport, reason, "OTLP export rejected: {error}");
+    } else if error.is_back_pressure() {
+        tracing::debug!(signal, transport, reason, "OTLP export refused for now: {error}");
+        if let Some(suppressed) = BACK_PRESSURE_LOG.hit() {
+            tracing::warn!(
+                signal,
+                transport,
+                reason,
+                refused_since_last_line = suppressed + 1,
+                "ingest is overloaded, clients are told to retry: {error}"
+            );
+        }
     } else {
         tracing::warn!(signal, transport, reason, "OTLP export failed: {error}");
     }

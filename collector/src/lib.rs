@@ -15,6 +15,11 @@
 //!   reading the body, reads at most `max_body_bytes` (413), and decompresses through a
 //!   `take(limit + 1)` reader, so a gzip bomb costs at most `limit + 1` bytes (413).
 //!   gRPC gets the same limit from tonic, which also bounds decompression.
+//! - **Memory is admitted, not assumed.** Both receivers reserve what a request will hold
+//!   (body, decoded request, rows) from one budget, `max_inflight_bytes`, before reading
+//!   its body; past it requests wait briefly, then get 429 / `RESOURCE_EXHAUSTED` with a
+//!   retry hint (`admission.rs`). Connections themselves (timeouts, a connection limit)
+//!   are served by `seismo-net`.
 //! - **Our own OTLP/JSON decoder.** `opentelemetry-proto`'s serde derives miss parts of
 //!   the OTLP/JSON mapping (see `json/mod.rs` and the tests in `json/serde_audit.rs`), so
 //!   JSON is walked from a `serde_json::Value` into the prost types, with errors that name
@@ -29,6 +34,7 @@
 //!   `ingest::export`, which also emits the self-telemetry (`tracing` events with bounded
 //!   labels: signal, transport, reason).
 
+mod admission;
 mod compression;
 mod config;
 mod error;

@@ -12,9 +12,9 @@ use axum::Router;
 use seismo_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::service::Routes;
-use tonic::transport::server::TcpIncoming;
+use seismo_net::{Limits, Protocol};
 
+use crate::admission::MemoryBudget;
 use crate::config::CollectorConfig;
 use crate::error::{CollectorError, Transport};
 use crate::grpc;
@@ -26,7 +26,7 @@ use crate::ingest::BatchSink;
 pub struct Collector {
     grpc_listener: TcpListener,
     grpc_addr: SocketAddr,
-    grpc_routes: Routes,
+    grpc_router: Router,
     http_listener: TcpListener,
     http_addr: SocketAddr,
     http_router: Router,
@@ -48,13 +48,15 @@ pub(crate) async fn bind_with_sink<K: BatchSink>(
 ) -> Result<Collector, CollectorError> {
     let (grpc_listener, grpc_addr) = listen(Transport::Grpc, config.grpc_addr).await?;
     let (http_listener, http_addr) = listen(Transport::Http, config.http_addr).await?;
+    // One budget for both receivers: memory is one resource.
+    let budget = MemoryBudget::new(config.max_inflight_bytes);
     Ok(Collector {
         grpc_listener,
         grpc_addr,
-        grpc_routes: grpc::routes_with_sink(sink.clone(), config.max_body_bytes),
+        grpc_router: grpc::routes_with_sink(sink.clone(), config.max_body_bytes, budget.clone()),
         http_listener,
         http_addr,
-        http_router: http::router_with_sink(sink, config.max_body_bytes),
+        http_router: http::router_with_sink(sink, config.max_body_bytes, budget),
     })
 }
 
@@ -76,41 +78,37 @@ impl Collector {
         self.http_addr
     }
 
-    /// Serves OTLP/gRPC and OTLP/HTTP until `shutdown` resolves, then drains both.
+    /// Serves OTLP/gRPC and OTLP/HTTP until `shutdown` resolves, then drains both, each
+    /// connection under `limits` (timeouts, the shared connection budget).
     ///
     /// # Errors
     /// [`CollectorError::Serve`] if either server fails; the other is then stopped too.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), CollectorError> {
+    pub async fn run(self, limits: Limits, shutdown: impl Future<Output = ()>) -> Result<(), CollectorError> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             // An error means the sender is gone, which also means "stop".
             let _ = rx.wait_for(|stop| *stop).await;
         };
-
-        let grpc_addr = self.grpc_addr;
-        let incoming = TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true));
-        let grpc = tonic::transport::Server::builder()
-            .add_routes(self.grpc_routes)
-            .serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
-        let grpc = async move {
-            grpc.await.map_err(|e| CollectorError::Serve {
-                transport: Transport::Grpc,
-                addr: grpc_addr,
-                source: e.into(),
-            })
+        let serve = |transport: Transport, listener, addr, protocol, router, stop| {
+            let limits = limits.clone();
+            async move {
+                seismo_net::serve(listener, transport.as_listener_name(), protocol, router, limits, stop)
+                    .await
+                    .map_err(|e| CollectorError::Serve { transport, addr, source: e.into() })
+            }
         };
+        let grpc = serve(
+            Transport::Grpc,
+            self.grpc_listener,
+            self.grpc_addr,
+            Protocol::Http2,
+            self.grpc_router,
+            stopped(stop_rx.clone()),
+        );
+        let http =
+            serve(Transport::Http, self.http_listener, self.http_addr, Protocol::Http1, self.http_router, stopped(stop_rx));
 
-        let http_addr = self.http_addr;
-        let http = axum::serve(self.http_listener, self.http_router).with_graceful_shutdown(stopped(stop_rx));
-        let http = async move {
-            http.await.map_err(|e| CollectorError::Serve {
-                transport: Transport::Http,
-                addr: http_addr,
-                source: e.into(),
-            })
-        };
-
-        tracing::info!(grpc = %grpc_addr, http = %http_addr, "OTLP receivers listening");
+        tracing::info!(grpc = %self.grpc_addr, http = %self.http_addr, "OTLP receivers listening");
         let servers = async { tokio::try_join!(grpc, http).map(|_| ()) };
         // Poll the caller's shutdown future here rather than spawning it, so it need not be
         // `Send + 'static`. Once it fires it parks forever; the servers then drain and end.
@@ -138,6 +136,7 @@ mod tests {
             grpc_addr: "127.0.0.1:0".parse().unwrap(),
             http_addr: "127.0.0.1:0".parse().unwrap(),
             max_body_bytes: 1 << 20,
+            max_inflight_bytes: 64 << 20,
         }
     }
 
@@ -157,7 +156,7 @@ mod tests {
         let http_addr = collector.http_addr();
         assert_ne!(http_addr.port(), 0);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(collector.run(async { rx.await.unwrap_or(()) }));
+        let server = tokio::spawn(collector.run(Limits::default(), async { rx.await.unwrap_or(()) }));
 
         // A raw HTTP/1.1 request: no client library needed for one POST.
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -184,7 +183,7 @@ mod tests {
         let collector = bind_with_sink(FakeSink::new(Script::Accept), &loopback_config()).await.unwrap();
         let url = format!("http://{}", collector.grpc_addr());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(collector.run(async { rx.await.unwrap_or(()) }));
+        let server = tokio::spawn(collector.run(Limits::default(), async { rx.await.unwrap_or(()) }));
         let mut client = TraceServiceClient::connect(url).await.unwrap();
         client.export(ExportTraceServiceRequest::default()).await.unwrap();
 

@@ -42,6 +42,18 @@ impl Signal {
         }
     }
 
+    /// The signal a gRPC method path (`/opentelemetry.proto.collector.<signal>.v1.…`) is for;
+    /// traces when the path names none (the label must come from a fixed set).
+    pub(crate) fn from_grpc_path(path: &str) -> Signal {
+        if path.contains(".logs.") {
+            Signal::Logs
+        } else if path.contains(".metrics.") {
+            Signal::Metrics
+        } else {
+            Signal::Traces
+        }
+    }
+
     /// The JSON name of the partial-success counter in the export response.
     fn rejected_key(self) -> &'static str {
         match self {

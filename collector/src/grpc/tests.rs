@@ -29,11 +29,12 @@ async fn start(sink: FakeSink) -> Running {
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
         max_body_bytes: LIMIT,
+        max_inflight_bytes: 64 << 20,
     };
     let collector = bind_with_sink(sink, &config).await.unwrap();
     let grpc_url = format!("http://{}", collector.grpc_addr());
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(collector.run(async { stopped.await.unwrap_or(()) }));
+    tokio::spawn(collector.run(seismo_net::Limits::default(), async { stopped.await.unwrap_or(()) }));
     Running { grpc_url, _stop: stop }
 }
 
@@ -160,15 +161,23 @@ async fn oversized_messages_are_resource_exhausted_without_retry_info() {
 }
 
 #[test]
-fn only_out_of_range_is_rewritten() {
-    let with_status = |code: &'static str| {
+fn only_oversize_and_decode_failures_are_rewritten() {
+    let with_status = |code: &'static str, message: Option<&'static str>| {
         let mut response = axum::http::Response::new(());
         response.headers_mut().insert("grpc-status", HeaderValue::from_static(code));
-        oversized_is_resource_exhausted(response).headers()["grpc-status"].clone()
+        if let Some(message) = message {
+            response.headers_mut().insert("grpc-message", HeaderValue::from_static(message));
+        }
+        client_errors_as_the_spec_wants(response).headers()["grpc-status"].clone()
     };
-    assert_eq!(with_status("11"), "8");
-    assert_eq!(with_status("3"), "3");
-    assert_eq!(with_status("0"), "0");
-    let untouched = oversized_is_resource_exhausted(axum::http::Response::new(()));
+    assert_eq!(with_status("11", None), "8");
+    assert_eq!(with_status("3", None), "3");
+    assert_eq!(with_status("0", None), "0");
+    assert_eq!(with_status("13", Some("failed%20to%20decode%20Protobuf%20message:%20invalid%20wire%20type")), "3");
+    assert_eq!(with_status("13", Some("Unexpected%20EOF%20decoding%20stream.")), "3");
+    // Our own INTERNALs (a store failure) stay INTERNAL.
+    assert_eq!(with_status("13", Some("i/o%20error:%20disk")), "13");
+    assert_eq!(with_status("13", None), "13");
+    let untouched = client_errors_as_the_spec_wants(axum::http::Response::new(()));
     assert!(untouched.headers().get("grpc-status").is_none());
 }

@@ -57,7 +57,7 @@ impl Reply {
 }
 
 async fn send(sink: &FakeSink, request: Request<Body>) -> Reply {
-    let response = router_with_sink(sink.clone(), LIMIT).oneshot(request).await.unwrap();
+    let response = router_with_sink(sink.clone(), LIMIT, MemoryBudget::new(64 << 20)).oneshot(request).await.unwrap();
     let (parts, body) = response.into_parts();
     Reply { status: parts.status, headers: parts.headers, body: body.collect().await.unwrap().to_bytes() }
 }
