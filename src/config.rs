@@ -9,6 +9,8 @@
 //! max_body_bytes = 20971520
 //! max_inflight_bytes = 1073741824
 //! max_connections = 4096
+//! idle_timeout_secs = 30
+//! body_timeout_secs = 60
 //! flush_rows = 262144
 //! flush_interval_secs = 60
 //! ```
@@ -29,6 +31,8 @@ pub struct FileConfig {
     pub max_body_bytes: Option<usize>,
     pub max_inflight_bytes: Option<usize>,
     pub max_connections: Option<usize>,
+    pub idle_timeout_secs: Option<u64>,
+    pub body_timeout_secs: Option<u64>,
     pub flush_rows: Option<usize>,
     pub flush_interval_secs: Option<u64>,
 }

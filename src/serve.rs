@@ -40,6 +40,13 @@ pub struct ServeArgs {
     /// [default: three quarters of the open-files limit, at most 16384]
     #[arg(long)]
     max_connections: Option<usize>,
+    /// Seconds a client may take to send a request head, and a connection may sit idle
+    /// between requests, on every listener [default: 30]
+    #[arg(long)]
+    idle_timeout_secs: Option<u64>,
+    /// Seconds a request body may take to arrive in full [default: 60]
+    #[arg(long)]
+    body_timeout_secs: Option<u64>,
     /// Flush the memtable to a segment at this many rows [default: 262144]
     #[arg(long)]
     flush_rows: Option<usize>,
@@ -82,6 +89,14 @@ impl ServeArgs {
         if let Some(n) = self.max_connections.or(file.max_connections) {
             anyhow::ensure!(n > 0, "--max-connections must be positive");
             limits.connections = ConnectionLimit::new(n);
+        }
+        if let Some(s) = self.idle_timeout_secs.or(file.idle_timeout_secs) {
+            anyhow::ensure!(s > 0, "--idle-timeout-secs must be positive");
+            limits.idle_timeout = Duration::from_secs(s);
+        }
+        if let Some(s) = self.body_timeout_secs.or(file.body_timeout_secs) {
+            anyhow::ensure!(s > 0, "--body-timeout-secs must be positive");
+            limits.body_timeout = Duration::from_secs(s);
         }
         let http = self.http.or(file.http).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 16686)));
         let mut store = StoreConfig::new(&data_dir);

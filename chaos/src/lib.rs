@@ -57,7 +57,8 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()> + Send +
     }
     println!("seismo chaos agent ready: api={api_addr}");
     tracing::info!(api = %api_addr, otlp = ?opts.otlp_endpoint, "chaos agent listening");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    let limits = seismo_net::Limits::default();
+    seismo_net::serve(listener, "chaos agent API", seismo_net::Protocol::Http1, app, limits, shutdown).await?;
 
     let stopping: Vec<_> = agent.proxies.lock().unwrap().values_mut().map(|p| p.stop()).collect();
     for s in stopping {

@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A `seismo serve` process on ephemeral loopback ports. Killed on drop.
@@ -14,11 +15,29 @@ pub struct Server {
     pub otlp_http: String,
     pub http: String,
     pub data_dir: PathBuf,
+    /// The server's log lines, when started with [`Server::start_capturing_log`].
+    log: Option<Arc<Mutex<Vec<String>>>>,
 }
 
 impl Server {
     /// Starts `seismo serve` on `data_dir` with extra flags and waits for its ready line.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Self::launch(data_dir, extra, false)
+    }
+
+    /// [`Server::start`], keeping the log (stderr) for [`Server::log_contains`]; the
+    /// lines are still printed, so a failing test shows them.
+    pub fn start_capturing_log(data_dir: &Path, extra: &[&str]) -> Server {
+        Self::launch(data_dir, extra, true)
+    }
+
+    /// Whether a log line so far contains `needle`.
+    pub fn log_contains(&self, needle: &str) -> bool {
+        let log = self.log.as_ref().expect("started without capturing the log");
+        log.lock().unwrap().iter().any(|line| line.contains(needle))
+    }
+
+    fn launch(data_dir: &Path, extra: &[&str], capture_log: bool) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_seismo"))
             .args([
                 "serve",
@@ -34,9 +53,20 @@ impl Server {
             .args(extra)
             .env("SEISMO_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if capture_log { Stdio::piped() } else { Stdio::inherit() })
             .spawn()
             .expect("starting seismo serve");
+        let log = child.stderr.take().map(|stderr| {
+            let lines = Arc::new(Mutex::new(Vec::new()));
+            let sink = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    eprintln!("{line}");
+                    sink.lock().unwrap().push(line);
+                }
+            });
+            lines
+        });
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -59,6 +89,7 @@ impl Server {
             http: field("http"),
             data_dir: data_dir.to_path_buf(),
             child,
+            log,
         };
         server.wait_healthy();
         server

@@ -160,6 +160,68 @@ async fn oversized_messages_are_resource_exhausted_without_retry_info() {
     assert!(sink.take_batches().is_empty());
 }
 
+/// Sends whatever bytes it is given as the gRPC message: what a broken client does.
+#[derive(Clone, Copy, Default)]
+struct RawBytes;
+
+impl tonic::codec::Codec for RawBytes {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawBytes;
+    type Decoder = RawBytes;
+
+    fn encoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+
+    fn decoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+}
+
+impl tonic::codec::Encoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        let bytes = bytes::Buf::chunk(src).to_vec();
+        bytes::Buf::advance(src, bytes.len());
+        Ok(Some(bytes))
+    }
+}
+
+/// Issue 14: a message that is not protobuf was answered INTERNAL (tonic's default),
+/// which the README promised as INVALID_ARGUMENT.
+#[tokio::test]
+async fn a_message_that_does_not_decode_is_invalid_argument() {
+    let sink = FakeSink::new(Script::Accept);
+    let running = start(sink.clone()).await;
+    let channel = tonic::transport::Endpoint::from_shared(running.grpc_url.clone()).unwrap().connect().await.unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    let path = axum::http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+    // Field 1 (resource_spans), length-delimited, claiming 100 bytes that are not there.
+    grpc.ready().await.unwrap();
+    let status = grpc.unary(Request::new(vec![0x0a, 0x64, 0x01]), path.clone(), RawBytes).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("failed to decode Protobuf message"), "{status:?}");
+    assert!(sink.take_batches().is_empty());
+    // The connection is still good for a valid export.
+    grpc.ready().await.unwrap();
+    let valid = prost::Message::encode_to_vec(&spans(4));
+    grpc.unary(Request::new(valid), path, RawBytes).await.unwrap();
+    assert_eq!(sink.take_batches(), vec![Batch::Traces(spans(4))]);
+}
+
 #[test]
 fn only_oversize_and_decode_failures_are_rewritten() {
     let with_status = |code: &'static str, message: Option<&'static str>| {
