@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use seismo_collector::CollectorConfig;
+use seismo_query::QueryLimits;
 use seismo_store::{Store, StoreConfig};
 
 use crate::config::FileConfig;
@@ -37,6 +38,23 @@ pub struct ServeArgs {
     /// Flush the memtable when its oldest row is this many seconds old [default: 60]
     #[arg(long)]
     flush_interval_secs: Option<u64>,
+    /// Most samples one PromQL query may hold in memory at once; past it the
+    /// query answers 422 [default: 50000000, as Prometheus]
+    #[arg(long, alias = "query.max-samples")]
+    query_max_samples: Option<usize>,
+    /// Longest a PromQL query may queue and run, as a Prometheus duration
+    /// (`2m`, `30s`, `1m30s`); past it the query answers 503 [default: 2m]
+    #[arg(long, alias = "query.timeout", value_parser = parse_query_timeout)]
+    query_timeout: Option<Duration>,
+}
+
+/// A positive Prometheus duration (`2m`, `1m30s`, `0.5`), as `--query-timeout` takes it.
+fn parse_query_timeout(text: &str) -> Result<Duration, String> {
+    let ms = seismo_query::promql::params::parse_duration(text)?;
+    match u64::try_from(ms) {
+        Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+        _ => Err(format!("query timeout {text:?} must be positive")),
+    }
 }
 
 struct Settings {
@@ -44,6 +62,7 @@ struct Settings {
     collector: CollectorConfig,
     http: SocketAddr,
     store: StoreConfig,
+    query_limits: QueryLimits,
 }
 
 impl ServeArgs {
@@ -74,7 +93,16 @@ impl ServeArgs {
             anyhow::ensure!(s > 0, "--flush-interval-secs must be positive");
             store.flush_interval = Duration::from_secs(s);
         }
-        Ok(Settings { data_dir, collector, http, store })
+        let mut query_limits = QueryLimits::default();
+        if let Some(n) = self.query_max_samples.or(file.query_max_samples) {
+            anyhow::ensure!(n > 0, "--query-max-samples must be positive");
+            query_limits.max_samples = n;
+        }
+        let file_timeout = file.query_timeout.as_deref().map(parse_query_timeout).transpose();
+        if let Some(t) = self.query_timeout.or(file_timeout.map_err(|e| anyhow::anyhow!("query_timeout: {e}"))?) {
+            query_limits.timeout = t;
+        }
+        Ok(Settings { data_dir, collector, http, store, query_limits })
     }
 }
 
@@ -90,7 +118,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the query API on {}", settings.http))?;
     let query_addr = query_listener.local_addr()?;
-    let router = seismo_query::router(seismo_query::QueryState::new(store.clone()));
+    let router =
+        seismo_query::router(seismo_query::QueryState::new(store.clone()).with_query_limits(settings.query_limits));
 
     // One line on stdout that scripts and tests can wait for.
     println!(
