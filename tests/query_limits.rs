@@ -246,5 +246,29 @@ fn out_of_range_times_answer_400_naming_the_parameter() {
         let msg = body["error"]["message"].as_str().unwrap_or_default();
         assert!(msg.contains(param), "{path}: {msg}");
     }
+
+    // Extreme values that are valid answer 200: the arithmetic behind them
+    // saturates or is checked, it never wraps or panics.
+    let promql_edge = [
+        "/api/v1/query_range?query=rate(up[292y])&start=-9223372036.854&end=9223372036.854&step=1e9".to_string(),
+        format!("/api/v1/query?query={}&time=9223372036.854", enc("max_over_time(up[1h:1m] offset -292y)")),
+        format!("/api/v1/query?query={}&time=-9223372036.854", enc("up @ 9223372036.854 offset 292y")),
+        format!("/api/v1/query?query={}&time=0", enc("timestamp(vector(1)) - time() + year(vector(9e18))")),
+    ];
+    let store_edge = [
+        "/api/traces?service=a&start=-9223372036854775&end=9223372036854775",
+        "/api/traces?service=a&minDuration=2562047h&lookback=2562047h",
+        "/api/dependencies?endTs=9223372036854&lookback=9223372036854",
+        "/api/v1/logs?start=-9223372036854775&end=9223372036854775",
+        "/api/v1/logs?lookback=106000d",
+        "/api/v1/stats?start=-9223372036854775&end=9223372036854775",
+        "/api/v3/traces?query.startTimeMin=1677-09-22T00:12:44Z&query.startTimeMax=2262-04-11T23:47:16Z",
+        "/api/v1/series?match[]=up&start=-9.2e15&end=9.2e15",
+        "/api/v1/labels?start=-9.2e15&end=9.2e15",
+    ];
+    for path in promql_edge.iter().map(String::as_str).chain(store_edge) {
+        let (status, body) = get(&server, path);
+        assert!(status == 200 || status == 404, "{path}: {status} {body}");
+    }
     assert_still_serving(&server, 5);
 }
