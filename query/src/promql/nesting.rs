@@ -102,11 +102,9 @@ fn check_nesting_within(query: &str, limit: usize) -> Result<(), String> {
                     return Err(too_deep(limit));
                 }
             }
-            b')' | b']' | b'}' => {
-                // An unbalanced closer is the parser's error to report.
-                if stack.len() > 1 && stack.last().is_some_and(|l| l.close == c) {
-                    close(&mut stack, limit)?;
-                }
+            // An unbalanced closer is the parser's error to report: skipped.
+            b')' | b']' | b'}' if stack.len() > 1 && stack.last().is_some_and(|l| l.close == c) => {
+                close(&mut stack, limit)?;
             }
             b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'<' | b'>' | b'!' => add_operator(&mut stack, limit)?,
             // `==` once, not twice; a lone `=` only appears in matchers.
