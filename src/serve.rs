@@ -98,8 +98,12 @@ impl ServeArgs {
             anyhow::ensure!(n > 0, "--query-max-samples must be positive");
             query_limits.max_samples = n;
         }
-        let file_timeout = file.query_timeout.as_deref().map(parse_query_timeout).transpose();
-        if let Some(t) = self.query_timeout.or(file_timeout.map_err(|e| anyhow::anyhow!("query_timeout: {e}"))?) {
+        let timeout = match (self.query_timeout, file.query_timeout.as_deref()) {
+            (Some(t), _) => Some(t),
+            (None, Some(text)) => Some(parse_query_timeout(text).map_err(|e| anyhow::anyhow!("query_timeout: {e}"))?),
+            (None, None) => None,
+        };
+        if let Some(t) = timeout {
             query_limits.timeout = t;
         }
         Ok(Settings { data_dir, collector, http, store, query_limits })
