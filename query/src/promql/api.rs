@@ -745,6 +745,11 @@ mod tests {
             assert_eq!((status, json["errorType"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("execution")));
             assert_eq!(json["error"], too_many);
         }
+        // Samples a selector loads count too: 2 series x 41 samples > 50.
+        let tiny = app_with(QueryLimits { max_samples: 50, ..QueryLimits::default() });
+        let uri = format!("/api/v1/query?query={}&time=600", enc("count_over_time(up[10m])"));
+        let (status, json, _) = call_app(tiny, Request::get(&uri).body(Body::empty()).unwrap()).await;
+        assert_eq!((status, json["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(too_many)));
         let uri = format!("/api/v1/query?query={}&time=600", enc("count_over_time(up[5m:1s])"));
         let (status, json, _) = call_app(small(), Request::get(&uri).body(Body::empty()).unwrap()).await;
         assert_eq!(status, StatusCode::OK, "{json}");

@@ -71,6 +71,11 @@ impl Budget {
         self.held.get()
     }
 
+    /// How many more samples may be held.
+    pub(crate) fn remaining(&self) -> usize {
+        self.max_samples.saturating_sub(self.held.get())
+    }
+
     /// Accounts for `n` more samples about to be held.
     ///
     /// # Errors
@@ -115,6 +120,7 @@ mod tests {
         b.reserve(4).unwrap();
         assert!(matches!(b.reserve(1), Err(EvalError::TooManySamples)));
         assert_eq!(b.held(), 10, "a refused reservation holds nothing");
+        assert_eq!(b.remaining(), 0);
         b.settle(2, 3).unwrap();
         assert_eq!(b.held(), 5);
         assert!(matches!(b.settle(0, 11), Err(EvalError::TooManySamples)));

@@ -40,7 +40,16 @@ pub enum EvalError {
     #[error("query timed out in {0}")]
     Timeout(&'static str),
     #[error(transparent)]
-    Source(#[from] SourceError),
+    Source(SourceError),
+}
+
+impl From<SourceError> for EvalError {
+    fn from(e: SourceError) -> Self {
+        match e {
+            SourceError::TooManySamples => EvalError::TooManySamples,
+            other => EvalError::Source(other),
+        }
+    }
 }
 
 impl EvalError {
@@ -330,7 +339,12 @@ impl<'a> Evaluator<'a> {
                 let range = millis(ms.range);
                 let ends = self.eval_times(grid, &ms.vs.at, &ms.vs.offset);
                 let (lo, hi) = span(&ends);
-                let mut series = self.source.select(&selector_matchers(&ms.vs), lo.saturating_sub(range - 1), hi)?;
+                let mut series = self.source.select_within(
+                    &selector_matchers(&ms.vs),
+                    lo.saturating_sub(range - 1),
+                    hi,
+                    self.budget.remaining(),
+                )?;
                 self.budget.reserve(series.iter().map(|s| s.samples.len()).sum())?;
                 series.sort_by(|a, b| a.labels.cmp(&b.labels));
                 for s in &mut series {
@@ -407,7 +421,12 @@ impl<'a> Evaluator<'a> {
         timestamps: bool,
     ) -> Result<Vec<StepSeries>, EvalError> {
         let (lo, hi) = span(ends);
-        let mut series = self.source.select(&selector_matchers(vs), lo.saturating_sub(LOOKBACK_DELTA_MS - 1), hi)?;
+        let mut series = self.source.select_within(
+            &selector_matchers(vs),
+            lo.saturating_sub(LOOKBACK_DELTA_MS - 1),
+            hi,
+            self.budget.remaining(),
+        )?;
         self.budget.reserve(series.iter().map(|s| s.samples.len()).sum())?;
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
         let mut out = Vec::new();
