@@ -773,4 +773,36 @@ mod tests {
             assert!(msg.starts_with(&format!("invalid parameter \"{param}\"")), "{uri}: {msg}");
         }
     }
+
+    #[tokio::test]
+    async fn a_query_waiting_past_its_deadline_in_the_queue_times_out() {
+        let runner = QueryRunner::new(QueryLimits::default());
+        let held = runner.slots.clone().acquire_many_owned(MAX_CONCURRENT_QUERIES as u32).await.unwrap();
+        let deadline = Instant::now() + Duration::from_millis(20);
+        let got = runner.run(deadline, |_| Ok(())).await.unwrap_err();
+        assert!(matches!(&got, ApiError::Timeout(m) if m == "query timed out in query queue"), "{got:?}");
+        drop(held);
+        // A free slot runs the work on a query thread, with its budget.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let name = runner.run(deadline, |_| Ok(std::thread::current().name().map(str::to_string))).await.unwrap();
+        assert_eq!(name.as_deref(), Some("promql"));
+    }
+
+    #[tokio::test]
+    async fn timeout_parameter_shortens_the_server_limit_only() {
+        let runner = QueryRunner::new(QueryLimits { timeout: Duration::from_secs(10), ..QueryLimits::default() });
+        let params = |t: &str| Params(vec![("timeout".into(), t.into())]);
+        // The deadline is `now + timeout` for a `now` between these two instants.
+        let timeout_of = |p: &Params| {
+            let before = Instant::now();
+            let deadline = runner.deadline(p).unwrap();
+            let after = Instant::now();
+            (deadline - after, deadline - before)
+        };
+        let within = |(lo, hi): (Duration, Duration), want: Duration| lo <= want && want <= hi;
+        assert!(within(timeout_of(&params("1s")), Duration::from_secs(1)));
+        assert!(within(timeout_of(&params("1h")), Duration::from_secs(10)), "capped at the server's 10 s");
+        assert!(within(timeout_of(&params("")), Duration::from_secs(10)));
+        assert!(runner.deadline(&params("-1")).is_err());
+    }
 }
