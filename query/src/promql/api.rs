@@ -238,7 +238,9 @@ impl QueryRunner {
             let ms = u64::try_from(ms).map_err(|_| ApiError::param("timeout", "timeout must not be negative"))?;
             timeout = timeout.min(Duration::from_millis(ms));
         }
-        Ok(Instant::now() + timeout)
+        // A timeout too far out for the clock means "none": a century.
+        let now = Instant::now();
+        Ok(now.checked_add(timeout).unwrap_or(now + Duration::from_secs(100 * 365 * 86_400)))
     }
 
     /// Waits for a slot until `deadline`, then runs `work` on a query thread
