@@ -13,6 +13,8 @@
 //! body_timeout_secs = 60
 //! flush_rows = 262144
 //! flush_interval_secs = 60
+//! query_max_samples = 50000000
+//! query_timeout = "2m"
 //! ```
 
 use std::net::SocketAddr;
@@ -35,6 +37,10 @@ pub struct FileConfig {
     pub body_timeout_secs: Option<u64>,
     pub flush_rows: Option<usize>,
     pub flush_interval_secs: Option<u64>,
+    /// `--query-max-samples`.
+    pub query_max_samples: Option<usize>,
+    /// `--query-timeout`, a Prometheus duration such as `"2m"`.
+    pub query_timeout: Option<String>,
 }
 
 impl FileConfig {
@@ -56,5 +62,7 @@ mod tests {
         assert_eq!(c.data_dir, Some(PathBuf::from("/d")));
         assert_eq!(c.flush_rows, Some(10));
         assert!(toml::from_str::<FileConfig>("htp = \"127.0.0.1:1\"").is_err());
+        let c: FileConfig = toml::from_str("query_max_samples = 1000\nquery_timeout = \"30s\"").unwrap();
+        assert_eq!((c.query_max_samples, c.query_timeout.as_deref()), (Some(1000), Some("30s")));
     }
 }

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use seismo_collector::CollectorConfig;
 use seismo_net::{ConnectionLimit, Limits, Protocol};
+use seismo_query::QueryLimits;
 use seismo_store::{Store, StoreConfig};
 
 use crate::config::FileConfig;
@@ -53,6 +54,23 @@ pub struct ServeArgs {
     /// Flush the memtable when its oldest row is this many seconds old [default: 60]
     #[arg(long)]
     flush_interval_secs: Option<u64>,
+    /// Most samples one PromQL query may hold in memory at once; past it the
+    /// query answers 422 [default: 50000000, as Prometheus]
+    #[arg(long, alias = "query.max-samples")]
+    query_max_samples: Option<usize>,
+    /// Longest a PromQL query may queue and run, as a Prometheus duration
+    /// (`2m`, `30s`, `1m30s`); past it the query answers 503 [default: 2m]
+    #[arg(long, alias = "query.timeout", value_parser = parse_query_timeout)]
+    query_timeout: Option<Duration>,
+}
+
+/// A positive Prometheus duration (`2m`, `1m30s`, `0.5`), as `--query-timeout` takes it.
+fn parse_query_timeout(text: &str) -> Result<Duration, String> {
+    let ms = seismo_query::promql::params::parse_duration(text)?;
+    match u64::try_from(ms) {
+        Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+        _ => Err(format!("query timeout {text:?} must be positive")),
+    }
 }
 
 struct Settings {
@@ -61,6 +79,7 @@ struct Settings {
     http: SocketAddr,
     store: StoreConfig,
     limits: Limits,
+    query_limits: QueryLimits,
 }
 
 impl ServeArgs {
@@ -108,7 +127,20 @@ impl ServeArgs {
             anyhow::ensure!(s > 0, "--flush-interval-secs must be positive");
             store.flush_interval = Duration::from_secs(s);
         }
-        Ok(Settings { data_dir, collector, http, store, limits })
+        let mut query_limits = QueryLimits::default();
+        if let Some(n) = self.query_max_samples.or(file.query_max_samples) {
+            anyhow::ensure!(n > 0, "--query-max-samples must be positive");
+            query_limits.max_samples = n;
+        }
+        let timeout = match (self.query_timeout, file.query_timeout.as_deref()) {
+            (Some(t), _) => Some(t),
+            (None, Some(text)) => Some(parse_query_timeout(text).map_err(|e| anyhow::anyhow!("query_timeout: {e}"))?),
+            (None, None) => None,
+        };
+        if let Some(t) = timeout {
+            query_limits.timeout = t;
+        }
+        Ok(Settings { data_dir, collector, http, store, limits, query_limits })
     }
 }
 
@@ -126,7 +158,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the query API on {}", settings.http))?;
     let query_addr = query_listener.local_addr()?;
-    let router = seismo_query::router(seismo_query::QueryState::new(store.clone()));
+    let router =
+        seismo_query::router(seismo_query::QueryState::new(store.clone()).with_query_limits(settings.query_limits));
 
     // One line on stdout that scripts and tests can wait for.
     println!(

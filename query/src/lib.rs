@@ -24,7 +24,12 @@
 //! - **Errors convert once.** Handlers return [`QueryError`]; its
 //!   `IntoResponse` is the only place that picks a status and writes Jaeger's
 //!   error envelope.
-//! - **PromQL** ([`promql`]): Prometheus' engine and `/api/v1` query API over any series source.
+//! - **PromQL** ([`promql`]): Prometheus' engine and `/api/v1` query API over any series source,
+//!   within Prometheus' per-query limits ([`QueryLimits`]).
+//! - **No request can take the server down.** Query texts are depth-checked
+//!   before a recursive parser sees them (PromQL, log search `q`), every time
+//!   parameter is checked arithmetic, and PromQL evaluation has a sample and
+//!   time budget.
 //! - **Parsers are pure.** Go-compatible duration/int/bool parsing
 //!   ([`duration`]) and parameter validation ([`params`]) take strings and
 //!   "now", and are unit-tested without HTTP.
@@ -45,4 +50,5 @@ mod selfmetrics;
 pub mod stats;
 
 pub use error::QueryError;
+pub use promql::QueryLimits;
 pub use router::{router, QueryState};

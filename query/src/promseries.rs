@@ -338,6 +338,10 @@ pub struct SeriesBuilder<'w> {
     /// Groups by the reader's label-source id, when it gives one.
     by_source: foldhash::HashMap<(usize, u64), usize>,
     last_descriptor: usize,
+    /// Samples the kept points will become (a histogram point is a sample per
+    /// bucket plus `_sum` and `_count`), and the most that may be kept.
+    samples: usize,
+    max_samples: usize,
 }
 
 impl<'w> SeriesBuilder<'w> {
@@ -350,10 +354,26 @@ impl<'w> SeriesBuilder<'w> {
             by_hash: Default::default(),
             by_source: Default::default(),
             last_descriptor: usize::MAX,
+            samples: 0,
+            max_samples: usize::MAX,
         }
     }
 
+    /// Stops keeping points once they would make more than `max` samples.
+    pub fn with_max_samples(mut self, max: usize) -> Self {
+        self.max_samples = max;
+        self
+    }
+
+    /// Whether points were dropped because of [`with_max_samples`](Self::with_max_samples).
+    pub fn over_limit(&self) -> bool {
+        self.samples > self.max_samples
+    }
+
     pub fn add(&mut self, p: &MetricPointRef<'_>) {
+        if self.over_limit() {
+            return;
+        }
         // Neighbouring points mostly share their stream: try the last one first.
         let di = if self.descriptors.get(self.last_descriptor).is_some_and(|d| d.describes_ref(p)) {
             self.last_descriptor
@@ -394,7 +414,10 @@ impl<'w> SeriesBuilder<'w> {
             }
         };
         // Nanoseconds: order within a millisecond decides which point wins it.
-        self.groups[g].points.push((p.time_unix_nano, reading(p)));
+        let r = reading(p);
+        let samples = if r.buckets.is_empty() { 1 } else { r.buckets.len() + 2 };
+        self.samples = self.samples.saturating_add(samples);
+        self.groups[g].points.push((p.time_unix_nano, r));
     }
 
     pub fn finish(self) -> SeriesMap {
@@ -533,6 +556,20 @@ impl SeriesSource for StoreSource {
     /// points read from the segments holding those names, converted, and
     /// matched on every label.
     fn select(&self, matchers: &Matchers, start_ms: i64, end_ms: i64) -> Result<Vec<Series>, SourceError> {
+        self.select_within(matchers, start_ms, end_ms, usize::MAX)
+    }
+
+    /// The builder stops keeping points once they make more than
+    /// `max_samples` samples (the store's reader cannot be stopped; what it
+    /// reads past the limit is dropped at once), so a selection too large for
+    /// memory is refused, not held.
+    fn select_within(
+        &self,
+        matchers: &Matchers,
+        start_ms: i64,
+        end_ms: i64,
+        max_samples: usize,
+    ) -> Result<Vec<Series>, SourceError> {
         let to_ns = |ms: i64| ms.saturating_mul(1_000_000);
         let (start_ns, end_ns) = (to_ns(start_ms), to_ns(end_ms).saturating_add(999_999));
         let want = |n: &str| name_accepted(matchers, n);
@@ -543,11 +580,22 @@ impl SeriesSource for StoreSource {
         let (names, delta) = otlp_names(&streams);
         // Delta streams are summed from their first point.
         let from = if delta { None } else { Some(start_ns) };
-        let mut builder = SeriesBuilder::new(&want);
+        let mut builder = SeriesBuilder::new(&want).with_max_samples(max_samples);
         self.store
             .visit_metric_points(&names, from, Some(end_ns), &mut |p| builder.add(p))
             .map_err(|e| SourceError::Internal(e.to_string()))?;
-        Ok(builder
+        if builder.over_limit() {
+            return Err(SourceError::TooManySamples);
+        }
+        Ok(Self::matching(builder, matchers, start_ms, end_ms))
+    }
+}
+
+impl StoreSource {
+    /// The built series that match `matchers`, with their samples in
+    /// `[start_ms, end_ms]`.
+    fn matching(builder: SeriesBuilder, matchers: &Matchers, start_ms: i64, end_ms: i64) -> Vec<Series> {
+        builder
             .finish()
             .into_iter()
             .filter(|(labels, _)| matches(matchers, labels))
@@ -555,7 +603,7 @@ impl SeriesSource for StoreSource {
                 samples.retain(|(t, _)| *t >= start_ms && *t <= end_ms);
                 (!samples.is_empty()).then_some(Series { labels, samples })
             })
-            .collect())
+            .collect()
     }
 }
 
@@ -684,5 +732,34 @@ mod tests {
         assert_eq!(series[&with(&[("__name__", "latency_milliseconds_sum")])], vec![(60_000, 1234.5)]);
         assert_eq!(series[&with(&[("__name__", "latency_milliseconds_count")])], vec![(60_000, 10.0)]);
         assert_eq!(series.len(), 5);
+    }
+
+    #[test]
+    fn the_builder_stops_keeping_points_past_its_sample_limit() {
+        let gauge = |t| {
+            let mut p = point("depth", MetricKind::Gauge, 0, t, "/q");
+            p.value = Some(1.0);
+            p
+        };
+        let mut b = SeriesBuilder::new(&|_| true).with_max_samples(3);
+        for t in 0..3 {
+            b.add(&gauge(t).as_ref());
+        }
+        assert!(!b.over_limit(), "three samples are within a limit of three");
+        for t in 3..1000 {
+            b.add(&gauge(t).as_ref());
+        }
+        assert!(b.over_limit());
+        assert_eq!(b.groups[0].points.len(), 4, "points past the limit are not kept");
+        // A histogram point counts a sample per bucket plus _sum and _count.
+        let mut h = point("latency", MetricKind::Histogram, 2, 60, "/pay");
+        h.distribution = Some(Distribution {
+            bucket_counts: vec![2, 5, 3],
+            explicit_bounds: vec![5.0, 100.0],
+            ..Default::default()
+        });
+        let mut b = SeriesBuilder::new(&|_| true).with_max_samples(4);
+        b.add(&h.as_ref());
+        assert!(b.over_limit());
     }
 }

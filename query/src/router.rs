@@ -12,21 +12,31 @@ use crate::error::QueryError;
 use crate::jaeger_handlers as jaeger;
 use crate::jaeger_v3 as v3;
 use crate::logs;
-use crate::promql;
+use crate::promql::{self, QueryLimits};
 use crate::promseries::StoreSource;
 use crate::selfmetrics;
 use crate::stats;
 use std::sync::Arc;
 
-/// What every handler needs: the store (cheap to clone; shared inside).
+/// What every handler needs: the store (cheap to clone; shared inside), and
+/// the limits PromQL queries run within.
 #[derive(Clone)]
 pub struct QueryState {
     pub store: Store,
+    pub query_limits: QueryLimits,
 }
 
 impl QueryState {
+    /// A state with Prometheus' default query limits.
     pub fn new(store: Store) -> Self {
-        QueryState { store }
+        QueryState { store, query_limits: QueryLimits::default() }
+    }
+
+    /// Sets the limits PromQL queries run within (`--query-max-samples`,
+    /// `--query-timeout`).
+    pub fn with_query_limits(mut self, limits: QueryLimits) -> Self {
+        self.query_limits = limits;
+        self
     }
 }
 
@@ -58,7 +68,7 @@ pub fn router(state: QueryState) -> Router {
         .route("/api/v3/trace-summaries", get(v3::trace_summaries))
         .route("/api/v1/logs", get(logs::search))
         .route("/api/v1/stats", get(stats::stats))
-        .merge(promql::routes(Arc::new(StoreSource::new(state.store.clone()))))
+        .merge(promql::routes(Arc::new(StoreSource::new(state.store.clone())), state.query_limits))
         .route("/healthz", get(healthz))
         .route("/metrics", get(selfmetrics::metrics))
         .fallback(not_found)

@@ -19,6 +19,11 @@
 //!   quote values that hold `/` or spaces);
 //! - terms without an operator are all required (grep-like), unlike tantivy's
 //!   default OR.
+//!
+//! Nesting is bounded before tantivy's grammar sees `q`: the grammar, the
+//! compiler below and tantivy's query execution all recurse once per
+//! parenthesized group or `NOT`, and 800 nested parentheses (a 1.6 KB URL)
+//! overflowed the stack and aborted the process. See [`check_nesting`].
 
 use std::ops::Bound;
 
@@ -165,9 +170,38 @@ fn invalid(msg: impl Into<String>) -> StoreError {
     StoreError::InvalidQuery(msg.into())
 }
 
+/// The most groups a log query `q` may open: `(` characters and `NOT`
+/// operators, each a level of recursion in tantivy's grammar and in the
+/// compiled query. Far beyond what a person types; well inside the stack of
+/// the threads that search.
+pub const MAX_QUERY_GROUPS: usize = 128;
+
+/// Checks that `q` opens at most [`MAX_QUERY_GROUPS`] groups.
+///
+/// The count is of every `(` and every `NOT` word, wherever they stand, not
+/// of the depth: deciding which parentheses sit inside a phrase or a regex
+/// would mean re-implementing tantivy's grammar, and a mistake there would
+/// let a deep query through. The total bounds the depth from above, and only
+/// a query with more than [`MAX_QUERY_GROUPS`] parentheses is refused.
+///
+/// # Errors
+/// `InvalidQuery` naming the limit.
+pub fn check_nesting(q: &str) -> Result<()> {
+    let parens = q.bytes().filter(|&c| c == b'(').count();
+    let nots = q.split(|c: char| !c.is_alphanumeric()).filter(|w| *w == "NOT").count();
+    if parens + nots > MAX_QUERY_GROUPS {
+        return Err(invalid(format!(
+            "q nests too deeply: it opens {} groups (parentheses and NOT), more than the limit of {MAX_QUERY_GROUPS}",
+            parens + nots
+        )));
+    }
+    Ok(())
+}
+
 /// Parses a user's full-text query with tantivy's grammar and maps it onto
 /// the log index's fields.
 fn parse_text_query(text: &str, fields: &Fields, f: &LogFields) -> Result<Box<dyn Query>> {
+    check_nesting(text)?;
     let (ast, errors) = query_grammar::parse_query_lenient(text);
     if let Some(e) = errors.first() {
         return Err(invalid(format!("cannot parse q at character {}: {}", e.pos, e.message)));
@@ -439,5 +473,29 @@ mod tests {
         assert!(e.contains("not a 32-digit hex trace id"), "{e}");
         let e = search(text("status:/5.*/")).unwrap_err().to_string();
         assert!(e.contains("regular expressions"), "{e}");
+    }
+
+    /// Regression (issue 14): 800 nested parentheses in `q` overflowed the
+    /// stack in tantivy's grammar and aborted the process.
+    #[test]
+    fn deep_nesting_is_refused_before_parsing() {
+        for q in [
+            format!("{}redis{}", "(".repeat(800), ")".repeat(800)),
+            "(".repeat(100_000),
+            format!("{}redis", "NOT ".repeat(1000)),
+            // Quotes do not hide parentheses from the count.
+            format!("\"{}\"", ")".repeat(5)) + &"(".repeat(200),
+        ] {
+            let e = search(text(&q)).unwrap_err().to_string();
+            assert!(e.contains("q nests too deeply") && e.contains("limit of 128"), "{e}");
+        }
+        // The deepest accepted query parses, compiles and runs (on a test
+        // thread's stack, which is smaller than a search thread's).
+        let deepest = format!("{}connection{}", "(".repeat(MAX_QUERY_GROUPS), ")".repeat(MAX_QUERY_GROUPS));
+        assert_eq!(search(text(&deepest)).unwrap(), vec![4, 3, 1]);
+        let negations = format!("{}connection", "NOT ".repeat(MAX_QUERY_GROUPS));
+        assert_eq!(search(text(&negations)).unwrap(), vec![4, 3, 1], "an even number of NOTs cancels out");
+        // Words that merely contain NOT, and lower-case not, are words.
+        assert!(check_nesting(&"NOTE knot not ".repeat(200)).is_ok());
     }
 }

@@ -32,7 +32,7 @@ pub(crate) fn eval(ev: &Evaluator, agg: &AggregateExpr, grid: Grid) -> Result<Va
         }
         T_COUNT_VALUES => {
             let label = ev.eval_string(param(agg)?)?;
-            count_values(&input, groups, steps, &label)?
+            count_values(ev, &input, groups, steps, &label)?
         }
         T_SUM => fold_groups(&input, groups, steps, |_, vals| Some(stats::sum(vals.iter().copied()))),
         T_AVG => fold_groups(&input, groups, steps, |_, vals| Some(stats::mean(vals))),
@@ -179,7 +179,12 @@ fn rank_order(a: f64, b: f64, largest: bool) -> std::cmp::Ordering {
 
 /// count_values("label", v): per group, one series per distinct value (the
 /// value, formatted as Prometheus does, in `label`), counting its series.
+///
+/// Unlike the other aggregations its output can outgrow its input (one
+/// series per distinct value, each with a slot per step), so every new series
+/// is reserved in the budget before it is made.
 fn count_values(
+    ev: &Evaluator,
     input: &[StepSeries],
     groups: Vec<(Labels, Vec<usize>)>,
     steps: usize,
@@ -192,14 +197,20 @@ fn count_values(
     let mut index: HashMap<Labels, usize> = HashMap::new();
     for (labels, members) in groups {
         for step in 0..steps {
+            ev.budget.check_time()?;
             for &i in &members {
                 let Some(v) = input[i].values[step] else { continue };
                 let mut key = labels.clone();
                 set_label(&mut key, label, format_value(v));
-                let o = *index.entry(key.clone()).or_insert_with(|| {
-                    out.push(StepSeries { labels: key, values: vec![None; steps] });
-                    out.len() - 1
-                });
+                let o = match index.get(&key) {
+                    Some(&o) => o,
+                    None => {
+                        ev.budget.reserve(steps)?;
+                        index.insert(key.clone(), out.len());
+                        out.push(StepSeries { labels: key, values: vec![None; steps] });
+                        out.len() - 1
+                    }
+                };
                 *out[o].values[step].get_or_insert(0.0) += 1.0;
             }
         }
@@ -299,7 +310,9 @@ mod tests {
             crate::promql::Series { labels: labels("m", &[("k", "b")]), samples: vec![(120_000, 30.0)] },
         ]);
         let expr = promql_parser::parser::parse("sum(m)").unwrap();
-        let QueryValue::Matrix(m) = crate::promql::range_query(&src, &expr, 0, 120_000, 60_000).unwrap() else {
+        let QueryValue::Matrix(m) =
+            crate::promql::range_query(&src, &expr, 0, 120_000, 60_000, &crate::promql::Budget::unlimited()).unwrap()
+        else {
             panic!()
         };
         assert_eq!(m[0].samples, vec![(0, 1.0), (60_000, 2.0), (120_000, 33.0)]);

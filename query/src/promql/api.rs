@@ -2,10 +2,18 @@
 //! Grafana's Prometheus data source, promtool and scripts call. Parameters
 //! come from the query string and, for POST, a form body (merged like Go's
 //! `r.FormValue`, body first); answers use Prometheus' JSON envelope and its
-//! error types (`bad_data` 400, `execution` 422, `internal` 500).
+//! error types (`bad_data` 400, `execution` 422, `timeout` 503, `internal`
+//! 500).
+//!
+//! `/query` and `/query_range` run on query threads of their own (see
+//! [`QueryRunner`]): a bounded number at once, each with a stack sized for the
+//! deepest query [`check_nesting`] lets through and a [`Budget`] of samples
+//! and time from [`QueryLimits`].
 
 use std::collections::BTreeSet;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
@@ -18,9 +26,14 @@ use promql_parser::parser::token::T_EQL_REGEX;
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{self, Expr};
 
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+
+use super::budget::{Budget, QueryLimits};
 use super::eval::{instant_query, range_query, EvalError, QueryValue};
+use super::nesting::check_nesting;
 use super::params::{format_timestamp, format_value, parse_duration, parse_form, parse_time};
 use super::source::{selector_matchers, Labels, SeriesSource};
+use super::timebounds::{check_times, time_in_range, time_out_of_range};
 
 /// The earliest time the metadata endpoints read when `start` is absent. It
 /// and [`MAX_TIME_MS`] fit in i64 nanoseconds, so a source may convert them.
@@ -29,7 +42,20 @@ pub const MIN_TIME_MS: i64 = -(i64::MAX / 1_000_000);
 pub const MAX_TIME_MS: i64 = i64::MAX / 1_000_000;
 
 /// Prometheus' cap on points per series in a range query.
-const MAX_POINTS_PER_SERIES: i64 = 11_000;
+const MAX_POINTS_PER_SERIES: i128 = 11_000;
+
+/// How many queries evaluate at once; more wait in a queue, within their
+/// timeout (Prometheus' `--query.max-concurrency` default).
+pub const MAX_CONCURRENT_QUERIES: usize = 20;
+
+/// The stack of a query thread. The parser, the checks and the evaluator
+/// recurse once or a few times per level of the AST, and
+/// [`check_nesting`] admits at most
+/// [`MAX_NESTING_DEPTH`](super::nesting::MAX_NESTING_DEPTH) levels; the
+/// deepest accepted query needs a few MiB in a debug build (see the test
+/// `the_deepest_accepted_query_evaluates_on_a_query_thread`). The memory is
+/// reserved, not committed: only pages a query touches are.
+const QUERY_STACK_BYTES: usize = 32 << 20;
 
 /// The Prometheus version seismo claims in buildinfo: Grafana picks its
 /// Prometheus features from it.
@@ -38,14 +64,15 @@ const PROMETHEUS_VERSION: &str = "2.53.0";
 #[derive(Clone)]
 struct ApiState {
     source: Arc<dyn SeriesSource>,
+    runner: QueryRunner,
 }
 
 /// The Prometheus API routes, with their own state, to merge into a router of
 /// any state type: `/api/v1/query`, `/query_range`, `/series`, `/labels`,
 /// `/label/{name}/values` (GET and form POST), and the answers Grafana probes
 /// for (`/status/buildinfo`, `/status/runtimeinfo`, `/status/flags`,
-/// `/metadata`, `/query_exemplars`).
-pub fn routes<S: Clone + Send + Sync + 'static>(source: Arc<dyn SeriesSource>) -> Router<S> {
+/// `/metadata`, `/query_exemplars`). Queries run within `limits`.
+pub fn routes<S: Clone + Send + Sync + 'static>(source: Arc<dyn SeriesSource>, limits: QueryLimits) -> Router<S> {
     Router::new()
         .route("/api/v1/query", get(query).post(query))
         .route("/api/v1/query_range", get(query_range).post(query_range))
@@ -57,7 +84,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(source: Arc<dyn SeriesSource>) -
         .route("/api/v1/status/flags", get(|| async { success("{}".into()) }))
         .route("/api/v1/metadata", get(|| async { success("{}".into()) }))
         .route("/api/v1/query_exemplars", get(exemplars).post(exemplars))
-        .with_state(ApiState { source })
+        .with_state(ApiState { source, runner: QueryRunner::new(limits) })
 }
 
 /// A failed API call, answered in Prometheus' error envelope.
@@ -66,9 +93,13 @@ pub enum ApiError {
     /// The request is malformed (400 `bad_data`).
     #[error("{0}")]
     BadData(String),
-    /// The query cannot be evaluated (422 `execution`).
+    /// The query cannot be evaluated (422 `execution`), also when it would
+    /// hold too many samples.
     #[error("{0}")]
     Execution(String),
+    /// The query ran out of time (503 `timeout`).
+    #[error("{0}")]
+    Timeout(String),
     /// The store or the server failed (500 `internal`).
     #[error("{0}")]
     Internal(String),
@@ -84,6 +115,8 @@ impl From<EvalError> for ApiError {
     fn from(e: EvalError) -> Self {
         match e {
             EvalError::Execution(m) => ApiError::Execution(m),
+            EvalError::TooManySamples => ApiError::Execution(e.to_string()),
+            EvalError::Timeout(_) => ApiError::Timeout(e.to_string()),
             EvalError::Source(s) => ApiError::Internal(s.to_string()),
         }
     }
@@ -94,6 +127,7 @@ impl IntoResponse for ApiError {
         let (status, kind) = match &self {
             ApiError::BadData(_) => (StatusCode::BAD_REQUEST, "bad_data"),
             ApiError::Execution(_) => (StatusCode::UNPROCESSABLE_ENTITY, "execution"),
+            ApiError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         let body = format!(r#"{{"status":"error","errorType":"{kind}","error":{}}}"#, json_str(&self.to_string()));
@@ -120,6 +154,19 @@ impl Params {
             "" => Ok(default),
             v => parse_time(v).map_err(|e| ApiError::param(name, e)),
         }
+    }
+
+    /// A time a query is evaluated at: Prometheus' syntax, within the
+    /// engine's time domain.
+    fn eval_time(&self, name: &str, default: Option<i64>) -> Result<i64, ApiError> {
+        let t = match (self.get(name), default) {
+            ("", Some(d)) => d,
+            (v, _) => parse_time(v).map_err(|e| ApiError::param(name, e))?,
+        };
+        if !time_in_range(t) {
+            return Err(ApiError::param(name, time_out_of_range(t)));
+        }
+        Ok(t)
     }
 }
 
@@ -150,34 +197,101 @@ fn now_ms() -> i64 {
     i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn parse_query(p: &Params) -> Result<Expr, ApiError> {
-    parser::parse(p.get("query")).map_err(|e| ApiError::param("query", e))
+/// Parses PromQL text from parameter `name`: its nesting is checked first
+/// (the parser recurses), and a panic inside the parser (promql-parser turns
+/// some out-of-range numbers into durations with a panicking conversion) is
+/// a 400 for that query, not a failure of the server.
+fn parse_promql(text: &str) -> Result<Expr, String> {
+    check_nesting(text)?;
+    catch_unwind(AssertUnwindSafe(|| parser::parse(text)))
+        .unwrap_or_else(|_| Err("a number in the query is out of range".into()))
 }
 
-fn check_timeout(p: &Params) -> Result<(), ApiError> {
-    // Accepted and validated as Prometheus does; seismo does not cancel queries.
-    match p.get("timeout") {
-        "" => Ok(()),
-        v => parse_duration(v).map(drop).map_err(|e| ApiError::param("timeout", e)),
+/// Parses the query and checks its times and durations, on a query thread.
+fn parse_query(text: &str) -> Result<Expr, ApiError> {
+    let expr = parse_promql(text).map_err(|e| ApiError::param("query", e))?;
+    check_times(&expr).map_err(|e| ApiError::param("query", e))?;
+    Ok(expr)
+}
+
+/// Runs `/query` and `/query_range` work: at most
+/// [`MAX_CONCURRENT_QUERIES`] at once, each on its own thread with a
+/// [`QUERY_STACK_BYTES`] stack and a [`Budget`] ending at its deadline.
+#[derive(Clone)]
+struct QueryRunner {
+    limits: QueryLimits,
+    slots: Arc<Semaphore>,
+}
+
+impl QueryRunner {
+    fn new(limits: QueryLimits) -> Self {
+        QueryRunner { limits, slots: Arc::new(Semaphore::new(MAX_CONCURRENT_QUERIES)) }
+    }
+
+    /// The deadline of a query arriving now: the server's `--query-timeout`,
+    /// or the request's shorter `timeout` (Prometheus caps it the same way).
+    fn deadline(&self, p: &Params) -> Result<Instant, ApiError> {
+        let mut timeout = self.limits.timeout;
+        let text = p.get("timeout");
+        if !text.is_empty() {
+            let ms = parse_duration(text).map_err(|e| ApiError::param("timeout", e))?;
+            let ms = u64::try_from(ms).map_err(|_| ApiError::param("timeout", "timeout must not be negative"))?;
+            timeout = timeout.min(Duration::from_millis(ms));
+        }
+        // A timeout too far out for the clock means "none": a century.
+        let now = Instant::now();
+        Ok(now.checked_add(timeout).unwrap_or(now + Duration::from_secs(100 * 365 * 86_400)))
+    }
+
+    /// Waits for a slot until `deadline`, then runs `work` on a query thread
+    /// and answers what it returns. The slot is held by the thread, so a
+    /// client that goes away does not free it before the work stops.
+    async fn run<T: Send + 'static>(
+        &self,
+        deadline: Instant,
+        work: impl FnOnce(&Budget) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let slot = tokio::time::timeout_at(deadline.into(), self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| ApiError::from(EvalError::Timeout("query queue")))?
+            .map_err(|e| ApiError::Internal(format!("query slots closed: {e}")))?;
+        let (tx, rx) = oneshot::channel();
+        let max_samples = self.limits.max_samples;
+        std::thread::Builder::new()
+            .name("promql".into())
+            .stack_size(QUERY_STACK_BYTES)
+            .spawn(move || {
+                let _slot: OwnedSemaphorePermit = slot;
+                let budget = Budget::new(max_samples, deadline);
+                let answer = catch_unwind(AssertUnwindSafe(|| work(&budget)))
+                    .unwrap_or_else(|_| Err(ApiError::Internal("query evaluation panicked".into())));
+                let _ = tx.send(answer);
+            })
+            .map_err(|e| ApiError::Internal(format!("cannot start a query thread: {e}")))?;
+        rx.await.map_err(|_| ApiError::Internal("query thread ended without an answer".into()))?
     }
 }
 
-/// Runs blocking store work on tokio's blocking pool.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(format!("query task failed: {e}")))?
-}
-
 async fn query(State(st): State<ApiState>, p: Params) -> Result<Response, ApiError> {
-    let t = p.time_or("time", now_ms())?;
-    check_timeout(&p)?;
-    let expr = parse_query(&p)?;
-    let value = blocking(move || Ok(instant_query(&*st.source, &expr, t)?)).await?;
-    Ok(success(render_value(&value)))
+    let t = p.eval_time("time", Some(now_ms()))?;
+    let deadline = st.runner.deadline(&p)?;
+    let text = p.get("query").to_string();
+    // Cheap and iterative: refuse a too-deep query before it takes a slot.
+    check_nesting(&text).map_err(|e| ApiError::param("query", e))?;
+    let source = st.source.clone();
+    let body = st
+        .runner
+        .run(deadline, move |budget| {
+            let expr = parse_query(&text)?;
+            Ok(render_value(&instant_query(&*source, &expr, t, budget)?))
+        })
+        .await?;
+    Ok(success(body))
 }
 
 async fn query_range(State(st): State<ApiState>, p: Params) -> Result<Response, ApiError> {
-    let start = parse_time(p.get("start")).map_err(|e| ApiError::param("start", e))?;
-    let end = parse_time(p.get("end")).map_err(|e| ApiError::param("end", e))?;
+    let start = p.eval_time("start", None)?;
+    let end = p.eval_time("end", None)?;
     if end < start {
         return Err(ApiError::param("end", "end timestamp must not be before start time"));
     }
@@ -188,34 +302,47 @@ async fn query_range(State(st): State<ApiState>, p: Params) -> Result<Response, 
             "zero or negative query resolution step widths are not accepted. Try a positive integer",
         ));
     }
-    if (end - start) / step > MAX_POINTS_PER_SERIES {
+    if (i128::from(end) - i128::from(start)) / i128::from(step) > MAX_POINTS_PER_SERIES {
         return Err(ApiError::BadData(
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"
                 .into(),
         ));
     }
-    check_timeout(&p)?;
-    let expr = parse_query(&p)?;
-    let kind = match expr.value_type() {
-        ValueType::Matrix => Some("range vector"),
-        ValueType::String => Some("string"),
-        _ => None,
-    };
-    if let Some(kind) = kind {
-        return Err(ApiError::param(
-            "query",
-            format!("invalid expression type {kind:?} for range query, must be Scalar or instant Vector"),
-        ));
-    }
-    let value = blocking(move || Ok(range_query(&*st.source, &expr, start, end, step)?)).await?;
-    Ok(success(render_value(&value)))
+    let deadline = st.runner.deadline(&p)?;
+    let text = p.get("query").to_string();
+    check_nesting(&text).map_err(|e| ApiError::param("query", e))?;
+    let source = st.source.clone();
+    let body = st
+        .runner
+        .run(deadline, move |budget| {
+            let expr = parse_query(&text)?;
+            let kind = match expr.value_type() {
+                ValueType::Matrix => Some("range vector"),
+                ValueType::String => Some("string"),
+                _ => None,
+            };
+            if let Some(kind) = kind {
+                return Err(ApiError::param(
+                    "query",
+                    format!("invalid expression type {kind:?} for range query, must be Scalar or instant Vector"),
+                ));
+            }
+            Ok(render_value(&range_query(&*source, &expr, start, end, step, budget)?))
+        })
+        .await?;
+    Ok(success(body))
+}
+
+/// Runs blocking store work on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(format!("query task failed: {e}")))?
 }
 
 /// The `match[]` selectors, each a series selector (`up{job="a"}`).
 fn parse_matchers(values: &[&str]) -> Result<Vec<Matchers>, ApiError> {
     values
         .iter()
-        .map(|s| match parser::parse(s).map_err(ApiError::BadData)? {
+        .map(|s| match parse_promql(s).map_err(ApiError::BadData)? {
             Expr::VectorSelector(vs) => Ok(selector_matchers(&vs)),
             _ => Err(ApiError::BadData(format!("invalid parameter \"match[]\": {s:?} is not a series selector"))),
         })
@@ -372,6 +499,10 @@ mod tests {
     use tower::ServiceExt;
 
     fn app() -> Router {
+        app_with(QueryLimits::default())
+    }
+
+    fn app_with(limits: QueryLimits) -> Router {
         let labels = |pairs: &[(&str, &str)]| {
             let mut l: Labels = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             l.sort();
@@ -388,11 +519,15 @@ mod tests {
                 samples: every_15s(|i| (i * 15) as f64),
             },
         ]);
-        routes(Arc::new(source))
+        routes(Arc::new(source), limits)
     }
 
     async fn call(req: Request<Body>) -> (StatusCode, serde_json::Value, String) {
-        let resp = app().oneshot(req).await.unwrap();
+        call_app(app(), req).await
+    }
+
+    async fn call_app(app: Router, req: Request<Body>) -> (StatusCode, serde_json::Value, String) {
+        let resp = app.oneshot(req).await.unwrap();
         let status = resp.status();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         let text = String::from_utf8(body.to_vec()).unwrap();
@@ -545,5 +680,131 @@ mod tests {
         assert_eq!(text, r#"{"status":"success","data":{}}"#);
         let (_, _, text) = post("/api/v1/query_exemplars", "query=up&start=0&end=10").await;
         assert_eq!(text, r#"{"status":"success","data":[]}"#);
+    }
+
+    fn enc(s: &str) -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+
+    /// Regression (issue 14): these overflowed the stack and aborted the process.
+    #[tokio::test]
+    async fn too_deep_queries_are_bad_data_before_parsing() {
+        for q in [
+            format!("{}up{}", "abs(".repeat(2000), ")".repeat(2000)),
+            format!("1{}", "+1".repeat(4999)),
+            "(".repeat(100_000),
+        ] {
+            let (status, json, _) = post("/api/v1/query", &format!("query={}", enc(&q))).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert_eq!(json["errorType"], "bad_data");
+            let msg = json["error"].as_str().unwrap();
+            assert!(msg.starts_with("invalid parameter \"query\": query is nested too deeply: more than 256"), "{msg}");
+        }
+        let (status, json, _) = post("/api/v1/series", &format!("match[]={}", enc(&"(".repeat(5000)))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    }
+
+    /// The stack of a query thread holds the deepest queries the nesting
+    /// check accepts, of every recursive shape (in a debug build the deepest
+    /// needs about 4 MiB; the thread has 32).
+    #[tokio::test]
+    async fn the_deepest_accepted_query_evaluates_on_a_query_thread() {
+        let n = crate::promql::nesting::MAX_NESTING_DEPTH - 2;
+        for q in [
+            format!("{}vector(1){}", "abs(".repeat(n), ")".repeat(n)),
+            format!("{}vector(1){}", "sum(".repeat(n), ")".repeat(n)),
+            format!("{}vector(1){}", "topk(1,".repeat(n), ")".repeat(n)),
+            format!("{}vector(1){}", "clamp(".repeat(n), ",0,1)".repeat(n)),
+            format!("{}vector(1){}", "label_replace(".repeat(n), r#","a","b","c","d")"#.repeat(n)),
+            format!("{}vector(1){}", "(".repeat(n), ")".repeat(n)),
+            format!("vector(1){}", " or vector(1)".repeat(n)),
+            format!("1{}", "+1".repeat(n)),
+            format!("{}vector(1){}", "max_over_time((".repeat(n / 3), ")[1m:10s])".repeat(n / 3)),
+        ] {
+            crate::promql::nesting::check_nesting(&q).unwrap();
+            let (status, json, _) = get(&format!("/api/v1/query_range?query={}&start=0&end=60&step=15", enc(&q))).await;
+            assert_eq!(status, StatusCode::OK, "{json}");
+        }
+    }
+
+    #[tokio::test]
+    async fn sample_limit_is_an_execution_error_before_allocating() {
+        let small = || app_with(QueryLimits { max_samples: 1000, ..QueryLimits::default() });
+        let too_many = "query processing would load too many samples into memory in query execution";
+        for uri in [
+            // 31.5 billion inner steps: refused before the grid is allocated.
+            format!("/api/v1/query?query={}&time=600", enc("max_over_time(vector(1)[1y:1ms])")),
+            format!("/api/v1/query?query={}&time=600", enc("vector(1)[100y:1ms]")),
+            // 3 series x 2,001 steps of a range query.
+            format!("/api/v1/query_range?query={}&start=0&end=2000&step=1", enc("up + 0")),
+        ] {
+            let (status, json, _) = call_app(small(), Request::get(&uri).body(Body::empty()).unwrap()).await;
+            assert_eq!((status, json["errorType"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("execution")));
+            assert_eq!(json["error"], too_many);
+        }
+        // Samples a selector loads count too: 2 series x 41 samples > 50.
+        let tiny = app_with(QueryLimits { max_samples: 50, ..QueryLimits::default() });
+        let uri = format!("/api/v1/query?query={}&time=600", enc("count_over_time(up[10m])"));
+        let (status, json, _) = call_app(tiny, Request::get(&uri).body(Body::empty()).unwrap()).await;
+        assert_eq!((status, json["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(too_many)));
+        let uri = format!("/api/v1/query?query={}&time=600", enc("count_over_time(up[5m:1s])"));
+        let (status, json, _) = call_app(small(), Request::get(&uri).body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        assert_eq!(json["data"]["result"][0]["value"][1], "300");
+    }
+
+    #[tokio::test]
+    async fn out_of_range_times_and_durations_are_bad_data() {
+        for (uri, param) in [
+            ("/api/v1/query_range?query=up&start=-9.2e15&end=9.2e15&step=1", "start"),
+            ("/api/v1/query?query=up&time=9e15", "time"),
+            ("/api/v1/query?query=up%20offset%201e300", "query"),
+            ("/api/v1/query?query=rate(up%5B1e300%5D)", "query"),
+            ("/api/v1/query?query=up%20offset%201000000y", "query"),
+            ("/api/v1/query?query=up%20%40%201e15", "query"),
+            ("/api/v1/query?query=up&timeout=-1s", "timeout"),
+        ] {
+            let (status, json, _) = get(uri).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {json}");
+            let msg = json["error"].as_str().unwrap();
+            assert!(msg.starts_with(&format!("invalid parameter \"{param}\"")), "{uri}: {msg}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_query_waiting_past_its_deadline_in_the_queue_times_out() {
+        let runner = QueryRunner::new(QueryLimits::default());
+        let held = runner.slots.clone().acquire_many_owned(MAX_CONCURRENT_QUERIES as u32).await.unwrap();
+        let deadline = Instant::now() + Duration::from_millis(20);
+        let got = runner.run(deadline, |_| Ok(())).await.unwrap_err();
+        assert!(matches!(&got, ApiError::Timeout(m) if m == "query timed out in query queue"), "{got:?}");
+        drop(held);
+        // A free slot runs the work on a query thread, with its budget.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let name = runner.run(deadline, |_| Ok(std::thread::current().name().map(str::to_string))).await.unwrap();
+        assert_eq!(name.as_deref(), Some("promql"));
+    }
+
+    #[tokio::test]
+    async fn timeout_parameter_shortens_the_server_limit_only() {
+        let runner = QueryRunner::new(QueryLimits { timeout: Duration::from_secs(10), ..QueryLimits::default() });
+        let params = |t: &str| Params(vec![("timeout".into(), t.into())]);
+        // The deadline is `now + timeout` for a `now` between these two instants.
+        let timeout_of = |p: &Params| {
+            let before = Instant::now();
+            let deadline = runner.deadline(p).unwrap();
+            let after = Instant::now();
+            (deadline - after, deadline - before)
+        };
+        let within = |(lo, hi): (Duration, Duration), want: Duration| lo <= want && want <= hi;
+        assert!(within(timeout_of(&params("1s")), Duration::from_secs(1)));
+        assert!(within(timeout_of(&params("1h")), Duration::from_secs(10)), "capped at the server's 10 s");
+        assert!(within(timeout_of(&params("")), Duration::from_secs(10)));
+        assert!(runner.deadline(&params("-1")).is_err());
     }
 }

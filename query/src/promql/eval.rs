@@ -2,12 +2,16 @@
 //! steps (one step for an instant query), reading each selector's samples once
 //! for the whole grid and answering every step by binary search.
 
+use std::cell::Cell;
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use promql_parser::parser::{AtModifier, Expr, Offset};
 
+use super::budget::Budget;
+use super::nesting::MAX_NESTING_DEPTH;
 use super::source::{selector_matchers, Labels, Series, SeriesSource, SourceError};
+use super::timebounds::system_time_ms;
 use super::{aggregate, binary, functions};
 
 /// How far back an instant selector looks for a sample (Prometheus' default
@@ -22,14 +26,30 @@ pub const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
 /// series; it is never a value.
 const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
 
-/// Why an evaluation failed. `Execution` is the query's fault (HTTP 422
-/// `execution`), `Source` the store's (500 `internal`).
+/// Why an evaluation failed. `Execution` and `TooManySamples` are the
+/// query's fault (HTTP 422 `execution`), `Timeout` its cost (503 `timeout`),
+/// `Source` the store's (500 `internal`). The texts are Prometheus' own.
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
     #[error("{0}")]
     Execution(String),
+    /// The query would hold more than `--query-max-samples` samples at once.
+    #[error("query processing would load too many samples into memory in query execution")]
+    TooManySamples,
+    /// The query ran past its deadline; the text names the phase.
+    #[error("query timed out in {0}")]
+    Timeout(&'static str),
     #[error(transparent)]
-    Source(#[from] SourceError),
+    Source(SourceError),
+}
+
+impl From<SourceError> for EvalError {
+    fn from(e: SourceError) -> Self {
+        match e {
+            SourceError::TooManySamples => EvalError::TooManySamples,
+            other => EvalError::Source(other),
+        }
+    }
 }
 
 impl EvalError {
@@ -62,14 +82,18 @@ pub enum QueryValue {
     Matrix(Vec<Series>),
 }
 
-/// Evaluates `expr` at `t` (unix ms), as Prometheus' `/api/v1/query`.
+/// Evaluates `expr` at `t` (unix ms), as Prometheus' `/api/v1/query`, within
+/// `budget`. Times and durations in `expr` must have passed
+/// [`check_times`](super::timebounds::check_times) and its nesting
+/// [`check_nesting`](super::nesting::check_nesting).
 ///
 /// # Errors
 /// [`EvalError::Execution`] for queries Prometheus rejects at evaluation time
-/// (many-to-many matching, duplicate label sets, unsupported functions) and
+/// (many-to-many matching, duplicate label sets, unsupported functions),
+/// [`EvalError::TooManySamples`] / [`EvalError::Timeout`] past the budget and
 /// [`EvalError::Source`] when the store fails.
-pub fn instant_query(source: &dyn SeriesSource, expr: &Expr, t: i64) -> Result<QueryValue, EvalError> {
-    let ev = Evaluator { source, query_start: t, query_end: t, query_step: 0 };
+pub fn instant_query(source: &dyn SeriesSource, expr: &Expr, t: i64, budget: &Budget) -> Result<QueryValue, EvalError> {
+    let ev = Evaluator::new(source, budget, t, t, 0);
     Ok(match ev.eval(expr, Grid { start: t, end: t, step: 1 })? {
         Value::Scalar(v) => QueryValue::Scalar { t, v: v[0] },
         Value::String(v) => QueryValue::String { t, v },
@@ -93,12 +117,13 @@ pub fn range_query(
     start: i64,
     end: i64,
     step: i64,
+    budget: &Budget,
 ) -> Result<QueryValue, EvalError> {
     if step <= 0 || end < start {
         return Err(EvalError::Execution("range query needs step > 0 and end >= start".into()));
     }
     let grid = Grid { start, end, step };
-    let ev = Evaluator { source, query_start: start, query_end: end, query_step: step };
+    let ev = Evaluator::new(source, budget, start, end, step);
     let mut out = match ev.eval(expr, grid)? {
         Value::Scalar(v) => vec![Series { labels: Vec::new(), samples: grid.times().zip(v).collect() }],
         Value::Vector(series) => series
@@ -126,12 +151,17 @@ pub(crate) struct Grid {
 }
 
 impl Grid {
+    /// The number of steps; computed in i128 so that no grid overflows
+    /// (a subquery's grid can be far larger than memory: the budget refuses it).
     pub fn len(&self) -> usize {
-        ((self.end - self.start) / self.step + 1) as usize
+        let steps = (i128::from(self.end) - i128::from(self.start)) / i128::from(self.step) + 1;
+        usize::try_from(steps.max(0)).unwrap_or(usize::MAX)
     }
 
+    /// The time of step `i < len()`, which lies in `start..=end`.
     pub fn ts(&self, i: usize) -> i64 {
-        self.start + i as i64 * self.step
+        let t = i128::from(self.start) + i as i128 * i128::from(self.step);
+        i64::try_from(t).unwrap_or(self.end)
     }
 
     pub fn times(&self) -> impl Iterator<Item = i64> + '_ {
@@ -156,6 +186,19 @@ pub(crate) enum Value {
     Vector(Vec<StepSeries>),
     /// Only at the top of an instant query (`x[5m]`, a subquery).
     Matrix(Vec<Series>),
+}
+
+impl Value {
+    /// The samples this value holds in memory, as the budget counts them:
+    /// every slot of every series, present or not (the memory is taken).
+    fn samples(&self, steps: usize) -> usize {
+        match self {
+            Value::Scalar(v) => v.len(),
+            Value::String(_) => 1,
+            Value::Vector(series) => series.len().saturating_mul(steps),
+            Value::Matrix(series) => series.iter().map(|s| s.samples.len()).sum(),
+        }
+    }
 }
 
 /// A range vector argument over a grid: each series' samples, and per step
@@ -184,16 +227,47 @@ impl RangeArg {
 
 pub(crate) struct Evaluator<'a> {
     pub source: &'a dyn SeriesSource,
+    /// The samples and time this query may still use.
+    pub budget: &'a Budget,
     /// The top-level query's start and end: what `@ start()` / `@ end()` mean
     /// at any depth.
     pub query_start: i64,
     pub query_end: i64,
     /// The top-level step (0 for an instant query): what `step()` means.
     pub query_step: i64,
+    /// How many `eval` calls are open: a guard behind the API's lexical
+    /// nesting check, so no AST can take the evaluator past its stack.
+    depth: Cell<usize>,
 }
 
-impl Evaluator<'_> {
+impl<'a> Evaluator<'a> {
+    fn new(source: &'a dyn SeriesSource, budget: &'a Budget, start: i64, end: i64, step: i64) -> Self {
+        Evaluator { source, budget, query_start: start, query_end: end, query_step: step, depth: Cell::new(0) }
+    }
+
+    /// Evaluates one node over `grid`, within the budget: time is checked
+    /// first, the grid's own size is reserved before anything is allocated
+    /// for it, and when the node returns the samples held are its result's.
     pub fn eval(&self, expr: &Expr, grid: Grid) -> Result<Value, EvalError> {
+        self.budget.check_time()?;
+        let depth = self.depth.get();
+        if depth >= MAX_NESTING_DEPTH {
+            return Err(EvalError::Execution(format!(
+                "query is nested too deeply: more than {MAX_NESTING_DEPTH} levels"
+            )));
+        }
+        let held = self.budget.held();
+        // Every node answers at least one value per step.
+        self.budget.reserve(grid.len())?;
+        self.depth.set(depth + 1);
+        let value = self.eval_node(expr, grid);
+        self.depth.set(depth);
+        let value = value?;
+        self.budget.settle(held, value.samples(grid.len()))?;
+        Ok(value)
+    }
+
+    fn eval_node(&self, expr: &Expr, grid: Grid) -> Result<Value, EvalError> {
         match expr {
             Expr::NumberLiteral(n) => Ok(Value::Scalar(vec![n.val; grid.len()])),
             Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
@@ -265,7 +339,13 @@ impl Evaluator<'_> {
                 let range = millis(ms.range);
                 let ends = self.eval_times(grid, &ms.vs.at, &ms.vs.offset);
                 let (lo, hi) = span(&ends);
-                let mut series = self.source.select(&selector_matchers(&ms.vs), lo.saturating_sub(range - 1), hi)?;
+                let mut series = self.source.select_within(
+                    &selector_matchers(&ms.vs),
+                    lo.saturating_sub(range - 1),
+                    hi,
+                    self.budget.remaining(),
+                )?;
+                self.budget.reserve(series.iter().map(|s| s.samples.len()).sum())?;
                 series.sort_by(|a, b| a.labels.cmp(&b.labels));
                 for s in &mut series {
                     s.samples.retain(|&(_, v)| v.to_bits() != STALE_NAN_BITS);
@@ -282,11 +362,14 @@ impl Evaluator<'_> {
                 let (lo, hi) = span(&ends);
                 // Inner steps sit on multiples of the subquery step, the first
                 // one strictly after the earliest window start (Prometheus'
-                // subqueryTimeRange).
-                let mut start = step * (lo - range).div_euclid(step);
-                if start <= lo - range {
-                    start += step;
+                // subqueryTimeRange). In i128: checked times keep this far
+                // inside i64, but the arithmetic must not depend on it.
+                let from = i128::from(lo) - i128::from(range);
+                let mut start = i128::from(step) * from.div_euclid(i128::from(step));
+                if start <= from {
+                    start += i128::from(step);
                 }
+                let start = i64::try_from(start).unwrap_or(i64::MIN);
                 let series = if start > hi {
                     Vec::new()
                 } else {
@@ -308,20 +391,22 @@ impl Evaluator<'_> {
 
     /// The time each step of `grid` reads data at, after `@` and `offset`.
     pub fn eval_times(&self, grid: Grid, at: &Option<AtModifier>, offset: &Option<Offset>) -> Vec<i64> {
+        // Saturating: checked times make overflow impossible, and a saturated
+        // time would only find no samples.
         let off = match offset {
             Some(Offset::Pos(d)) => millis(*d),
-            Some(Offset::Neg(d)) => -millis(*d),
+            Some(Offset::Neg(d)) => millis(*d).saturating_neg(),
             None => 0,
         };
         match at {
-            None => grid.times().map(|t| t - off).collect(),
+            None => grid.times().map(|t| t.saturating_sub(off)).collect(),
             Some(at) => {
                 let t = match at {
                     AtModifier::Start => self.query_start,
                     AtModifier::End => self.query_end,
                     AtModifier::At(st) => system_time_ms(*st),
                 };
-                vec![t - off; grid.len()]
+                vec![t.saturating_sub(off); grid.len()]
             }
         }
     }
@@ -336,28 +421,37 @@ impl Evaluator<'_> {
         timestamps: bool,
     ) -> Result<Vec<StepSeries>, EvalError> {
         let (lo, hi) = span(ends);
-        let mut series = self.source.select(&selector_matchers(vs), lo.saturating_sub(LOOKBACK_DELTA_MS - 1), hi)?;
+        let mut series = self.source.select_within(
+            &selector_matchers(vs),
+            lo.saturating_sub(LOOKBACK_DELTA_MS - 1),
+            hi,
+            self.budget.remaining(),
+        )?;
+        self.budget.reserve(series.iter().map(|s| s.samples.len()).sum())?;
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(series
-            .into_iter()
-            .filter_map(|s| {
-                let values: Vec<Option<f64>> = ends
-                    .iter()
-                    .map(|&end| {
-                        let idx = s.samples.partition_point(|&(t, _)| t <= end);
-                        let &(t, v) = s.samples.get(idx.checked_sub(1)?)?;
-                        if t <= end.saturating_sub(LOOKBACK_DELTA_MS) || v.to_bits() == STALE_NAN_BITS {
-                            None
-                        } else if timestamps {
-                            Some(t as f64 / 1000.0)
-                        } else {
-                            Some(v)
-                        }
-                    })
-                    .collect();
-                values.iter().any(Option::is_some).then_some(StepSeries { labels: s.labels, values })
-            })
-            .collect())
+        let mut out = Vec::new();
+        for s in series {
+            // One slot per step for every series, reserved before it is taken.
+            self.budget.reserve(ends.len())?;
+            let values: Vec<Option<f64>> = ends
+                .iter()
+                .map(|&end| {
+                    let idx = s.samples.partition_point(|&(t, _)| t <= end);
+                    let &(t, v) = s.samples.get(idx.checked_sub(1)?)?;
+                    if t <= end.saturating_sub(LOOKBACK_DELTA_MS) || v.to_bits() == STALE_NAN_BITS {
+                        None
+                    } else if timestamps {
+                        Some(t as f64 / 1000.0)
+                    } else {
+                        Some(v)
+                    }
+                })
+                .collect();
+            if values.iter().any(Option::is_some) {
+                out.push(StepSeries { labels: s.labels, values });
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -369,13 +463,6 @@ fn span(ends: &[i64]) -> (i64, i64) {
 
 pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-fn system_time_ms(t: SystemTime) -> i64 {
-    match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => millis(d),
-        Err(e) => -millis(e.duration()),
-    }
 }
 
 fn type_error(context: &str, want: &str, got: &Value) -> EvalError {
@@ -456,7 +543,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn instant(src: &MemSource, q: &str, t_s: i64) -> Result<QueryValue, EvalError> {
-        instant_query(src, &promql_parser::parser::parse(q).unwrap(), t_s * 1000)
+        instant_query(src, &promql_parser::parser::parse(q).unwrap(), t_s * 1000, &Budget::unlimited())
     }
 
     /// The instant vector `q` at `t_s` seconds as (labels, value), sorted by labels.
@@ -533,7 +620,10 @@ pub(crate) mod tests {
     fn range_query_skips_steps_without_values_and_sorts_series() {
         let src = gauge_src();
         let expr = promql_parser::parser::parse(r#"{__name__=~"g|old"}"#).unwrap();
-        let QueryValue::Matrix(m) = range_query(&src, &expr, 300_000, 420_000, 60_000).unwrap() else { panic!() };
+        let QueryValue::Matrix(m) = range_query(&src, &expr, 300_000, 420_000, 60_000, &Budget::unlimited()).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(m.len(), 2);
         assert_eq!(m[0].labels, labels("g", &[("a", "1")]));
         assert_eq!(m[0].samples, vec![(300_000, 6.0), (360_000, 7.0), (420_000, 8.0)]);

@@ -40,7 +40,7 @@ pub(crate) fn call(ev: &Evaluator, call: &Call, grid: Grid) -> Result<Value, Eva
         // The query's own parameters (Prometheus folds these into numbers).
         "start" => Ok(Value::Scalar(vec![ev.query_start as f64 / 1000.0; grid.len()])),
         "end" => Ok(Value::Scalar(vec![ev.query_end as f64 / 1000.0; grid.len()])),
-        "range" => Ok(Value::Scalar(vec![(ev.query_end - ev.query_start) as f64 / 1000.0; grid.len()])),
+        "range" => Ok(Value::Scalar(vec![(ev.query_end as f64 - ev.query_start as f64) / 1000.0; grid.len()])),
         "step" => Ok(Value::Scalar(vec![ev.query_step as f64 / 1000.0; grid.len()])),
         "pi" => Ok(Value::Scalar(vec![std::f64::consts::PI; grid.len()])),
         "vector" => {

@@ -19,20 +19,32 @@
 //! - **The store is behind a trait.** [`SeriesSource::select`] is all the
 //!   engine needs (label matchers and a time range in, series out);
 //!   [`MemSource`] serves tests, the store implements it for production.
-//! - **Blocking work off the async runtime.** The HTTP handlers run selection
-//!   and evaluation on tokio's blocking pool.
+//! - **No query can take the process down.** Before the parser sees a query
+//!   its nesting is bounded by a lexical pass ([`nesting`]); its times and
+//!   durations are checked to fit the engine's arithmetic ([`timebounds`]);
+//!   evaluation runs within Prometheus' sample and time limits
+//!   ([`QueryLimits`]: `--query-max-samples`, `--query-timeout`), counted
+//!   before memory is taken.
+//! - **Query threads of their own.** Parsing, evaluation and rendering run
+//!   on a thread with a stack sized for the deepest query accepted, at most
+//!   [`api::MAX_CONCURRENT_QUERIES`] at a time (Prometheus'
+//!   `--query.max-concurrency` default), off the async runtime.
 
 mod aggregate;
 pub mod api;
 mod binary;
+mod budget;
 mod eval;
 mod functions;
 mod histogram;
+pub mod nesting;
 pub mod params;
 mod range_functions;
 pub mod source;
 mod stats;
+pub mod timebounds;
 
 pub use api::routes;
+pub use budget::{Budget, QueryLimits, DEFAULT_MAX_SAMPLES, DEFAULT_TIMEOUT};
 pub use eval::{instant_query, range_query, EvalError, QueryValue, Sample, LOOKBACK_DELTA_MS};
 pub use source::{label_value, matches, selector_matchers, Labels, MemSource, Series, SeriesSource, SourceError};

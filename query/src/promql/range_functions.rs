@@ -82,17 +82,21 @@ pub(crate) fn eval(
     let arg = ev.eval_range(matrix, grid)?;
     let mut out = Vec::with_capacity(arg.series.len());
     for i in 0..arg.series.len() {
-        let values: Vec<Option<f64>> = (0..grid.len())
-            .map(|step| {
-                let samples = arg.window(i, step);
-                if samples.is_empty() {
-                    return None;
-                }
+        ev.budget.reserve(grid.len())?;
+        let mut values: Vec<Option<f64>> = Vec::with_capacity(grid.len());
+        for step in 0..grid.len() {
+            // A step folds a whole window: wide windows over many steps are
+            // where a query's time goes.
+            ev.budget.check_time()?;
+            let samples = arg.window(i, step);
+            values.push(if samples.is_empty() {
+                None
+            } else {
                 let (start, end) = arg.bounds(step);
                 let param = params.as_ref().map_or(f64::NAN, |p| p[step]);
                 f(&Window { samples, start, end, step_ts: grid.ts(step), param })
-            })
-            .collect();
+            });
+        }
         if values.iter().any(Option::is_some) {
             let mut labels = arg.series[i].labels.clone();
             if !keep_name {
@@ -147,9 +151,11 @@ pub(crate) fn extrapolated_rate(w: &Window, is_counter: bool, is_rate: bool) -> 
             }
         }
     }
-    let mut to_start = (first_t - w.start) as f64 / 1000.0;
-    let mut to_end = (w.end - last_t) as f64 / 1000.0;
-    let sampled = (last_t - first_t) as f64 / 1000.0;
+    // Differences in f64: a window may start at a saturated time.
+    let secs_between = |a: i64, b: i64| (b as f64 - a as f64) / 1000.0;
+    let mut to_start = secs_between(w.start, first_t);
+    let mut to_end = secs_between(last_t, w.end);
+    let sampled = secs_between(first_t, last_t);
     let avg = sampled / (s.len() - 1) as f64;
     let threshold = avg * 1.1;
     if to_start >= threshold {
@@ -165,7 +171,7 @@ pub(crate) fn extrapolated_rate(w: &Window, is_counter: bool, is_rate: bool) -> 
     }
     let mut factor = if sampled != 0.0 { (sampled + to_start + to_end) / sampled } else { 1.0 };
     if is_rate {
-        factor /= (w.end - w.start) as f64 / 1000.0;
+        factor /= secs_between(w.start, w.end);
     }
     Some(result * factor)
 }
@@ -195,7 +201,7 @@ pub(crate) fn linear_regression(s: &[(i64, f64)], intercept_t: i64) -> (f64, f64
     }
     let (mut sx, mut cx, mut sy, mut cy, mut sxy, mut cxy, mut sx2, mut cx2) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
     for &(t, v) in s {
-        let x = (t - intercept_t) as f64 / 1000.0;
+        let x = (t as f64 - intercept_t as f64) / 1000.0;
         (sx, cx) = stats::kahan_inc(x, sx, cx);
         (sy, cy) = stats::kahan_inc(v, sy, cy);
         (sxy, cxy) = stats::kahan_inc(x * v, sxy, cxy);

@@ -16,11 +16,16 @@ pub struct Series {
     pub samples: Vec<(i64, f64)>,
 }
 
-/// Why a source could not answer; the HTTP API answers 500 `internal`.
+/// Why a source could not answer.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    /// The store failed; the HTTP API answers 500 `internal`.
     #[error("{0}")]
     Internal(String),
+    /// The selection holds more samples than the query may (see
+    /// [`SeriesSource::select_within`]); the HTTP API answers 422.
+    #[error("too many samples")]
+    TooManySamples,
 }
 
 /// The engine's only view of storage.
@@ -31,6 +36,27 @@ pub trait SeriesSource: Send + Sync + 'static {
     /// # Errors
     /// [`SourceError`] when the store cannot be read.
     fn select(&self, matchers: &Matchers, start_ms: i64, end_ms: i64) -> Result<Vec<Series>, SourceError>;
+
+    /// [`select`](Self::select) for a query that may hold at most
+    /// `max_samples` more samples. The default selects, then counts; a source
+    /// that reads incrementally should stop keeping samples once past the
+    /// limit, so a selection too large for memory is never held.
+    ///
+    /// # Errors
+    /// [`SourceError::TooManySamples`] past the limit, else as `select`.
+    fn select_within(
+        &self,
+        matchers: &Matchers,
+        start_ms: i64,
+        end_ms: i64,
+        max_samples: usize,
+    ) -> Result<Vec<Series>, SourceError> {
+        let series = self.select(matchers, start_ms, end_ms)?;
+        if series.iter().map(|s| s.samples.len()).sum::<usize>() > max_samples {
+            return Err(SourceError::TooManySamples);
+        }
+        Ok(series)
+    }
 
     /// The label sets of the series [`select`](Self::select) would return that
     /// have at least one sample in `[start_ms, end_ms]`; used by the metadata
