@@ -175,11 +175,6 @@ pub struct TextIndex {
 }
 
 impl TextIndex {
-    /// Opens a segment's index.
-    pub fn open(dir: &Path) -> Result<Self> {
-        Self::from_index(Index::open_in_dir(dir)?)
-    }
-
     /// Opens a segment's index after checking every one of its files against
     /// the checksum tantivy keeps in its footer: a flipped or truncated file,
     /// a missing one, or an unreadable `meta.json` is an `Err` naming the
@@ -310,7 +305,7 @@ mod tests {
         .unwrap();
         w.add(1, |d| d.kv("http.method=GET")).unwrap();
         w.finish().unwrap();
-        let idx = TextIndex::open(&path).unwrap();
+        let idx = TextIndex::open_verified(&path).unwrap();
         let rows = idx.rows_with_all_terms(&["http.method=GET".into()]).unwrap();
         assert_eq!(rows, HashSet::from([0, 1]));
         let rows = idx.rows_with_all_terms(&["http.method=GET".into(), "error=true".into()]).unwrap();
