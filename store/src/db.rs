@@ -511,7 +511,16 @@ impl Store {
         let mut ranked: Vec<(i64, TraceId)> = hits.into_iter().map(|(id, t)| (t, id)).collect();
         ranked.sort_by(|a, b| b.cmp(a));
         ranked.truncate(q.effective_limit());
-        ranked.into_iter().map(|(_, id)| self.trace_in(&snap, &id)).collect()
+        // A trace can come back empty when its segment was found damaged
+        // between the search and the fetch.
+        let mut traces = Vec::with_capacity(ranked.len());
+        for (_, id) in ranked {
+            let spans = self.trace_in(&snap, &id)?;
+            if !spans.is_empty() {
+                traces.push(spans);
+            }
+        }
+        Ok(traces)
     }
 
     /// The newest log records matching `q` (see [`LogQuery`]), newest first.

@@ -408,6 +408,9 @@ pub struct Segment {
     /// chunk has been verified yet (absent in older segments).
     chunk_crcs: Option<Vec<Vec<u32>>>,
     verified: Vec<Vec<AtomicBool>>,
+    /// Set by the first failed verification, so reads through snapshots
+    /// taken before the segment's quarantine fail fast.
+    damaged: Mutex<Option<String>>,
     quarantine: Arc<Quarantine>,
 }
 
@@ -507,6 +510,7 @@ impl Segment {
             summary,
             chunk_crcs,
             verified,
+            damaged: Mutex::new(None),
             quarantine,
         })
     }
@@ -538,8 +542,17 @@ impl Segment {
     }
 
     fn builder(&self) -> Result<ParquetRecordBatchReaderBuilder<File>> {
-        Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(File::open(&self.path)?, self.reader_meta.clone())
+        Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(self.open_file()?, self.reader_meta.clone())
             .with_batch_size(8192))
+    }
+
+    /// The Parquet file; its disappearance under a live segment is damage
+    /// (a query racing the segment's quarantine sees the same and skips it).
+    fn open_file(&self) -> Result<File> {
+        File::open(&self.path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => StoreError::Damaged(format!("{}: file is missing", self.path.display())),
+            _ => StoreError::Io(e),
+        })
     }
 
     /// Checks the column chunks `mask` selects in `row_groups` against their
@@ -548,6 +561,17 @@ impl Segment {
     /// # Errors
     /// `Damaged` naming the file, row group and column on a mismatch.
     fn verify_chunks(&self, row_groups: &[usize], mask: &ProjectionMask) -> Result<()> {
+        if let Some(why) = &*self.damaged.lock().unwrap_or_else(|e| e.into_inner()) {
+            return Err(StoreError::Damaged(why.clone()));
+        }
+        let result = self.verify_unverified_chunks(row_groups, mask);
+        if let Err(StoreError::Damaged(why)) = &result {
+            *self.damaged.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.clone());
+        }
+        result
+    }
+
+    fn verify_unverified_chunks(&self, row_groups: &[usize], mask: &ProjectionMask) -> Result<()> {
         let Some(crcs) = &self.chunk_crcs else { return Ok(()) };
         let md = self.reader_meta.metadata();
         let mut file = None;
@@ -557,7 +581,7 @@ impl Segment {
                     continue;
                 }
                 if file.is_none() {
-                    file = Some(File::open(&self.path)?);
+                    file = Some(self.open_file()?);
                 }
                 let damaged = |what: &str| {
                     StoreError::Damaged(format!(
