@@ -567,6 +567,23 @@ mod tests {
     }
 
     #[test]
+    fn missing_log_index_is_rebuilt_and_searchable() {
+        let dir = tempfile::tempdir().unwrap();
+        two_flushes(dir.path());
+        let index = dir.path().join("segments").join(format!("{:016}-logs.tantivy", 1));
+        fs::remove_dir_all(&index).unwrap();
+        let store = open(dir.path());
+        let q = crate::logsearch::LogQuery { text: Some("first".into()), ..Default::default() };
+        let found = store.search_logs(&q).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].body, crate::model::AttrValue::Str("first flush".into()));
+        assert_eq!(store.counters().rebuilt_indexes.load(Ordering::Relaxed), 1);
+        store.close().unwrap();
+        assert!(index.join("meta.json").exists());
+        assert!(quarantined(dir.path()).is_empty(), "nothing was there to set aside");
+    }
+
+    #[test]
     fn damaged_or_missing_index_is_rebuilt_from_parquet() {
         for damage in ["flip", "truncate", "meta.json"] {
             let dir = tempfile::tempdir().unwrap();
