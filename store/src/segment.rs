@@ -627,7 +627,20 @@ impl Segment {
         if let Some(sel) = selection {
             b = b.with_row_selection(sel);
         }
-        Ok(b.build()?.collect::<std::result::Result<Vec<_>, _>>()?)
+        // Verified chunks decode as they were written, so a decoder failure
+        // there is a bug and stays an error. Segments written before chunks
+        // were checksummed have only the decoder to find damage: there, a
+        // decoder error or panic is damage.
+        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Vec<RecordBatch>> {
+            Ok(b.build()?.collect::<std::result::Result<Vec<_>, _>>()?)
+        }));
+        match decoded {
+            Ok(Err(e @ (StoreError::Parquet(_) | StoreError::Arrow(_)))) if self.chunk_crcs.is_none() => {
+                Err(StoreError::Damaged(format!("{}: {e}", self.path.display())))
+            }
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Damaged(format!("{}: the Parquet decoder panicked", self.path.display()))),
+        }
     }
 
     /// Row groups that may hold `id`, by min/max statistics and bloom filter.
