@@ -566,6 +566,73 @@ mod tests {
         }
     }
 
+    /// Rewrites a segment as segments were written before they described
+    /// themselves: same rows and summary, no description, no checksums.
+    fn make_legacy(path: &Path) {
+        use crate::segment::{CHUNK_CRC_KEY, SEGMENT_KEY};
+        let builder =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(fs::File::open(path).unwrap())
+                .unwrap();
+        let kvs: Vec<_> = builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .unwrap()
+            .iter()
+            .filter(|kv| ![SEGMENT_KEY, CHUNK_CRC_KEY, "ARROW:schema"].contains(&kv.key.as_str()))
+            .cloned()
+            .collect();
+        let schema = builder.schema().clone();
+        let batches: Vec<_> = builder.build().unwrap().map(|b| b.unwrap()).collect();
+        let props = parquet::file::properties::WriterProperties::builder().set_key_value_metadata(Some(kvs)).build();
+        let tmp = path.with_extension("legacy");
+        let mut w = parquet::arrow::ArrowWriter::try_new(fs::File::create(&tmp).unwrap(), schema, Some(props)).unwrap();
+        for b in &batches {
+            w.write(b).unwrap();
+        }
+        w.close().unwrap();
+        fs::rename(tmp, path).unwrap();
+        assert!(Segment::read_footer(path).unwrap().is_none());
+    }
+
+    #[test]
+    fn legacy_segments_named_by_the_catalog_still_open() {
+        let dir = tempfile::tempdir().unwrap();
+        two_flushes(dir.path());
+        make_legacy(&dir.path().join("segments").join(format!("{:016}-traces.parquet", 1)));
+        let store = open(dir.path());
+        assert_eq!(traces_served(&store, 20), all(20));
+        let q = TraceQuery { tags: vec![("batch".into(), "0".into())], limit: 100, ..Default::default() };
+        assert_eq!(store.find_traces(&q).unwrap().len(), 10);
+        assert_eq!(store.counters().quarantined_segments.load(Ordering::Relaxed), 0);
+        // New flushes next to it describe themselves; the legacy one keeps working.
+        store.append_blocking(spans(20, 5)).unwrap();
+        store.flush().unwrap();
+        store.close().unwrap();
+        let store = open(dir.path());
+        assert_eq!(traces_served(&store, 25), all(25));
+        store.close().unwrap();
+    }
+
+    #[test]
+    fn legacy_segment_that_fails_to_decode_is_quarantined() {
+        let dir = tempfile::tempdir().unwrap();
+        two_flushes(dir.path());
+        let first = dir.path().join("segments").join(format!("{:016}-traces.parquet", 1));
+        make_legacy(&first);
+        let mut bytes = fs::read(&first).unwrap();
+        // The first page header of the first column chunk.
+        for b in &mut bytes[4..12] {
+            *b ^= 0xff;
+        }
+        fs::write(&first, bytes).unwrap();
+        let store = open(dir.path());
+        assert_eq!(traces_served(&store, 20), (10..20).collect());
+        assert_eq!(store.counters().quarantined_segments.load(Ordering::Relaxed), 1);
+        store.close().unwrap();
+        assert!(quarantined(dir.path()).contains(&"0000000000000001-traces.parquet".to_string()));
+    }
+
     #[test]
     fn missing_log_index_is_rebuilt_and_searchable() {
         let dir = tempfile::tempdir().unwrap();
