@@ -18,8 +18,12 @@
 //! - `seismo.chunk_crc32`: a CRC-32 of every column chunk (per row group, per
 //!   leaf column), because the Parquet writer we use writes no page CRCs. A
 //!   chunk is verified the first time a query reads it, not at open: start-up
-//!   stays cheap with millions of rows on disk, and each byte is checked once
-//!   per process before it is trusted. A mismatch is `StoreError::Damaged`.
+//!   stays cheap with millions of rows on disk, and each data byte is checked
+//!   once per process before it is trusted (the price: the first lookup in a
+//!   row group reads its whole chunks once). A mismatch is
+//!   `StoreError::Damaged`. Not covered: the footer itself (parsed at open;
+//!   damage there mostly fails to parse) and the bloom filters (read at open;
+//!   a flip there can only hide a trace from lookups by id).
 //!
 //! The text index is derived data: it is opened (and its files checked
 //! against tantivy's own checksums) on first use, and when it is damaged or
