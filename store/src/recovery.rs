@@ -569,7 +569,7 @@ mod tests {
     /// Rewrites a segment as segments were written before they described
     /// themselves: same rows and summary, no description, no checksums.
     fn make_legacy(path: &Path) {
-        use crate::segment::{CHUNK_CRC_KEY, SEGMENT_KEY};
+        use crate::segment::{BLOOM_CRC_KEY, CHUNK_CRC_KEY, SEGMENT_KEY};
         let builder =
             parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(fs::File::open(path).unwrap())
                 .unwrap();
@@ -579,7 +579,7 @@ mod tests {
             .key_value_metadata()
             .unwrap()
             .iter()
-            .filter(|kv| ![SEGMENT_KEY, CHUNK_CRC_KEY, "ARROW:schema"].contains(&kv.key.as_str()))
+            .filter(|kv| ![SEGMENT_KEY, CHUNK_CRC_KEY, BLOOM_CRC_KEY, "ARROW:schema"].contains(&kv.key.as_str()))
             .cloned()
             .collect();
         let schema = builder.schema().clone();
@@ -648,6 +648,26 @@ mod tests {
         store.close().unwrap();
         assert!(index.join("meta.json").exists());
         assert!(quarantined(dir.path()).is_empty(), "nothing was there to set aside");
+    }
+
+    /// A flip in a bloom filter would hide traces from lookups by id.
+    #[test]
+    fn flipped_bloom_filter_is_found_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        two_flushes(dir.path());
+        let first = dir.path().join("segments").join(format!("{:016}-traces.parquet", 1));
+        let mut bytes = fs::read(&first).unwrap();
+        let md = parquet::file::metadata::ParquetMetaDataReader::new()
+            .parse_and_finish(&bytes::Bytes::from(bytes.clone()))
+            .unwrap();
+        let chunk = md.row_groups()[0].columns().iter().find(|c| c.bloom_filter_offset().is_some()).unwrap();
+        let at = chunk.bloom_filter_offset().unwrap() as usize + chunk.bloom_filter_length().unwrap() as usize / 2;
+        bytes[at] ^= 0x01;
+        fs::write(&first, bytes).unwrap();
+        let store = open(dir.path());
+        assert_eq!(store.counters().quarantined_segments.load(Ordering::Relaxed), 1);
+        assert_eq!(traces_served(&store, 20), (10..20).collect());
+        store.close().unwrap();
     }
 
     #[test]

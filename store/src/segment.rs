@@ -21,9 +21,12 @@
 //!   stays cheap with millions of rows on disk, and each data byte is checked
 //!   once per process before it is trusted (the price: the first lookup in a
 //!   row group reads its whole chunks once). A mismatch is
-//!   `StoreError::Damaged`. Not covered: the footer itself (parsed at open;
-//!   damage there mostly fails to parse) and the bloom filters (read at open;
-//!   a flip there can only hide a trace from lookups by id).
+//!   `StoreError::Damaged`.
+//! - `seismo.bloom_crc32`: a CRC-32 of every bloom filter, verified at open
+//!   (the filters are read then anyway; they are small).
+//!
+//! Not covered: the footer itself (parsed at open; damage there mostly fails
+//! to parse or to match the catalog) and the page indexes.
 //!
 //! The text index is derived data: it is opened (and its files checked
 //! against tantivy's own checksums) on first use, and when it is damaged or
@@ -69,6 +72,8 @@ const ZSTD_LEVEL: i32 = 3;
 pub const SEGMENT_KEY: &str = "seismo.segment";
 /// Footer key of the column-chunk checksums: JSON `[[crc32 per leaf column] per row group]`.
 pub const CHUNK_CRC_KEY: &str = "seismo.chunk_crc32";
+/// Footer key of the bloom-filter checksums: JSON `[[[leaf column, crc32] per filter] per row group]`.
+pub const BLOOM_CRC_KEY: &str = "seismo.bloom_crc32";
 
 /// What a segment says about itself (in its footer, under [`SEGMENT_KEY`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -174,18 +179,26 @@ fn write_parquet<R>(
     // still in the page cache) before the footer that records them.
     let written = File::open(&tmp)?;
     let mut crcs = Vec::new();
+    let mut bloom_crcs = Vec::new();
     for rg in writer.flushed_row_groups() {
         let mut row = Vec::with_capacity(rg.num_columns());
-        for c in rg.columns() {
+        let mut blooms = Vec::new();
+        for (ci, c) in rg.columns().iter().enumerate() {
             let (start, len) = chunk_range(c).ok_or_else(|| StoreError::Corrupt("negative chunk offset".into()))?;
             row.push(crc_of_range(&written, start, len)?);
+            // Bloom filters follow their row group, so they are written too.
+            if let Some((start, len)) = bloom_range(c) {
+                blooms.push((ci, crc_of_range(&written, start, len)?));
+            }
         }
         crcs.push(row);
+        bloom_crcs.push(blooms);
     }
     let mut kvs = footer;
     let describe = serde_json::to_string(describe).expect("footer serializes");
     kvs.push((SEGMENT_KEY, describe));
     kvs.push((CHUNK_CRC_KEY, serde_json::to_string(&crcs).expect("crcs serialize")));
+    kvs.push((BLOOM_CRC_KEY, serde_json::to_string(&bloom_crcs).expect("crcs serialize")));
     for (key, value) in kvs {
         writer.append_key_value_metadata(parquet::file::metadata::KeyValue::new(key.to_string(), value));
     }
@@ -201,6 +214,12 @@ fn write_parquet<R>(
 fn chunk_range(c: &parquet::file::metadata::ColumnChunkMetaData) -> Option<(u64, u64)> {
     let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
     let len = c.compressed_size();
+    (start >= 0 && len >= 0).then_some((start as u64, len as u64))
+}
+
+/// (offset, length) of a column chunk's bloom filter, when it has one.
+fn bloom_range(c: &parquet::file::metadata::ColumnChunkMetaData) -> Option<(u64, u64)> {
+    let (start, len) = (c.bloom_filter_offset()?, c.bloom_filter_length()?);
     (start >= 0 && len >= 0).then_some((start as u64, len as u64))
 }
 
@@ -481,6 +500,27 @@ impl Segment {
         }
         let verified =
             md.row_groups().iter().map(|rg| (0..rg.num_columns()).map(|_| AtomicBool::new(false)).collect()).collect();
+        // Bloom filters are read whole at open, so they are verified here: a
+        // flip in one would silently hide traces from lookups by id.
+        let bloom_crcs: Option<Vec<Vec<(usize, u32)>>> = footer_value(&md, BLOOM_CRC_KEY)
+            .map(|json| serde_json::from_str(json).map_err(|e| damaged(format!("bloom checksums: {e}"))))
+            .transpose()?;
+        for (rg, filters) in bloom_crcs.iter().flatten().enumerate() {
+            for &(ci, expected) in filters {
+                let chunk = md
+                    .row_groups()
+                    .get(rg)
+                    .and_then(|g| g.columns().get(ci))
+                    .ok_or_else(|| damaged("bloom checksums do not match the row groups".into()))?;
+                let (start, len) = bloom_range(chunk)
+                    .ok_or_else(|| damaged(format!("row group {rg}: bloom filter of column {ci} is gone")))?;
+                let crc = crc_of_range(&file, start, len)
+                    .map_err(|e| damaged(format!("row group {rg}: bloom filter of column {ci}: {e}")))?;
+                if crc != expected {
+                    return Err(damaged(format!("row group {rg}: bloom filter of column {ci}: checksum mismatch")));
+                }
+            }
+        }
         let mut trace_ranges = Vec::new();
         let mut blooms = Vec::new();
         let trace_col = md.file_metadata().schema_descr().columns().iter().position(|c| c.name() == col::TRACE_ID);
