@@ -63,6 +63,30 @@ fn render(state: &QueryState) -> String {
         "Failed flushes (data stays in the WAL and is retried).",
         &[("", load(&c.flush_errors))],
     );
+    family(
+        "seismo_wal_corrupt_frames_total",
+        "counter",
+        "Damaged WAL frames skipped at replay (the intact frames around them were replayed).",
+        &[("", load(&c.wal_corrupt_frames))],
+    );
+    family(
+        "seismo_quarantined_segments_total",
+        "counter",
+        "Damaged segments moved to <data-dir>/quarantine/ (at start-up or when a read found damage).",
+        &[("", load(&c.quarantined_segments))],
+    );
+    family(
+        "seismo_rebuilt_indexes_total",
+        "counter",
+        "Segment text indexes found damaged or missing and rebuilt from their Parquet file.",
+        &[("", load(&c.rebuilt_indexes))],
+    );
+    family(
+        "seismo_catalog_rebuilds_total",
+        "counter",
+        "Catalogs rebuilt from the segment files because catalog.json was missing or unreadable.",
+        &[("", load(&c.catalog_rebuilds))],
+    );
     let segments = state.store.segments();
     family("seismo_segments", "gauge", "Segments in the catalog.", &[("", segments.len() as u64)]);
     family(
@@ -86,6 +110,8 @@ mod tests {
         assert!(text.contains("# TYPE seismo_ingested_rows_total counter"));
         assert!(text.contains("seismo_ingested_rows_total{signal=\"traces\"} 0"));
         assert!(text.contains("seismo_segments 0"));
+        assert!(text.contains("seismo_quarantined_segments_total 0"));
+        assert!(text.contains("seismo_wal_corrupt_frames_total 0"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, value) = line.rsplit_once(' ').unwrap();
             value.parse::<u64>().unwrap();

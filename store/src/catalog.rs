@@ -5,6 +5,11 @@
 //! names them, and WAL files are deleted only after the catalog that covers
 //! them is durable, so a crash at any point leaves either the old state plus a
 //! WAL that replays, or the new state.
+//!
+//! The catalog is an index of what the segment files say about themselves
+//! (see `segment::SegmentFooter`): when it is missing or unreadable it is
+//! rebuilt from them (`recovery`), never trusted to decide that a segment file
+//! is garbage.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -17,7 +22,7 @@ use crate::segment::SegmentMeta;
 use crate::wal::sync_dir;
 
 pub const FILE_NAME: &str = "catalog.json";
-const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 1;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Catalog {
@@ -33,11 +38,21 @@ impl Catalog {
         dir.join(FILE_NAME)
     }
 
-    /// Loads the catalog, or an empty one for a new data directory.
+    /// An empty catalog, for a new data directory.
+    pub fn empty() -> Self {
+        Catalog { version: FORMAT_VERSION, flushed_seq: 0, next_segment_id: 1, segments: Vec::new() }
+    }
+
+    /// Where the catalog of the data directory `dir` lives.
+    pub fn file(dir: &Path) -> PathBuf {
+        Self::path(dir)
+    }
+
+    /// Loads the catalog; `Ok(None)` when there is no catalog file.
     ///
     /// # Errors
-    /// `Corrupt` when the file exists but does not parse.
-    pub fn load(dir: &Path) -> Result<Self> {
+    /// `Corrupt` when the file exists but does not parse; I/O errors reading it.
+    pub fn load(dir: &Path) -> Result<Option<Self>> {
         let path = Self::path(dir);
         match fs::read(&path) {
             Ok(bytes) => {
@@ -50,11 +65,9 @@ impl Catalog {
                         c.version
                     )));
                 }
-                Ok(c)
+                Ok(Some(c))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Ok(Catalog { version: FORMAT_VERSION, flushed_seq: 0, next_segment_id: 1, segments: Vec::new() })
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
     }

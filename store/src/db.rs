@@ -28,8 +28,10 @@ use crate::ids::{SpanId, TraceId};
 use crate::logsearch::{self, LogQuery};
 use crate::memtable::Memtable;
 use crate::model::*;
+use crate::quarantine::Quarantine;
 use crate::query::{Operation, StatsQuery, TraceQuery};
-use crate::segment::{self, Segment, SegmentMeta};
+use crate::recovery;
+use crate::segment::{self, FlushInfo, Segment, SegmentMeta};
 use crate::spanstats::{self, OpKey, OpStats, Orphan, ParentIndex, SegmentSummary, StatsBuilder};
 use crate::tags;
 use crate::textindex::{self, IndexKind};
@@ -157,6 +159,15 @@ pub struct StoreCounters {
     pub wal_syncs: AtomicU64,
     pub flushes: AtomicU64,
     pub flush_errors: AtomicU64,
+    /// WAL damage skipped at replay: damaged stretches between intact frames,
+    /// and intact frames whose payload no longer decodes.
+    pub wal_corrupt_frames: AtomicU64,
+    /// Segments moved to `quarantine/` (at start-up or when a read found damage).
+    pub quarantined_segments: AtomicU64,
+    /// Segment indexes rebuilt from their Parquet file because they were damaged or missing.
+    pub rebuilt_indexes: AtomicU64,
+    /// Catalogs rebuilt from the segment files because catalog.json was missing or unreadable.
+    pub catalog_rebuilds: AtomicU64,
 }
 
 type Table = Arc<RwLock<Memtable>>;
@@ -188,7 +199,8 @@ struct Inner {
     flush_tx: Mutex<Option<SyncSender<FlushCmd>>>,
     catalog: Mutex<Catalog>,
     closed: AtomicBool,
-    counters: StoreCounters,
+    counters: Arc<StoreCounters>,
+    quarantine: Arc<Quarantine>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -210,48 +222,56 @@ struct Snapshot {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `config.data_dir`: loads the catalog,
-    /// opens its segments, replays the WAL beyond the last flush, and starts
-    /// the writer and flusher threads.
+    /// Opens (or creates) the store in `config.data_dir`: loads the catalog
+    /// (rebuilding it from the segment files when it is missing or
+    /// unreadable), opens its segments, replays the WAL beyond the last flush,
+    /// and starts the writer and flusher threads.
+    ///
+    /// Damage does not stop the store: a damaged segment is moved to
+    /// `quarantine/`, a damaged WAL frame or record is skipped, each named in
+    /// the log and counted in [`StoreCounters`].
     ///
     /// # Errors
-    /// I/O errors, or `Corrupt` when the catalog or a listed segment is unreadable.
+    /// I/O errors that are not damage (permissions, no space, no descriptors).
     pub fn open(config: StoreConfig) -> Result<Store> {
         let wal_dir = config.data_dir.join("wal");
         let seg_dir = config.data_dir.join("segments");
         std::fs::create_dir_all(&wal_dir)?;
         std::fs::create_dir_all(&seg_dir)?;
-        let catalog = Catalog::load(&config.data_dir)?;
-        remove_strays(&seg_dir, &catalog.segments)?;
-        let mut segments = Vec::with_capacity(catalog.segments.len());
-        for meta in &catalog.segments {
-            segments.push(Arc::new(Segment::open(&seg_dir, meta.clone())?));
-        }
+        let counters = Arc::new(StoreCounters::default());
+        let quarantine = Arc::new(Quarantine::new(&config.data_dir, counters.clone()));
+        let recovery::Recovered { catalog, segments } = recovery::recover(&config.data_dir, &seg_dir, &quarantine)?;
 
         let mut memtable = Memtable::default();
         let mut replayed = 0u64;
-        let mut replay_err = None;
-        let last_seq = wal::replay(&wal_dir, catalog.flushed_seq, |rec| {
-            if replay_err.is_some() {
-                return;
-            }
+        let mut skipped = 0u64;
+        let report = wal::replay(&wal_dir, catalog.flushed_seq, |rec| {
             let rows = Batch::decode(rec.signal, &rec.payload)
-                .map_err(|e| StoreError::Corrupt(format!("WAL record {}: {e}", rec.seq)))
+                .map_err(|e| StoreError::Corrupt(e.to_string()))
                 .and_then(|b| b.into_rows());
             match rows {
                 Ok((rows, _, _)) => {
                     replayed += rows.len() as u64;
                     rows.insert_into(&mut memtable, rec.payload.len());
                 }
-                Err(e) => replay_err = Some(e),
+                Err(e) => {
+                    // The frame's checksum passed, so these are the bytes that
+                    // were written; one bad record must not cost the others.
+                    skipped += 1;
+                    tracing::error!(
+                        seq = rec.seq,
+                        signal = rec.signal.as_str(),
+                        error = %e,
+                        "WAL record does not decode; skipped it and replayed the rest"
+                    );
+                }
             }
         })?;
-        if let Some(e) = replay_err {
-            return Err(e);
-        }
+        counters.wal_corrupt_frames.fetch_add(report.corrupt_regions + skipped, Ordering::Relaxed);
         if replayed > 0 {
             tracing::info!(rows = replayed, "replayed the WAL beyond the last flush");
         }
+        let last_seq = report.last_seq;
         let wal = WalWriter::create(&wal_dir, last_seq + 1)?;
 
         let (tx, rx) = mpsc::sync_channel(config.queue_capacity);
@@ -263,7 +283,8 @@ impl Store {
             flush_tx: Mutex::new(None),
             catalog: Mutex::new(catalog),
             closed: AtomicBool::new(false),
-            counters: StoreCounters::default(),
+            counters,
+            quarantine,
             threads: Mutex::new(Vec::new()),
             config,
         });
@@ -396,6 +417,19 @@ impl Store {
         Snapshot { tables, segments: state.segments.clone() }
     }
 
+    /// `result` of a read of `seg`, unless the read found the segment
+    /// damaged: then the segment is quarantined and the caller goes on
+    /// without it (`Ok(None)`), so one damaged file costs only its own rows.
+    fn unless_damaged<T>(&self, seg: &Arc<Segment>, result: Result<T>) -> Result<Option<T>> {
+        match result {
+            Err(StoreError::Damaged(why)) => {
+                self.inner.quarantine_damaged(seg, &why);
+                Ok(None)
+            }
+            other => other.map(Some),
+        }
+    }
+
     /// Catalog entries of the segments currently open.
     pub fn segments(&self) -> Vec<SegmentMeta> {
         self.inner.state.read().unwrap().segments.iter().map(|s| s.meta.clone()).collect()
@@ -451,7 +485,7 @@ impl Store {
             spans.extend(t.read().unwrap().trace(id).cloned());
         }
         for s in snap.segments.iter().filter(|s| s.meta.signal == Signal::Traces) {
-            spans.extend(s.trace(id)?);
+            spans.extend(self.unless_damaged(s, s.trace(id))?.unwrap_or_default());
         }
         // An exporter that retried after a lost response sends a span twice.
         let mut seen = HashSet::new();
@@ -472,12 +506,21 @@ impl Store {
             }
         }
         for s in snap.segments.iter().filter(|s| s.meta.signal == Signal::Traces) {
-            s.search_traces(q, &mut hits)?;
+            self.unless_damaged(s, s.search_traces(q, &mut hits))?;
         }
         let mut ranked: Vec<(i64, TraceId)> = hits.into_iter().map(|(id, t)| (t, id)).collect();
         ranked.sort_by(|a, b| b.cmp(a));
         ranked.truncate(q.effective_limit());
-        ranked.into_iter().map(|(_, id)| self.trace_in(&snap, &id)).collect()
+        // A trace can come back empty when its segment was found damaged
+        // between the search and the fetch.
+        let mut traces = Vec::with_capacity(ranked.len());
+        for (_, id) in ranked {
+            let spans = self.trace_in(&snap, &id)?;
+            if !spans.is_empty() {
+                traces.push(spans);
+            }
+        }
+        Ok(traces)
     }
 
     /// The newest log records matching `q` (see [`LogQuery`]), newest first.
@@ -514,7 +557,8 @@ impl Store {
                     break;
                 }
             }
-            hits.extend(seg.newest_logs(&*query, limit)?.into_iter().map(|(time, row)| (time, usize::MAX - j, row)));
+            let newest = self.unless_damaged(seg, seg.newest_logs(&*query, limit))?.unwrap_or_default();
+            hits.extend(newest.into_iter().map(|(time, row)| (time, usize::MAX - j, row)));
         }
         hits.sort_unstable_by(|a, b| b.cmp(a));
         hits.truncate(limit);
@@ -533,7 +577,7 @@ impl Store {
                 fetched.extend(rows.iter().map(|&r| ((src, r), m.logs[r as usize].clone())));
             } else {
                 let seg = &snap.segments[usize::MAX - src];
-                let got = seg.log_rows(&rows)?;
+                let Some(got) = self.unless_damaged(seg, seg.log_rows(&rows))? else { continue };
                 fetched.extend(rows.iter().copied().zip(got).map(|(r, row)| ((src, r), row)));
             }
         }
@@ -575,7 +619,9 @@ impl Store {
                         spanstats::merge(merged.entry(key.clone()).or_default(), stats);
                     }
                 }
-                _ => seg.scan_stats(start, end, service, &mut exact)?,
+                _ => {
+                    self.unless_damaged(seg, seg.scan_stats(start, end, service, &mut exact))?;
+                }
             }
         }
         for (key, stats) in exact.finish() {
@@ -620,7 +666,14 @@ impl Store {
             .filter(|s| s.start_time_unix_nano >= start && s.start_time_unix_nano <= end)
             .collect();
         if !spans.is_empty() {
-            let (earlier, pending) = parents_elsewhere(&recent_span_segments(&span_segments), &spans)?;
+            let mut damaged = Vec::new();
+            let (earlier, pending) =
+                parents_elsewhere(&recent_span_segments(&span_segments), &spans, &mut |seg, why| {
+                    damaged.push((seg.clone(), why))
+                })?;
+            for (seg, why) in damaged {
+                self.inner.quarantine_damaged(&seg, &why);
+            }
             let (edges, _) = spanstats::edges(&spans, &earlier, &pending);
             for (k, n) in edges {
                 *counts.entry(k).or_default() += n;
@@ -664,7 +717,7 @@ impl Store {
             }
         }
         for s in snap.segments.iter().filter(|s| s.meta.signal == Signal::Metrics) {
-            s.visit_metric_points(names, start, end, visit)?;
+            self.unless_damaged(s, s.visit_metric_points(names, start, end, visit))?;
         }
         Ok(())
     }
@@ -678,7 +731,7 @@ impl Store {
             out.extend(t.read().unwrap().logs.iter().cloned());
         }
         for s in snap.segments.iter().filter(|s| s.meta.signal == Signal::Logs) {
-            out.extend(s.all_logs()?);
+            out.extend(self.unless_damaged(s, s.all_logs())?.unwrap_or_default());
         }
         Ok(out)
     }
@@ -691,7 +744,7 @@ impl Store {
             out.extend(t.read().unwrap().metrics.iter().cloned());
         }
         for s in snap.segments.iter().filter(|s| s.meta.signal == Signal::Metrics) {
-            out.extend(s.all_metrics()?);
+            out.extend(self.unless_damaged(s, s.all_metrics())?.unwrap_or_default());
         }
         Ok(out)
     }
@@ -708,21 +761,33 @@ fn span_matches(r: &SpanRow, q: &TraceQuery) -> bool {
         && tags::matches_all(r, &q.tags)
 }
 
-/// Deletes segment files a crashed flush left behind (not named by the catalog).
-fn remove_strays(seg_dir: &Path, listed: &[SegmentMeta]) -> Result<()> {
-    let keep: HashSet<PathBuf> = listed.iter().flat_map(|m| [m.parquet_path(seg_dir), m.index_path(seg_dir)]).collect();
-    for entry in std::fs::read_dir(seg_dir)? {
-        let path = entry?.path();
-        if !keep.contains(&path) {
-            tracing::warn!(path = %path.display(), "removing a segment file no catalog entry names (interrupted flush)");
-            if path.is_dir() {
-                std::fs::remove_dir_all(&path)?;
-            } else {
-                std::fs::remove_file(&path)?;
+impl Inner {
+    /// Sets aside a segment a read found damaged: out of the catalog (so a
+    /// restart does not trust it), out of the live set (so queries stop
+    /// reading it), then its files into quarantine. Idempotent: the first of
+    /// several queries that hit the damage does the work.
+    fn quarantine_damaged(&self, seg: &Arc<Segment>, why: &str) {
+        let mut catalog = self.catalog.lock().unwrap();
+        {
+            let mut state = self.state.write().unwrap();
+            let before = state.segments.len();
+            state.segments.retain(|s| !Arc::ptr_eq(s, seg));
+            if state.segments.len() == before {
+                return;
             }
         }
+        let mut next = catalog.clone();
+        next.segments.retain(|m| (m.id, m.signal) != (seg.meta.id, seg.meta.signal));
+        if let Err(e) = next.store(&self.config.data_dir) {
+            tracing::error!(error = %e, reason = why, "could not drop a damaged segment from the catalog; it stays in place");
+            return;
+        }
+        *catalog = next;
+        drop(catalog);
+        if let Err(e) = self.quarantine.segment(&seg.files(), why) {
+            tracing::error!(error = %e, reason = why, "could not move a damaged segment to quarantine");
+        }
     }
-    Ok(())
 }
 
 /// Most appends one WAL write groups together.
@@ -883,16 +948,27 @@ fn recent_span_segments(segments: &[Arc<Segment>]) -> Vec<Arc<Segment>> {
 }
 
 /// The summary of a flush's spans, with parents looked up in recent segments.
-fn summarize_flush(inner: &Inner, spans: &[SpanRow]) -> Result<SegmentSummary> {
+/// Segments found damaged are added to `damaged`, for the caller to
+/// quarantine once it no longer holds the catalog lock.
+fn summarize_flush(
+    inner: &Inner,
+    spans: &[SpanRow],
+    damaged: &mut Vec<(Arc<Segment>, String)>,
+) -> Result<SegmentSummary> {
     let recent = recent_span_segments(&inner.state.read().unwrap().segments);
     let refs: Vec<&SpanRow> = spans.iter().collect();
-    let (earlier, pending) = parents_elsewhere(&recent, &refs)?;
+    let (earlier, pending) = parents_elsewhere(&recent, &refs, &mut |seg, why| damaged.push((seg.clone(), why)))?;
     Ok(spanstats::summarize(spans, &earlier, &pending))
 }
 
 /// For spans about to be summarized: the services of their parents found in
-/// `recent` segments, and the orphans `recent` segments left.
-fn parents_elsewhere(recent: &[Arc<Segment>], spans: &[&SpanRow]) -> Result<(ParentIndex, Vec<Orphan>)> {
+/// `recent` segments, and the orphans `recent` segments left. A segment whose
+/// bytes fail verification is passed to `on_damage` and skipped.
+fn parents_elsewhere(
+    recent: &[Arc<Segment>],
+    spans: &[&SpanRow],
+    on_damage: &mut dyn FnMut(&Arc<Segment>, String),
+) -> Result<(ParentIndex, Vec<Orphan>)> {
     let present: HashSet<(TraceId, SpanId)> = spans.iter().map(|s| (s.trace_id, s.span_id)).collect();
     let missing: HashSet<TraceId> = spans
         .iter()
@@ -902,7 +978,10 @@ fn parents_elsewhere(recent: &[Arc<Segment>], spans: &[&SpanRow]) -> Result<(Par
     let mut earlier = ParentIndex::new();
     if !missing.is_empty() {
         for seg in recent {
-            seg.index_parents(&missing, &mut earlier)?;
+            match seg.index_parents(&missing, &mut earlier) {
+                Err(StoreError::Damaged(why)) => on_damage(seg, why),
+                other => other?,
+            }
         }
     }
     let pending: Vec<Orphan> =
@@ -918,20 +997,30 @@ fn flush_table(inner: &Inner, table: &Arc<RwLock<Memtable>>, last_seq: u64) -> R
     let mut catalog = inner.catalog.lock().unwrap();
     let id = catalog.next_segment_id;
     let mut metas = Vec::new();
+    let signals = [
+        (Signal::Traces, m.spans.is_empty()),
+        (Signal::Logs, m.logs.is_empty()),
+        (Signal::Metrics, m.metrics.is_empty()),
+    ];
+    let flush = FlushInfo {
+        flushed_seq: catalog.flushed_seq.max(last_seq),
+        signals: signals.iter().filter(|(_, empty)| !empty).map(|(s, _)| *s).collect(),
+    };
+    let mut damaged = Vec::new();
     if !m.spans.is_empty() {
-        let summary = summarize_flush(inner, &m.spans)?;
-        metas.push(segment::write_spans(&inner.seg_dir, id, &m.spans, &summary)?);
+        let summary = summarize_flush(inner, &m.spans, &mut damaged)?;
+        metas.push(segment::write_spans(&inner.seg_dir, id, &m.spans, &summary, &flush)?);
     }
     if !m.logs.is_empty() {
-        metas.push(segment::write_logs(&inner.seg_dir, id, &m.logs)?);
+        metas.push(segment::write_logs(&inner.seg_dir, id, &m.logs, &flush)?);
     }
     if !m.metrics.is_empty() {
-        metas.push(segment::write_metrics(&inner.seg_dir, id, &m.metrics)?);
+        metas.push(segment::write_metrics(&inner.seg_dir, id, &m.metrics, &flush)?);
     }
     wal::sync_dir(&inner.seg_dir)?;
     let opened = metas
         .iter()
-        .map(|meta| Segment::open(&inner.seg_dir, meta.clone()).map(Arc::new))
+        .map(|meta| Segment::open(&inner.seg_dir, meta.clone(), inner.quarantine.clone()).map(Arc::new))
         .collect::<Result<Vec<_>>>()?;
     let mut next = catalog.clone();
     next.next_segment_id = id + 1;
@@ -940,6 +1029,9 @@ fn flush_table(inner: &Inner, table: &Arc<RwLock<Memtable>>, last_seq: u64) -> R
     next.store(&inner.config.data_dir)?;
     *catalog = next;
     drop(catalog);
+    for (seg, why) in damaged {
+        inner.quarantine_damaged(&seg, &why);
+    }
     {
         let mut state = inner.state.write().unwrap();
         state.frozen.retain(|f| !Arc::ptr_eq(&f.table, table));

@@ -32,6 +32,12 @@ pub enum StoreError {
     Index(#[from] tantivy::TantivyError),
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// A segment's bytes fail verification (checksum, footer, row count): the
+    /// message names the file. The store quarantines such a segment and
+    /// serves the others; this error only reaches a caller when the damage
+    /// could not be set aside.
+    #[error("damaged segment: {0}")]
+    Damaged(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -16,6 +16,11 @@
 //!   them, then atomically replaces the catalog; only then is the WAL trimmed.
 //!   Files are only ever created whole and renamed, so a local directory and an
 //!   object-store bucket can play the same role later.
+//! - **Damage is set aside, never spread.** WAL frames verify one by one, so
+//!   a damaged frame costs only itself; segments describe themselves and
+//!   carry checksums, so a lost catalog is rebuilt and a damaged segment is
+//!   moved to `quarantine/` while the rest is served. Nothing is deleted
+//!   because it looks unfamiliar.
 //! - **Bounded memory.** A bounded write queue and a cap on unflushed data turn
 //!   overload into `StoreError::Busy` instead of growth.
 
@@ -27,7 +32,9 @@ mod ids;
 mod logsearch;
 mod memtable;
 mod model;
+mod quarantine;
 mod query;
+mod recovery;
 mod schema;
 mod segment;
 mod spanstats;
@@ -44,6 +51,7 @@ pub use model::*;
 pub use opentelemetry_proto::tonic::collector::{
     logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest, trace::v1::ExportTraceServiceRequest,
 };
+pub use quarantine::DIR_NAME as QUARANTINE_DIR;
 pub use query::{Operation, StatsQuery, TraceQuery};
 pub use segment::SegmentMeta;
 pub use spanstats::{merge as merge_op_stats, LatencySketch, OpKey, OpStats};

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{SpanId, TraceId};
 
 /// The three OTLP signals the store keeps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Signal {
     Traces,

@@ -22,7 +22,7 @@ use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST};
 use tantivy::{Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term};
 
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 
 pub const ROW: &str = "row";
 pub const KV: &str = "kv";
@@ -175,9 +175,53 @@ pub struct TextIndex {
 }
 
 impl TextIndex {
-    /// Opens a segment's index.
-    pub fn open(dir: &Path) -> Result<Self> {
-        Self::from_index(Index::open_in_dir(dir)?)
+    /// Opens a segment's index after checking every one of its files against
+    /// the checksum tantivy keeps in its footer: a flipped or truncated file,
+    /// a missing one, or an unreadable `meta.json` is an `Err` naming the
+    /// problem, never a panic (tantivy can panic on damaged bytes, so the
+    /// whole open runs under `catch_unwind`). Reads the whole index once.
+    ///
+    /// # Errors
+    /// `Corrupt` with the reason.
+    pub fn open_verified(dir: &Path) -> Result<Self> {
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Self> {
+            let index = Index::open_in_dir(dir)?;
+            let mut damaged = Vec::new();
+            for entry in std::fs::read_dir(dir)? {
+                let name = entry?.file_name();
+                let name = name.to_string_lossy();
+                if name == "meta.json" || name.starts_with('.') {
+                    continue;
+                }
+                match index.directory().validate_checksum(Path::new(name.as_ref())) {
+                    Ok(true) => {}
+                    Ok(false) => damaged.push(format!("{name}: checksum mismatch")),
+                    Err(e) => damaged.push(format!("{name}: {e}")),
+                }
+            }
+            if !damaged.is_empty() {
+                return Err(StoreError::Corrupt(damaged.join("; ")));
+            }
+            let opened = Self::from_index(index)?;
+            // Touch every segment's readers so damage in what the checksum
+            // does not cover surfaces here rather than in a query.
+            for reader in opened.reader.searcher().segment_readers() {
+                reader.fast_fields().u64(ROW)?;
+            }
+            Ok(opened)
+        }));
+        match opened {
+            Ok(Ok(index)) => Ok(index),
+            Ok(Err(e)) => Err(StoreError::Corrupt(format!("{}: {e}", dir.display()))),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                Err(StoreError::Corrupt(format!("{}: tantivy panicked opening it: {what}", dir.display())))
+            }
+        }
     }
 
     /// A reader over `index`; call [`TextIndex::reload`] to see later commits.
@@ -261,7 +305,7 @@ mod tests {
         .unwrap();
         w.add(1, |d| d.kv("http.method=GET")).unwrap();
         w.finish().unwrap();
-        let idx = TextIndex::open(&path).unwrap();
+        let idx = TextIndex::open_verified(&path).unwrap();
         let rows = idx.rows_with_all_terms(&["http.method=GET".into()]).unwrap();
         assert_eq!(rows, HashSet::from([0, 1]));
         let rows = idx.rows_with_all_terms(&["http.method=GET".into(), "error=true".into()]).unwrap();

@@ -4,26 +4,41 @@
 //! sequence of frames:
 //!
 //! ```text
-//! [len: u32 LE][crc32: u32 LE][seq: u64 LE][signal: u8][payload: len-9 bytes]
+//! [magic: 4 bytes][len: u32 LE][crc32: u32 LE][seq: u64 LE][signal: u8][payload: len-9 bytes]
 //! ```
 //!
-//! `len` counts everything after the crc; the crc covers the same bytes. The
-//! payload is the protobuf encoding of the OTLP export request, so replay runs
-//! the very conversion that ingest ran. Files are only ever appended to by the
-//! one writer thread and are rotated when the memtables are frozen for a flush,
-//! so a whole file can be deleted once a flush has covered its last sequence.
+//! `len` counts everything after the crc; the crc covers `len` and those bytes,
+//! so every frame verifies on its own. The payload is the protobuf encoding of
+//! the OTLP export request, so replay runs the very conversion that ingest ran.
+//! Files are only ever appended to by the one writer thread and are rotated
+//! when the memtables are frozen for a flush, so a whole file can be deleted
+//! once a flush has covered its last sequence.
 //!
-//! Replay stops at the first frame that is short or fails its checksum: that is
-//! a write torn by a crash, never acknowledged (acks wait for fsync), and the
-//! file is truncated there.
+//! Replay tells damage from a torn write:
+//! - a frame that fails to verify but is followed, somewhere later in the file,
+//!   by a frame that does is damage in the middle: its bytes are skipped and
+//!   reported (file, offset, the sequence numbers lost) and every later intact
+//!   frame is replayed. The magic number is what lets replay find the next
+//!   frame when a damaged length hides where it starts.
+//! - bad bytes with no valid frame after them are a write torn by a crash,
+//!   never acknowledged (acks wait for fsync): the file is truncated there.
+//!
+//! Files written before frames had a magic number (`[len][crc][seq][signal]
+//! [payload]`, the crc over the bytes after it) are still read: a file whose
+//! frames do not start with the magic is read in that format.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::model::Signal;
 
-const HEADER: usize = 8; // len + crc
+/// First bytes of every frame. Its last byte is >= 0x40, so as a legacy
+/// frame's little-endian length it would exceed `MAX_FRAME`: the two formats
+/// cannot be mistaken for each other.
+const MAGIC: [u8; 4] = *b"sW\x02\xa7";
+const HEADER: usize = 12; // magic + len + crc
+const LEGACY_HEADER: usize = 8; // len + crc
 const FIXED: usize = 9; // seq + signal
 /// A frame larger than this is treated as corruption (requests are capped far lower).
 const MAX_FRAME: usize = 1 << 30;
@@ -89,13 +104,14 @@ impl WalWriter {
         self.next_seq += 1;
         let len = (FIXED + payload.len()) as u32;
         let start = buf.len();
+        buf.extend_from_slice(&MAGIC);
         buf.extend_from_slice(&len.to_le_bytes());
         buf.extend_from_slice(&[0; 4]);
         buf.extend_from_slice(&seq.to_le_bytes());
         buf.push(signal.tag());
         buf.extend_from_slice(payload);
-        let crc = crc32fast::hash(&buf[start + HEADER..]);
-        buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+        let crc = frame_crc(&buf[start + 4..start + 8], &buf[start + HEADER..]);
+        buf[start + 8..start + 12].copy_from_slice(&crc.to_le_bytes());
         seq
     }
 
@@ -113,75 +129,191 @@ impl WalWriter {
     }
 }
 
-/// Reads every intact record with `seq > after` in order, calling `f` for each,
-/// and returns the highest sequence number seen (or `after` if none).
-/// A torn tail is truncated away.
-pub fn replay(dir: &Path, after: u64, mut f: impl FnMut(WalRecord)) -> io::Result<u64> {
-    let mut last = after;
+/// What replay found besides the records.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// The highest sequence number seen (or `after` if none).
+    pub last_seq: u64,
+    /// Damaged stretches skipped in the middle of files (later frames replayed).
+    pub corrupt_regions: u64,
+    /// Bytes of torn tails truncated away.
+    pub truncated_bytes: u64,
+}
+
+/// Reads every intact record with `seq > after` in order, calling `f` for each.
+/// Damage in the middle of a file is skipped and reported; a torn tail is
+/// truncated away (see the module doc).
+///
+/// # Errors
+/// I/O errors reading the directory or a file, or truncating a torn tail.
+pub fn replay(dir: &Path, after: u64, mut f: impl FnMut(WalRecord)) -> io::Result<ReplayReport> {
+    let mut report = ReplayReport { last_seq: after, ..Default::default() };
     for (_, path) in list_files(dir)? {
-        let (records, valid_len, file_len) = read_file(&path)?;
-        for rec in records {
-            last = last.max(rec.seq);
-            if rec.seq > after {
-                f(rec);
+        // A file holds at most one memtable's worth of requests (it is rotated
+        // at every flush), so reading it whole is bounded like the memtable.
+        let bytes = fs::read(&path)?;
+        let mut last_good: Option<u64> = None;
+        let scan = scan_frames(&bytes, |offset, frame| match frame {
+            Scanned::Frame(rec) => {
+                report.last_seq = report.last_seq.max(rec.seq);
+                last_good = Some(rec.seq);
+                if rec.seq > after {
+                    f(rec);
+                }
             }
-        }
-        if valid_len < file_len {
+            Scanned::Corrupt { len, next_seq } => {
+                report.corrupt_regions += 1;
+                let lost = match (last_good, next_seq) {
+                    (Some(a), b) if b > a + 1 => format!("{}..={}", a + 1, b - 1),
+                    (None, b) if b > 1 => format!("..={}", b - 1),
+                    _ => "none".to_string(),
+                };
+                tracing::error!(
+                    path = %path.display(),
+                    offset,
+                    bytes = len,
+                    lost_seqs = %lost,
+                    "WAL frame damaged in the middle of the file: skipped it and replayed the intact frames after it"
+                );
+            }
+        });
+        if scan.valid_len < bytes.len() as u64 {
             tracing::warn!(
                 path = %path.display(),
-                valid_len,
-                file_len,
-                "WAL ends in a torn or corrupt frame; truncating (it was never acknowledged)"
+                valid_len = scan.valid_len,
+                file_len = bytes.len(),
+                "WAL ends in a torn frame with nothing valid after it; truncating (it was never acknowledged)"
             );
+            report.truncated_bytes += bytes.len() as u64 - scan.valid_len;
             let file = OpenOptions::new().write(true).open(&path)?;
-            file.set_len(valid_len)?;
+            file.set_len(scan.valid_len)?;
             file.sync_all()?;
         }
     }
-    Ok(last)
+    Ok(report)
 }
 
-fn read_file(path: &Path) -> io::Result<(Vec<WalRecord>, u64, u64)> {
-    let file = File::open(path)?;
-    let file_len = file.metadata()?.len();
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut records = Vec::new();
-    let mut offset = 0u64;
-    loop {
-        let mut header = [0u8; HEADER];
-        if !read_full(&mut reader, &mut header)? {
-            break;
-        }
-        let len = u32::from_le_bytes(header[0..4].try_into().unwrap()) as usize;
-        let crc = u32::from_le_bytes(header[4..8].try_into().unwrap());
-        if !(FIXED..=MAX_FRAME).contains(&len) || offset + (HEADER + len) as u64 > file_len {
-            break;
-        }
-        let mut body = vec![0u8; len];
-        if !read_full(&mut reader, &mut body)? || crc32fast::hash(&body) != crc {
-            break;
-        }
-        let seq = u64::from_le_bytes(body[0..8].try_into().unwrap());
-        let Some(signal) = Signal::from_tag(body[8]) else { break };
-        body.drain(..FIXED);
-        records.push(WalRecord { seq, signal, payload: body });
-        offset += (HEADER + len) as u64;
-    }
-    Ok((records, offset, file_len))
+/// What the scanner met at an offset.
+enum Scanned {
+    Frame(WalRecord),
+    /// `len` bytes that verify as no frame, followed by the frame with `next_seq`.
+    Corrupt {
+        len: u64,
+        next_seq: u64,
+    },
 }
 
-/// Fills `buf`; `Ok(false)` on a clean or partial end of file.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => return Ok(false),
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+struct Scan {
+    /// Where the last intact frame ends: the file is torn beyond it.
+    valid_len: u64,
+}
+
+/// The crc of a frame: over its length field and everything after the crc.
+fn frame_crc(len: &[u8], body: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(len);
+    h.update(body);
+    h.finalize()
+}
+
+fn u32_at(b: &[u8], at: usize) -> usize {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize
+}
+
+/// Decodes the frame body (`seq`, `signal`, payload) once its checksum passed.
+fn record(body: &[u8]) -> Option<WalRecord> {
+    let seq = u64::from_le_bytes(body[0..8].try_into().unwrap());
+    let signal = Signal::from_tag(body[8])?;
+    Some(WalRecord { seq, signal, payload: body[FIXED..].to_vec() })
+}
+
+/// The frame starting at `at`, if one verifies there, with its total length.
+fn frame_at(b: &[u8], at: usize) -> Option<(WalRecord, usize)> {
+    let head = b.get(at..at + HEADER)?;
+    if head[..4] != MAGIC {
+        return None;
     }
-    Ok(true)
+    let len = u32_at(head, 4);
+    if !(FIXED..=MAX_FRAME).contains(&len) {
+        return None;
+    }
+    let body = b.get(at + HEADER..at + HEADER + len)?;
+    if frame_crc(&head[4..8], body) != u32_at(head, 8) as u32 {
+        return None;
+    }
+    Some((record(body)?, HEADER + len))
+}
+
+/// A frame in the format without magic numbers.
+fn legacy_frame_at(b: &[u8], at: usize) -> Option<(WalRecord, usize)> {
+    let head = b.get(at..at + LEGACY_HEADER)?;
+    let len = u32_at(head, 0);
+    if !(FIXED..=MAX_FRAME).contains(&len) {
+        return None;
+    }
+    let body = b.get(at + LEGACY_HEADER..at + LEGACY_HEADER + len)?;
+    if crc32fast::hash(body) != u32_at(head, 4) as u32 {
+        return None;
+    }
+    Some((record(body)?, LEGACY_HEADER + len))
+}
+
+/// The next offset after `from` where a frame verifies.
+fn next_frame(b: &[u8], from: usize) -> Option<(usize, WalRecord, usize)> {
+    let mut at = from;
+    while at + HEADER <= b.len() {
+        let rel = b[at..].windows(4).position(|w| w == MAGIC)?;
+        at += rel;
+        if let Some((rec, len)) = frame_at(b, at) {
+            return Some((at, rec, len));
+        }
+        at += 1;
+    }
+    None
+}
+
+/// Walks the frames of one file's bytes, calling `visit` with each intact
+/// frame and each damaged stretch that has an intact frame after it.
+fn scan_frames(b: &[u8], mut visit: impl FnMut(u64, Scanned)) -> Scan {
+    let legacy = !b.is_empty() && !b.starts_with(&MAGIC) && next_frame(b, 0).is_none();
+    if legacy {
+        return scan_legacy(b, visit);
+    }
+    let mut at = 0usize;
+    while at < b.len() {
+        if let Some((rec, len)) = frame_at(b, at) {
+            visit(at as u64, Scanned::Frame(rec));
+            at += len;
+            continue;
+        }
+        let Some((next, rec, len)) = next_frame(b, at + 1) else { break };
+        visit(at as u64, Scanned::Corrupt { len: (next - at) as u64, next_seq: rec.seq });
+        visit(next as u64, Scanned::Frame(rec));
+        at = next + len;
+    }
+    Scan { valid_len: at as u64 }
+}
+
+/// Legacy frames carry no magic to resynchronise on: a frame whose checksum
+/// fails is skipped by its length when the frame after it verifies; anything
+/// else ends the file as a torn tail, as this format always did.
+fn scan_legacy(b: &[u8], mut visit: impl FnMut(u64, Scanned)) -> Scan {
+    let mut at = 0usize;
+    while at < b.len() {
+        if let Some((rec, len)) = legacy_frame_at(b, at) {
+            visit(at as u64, Scanned::Frame(rec));
+            at += len;
+            continue;
+        }
+        let skip = b.get(at..at + LEGACY_HEADER).map(|h| LEGACY_HEADER + u32_at(h, 0));
+        let after = skip.filter(|s| (LEGACY_HEADER + FIXED..=LEGACY_HEADER + MAX_FRAME).contains(s)).map(|s| at + s);
+        let Some((rec, len)) = after.and_then(|next| legacy_frame_at(b, next)) else { break };
+        let next = after.unwrap();
+        visit(at as u64, Scanned::Corrupt { len: (next - at) as u64, next_seq: rec.seq });
+        visit(next as u64, Scanned::Frame(rec));
+        at = next + len;
+    }
+    Scan { valid_len: at as u64 }
 }
 
 /// Deletes WAL files every record of which has `seq <= flushed`. The newest file
@@ -214,8 +346,8 @@ mod tests {
 
     fn collect(dir: &Path, after: u64) -> (Vec<WalRecord>, u64) {
         let mut recs = Vec::new();
-        let last = replay(dir, after, |r| recs.push(r)).unwrap();
-        (recs, last)
+        let report = replay(dir, after, |r| recs.push(r)).unwrap();
+        (recs, report.last_seq)
     }
 
     #[test]
@@ -250,7 +382,7 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_checksum_stops_replay() {
+    fn corrupt_last_frame_is_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), 1, &[b"first", b"second"]);
         let path = dir.path().join(file_name(1));
@@ -258,8 +390,133 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         fs::write(&path, &bytes).unwrap();
-        let (recs, _) = collect(dir.path(), 0);
+        let mut recs = Vec::new();
+        let report = replay(dir.path(), 0, |r| recs.push(r)).unwrap();
         assert_eq!(recs.len(), 1);
+        assert_eq!(report.corrupt_regions, 0);
+        assert_eq!(fs::metadata(&path).unwrap().len(), (HEADER + FIXED + 5) as u64);
+    }
+
+    /// Offsets of the frames of a file written by `write`.
+    fn frame_offsets(payloads: &[&[u8]]) -> Vec<usize> {
+        let mut at = 0;
+        payloads
+            .iter()
+            .map(|p| {
+                let o = at;
+                at += HEADER + FIXED + p.len();
+                o
+            })
+            .collect()
+    }
+
+    const FOUR: [&[u8]; 4] = [b"frame zero", b"frame one", b"frame two", b"frame three"];
+
+    /// Issue 14 item 6: 4 bytes flipped in frame 1 of 4 discarded frames 2 and 3,
+    /// which were intact and acknowledged.
+    #[test]
+    fn corrupt_middle_frame_is_skipped_and_later_frames_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), 1, &FOUR);
+        let path = dir.path().join(file_name(1));
+        let mut bytes = fs::read(&path).unwrap();
+        let len = bytes.len();
+        let payload_at = frame_offsets(&FOUR)[1] + HEADER + FIXED;
+        for b in &mut bytes[payload_at..payload_at + 4] {
+            *b ^= 0xff;
+        }
+        fs::write(&path, &bytes).unwrap();
+        let mut recs = Vec::new();
+        let report = replay(dir.path(), 0, |r| recs.push(r)).unwrap();
+        assert_eq!(recs.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 3, 4]);
+        assert_eq!(recs[2].payload, b"frame three");
+        assert_eq!(report, ReplayReport { last_seq: 4, corrupt_regions: 1, truncated_bytes: 0 });
+        // Nothing intact is truncated away.
+        assert_eq!(fs::metadata(&path).unwrap().len(), len as u64);
+    }
+
+    #[test]
+    fn corrupt_length_resynchronises_on_the_next_magic() {
+        for bad_len in [u32::MAX, 3, 200, (FIXED + 2) as u32] {
+            let dir = tempfile::tempdir().unwrap();
+            write(dir.path(), 1, &FOUR);
+            let path = dir.path().join(file_name(1));
+            let mut bytes = fs::read(&path).unwrap();
+            let at = frame_offsets(&FOUR)[1] + 4;
+            bytes[at..at + 4].copy_from_slice(&bad_len.to_le_bytes());
+            fs::write(&path, &bytes).unwrap();
+            let mut recs = Vec::new();
+            let report = replay(dir.path(), 0, |r| recs.push(r)).unwrap();
+            assert_eq!(recs.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 3, 4], "len {bad_len}");
+            assert_eq!(report.corrupt_regions, 1);
+        }
+    }
+
+    #[test]
+    fn garbage_after_the_last_good_frame_is_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), 1, &FOUR);
+        let path = dir.path().join(file_name(1));
+        let good = fs::metadata(&path).unwrap().len();
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        // A torn frame: magic and a length, then too few bytes.
+        f.write_all(&MAGIC).unwrap();
+        f.write_all(&100u32.to_le_bytes()).unwrap();
+        f.write_all(b"\0\0\0\0partial").unwrap();
+        drop(f);
+        let mut recs = Vec::new();
+        let report = replay(dir.path(), 0, |r| recs.push(r)).unwrap();
+        assert_eq!(recs.len(), 4);
+        assert_eq!(report.corrupt_regions, 0);
+        assert_eq!(fs::metadata(&path).unwrap().len(), good);
+        // The writer can append after the truncation and replay sees it all.
+        let mut w = WalWriter {
+            dir: dir.path().to_path_buf(),
+            file: OpenOptions::new().append(true).open(&path).unwrap(),
+            next_seq: 5,
+        };
+        let mut buf = Vec::new();
+        w.encode(&mut buf, Signal::Traces, b"five");
+        w.write_and_sync(&buf).unwrap();
+        let (recs, last) = collect(dir.path(), 0);
+        assert_eq!((recs.len(), last), (5, 5));
+    }
+
+    /// Frames as written before they carried a magic number.
+    fn legacy_frames(first: u64, payloads: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, p) in payloads.iter().enumerate() {
+            let mut body = (first + i as u64).to_le_bytes().to_vec();
+            body.push(Signal::Traces.tag());
+            body.extend_from_slice(p);
+            out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+            out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+            out.extend_from_slice(&body);
+        }
+        out
+    }
+
+    #[test]
+    fn legacy_files_still_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(file_name(1));
+        fs::write(&path, legacy_frames(1, &FOUR)).unwrap();
+        let (recs, last) = collect(dir.path(), 0);
+        assert_eq!(last, 4);
+        assert_eq!(recs.iter().map(|r| r.payload.as_slice()).collect::<Vec<_>>(), FOUR.to_vec());
+
+        // A damaged payload with an intact length is skipped by its length.
+        let mut bytes = legacy_frames(1, &FOUR);
+        let at = LEGACY_HEADER + FIXED + FOUR[0].len() + LEGACY_HEADER + FIXED;
+        bytes[at] ^= 0xff;
+        let len = bytes.len();
+        bytes.extend_from_slice(b"torn");
+        fs::write(&path, &bytes).unwrap();
+        let mut recs = Vec::new();
+        let report = replay(dir.path(), 0, |r| recs.push(r)).unwrap();
+        assert_eq!(recs.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 3, 4]);
+        assert_eq!(report.corrupt_regions, 1);
+        assert_eq!(fs::metadata(&path).unwrap().len(), len as u64);
     }
 
     #[test]
