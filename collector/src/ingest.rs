@@ -96,6 +96,7 @@ pub(crate) mod testing {
         Reject { rejected: u64, message: &'static str },
         Busy,
         Closed,
+        DiskFull,
         InvalidId,
         Broken,
     }
@@ -126,6 +127,7 @@ pub(crate) mod testing {
                 }
                 Script::Busy => Err(StoreError::Busy("write queue full".into())),
                 Script::Closed => Err(StoreError::Closed),
+                Script::DiskFull => Err(StoreError::DiskFull("writing the WAL: No space left on device".into())),
                 Script::InvalidId => Err(StoreError::InvalidId("span id has 3 bytes, expected 8".into())),
                 Script::Broken => Err(StoreError::Corrupt("checksum mismatch".into())),
             };
