@@ -126,6 +126,7 @@ impl WalWriter {
     }
 
     /// Whether a failed group still has to be cut off the file.
+    #[cfg(test)]
     pub fn is_torn(&self) -> bool {
         self.torn
     }

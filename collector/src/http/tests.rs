@@ -217,7 +217,7 @@ async fn empty_requests_succeed_without_the_store() {
 #[tokio::test]
 async fn store_errors_map_to_http_statuses() {
     let cases = [
-        (Script::InvalidId, StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument),
+        (Script::InvalidId, StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument, None),
         (Script::Busy, StatusCode::TOO_MANY_REQUESTS, tonic::Code::ResourceExhausted, Some("1")),
         (Script::Closed, StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable, Some("5")),
         (Script::DiskFull, StatusCode::SERVICE_UNAVAILABLE, tonic::Code::ResourceExhausted, Some("5")),
