@@ -9,6 +9,7 @@
 //! max_body_bytes = 20971520
 //! flush_rows = 262144
 //! flush_interval_secs = 60
+//! max_disk_bytes = 10737418240
 //! ```
 
 use std::net::SocketAddr;
@@ -27,6 +28,8 @@ pub struct FileConfig {
     pub max_body_bytes: Option<usize>,
     pub flush_rows: Option<usize>,
     pub flush_interval_secs: Option<u64>,
+    /// Size-based retention: see `seismo serve --max-disk-bytes`.
+    pub max_disk_bytes: Option<u64>,
 }
 
 impl FileConfig {
@@ -47,6 +50,8 @@ mod tests {
         let c: FileConfig = toml::from_str("data_dir = \"/d\"\nhttp = \"127.0.0.1:1\"\nflush_rows = 10").unwrap();
         assert_eq!(c.data_dir, Some(PathBuf::from("/d")));
         assert_eq!(c.flush_rows, Some(10));
+        let c: FileConfig = toml::from_str("max_disk_bytes = 10737418240").unwrap();
+        assert_eq!(c.max_disk_bytes, Some(10 << 30));
         assert!(toml::from_str::<FileConfig>("htp = \"127.0.0.1:1\"").is_err());
     }
 }

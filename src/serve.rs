@@ -37,6 +37,10 @@ pub struct ServeArgs {
     /// Flush the memtable when its oldest row is this many seconds old [default: 60]
     #[arg(long)]
     flush_interval_secs: Option<u64>,
+    /// Delete the oldest segments when the data directory grows past this many
+    /// bytes, so the disk never fills up [default: no limit]
+    #[arg(long)]
+    max_disk_bytes: Option<u64>,
 }
 
 struct Settings {
@@ -73,6 +77,10 @@ impl ServeArgs {
         if let Some(s) = self.flush_interval_secs.or(file.flush_interval_secs) {
             anyhow::ensure!(s > 0, "--flush-interval-secs must be positive");
             store.flush_interval = Duration::from_secs(s);
+        }
+        if let Some(n) = self.max_disk_bytes.or(file.max_disk_bytes) {
+            anyhow::ensure!(n > 0, "--max-disk-bytes must be positive");
+            store.max_disk_bytes = Some(n);
         }
         Ok(Settings { data_dir, collector, http, store })
     }

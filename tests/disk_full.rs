@@ -229,3 +229,74 @@ fn a_full_disk_refuses_writes_says_why_and_recovers_without_a_restart() {
     assert_all_served(&server, &acked, "after kill -9 and a restart");
     server.stop();
 }
+
+/// A span request of `spans` spans in trace `trace`, each with `text_bytes` of
+/// incompressible text, so that segments take real room.
+fn bulky_export(trace: u32, spans: u32, text_bytes: usize, seed: &mut u64) -> Vec<u8> {
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    let mut request = one_span_export(&trace_id(trace), &span_id(0), SERVICE, "bulk");
+    let template = request.resource_spans[0].scope_spans[0].spans[0].clone();
+    let alphabet = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ";
+    let spans = (0..spans)
+        .map(|i| {
+            let text: String = (0..text_bytes)
+                .map(|_| {
+                    *seed ^= *seed << 13;
+                    *seed ^= *seed >> 7;
+                    *seed ^= *seed << 17;
+                    alphabet[(*seed % alphabet.len() as u64) as usize] as char
+                })
+                .collect();
+            let mut span = template.clone();
+            span.span_id = span_id(i + 1).to_vec();
+            span.attributes = vec![KeyValue {
+                key: "payload".into(),
+                value: Some(AnyValue { value: Some(any_value::Value::StringValue(text)) }),
+                ..Default::default()
+            }];
+            span
+        })
+        .collect();
+    request.resource_spans[0].scope_spans[0].spans = spans;
+    request.encode_to_vec()
+}
+
+/// `--max-disk-bytes` keeps the data directory under its limit by deleting the
+/// oldest segments, so three times the tmpfs's size goes through without the
+/// disk ever filling up.
+#[test]
+fn max_disk_bytes_deletes_the_oldest_segments_before_the_disk_fills() {
+    const TMPFS_MIB: u32 = 8;
+    let Some(tmpfs) = Tmpfs::mount(TMPFS_MIB) else { return };
+    let data_dir = tmpfs.path().join("data");
+    let limit = 3u64 << 20;
+    let server = Server::start(&data_dir, &["--flush-interval-secs", "1", "--max-disk-bytes", &limit.to_string()]);
+    let http = reqwest::blocking::Client::new();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let rounds = 3 * TMPFS_MIB; // about 1 MiB each
+    for round in 0..rounds {
+        let flushes = metric(&server, "seismo_flushes_total");
+        for part in 0..4 {
+            let body = bulky_export(round * 4 + part, 64, 4 << 10, &mut seed);
+            let r = http
+                .post(server.otlp_url("/v1/traces"))
+                .header("content-type", "application/x-protobuf")
+                .body(body)
+                .send()
+                .unwrap();
+            let status = r.status().as_u16();
+            assert_eq!(status, 200, "round {round}: {}", r.text().unwrap());
+        }
+        // One flush per round, so the WAL never holds more than a round.
+        eventually(Duration::from_secs(30), || (metric(&server, "seismo_flushes_total") > flushes).then_some(()));
+    }
+    assert_eq!(metric(&server, "seismo_store_disk_full"), 0);
+    assert!(metric(&server, "seismo_retention_deleted_segments_total") > 0);
+    // The newest data is served, the oldest was deleted.
+    let newest = hex::encode(trace_id(rounds * 4 - 1));
+    let (status, body) = server.get_json(&format!("/api/traces/{newest}"));
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = server.get_json(&format!("/api/traces/{}", hex::encode(trace_id(0))));
+    assert_eq!(status, 404);
+    server.stop();
+}

@@ -64,6 +64,12 @@ fn render(state: &QueryState) -> String {
         &[("", load(&c.flush_errors))],
     );
     family(
+        "seismo_retention_deleted_segments_total",
+        "counter",
+        "Oldest segments deleted to keep the data directory under --max-disk-bytes.",
+        &[("", load(&c.retention_deleted_segments))],
+    );
+    family(
         "seismo_store_disk_full_refusals_total",
         "counter",
         "Requests refused because the disk (or quota) was full.",

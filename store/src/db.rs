@@ -30,6 +30,7 @@ use crate::logsearch::{self, LogQuery};
 use crate::memtable::Memtable;
 use crate::model::*;
 use crate::query::{Operation, StatsQuery, TraceQuery};
+use crate::retention;
 use crate::segment::{self, Segment, SegmentMeta};
 use crate::spanstats::{self, OpKey, OpStats, Orphan, ParentIndex, SegmentSummary, StatsBuilder};
 use crate::tags;
@@ -48,6 +49,9 @@ pub struct StoreConfig {
     pub flush_interval: Duration,
     /// Appends waiting for the writer thread before new ones get `Busy`.
     pub queue_capacity: usize,
+    /// When the data directory grows past this many bytes, the oldest segments
+    /// are deleted (see `retention`); `None` keeps everything.
+    pub max_disk_bytes: Option<u64>,
 }
 
 impl StoreConfig {
@@ -58,6 +62,7 @@ impl StoreConfig {
             flush_bytes: 64 << 20,
             flush_interval: Duration::from_secs(60),
             queue_capacity: 4096,
+            max_disk_bytes: None,
         }
     }
 }
@@ -158,6 +163,8 @@ pub struct StoreCounters {
     pub wal_syncs: AtomicU64,
     pub flushes: AtomicU64,
     pub flush_errors: AtomicU64,
+    /// Segments deleted because the data directory passed `max_disk_bytes`.
+    pub retention_deleted_segments: AtomicU64,
     /// Requests refused because the disk was full.
     pub disk_full_refusals: AtomicU64,
 }
@@ -966,7 +973,12 @@ const FLUSH_RETRY_MAX: Duration = Duration::from_secs(8);
 fn flusher_loop(inner: Arc<Inner>, rx: Receiver<FlushCmd>) {
     let mut failures = 0u32;
     let mut retry_at: Option<Instant> = None;
+    let mut retention_checked = Instant::now();
     loop {
+        if retention_checked.elapsed() >= retention::CHECK_INTERVAL {
+            enforce_disk_limit(&inner);
+            retention_checked = Instant::now();
+        }
         let cmd = match rx.recv_timeout(Duration::from_secs(1)) {
             Ok(cmd) => Some(cmd),
             Err(RecvTimeoutError::Timeout) => None,
@@ -1000,6 +1012,8 @@ fn flusher_loop(inner: Arc<Inner>, rx: Receiver<FlushCmd>) {
                 retry_at = None;
                 // The flush freed its WAL files: its own estimate of the room it needed is moot.
                 inner.disk_full.forget_needed();
+                enforce_disk_limit(&inner);
+                retention_checked = Instant::now();
             }
             Err(e) => {
                 inner.counters.flush_errors.fetch_add(1, Ordering::Relaxed);
@@ -1035,6 +1049,49 @@ fn flush_now(inner: &Inner) -> Result<()> {
         };
         let Some((table, last_seq)) = next else { return Ok(()) };
         flush_table(inner, &table, last_seq)?;
+    }
+}
+
+/// Deletes the oldest segments while the data directory is over
+/// `max_disk_bytes`: catalog first (durably), then the open segments, then the
+/// files. Runs on the flusher thread, the catalog's one writer.
+fn enforce_disk_limit(inner: &Inner) {
+    let Some(limit) = inner.config.max_disk_bytes else { return };
+    let used = retention::dir_bytes(&inner.config.data_dir);
+    if used <= limit {
+        return;
+    }
+    let mut catalog = inner.catalog.lock().unwrap();
+    let count = retention::oldest_to_drop(&catalog.segments, used, limit);
+    if count == 0 {
+        tracing::warn!(used, limit, "data directory is over --max-disk-bytes, but holds no segment to delete");
+        return;
+    }
+    let mut next = catalog.clone();
+    let dropped: Vec<SegmentMeta> = next.segments.drain(..count).collect();
+    if let Err(e) = next.store(&inner.config.data_dir) {
+        tracing::error!(error = %e, "retention cannot update the catalog; keeping every segment for now");
+        return;
+    }
+    *catalog = next;
+    drop_segments(inner, &dropped);
+    drop(catalog);
+    let freed: u64 = dropped.iter().map(|m| m.bytes).sum();
+    inner.counters.retention_deleted_segments.fetch_add(dropped.len() as u64, Ordering::Relaxed);
+    tracing::info!(segments = dropped.len(), freed, used, limit, "deleted the oldest segments to stay under --max-disk-bytes");
+}
+
+/// Takes segments the catalog no longer names out of the query path and deletes their files.
+fn drop_segments(inner: &Inner, dropped: &[SegmentMeta]) {
+    let gone = |s: &Arc<Segment>| dropped.iter().any(|m| m.id == s.meta.id && m.signal == s.meta.signal);
+    inner.state.write().unwrap().segments.retain(|s| !gone(s));
+    for meta in dropped {
+        for path in [meta.parquet_path(&inner.seg_dir), meta.index_path(&inner.seg_dir)] {
+            let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            if let Err(e) = removed.or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) }) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot delete a segment retention dropped");
+            }
+        }
     }
 }
 
@@ -1264,6 +1321,39 @@ mod tests {
         listed.sort();
         assert_eq!(left, listed);
         assert!(has_trace(&store, 1));
+        store.close().unwrap();
+    }
+
+    #[test]
+    fn retention_deletes_the_oldest_segments_past_max_disk_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+        for trace in 1..=3 {
+            store.append_blocking(one_span(trace)).unwrap();
+            store.flush().unwrap();
+        }
+        let first = store.segments()[0].clone();
+        let used = retention::dir_bytes(dir.path());
+        store.close().unwrap();
+
+        // Over the limit by less than the oldest segment: that one goes, the rest stays.
+        let mut config = StoreConfig::new(dir.path());
+        config.max_disk_bytes = Some(used - first.bytes / 2);
+        let store = Store::open(config).unwrap();
+        enforce_disk_limit(&store.inner);
+        assert_eq!(store.segments().len(), 2);
+        assert!(!store.segments().iter().any(|s| s.id == first.id));
+        assert!(!first.parquet_path(&dir.path().join("segments")).exists());
+        assert!(!first.index_path(&dir.path().join("segments")).exists());
+        assert!(!has_trace(&store, 1) && has_trace(&store, 2) && has_trace(&store, 3));
+        assert_eq!(store.counters().retention_deleted_segments.load(Ordering::Relaxed), 1);
+        enforce_disk_limit(&store.inner);
+        assert_eq!(store.segments().len(), 2, "under the limit now: nothing more goes");
+        store.close().unwrap();
+        // The catalog was updated first: a restart does not bring the segment back.
+        let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+        assert_eq!(store.segments().len(), 2);
+        assert!(!has_trace(&store, 1) && has_trace(&store, 3));
         store.close().unwrap();
     }
 }

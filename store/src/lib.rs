@@ -34,6 +34,7 @@ mod logsearch;
 mod memtable;
 mod model;
 mod query;
+mod retention;
 mod schema;
 mod segment;
 mod spanstats;
