@@ -1078,7 +1078,13 @@ fn enforce_disk_limit(inner: &Inner) {
     drop(catalog);
     let freed: u64 = dropped.iter().map(|m| m.bytes).sum();
     inner.counters.retention_deleted_segments.fetch_add(dropped.len() as u64, Ordering::Relaxed);
-    tracing::info!(segments = dropped.len(), freed, used, limit, "deleted the oldest segments to stay under --max-disk-bytes");
+    tracing::info!(
+        segments = dropped.len(),
+        freed,
+        used,
+        limit,
+        "deleted the oldest segments to stay under --max-disk-bytes"
+    );
 }
 
 /// Takes segments the catalog no longer names out of the query path and deletes their files.
@@ -1088,7 +1094,8 @@ fn drop_segments(inner: &Inner, dropped: &[SegmentMeta]) {
     for meta in dropped {
         for path in [meta.parquet_path(&inner.seg_dir), meta.index_path(&inner.seg_dir)] {
             let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
-            if let Err(e) = removed.or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) }) {
+            if let Err(e) = removed.or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+            {
                 tracing::warn!(path = %path.display(), error = %e, "cannot delete a segment retention dropped");
             }
         }
