@@ -72,9 +72,12 @@ fn record_outcome(signal: Signal, transport: Transport, items: u64, outcome: &Ap
 
 /// Logs a refused request: at `debug` when the client sent something wrong (their
 /// problem, and possibly a flood), at `warn` when we could not take good data.
+/// Refusals while the disk is full are `debug` too: the store logs entering and
+/// leaving that state once and counts refusals in /metrics, and a line per
+/// request could fill the very disk that is full.
 pub(crate) fn record_rejection(signal: Signal, transport: Transport, error: &CollectorError) {
     let (signal, transport, reason) = (signal.as_str(), transport.as_str(), error.reason());
-    if error.is_client_error() {
+    if error.is_client_error() || matches!(error, CollectorError::Store(StoreError::DiskFull(_))) {
         tracing::debug!(signal, transport, reason, "OTLP export rejected: {error}");
     } else {
         tracing::warn!(signal, transport, reason, "OTLP export failed: {error}");
