@@ -262,7 +262,7 @@ fn bulky_export(trace: u32, spans: u32, text_bytes: usize, seed: &mut u64) -> Ve
 }
 
 /// `--max-disk-bytes` keeps the data directory under its limit by deleting the
-/// oldest segments, so three times the tmpfs's size goes through without the
+/// oldest segments, so twice the tmpfs's size goes through without the
 /// disk ever filling up.
 #[test]
 fn max_disk_bytes_deletes_the_oldest_segments_before_the_disk_fills() {
@@ -273,7 +273,7 @@ fn max_disk_bytes_deletes_the_oldest_segments_before_the_disk_fills() {
     let server = Server::start(&data_dir, &["--flush-interval-secs", "1", "--max-disk-bytes", &limit.to_string()]);
     let http = reqwest::blocking::Client::new();
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let rounds = 3 * TMPFS_MIB; // about 1 MiB each
+    let rounds = 2 * TMPFS_MIB; // about 1 MiB each
     for round in 0..rounds {
         let flushes = metric(&server, "seismo_flushes_total");
         for part in 0..4 {

@@ -22,7 +22,9 @@
 //!   flush refuses writes with `StoreError::DiskFull` (nothing half-written is
 //!   kept or acknowledged) until a probe finds room; then ingest resumes by
 //!   itself. Other WAL failures stop writes for good (`WalFailed`); queries
-//!   keep working in both cases. See `diskfull`.
+//!   keep working in both cases. See `diskfull`. Size-based retention
+//!   (`StoreConfig::max_disk_bytes`) deletes the oldest segments before it
+//!   comes to that. See `retention`.
 
 mod catalog;
 mod convert;
