@@ -798,18 +798,18 @@ fn writer_loop(inner: Arc<Inner>, mut wal: WalWriter, rx: Receiver<Cmd>) {
     let mut group: Vec<(Rows, usize, oneshot::Sender<Result<()>>)> = Vec::new();
     let mut last_probe = Instant::now();
     loop {
-        // While the disk is full, wake up at least once per probe interval.
-        let first = if inner.disk_full.is_full() {
-            match rx.recv_timeout(diskfull::PROBE_INTERVAL.saturating_sub(last_probe.elapsed())) {
-                Ok(cmd) => Some(cmd),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
+        // Wake up at least once per probe interval: while the disk is full no
+        // append reaches this thread (they are refused at once), and the flusher
+        // may have entered the state while this thread waited.
+        let wait = if inner.disk_full.is_full() {
+            diskfull::PROBE_INTERVAL.saturating_sub(last_probe.elapsed())
         } else {
-            match rx.recv() {
-                Ok(cmd) => Some(cmd),
-                Err(_) => break,
-            }
+            diskfull::PROBE_INTERVAL
+        };
+        let first = match rx.recv_timeout(wait) {
+            Ok(cmd) => Some(cmd),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
         };
         if inner.disk_full.is_full() && last_probe.elapsed() >= diskfull::PROBE_INTERVAL {
             probe_disk(&inner, &mut wal);
@@ -1294,6 +1294,20 @@ mod tests {
         let store = Store::open(StoreConfig::new(dir.path())).unwrap();
         assert!(has_trace(&store, 1) && has_trace(&store, 4));
         assert!(!has_trace(&store, 2) && !has_trace(&store, 3));
+        store.close().unwrap();
+    }
+
+    /// The flusher can enter the state while the writer waits for appends,
+    /// which are then all refused before they reach it: the writer must still
+    /// wake up and probe.
+    #[test]
+    fn a_full_disk_seen_by_a_flush_ends_without_any_append_arriving() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+        store.inner.disk_full.enter("flushing to segments: No space left on device (os error 28)".into(), 0);
+        assert!(matches!(store.append_blocking(one_span(1)), Err(StoreError::DiskFull(_))));
+        poll("the probe ends the state", || store.is_ready());
+        store.append_blocking(one_span(1)).unwrap();
         store.close().unwrap();
     }
 
