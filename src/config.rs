@@ -15,6 +15,7 @@
 //! flush_interval_secs = 60
 //! query_max_samples = 50000000
 //! query_timeout = "2m"
+//! max_disk_bytes = 10737418240
 //! ```
 
 use std::net::SocketAddr;
@@ -41,6 +42,8 @@ pub struct FileConfig {
     pub query_max_samples: Option<usize>,
     /// `--query-timeout`, a Prometheus duration such as `"2m"`.
     pub query_timeout: Option<String>,
+    /// Size-based retention: see `seismo serve --max-disk-bytes`.
+    pub max_disk_bytes: Option<u64>,
 }
 
 impl FileConfig {
@@ -61,6 +64,8 @@ mod tests {
         let c: FileConfig = toml::from_str("data_dir = \"/d\"\nhttp = \"127.0.0.1:1\"\nflush_rows = 10").unwrap();
         assert_eq!(c.data_dir, Some(PathBuf::from("/d")));
         assert_eq!(c.flush_rows, Some(10));
+        let c: FileConfig = toml::from_str("max_disk_bytes = 10737418240").unwrap();
+        assert_eq!(c.max_disk_bytes, Some(10 << 30));
         assert!(toml::from_str::<FileConfig>("htp = \"127.0.0.1:1\"").is_err());
         let c: FileConfig = toml::from_str("query_max_samples = 1000\nquery_timeout = \"30s\"").unwrap();
         assert_eq!((c.query_max_samples, c.query_timeout.as_deref()), (Some(1000), Some("30s")));

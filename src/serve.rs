@@ -62,6 +62,10 @@ pub struct ServeArgs {
     /// (`2m`, `30s`, `1m30s`); past it the query answers 503 [default: 2m]
     #[arg(long, alias = "query.timeout", value_parser = parse_query_timeout)]
     query_timeout: Option<Duration>,
+    /// Delete the oldest segments when the data directory grows past this many
+    /// bytes, so the disk never fills up [default: no limit]
+    #[arg(long)]
+    max_disk_bytes: Option<u64>,
 }
 
 /// A positive Prometheus duration (`2m`, `1m30s`, `0.5`), as `--query-timeout` takes it.
@@ -126,6 +130,10 @@ impl ServeArgs {
         if let Some(s) = self.flush_interval_secs.or(file.flush_interval_secs) {
             anyhow::ensure!(s > 0, "--flush-interval-secs must be positive");
             store.flush_interval = Duration::from_secs(s);
+        }
+        if let Some(n) = self.max_disk_bytes.or(file.max_disk_bytes) {
+            anyhow::ensure!(n > 0, "--max-disk-bytes must be positive");
+            store.max_disk_bytes = Some(n);
         }
         let mut query_limits = QueryLimits::default();
         if let Some(n) = self.query_max_samples.or(file.query_max_samples) {

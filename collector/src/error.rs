@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use seismo_store::StoreError;
 
@@ -96,8 +97,9 @@ pub enum CollectorError {
 
 impl CollectorError {
     /// The gRPC status code for this error, per the OTLP spec's failure classes:
-    /// bad data is `INVALID_ARGUMENT` (not retryable), back-pressure is
-    /// `RESOURCE_EXHAUSTED` (retryable with RetryInfo), shutdown is `UNAVAILABLE`.
+    /// bad data is `INVALID_ARGUMENT` (not retryable), back-pressure and a full
+    /// disk are `RESOURCE_EXHAUSTED` (retryable with RetryInfo), shutdown and a
+    /// failed WAL are `UNAVAILABLE` (retryable).
     pub fn grpc_code(&self) -> tonic::Code {
         use tonic::Code;
         match self {
@@ -110,8 +112,8 @@ impl CollectorError {
             CollectorError::PayloadTooLarge { .. } => Code::ResourceExhausted,
             CollectorError::Overloaded { .. } => Code::ResourceExhausted,
             CollectorError::Store(StoreError::InvalidId(_) | StoreError::InvalidRequest(_)) => Code::InvalidArgument,
-            CollectorError::Store(StoreError::Busy(_)) => Code::ResourceExhausted,
-            CollectorError::Store(StoreError::Closed) => Code::Unavailable,
+            CollectorError::Store(StoreError::Busy(_) | StoreError::DiskFull(_)) => Code::ResourceExhausted,
+            CollectorError::Store(StoreError::Closed | StoreError::WalFailed(_)) => Code::Unavailable,
             CollectorError::Store(_)
             | CollectorError::Internal(_)
             | CollectorError::Bind { .. }
@@ -134,9 +136,28 @@ impl CollectorError {
             CollectorError::Store(StoreError::InvalidRequest(_)) => "invalid_request",
             CollectorError::Store(StoreError::Busy(_)) => "store_busy",
             CollectorError::Store(StoreError::Closed) => "store_closed",
+            CollectorError::Store(StoreError::DiskFull(_)) => "disk_full",
+            CollectorError::Store(StoreError::WalFailed(_)) => "wal_failed",
             CollectorError::Store(_) => "store_error",
             CollectorError::Internal(_) => "internal",
             CollectorError::Bind { .. } | CollectorError::Serve { .. } => "server",
+        }
+    }
+
+    /// How long a client should wait before sending this request again, for the
+    /// errors that are worth retrying: the HTTP `Retry-After` header and the gRPC
+    /// `google.rpc.RetryInfo` detail. Without RetryInfo OTLP clients treat
+    /// `RESOURCE_EXHAUSTED` as permanent and drop the data.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            CollectorError::Store(StoreError::Busy(_)) | CollectorError::Overloaded { .. } => {
+                Some(Duration::from_secs(1))
+            }
+            // The store probes for room every second; a disk is rarely freed faster than this.
+            CollectorError::Store(StoreError::DiskFull(_)) => Some(Duration::from_secs(5)),
+            // A restart (or another collector behind the same address) is needed.
+            CollectorError::Store(StoreError::Closed | StoreError::WalFailed(_)) => Some(Duration::from_secs(5)),
+            _ => None,
         }
     }
 
@@ -166,11 +187,17 @@ mod tests {
             (StoreError::InvalidRequest("bad".into()), Code::InvalidArgument),
             (StoreError::Busy("queue full".into()), Code::ResourceExhausted),
             (StoreError::Closed, Code::Unavailable),
+            (StoreError::DiskFull("writing the WAL: no space".into()), Code::ResourceExhausted),
+            (StoreError::WalFailed("i/o error".into()), Code::Unavailable),
             (StoreError::Corrupt("crc".into()), Code::Internal),
             (StoreError::Io(std::io::Error::other("disk")), Code::Internal),
         ];
         for (store_error, code) in cases {
-            assert_eq!(CollectorError::from(store_error).grpc_code(), code);
+            let error = CollectorError::from(store_error);
+            assert_eq!(error.grpc_code(), code);
+            // Everything retryable says when; nothing else does.
+            let retryable = matches!(code, Code::ResourceExhausted | Code::Unavailable);
+            assert_eq!(error.retry_after().is_some(), retryable, "{error}");
         }
     }
 

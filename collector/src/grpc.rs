@@ -4,9 +4,10 @@
 //! responses are never compressed (they are a few bytes), and the decoding limit is
 //! `max_body_bytes`, enforced by tonic after decompression as well. Two status details
 //! matter to OTLP clients, which decide whether to retry from the code alone:
-//! - back-pressure (`StoreError::Busy`) is `RESOURCE_EXHAUSTED` *with* a
-//!   `google.rpc.RetryInfo`; without it the spec (and opentelemetry-rust) treat the code
-//!   as permanent and drop the data;
+//! - back-pressure (`StoreError::Busy`) and a full disk (`StoreError::DiskFull`) are
+//!   `RESOURCE_EXHAUSTED` *with* a `google.rpc.RetryInfo`; without it the spec (and
+//!   opentelemetry-rust) treat the code as permanent and drop the data. `UNAVAILABLE`
+//!   (closed store) is retried anyway and carries the delay hint too;
 //! - an oversized message must be permanent, but tonic reports "message length too
 //!   large" as `OUT_OF_RANGE`, which OTLP clients retry; a response mapper layered over
 //!   the services rewrites it to `RESOURCE_EXHAUSTED` (no RetryInfo, so not retried);
@@ -17,8 +18,6 @@
 //! header, which announces the message length, and reserves memory for it from the
 //! receivers' shared budget (see `admission`): tonic itself allocates the announced
 //! length up front.
-
-use std::time::Duration;
 
 use axum::http::HeaderValue;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
@@ -48,9 +47,6 @@ use crate::config::CollectorConfig;
 use crate::error::{CollectorError, Transport};
 use crate::ingest::{self, BatchSink};
 use crate::signal::{Logs, Metrics, OtlpSignal, Traces};
-
-/// How long a client should wait before retrying when the store is busy.
-const BUSY_RETRY_DELAY: Duration = Duration::from_secs(1);
 
 /// The three OTLP gRPC services over `store`, to be served by a `tonic` server
 /// (`Server::builder().add_routes(..)`); [`Collector::run`](crate::Collector::run) does that.
@@ -198,8 +194,8 @@ impl<K: BatchSink> GrpcReceiver<K> {
 /// The one conversion of a collector error into a gRPC status.
 fn to_status(error: &CollectorError) -> Status {
     let code = error.grpc_code();
-    if error.is_back_pressure() {
-        let retry = ErrorDetails::with_retry_info(Some(BUSY_RETRY_DELAY));
+    if let Some(delay) = error.retry_after() {
+        let retry = ErrorDetails::with_retry_info(Some(delay));
         return Status::with_error_details(code, error.to_string(), retry);
     }
     debug_assert_ne!(code, Code::Ok);

@@ -283,7 +283,11 @@ fn http_status(error: &CollectorError) -> StatusCode {
         CollectorError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
         CollectorError::Store(StoreError::InvalidId(_) | StoreError::InvalidRequest(_)) => StatusCode::BAD_REQUEST,
         CollectorError::Store(StoreError::Busy(_)) => StatusCode::TOO_MANY_REQUESTS,
-        CollectorError::Store(StoreError::Closed) => StatusCode::SERVICE_UNAVAILABLE,
+        // Not 507 Insufficient Storage: the OTLP/HTTP spec lets exporters retry
+        // only 429, 502, 503 and 504 ("all other 4xx or 5xx MUST NOT be
+        // retried"), so a 507 would make them drop the data. The body says "disk full".
+        CollectorError::Store(StoreError::DiskFull(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        CollectorError::Store(StoreError::Closed | StoreError::WalFailed(_)) => StatusCode::SERVICE_UNAVAILABLE,
         CollectorError::Store(_)
         | CollectorError::Internal(_)
         | CollectorError::Bind { .. }
@@ -304,16 +308,13 @@ fn error_response(error: &CollectorError, format: WireFormat) -> Response {
     };
     let mut response = (status, [(CONTENT_TYPE, format.content_type())], body).into_response();
     let headers = response.headers_mut();
-    match error {
-        // Back-pressure: OTLP clients honour Retry-After on 429/503.
-        e if e.is_back_pressure() => {
-            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        // RFC 9110 §15.5.16: say which codings would work.
-        CollectorError::UnsupportedContentEncoding(_) => {
-            headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip, zstd, deflate, identity"));
-        }
-        _ => {}
+    // Back-pressure, a full disk, a closed store: OTLP clients honour Retry-After on 429/503.
+    if let Some(delay) = error.retry_after() {
+        headers.insert(RETRY_AFTER, HeaderValue::from(delay.as_secs().max(1)));
+    }
+    // RFC 9110 §15.5.16: say which codings would work.
+    if let CollectorError::UnsupportedContentEncoding(_) = error {
+        headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip, zstd, deflate, identity"));
     }
     response
 }

@@ -79,9 +79,12 @@ static BACK_PRESSURE_LOG: LogThrottle = LogThrottle::new(Duration::from_secs(10)
 /// Logs a refused request: at `debug` when the client sent something wrong (their
 /// problem, and possibly a flood), at `warn` when we could not take good data — but
 /// back-pressure, which comes in floods under overload, at most once per 10 s.
+/// Refusals while the disk is full are `debug` too: the store logs entering and
+/// leaving that state once and counts refusals in /metrics, and a line per
+/// request could fill the very disk that is full.
 pub(crate) fn record_rejection(signal: Signal, transport: Transport, error: &CollectorError) {
     let (signal, transport, reason) = (signal.as_str(), transport.as_str(), error.reason());
-    if error.is_client_error() {
+    if error.is_client_error() || matches!(error, CollectorError::Store(StoreError::DiskFull(_))) {
         tracing::debug!(signal, transport, reason, "OTLP export rejected: {error}");
     } else if error.is_back_pressure() {
         tracing::debug!(signal, transport, reason, "OTLP export refused for now: {error}");
@@ -114,6 +117,7 @@ pub(crate) mod testing {
         Reject { rejected: u64, message: &'static str },
         Busy,
         Closed,
+        DiskFull,
         InvalidId,
         Broken,
     }
@@ -144,6 +148,7 @@ pub(crate) mod testing {
                 }
                 Script::Busy => Err(StoreError::Busy("write queue full".into())),
                 Script::Closed => Err(StoreError::Closed),
+                Script::DiskFull => Err(StoreError::DiskFull("writing the WAL: No space left on device".into())),
                 Script::InvalidId => Err(StoreError::InvalidId("span id has 3 bytes, expected 8".into())),
                 Script::Broken => Err(StoreError::Corrupt("checksum mismatch".into())),
             };

@@ -5,7 +5,7 @@ use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use seismo_store::Store;
+use seismo_store::{Health, Store};
 
 use crate::dependencies;
 use crate::error::QueryError;
@@ -76,15 +76,20 @@ pub fn router(state: QueryState) -> Router {
         .with_state(state)
 }
 
-/// 200 `{"status":"ready"}` once the store is ready (WAL replayed, catalog
-/// loaded), 503 `{"status":"starting"}` before.
+/// 200 `{"status":"ready"}` while the store accepts writes; otherwise 503 with
+/// `Retry-After` and why: `{"status":"disk_full","reason":"disk full: ..."}`
+/// (ends by itself when there is room), `{"status":"failed","reason":...}`
+/// (the WAL failed; a restart is needed) or `{"status":"closed"}` (shutting
+/// down). Queries are answered in every state; this says whether ingest is.
 async fn healthz(axum::extract::State(state): axum::extract::State<QueryState>) -> Response {
-    if state.store.is_ready() {
-        (StatusCode::OK, Json(serde_json::json!({"status": "ready"}))).into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], Json(serde_json::json!({"status": "starting"})))
-            .into_response()
-    }
+    let (status, reason) = match state.store.health() {
+        Health::Ready => return (StatusCode::OK, Json(serde_json::json!({"status": "ready"}))).into_response(),
+        Health::DiskFull(reason) => ("disk_full", reason),
+        Health::Failed(reason) => ("failed", reason),
+        Health::Closed => ("closed", "store is closed".to_string()),
+    };
+    let body = serde_json::json!({"status": status, "reason": reason});
+    (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "5")], Json(body)).into_response()
 }
 
 async fn not_found(uri: Uri) -> QueryError {
@@ -224,6 +229,20 @@ pub(crate) mod tests {
         let (status, body) = get(&app, "/healthz").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["status"], "ready");
+    }
+
+    #[tokio::test]
+    async fn healthz_says_why_the_store_refuses_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = test_store(dir.path()).await;
+        let app = router(QueryState::new(store.clone()));
+        store.close().unwrap();
+        let response =
+            app.clone().oneshot(Request::builder().uri("/healthz").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        let (_, body) = get(&app, "/healthz").await;
+        assert_eq!((body["status"].as_str(), body["reason"].as_str()), (Some("closed"), Some("store is closed")));
     }
 
     #[tokio::test]

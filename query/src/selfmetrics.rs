@@ -87,6 +87,24 @@ fn render(state: &QueryState) -> String {
         "Catalogs rebuilt from the segment files because catalog.json was missing or unreadable.",
         &[("", load(&c.catalog_rebuilds))],
     );
+    family(
+        "seismo_retention_deleted_segments_total",
+        "counter",
+        "Oldest segments deleted to keep the data directory under --max-disk-bytes.",
+        &[("", load(&c.retention_deleted_segments))],
+    );
+    family(
+        "seismo_store_disk_full_refusals_total",
+        "counter",
+        "Requests refused because the disk (or quota) was full.",
+        &[("", load(&c.disk_full_refusals))],
+    );
+    family(
+        "seismo_store_disk_full",
+        "gauge",
+        "1 while writes are refused because the disk is full (they resume by themselves), else 0.",
+        &[("", state.store.is_disk_full() as u64)],
+    );
     let segments = state.store.segments();
     family("seismo_segments", "gauge", "Segments in the catalog.", &[("", segments.len() as u64)]);
     family(
@@ -112,6 +130,8 @@ mod tests {
         assert!(text.contains("seismo_segments 0"));
         assert!(text.contains("seismo_quarantined_segments_total 0"));
         assert!(text.contains("seismo_wal_corrupt_frames_total 0"));
+        assert!(text.contains("# TYPE seismo_store_disk_full gauge\nseismo_store_disk_full 0\n"));
+        assert!(text.contains("seismo_store_disk_full_refusals_total 0"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, value) = line.rsplit_once(' ').unwrap();
             value.parse::<u64>().unwrap();

@@ -76,9 +76,15 @@ impl Catalog {
     pub fn store(&self, dir: &Path) -> Result<()> {
         let path = Self::path(dir);
         let tmp = path.with_extension("json.tmp");
-        let mut f = File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(self).expect("catalog serializes"))?;
-        f.sync_all()?;
+        let written = File::create(&tmp).and_then(|mut f| {
+            f.write_all(&serde_json::to_vec_pretty(self).expect("catalog serializes"))?;
+            f.sync_all()
+        });
+        if let Err(e) = written {
+            // A half-written temporary file holds space a full disk needs back.
+            let _ = fs::remove_file(&tmp);
+            return Err(e.into());
+        }
         fs::rename(&tmp, &path)?;
         sync_dir(dir)?;
         Ok(())

@@ -22,6 +22,17 @@ pub enum StoreError {
     /// The store has been shut down or its writer died; nothing more is accepted.
     #[error("store is closed")]
     Closed,
+    /// The disk (or the quota) is full: nothing of this request was stored.
+    /// Retry later (HTTP 503 / gRPC RESOURCE_EXHAUSTED with a retry delay): the
+    /// store keeps answering queries and accepts writes again by itself once
+    /// there is room.
+    #[error("disk full: {0}")]
+    DiskFull(String),
+    /// The write-ahead log failed for a reason other than a full disk (EIO, a
+    /// failing device): nothing of this request was stored and the store
+    /// refuses writes until it is restarted; queries go on.
+    #[error("the store refuses writes after the write-ahead log failed: {0}")]
+    WalFailed(String),
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
     #[error("parquet error: {0}")]
@@ -38,6 +49,14 @@ pub enum StoreError {
     /// could not be set aside.
     #[error("damaged segment: {0}")]
     Damaged(String),
+}
+
+impl StoreError {
+    /// Whether this error is the file system (or a quota) running out of room
+    /// (ENOSPC / EDQUOT), also when a Parquet or tantivy error wraps it.
+    pub fn is_out_of_space(&self) -> bool {
+        matches!(self, StoreError::DiskFull(_)) || crate::diskfull::is_out_of_space(self)
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -23,10 +23,18 @@
 //!   because it looks unfamiliar.
 //! - **Bounded memory.** A bounded write queue and a cap on unflushed data turn
 //!   overload into `StoreError::Busy` instead of growth.
+//! - **A full disk is a state, not a death.** ENOSPC / EDQUOT on the WAL or a
+//!   flush refuses writes with `StoreError::DiskFull` (nothing half-written is
+//!   kept or acknowledged) until a probe finds room; then ingest resumes by
+//!   itself. Other WAL failures stop writes for good (`WalFailed`); queries
+//!   keep working in both cases. See `diskfull`. Size-based retention
+//!   (`StoreConfig::max_disk_bytes`) deletes the oldest segments before it
+//!   comes to that. See `retention`.
 
 mod catalog;
 mod convert;
 mod db;
+mod diskfull;
 mod error;
 mod ids;
 mod logsearch;
@@ -35,6 +43,7 @@ mod model;
 mod quarantine;
 mod query;
 mod recovery;
+mod retention;
 mod schema;
 mod segment;
 mod spanstats;
@@ -43,7 +52,7 @@ mod textindex;
 mod wal;
 
 pub use convert::{SERVICE_NAME, UNKNOWN_SERVICE};
-pub use db::{AppendOutcome, Batch, Store, StoreConfig, StoreCounters};
+pub use db::{AppendOutcome, Batch, Health, Store, StoreConfig, StoreCounters};
 pub use error::{Result, StoreError};
 pub use ids::{SpanId, TraceId};
 pub use logsearch::{severity_range, LogQuery};

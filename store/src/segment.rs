@@ -129,6 +129,27 @@ impl SegmentMeta {
     }
 }
 
+/// Removes every file and directory of segment `id`, finished or temporary
+/// (`<id>-<signal>.parquet`, `.parquet.tmp`, `.tantivy`, `.tantivy.tmp`).
+/// Only for a segment no catalog names: a flush that failed part-way.
+pub fn remove_files(dir: &Path, id: u64) -> std::io::Result<()> {
+    let prefix = format!("{id:016}-");
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        let path = entry.path();
+        tracing::info!(path = %path.display(), "removing a file of a failed flush");
+        if entry.file_type()?.is_dir() {
+            fs::remove_dir_all(&path)?;
+        } else {
+            fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
 fn writer_props(sort_col: usize, bloom: Option<(&str, usize)>, no_dict: &[&str]) -> WriterProperties {
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).expect("valid zstd level")))

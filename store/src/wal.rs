@@ -23,12 +23,16 @@
 //! - bad bytes with no valid frame after them are a write torn by a crash,
 //!   never acknowledged (acks wait for fsync): the file is truncated there.
 //!
+//! A group whose write or fsync fails (a full disk) is cut off again before the
+//! writer appends anything else: see [`WalWriter::repair`] for why that is the
+//! safe way back after a failed fsync.
+//!
 //! Files written before frames had a magic number (`[len][crc][seq][signal]
 //! [payload]`, the crc over the bytes after it) are still read: a file whose
 //! frames do not start with the magic is read in that format.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::model::Signal;
@@ -56,6 +60,12 @@ pub struct WalWriter {
     dir: PathBuf,
     file: File,
     next_seq: u64,
+    /// File length covered by the last successful fsync: everything up to here is
+    /// acknowledged, nothing after it is.
+    synced_len: u64,
+    /// A write or fsync failed after `synced_len`: the tail must be cut off
+    /// ([`WalWriter::repair`]) before anything else is appended.
+    torn: bool,
 }
 
 fn file_name(first_seq: u64) -> String {
@@ -89,7 +99,7 @@ impl WalWriter {
     pub fn create(dir: &Path, next_seq: u64) -> io::Result<Self> {
         let file = OpenOptions::new().create(true).write(true).truncate(true).open(dir.join(file_name(next_seq)))?;
         sync_dir(dir)?;
-        Ok(Self { dir: dir.to_path_buf(), file, next_seq })
+        Ok(Self { dir: dir.to_path_buf(), file, next_seq, synced_len: 0, torn: false })
     }
 
     /// The sequence number the next appended record gets.
@@ -116,13 +126,65 @@ impl WalWriter {
     }
 
     /// Writes a group of encoded frames and fsyncs: on `Ok` they are durable.
+    ///
+    /// # Errors
+    /// The write's or the fsync's error; the group is then not durable and must
+    /// not be acknowledged, and the file stays marked torn until
+    /// [`WalWriter::repair`] succeeds (which this calls first).
     pub fn write_and_sync(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.file.write_all(buf)?;
-        self.file.sync_data()
+        self.repair()?;
+        let written = self.file.write_all(buf).and_then(|()| self.file.sync_data());
+        match written {
+            Ok(()) => self.synced_len += buf.len() as u64,
+            Err(_) => self.torn = true,
+        }
+        written
+    }
+
+    /// Whether a failed group still has to be cut off the file.
+    #[cfg(test)]
+    pub fn is_torn(&self) -> bool {
+        self.torn
+    }
+
+    /// After a failed write or fsync: truncates the file back to what the last
+    /// successful fsync covered, fsyncs that, and moves the write position there.
+    ///
+    /// Why truncate rather than retry the fsync or carry on behind the failed
+    /// group: after a failed fsync Linux may already have dropped the dirty pages
+    /// (marked clean, never written), and a second fsync then reports success for
+    /// data that is not on disk ("fsyncgate"). So the failed group is treated as
+    /// never written: its callers were refused, the bytes after `synced_len` are
+    /// cut off, and the cut is made durable. What precedes `synced_len` was
+    /// fsynced before and is untouched. The failed group's sequence numbers are
+    /// not reused (gaps are harmless), so even a crash before the cut cannot give
+    /// two frames one number. Nothing is appended until the cut succeeds.
+    ///
+    /// # Errors
+    /// I/O errors of truncate / seek / fsync; the file stays torn, call again later.
+    pub fn repair(&mut self) -> io::Result<()> {
+        if !self.torn {
+            return Ok(());
+        }
+        self.file.set_len(self.synced_len)?;
+        self.file.seek(SeekFrom::Start(self.synced_len))?;
+        self.file.sync_all()?;
+        self.torn = false;
+        Ok(())
+    }
+
+    /// Test hook: writes half of `buf` (a write torn by a full disk), then fails with `error`.
+    #[cfg(test)]
+    pub(crate) fn write_half_then_fail(&mut self, buf: &[u8], error: io::Error) -> io::Result<()> {
+        self.repair()?;
+        self.file.write_all(&buf[..buf.len() / 2])?;
+        self.torn = true;
+        Err(error)
     }
 
     /// Closes the current file and starts a new one at the next sequence number.
     pub fn rotate(&mut self) -> io::Result<()> {
+        self.repair()?;
         self.file.sync_all()?;
         *self = Self::create(&self.dir, self.next_seq)?;
         Ok(())
@@ -474,6 +536,8 @@ mod tests {
             dir: dir.path().to_path_buf(),
             file: OpenOptions::new().append(true).open(&path).unwrap(),
             next_seq: 5,
+            synced_len: good,
+            torn: false,
         };
         let mut buf = Vec::new();
         w.encode(&mut buf, Signal::Traces, b"five");
@@ -517,6 +581,28 @@ mod tests {
         assert_eq!(recs.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 3, 4]);
         assert_eq!(report.corrupt_regions, 1);
         assert_eq!(fs::metadata(&path).unwrap().len(), len as u64);
+    }
+
+    #[test]
+    fn a_failed_group_is_cut_off_before_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = write(dir.path(), 1, &[b"acked"]);
+        let mut buf = Vec::new();
+        w.encode(&mut buf, Signal::Traces, b"refused because the disk was full");
+        let full = io::Error::from_raw_os_error(28);
+        assert!(w.write_half_then_fail(&buf, full).is_err());
+        assert!(w.is_torn());
+        w.repair().unwrap();
+        assert!(!w.is_torn());
+        let path = dir.path().join(file_name(1));
+        assert_eq!(fs::metadata(&path).unwrap().len(), (HEADER + FIXED + 5) as u64);
+        buf.clear();
+        w.encode(&mut buf, Signal::Traces, b"after");
+        w.write_and_sync(&buf).unwrap();
+        let (recs, last) = collect(dir.path(), 0);
+        assert_eq!(recs.iter().map(|r| r.payload.as_slice()).collect::<Vec<_>>(), vec![&b"acked"[..], b"after"]);
+        // The refused group's sequence number is not reused.
+        assert_eq!((recs[0].seq, recs[1].seq, last), (1, 3, 3));
     }
 
     #[test]

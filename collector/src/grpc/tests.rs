@@ -132,16 +132,17 @@ async fn busy_store_is_resource_exhausted_with_retry_info() {
 
 #[tokio::test]
 async fn other_store_errors_map_to_their_codes() {
-    let cases = [
-        (Script::InvalidId, Code::InvalidArgument),
-        (Script::Closed, Code::Unavailable),
-        (Script::Broken, Code::Internal),
+    let cases = [(Script::InvalidId, Code::InvalidArgument, None), (Script::Broken, Code::Internal, None)];
+    let retried = [
+        (Script::Closed, Code::Unavailable, Some(Duration::from_secs(5))),
+        // Regression, issue 14 item 8: a full disk was INTERNAL, which clients drop.
+        (Script::DiskFull, Code::ResourceExhausted, Some(Duration::from_secs(5))),
     ];
-    for (script, code) in cases {
+    for (script, code, delay) in cases.into_iter().chain(retried) {
         let running = start(FakeSink::new(script)).await;
         let status = trace_client(&running).await.export(spans(1)).await.unwrap_err();
         assert_eq!(status.code(), code, "{status:?}");
-        assert!(status.get_details_retry_info().is_none());
+        assert_eq!(status.get_details_retry_info().map(|r| r.retry_delay), delay.map(Some), "{status:?}");
     }
 }
 

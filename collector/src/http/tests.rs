@@ -217,19 +217,34 @@ async fn empty_requests_succeed_without_the_store() {
 #[tokio::test]
 async fn store_errors_map_to_http_statuses() {
     let cases = [
-        (Script::InvalidId, StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument),
-        (Script::Busy, StatusCode::TOO_MANY_REQUESTS, tonic::Code::ResourceExhausted),
-        (Script::Closed, StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable),
-        (Script::Broken, StatusCode::INTERNAL_SERVER_ERROR, tonic::Code::Internal),
+        (Script::InvalidId, StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument, None),
+        (Script::Busy, StatusCode::TOO_MANY_REQUESTS, tonic::Code::ResourceExhausted, Some("1")),
+        (Script::Closed, StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable, Some("5")),
+        (Script::DiskFull, StatusCode::SERVICE_UNAVAILABLE, tonic::Code::ResourceExhausted, Some("5")),
+        (Script::Broken, StatusCode::INTERNAL_SERVER_ERROR, tonic::Code::Internal, None),
     ];
-    for (script, status, code) in cases {
+    for (script, status, code, retry) in cases {
         let sink = FakeSink::new(script);
         let reply = send(&sink, post("/v1/traces", JSON, ONE_SPAN_JSON)).await;
         assert_eq!(reply.status, status);
         assert_eq!(reply.json()["code"], code as i32);
         let retry_after = reply.headers.get(RETRY_AFTER).map(|v| v.to_str().unwrap().to_owned());
-        assert_eq!(retry_after.as_deref(), (status == StatusCode::TOO_MANY_REQUESTS).then_some("1"));
+        assert_eq!(retry_after.as_deref(), retry);
     }
+}
+
+/// Regression, issue 14 item 8: a full disk answered 500 INTERNAL, which OTLP
+/// exporters do not retry. Now a retryable 503 (not 507: the OTLP/HTTP spec
+/// forbids retrying it) with Retry-After and a body naming the problem.
+#[tokio::test]
+async fn disk_full_is_a_retryable_503_naming_the_problem() {
+    let sink = FakeSink::new(Script::DiskFull);
+    let reply = send(&sink, post("/v1/traces", PROTOBUF, one_span_request().encode_to_vec())).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.headers[RETRY_AFTER], "5");
+    let status = reply.rpc_status();
+    assert_eq!(status.code, tonic::Code::ResourceExhausted as i32);
+    assert!(status.message.starts_with("disk full: "), "{}", status.message);
 }
 
 #[tokio::test]
