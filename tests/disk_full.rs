@@ -212,9 +212,20 @@ fn a_full_disk_refuses_writes_says_why_and_recovers_without_a_restart() {
         next += 1;
         (reply.status == 200).then(|| acked.push(next - 1))
     });
+    // The memtables that failed to flush are flushed now; until then ingest may be
+    // told to back off (429 + Retry-After), which exporters retry, as this does.
     for _ in 0..20 {
-        let reply = send(&server, &http, next);
-        assert_eq!(reply.status, 200, "{}", reply.body);
+        eventually(Duration::from_secs(30), || {
+            let reply = send(&server, &http, next);
+            match reply.status {
+                200 => Some(()),
+                429 => {
+                    assert!(reply.retry_after.is_some(), "429 without Retry-After: {}", reply.body);
+                    None
+                }
+                other => panic!("{other}: {}", reply.body),
+            }
+        });
         acked.push(next);
         next += 1;
     }

@@ -919,10 +919,7 @@ fn writer_loop(inner: Arc<Inner>, mut wal: WalWriter, rx: Receiver<Cmd>) {
                     let full = m.rows() >= inner.config.flush_rows || m.approx_bytes >= inner.config.flush_bytes;
                     drop(m);
                     if full {
-                        if let Some(tx) = inner.flush_tx.lock().unwrap().as_ref() {
-                            let (done, _) = mpsc::channel();
-                            let _ = tx.try_send(FlushCmd::Flush(done));
-                        }
+                        request_flush(&inner);
                     }
                 }
                 Err(refusal) => {
@@ -1011,9 +1008,23 @@ fn probe_disk(inner: &Inner, wal: &mut WalWriter) {
         return;
     }
     match diskfull::probe(&inner.wal_dir, inner.disk_full.needed()) {
-        Ok(true) => inner.disk_full.clear(),
+        Ok(true) => {
+            inner.disk_full.clear();
+            // Memtables frozen by failed flushes hold back ingest (`check_pressure`):
+            // flush them now rather than at the flusher's next backed-off retry.
+            request_flush(inner);
+        }
         Ok(false) => {}
         Err(e) => tracing::debug!(error = %e, "disk probe failed; still refusing writes"),
+    }
+}
+
+/// Asks the flusher for a flush without waiting for it (a no-op once closed, or
+/// when one is already queued).
+fn request_flush(inner: &Inner) {
+    if let Some(tx) = inner.flush_tx.lock().unwrap().as_ref() {
+        let (done, _) = mpsc::channel();
+        let _ = tx.try_send(FlushCmd::Flush(done));
     }
 }
 
