@@ -79,15 +79,15 @@ fn sixteen_concurrent_19_mib_json_bodies_stay_under_the_memory_bound() {
                 let body = body.clone();
                 let url = url.clone();
                 scope.spawn(move || {
-                    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
+                    let client =
+                        reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
                     let response = client
                         .post(&url)
                         .header("content-type", "application/json")
                         .body(body.to_vec())
                         .send()
                         .expect("every request gets an answer");
-                    let retry_after =
-                        response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+                    let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
                     (response.status().as_u16(), retry_after)
                 })
             })

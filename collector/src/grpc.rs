@@ -113,7 +113,11 @@ struct Admission {
 /// Reserves memory for the message the gRPC frame header announces, then lets tonic
 /// read it. The reservation is held until the response is ready, i.e. until the store
 /// has the data.
-async fn admit(State(admission): State<Admission>, request: axum::extract::Request, next: Next) -> axum::response::Response {
+async fn admit(
+    State(admission): State<Admission>,
+    request: axum::extract::Request,
+    next: Next,
+) -> axum::response::Response {
     let (parts, mut body) = request.into_parts();
     let mut head = BytesMut::new();
     while head.len() < GRPC_FRAME_HEADER {

@@ -9,10 +9,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use axum::Router;
+use seismo_net::{Limits, Protocol};
 use seismo_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use seismo_net::{Limits, Protocol};
 
 use crate::admission::MemoryBudget;
 use crate::config::CollectorConfig;
@@ -105,8 +105,14 @@ impl Collector {
             self.grpc_router,
             stopped(stop_rx.clone()),
         );
-        let http =
-            serve(Transport::Http, self.http_listener, self.http_addr, Protocol::Http1, self.http_router, stopped(stop_rx));
+        let http = serve(
+            Transport::Http,
+            self.http_listener,
+            self.http_addr,
+            Protocol::Http1,
+            self.http_router,
+            stopped(stop_rx),
+        );
 
         tracing::info!(grpc = %self.grpc_addr, http = %self.http_addr, "OTLP receivers listening");
         let servers = async { tokio::try_join!(grpc, http).map(|_| ()) };

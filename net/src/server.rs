@@ -429,14 +429,18 @@ mod tests {
             assert!(Instant::now() < deadline, "the limit never applied");
         }
         // A held connection is still served.
-        held[0].write_all(b"POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nab").await.unwrap();
+        held[0]
+            .write_all(b"POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nab")
+            .await
+            .unwrap();
         let answer = read_until_closed(&mut held[0]).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
 
     #[tokio::test]
     async fn an_idle_http2_connection_gets_goaway_and_is_closed() {
-        let server = start(Protocol::Http2, Limits { idle_timeout: Duration::from_millis(200), ..quick_limits(8) }).await;
+        let server =
+            start(Protocol::Http2, Limits { idle_timeout: Duration::from_millis(200), ..quick_limits(8) }).await;
         let mut stream = TcpStream::connect(server.addr).await.unwrap();
         // The client preface and an empty SETTINGS frame, then silence.
         stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();

@@ -209,7 +209,8 @@ async fn a_message_that_does_not_decode_is_invalid_argument() {
     let running = start(sink.clone()).await;
     let channel = tonic::transport::Endpoint::from_shared(running.grpc_url.clone()).unwrap().connect().await.unwrap();
     let mut grpc = tonic::client::Grpc::new(channel);
-    let path = axum::http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+    let path =
+        axum::http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
     // Field 1 (resource_spans), length-delimited, claiming 100 bytes that are not there.
     grpc.ready().await.unwrap();
     let status = grpc.unary(Request::new(vec![0x0a, 0x64, 0x01]), path.clone(), RawBytes).await.unwrap_err();
