@@ -285,3 +285,222 @@ impl Drop for Snapshot<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::catalog::Catalog;
+    use crate::db::testing::{log_of, span_of};
+    use crate::db::{Store, StoreConfig};
+    use crate::ids::TraceId;
+    use crate::logsearch::LogQuery;
+    use crate::query::TraceQuery;
+
+    const SECOND: u64 = 1_000_000_000;
+    const T0: u64 = 1_700_000_000 * SECOND;
+
+    /// Segment 1: a span of "a" at T0+1s. Segment 2: a span and a log of "b"
+    /// at T0+2s. Segment 3: a span of "a" at T0+3s. Unflushed: a span of "a"
+    /// at T0+4s. Trace n's span is `[n; 8]`.
+    fn three_flushes(dir: &Path) -> Store {
+        let store = Store::open(StoreConfig::new(dir)).unwrap();
+        store.append_blocking(span_of("a", 1, 1, None, T0 + SECOND)).unwrap();
+        store.flush().unwrap();
+        store.append_blocking(span_of("b", 2, 2, None, T0 + 2 * SECOND)).unwrap();
+        store.append_blocking(log_of("b", "second flush", T0 + 2 * SECOND)).unwrap();
+        store.flush().unwrap();
+        store.append_blocking(span_of("a", 3, 3, None, T0 + 3 * SECOND)).unwrap();
+        store.flush().unwrap();
+        store.append_blocking(span_of("a", 4, 4, None, T0 + 4 * SECOND)).unwrap();
+        store
+    }
+
+    /// What a walk of `scope` visits, in order: "tail" or a segment id.
+    fn visited(snap: &Snapshot<'_>, scope: Scope<'_>) -> Vec<String> {
+        let mut seen = Vec::new();
+        snap.for_each(&scope, |source| {
+            seen.push(match source {
+                Source::Tail(_) => "tail".to_string(),
+                Source::Segment(seg) => seg.meta.id.to_string(),
+            });
+            Ok(())
+        })
+        .unwrap();
+        seen
+    }
+
+    fn live(store: &Store, id: u64, signal: Signal) -> bool {
+        store.segments().iter().any(|m| m.id == id && m.signal == signal)
+    }
+
+    #[test]
+    fn a_walk_visits_the_tail_then_the_segments_its_scope_admits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = three_flushes(dir.path());
+        let snap = store.inner.snapshot();
+        let t = |s: u64| Some((T0 + s * SECOND) as i64);
+        let traces = Scope::of(Signal::Traces);
+        assert_eq!(visited(&snap, traces), ["tail", "1", "2", "3"]);
+        assert_eq!(visited(&snap, Scope::of(Signal::Logs)), ["tail", "2"]);
+        assert_eq!(visited(&snap, traces.overlapping(t(2), None)), ["tail", "2", "3"]);
+        assert_eq!(visited(&snap, traces.overlapping(None, t(1))), ["tail", "1"]);
+        assert_eq!(visited(&snap, traces.overlapping(t(5), t(9))), ["tail"], "the tail is always visited");
+        assert_eq!(visited(&snap, traces.with_service(Some("a"))), ["tail", "1", "3"]);
+        assert_eq!(visited(&snap, traces.segments_only()), ["1", "2", "3"]);
+        assert_eq!(visited(&snap, traces.segments_only().latest(2)), ["2", "3"]);
+        // The latest are chosen before the other filters.
+        assert_eq!(visited(&snap, traces.latest(2).with_service(Some("a"))), ["tail", "3"]);
+        assert_eq!(visited(&snap, traces.newest_data_first()), ["tail", "3", "2", "1"]);
+
+        let mut seen = Vec::new();
+        snap.walk(&traces, |source| {
+            Ok(match source {
+                Source::Tail(tail) => {
+                    seen.push(tail.spans().count() as u64 * 100);
+                    ControlFlow::Continue(())
+                }
+                Source::Segment(seg) => {
+                    seen.push(seg.meta.id);
+                    ControlFlow::Break(())
+                }
+            })
+        })
+        .unwrap();
+        assert_eq!(seen, [100, 1], "a break ends the walk");
+        drop(snap);
+        store.close().unwrap();
+    }
+
+    /// The walk, not each read, handles damage: the read goes on, later walks
+    /// of the snapshot skip the segment, and it is quarantined once the
+    /// snapshot is dropped, not while the read holds memtable locks (a read
+    /// that quarantined from inside its memtable visit could deadlock with
+    /// the writer thread and an append's pressure check).
+    #[test]
+    fn a_segment_found_damaged_is_skipped_and_quarantined_when_the_read_is_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = three_flushes(dir.path());
+        let snap = store.inner.snapshot();
+        let traces = Scope::of(Signal::Traces);
+        let mut outer = Vec::new();
+        snap.for_each(&traces, |source| {
+            match source {
+                Source::Tail(_) => {
+                    // As `dependencies` does: a walk of segments inside the memtable visit.
+                    let mut inner = Vec::new();
+                    snap.for_each(&traces.segments_only(), |source| {
+                        let Source::Segment(seg) = source else { unreachable!("segments only") };
+                        if seg.meta.id == 2 {
+                            return Err(StoreError::Damaged("test: segment 2 is damaged".into()));
+                        }
+                        inner.push(seg.meta.id);
+                        Ok(())
+                    })?;
+                    assert_eq!(inner, [1, 3], "the walk goes on past the damage");
+                    assert!(live(&store, 2, Signal::Traces), "not quarantined while the memtables are locked");
+                }
+                Source::Segment(seg) => outer.push(seg.meta.id),
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(outer, [1, 3], "later walks of the snapshot skip it");
+        assert!(live(&store, 2, Signal::Traces));
+        assert_eq!(store.counters().quarantined_segments.load(Ordering::Relaxed), 0);
+
+        drop(snap);
+        assert!(!live(&store, 2, Signal::Traces));
+        assert!(live(&store, 2, Signal::Logs), "only the damaged signal's segment goes");
+        assert_eq!(store.counters().quarantined_segments.load(Ordering::Relaxed), 1);
+        assert!(dir.path().join(crate::quarantine::DIR_NAME).join("0000000000000002-traces.parquet").exists());
+        let catalog = Catalog::load(dir.path()).unwrap().unwrap();
+        assert!(!catalog.segments.iter().any(|m| m.id == 2 && m.signal == Signal::Traces));
+        assert!(store.trace(TraceId([2; 16])).unwrap().is_empty());
+        assert_eq!(store.trace(TraceId([3; 16])).unwrap().len(), 1);
+        store.close().unwrap();
+    }
+
+    #[test]
+    fn any_other_error_ends_the_walk_and_quarantines_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = three_flushes(dir.path());
+        let snap = store.inner.snapshot();
+        let mut seen = Vec::new();
+        let walked = snap.for_each(&Scope::of(Signal::Traces).segments_only(), |source| {
+            let Source::Segment(seg) = source else { unreachable!("segments only") };
+            seen.push(seg.meta.id);
+            Err(StoreError::Corrupt("test: not damage".into()))
+        });
+        assert!(matches!(walked, Err(StoreError::Corrupt(_))), "{walked:?}");
+        assert_eq!(seen, [1]);
+        drop(snap);
+        assert_eq!(store.segments().len(), 4);
+        assert_eq!(store.counters().quarantined_segments.load(Ordering::Relaxed), 0);
+        store.close().unwrap();
+    }
+
+    /// Segment 1 (a span of trace 1 from "a", a log) with its first data
+    /// chunks flipped, segment 2 (a span of trace 2), and in the memtable a
+    /// child of trace 1's span from "b".
+    fn damaged_first_flush() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+        store.append_blocking(span_of("a", 1, 1, None, T0 + SECOND)).unwrap();
+        store.append_blocking(log_of("a", "first flush", T0 + SECOND)).unwrap();
+        store.flush().unwrap();
+        store.append_blocking(span_of("a", 2, 2, None, T0 + 2 * SECOND)).unwrap();
+        store.flush().unwrap();
+        store.close().unwrap();
+        for signal in ["traces", "logs"] {
+            let path = dir.path().join("segments").join(format!("{:016}-{signal}.parquet", 1));
+            let mut bytes = std::fs::read(&path).unwrap();
+            // Just past the leading "PAR1": the first column chunk.
+            for b in &mut bytes[8..12] {
+                *b ^= 0xff;
+            }
+            std::fs::write(&path, bytes).unwrap();
+        }
+        let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+        store.append_blocking(span_of("b", 1, 9, Some(1), T0 + 3 * SECOND)).unwrap();
+        assert_eq!(store.counters().quarantined_segments.load(Ordering::Relaxed), 0, "verified lazily");
+        (dir, store)
+    }
+
+    fn quarantined(store: &Store) -> u64 {
+        store.counters().quarantined_segments.load(Ordering::Relaxed)
+    }
+
+    /// Every read that reads rows goes through the walk, so each one answers
+    /// from the rest of the store when it finds a segment damaged.
+    #[test]
+    fn every_row_read_goes_on_without_a_damaged_segment() {
+        let (_dir, store) = damaged_first_flush();
+        let spans = store.trace(TraceId([1; 16])).unwrap();
+        assert_eq!(spans.iter().map(|s| s.span_id.0[0]).collect::<Vec<_>>(), [9], "the memtable's span only");
+        assert_eq!(quarantined(&store), 1);
+        assert_eq!(store.trace(TraceId([2; 16])).unwrap().len(), 1);
+
+        let (_dir, store) = damaged_first_flush();
+        let found = store.find_traces(&TraceQuery { service: Some("a".into()), limit: 10, ..Default::default() });
+        assert_eq!(found.unwrap().iter().map(|t| t[0].trace_id.0[0]).collect::<Vec<_>>(), [2]);
+        assert_eq!(quarantined(&store), 1);
+
+        // The memtable's child looks for its parent in the latest segments.
+        let (_dir, store) = damaged_first_flush();
+        assert_eq!(store.dependencies(0, i64::MAX).unwrap(), []);
+        assert_eq!(quarantined(&store), 1);
+
+        let (_dir, store) = damaged_first_flush();
+        assert_eq!(store.all_logs().unwrap(), []);
+        assert_eq!(quarantined(&store), 1);
+
+        // The index is intact: the damage shows when the rows are fetched.
+        let (_dir, store) = damaged_first_flush();
+        assert_eq!(store.search_logs(&LogQuery::default()).unwrap(), []);
+        assert_eq!(quarantined(&store), 1);
+        store.close().unwrap();
+    }
+}

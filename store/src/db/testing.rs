@@ -2,7 +2,11 @@
 
 use std::time::{Duration, Instant};
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
 use super::{Batch, Store};
@@ -19,6 +23,59 @@ pub(super) fn one_span(trace: u8) -> Batch {
                     name: "op".into(),
                     start_time_unix_nano: 1_700_000_000_000_000_000,
                     end_time_unix_nano: 1_700_000_000_001_000_000,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    })
+}
+
+/// A resource naming `service`.
+fn resource(service: &str) -> Option<Resource> {
+    Some(Resource {
+        attributes: vec![KeyValue {
+            key: "service.name".into(),
+            value: Some(AnyValue { value: Some(any_value::Value::StringValue(service.into())) }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+}
+
+/// Span `[span; 8]` of trace `[trace; 16]` from `service`, started at `start_ns`
+/// (1 ms long), child of span `[parent; 8]` when given.
+pub(super) fn span_of(service: &str, trace: u8, span: u8, parent: Option<u8>, start_ns: u64) -> Batch {
+    Batch::Traces(ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: resource(service),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    trace_id: vec![trace; 16],
+                    span_id: vec![span; 8],
+                    parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+                    name: "op".into(),
+                    start_time_unix_nano: start_ns,
+                    end_time_unix_nano: start_ns + 1_000_000,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    })
+}
+
+/// One log record of `service` at `time_ns`.
+pub(super) fn log_of(service: &str, body: &str, time_ns: u64) -> Batch {
+    Batch::Logs(ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: resource(service),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord {
+                    time_unix_nano: time_ns,
+                    body: Some(AnyValue { value: Some(any_value::Value::StringValue(body.into())) }),
                     ..Default::default()
                 }],
                 ..Default::default()
