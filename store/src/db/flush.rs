@@ -184,7 +184,8 @@ fn flush_table(inner: &Inner, table: &Table, last_seq: u64) -> Result<()> {
     // directory) leaves the new catalog in place, naming these segments. Then they
     // are kept and used, but the WAL is not trimmed: whether the rename survives
     // a crash is unknown, and the WAL covers either outcome.
-    let committed = stored.is_ok() || Catalog::load(&inner.config.data_dir).is_ok_and(|on_disk| on_disk.as_ref() == Some(&next));
+    let committed =
+        stored.is_ok() || Catalog::load(&inner.config.data_dir).is_ok_and(|on_disk| on_disk.as_ref() == Some(&next));
     if !committed {
         drop(opened);
         remove_unlisted_segment(&inner.seg_dir, id);
@@ -223,10 +224,8 @@ fn write_segments(
         (Signal::Logs, m.logs.is_empty()),
         (Signal::Metrics, m.metrics.is_empty()),
     ];
-    let flush = FlushInfo {
-        flushed_seq,
-        signals: signals.iter().filter(|(_, empty)| !empty).map(|(s, _)| *s).collect(),
-    };
+    let flush =
+        FlushInfo { flushed_seq, signals: signals.iter().filter(|(_, empty)| !empty).map(|(s, _)| *s).collect() };
     let mut metas = Vec::new();
     if !m.spans.is_empty() {
         let summary = summarize_flush(recent, &m.spans)?;

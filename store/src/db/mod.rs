@@ -34,6 +34,7 @@ use crate::error::{Result, StoreError};
 use crate::memtable::Memtable;
 use crate::quarantine::Quarantine;
 use crate::recovery;
+use crate::segment::SegmentMeta;
 use crate::wal::{self, WalWriter};
 use flush::FlushCmd;
 use sources::Sources;
@@ -170,7 +171,7 @@ impl Store {
         let report = wal::replay(&wal_dir, catalog.flushed_seq, |rec| {
             let rows = Batch::decode(rec.signal, &rec.payload)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))
-                .and_then(|b| b.into_rows());
+                .and_then(|b| b.to_rows());
             match rows {
                 Ok((rows, _, _)) => {
                     replayed += rows.len() as u64;
@@ -222,7 +223,9 @@ impl Store {
         };
         let flusher = {
             let inner = inner.clone();
-            std::thread::Builder::new().name("seismo-flush".into()).spawn(move || flush::flusher_loop(inner, flush_rx))?
+            std::thread::Builder::new()
+                .name("seismo-flush".into())
+                .spawn(move || flush::flusher_loop(inner, flush_rx))?
         };
         inner.threads.lock().unwrap().extend([writer, flusher]);
         Ok(Store { inner })
@@ -234,6 +237,11 @@ impl Store {
 
     pub fn counters(&self) -> &StoreCounters {
         &self.inner.counters
+    }
+
+    /// Catalog entries of the segments currently open.
+    pub fn segments(&self) -> Vec<SegmentMeta> {
+        self.inner.sources.read().unwrap().segments().iter().map(|s| s.meta.clone()).collect()
     }
 
     /// True while the store accepts writes (see [`Store::health`] for why not).

@@ -14,23 +14,19 @@ use crate::ids::{SpanId, TraceId};
 use crate::logsearch::{self, LogQuery};
 use crate::model::*;
 use crate::query::{Operation, StatsQuery, TraceQuery};
-use crate::segment::SegmentMeta;
 use crate::spanstats::{self, OpKey, OpStats, Orphan, ParentIndex, StatsBuilder};
 use crate::tags;
 use crate::textindex::{self, IndexKind};
 
 impl Store {
-    /// Catalog entries of the segments currently open.
-    pub fn segments(&self) -> Vec<SegmentMeta> {
-        self.inner.sources.read().unwrap().segments().iter().map(|s| s.meta.clone()).collect()
-    }
-
     /// Service names that sent spans, sorted.
     pub fn services(&self) -> Result<Vec<String>> {
         let mut out: HashSet<String> = HashSet::new();
         self.inner.snapshot().for_each(&Scope::of(Signal::Traces), |source| {
             match source {
-                Source::Tail(tail) => out.extend(tail.tables().flat_map(|m| m.operations()).map(|(s, _)| s.to_string())),
+                Source::Tail(tail) => {
+                    out.extend(tail.tables().flat_map(|m| m.operations()).map(|(s, _)| s.to_string()))
+                }
                 Source::Segment(seg) => out.extend(seg.meta.services.iter().cloned()),
             }
             Ok(())
@@ -45,9 +41,8 @@ impl Store {
         let mut out: HashSet<Operation> = HashSet::new();
         self.inner.snapshot().for_each(&Scope::of(Signal::Traces), |source| {
             match source {
-                Source::Tail(tail) => {
-                    out.extend(tail.tables().flat_map(|m| m.operations()).filter(|(s, _)| *s == service).map(|(_, o)| o))
-                }
+                Source::Tail(tail) => out
+                    .extend(tail.tables().flat_map(|m| m.operations()).filter(|(s, _)| *s == service).map(|(_, o)| o)),
                 Source::Segment(seg) => out.extend(
                     seg.meta
                         .operations

@@ -237,7 +237,11 @@ impl Snapshot<'_> {
     ///
     /// # Errors
     /// Any other error of `visit`, which ends the walk.
-    pub(super) fn walk(&self, scope: &Scope<'_>, mut visit: impl FnMut(Source<'_>) -> Result<ControlFlow<()>>) -> Result<()> {
+    pub(super) fn walk(
+        &self,
+        scope: &Scope<'_>,
+        mut visit: impl FnMut(Source<'_>) -> Result<ControlFlow<()>>,
+    ) -> Result<()> {
         if scope.tail {
             let tail = Tail { tables: self.tables.iter().map(|t| t.read().unwrap()).collect() };
             if visit(Source::Tail(&tail))?.is_break() {

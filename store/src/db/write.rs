@@ -62,7 +62,7 @@ impl Batch {
     }
 
     /// Validates and flattens into rows (see `convert` for the rules).
-    pub(super) fn into_rows(&self) -> Result<(Rows, u64, Option<String>)> {
+    pub(super) fn to_rows(&self) -> Result<(Rows, u64, Option<String>)> {
         Ok(match self {
             Batch::Traces(r) => {
                 let c = convert::spans(r)?;
@@ -115,7 +115,12 @@ pub struct AppendOutcome {
 
 /// What the writer thread is asked to do.
 pub(super) enum Cmd {
-    Append { signal: Signal, payload: Vec<u8>, rows: Rows, done: oneshot::Sender<Result<()>> },
+    Append {
+        signal: Signal,
+        payload: Vec<u8>,
+        rows: Rows,
+        done: oneshot::Sender<Result<()>>,
+    },
     /// Rotate the WAL and freeze the active memtable at one sequence number (see `flush`).
     Freeze(mpsc::Sender<Result<()>>),
     Stop,
@@ -164,7 +169,7 @@ impl Store {
             }
         }
         let signal = batch.signal();
-        let (rows, rejected, message) = batch.into_rows()?;
+        let (rows, rejected, message) = batch.to_rows()?;
         let c = &self.inner.counters;
         c.rejected.fetch_add(rejected, Ordering::Relaxed);
         let outcome = AppendOutcome { accepted: rows.len() as u64, rejected, message };
