@@ -168,7 +168,7 @@ pub fn write_spans(
     flush: &FlushInfo,
 ) -> Result<SegmentMeta> {
     let mut sorted: Vec<&SpanRow> = rows.iter().collect();
-    sorted.sort_by(|a, b| (a.trace_id, a.start_time_unix_nano).cmp(&(b.trace_id, b.start_time_unix_nano)));
+    sorted.sort_by_key(|a| (a.trace_id, a.start_time_unix_nano));
     let traces_per_group = (rows.len().min(ROW_GROUP_ROWS) / 2).max(1);
     let props = writer_props(
         0,
@@ -194,7 +194,7 @@ pub fn write_spans(
         &meta.parquet_path(dir),
         schema::span_schema(),
         &sorted,
-        |c| schema::spans_to_batch(c),
+        schema::spans_to_batch,
         props,
         vec![(SUMMARY_KEY, footer)],
         &describe,
@@ -243,7 +243,7 @@ pub fn write_logs(dir: &Path, id: u64, rows: &[LogRow], flush: &FlushInfo) -> Re
         &meta.parquet_path(dir),
         schema::log_schema(),
         &sorted,
-        |c| schema::logs_to_batch(c),
+        schema::logs_to_batch,
         props,
         Vec::new(),
         &describe,
@@ -282,7 +282,7 @@ pub fn write_metrics(dir: &Path, id: u64, rows: &[MetricPointRow], flush: &Flush
         &meta.parquet_path(dir),
         schema::metric_schema(),
         &sorted,
-        |c| schema::metrics_to_batch(c),
+        schema::metrics_to_batch,
         props,
         Vec::new(),
         &describe,
