@@ -21,6 +21,12 @@
 //!   carry checksums, so a lost catalog is rebuilt and a damaged segment is
 //!   moved to `quarantine/` while the rest is served. Nothing is deleted
 //!   because it looks unfamiliar.
+//! - **One walk for every read.** A query takes a snapshot of the memtables
+//!   and segments, names a scope (signal, time window, service) and says what
+//!   it does with each source's rows; the walk picks the sources, prunes
+//!   segments by their catalog entry and sets aside a segment found damaged.
+//!   Flush, quarantine and retention change the set of sources in one place
+//!   (`db::sources`), where compaction will too.
 //! - **Bounded memory.** A bounded write queue and a cap on unflushed data turn
 //!   overload into `StoreError::Busy` instead of growth.
 //! - **A full disk is a state, not a death.** ENOSPC / EDQUOT on the WAL or a
@@ -33,6 +39,8 @@
 
 mod catalog;
 mod convert;
+/// The `Store` handle and its paths: `write`, `flush`, `read`, and the
+/// `sources` every read walks (memtables, then segments).
 mod db;
 mod diskfull;
 mod error;

@@ -22,17 +22,18 @@ fn kv(k: &str, v: &str) -> KeyValue {
 /// from checkout carrying trace `i`; the others are INFO "cart updated" from cart.
 fn records(range: std::ops::Range<u8>) -> ExportLogsServiceRequest {
     let one = |i: u8| {
-        let error = i % 3 == 0;
+        let error = i.is_multiple_of(3);
         let service = if error { "checkout" } else { "cart" };
         let record = LogRecord {
             time_unix_nano: T0 + i as u64 * SEC,
             severity_number: if error { 17 } else { 9 },
             severity_text: if error { "ERROR" } else { "INFO" }.into(),
             body: Some(AnyValue {
-                value: Some(any_value::Value::StringValue(
-                    if error { format!("payment declined for order {i}") } else { format!("cart updated, {i} items") }
-                        .into(),
-                )),
+                value: Some(any_value::Value::StringValue(if error {
+                    format!("payment declined for order {i}")
+                } else {
+                    format!("cart updated, {i} items")
+                })),
             }),
             trace_id: if error { vec![i + 1; 16] } else { vec![] },
             span_id: if error { vec![i + 1; 8] } else { vec![] },

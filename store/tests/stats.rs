@@ -12,8 +12,11 @@ const T0: i64 = 1_700_000_000_000_000_000;
 const MS: i64 = 1_000_000;
 const SEC: i64 = 1_000_000_000;
 
-/// Spans of `service`: (trace, span, parent, kind, start s, duration ms, error).
-fn spans(service: &str, list: &[(u8, u8, Option<u8>, i32, i64, i64, bool)]) -> Batch {
+/// (trace, span, parent, kind, start s, duration ms, error).
+type SpanSpec = (u8, u8, Option<u8>, i32, i64, i64, bool);
+
+/// Spans of `service`, one per [`SpanSpec`].
+fn spans(service: &str, list: &[SpanSpec]) -> Batch {
     let spans = list
         .iter()
         .map(|&(trace, id, parent, kind, start_s, dur_ms, error)| Span {

@@ -1,0 +1,395 @@
+//! The read path: each query says what it does with the rows of a
+//! [`Snapshot`] walk. Which memtables and segments hold rows of a signal,
+//! and what happens to a segment found damaged, is the walk's business (see
+//! `sources`); nothing here names a lock or the quarantine.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::ControlFlow;
+
+use super::sources::{Scope, Snapshot, Source};
+use super::Store;
+use crate::error::Result;
+use crate::ids::{SpanId, TraceId};
+use crate::logsearch::{self, LogQuery};
+use crate::model::*;
+use crate::query::{Operation, StatsQuery, TraceQuery};
+use crate::spanstats::{self, OpKey, OpStats, Orphan, ParentIndex, StatsBuilder};
+use crate::tags;
+use crate::textindex::{self, IndexKind};
+
+impl Store {
+    /// Service names that sent spans, sorted.
+    pub fn services(&self) -> Result<Vec<String>> {
+        let mut out: HashSet<String> = HashSet::new();
+        self.inner.snapshot().for_each(&Scope::of(Signal::Traces), |source| {
+            match source {
+                Source::Tail(tail) => {
+                    out.extend(tail.tables().flat_map(|m| m.operations()).map(|(s, _)| s.to_string()))
+                }
+                Source::Segment(seg) => out.extend(seg.meta.services.iter().cloned()),
+            }
+            Ok(())
+        })?;
+        let mut v: Vec<String> = out.into_iter().collect();
+        v.sort();
+        Ok(v)
+    }
+
+    /// Distinct (span name, kind) pairs of `service`, sorted.
+    pub fn operations(&self, service: &str) -> Result<Vec<Operation>> {
+        let mut out: HashSet<Operation> = HashSet::new();
+        self.inner.snapshot().for_each(&Scope::of(Signal::Traces), |source| {
+            match source {
+                Source::Tail(tail) => out
+                    .extend(tail.tables().flat_map(|m| m.operations()).filter(|(s, _)| *s == service).map(|(_, o)| o)),
+                Source::Segment(seg) => out.extend(
+                    seg.meta
+                        .operations
+                        .iter()
+                        .filter(|(svc, _, _)| svc == service)
+                        .map(|(_, name, kind)| Operation { name: name.clone(), span_kind: *kind }),
+                ),
+            }
+            Ok(())
+        })?;
+        let mut v: Vec<Operation> = out.into_iter().collect();
+        v.sort();
+        Ok(v)
+    }
+
+    /// Every stored span of trace `id`, ordered by start time; empty when unknown.
+    pub fn trace(&self, id: TraceId) -> Result<Vec<SpanRow>> {
+        trace_in(&self.inner.snapshot(), &id)
+    }
+
+    /// Traces matching `q` (see [`TraceQuery`]): newest first, each complete.
+    pub fn find_traces(&self, q: &TraceQuery) -> Result<Vec<Vec<SpanRow>>> {
+        let snap = self.inner.snapshot();
+        // trace -> start of its newest matching span
+        let mut hits: HashMap<TraceId, i64> = HashMap::new();
+        snap.for_each(&Scope::of(Signal::Traces), |source| {
+            match source {
+                Source::Tail(tail) => {
+                    for row in tail.spans().filter(|r| span_matches(r, q)) {
+                        let e = hits.entry(row.trace_id).or_insert(row.start_time_unix_nano);
+                        *e = (*e).max(row.start_time_unix_nano);
+                    }
+                }
+                Source::Segment(seg) => seg.search_traces(q, &mut hits)?,
+            }
+            Ok(())
+        })?;
+        let mut ranked: Vec<(i64, TraceId)> = hits.into_iter().map(|(id, t)| (t, id)).collect();
+        ranked.sort_by(|a, b| b.cmp(a));
+        ranked.truncate(q.effective_limit());
+        // A trace can come back empty when its segment was found damaged
+        // between the search and the fetch.
+        let mut traces = Vec::with_capacity(ranked.len());
+        for (_, id) in ranked {
+            let spans = trace_in(&snap, &id)?;
+            if !spans.is_empty() {
+                traces.push(spans);
+            }
+        }
+        Ok(traces)
+    }
+
+    /// The newest log records matching `q` (see [`LogQuery`]), newest first.
+    ///
+    /// Each memtable and segment answers from its index with its own newest
+    /// `limit` matches; segments are visited newest first and the walk stops
+    /// once `limit` matches are newer than everything left. A second walk
+    /// fetches the rows: memtable rows by position, one read per segment.
+    ///
+    /// # Errors
+    /// `InvalidQuery` when `q.text` does not parse; I/O errors from segments.
+    pub fn search_logs(&self, q: &LogQuery) -> Result<Vec<LogRow>> {
+        let query = logsearch::compile(q, &textindex::schema(IndexKind::Logs).1)?;
+        let limit = q.effective_limit();
+        let snap = self.inner.snapshot();
+        let scope = Scope::of(Signal::Logs)
+            .overlapping(q.start_ns, q.end_ns)
+            .with_service(q.service.as_deref())
+            .newest_data_first();
+        let mut hits: Vec<(i64, LogOrigin, u32)> = Vec::new();
+        snap.walk(&scope, |source| {
+            match source {
+                Source::Tail(tail) => {
+                    for (i, m) in tail.tables().enumerate() {
+                        let newest = m.newest_logs(&*query, limit)?;
+                        hits.extend(newest.into_iter().map(|(time, row)| (time, LogOrigin::Memtable(i), row)));
+                    }
+                }
+                Source::Segment(seg) => {
+                    if hits.len() >= limit {
+                        hits.sort_unstable_by(|a, b| b.cmp(a));
+                        hits.truncate(limit);
+                        if hits[limit - 1].0 > seg.meta.max_time {
+                            return Ok(ControlFlow::Break(()));
+                        }
+                    }
+                    let origin = LogOrigin::Segment(Reverse(seg.meta.id));
+                    let newest = seg.newest_logs(&*query, limit)?;
+                    hits.extend(newest.into_iter().map(|(time, row)| (time, origin, row)));
+                }
+            }
+            Ok(ControlFlow::Continue(()))
+        })?;
+        hits.sort_unstable_by(|a, b| b.cmp(a));
+        hits.truncate(limit);
+
+        let mut wanted: HashMap<LogOrigin, Vec<u32>> = HashMap::new();
+        for (_, origin, row) in &hits {
+            wanted.entry(*origin).or_default().push(*row);
+        }
+        for rows in wanted.values_mut() {
+            rows.sort_unstable();
+            rows.dedup();
+        }
+        let mut fetched: HashMap<(LogOrigin, u32), LogRow> = HashMap::with_capacity(hits.len());
+        snap.walk(&scope, |source| {
+            match source {
+                Source::Tail(tail) => {
+                    for (i, m) in tail.tables().enumerate() {
+                        let origin = LogOrigin::Memtable(i);
+                        let rows = wanted.remove(&origin).unwrap_or_default();
+                        fetched.extend(rows.into_iter().map(|r| ((origin, r), m.logs[r as usize].clone())));
+                    }
+                }
+                Source::Segment(seg) => {
+                    let origin = LogOrigin::Segment(Reverse(seg.meta.id));
+                    if let Some(rows) = wanted.get(&origin) {
+                        let got = seg.log_rows(rows)?;
+                        fetched.extend(rows.iter().map(|&r| (origin, r)).zip(got));
+                        wanted.remove(&origin);
+                    }
+                }
+            }
+            Ok(if wanted.is_empty() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+        })?;
+        Ok(hits.iter().filter_map(|(_, origin, row)| fetched.remove(&(*origin, *row))).collect())
+    }
+
+    /// Request statistics per (service, operation, kind) over the window.
+    ///
+    /// Segments the window covers whole answer from their footer summaries;
+    /// segments cut by the window and the memtables are scanned exactly.
+    /// Latency quantiles come from mergeable sketches accurate to 1%.
+    ///
+    /// # Errors
+    /// I/O or format errors from segments.
+    pub fn span_stats(&self, q: &StatsQuery) -> Result<Vec<(OpKey, OpStats)>> {
+        let (start, end) = (q.start_ns, q.end_ns);
+        let service = q.service.as_deref();
+        let mut exact = StatsBuilder::default();
+        let mut merged: HashMap<OpKey, OpStats> = HashMap::new();
+        let scope = Scope::of(Signal::Traces).overlapping(Some(start), Some(end)).with_service(service);
+        self.inner.snapshot().for_each(&scope, |source| {
+            match source {
+                Source::Tail(tail) => {
+                    let in_window = |s: &&SpanRow| s.start_time_unix_nano >= start && s.start_time_unix_nano <= end;
+                    for s in tail.spans().filter(in_window).filter(|s| service.is_none_or(|x| x == s.service_name)) {
+                        exact.add_span(s);
+                    }
+                }
+                Source::Segment(seg) => match &seg.summary {
+                    Some(summary) if seg.meta.min_time >= start && seg.meta.max_time <= end => {
+                        for (key, stats) in &summary.ops {
+                            spanstats::merge(merged.entry(key.clone()).or_default(), stats);
+                        }
+                    }
+                    _ => seg.scan_stats(start, end, service, &mut exact)?,
+                },
+            }
+            Ok(())
+        })?;
+        for (key, stats) in exact.finish() {
+            spanstats::merge(merged.entry(key).or_default(), &stats);
+        }
+        let mut out: Vec<(OpKey, OpStats)> = merged
+            .into_iter()
+            .filter(|((svc, name, kind), _)| {
+                service.is_none_or(|x| x == svc)
+                    && q.operation.as_ref().is_none_or(|o| o == name)
+                    && (q.span_kinds.is_empty() || q.span_kinds.contains(kind))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Parent -> child service edges (span counts) of spans started in the
+    /// window, same-service edges included. Segments count whole when they
+    /// overlap the window (a segment spans at most one flush interval);
+    /// memtable spans count exactly, their parents looked up in the
+    /// memtables and the latest segments.
+    ///
+    /// # Errors
+    /// I/O or format errors from segments.
+    pub fn dependencies(&self, start: i64, end: i64) -> Result<Vec<(String, String, u64)>> {
+        let snap = self.inner.snapshot();
+        let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
+        snap.for_each(&Scope::of(Signal::Traces).overlapping(Some(start), Some(end)), |source| {
+            match source {
+                Source::Tail(tail) => {
+                    let spans: Vec<&SpanRow> = tail
+                        .spans()
+                        .filter(|s| s.start_time_unix_nano >= start && s.start_time_unix_nano <= end)
+                        .collect();
+                    if !spans.is_empty() {
+                        let (earlier, pending) = parents_elsewhere(&snap, &spans)?;
+                        for (k, n) in spanstats::edges(&spans, &earlier, &pending).0 {
+                            *counts.entry(k).or_default() += n;
+                        }
+                    }
+                }
+                Source::Segment(seg) => {
+                    for (p, c, n) in seg.summary.iter().flat_map(|s| s.edges.iter()) {
+                        *counts.entry((p.clone(), c.clone())).or_default() += n;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(counts.into_iter().map(|((p, c), n)| (p, c, n)).collect())
+    }
+
+    /// Distinct metric streams with points in [start, end] (by segment time
+    /// range; the memtables' are always included), sorted.
+    pub fn metric_descriptors(&self, start: Option<i64>, end: Option<i64>) -> Vec<MetricDescriptor> {
+        let mut out: HashSet<MetricDescriptor> = HashSet::new();
+        let walked = self.inner.snapshot().for_each(&Scope::of(Signal::Metrics).overlapping(start, end), |source| {
+            match source {
+                Source::Tail(tail) => out.extend(tail.tables().flat_map(|m| m.metric_descriptors.iter().cloned())),
+                Source::Segment(seg) => out.extend(seg.meta.metrics.iter().cloned()),
+            }
+            Ok(())
+        });
+        debug_assert!(walked.is_ok(), "a walk fails only when a visit does, and these read catalog entries");
+        let mut v: Vec<MetricDescriptor> = out.into_iter().collect();
+        v.sort();
+        v
+    }
+
+    /// Calls `visit` with every stored point of `names` in the window
+    /// (memtables and segments, unordered), borrowed: no row is built or
+    /// copied, attribute JSON is parsed once per distinct text.
+    pub fn visit_metric_points(
+        &self,
+        names: &HashSet<String>,
+        start: Option<i64>,
+        end: Option<i64>,
+        visit: &mut dyn FnMut(&MetricPointRef<'_>),
+    ) -> Result<()> {
+        let in_window = |t: i64| start.is_none_or(|s| t >= s) && end.is_none_or(|e| t <= e);
+        self.inner.snapshot().for_each(&Scope::of(Signal::Metrics).overlapping(start, end), |source| {
+            match source {
+                Source::Tail(tail) => {
+                    for r in tail.metrics().filter(|r| in_window(r.time_unix_nano) && names.contains(&r.metric_name)) {
+                        visit(&r.as_ref());
+                    }
+                }
+                Source::Segment(seg) => seg.visit_metric_points(names, start, end, visit)?,
+            }
+            Ok(())
+        })
+    }
+
+    /// Every stored log record (memtables and segments), unordered. Used by
+    /// tests and tools until the logs query API lands.
+    pub fn all_logs(&self) -> Result<Vec<LogRow>> {
+        let mut out = Vec::new();
+        self.inner.snapshot().for_each(&Scope::of(Signal::Logs), |source| {
+            match source {
+                Source::Tail(tail) => out.extend(tail.logs().cloned()),
+                Source::Segment(seg) => out.extend(seg.all_logs()?),
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Every stored metric data point, unordered (see [`Store::all_logs`]).
+    pub fn all_metric_points(&self) -> Result<Vec<MetricPointRow>> {
+        let mut out = Vec::new();
+        self.inner.snapshot().for_each(&Scope::of(Signal::Metrics), |source| {
+            match source {
+                Source::Tail(tail) => out.extend(tail.metrics().cloned()),
+                Source::Segment(seg) => out.extend(seg.all_metrics()?),
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}
+
+/// Where a log search hit lives, for the second walk that fetches it. The
+/// order breaks ties between hits of one timestamp: segments before
+/// memtables, older segments first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum LogOrigin {
+    /// Position of the memtable in the snapshot's tail.
+    Memtable(usize),
+    /// Segment id.
+    Segment(Reverse<u64>),
+}
+
+fn trace_in(snap: &Snapshot<'_>, id: &TraceId) -> Result<Vec<SpanRow>> {
+    let mut spans = Vec::new();
+    snap.for_each(&Scope::of(Signal::Traces), |source| {
+        match source {
+            Source::Tail(tail) => spans.extend(tail.tables().flat_map(|m| m.trace(id)).cloned()),
+            Source::Segment(seg) => spans.extend(seg.trace(id)?),
+        }
+        Ok(())
+    })?;
+    // An exporter that retried after a lost response sends a span twice.
+    let mut seen = HashSet::new();
+    spans.retain(|s| seen.insert((s.span_id, s.start_time_unix_nano, s.duration_nano)));
+    spans.sort_by_key(|s| (s.start_time_unix_nano, s.span_id));
+    Ok(spans)
+}
+
+fn span_matches(r: &SpanRow, q: &TraceQuery) -> bool {
+    q.service.as_ref().is_none_or(|s| &r.service_name == s)
+        && q.operation.as_ref().is_none_or(|o| &r.name == o)
+        && q.span_kind.is_none_or(|k| r.kind == k)
+        && q.start_min_ns.is_none_or(|m| r.start_time_unix_nano >= m)
+        && q.start_max_ns.is_none_or(|m| r.start_time_unix_nano <= m)
+        && q.min_duration_ns.is_none_or(|m| r.duration_nano >= m)
+        && q.max_duration_ns.is_none_or(|m| r.duration_nano <= m)
+        && tags::matches_all(r, &q.tags)
+}
+
+/// How many of the newest span segments are searched for the parents of
+/// spans not yet in a segment (and whose orphans those spans may adopt).
+const RECENT_SEGMENTS: usize = 4;
+
+/// For `spans` (a flush's, or the memtables'): the services of their parents
+/// found in the latest span segments of `snap`, and the orphans those
+/// segments left. A segment found damaged is skipped by the walk.
+///
+/// # Errors
+/// I/O errors reading the segments.
+pub(super) fn parents_elsewhere(snap: &Snapshot<'_>, spans: &[&SpanRow]) -> Result<(ParentIndex, Vec<Orphan>)> {
+    let present: HashSet<(TraceId, SpanId)> = spans.iter().map(|s| (s.trace_id, s.span_id)).collect();
+    let missing: HashSet<TraceId> = spans
+        .iter()
+        .filter(|s| s.parent_span_id.is_some_and(|p| !present.contains(&(s.trace_id, p))))
+        .map(|s| s.trace_id)
+        .collect();
+    let mut earlier = ParentIndex::new();
+    let mut pending: Vec<Orphan> = Vec::new();
+    snap.for_each(&Scope::of(Signal::Traces).segments_only().latest(RECENT_SEGMENTS), |source| {
+        if let Source::Segment(seg) = source {
+            // From the footer, read at open: good even when the rows are not.
+            pending.extend(seg.summary.iter().flat_map(|s| s.orphans.iter().cloned()));
+            if !missing.is_empty() {
+                seg.index_parents(&missing, &mut earlier)?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok((earlier, pending))
+}

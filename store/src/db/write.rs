@@ -1,0 +1,447 @@
+//! The write path: an append is validated and converted on the caller's
+//! thread, queued to the writer thread, written to the WAL in a group with
+//! whatever else queued meanwhile (one fsync for the group), inserted into
+//! the active memtable, and only then acknowledged.
+//!
+//! Back-pressure: a bounded queue and a cap on unflushed data answer `Busy`.
+//! A full disk is a state (`diskfull`): appends are refused at once while it
+//! lasts, and the writer thread probes for room and ends it. Any other WAL
+//! failure refuses writes until a restart.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TrySendError};
+use std::time::Instant;
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use tokio::sync::oneshot;
+
+use super::flush::{freeze, request_flush};
+use super::{Inner, Store};
+use crate::convert;
+use crate::diskfull;
+use crate::error::{Result, StoreError};
+use crate::memtable::Memtable;
+use crate::model::*;
+use crate::wal::WalWriter;
+
+/// One OTLP export request, as the collector decoded it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Batch {
+    Traces(ExportTraceServiceRequest),
+    Logs(ExportLogsServiceRequest),
+    Metrics(ExportMetricsServiceRequest),
+}
+
+impl Batch {
+    pub fn signal(&self) -> Signal {
+        match self {
+            Batch::Traces(_) => Signal::Traces,
+            Batch::Logs(_) => Signal::Logs,
+            Batch::Metrics(_) => Signal::Metrics,
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Batch::Traces(r) => r.encode_to_vec(),
+            Batch::Logs(r) => r.encode_to_vec(),
+            Batch::Metrics(r) => r.encode_to_vec(),
+        }
+    }
+
+    /// The request a WAL record holds.
+    pub(super) fn decode(signal: Signal, bytes: &[u8]) -> std::result::Result<Self, prost::DecodeError> {
+        Ok(match signal {
+            Signal::Traces => Batch::Traces(ExportTraceServiceRequest::decode(bytes)?),
+            Signal::Logs => Batch::Logs(ExportLogsServiceRequest::decode(bytes)?),
+            Signal::Metrics => Batch::Metrics(ExportMetricsServiceRequest::decode(bytes)?),
+        })
+    }
+
+    /// Validates and flattens into rows (see `convert` for the rules).
+    pub(super) fn to_rows(&self) -> Result<(Rows, u64, Option<String>)> {
+        Ok(match self {
+            Batch::Traces(r) => {
+                let c = convert::spans(r)?;
+                (Rows::Spans(c.rows), c.rejected, c.message)
+            }
+            Batch::Logs(r) => {
+                let c = convert::logs(r)?;
+                (Rows::Logs(c.rows), c.rejected, c.message)
+            }
+            Batch::Metrics(r) => {
+                let c = convert::metric_points(r)?;
+                (Rows::Metrics(c.rows), c.rejected, c.message)
+            }
+        })
+    }
+}
+
+/// The rows of one batch, on their way to the memtable.
+pub(super) enum Rows {
+    Spans(Vec<SpanRow>),
+    Logs(Vec<LogRow>),
+    Metrics(Vec<MetricPointRow>),
+}
+
+impl Rows {
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Rows::Spans(r) => r.len(),
+            Rows::Logs(r) => r.len(),
+            Rows::Metrics(r) => r.len(),
+        }
+    }
+
+    pub(super) fn insert_into(self, m: &mut Memtable, bytes: usize) {
+        match self {
+            Rows::Spans(r) => m.insert_spans(r, bytes),
+            Rows::Logs(r) => m.insert_logs(r, bytes),
+            Rows::Metrics(r) => m.insert_metrics(r, bytes),
+        }
+    }
+}
+
+/// What an append stored: `rejected > 0` is a partial success to report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub accepted: u64,
+    pub rejected: u64,
+    pub message: Option<String>,
+}
+
+/// What the writer thread is asked to do.
+pub(super) enum Cmd {
+    Append {
+        signal: Signal,
+        payload: Vec<u8>,
+        rows: Rows,
+        done: oneshot::Sender<Result<()>>,
+    },
+    /// Rotate the WAL and freeze the active memtable at one sequence number (see `flush`).
+    Freeze(mpsc::Sender<Result<()>>),
+    Stop,
+}
+
+impl Store {
+    /// Validates and converts `batch`, writes it to the WAL, waits until it is
+    /// fsynced, makes it visible to queries, and only then returns: an `Ok`
+    /// means the data survives a crash.
+    ///
+    /// # Errors
+    /// `InvalidId` / `InvalidRequest` for unusable input (nothing is stored);
+    /// `Busy` when the write queue or the unflushed data is at its bound (retry
+    /// later); `DiskFull` while the disk has no room (retry later, nothing was
+    /// stored); `WalFailed` after the WAL failed otherwise; `Closed` after shutdown.
+    pub async fn append(&self, batch: Batch) -> Result<AppendOutcome> {
+        let (outcome, rx) = self.submit(batch)?;
+        if let Some(rx) = rx {
+            rx.await.map_err(|_| StoreError::Closed)??;
+        }
+        Ok(outcome)
+    }
+
+    /// [`Store::append`] for callers outside an async runtime.
+    pub fn append_blocking(&self, batch: Batch) -> Result<AppendOutcome> {
+        let (outcome, rx) = self.submit(batch)?;
+        if let Some(rx) = rx {
+            rx.blocking_recv().map_err(|_| StoreError::Closed)??;
+        }
+        Ok(outcome)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn submit(&self, batch: Batch) -> Result<(AppendOutcome, Option<oneshot::Receiver<Result<()>>>)> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        if let Some(reason) = self.inner.wal_failure.get() {
+            return Err(StoreError::WalFailed(reason.clone()));
+        }
+        // Refused at once: nothing is converted, queued or written while full.
+        if self.inner.disk_full.is_full() {
+            if let Some(refusal) = self.inner.disk_full.refusal() {
+                self.inner.counters.disk_full_refusals.fetch_add(1, Ordering::Relaxed);
+                return Err(refusal);
+            }
+        }
+        let signal = batch.signal();
+        let (rows, rejected, message) = batch.to_rows()?;
+        let c = &self.inner.counters;
+        c.rejected.fetch_add(rejected, Ordering::Relaxed);
+        let outcome = AppendOutcome { accepted: rows.len() as u64, rejected, message };
+        if rows.len() == 0 {
+            return Ok((outcome, None));
+        }
+        self.check_pressure()?;
+        let payload = batch.encode();
+        let (done, rx) = oneshot::channel();
+        match self.inner.tx.try_send(Cmd::Append { signal, payload, rows, done }) {
+            Ok(()) => Ok((outcome, Some(rx))),
+            Err(TrySendError::Full(_)) => {
+                c.busy.fetch_add(1, Ordering::Relaxed);
+                Err(StoreError::Busy("write queue is full".into()))
+            }
+            Err(TrySendError::Disconnected(_)) => Err(StoreError::Closed),
+        }
+    }
+
+    /// Refuses new data while flushing lags far behind ingest, so memory stays bounded.
+    fn check_pressure(&self) -> Result<()> {
+        let sources = self.inner.sources.read().unwrap();
+        let cfg = &self.inner.config;
+        let active_bytes = sources.active().read().unwrap().approx_bytes;
+        if sources.frozen().len() >= 2 || active_bytes > cfg.flush_bytes.saturating_mul(4) {
+            self.inner.counters.busy.fetch_add(1, Ordering::Relaxed);
+            return Err(StoreError::Busy("flushing is behind ingest".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Most appends one WAL write groups together.
+const GROUP_MAX_CMDS: usize = 1024;
+const GROUP_MAX_BYTES: usize = 32 << 20;
+
+/// The writer thread: the WAL's owner and the active memtable's only writer.
+pub(super) fn writer_loop(inner: std::sync::Arc<Inner>, mut wal: WalWriter, rx: Receiver<Cmd>) {
+    let mut buf = Vec::with_capacity(1 << 20);
+    let mut group: Vec<(Rows, usize, oneshot::Sender<Result<()>>)> = Vec::new();
+    let mut last_probe = Instant::now();
+    loop {
+        // Wake up at least once per probe interval: while the disk is full no
+        // append reaches this thread (they are refused at once), and the flusher
+        // may have entered the state while this thread waited.
+        let wait = if inner.disk_full.is_full() {
+            diskfull::PROBE_INTERVAL.saturating_sub(last_probe.elapsed())
+        } else {
+            diskfull::PROBE_INTERVAL
+        };
+        let first = match rx.recv_timeout(wait) {
+            Ok(cmd) => Some(cmd),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        if inner.disk_full.is_full() && last_probe.elapsed() >= diskfull::PROBE_INTERVAL {
+            probe_disk(&inner, &mut wal);
+            last_probe = Instant::now();
+        }
+        let mut next = first;
+        let mut control = None;
+        buf.clear();
+        while let Some(cmd) = next.take() {
+            match cmd {
+                Cmd::Append { signal, payload, rows, done } => {
+                    wal.encode(&mut buf, signal, &payload);
+                    group.push((rows, payload.len(), done));
+                }
+                other => {
+                    control = Some(other);
+                    break;
+                }
+            }
+            if group.len() < GROUP_MAX_CMDS && buf.len() < GROUP_MAX_BYTES {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !group.is_empty() {
+            match write_group(&inner, &mut wal, &buf) {
+                Ok(()) => {
+                    let c = &inner.counters;
+                    c.wal_bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                    c.wal_syncs.fetch_add(1, Ordering::Relaxed);
+                    let active = inner.sources.read().unwrap().active().clone();
+                    let mut m = active.write().unwrap();
+                    for (rows, bytes, done) in group.drain(..) {
+                        let counter = match &rows {
+                            Rows::Spans(_) => &c.spans,
+                            Rows::Logs(_) => &c.logs,
+                            Rows::Metrics(_) => &c.metric_points,
+                        };
+                        counter.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                        rows.insert_into(&mut m, bytes);
+                        let _ = done.send(Ok(()));
+                    }
+                    let full = m.rows() >= inner.config.flush_rows || m.approx_bytes >= inner.config.flush_bytes;
+                    drop(m);
+                    if full {
+                        request_flush(&inner);
+                    }
+                }
+                Err(refusal) => {
+                    if matches!(refusal, StoreError::DiskFull(_)) {
+                        inner.counters.disk_full_refusals.fetch_add(group.len() as u64, Ordering::Relaxed);
+                    }
+                    for (_, _, done) in group.drain(..) {
+                        let _ = done.send(Err(same_refusal(&refusal)));
+                    }
+                }
+            }
+        }
+        match control {
+            Some(Cmd::Freeze(reply)) => {
+                let r = freeze(&inner, &mut wal);
+                let _ = reply.send(r);
+            }
+            Some(Cmd::Stop) => break,
+            _ => {}
+        }
+    }
+}
+
+/// Writes and fsyncs one group, or says why it may not be written. On `Err`
+/// nothing of the group may be acknowledged.
+///
+/// A full disk (ENOSPC / EDQUOT) enters the disk-full state and cuts the group
+/// off the WAL again (see [`WalWriter::repair`]); any other failure stops
+/// writes for good: the device is failing, and retrying after a failed fsync
+/// could acknowledge data that never reached the disk. Both are answered as
+/// "retry later" by the collector, never as a permanent error, because the
+/// client still holds the data.
+fn write_group(inner: &Inner, wal: &mut WalWriter, buf: &[u8]) -> Result<()> {
+    if let Some(reason) = inner.wal_failure.get() {
+        return Err(StoreError::WalFailed(reason.clone()));
+    }
+    if let Some(refusal) = inner.disk_full.refusal() {
+        return Err(refusal);
+    }
+    let Err(e) = wal_write(inner, wal, buf) else { return Ok(()) };
+    if diskfull::is_out_of_space(&e) {
+        let reason = format!("writing the WAL: {e}");
+        inner.disk_full.enter(reason.clone(), buf.len() as u64);
+        if let Err(e) = wal.repair() {
+            tracing::warn!(error = %e, "cannot cut the failed group off the WAL yet; will retry before the next write");
+        }
+        return Err(StoreError::DiskFull(reason));
+    }
+    tracing::error!(error = %e, "WAL write failed; refusing writes until restarted (queries go on)");
+    let reason = inner.wal_failure.get_or_init(|| e.to_string()).clone();
+    Err(StoreError::WalFailed(reason))
+}
+
+#[cfg(not(test))]
+fn wal_write(_inner: &Inner, wal: &mut WalWriter, buf: &[u8]) -> std::io::Result<()> {
+    wal.write_and_sync(buf)
+}
+
+#[cfg(test)]
+fn wal_write(inner: &Inner, wal: &mut WalWriter, buf: &[u8]) -> std::io::Result<()> {
+    if inner.inject_enospc.load(Ordering::Acquire) {
+        return wal.write_half_then_fail(buf, std::io::Error::from_raw_os_error(libc::ENOSPC));
+    }
+    wal.write_and_sync(buf)
+}
+
+/// One group's refusal, again for each of its callers.
+fn same_refusal(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::DiskFull(reason) => StoreError::DiskFull(reason.clone()),
+        StoreError::WalFailed(reason) => StoreError::WalFailed(reason.clone()),
+        other => StoreError::WalFailed(other.to_string()),
+    }
+}
+
+/// Runs on the writer thread while the disk is full: first cuts a failed group
+/// still hanging off the WAL, then asks the file system for room; success ends
+/// the state and the next append is written.
+fn probe_disk(inner: &Inner, wal: &mut WalWriter) {
+    if let Err(e) = wal.repair() {
+        tracing::debug!(error = %e, "disk still full: cannot cut the failed group off the WAL yet");
+        return;
+    }
+    #[cfg(test)]
+    if inner.inject_enospc.load(Ordering::Acquire) {
+        return;
+    }
+    match diskfull::probe(&inner.wal_dir, inner.disk_full.needed()) {
+        Ok(true) => {
+            inner.disk_full.clear();
+            // Memtables frozen by failed flushes hold back ingest (`check_pressure`):
+            // flush them now rather than at the flusher's next backed-off retry.
+            request_flush(inner);
+        }
+        Ok(false) => {}
+        Err(e) => tracing::debug!(error = %e, "disk probe failed; still refusing writes"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::super::testing::{has_trace, one_span, poll};
+    use crate::db::{Health, Store, StoreConfig};
+    use crate::error::StoreError;
+
+    /// Regression, issue 14 item 8: a full disk closed the store for good (the
+    /// failing request got an I/O error, every later one "store is closed",
+    /// freeing space did not help).
+    #[test]
+    fn wal_out_of_space_is_a_state_that_ends_by_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+        // No flusher: the WAL alone must hold what was acknowledged. (The flush
+        // a successful probe requests would otherwise still be running, on the
+        // dropped store's thread, when the directory is opened again below: it
+        // trimmed the WAL under the new store, which lost trace 1.)
+        drop(store.inner.flush_tx.lock().unwrap().take());
+        store.append_blocking(one_span(1)).unwrap();
+
+        store.inner.inject_enospc.store(true, Ordering::Release);
+        let err = store.append_blocking(one_span(2)).unwrap_err();
+        assert!(matches!(&err, StoreError::DiskFull(m) if m.starts_with("writing the WAL: ")), "{err}");
+        assert!(err.to_string().starts_with("disk full: "), "{err}");
+        assert!(matches!(store.health(), Health::DiskFull(m) if m.starts_with("disk full: ")));
+        assert!(store.is_disk_full() && !store.is_ready());
+        // Refused at once while full; queries go on.
+        let err = store.append_blocking(one_span(3)).unwrap_err();
+        assert!(matches!(err, StoreError::DiskFull(_)), "{err}");
+        assert_eq!(store.counters().disk_full_refusals.load(Ordering::Relaxed), 2);
+        assert!(has_trace(&store, 1));
+        assert!(!has_trace(&store, 2) && !has_trace(&store, 3));
+
+        // Room again: the writer's probe ends the state without a restart.
+        store.inner.inject_enospc.store(false, Ordering::Release);
+        poll("writes resume", || store.is_ready());
+        store.append_blocking(one_span(4)).unwrap();
+        assert!(has_trace(&store, 4));
+        store.inner.inject_enospc.store(true, Ordering::Release);
+        drop(store); // as good as a crash: no flush, the WAL alone must replay
+
+        // The half-written group was cut off the WAL, so what was acknowledged
+        // after it replays (a torn frame in the middle would stop the replay).
+        let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+        assert!(has_trace(&store, 1) && has_trace(&store, 4));
+        assert!(!has_trace(&store, 2) && !has_trace(&store, 3));
+        store.close().unwrap();
+    }
+
+    /// The flusher can enter the state while the writer waits for appends,
+    /// which are then all refused before they reach it: the writer must still
+    /// wake up and probe.
+    #[test]
+    fn a_full_disk_seen_by_a_flush_ends_without_any_append_arriving() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+        store.inner.disk_full.enter("flushing to segments: No space left on device (os error 28)".into(), 0);
+        assert!(matches!(store.append_blocking(one_span(1)), Err(StoreError::DiskFull(_))));
+        poll("the probe ends the state", || store.is_ready());
+        store.append_blocking(one_span(1)).unwrap();
+        store.close().unwrap();
+    }
+
+    #[test]
+    fn a_failed_wal_write_for_another_reason_refuses_writes_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+        store.inner.wal_failure.set("Input/output error (os error 5)".into()).unwrap();
+        let err = store.append_blocking(one_span(1)).unwrap_err();
+        assert!(matches!(err, StoreError::WalFailed(_)), "{err}");
+        assert!(matches!(store.health(), Health::Failed(m) if m.contains("os error 5")));
+        store.close().unwrap();
+        assert_eq!(store.health(), Health::Closed);
+    }
+}

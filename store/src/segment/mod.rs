@@ -1,0 +1,522 @@
+//! Immutable segments: one Parquet file (plus a tantivy index for spans and
+//! logs) per signal per flush.
+//!
+//! Span segments are sorted by (trace_id, start time). Trace assembly is the
+//! hot path — every search ends by loading whole traces — and with this order a
+//! trace's spans sit together: row-group min/max statistics narrow a lookup to
+//! one row group, the trace_id bloom filter skips segments that do not hold the
+//! trace without any I/O (filters are loaded once, at open), and the page index
+//! lets the reader fetch just the pages holding the trace. Service and time
+//! predicates prune whole segments from catalog statistics; inside a segment
+//! they scan a handful of narrow, dictionary-encoded columns.
+//!
+//! Every segment describes itself and carries its own checksums, in the
+//! Parquet footer's key-value metadata:
+//! - `seismo.segment` ([`SegmentFooter`]): its catalog entry, the highest WAL
+//!   sequence its flush covered and the signals that flush wrote, so a lost or
+//!   unreadable catalog can be rebuilt from the files alone;
+//! - `seismo.chunk_crc32`: a CRC-32 of every column chunk (per row group, per
+//!   leaf column), because the Parquet writer we use writes no page CRCs. A
+//!   chunk is verified the first time a query reads it, not at open: start-up
+//!   stays cheap with millions of rows on disk, and each data byte is checked
+//!   once per process before it is trusted (the price: the first lookup in a
+//!   row group reads its whole chunks once). A mismatch is
+//!   `StoreError::Damaged`.
+//! - `seismo.bloom_crc32`: a CRC-32 of every bloom filter, verified at open
+//!   (the filters are read then anyway; they are small).
+//!
+//! Not covered: the footer itself (parsed at open; damage there mostly fails
+//! to parse or to match the catalog) and the page indexes.
+//!
+//! The text index is derived data: it is opened (and its files checked
+//! against tantivy's own checksums) on first use, and when it is damaged or
+//! missing it is moved to quarantine and rebuilt from the Parquet file.
+//!
+//! Split by path: `write` builds a segment's files from rows, `scan` answers
+//! the reads; what both rely on (the catalog entry, the footer keys, opening,
+//! verification and the text index) is here.
+
+mod scan;
+mod write;
+
+pub use write::{write_logs, write_metrics, write_spans};
+
+use std::fs::{self, File};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+};
+use parquet::arrow::ProjectionMask;
+use parquet::bloom_filter::Sbbf;
+use parquet::file::metadata::PageIndexPolicy;
+use parquet::file::statistics::Statistics;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StoreError};
+use crate::logsearch;
+use crate::model::*;
+use crate::quarantine::Quarantine;
+use crate::schema::{self, col};
+use crate::spanstats::{SegmentSummary, SUMMARY_KEY};
+use crate::textindex::{IndexKind, TextIndex};
+use write::{span_doc, write_index};
+
+/// Footer key of a segment's [`SegmentFooter`].
+pub const SEGMENT_KEY: &str = "seismo.segment";
+/// Footer key of the column-chunk checksums: JSON `[[crc32 per leaf column] per row group]`.
+pub const CHUNK_CRC_KEY: &str = "seismo.chunk_crc32";
+/// Footer key of the bloom-filter checksums: JSON `[[[leaf column, crc32] per filter] per row group]`.
+pub const BLOOM_CRC_KEY: &str = "seismo.bloom_crc32";
+
+/// What a segment says about itself (in its footer, under [`SEGMENT_KEY`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SegmentFooter {
+    /// The catalog entry, except `bytes` (0: the file size is not known
+    /// while the footer is written).
+    pub meta: SegmentMeta,
+    /// The flush that wrote this segment.
+    #[serde(flatten)]
+    pub flush: FlushInfo,
+}
+
+/// Which WAL records a flush covered and which segments it wrote.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlushInfo {
+    /// Every WAL record with `seq <= flushed_seq` is in a segment once this
+    /// flush's segments are all present.
+    pub flushed_seq: u64,
+    /// The signals of the segments this flush wrote (all with the same id).
+    pub signals: Vec<Signal>,
+}
+
+/// What the catalog records about a segment: enough to prune it without opening it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SegmentMeta {
+    pub id: u64,
+    pub signal: Signal,
+    pub rows: u64,
+    /// Parquet plus index bytes on disk.
+    pub bytes: u64,
+    /// Min / max event time (span start, log time, point time), ns.
+    pub min_time: i64,
+    pub max_time: i64,
+    pub services: Vec<String>,
+    /// (service, span name, span kind) for span segments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operations: Vec<(String, String, i32)>,
+    /// Distinct metric streams for metric segments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricDescriptor>,
+    pub has_index: bool,
+}
+
+impl SegmentMeta {
+    pub fn parquet_path(&self, dir: &Path) -> PathBuf {
+        dir.join(format!("{:016}-{}.parquet", self.id, self.signal.as_str()))
+    }
+    pub fn index_path(&self, dir: &Path) -> PathBuf {
+        dir.join(format!("{:016}-{}.tantivy", self.id, self.signal.as_str()))
+    }
+    pub fn overlaps(&self, min: Option<i64>, max: Option<i64>) -> bool {
+        min.is_none_or(|m| self.max_time >= m) && max.is_none_or(|m| self.min_time <= m)
+    }
+}
+
+/// Removes every file and directory of segment `id`, finished or temporary
+/// (`<id>-<signal>.parquet`, `.parquet.tmp`, `.tantivy`, `.tantivy.tmp`).
+/// Only for a segment no catalog names: a flush that failed part-way.
+pub fn remove_files(dir: &Path, id: u64) -> std::io::Result<()> {
+    let prefix = format!("{id:016}-");
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        let path = entry.path();
+        tracing::info!(path = %path.display(), "removing a file of a failed flush");
+        if entry.file_type()?.is_dir() {
+            fs::remove_dir_all(&path)?;
+        } else {
+            fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+/// (offset, length) of a column chunk's pages, or `None` when the metadata
+/// holds negative numbers (a damaged footer).
+fn chunk_range(c: &parquet::file::metadata::ColumnChunkMetaData) -> Option<(u64, u64)> {
+    let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
+    let len = c.compressed_size();
+    (start >= 0 && len >= 0).then_some((start as u64, len as u64))
+}
+
+/// (offset, length) of a column chunk's bloom filter, when it has one.
+fn bloom_range(c: &parquet::file::metadata::ColumnChunkMetaData) -> Option<(u64, u64)> {
+    let (start, len) = (c.bloom_filter_offset()?, c.bloom_filter_length()?);
+    (start >= 0 && len >= 0).then_some((start as u64, len as u64))
+}
+
+/// CRC-32 of `len` bytes of `file` at `start`, read in bounded pieces.
+fn crc_of_range(file: &File, start: u64, len: u64) -> std::io::Result<u32> {
+    let mut h = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; (len as usize).min(1 << 20)];
+    let mut done = 0u64;
+    while done < len {
+        let n = ((len - done) as usize).min(buf.len());
+        file.read_exact_at(&mut buf[..n], start + done)?;
+        h.update(&buf[..n]);
+        done += n as u64;
+    }
+    Ok(h.finalize())
+}
+
+/// An open segment: metadata, bloom filters and index handles cached for the
+/// segment's lifetime so a lookup touches only the pages it needs.
+pub struct Segment {
+    pub meta: SegmentMeta,
+    dir: PathBuf,
+    path: PathBuf,
+    reader_meta: ArrowReaderMetadata,
+    /// Per row group: trace_id (min, max) and bloom filter (span and log segments).
+    trace_ranges: Vec<Option<(Vec<u8>, Vec<u8>)>>,
+    blooms: Vec<Option<Sbbf>>,
+    /// Opened on first use (see the module doc).
+    index: Mutex<Option<Arc<TextIndex>>>,
+    /// Span segments: per-operation stats and service edges from the footer.
+    pub summary: Option<SegmentSummary>,
+    /// Per row group, per leaf column: the expected CRC-32 and whether the
+    /// chunk has been verified yet (absent in older segments).
+    chunk_crcs: Option<Vec<Vec<u32>>>,
+    verified: Vec<Vec<AtomicBool>>,
+    /// Set by the first failed verification, so reads through snapshots
+    /// taken before the segment's quarantine fail fast.
+    damaged: Mutex<Option<String>>,
+    quarantine: Arc<Quarantine>,
+}
+
+/// A footer value by key.
+fn footer_value<'a>(md: &'a parquet::file::metadata::ParquetMetaData, key: &str) -> Option<&'a str> {
+    md.file_metadata().key_value_metadata()?.iter().find(|kv| kv.key == key)?.value.as_deref()
+}
+
+impl Segment {
+    /// Opens a segment and checks what is cheap to check: the file is there,
+    /// its footer parses, its row count and self-description agree with
+    /// `meta`. Column chunks and the index are verified on first use.
+    ///
+    /// # Errors
+    /// `Damaged` (naming the file) for a missing, truncated or inconsistent
+    /// segment; `Io` for other I/O failures (e.g. out of descriptors), which
+    /// say nothing about the bytes.
+    pub fn open(dir: &Path, meta: SegmentMeta, quarantine: Arc<Quarantine>) -> Result<Self> {
+        let path = meta.parquet_path(dir);
+        let damaged = |what: String| StoreError::Damaged(format!("{}: {what}", path.display()));
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(damaged("file is missing".into())),
+            Err(e) => return Err(StoreError::Io(std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))),
+        };
+        let reader_meta = ArrowReaderMetadata::load(
+            &file,
+            ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
+        )
+        .map_err(|e| damaged(format!("unreadable Parquet footer: {e}")))?;
+        let md = reader_meta.metadata().clone();
+        if md.file_metadata().num_rows() as u64 != meta.rows {
+            return Err(damaged(format!(
+                "holds {} rows, the catalog says {}",
+                md.file_metadata().num_rows(),
+                meta.rows
+            )));
+        }
+        let footer: Option<SegmentFooter> = footer_value(&md, SEGMENT_KEY)
+            .map(|json| serde_json::from_str(json).map_err(|e| damaged(format!("segment description: {e}"))))
+            .transpose()?;
+        if let Some(f) = &footer {
+            if (f.meta.id, f.meta.signal, f.meta.rows) != (meta.id, meta.signal, meta.rows) {
+                return Err(damaged(format!(
+                    "describes itself as segment {} ({}, {} rows), the catalog as {} ({}, {} rows)",
+                    f.meta.id,
+                    f.meta.signal.as_str(),
+                    f.meta.rows,
+                    meta.id,
+                    meta.signal.as_str(),
+                    meta.rows
+                )));
+            }
+        }
+        let chunk_crcs: Option<Vec<Vec<u32>>> = footer_value(&md, CHUNK_CRC_KEY)
+            .map(|json| serde_json::from_str(json).map_err(|e| damaged(format!("chunk checksums: {e}"))))
+            .transpose()?;
+        if let Some(crcs) = &chunk_crcs {
+            let shape_ok = crcs.len() == md.num_row_groups()
+                && crcs.iter().zip(md.row_groups()).all(|(c, rg)| c.len() == rg.num_columns());
+            if !shape_ok {
+                return Err(damaged("chunk checksums do not match the row groups".into()));
+            }
+        }
+        let verified =
+            md.row_groups().iter().map(|rg| (0..rg.num_columns()).map(|_| AtomicBool::new(false)).collect()).collect();
+        // Bloom filters are read whole at open, so they are verified here: a
+        // flip in one would silently hide traces from lookups by id.
+        let bloom_crcs: Option<Vec<Vec<(usize, u32)>>> = footer_value(&md, BLOOM_CRC_KEY)
+            .map(|json| serde_json::from_str(json).map_err(|e| damaged(format!("bloom checksums: {e}"))))
+            .transpose()?;
+        for (rg, filters) in bloom_crcs.iter().flatten().enumerate() {
+            for &(ci, expected) in filters {
+                let chunk = md
+                    .row_groups()
+                    .get(rg)
+                    .and_then(|g| g.columns().get(ci))
+                    .ok_or_else(|| damaged("bloom checksums do not match the row groups".into()))?;
+                let (start, len) = bloom_range(chunk)
+                    .ok_or_else(|| damaged(format!("row group {rg}: bloom filter of column {ci} is gone")))?;
+                let crc = crc_of_range(&file, start, len)
+                    .map_err(|e| damaged(format!("row group {rg}: bloom filter of column {ci}: {e}")))?;
+                if crc != expected {
+                    return Err(damaged(format!("row group {rg}: bloom filter of column {ci}: checksum mismatch")));
+                }
+            }
+        }
+        let mut trace_ranges = Vec::new();
+        let mut blooms = Vec::new();
+        let trace_col = md.file_metadata().schema_descr().columns().iter().position(|c| c.name() == col::TRACE_ID);
+        for rg in md.row_groups() {
+            let Some(ci) = trace_col else {
+                trace_ranges.push(None);
+                blooms.push(None);
+                continue;
+            };
+            let chunk = rg.column(ci);
+            trace_ranges.push(match chunk.statistics() {
+                Some(Statistics::FixedLenByteArray(s)) => match (s.min_bytes_opt(), s.max_bytes_opt()) {
+                    (Some(lo), Some(hi)) => Some((lo.to_vec(), hi.to_vec())),
+                    _ => None,
+                },
+                _ => None,
+            });
+            blooms.push(Sbbf::read_from_column_chunk(chunk, &file).map_err(|e| damaged(format!("bloom filter: {e}")))?);
+        }
+        let summary = footer_value(&md, SUMMARY_KEY)
+            .map(|json| serde_json::from_str(json).map_err(|e| damaged(format!("span summary: {e}"))))
+            .transpose()?;
+        Ok(Self {
+            meta,
+            dir: dir.to_path_buf(),
+            path,
+            reader_meta,
+            trace_ranges,
+            blooms,
+            index: Mutex::new(None),
+            summary,
+            chunk_crcs,
+            verified,
+            damaged: Mutex::new(None),
+            quarantine,
+        })
+    }
+
+    /// Reads a segment's self-description from its footer alone (for
+    /// rebuilding a catalog): `Ok(None)` for a segment written before
+    /// segments described themselves.
+    ///
+    /// # Errors
+    /// `Damaged` when the file is unreadable or its description does not parse.
+    pub fn read_footer(path: &Path) -> Result<Option<SegmentFooter>> {
+        let damaged = |what: String| StoreError::Damaged(format!("{}: {what}", path.display()));
+        let file = File::open(path).map_err(|e| damaged(e.to_string()))?;
+        let md = parquet::file::metadata::ParquetMetaDataReader::new()
+            .parse_and_finish(&file)
+            .map_err(|e| damaged(format!("unreadable Parquet footer: {e}")))?;
+        let Some(json) = footer_value(&md, SEGMENT_KEY) else { return Ok(None) };
+        let footer: SegmentFooter =
+            serde_json::from_str(json).map_err(|e| damaged(format!("segment description: {e}")))?;
+        if footer.meta.rows != md.file_metadata().num_rows() as u64 {
+            return Err(damaged("row count differs from its description".into()));
+        }
+        Ok(Some(footer))
+    }
+
+    /// The files of this segment (Parquet, and index when it has one).
+    pub fn files(&self) -> Vec<PathBuf> {
+        files_of(&self.dir, &self.meta)
+    }
+
+    fn builder(&self) -> Result<ParquetRecordBatchReaderBuilder<File>> {
+        Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(self.open_file()?, self.reader_meta.clone())
+            .with_batch_size(8192))
+    }
+
+    /// The Parquet file; its disappearance under a live segment is damage
+    /// (a query racing the segment's quarantine sees the same and skips it).
+    fn open_file(&self) -> Result<File> {
+        File::open(&self.path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => StoreError::Damaged(format!("{}: file is missing", self.path.display())),
+            _ => StoreError::Io(e),
+        })
+    }
+
+    /// Checks the column chunks `mask` selects in `row_groups` against their
+    /// footer checksums, each chunk once per process.
+    ///
+    /// # Errors
+    /// `Damaged` naming the file, row group and column on a mismatch.
+    fn verify_chunks(&self, row_groups: &[usize], mask: &ProjectionMask) -> Result<()> {
+        if let Some(why) = &*self.damaged.lock().unwrap_or_else(|e| e.into_inner()) {
+            return Err(StoreError::Damaged(why.clone()));
+        }
+        let result = self.verify_unverified_chunks(row_groups, mask);
+        if let Err(StoreError::Damaged(why)) = &result {
+            *self.damaged.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.clone());
+        }
+        result
+    }
+
+    fn verify_unverified_chunks(&self, row_groups: &[usize], mask: &ProjectionMask) -> Result<()> {
+        let Some(crcs) = &self.chunk_crcs else { return Ok(()) };
+        let md = self.reader_meta.metadata();
+        let mut file = None;
+        for &rg in row_groups {
+            for (ci, chunk) in md.row_group(rg).columns().iter().enumerate() {
+                if !mask.leaf_included(ci) || self.verified[rg][ci].load(Ordering::Acquire) {
+                    continue;
+                }
+                if file.is_none() {
+                    file = Some(self.open_file()?);
+                }
+                let damaged = |what: &str| {
+                    StoreError::Damaged(format!(
+                        "{}: row group {rg}, column {}: {what}",
+                        self.path.display(),
+                        chunk.column_path()
+                    ))
+                };
+                let (start, len) = chunk_range(chunk).ok_or_else(|| damaged("negative offset"))?;
+                let crc = match crc_of_range(file.as_ref().unwrap(), start, len) {
+                    Ok(crc) => crc,
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        return Err(damaged("the file ends inside the chunk"))
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if crc != crcs[rg][ci] {
+                    return Err(damaged("checksum mismatch"));
+                }
+                self.verified[rg][ci].store(true, Ordering::Release);
+            }
+        }
+        Ok(())
+    }
+
+    fn projection(&self, columns: &[&str]) -> ProjectionMask {
+        ProjectionMask::columns(self.reader_meta.parquet_schema(), columns.iter().copied())
+    }
+
+    /// Reads the given row groups (optionally a row selection within them) with `columns`.
+    fn read(
+        &self,
+        row_groups: Vec<usize>,
+        columns: Option<&[&str]>,
+        selection: Option<RowSelection>,
+    ) -> Result<Vec<RecordBatch>> {
+        let mask = columns.map(|cols| self.projection(cols)).unwrap_or_else(ProjectionMask::all);
+        self.verify_chunks(&row_groups, &mask)?;
+        let mut b = self.builder()?.with_row_groups(row_groups);
+        if columns.is_some() {
+            b = b.with_projection(mask);
+        }
+        if let Some(sel) = selection {
+            b = b.with_row_selection(sel);
+        }
+        // Verified chunks decode as they were written, so a decoder failure
+        // there is a bug and stays an error. Segments written before chunks
+        // were checksummed have only the decoder to find damage: there, a
+        // decoder error or panic is damage.
+        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Vec<RecordBatch>> {
+            Ok(b.build()?.collect::<std::result::Result<Vec<_>, _>>()?)
+        }));
+        match decoded {
+            Ok(Err(e @ (StoreError::Parquet(_) | StoreError::Arrow(_)))) if self.chunk_crcs.is_none() => {
+                Err(StoreError::Damaged(format!("{}: {e}", self.path.display())))
+            }
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Damaged(format!("{}: the Parquet decoder panicked", self.path.display()))),
+        }
+    }
+}
+
+impl Segment {
+    /// The text index, opened and verified on first use; a damaged or missing
+    /// index is moved to quarantine and rebuilt from the Parquet file.
+    ///
+    /// # Errors
+    /// `Damaged` when the Parquet file itself fails while rebuilding; I/O
+    /// errors writing the new index.
+    fn index(&self) -> Result<Arc<TextIndex>> {
+        let mut slot = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(index) = &*slot {
+            return Ok(index.clone());
+        }
+        let path = self.meta.index_path(&self.dir);
+        let index = match TextIndex::open_verified(&path) {
+            Ok(index) => index,
+            Err(e) => {
+                tracing::error!(
+                    segment = %self.path.display(),
+                    reason = %e,
+                    "segment index is damaged or missing; rebuilding it from the Parquet file"
+                );
+                self.rebuild_index(&path)?
+            }
+        };
+        let index = Arc::new(index);
+        *slot = Some(index.clone());
+        Ok(index)
+    }
+
+    /// Moves the damaged index at `path` to quarantine, writes a new one from
+    /// the segment's rows (in file order, so row numbers match) and opens it.
+    fn rebuild_index(&self, path: &Path) -> Result<TextIndex> {
+        let groups: Vec<usize> = (0..self.reader_meta.metadata().num_row_groups()).collect();
+        let batches = self.read(groups, None, None)?;
+        let kind = if self.meta.signal == Signal::Logs { IndexKind::Logs } else { IndexKind::Spans };
+        if let Some(to) = self.quarantine.move_in(path)? {
+            tracing::warn!(from = %path.display(), to = %to.display(), "damaged index moved to quarantine");
+        }
+        write_index(path, kind, |w| {
+            let mut row = 0u64;
+            for batch in &batches {
+                if kind == IndexKind::Logs {
+                    for r in schema::batch_to_logs(batch)? {
+                        w.add(row, |doc| logsearch::fill_doc(doc, &r))?;
+                        row += 1;
+                    }
+                } else {
+                    for r in schema::batch_to_spans(batch)? {
+                        w.add(row, |doc| span_doc(doc, &r))?;
+                        row += 1;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        crate::wal::sync_dir(&self.dir)?;
+        self.quarantine.counters().rebuilt_indexes.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(index = %path.display(), "segment index rebuilt from its Parquet file");
+        TextIndex::open_verified(path)
+    }
+}
+
+/// The files a segment described by `meta` has in `dir`.
+pub fn files_of(dir: &Path, meta: &SegmentMeta) -> Vec<PathBuf> {
+    let mut files = vec![meta.parquet_path(dir)];
+    if meta.has_index {
+        files.push(meta.index_path(dir));
+    }
+    files
+}

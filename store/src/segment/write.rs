@@ -1,0 +1,291 @@
+//! Writing a segment: rows -> a sorted, checksummed Parquet file with its
+//! catalog entry and self-description in the footer, and the text index.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fs::{self, File};
+use std::path::Path;
+
+use arrow::array::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::SortingColumn;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use super::{
+    bloom_range, chunk_range, crc_of_range, FlushInfo, SegmentFooter, SegmentMeta, BLOOM_CRC_KEY, CHUNK_CRC_KEY,
+    SEGMENT_KEY,
+};
+use crate::error::{Result, StoreError};
+use crate::logsearch;
+use crate::model::*;
+use crate::schema::{self, col};
+use crate::spanstats::{SegmentSummary, SUMMARY_KEY};
+use crate::tags;
+use crate::textindex::{Doc, IndexKind, TextIndexWriter};
+
+/// Rows per Parquet row group.
+const ROW_GROUP_ROWS: usize = 64 * 1024;
+/// Rows per data page: small enough that a trace lookup reads little.
+const PAGE_ROWS: usize = 8 * 1024;
+const ZSTD_LEVEL: i32 = 3;
+
+fn writer_props(sort_col: usize, bloom: Option<(&str, usize)>, no_dict: &[&str]) -> WriterProperties {
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).expect("valid zstd level")))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_data_page_row_count_limit(PAGE_ROWS)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_sorting_columns(Some(vec![SortingColumn {
+            column_idx: sort_col as i32,
+            descending: false,
+            nulls_first: false,
+        }]));
+    if let Some((column, ndv)) = bloom {
+        let path = ColumnPath::from(column);
+        b = b
+            .set_column_bloom_filter_enabled(path.clone(), true)
+            .set_column_bloom_filter_fpp(path.clone(), 0.01)
+            .set_column_bloom_filter_max_ndv(path, ndv.clamp(1, ROW_GROUP_ROWS) as u64);
+    }
+    for c in no_dict {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(*c), false);
+    }
+    b.build()
+}
+
+/// Writes sorted `rows` to `path` one row group at a time (a batch per row
+/// group keeps peak memory and reallocation down), through a temporary file,
+/// and fsyncs it; the caller syncs the directory once for the whole flush.
+/// `footer` key-value pairs go into the footer, followed by the segment's own
+/// description and its column-chunk checksums.
+fn write_parquet<R>(
+    path: &Path,
+    schema: arrow::datatypes::SchemaRef,
+    rows: &[&R],
+    to_batch: impl Fn(&[&R]) -> Result<RecordBatch>,
+    props: WriterProperties,
+    footer: Vec<(&str, String)>,
+    describe: &SegmentFooter,
+) -> Result<u64> {
+    let tmp = path.with_extension("parquet.tmp");
+    let file = File::create(&tmp)?;
+    let mut writer = ArrowWriter::try_new(file, schema, Some(props))?;
+    for chunk in rows.chunks(ROW_GROUP_ROWS) {
+        writer.write(&to_batch(chunk)?)?;
+    }
+    writer.flush()?;
+    writer.sync()?;
+    // Every column chunk is in the file now; checksum them from it (they are
+    // still in the page cache) before the footer that records them.
+    let written = File::open(&tmp)?;
+    let mut crcs = Vec::new();
+    let mut bloom_crcs = Vec::new();
+    for rg in writer.flushed_row_groups() {
+        let mut row = Vec::with_capacity(rg.num_columns());
+        let mut blooms = Vec::new();
+        for (ci, c) in rg.columns().iter().enumerate() {
+            let (start, len) = chunk_range(c).ok_or_else(|| StoreError::Corrupt("negative chunk offset".into()))?;
+            row.push(crc_of_range(&written, start, len)?);
+            // Bloom filters follow their row group, so they are written too.
+            if let Some((start, len)) = bloom_range(c) {
+                blooms.push((ci, crc_of_range(&written, start, len)?));
+            }
+        }
+        crcs.push(row);
+        bloom_crcs.push(blooms);
+    }
+    let mut kvs = footer;
+    let describe = serde_json::to_string(describe).expect("footer serializes");
+    kvs.push((SEGMENT_KEY, describe));
+    kvs.push((CHUNK_CRC_KEY, serde_json::to_string(&crcs).expect("crcs serialize")));
+    kvs.push((BLOOM_CRC_KEY, serde_json::to_string(&bloom_crcs).expect("crcs serialize")));
+    for (key, value) in kvs {
+        writer.append_key_value_metadata(parquet::file::metadata::KeyValue::new(key.to_string(), value));
+    }
+    let file = writer.into_inner()?;
+    file.sync_all()?;
+    let len = file.metadata()?.len();
+    fs::rename(&tmp, path)?;
+    Ok(len)
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    fs::read_dir(dir).map(|it| it.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0)
+}
+
+/// Builds a text index in a temporary directory and renames it into place.
+pub(super) fn write_index(
+    path: &Path,
+    kind: IndexKind,
+    fill: impl FnOnce(&mut TextIndexWriter) -> Result<()>,
+) -> Result<u64> {
+    let tmp = path.with_extension("tantivy.tmp");
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp)?;
+    }
+    let mut w = TextIndexWriter::create(&tmp, kind)?;
+    fill(&mut w)?;
+    w.finish()?;
+    let size = dir_size(&tmp);
+    fs::rename(&tmp, path)?;
+    Ok(size)
+}
+
+impl SegmentMeta {
+    /// Describes a segment about to be written from rows with these times and services.
+    fn describe<'a>(
+        id: u64,
+        signal: Signal,
+        rows: usize,
+        times: impl Iterator<Item = i64>,
+        services: impl Iterator<Item = &'a str>,
+        has_index: bool,
+    ) -> Self {
+        let (min_time, max_time) = times.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
+        let services: BTreeSet<&str> = services.collect();
+        SegmentMeta {
+            id,
+            signal,
+            rows: rows as u64,
+            bytes: 0,
+            min_time,
+            max_time,
+            services: services.into_iter().map(str::to_string).collect(),
+            operations: Vec::new(),
+            metrics: Vec::new(),
+            has_index,
+        }
+    }
+}
+
+/// Writes a span segment with its summary in the footer. `rows` must not be empty.
+pub fn write_spans(
+    dir: &Path,
+    id: u64,
+    rows: &[SpanRow],
+    summary: &SegmentSummary,
+    flush: &FlushInfo,
+) -> Result<SegmentMeta> {
+    let mut sorted: Vec<&SpanRow> = rows.iter().collect();
+    sorted.sort_by_key(|a| (a.trace_id, a.start_time_unix_nano));
+    let traces_per_group = (rows.len().min(ROW_GROUP_ROWS) / 2).max(1);
+    let props = writer_props(
+        0,
+        Some((col::TRACE_ID, traces_per_group)),
+        &[col::SPAN_ID, col::PARENT_SPAN_ID, col::EVENTS, col::LINKS],
+    );
+    let distinct: HashSet<(&str, &str, i32)> =
+        rows.iter().map(|r| (r.service_name.as_str(), r.name.as_str(), r.kind)).collect();
+    let mut meta = SegmentMeta::describe(
+        id,
+        Signal::Traces,
+        rows.len(),
+        rows.iter().map(|r| r.start_time_unix_nano),
+        distinct.iter().map(|(s, _, _)| *s),
+        true,
+    );
+    let operations: BTreeSet<(String, String, i32)> =
+        distinct.into_iter().map(|(s, n, k)| (s.to_string(), n.to_string(), k)).collect();
+    meta.operations = operations.into_iter().collect();
+    let footer = serde_json::to_string(summary).expect("summary serializes");
+    let describe = SegmentFooter { meta: meta.clone(), flush: flush.clone() };
+    let parquet_bytes = write_parquet(
+        &meta.parquet_path(dir),
+        schema::span_schema(),
+        &sorted,
+        schema::spans_to_batch,
+        props,
+        vec![(SUMMARY_KEY, footer)],
+        &describe,
+    )?;
+    let index_bytes = write_index(&meta.index_path(dir), IndexKind::Spans, |w| {
+        for (i, row) in sorted.iter().enumerate() {
+            w.add(i as u64, |doc| span_doc(doc, row))?;
+        }
+        Ok(())
+    })?;
+    meta.bytes = parquet_bytes + index_bytes;
+    Ok(meta)
+}
+
+/// The index document of a span: its tags as exact terms, its texts as words.
+pub(super) fn span_doc(doc: &mut Doc, row: &SpanRow) {
+    tags::for_each_pair(row, |k, v| {
+        let t = tags::term(k, v);
+        if t.len() <= tags::MAX_TERM_BYTES {
+            doc.kv(&t);
+        }
+    });
+    doc.text(&row.name);
+    doc.text(&row.status_message);
+    let event_attrs = row.events.iter().flat_map(|e| e.attributes.iter());
+    for kv in row.attributes.iter().chain(event_attrs) {
+        if let AttrValue::Str(s) = &kv.value {
+            doc.text(s);
+        }
+    }
+    for ev in &row.events {
+        doc.text(&ev.name);
+    }
+}
+
+/// Writes a log segment, sorted by (service, time). `rows` must not be empty.
+pub fn write_logs(dir: &Path, id: u64, rows: &[LogRow], flush: &FlushInfo) -> Result<SegmentMeta> {
+    let mut sorted: Vec<&LogRow> = rows.iter().collect();
+    sorted.sort_by(|a, b| (&a.service_name, a.time_unix_nano).cmp(&(&b.service_name, b.time_unix_nano)));
+    let props = writer_props(2, Some((col::TRACE_ID, ROW_GROUP_ROWS / 4)), &[]);
+    let services = rows.iter().map(|r| r.service_name.as_str());
+    let mut meta =
+        SegmentMeta::describe(id, Signal::Logs, rows.len(), rows.iter().map(|r| r.time_unix_nano), services, true);
+    let describe = SegmentFooter { meta: meta.clone(), flush: flush.clone() };
+    let parquet_bytes = write_parquet(
+        &meta.parquet_path(dir),
+        schema::log_schema(),
+        &sorted,
+        schema::logs_to_batch,
+        props,
+        Vec::new(),
+        &describe,
+    )?;
+    let index_bytes = write_index(&meta.index_path(dir), IndexKind::Logs, |w| {
+        for (i, row) in sorted.iter().enumerate() {
+            w.add(i as u64, |doc| logsearch::fill_doc(doc, row))?;
+        }
+        Ok(())
+    })?;
+    meta.bytes = parquet_bytes + index_bytes;
+    Ok(meta)
+}
+
+/// Writes a metric-point segment, sorted by (metric, service, time). `rows` must not be empty.
+pub fn write_metrics(dir: &Path, id: u64, rows: &[MetricPointRow], flush: &FlushInfo) -> Result<SegmentMeta> {
+    let mut sorted: Vec<&MetricPointRow> = rows.iter().collect();
+    sorted.sort_by(|a, b| {
+        (&a.metric_name, &a.service_name, a.time_unix_nano).cmp(&(&b.metric_name, &b.service_name, b.time_unix_nano))
+    });
+    let props = writer_props(0, None, &[]);
+    let services = rows.iter().map(|r| r.service_name.as_str());
+    let mut meta =
+        SegmentMeta::describe(id, Signal::Metrics, rows.len(), rows.iter().map(|r| r.time_unix_nano), services, false);
+    let mut descriptors: Vec<MetricDescriptor> = Vec::new();
+    for r in &sorted {
+        if !descriptors.last().is_some_and(|d| d.describes(r)) {
+            descriptors.push(MetricDescriptor::of(r));
+        }
+    }
+    descriptors.sort();
+    descriptors.dedup();
+    meta.metrics = descriptors;
+    let describe = SegmentFooter { meta: meta.clone(), flush: flush.clone() };
+    meta.bytes = write_parquet(
+        &meta.parquet_path(dir),
+        schema::metric_schema(),
+        &sorted,
+        schema::metrics_to_batch,
+        props,
+        Vec::new(),
+        &describe,
+    )?;
+    Ok(meta)
+}
