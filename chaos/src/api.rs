@@ -1,4 +1,6 @@
 //! The Toxiproxy 2.x REST API (paths, JSON, status codes), plus `/processes`.
+//! Bodies are `seismo_api::toxiproxy` types; a [`ChaosError`] from the domain
+//! becomes Toxiproxy's `{"error", "status"}` answer here and nowhere else.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -187,7 +189,7 @@ fn same_listen(current: &str, requested: &str) -> bool {
 
 async fn proxy_show(State(agent): State<Arc<Agent>>, Path(name): Path<String>) -> ApiResult {
     let proxies = agent.proxies.lock().unwrap();
-    let p = proxies.get(&name).ok_or_else(|| ChaosError::ProxyNotFound)?;
+    let p = proxies.get(&name).ok_or(ChaosError::ProxyNotFound)?;
     Ok(json_response(StatusCode::OK, p.to_wire()))
 }
 
@@ -198,7 +200,7 @@ async fn proxy_update(State(agent): State<Arc<Agent>>, Path(name): Path<String>,
     let _ops = agent.ops.lock().await;
     let (listen, upstream, enabled, was_running, stopping) = {
         let mut proxies = agent.proxies.lock().unwrap();
-        let p = proxies.get_mut(&name).ok_or_else(|| ChaosError::ProxyNotFound)?;
+        let p = proxies.get_mut(&name).ok_or(ChaosError::ProxyNotFound)?;
         // A missing or empty field keeps its current value.
         let field = |given: Option<String>, current: &str| {
             given.filter(|s| !s.is_empty()).unwrap_or_else(|| current.to_string())
@@ -217,7 +219,7 @@ async fn proxy_update(State(agent): State<Arc<Agent>>, Path(name): Path<String>,
         s.wait().await;
     }
     let mut proxies = agent.proxies.lock().unwrap();
-    let p = proxies.get_mut(&name).ok_or_else(|| ChaosError::ProxyNotFound)?;
+    let p = proxies.get_mut(&name).ok_or(ChaosError::ProxyNotFound)?;
     let old = (p.listen.clone(), p.upstream.clone());
     p.listen = listen;
     p.upstream = upstream;
@@ -239,7 +241,7 @@ async fn proxy_delete(State(agent): State<Arc<Agent>>, Path(name): Path<String>)
     let _ops = agent.ops.lock().await;
     let stopping = {
         let mut proxies = agent.proxies.lock().unwrap();
-        let mut p = proxies.remove(&name).ok_or_else(|| ChaosError::ProxyNotFound)?;
+        let mut p = proxies.remove(&name).ok_or(ChaosError::ProxyNotFound)?;
         p.stop()
     };
     stopping.wait().await;
@@ -248,13 +250,13 @@ async fn proxy_delete(State(agent): State<Arc<Agent>>, Path(name): Path<String>)
 
 async fn toxic_index(State(agent): State<Arc<Agent>>, Path(name): Path<String>) -> ApiResult {
     let proxies = agent.proxies.lock().unwrap();
-    let p = proxies.get(&name).ok_or_else(|| ChaosError::ProxyNotFound)?;
+    let p = proxies.get(&name).ok_or(ChaosError::ProxyNotFound)?;
     Ok(json_response(StatusCode::OK, p.toxics_wire()))
 }
 
 async fn toxic_create(State(agent): State<Arc<Agent>>, Path(name): Path<String>, body: Bytes) -> ApiResult {
     let mut proxies = agent.proxies.lock().unwrap();
-    let p = proxies.get_mut(&name).ok_or_else(|| ChaosError::ProxyNotFound)?;
+    let p = proxies.get_mut(&name).ok_or(ChaosError::ProxyNotFound)?;
     let toxic = Toxic::from_create(parse_body::<ToxicRequest>(&body)?)?;
     if p.toxic(&toxic.name).is_some() {
         return Err(ChaosError::ToxicExists);
@@ -268,8 +270,8 @@ async fn toxic_create(State(agent): State<Arc<Agent>>, Path(name): Path<String>,
 
 async fn toxic_show(State(agent): State<Arc<Agent>>, Path((name, toxic)): Path<(String, String)>) -> ApiResult {
     let proxies = agent.proxies.lock().unwrap();
-    let p = proxies.get(&name).ok_or_else(|| ChaosError::ProxyNotFound)?;
-    let t = p.toxic(&toxic).ok_or_else(|| ChaosError::ToxicNotFound)?;
+    let p = proxies.get(&name).ok_or(ChaosError::ProxyNotFound)?;
+    let t = p.toxic(&toxic).ok_or(ChaosError::ToxicNotFound)?;
     Ok(json_response(StatusCode::OK, t.to_wire()))
 }
 
@@ -279,8 +281,8 @@ async fn toxic_update(
     body: Bytes,
 ) -> ApiResult {
     let mut proxies = agent.proxies.lock().unwrap();
-    let p = proxies.get_mut(&name).ok_or_else(|| ChaosError::ProxyNotFound)?;
-    let current = p.toxic(&toxic).ok_or_else(|| ChaosError::ToxicNotFound)?;
+    let p = proxies.get_mut(&name).ok_or(ChaosError::ProxyNotFound)?;
+    let current = p.toxic(&toxic).ok_or(ChaosError::ToxicNotFound)?;
     let updated = current.updated(parse_body::<ToxicRequest>(&body)?)?;
     let out = updated.to_wire();
     let toxics = p.toxics.iter().map(|t| if t.name == toxic { Arc::new(updated.clone()) } else { t.clone() }).collect();
@@ -290,8 +292,8 @@ async fn toxic_update(
 
 async fn toxic_delete(State(agent): State<Arc<Agent>>, Path((name, toxic)): Path<(String, String)>) -> ApiResult {
     let mut proxies = agent.proxies.lock().unwrap();
-    let p = proxies.get_mut(&name).ok_or_else(|| ChaosError::ProxyNotFound)?;
-    p.toxic(&toxic).ok_or_else(|| ChaosError::ToxicNotFound)?;
+    let p = proxies.get_mut(&name).ok_or(ChaosError::ProxyNotFound)?;
+    p.toxic(&toxic).ok_or(ChaosError::ToxicNotFound)?;
     let toxics = p.toxics.iter().filter(|t| t.name != toxic).cloned().collect();
     p.set_toxics(toxics);
     Ok(no_content())

@@ -45,9 +45,9 @@ where
     W: AsyncWrite + Unpin,
 {
     let (mut cr, mut cw) = client.into_split();
-    let turns = Arc::new(Turns::default());
-    let mut requests = http1.then(|| Requests::new(turns.clone()));
-    let mut answers = http1.then(|| Answers::new(turns.clone()));
+    let turns = http1.then(|| Arc::new(Turns::default()));
+    let mut requests = turns.as_ref().map(|t| Requests::new(t.clone()));
+    let mut answers = turns.as_ref().map(|t| Answers::new(t.clone()));
     let upstream = requests.as_mut().map_or(Framing::Bytes, Framing::Requests);
     let downstream = answers.as_mut().map_or(Framing::Bytes, Framing::Answers);
     tokio::join!(
@@ -60,7 +60,9 @@ where
             zero_linger(s);
         }
     }
-    turns.finish(&conn);
+    if let Some(turns) = turns {
+        turns.finish(&conn);
+    }
     conn.export_spans();
     reset
 }
@@ -172,7 +174,7 @@ where
                 d.on_answer_queued();
                 Ok(())
             }
-            _ = sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => d.on_timer(dst).await,
+            _ = wake_at(timer), if timer.is_some() => d.on_timer(dst).await,
             r = src.read(&mut buf), if can_read => match r {
                 Ok(0) | Err(_) => d.on_eof(),
                 Ok(n) => {
@@ -187,6 +189,15 @@ where
         if step.is_err() {
             return;
         }
+    }
+}
+
+/// Sleeps until `at` (built only when polled, so a quiet direction never
+/// touches the timer).
+async fn wake_at(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -377,6 +388,12 @@ impl Direction<'_> {
     /// A chunk from the source, through the toxics and the framing.
     async fn on_read<W: AsyncWrite + Unpin>(&mut self, mut chunk: &[u8], dst: &mut W) -> Step {
         self.received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        if self.fx.active.is_empty() && self.direct() {
+            if let Framing::Bytes = self.framing {
+                // The fast path: no toxic, nothing queued; straight from the read buffer.
+                return self.write(dst, chunk).await;
+            }
+        }
         let now = Instant::now();
         if let Some(t) = &self.fx.timeout {
             // Data stops here; with a timeout, the connection closes that long after the last chunk.
@@ -412,7 +429,6 @@ impl Direction<'_> {
                 a.route(Bytes::copy_from_slice(chunk), self.conn, &mut self.placed);
                 self.ending.answer_close |= a.close;
             }
-            // The fast path: straight from the read buffer.
             Framing::Bytes if direct => self.write(dst, chunk).await?,
             Framing::Bytes => self.schedule.enqueue(&self.fx, now, Bytes::copy_from_slice(chunk)),
         }
@@ -454,5 +470,89 @@ impl Direction<'_> {
     fn cancel(&self) -> Step {
         self.conn.cancel.cancel();
         Err(Ended)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::ProxyShared;
+    use crate::faults::{FaultSink, OtlpProtocol};
+    use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};
+    use tokio_util::sync::CancellationToken;
+
+    /// A connection of a proxy whose toxics the test sets, and the sender to change them.
+    fn conn(toxics: Vec<Arc<Toxic>>) -> (Arc<Conn>, watch::Sender<Arc<Chain>>) {
+        let (tx, rx) = watch::channel(Arc::new(Chain { toxics }));
+        let faults = Arc::new(FaultSink::new(None, OtlpProtocol::Grpc, None).unwrap());
+        let shared = Arc::new(ProxyShared { name: "p".into(), chain: rx, stats: Default::default(), faults });
+        let peer = "127.0.0.1:1".parse().unwrap();
+        (Arc::new(Conn::new(shared, peer, "127.0.0.1:2".into(), CancellationToken::new())), tx)
+    }
+
+    fn toxic(id: u64, kind: Kind) -> Arc<Toxic> {
+        Arc::new(Toxic { id, name: format!("t{id}"), kind, stream: Stream::Upstream, toxicity: 1.0, experiment: None })
+    }
+
+    /// Runs the upstream direction from `src` to `dst` until it ends.
+    fn spawn_pump(conn: &Arc<Conn>, mut src: DuplexStream, mut dst: DuplexStream) -> tokio::task::JoinHandle<()> {
+        let conn = conn.clone();
+        tokio::spawn(async move { pump(Stream::Upstream, &mut src, &mut dst, &conn, Framing::Bytes).await })
+    }
+
+    async fn read_to_end(mut r: DuplexStream) -> Vec<u8> {
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), r.read_to_end(&mut out)).await;
+        read.expect("the pump closed its sink in time").unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn without_toxics_bytes_pass_and_eof_closes_the_sink() {
+        let (conn, _tx) = conn(vec![]);
+        let (mut client, src) = duplex(1 << 16);
+        let (dst, server) = duplex(1 << 16);
+        let task = spawn_pump(&conn, src, dst);
+        client.write_all(b"hello").await.unwrap();
+        client.shutdown().await.unwrap();
+        assert_eq!(read_to_end(server).await, b"hello");
+        task.await.unwrap();
+        let stats = &conn.proxy.stats;
+        assert_eq!(stats.upstream_received.load(Ordering::Relaxed), 5);
+        assert_eq!(stats.upstream_sent.load(Ordering::Relaxed), 5);
+        assert!(!conn.cancel.is_cancelled(), "a clean close ends only this direction");
+    }
+
+    #[tokio::test]
+    async fn removing_latency_releases_what_it_held() {
+        let (conn, tx) = conn(vec![toxic(1, Kind::Latency { latency: 3_600_000, jitter: 0 })]);
+        let (mut client, src) = duplex(1 << 16);
+        let (dst, server) = duplex(1 << 16);
+        let task = spawn_pump(&conn, src, dst);
+        client.write_all(b"held").await.unwrap();
+        client.shutdown().await.unwrap();
+        // Read (and held) before the toxic goes.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while conn.proxy.stats.upstream_received.load(Ordering::Relaxed) < 4 {
+            assert!(Instant::now() < deadline, "the pump never read the bytes");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(conn.proxy.stats.upstream_sent.load(Ordering::Relaxed), 0, "latency holds them");
+        // An hour of latency: only the toxic's removal lets the bytes out in time.
+        tx.send_replace(Arc::new(Chain::default()));
+        assert_eq!(read_to_end(server).await, b"held");
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn limit_data_cuts_the_stream_and_ends_the_connection() {
+        let (conn, _tx) = conn(vec![toxic(1, Kind::LimitData { bytes: 3 })]);
+        let (mut client, src) = duplex(1 << 16);
+        let (dst, server) = duplex(1 << 16);
+        let task = spawn_pump(&conn, src, dst);
+        client.write_all(b"hello").await.unwrap();
+        assert_eq!(read_to_end(server).await, b"hel");
+        task.await.unwrap();
+        assert!(conn.cancel.is_cancelled(), "limit_data closes both directions");
     }
 }
