@@ -196,6 +196,35 @@ pub struct Version {
     pub seismo: Option<String>,
 }
 
+/// A process as `/processes` answers it (an extension of the Toxiproxy API).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Process {
+    /// The argv the agent started (absent for a pid it did not start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// For a command the agent started: `null` while it runs, then its exit status.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    pub exit: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub pid: u32,
+    /// On a fault's answer: the signal sent, e.g. `SIGKILL`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    pub started_by_agent: bool,
+    /// `running`, `stopped`, `zombie`, `exited` or `gone`.
+    pub state: String,
+}
+
+/// A field that is present (even as `null`) is `Some`; `default` makes a missing one `None`.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,6 +258,18 @@ mod tests {
         let p: ProxyRequest = serde_json::from_value(json!({"name": "db", "upstream": ":5432"})).unwrap();
         assert_eq!((p.listen, p.enabled), (None, None));
         assert!(serde_json::from_value::<ProxyRequest>(json!({"name": 5})).is_err());
+    }
+
+    #[test]
+    fn a_running_process_has_a_null_exit() {
+        let running = json!({"command": ["sleep", "30"], "exit": null, "name": "sleep", "pid": 7,
+                             "started_by_agent": true, "state": "running"});
+        let p: Process = serde_json::from_value(running.clone()).unwrap();
+        assert_eq!(p.exit, Some(None));
+        assert_eq!(serde_json::to_value(&p).unwrap(), running);
+        let foreign = json!({"pid": 1, "started_by_agent": false, "state": "running"});
+        let p: Process = serde_json::from_value(foreign.clone()).unwrap();
+        assert_eq!((&p.exit, serde_json::to_value(&p).unwrap()), (&None, foreign));
     }
 
     #[test]

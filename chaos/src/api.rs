@@ -400,16 +400,16 @@ async fn process_fault(
         "resume" => Some(false),
         _ => None,
     };
-    if let (Some(stopped), Some(pid)) = (want_stopped, out["pid"].as_u64()) {
+    if let Some(stopped) = want_stopped {
         for _ in 0..100 {
-            if (crate::process::state_of(pid as u32) == "stopped") == stopped {
+            if (crate::process::state_of(out.pid) == "stopped") == stopped {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        let signal = out["signal"].take();
-        out = agent.processes.describe(pid as u32);
-        out["signal"] = signal;
+        let signal = out.signal.take();
+        out = agent.processes.describe(out.pid);
+        out.signal = signal;
     }
     Ok(json_response(StatusCode::OK, out))
 }

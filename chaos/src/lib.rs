@@ -5,11 +5,11 @@
 //! Design decisions:
 //! - **The API never waits on traffic.** A proxy publishes its toxics through
 //!   a watch channel; each connection's pump picks changes up at once.
-//! - **State as named structs.** A connection ([`conn`]) is sniffed once
-//!   ([`connect`]); its bytes go through the pump ([`pump`]), whose per
-//!   direction state keeps the toxics' schedule ([`schedule`]); HTTP/1 is
-//!   framed request by request ([`h1`], [`turns`]), h2c served stream by
-//!   stream ([`h2c`]). Arrows point one way: `proxy -> connect -> {h2c, pump}
+//! - **State as named structs.** A connection (`conn`) is sniffed once
+//!   (`connect`); its bytes go through the pump (`pump`), whose per
+//!   direction state keeps the toxics' schedule (`schedule`); HTTP/1 is
+//!   framed request by request (`h1`, `turns`), h2c served stream by
+//!   stream (`h2c`). Arrows point one way: `proxy -> connect -> {h2c, pump}
 //!   -> {turns, schedule} -> conn -> model`.
 //! - **One error type**, [`ChaosError`]; it becomes Toxiproxy's
 //!   `{"error", "status"}` answer in one place, the API ([`api`]). The JSON

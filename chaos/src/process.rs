@@ -1,6 +1,9 @@
 //! Process faults (`/processes`, an extension of the Toxiproxy API): kill with
 //! a signal, pause (SIGSTOP) and resume (SIGCONT), by pid or by the name of a
-//! command the agent started. Every fault is exported as a span.
+//! command the agent started. Every fault is exported as a span. Answers are
+//! `seismo_api::toxiproxy::Process`; the small request bodies are read by hand
+//! (a command as argv or one string, a signal as name or number), so an error
+//! names the bad field.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -10,7 +13,8 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use opentelemetry::KeyValue;
-use serde_json::{json, Value};
+use seismo_api::toxiproxy as wire;
+use serde_json::Value;
 
 use crate::error::ChaosError;
 use crate::faults::{Fault, FaultSink};
@@ -91,7 +95,11 @@ pub(crate) fn state_of(pid: u32) -> &'static str {
 
 impl Processes {
     /// Starts `command` (argv) as a child of the agent.
-    pub fn start(&self, body: &Value) -> Result<Value, ChaosError> {
+    ///
+    /// # Errors
+    /// [`ChaosError::MissingField`] / [`ChaosError::BadBody`] for a bad body,
+    /// [`ChaosError::ProcessRunning`] for a name in use, [`ChaosError::CannotStart`].
+    pub fn start(&self, body: &Value) -> Result<wire::Process, ChaosError> {
         let argv: Vec<String> = match body.get("command") {
             Some(Value::Array(a)) if !a.is_empty() => a
                 .iter()
@@ -130,9 +138,10 @@ impl Processes {
         Ok(self.describe(pid))
     }
 
-    pub fn list(&self) -> Value {
+    /// Every command the agent started, by pid.
+    pub fn list(&self) -> Vec<wire::Process> {
         let pids: Vec<u32> = self.started.lock().unwrap().keys().copied().collect();
-        Value::Array(pids.into_iter().map(|p| self.describe(p)).collect())
+        pids.into_iter().map(|p| self.describe(p)).collect()
     }
 
     /// The pid or name of a command this agent started. Only those can be signalled:
@@ -176,21 +185,47 @@ impl Processes {
         }
     }
 
-    pub fn describe(&self, pid: u32) -> Value {
+    /// A pid as the API shows it: what the agent knows of it, and its state now.
+    pub fn describe(&self, pid: u32) -> wire::Process {
         let started = self.started.lock().unwrap();
         match started.get(&pid) {
             Some(p) => {
                 let exit = p.exit.lock().unwrap().clone();
                 let state = if exit.is_some() { "exited" } else { state_of(pid) };
-                json!({"pid": pid, "name": p.name, "command": p.command, "started_by_agent": true,
-                       "state": state, "exit": exit})
+                wire::Process {
+                    command: Some(p.command.clone()),
+                    exit: Some(exit),
+                    name: Some(p.name.clone()),
+                    pid,
+                    signal: None,
+                    started_by_agent: true,
+                    state: state.to_string(),
+                }
             }
-            None => json!({"pid": pid, "started_by_agent": false, "state": state_of(pid)}),
+            None => wire::Process {
+                command: None,
+                exit: None,
+                name: None,
+                pid,
+                signal: None,
+                started_by_agent: false,
+                state: state_of(pid).to_string(),
+            },
         }
     }
 
     /// `kill` (with `signal`, default SIGTERM), `pause` or `resume`.
-    pub fn fault(&self, target: &str, action: &str, body: &Value, faults: &FaultSink) -> Result<Value, ChaosError> {
+    ///
+    /// # Errors
+    /// What [`Processes::resolve`] refuses, [`ChaosError::UnknownAction`], a bad
+    /// signal, or what kill(2) answers.
+    pub fn fault(
+        &self,
+        target: &str,
+        action: &str,
+        body: &Value,
+        faults: &FaultSink,
+    ) -> Result<wire::Process, ChaosError> {
         let pid = self.resolve(target)?;
         let started_at = SystemTime::now();
         let sig = match action {
@@ -211,8 +246,8 @@ impl Processes {
             }
         }
         let mut description = self.describe(pid);
-        description["signal"] = sig.as_str().into();
-        let command = description.get("command").map(|c| c.to_string()).unwrap_or_default();
+        description.signal = Some(sig.as_str().to_string());
+        let command = description.command.as_ref().and_then(|c| serde_json::to_string(c).ok()).unwrap_or_default();
         let action: &'static str = match action {
             "kill" => "kill",
             "pause" => "pause",
@@ -273,6 +308,8 @@ impl Processes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use serde_json::json;
 
     #[test]
     fn signals_by_name_or_number() {

@@ -1,6 +1,6 @@
 //! The pump: both directions of a connection, each reading from its source,
-//! applying the TCP toxics through its [`Schedule`] and writing to its sink.
-//! One direction's state is a [`Direction`]; the loop in [`pump`] only waits
+//! applying the TCP toxics through its `Schedule` and writing to its sink.
+//! One direction's state is a `Direction`; the loop in `pump` only waits
 //! for the next event (a toxic change, an answer of the agent's, a due piece
 //! or deadline, a read) and hands it to the matching `on_*` method.
 //!
