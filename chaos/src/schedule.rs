@@ -116,7 +116,7 @@ impl Schedule {
 
     /// The first piece, if due by `now`.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Bytes> {
-        if !self.queue.front().is_some_and(|p| p.due <= now) {
+        if self.queue.front().is_none_or(|p| p.due > now) {
             return None;
         }
         let p = self.queue.pop_front()?;

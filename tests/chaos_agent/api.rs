@@ -227,3 +227,103 @@ fn disable_enable_and_reset() {
     assert_eq!(client.ok(json!({"op": "proxies"})), json!({}));
     assert_eq!(TcpStream::connect(listen).unwrap_err().kind(), ErrorKind::ConnectionRefused);
 }
+
+/// Every answer of the agent reads back as its `seismo_api::toxiproxy` type and
+/// writes out the same JSON again: a server/wire-type drift (a field renamed,
+/// added or dropped on one side) fails here.
+#[test]
+fn every_answer_reads_back_as_its_wire_type() {
+    use seismo_api::toxiproxy::{ErrorBody, PopulateFailed, Populated, Process, Proxy, Toxic, Version};
+
+    fn wire<T: serde::de::DeserializeOwned + serde::Serialize>(v: &Value) -> T {
+        let typed: T = serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{v} does not read back: {e}"));
+        assert_eq!(&serde_json::to_value(&typed).unwrap(), v, "round trip changed the answer");
+        typed
+    }
+
+    let agent = Agent::start(&[]);
+    let echo = echo_server();
+    let body = format!(r#"{{"name": "db", "listen": "127.0.0.1:0", "upstream": "{echo}"}}"#);
+    let (s, v) = agent.request("POST", "/proxies", Some(&body));
+    assert_eq!(s, 201, "{v}");
+    let created: Proxy = wire(&v);
+    assert!(created.enabled && created.toxics.is_empty());
+
+    let toxics = [
+        r#"{"type": "latency", "stream": "upstream", "attributes": {"latency": 5, "jitter": 1}}"#,
+        r#"{"type": "bandwidth", "attributes": {"rate": 1000.0}}"#,
+        r#"{"type": "slow_close", "attributes": {"delay": 1}}"#,
+        r#"{"type": "timeout", "name": "t", "toxicity": 0.5, "attributes": {"timeout": 0}}"#,
+        r#"{"type": "reset_peer", "toxicity": 0, "attributes": {"timeout": 1}}"#,
+        r#"{"type": "slicer", "attributes": {"average_size": 8, "size_variation": 2, "delay": 10}}"#,
+        r#"{"type": "limit_data", "attributes": {"bytes": 100}}"#,
+        r#"{"type": "http_abort", "experiment": "exp-1", "attributes": {"status": 502, "grpc_status": 14, "method": "GET"}}"#,
+        r#"{"type": "http_delay", "attributes": {"delay": 3, "path_prefix": "/pay", "header": "x-canary"}}"#,
+    ];
+    for body in toxics {
+        let (s, v) = agent.request("POST", "/proxies/db/toxics", Some(body));
+        assert_eq!(s, 200, "{body}: {v}");
+        let t: Toxic = wire(&v);
+        assert!(TOXIC_TYPES.contains(&t.kind.as_str()), "{v}");
+    }
+    let (s, v) =
+        agent.request("PATCH", "/proxies/db/toxics/latency_upstream", Some(r#"{"attributes": {"jitter": 2}}"#));
+    assert_eq!(s, 200, "{v}");
+    let patched: Toxic = wire(&v);
+    assert_eq!((patched.attributes.latency, patched.attributes.jitter), (Some(5), Some(2)));
+
+    let (_, v) = agent.request("GET", "/proxies/db/toxics", None);
+    let listed: Vec<Toxic> = wire(&v);
+    assert_eq!(listed.len(), toxics.len());
+    let (_, v) = agent.request("GET", "/proxies", None);
+    let all: std::collections::BTreeMap<String, Proxy> = wire(&v);
+    assert_eq!(all["db"].toxics, listed);
+    let (_, v) = agent.request("GET", "/proxies/db", None);
+    let _: Proxy = wire(&v);
+
+    let body = format!(r#"[{{"name": "cache", "upstream": "{echo}"}}]"#);
+    let (s, v) = agent.request("POST", "/populate", Some(&body));
+    assert_eq!(s, 201, "{v}");
+    let populated: Populated = wire(&v);
+    assert_eq!(populated.proxies[0].name, "cache");
+    let taken = created.listen.clone();
+    let body = format!(
+        r#"[{{"name": "a", "upstream": "{echo}"}}, {{"name": "b", "listen": "{taken}", "upstream": "{echo}"}}]"#
+    );
+    let (s, v) = agent.request("POST", "/populate", Some(&body));
+    assert_eq!(s, 409, "{v}");
+    let failed: PopulateFailed = wire(&v);
+    assert_eq!((failed.status, failed.proxies.len()), (409, 1));
+
+    let (s, v) = agent.request("GET", "/proxies/ghost", None);
+    let error: ErrorBody = wire(&v);
+    assert_eq!((s, error.status, error.error.as_str()), (404, 404, "proxy not found"));
+
+    let (_, v) = agent.request("GET", "/version", None);
+    let version: Version = wire(&v);
+    assert_eq!(version.version, seismo_api::toxiproxy::TOXIPROXY_API_VERSION);
+
+    let (s, v) = agent.request("POST", "/processes", Some(r#"{"name": "napper", "command": ["sleep", "60"]}"#));
+    assert_eq!(s, 201, "{v}");
+    let started: Process = wire(&v);
+    assert_eq!((started.exit.as_ref(), started.started_by_agent), (Some(&None), true));
+    let (_, v) = agent.request("GET", "/processes", None);
+    let _: Vec<Process> = wire(&v);
+    let (s, v) = agent.request("POST", "/processes/napper/kill", Some(r#"{"signal": "KILL"}"#));
+    assert_eq!(s, 200, "{v}");
+    let killed: Process = wire(&v);
+    assert_eq!(killed.signal.as_deref(), Some("SIGKILL"));
+    assert!(agent.stop(), "agent exits 0 on SIGTERM");
+}
+
+const TOXIC_TYPES: &[&str] = &[
+    "latency",
+    "bandwidth",
+    "slow_close",
+    "timeout",
+    "reset_peer",
+    "slicer",
+    "limit_data",
+    "http_abort",
+    "http_delay",
+];
