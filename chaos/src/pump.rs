@@ -388,12 +388,6 @@ impl Direction<'_> {
     /// A chunk from the source, through the toxics and the framing.
     async fn on_read<W: AsyncWrite + Unpin>(&mut self, mut chunk: &[u8], dst: &mut W) -> Step {
         self.received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        if self.fx.active.is_empty() && self.direct() {
-            if let Framing::Bytes = self.framing {
-                // The fast path: no toxic, nothing queued; straight from the read buffer.
-                return self.write(dst, chunk).await;
-            }
-        }
         let now = Instant::now();
         if let Some(t) = &self.fx.timeout {
             // Data stops here; with a timeout, the connection closes that long after the last chunk.
@@ -429,6 +423,7 @@ impl Direction<'_> {
                 a.route(Bytes::copy_from_slice(chunk), self.conn, &mut self.placed);
                 self.ending.answer_close |= a.close;
             }
+            // The fast path: nothing delays or precedes the bytes; straight from the read buffer.
             Framing::Bytes if direct => self.write(dst, chunk).await?,
             Framing::Bytes => self.schedule.enqueue(&self.fx, now, Bytes::copy_from_slice(chunk)),
         }
