@@ -49,7 +49,7 @@ pub fn run(command: ChaosCommand) -> anyhow::Result<()> {
                 experiment: args.experiment_id,
                 config: args.config,
             };
-            runtime.block_on(seismo_chaos::run(opts, crate::serve::shutdown_signal()))
+            Ok(runtime.block_on(seismo_chaos::run(opts, crate::serve::shutdown_signal()))?)
         }
     }
 }

@@ -14,11 +14,14 @@
 //!   because Jaeger itself writes an `int64` outside JavaScript's safe integer
 //!   range as a string, and `binary` as base64 text. Typed constructors on
 //!   [`jaeger::KeyValue`] produce exactly Jaeger's encoding.
+//! - **Toxiproxy's JSON** ([`toxiproxy`]): the chaos agent's proxies,
+//!   toxics, populate, errors and `/version`, as Toxiproxy clients read them.
 //! - **One envelope.** [`envelope::Response`] is Jaeger's `structuredResponse`
 //!   (`{"data","total","limit","offset","errors"}`); error bodies are the same
 //!   envelope with `data: null`.
 
 pub mod envelope;
 pub mod jaeger;
+pub mod toxiproxy;
 
 pub use envelope::{ErrorResponse, Response, ResponseError};

@@ -1,4 +1,6 @@
 //! The Toxiproxy 2.x REST API (paths, JSON, status codes), plus `/processes`.
+//! Bodies are `seismo_api::toxiproxy` types; a [`ChaosError`] from the domain
+//! becomes Toxiproxy's `{"error", "status"}` answer here and nowhere else.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -11,22 +13,31 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use seismo_api::toxiproxy::{self as wire, ErrorBody, PopulateFailed, Populated, ProxyRequest, ToxicRequest};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::model::{ApiError, Toxic};
-use crate::proxy::{Proxy, StartError};
-use crate::Agent;
+use crate::agent::Agent;
+use crate::error::ChaosError;
+use crate::model::Toxic;
+use crate::proxy::Proxy;
 
-impl IntoResponse for ApiError {
+/// The one place an error becomes an answer: Toxiproxy's `{"error", "status"}`.
+impl IntoResponse for ChaosError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, axum::Json(self)).into_response()
+        let body = ErrorBody { error: self.to_string(), status: self.status() };
+        (status_code(body.status), axum::Json(body)).into_response()
     }
 }
 
-type ApiResult = Result<Response, ApiError>;
+fn status_code(status: u16) -> StatusCode {
+    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
 
-fn json_response(status: StatusCode, v: Value) -> Response {
+type ApiResult = Result<Response, ChaosError>;
+
+fn json_response(status: StatusCode, v: impl Serialize) -> Response {
     (status, axum::Json(v)).into_response()
 }
 
@@ -34,18 +45,12 @@ fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
-fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
+/// A JSON body of type `T`; an empty body is an error of its own.
+fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ChaosError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_body("empty body, expected JSON"));
+        return Err(ChaosError::bad_body("empty body, expected JSON"));
     }
-    serde_json::from_slice(body).map_err(ApiError::bad_body)
-}
-
-fn start_error(e: StartError) -> ApiError {
-    match e {
-        StartError::InUse(m) => ApiError::new(StatusCode::CONFLICT, m),
-        StartError::Bad(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
-    }
+    serde_json::from_slice(body).map_err(ChaosError::bad_body)
 }
 
 pub fn router(agent: Arc<Agent>) -> Router {
@@ -79,15 +84,16 @@ async fn stop_browsers(req: Request, next: Next) -> Response {
 }
 
 /// An upstream is `host:port`, or `:port` for this host (as Go dials it).
-fn check_upstream(upstream: &str) -> Result<(), ApiError> {
+fn check_upstream(upstream: &str) -> Result<(), ChaosError> {
     let port_ok = upstream.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok());
     if port_ok {
         Ok(())
     } else {
-        Err(ApiError::bad_body(format!("upstream must be host:port (or :port for this host), got {upstream:?}")))
+        Err(ChaosError::bad_body(format!("upstream must be host:port (or :port for this host), got {upstream:?}")))
     }
 }
 
+/// A create (or populate) body with its required fields checked.
 struct ProxyInput {
     name: String,
     listen: String,
@@ -95,65 +101,53 @@ struct ProxyInput {
     enabled: Option<bool>,
 }
 
-fn proxy_input(v: &Value, position: Option<usize>) -> Result<ProxyInput, ApiError> {
-    let obj = v.as_object().ok_or_else(|| ApiError::bad_body("expected a JSON object"))?;
+/// Checks a create body; `position` names the item of a populate array.
+fn proxy_input(req: ProxyRequest, position: Option<usize>) -> Result<ProxyInput, ChaosError> {
     let at = |field: &str| match position {
         Some(i) => format!("{field} at proxy {}", i + 1),
         None => field.to_string(),
     };
-    let text = |field: &str| -> Result<String, ApiError> {
-        match obj.get(field) {
-            None | Some(Value::Null) => Ok(String::new()),
-            Some(Value::String(s)) => Ok(s.clone()),
-            Some(v) => Err(ApiError::bad_body(format!("{field} must be a string, got {v}"))),
-        }
-    };
-    let name = text("name")?;
+    let name = req.name.unwrap_or_default();
     if name.is_empty() {
-        return Err(ApiError::missing_field(&at("name")));
+        return Err(ChaosError::MissingField(at("name")));
     }
     crate::model::check_name("proxy", &name)?;
-    let upstream = text("upstream")?;
+    let upstream = req.upstream.unwrap_or_default();
     if upstream.is_empty() {
-        return Err(ApiError::missing_field(&at("upstream")));
+        return Err(ChaosError::MissingField(at("upstream")));
     }
     check_upstream(&upstream)?;
-    let enabled = match obj.get("enabled") {
-        None | Some(Value::Null) => None,
-        Some(Value::Bool(b)) => Some(*b),
-        Some(v) => return Err(ApiError::bad_body(format!("enabled must be a boolean, got {v}"))),
-    };
-    Ok(ProxyInput { name, listen: text("listen")?, upstream, enabled })
+    Ok(ProxyInput { name, listen: req.listen.unwrap_or_default(), upstream, enabled: req.enabled })
 }
 
 async fn proxy_index(State(agent): State<Arc<Agent>>) -> Response {
     let proxies = agent.proxies.lock().unwrap();
-    let map: serde_json::Map<String, Value> = proxies.iter().map(|(n, p)| (n.clone(), p.to_json())).collect();
-    json_response(StatusCode::OK, Value::Object(map))
+    let map: std::collections::BTreeMap<&str, wire::Proxy> =
+        proxies.iter().map(|(n, p)| (n.as_str(), p.to_wire())).collect();
+    json_response(StatusCode::OK, map)
 }
 
 async fn proxy_create(State(agent): State<Arc<Agent>>, body: Bytes) -> ApiResult {
-    let input = proxy_input(&parse_body(&body)?, None)?;
+    let input = proxy_input(parse_body(&body)?, None)?;
     let _ops = agent.ops.lock().await;
     let mut proxies = agent.proxies.lock().unwrap();
     if proxies.contains_key(&input.name) {
-        return Err(ApiError::proxy_exists());
+        return Err(ChaosError::ProxyExists);
     }
     let mut proxy =
         Proxy::new(input.name.clone(), input.listen, input.upstream, agent.faults.clone(), agent.tasks.clone());
     if input.enabled.unwrap_or(true) {
-        proxy.start().map_err(start_error)?;
+        proxy.start()?;
     }
-    let out = proxy.to_json();
+    let out = proxy.to_wire();
     proxies.insert(input.name, proxy);
     Ok(json_response(StatusCode::CREATED, out))
 }
 
 /// Creates or replaces proxies from an array; unchanged ones are left alone.
 async fn populate(State(agent): State<Arc<Agent>>, body: Bytes) -> ApiResult {
-    let v = parse_body(&body)?;
-    let items = v.as_array().ok_or_else(|| ApiError::bad_body("expected a JSON array of proxies"))?;
-    let inputs = items.iter().enumerate().map(|(i, p)| proxy_input(p, Some(i))).collect::<Result<Vec<_>, _>>()?;
+    let items: Vec<ProxyRequest> = parse_body(&body)?;
+    let inputs = items.into_iter().enumerate().map(|(i, p)| proxy_input(p, Some(i))).collect::<Result<Vec<_>, _>>()?;
     let _ops = agent.ops.lock().await;
     let mut done = Vec::new();
     for input in inputs {
@@ -161,7 +155,7 @@ async fn populate(State(agent): State<Arc<Agent>>, body: Bytes) -> ApiResult {
             let mut proxies = agent.proxies.lock().unwrap();
             match proxies.get(&input.name) {
                 Some(p) if p.upstream == input.upstream && same_listen(&p.listen, &input.listen) => {
-                    done.push(p.to_json());
+                    done.push(p.to_wire());
                     continue;
                 }
                 Some(_) => proxies.remove(&input.name).map(|mut p| p.stop()),
@@ -175,15 +169,14 @@ async fn populate(State(agent): State<Arc<Agent>>, body: Bytes) -> ApiResult {
             Proxy::new(input.name.clone(), input.listen, input.upstream, agent.faults.clone(), agent.tasks.clone());
         if input.enabled.unwrap_or(true) {
             if let Err(e) = proxy.start() {
-                let e = start_error(e);
-                let body = json!({"error": e.message, "status": e.status, "proxies": done});
-                return Ok(json_response(StatusCode::from_u16(e.status).unwrap(), body));
+                let body = PopulateFailed { error: e.to_string(), proxies: done, status: e.status() };
+                return Ok(json_response(status_code(body.status), body));
             }
         }
-        done.push(proxy.to_json());
+        done.push(proxy.to_wire());
         agent.proxies.lock().unwrap().insert(input.name, proxy);
     }
-    Ok(json_response(StatusCode::CREATED, json!({ "proxies": done })))
+    Ok(json_response(StatusCode::CREATED, Populated { proxies: done }))
 }
 
 /// Whether a requested listen address is what a running proxy already has.
@@ -196,36 +189,27 @@ fn same_listen(current: &str, requested: &str) -> bool {
 
 async fn proxy_show(State(agent): State<Arc<Agent>>, Path(name): Path<String>) -> ApiResult {
     let proxies = agent.proxies.lock().unwrap();
-    let p = proxies.get(&name).ok_or_else(ApiError::proxy_not_found)?;
-    Ok(json_response(StatusCode::OK, p.to_json()))
+    let p = proxies.get(&name).ok_or(ChaosError::ProxyNotFound)?;
+    Ok(json_response(StatusCode::OK, p.to_wire()))
 }
 
 /// Changes listen, upstream or enabled. A new address restarts the proxy
 /// (its connections drop); `enabled: false` closes the listener.
 async fn proxy_update(State(agent): State<Arc<Agent>>, Path(name): Path<String>, body: Bytes) -> ApiResult {
-    let v = parse_body(&body)?;
-    let obj = v.as_object().ok_or_else(|| ApiError::bad_body("expected a JSON object"))?;
+    let req: ProxyRequest = parse_body(&body)?;
     let _ops = agent.ops.lock().await;
     let (listen, upstream, enabled, was_running, stopping) = {
         let mut proxies = agent.proxies.lock().unwrap();
-        let p = proxies.get_mut(&name).ok_or_else(ApiError::proxy_not_found)?;
-        let field = |k: &str, cur: &str| -> Result<String, ApiError> {
-            match obj.get(k) {
-                None | Some(Value::Null) => Ok(cur.to_string()),
-                Some(Value::String(s)) if s.is_empty() => Ok(cur.to_string()),
-                Some(Value::String(s)) => Ok(s.clone()),
-                Some(v) => Err(ApiError::bad_body(format!("{k} must be a string, got {v}"))),
-            }
+        let p = proxies.get_mut(&name).ok_or(ChaosError::ProxyNotFound)?;
+        // A missing or empty field keeps its current value.
+        let field = |given: Option<String>, current: &str| {
+            given.filter(|s| !s.is_empty()).unwrap_or_else(|| current.to_string())
         };
-        let listen = field("listen", &p.listen)?;
-        let upstream = field("upstream", &p.upstream)?;
+        let listen = field(req.listen, &p.listen);
+        let upstream = field(req.upstream, &p.upstream);
         check_upstream(&upstream)?;
-        crate::proxy::resolve_listen(&listen).map_err(ApiError::bad_body)?;
-        let enabled = match obj.get("enabled") {
-            None | Some(Value::Null) => p.enabled,
-            Some(Value::Bool(b)) => *b,
-            Some(v) => return Err(ApiError::bad_body(format!("enabled must be a boolean, got {v}"))),
-        };
+        crate::proxy::resolve_listen(&listen).map_err(ChaosError::bad_body)?;
+        let enabled = req.enabled.unwrap_or(p.enabled);
         let differs = upstream != p.upstream || !same_listen(&p.listen, &listen);
         let was_running = p.enabled;
         let stopping = (differs || !enabled).then(|| p.stop());
@@ -235,7 +219,7 @@ async fn proxy_update(State(agent): State<Arc<Agent>>, Path(name): Path<String>,
         s.wait().await;
     }
     let mut proxies = agent.proxies.lock().unwrap();
-    let p = proxies.get_mut(&name).ok_or_else(ApiError::proxy_not_found)?;
+    let p = proxies.get_mut(&name).ok_or(ChaosError::ProxyNotFound)?;
     let old = (p.listen.clone(), p.upstream.clone());
     p.listen = listen;
     p.upstream = upstream;
@@ -247,17 +231,17 @@ async fn proxy_update(State(agent): State<Arc<Agent>>, Path(name): Path<String>,
             if was_running {
                 let _ = p.start();
             }
-            return Err(start_error(e));
+            return Err(e);
         }
     }
-    Ok(json_response(StatusCode::OK, p.to_json()))
+    Ok(json_response(StatusCode::OK, p.to_wire()))
 }
 
 async fn proxy_delete(State(agent): State<Arc<Agent>>, Path(name): Path<String>) -> ApiResult {
     let _ops = agent.ops.lock().await;
     let stopping = {
         let mut proxies = agent.proxies.lock().unwrap();
-        let mut p = proxies.remove(&name).ok_or_else(ApiError::proxy_not_found)?;
+        let mut p = proxies.remove(&name).ok_or(ChaosError::ProxyNotFound)?;
         p.stop()
     };
     stopping.wait().await;
@@ -266,18 +250,18 @@ async fn proxy_delete(State(agent): State<Arc<Agent>>, Path(name): Path<String>)
 
 async fn toxic_index(State(agent): State<Arc<Agent>>, Path(name): Path<String>) -> ApiResult {
     let proxies = agent.proxies.lock().unwrap();
-    let p = proxies.get(&name).ok_or_else(ApiError::proxy_not_found)?;
-    Ok(json_response(StatusCode::OK, p.toxics_json()))
+    let p = proxies.get(&name).ok_or(ChaosError::ProxyNotFound)?;
+    Ok(json_response(StatusCode::OK, p.toxics_wire()))
 }
 
 async fn toxic_create(State(agent): State<Arc<Agent>>, Path(name): Path<String>, body: Bytes) -> ApiResult {
     let mut proxies = agent.proxies.lock().unwrap();
-    let p = proxies.get_mut(&name).ok_or_else(ApiError::proxy_not_found)?;
-    let toxic = Toxic::from_create(&parse_body(&body)?)?;
+    let p = proxies.get_mut(&name).ok_or(ChaosError::ProxyNotFound)?;
+    let toxic = Toxic::from_create(parse_body::<ToxicRequest>(&body)?)?;
     if p.toxic(&toxic.name).is_some() {
-        return Err(ApiError::toxic_exists());
+        return Err(ChaosError::ToxicExists);
     }
-    let out = toxic.to_json();
+    let out = toxic.to_wire();
     let mut toxics = p.toxics.clone();
     toxics.push(Arc::new(toxic));
     p.set_toxics(toxics);
@@ -286,9 +270,9 @@ async fn toxic_create(State(agent): State<Arc<Agent>>, Path(name): Path<String>,
 
 async fn toxic_show(State(agent): State<Arc<Agent>>, Path((name, toxic)): Path<(String, String)>) -> ApiResult {
     let proxies = agent.proxies.lock().unwrap();
-    let p = proxies.get(&name).ok_or_else(ApiError::proxy_not_found)?;
-    let t = p.toxic(&toxic).ok_or_else(ApiError::toxic_not_found)?;
-    Ok(json_response(StatusCode::OK, t.to_json()))
+    let p = proxies.get(&name).ok_or(ChaosError::ProxyNotFound)?;
+    let t = p.toxic(&toxic).ok_or(ChaosError::ToxicNotFound)?;
+    Ok(json_response(StatusCode::OK, t.to_wire()))
 }
 
 async fn toxic_update(
@@ -297,10 +281,10 @@ async fn toxic_update(
     body: Bytes,
 ) -> ApiResult {
     let mut proxies = agent.proxies.lock().unwrap();
-    let p = proxies.get_mut(&name).ok_or_else(ApiError::proxy_not_found)?;
-    let current = p.toxic(&toxic).ok_or_else(ApiError::toxic_not_found)?;
-    let updated = current.updated(&parse_body(&body)?)?;
-    let out = updated.to_json();
+    let p = proxies.get_mut(&name).ok_or(ChaosError::ProxyNotFound)?;
+    let current = p.toxic(&toxic).ok_or(ChaosError::ToxicNotFound)?;
+    let updated = current.updated(parse_body::<ToxicRequest>(&body)?)?;
+    let out = updated.to_wire();
     let toxics = p.toxics.iter().map(|t| if t.name == toxic { Arc::new(updated.clone()) } else { t.clone() }).collect();
     p.set_toxics(toxics);
     Ok(json_response(StatusCode::OK, out))
@@ -308,8 +292,8 @@ async fn toxic_update(
 
 async fn toxic_delete(State(agent): State<Arc<Agent>>, Path((name, toxic)): Path<(String, String)>) -> ApiResult {
     let mut proxies = agent.proxies.lock().unwrap();
-    let p = proxies.get_mut(&name).ok_or_else(ApiError::proxy_not_found)?;
-    p.toxic(&toxic).ok_or_else(ApiError::toxic_not_found)?;
+    let p = proxies.get_mut(&name).ok_or(ChaosError::ProxyNotFound)?;
+    p.toxic(&toxic).ok_or(ChaosError::ToxicNotFound)?;
     let toxics = p.toxics.iter().filter(|t| t.name != toxic).cloned().collect();
     p.set_toxics(toxics);
     Ok(no_content())
@@ -322,17 +306,19 @@ async fn reset(State(agent): State<Arc<Agent>>) -> ApiResult {
     for p in proxies.values_mut() {
         p.set_toxics(Vec::new());
         if !p.enabled {
-            p.start().map_err(start_error)?;
+            p.start()?;
         }
     }
     Ok(no_content())
 }
 
-/// The Toxiproxy release whose API this speaks, and ours.
-pub const TOXIPROXY_API_VERSION: &str = "2.12.0";
-
+/// The Toxiproxy release whose API this speaks, and ours (a JSON line).
 async fn version() -> Response {
-    let body = format!("{{\"version\": \"{TOXIPROXY_API_VERSION}\", \"seismo\": \"{}\"}}\n", env!("CARGO_PKG_VERSION"));
+    let version = wire::Version {
+        version: wire::TOXIPROXY_API_VERSION.to_string(),
+        seismo: Some(env!("CARGO_PKG_VERSION").to_string()),
+    };
+    let body = serde_json::to_string(&version).unwrap_or_default() + "\n";
     let mut resp = body.into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json;charset=utf-8"));
     resp
@@ -387,7 +373,7 @@ async fn process_index(State(agent): State<Arc<Agent>>) -> Response {
 }
 
 async fn process_start(State(agent): State<Arc<Agent>>, body: Bytes) -> ApiResult {
-    let v = parse_body(&body)?;
+    let v: Value = parse_body(&body)?;
     Ok(json_response(StatusCode::CREATED, agent.processes.start(&v)?))
 }
 
@@ -406,7 +392,7 @@ async fn process_fault(
     Path((target, action)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult {
-    let v = if body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { parse_body(&body)? };
+    let v: Value = if body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { parse_body(&body)? };
     let mut out = agent.processes.fault(&target, &action, &v, &agent.faults)?;
     // Signals land asynchronously: answer with the state they lead to, when it shows within 500 ms.
     let want_stopped = match action.as_str() {
@@ -414,16 +400,16 @@ async fn process_fault(
         "resume" => Some(false),
         _ => None,
     };
-    if let (Some(stopped), Some(pid)) = (want_stopped, out["pid"].as_u64()) {
+    if let Some(stopped) = want_stopped {
         for _ in 0..100 {
-            if (crate::process::state_of(pid as u32) == "stopped") == stopped {
+            if (crate::process::state_of(out.pid) == "stopped") == stopped {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        let signal = out["signal"].take();
-        out = agent.processes.describe(pid as u32);
-        out["signal"] = signal;
+        let signal = out.signal.take();
+        out = agent.processes.describe(out.pid);
+        out.signal = signal;
     }
     Ok(json_response(StatusCode::OK, out))
 }

@@ -16,7 +16,12 @@ use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracer
 use opentelemetry_sdk::Resource;
 use serde_json::Value;
 
+use crate::error::ChaosError;
 use crate::model::Toxic;
+
+fn exporter_error(e: impl std::fmt::Display) -> ChaosError {
+    ChaosError::Exporter(e.to_string())
+}
 
 /// How faults leave the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -52,22 +57,28 @@ impl FaultSink {
         endpoint: Option<&str>,
         protocol: OtlpProtocol,
         experiment: Option<String>,
-    ) -> anyhow::Result<FaultSink> {
+    ) -> Result<FaultSink, ChaosError> {
         let provider = match endpoint {
             None => None,
             Some(endpoint) => {
                 use opentelemetry_otlp::WithExportConfig;
                 let exporter = match protocol {
-                    OtlpProtocol::Grpc => {
-                        opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint).build()?
-                    }
+                    OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+                        .with_tonic()
+                        .with_endpoint(endpoint)
+                        .build()
+                        .map_err(exporter_error)?,
                     OtlpProtocol::Http => {
                         let url = if endpoint.ends_with("/v1/traces") {
                             endpoint.to_string()
                         } else {
                             format!("{}/v1/traces", endpoint.trim_end_matches('/'))
                         };
-                        opentelemetry_otlp::SpanExporter::builder().with_http().with_endpoint(url).build()?
+                        opentelemetry_otlp::SpanExporter::builder()
+                            .with_http()
+                            .with_endpoint(url)
+                            .build()
+                            .map_err(exporter_error)?
                     }
                 };
                 // Faults should show up while the experiment is still running.
@@ -105,7 +116,7 @@ impl FaultSink {
             KeyValue::new("chaos.toxic.stream", toxic.stream.as_str()),
             KeyValue::new("chaos.toxic.toxicity", toxic.toxicity as f64),
         ]);
-        if let Value::Object(params) = toxic.kind.attributes() {
+        if let Ok(Value::Object(params)) = serde_json::to_value(toxic.kind.attributes()) {
             for (k, v) in params {
                 let key = format!("chaos.toxic.{k}");
                 match v {

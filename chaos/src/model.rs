@@ -1,70 +1,20 @@
-//! Proxies and toxics as the Toxiproxy 2.x API speaks them: JSON shapes,
-//! defaults, attribute names and the errors it answers with.
+//! Proxies' toxics as the Toxiproxy 2.x API speaks them: types, defaults,
+//! attribute names and bounds, and the errors it answers with. The JSON
+//! shapes themselves are `seismo_api::toxiproxy`; this file turns a request
+//! body into a [`Toxic`] (checking each attribute by the toxic's type, which
+//! a derive cannot do with the same messages) and a [`Toxic`] back into its
+//! answer.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::http::StatusCode;
-use serde::Serialize;
-use serde_json::{Map, Value};
+use seismo_api::toxiproxy as wire;
+use serde_json::Value;
 
-/// Toxiproxy's error body: `{"error": "...", "status": 400}`.
-#[derive(Debug, Clone, Serialize)]
-pub struct ApiError {
-    #[serde(rename = "error")]
-    pub message: String,
-    pub status: u16,
-}
+pub use seismo_api::toxiproxy::Stream;
 
-impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError { message: message.into(), status: status.as_u16() }
-    }
-    pub fn bad_body(detail: impl std::fmt::Display) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, format!("bad request body: {detail}"))
-    }
-    pub fn missing_field(field: &str) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, format!("missing required field: {field}"))
-    }
-    pub fn proxy_not_found() -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "proxy not found")
-    }
-    pub fn proxy_exists() -> ApiError {
-        ApiError::new(StatusCode::CONFLICT, "proxy already exists")
-    }
-    pub fn toxic_not_found() -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "toxic not found")
-    }
-    pub fn toxic_exists() -> ApiError {
-        ApiError::new(StatusCode::CONFLICT, "toxic already exists")
-    }
-    pub fn invalid_stream() -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "stream was invalid, can be either upstream or downstream")
-    }
-}
-
-/// Direction of a toxic: `upstream` is client to server, `downstream` server to client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Stream {
-    Upstream,
-    Downstream,
-}
-
-impl Stream {
-    pub fn parse(s: &str) -> Option<Stream> {
-        match s.to_ascii_lowercase().as_str() {
-            "upstream" => Some(Stream::Upstream),
-            "downstream" => Some(Stream::Downstream),
-            _ => None,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stream::Upstream => "upstream",
-            Stream::Downstream => "downstream",
-        }
-    }
-}
+use crate::error::ChaosError;
 
 /// Which requests an HTTP toxic touches. Empty fields match everything.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -188,42 +138,42 @@ impl Kind {
 
     /// Parses `attributes` for `type_name`, starting from `base` (an update keeps
     /// what the body leaves out). Unknown attributes are ignored, as Toxiproxy does.
-    pub fn parse(type_name: &str, attrs: &Map<String, Value>, base: Option<&Kind>) -> Result<Kind, ApiError> {
+    pub fn parse(type_name: &str, attrs: &BTreeMap<String, Value>, base: Option<&Kind>) -> Result<Kind, ChaosError> {
         let fresh;
         let base = match base {
             Some(b) => b,
             None => {
                 fresh = Kind::default_for(type_name)
-                    .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid toxic type"))?;
+                    .ok_or_else(|| ChaosError::InvalidToxicType("invalid toxic type".into()))?;
                 &fresh
             }
         };
-        let int = |name: &str, current: i64| -> Result<i64, ApiError> {
+        let int = |name: &str, current: i64| -> Result<i64, ChaosError> {
             match attrs.get(name) {
                 None | Some(Value::Null) => Ok(current),
                 Some(v) => int_value(v).ok_or_else(|| {
-                    ApiError::bad_body(format!("attribute {name} must be a non-negative integer, got {v}"))
+                    ChaosError::bad_body(format!("attribute {name} must be a non-negative integer, got {v}"))
                 }),
             }
         };
         // Bounds keep the proxy's schedule arithmetic far from overflow: a latency of
         // i64::MAX ms once wrapped around into no delay at all.
-        let bounded = |name: &str, current: i64, max: i64, unit: &str| -> Result<i64, ApiError> {
+        let bounded = |name: &str, current: i64, max: i64, unit: &str| -> Result<i64, ChaosError> {
             let v = int(name, current)?;
             if v > max {
-                return Err(ApiError::bad_body(format!("attribute {name} must be at most {max} {unit}, got {v}")));
+                return Err(ChaosError::bad_body(format!("attribute {name} must be at most {max} {unit}, got {v}")));
             }
             Ok(v)
         };
         let millis = |name: &str, current: i64| bounded(name, current, MAX_DURATION_MS, "ms (7 days)");
-        let text = |name: &str, current: &str| -> Result<String, ApiError> {
+        let text = |name: &str, current: &str| -> Result<String, ChaosError> {
             match attrs.get(name) {
                 None | Some(Value::Null) => Ok(current.to_string()),
                 Some(Value::String(s)) => Ok(s.clone()),
-                Some(v) => Err(ApiError::bad_body(format!("attribute {name} must be a string, got {v}"))),
+                Some(v) => Err(ChaosError::bad_body(format!("attribute {name} must be a string, got {v}"))),
             }
         };
-        let matcher = |m: &HttpMatch| -> Result<HttpMatch, ApiError> {
+        let matcher = |m: &HttpMatch| -> Result<HttpMatch, ChaosError> {
             Ok(HttpMatch {
                 method: text("method", &m.method)?,
                 path_prefix: text("path_prefix", &m.path_prefix)?,
@@ -247,7 +197,7 @@ impl Kind {
             Kind::HttpAbort { status, grpc_status, matcher: m } => {
                 let status = int("status", *status as i64)?;
                 if !(200..=599).contains(&status) {
-                    return Err(ApiError::bad_body(format!(
+                    return Err(ChaosError::bad_body(format!(
                         "attribute status must be an HTTP status 200-599, got {status}"
                     )));
                 }
@@ -257,7 +207,7 @@ impl Kind {
                     Some(v) => match int_value(v) {
                         Some(code @ 0..=16) => Some(code as u8),
                         _ => {
-                            return Err(ApiError::bad_body(format!(
+                            return Err(ChaosError::bad_body(format!(
                                 "attribute grpc_status must be a gRPC code 0-16, got {v}"
                             )))
                         }
@@ -268,7 +218,7 @@ impl Kind {
             Kind::HttpDelay { delay, matcher: m } => {
                 Kind::HttpDelay { delay: millis("delay", *delay)?, matcher: matcher(m)? }
             }
-            Kind::Process { .. } => return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid toxic type")),
+            Kind::Process { .. } => return Err(ChaosError::InvalidToxicType("invalid toxic type".into())),
         })
     }
 
@@ -287,47 +237,44 @@ impl Kind {
         })
     }
 
-    /// The attributes object, every field present as Toxiproxy prints them.
-    pub fn attributes(&self) -> Value {
-        let mut m = Map::new();
-        let mut put = |k: &str, v: Value| {
-            m.insert(k.to_string(), v);
-        };
+    /// The attributes object, every field of the type present as Toxiproxy prints them.
+    pub fn attributes(&self) -> wire::Attributes {
+        let mut a = wire::Attributes::default();
         match self {
             Kind::Latency { latency, jitter } => {
-                put("latency", (*latency).into());
-                put("jitter", (*jitter).into());
+                a.latency = Some(*latency);
+                a.jitter = Some(*jitter);
             }
-            Kind::Bandwidth { rate } => put("rate", (*rate).into()),
-            Kind::SlowClose { delay } => put("delay", (*delay).into()),
-            Kind::Timeout { timeout } | Kind::ResetPeer { timeout } => put("timeout", (*timeout).into()),
+            Kind::Bandwidth { rate } => a.rate = Some(*rate),
+            Kind::SlowClose { delay } => a.delay = Some(*delay),
+            Kind::Timeout { timeout } | Kind::ResetPeer { timeout } => a.timeout = Some(*timeout),
             Kind::Slicer { average_size, size_variation, delay } => {
-                put("average_size", (*average_size).into());
-                put("size_variation", (*size_variation).into());
-                put("delay", (*delay).into());
+                a.average_size = Some(*average_size);
+                a.size_variation = Some(*size_variation);
+                a.delay = Some(*delay);
             }
-            Kind::LimitData { bytes } => put("bytes", (*bytes).into()),
+            Kind::LimitData { bytes } => a.bytes = Some(*bytes),
             Kind::HttpAbort { status, grpc_status, matcher } => {
-                put("status", (*status).into());
-                if let Some(code) = grpc_status {
-                    put("grpc_status", (*code).into());
-                }
-                matcher_attrs(matcher, &mut put);
+                a.status = Some(*status);
+                a.grpc_status = *grpc_status;
+                matcher.put_attributes(&mut a);
             }
             Kind::HttpDelay { delay, matcher } => {
-                put("delay", (*delay).into());
-                matcher_attrs(matcher, &mut put);
+                a.delay = Some(*delay);
+                matcher.put_attributes(&mut a);
             }
-            Kind::Process { signal, .. } => put("signal", (*signal).into()),
+            Kind::Process { signal, .. } => a.signal = Some(*signal),
         }
-        Value::Object(m)
+        a
     }
 }
 
-fn matcher_attrs(m: &HttpMatch, put: &mut impl FnMut(&str, Value)) {
-    put("method", m.method.clone().into());
-    put("path_prefix", m.path_prefix.clone().into());
-    put("header", m.header.clone().into());
+impl HttpMatch {
+    fn put_attributes(&self, a: &mut wire::Attributes) {
+        a.method = Some(self.method.clone());
+        a.path_prefix = Some(self.path_prefix.clone());
+        a.header = Some(self.header.clone());
+    }
 }
 
 /// A JSON number that is a whole, non-negative value (toxiproxy-cli sends floats).
@@ -362,66 +309,60 @@ pub struct Toxic {
 impl Toxic {
     /// Builds a toxic from a create body, with Toxiproxy's defaults
     /// (stream downstream, toxicity 1, name `<type>_<stream>`).
-    pub fn from_create(body: &Value) -> Result<Toxic, ApiError> {
-        let obj = body.as_object().ok_or_else(|| ApiError::bad_body("expected a JSON object"))?;
-        let stream = match obj.get("stream") {
-            None | Some(Value::Null) => Stream::Downstream,
-            Some(Value::String(s)) if s.is_empty() => Stream::Downstream,
-            Some(Value::String(s)) => Stream::parse(s).ok_or_else(ApiError::invalid_stream)?,
-            Some(_) => return Err(ApiError::invalid_stream()),
+    ///
+    /// # Errors
+    /// [`ChaosError::InvalidStream`], [`ChaosError::InvalidToxicType`], or
+    /// [`ChaosError::BadBody`] naming the bad name, toxicity or attribute.
+    pub fn from_create(body: wire::ToxicRequest) -> Result<Toxic, ChaosError> {
+        let stream = match body.stream.as_deref() {
+            None | Some("") => Stream::Downstream,
+            Some(s) => Stream::parse(s).ok_or(ChaosError::InvalidStream)?,
         };
-        let type_name = match obj.get("type") {
-            Some(Value::String(s)) => s.as_str(),
-            None | Some(Value::Null) => "",
-            Some(v) => return Err(ApiError::bad_body(format!("type must be a string, got {v}"))),
-        };
+        let type_name = body.kind.as_deref().unwrap_or("");
         if !TOXIC_TYPES.contains(&type_name) {
             let msg = if type_name.is_empty() {
                 "invalid toxic type: missing field type".to_string()
             } else {
                 format!("invalid toxic type: {type_name:?} (known: {})", TOXIC_TYPES.join(", "))
             };
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, msg));
+            return Err(ChaosError::InvalidToxicType(msg));
         }
-        let name = match obj.get("name") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            None | Some(Value::Null) | Some(Value::String(_)) => format!("{type_name}_{}", stream.as_str()),
-            Some(v) => return Err(ApiError::bad_body(format!("name must be a string, got {v}"))),
+        let name = match body.name {
+            Some(name) if !name.is_empty() => name,
+            _ => format!("{type_name}_{}", stream.as_str()),
         };
         check_name("toxic", &name)?;
-        let toxicity = parse_toxicity(obj.get("toxicity"), 1.0)?;
-        let attrs = attributes_of(obj)?;
-        let kind = Kind::parse(type_name, &attrs, None)?;
-        Ok(Toxic { id: fresh_id(), name, kind, stream, toxicity, experiment: experiment_of(obj)? })
+        let toxicity = parse_toxicity(body.toxicity, 1.0)?;
+        let kind = Kind::parse(type_name, &body.attributes.unwrap_or_default(), None)?;
+        let experiment = body.experiment.filter(|e| !e.is_empty());
+        Ok(Toxic { id: fresh_id(), name, kind, stream, toxicity, experiment })
     }
 
-    /// Applies an update body: only `attributes` and `toxicity` change, as in Toxiproxy.
-    pub fn updated(&self, body: &Value) -> Result<Toxic, ApiError> {
-        let obj = body.as_object().ok_or_else(|| ApiError::bad_body("expected a JSON object"))?;
-        let attrs = attributes_of(obj)?;
-        let kind = Kind::parse(self.kind.type_name(), &attrs, Some(&self.kind))?;
-        let toxicity = parse_toxicity(obj.get("toxicity"), self.toxicity)?;
-        let experiment = match experiment_of(obj)? {
-            Some(e) => Some(e),
-            None => self.experiment.clone(),
-        };
+    /// Applies an update body: only `attributes`, `toxicity` (and `experiment`)
+    /// change, each only if given, as in Toxiproxy.
+    ///
+    /// # Errors
+    /// [`ChaosError::BadBody`] naming the bad toxicity or attribute.
+    pub fn updated(&self, body: wire::ToxicRequest) -> Result<Toxic, ChaosError> {
+        let kind = Kind::parse(self.kind.type_name(), &body.attributes.unwrap_or_default(), Some(&self.kind))?;
+        let toxicity = parse_toxicity(body.toxicity, self.toxicity)?;
+        let experiment = body.experiment.filter(|e| !e.is_empty()).or_else(|| self.experiment.clone());
         Ok(Toxic { id: fresh_id(), name: self.name.clone(), kind, stream: self.stream, toxicity, experiment })
     }
 
-    pub fn to_json(&self) -> Value {
-        let mut v = serde_json::json!({
-            "attributes": self.kind.attributes(),
-            "name": self.name,
-            "type": self.kind.type_name(),
-            "stream": self.stream.as_str(),
-            "toxicity": self.toxicity,
-        });
-        if let Some(e) = &self.experiment {
-            v["experiment"] = e.clone().into();
+    /// The toxic as the API answers it.
+    pub fn to_wire(&self) -> wire::Toxic {
+        wire::Toxic {
+            attributes: self.kind.attributes(),
+            experiment: self.experiment.clone(),
+            name: self.name.clone(),
+            stream: self.stream,
+            toxicity: self.toxicity,
+            kind: self.kind.type_name().to_string(),
         }
-        v
     }
 
+    /// Whether the toxic applies this time (its toxicity rolled).
     pub fn roll(&self) -> bool {
         self.toxicity > 0.0 && (self.toxicity >= 1.0 || rand::random::<f32>() < self.toxicity)
     }
@@ -431,43 +372,21 @@ fn fresh_id() -> u64 {
     NEXT_TOXIC_ID.fetch_add(1, Ordering::Relaxed)
 }
 
-fn parse_toxicity(v: Option<&Value>, default: f32) -> Result<f32, ApiError> {
+fn parse_toxicity(v: Option<f64>, default: f32) -> Result<f32, ChaosError> {
     match v {
-        None | Some(Value::Null) => Ok(default),
-        Some(Value::Number(n)) => {
-            let t = n.as_f64().unwrap_or(-1.0);
-            if (0.0..=1.0).contains(&t) {
-                Ok(t as f32)
-            } else {
-                Err(ApiError::bad_body(format!("toxicity must be between 0 and 1, got {n}")))
-            }
-        }
-        Some(v) => Err(ApiError::bad_body(format!("toxicity must be a number, got {v}"))),
+        None => Ok(default),
+        Some(t) if (0.0..=1.0).contains(&t) => Ok(t as f32),
+        Some(t) => Err(ChaosError::bad_body(format!("toxicity must be between 0 and 1, got {t}"))),
     }
 }
 
-fn attributes_of(obj: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
-    match obj.get("attributes") {
-        None | Some(Value::Null) => Ok(Map::new()),
-        Some(Value::Object(m)) => Ok(m.clone()),
-        Some(v) => Err(ApiError::bad_body(format!("attributes must be an object, got {v}"))),
-    }
-}
-
-fn experiment_of(obj: &Map<String, Value>) -> Result<Option<String>, ApiError> {
-    match obj.get("experiment") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(v) => Err(ApiError::bad_body(format!("experiment must be a string, got {v}"))),
-    }
-}
-
-/// Milliseconds from a non-negative attribute.
 /// Refuses names longer than [`MAX_NAME_BYTES`] (a 1 MB proxy name was accepted once).
-pub fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
+///
+/// # Errors
+/// [`ChaosError::BadBody`] saying how long the name is.
+pub fn check_name(what: &str, name: &str) -> Result<(), ChaosError> {
     if name.len() > MAX_NAME_BYTES {
-        return Err(ApiError::bad_body(format!(
+        return Err(ChaosError::bad_body(format!(
             "{what} name is {} bytes long; at most {MAX_NAME_BYTES} are allowed",
             name.len()
         )));
@@ -475,6 +394,7 @@ pub fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Milliseconds from a non-negative attribute.
 pub fn ms(v: i64) -> Duration {
     Duration::from_millis(v.max(0) as u64)
 }
@@ -484,56 +404,68 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn req(body: Value) -> wire::ToxicRequest {
+        serde_json::from_value(body).unwrap()
+    }
+
+    fn create(body: Value) -> Result<Toxic, ChaosError> {
+        Toxic::from_create(req(body))
+    }
+
+    fn answer(t: &Toxic) -> Value {
+        serde_json::to_value(t.to_wire()).unwrap()
+    }
+
     #[test]
     fn create_applies_toxiproxy_defaults() {
-        let t = Toxic::from_create(&json!({"type": "latency", "attributes": {"latency": 100}})).unwrap();
+        let t = create(json!({"type": "latency", "attributes": {"latency": 100}})).unwrap();
         assert_eq!(t.name, "latency_downstream");
         assert_eq!(t.stream, Stream::Downstream);
         assert_eq!(t.toxicity, 1.0);
         assert_eq!(t.kind, Kind::Latency { latency: 100, jitter: 0 });
-        assert_eq!(t.to_json()["attributes"], json!({"latency": 100, "jitter": 0}));
+        assert_eq!(answer(&t)["attributes"], json!({"latency": 100, "jitter": 0}));
     }
 
     #[test]
     fn cli_floats_are_accepted_as_integers() {
-        let t = Toxic::from_create(&json!({"type": "bandwidth", "attributes": {"rate": 100.0}})).unwrap();
+        let t = create(json!({"type": "bandwidth", "attributes": {"rate": 100.0}})).unwrap();
         assert_eq!(t.kind, Kind::Bandwidth { rate: 100 });
-        let e = Toxic::from_create(&json!({"type": "bandwidth", "attributes": {"rate": 1.5}})).unwrap_err();
-        assert_eq!(e.status, 400);
-        assert!(e.message.contains("rate"), "{}", e.message);
+        let e = create(json!({"type": "bandwidth", "attributes": {"rate": 1.5}})).unwrap_err();
+        assert_eq!(e.status(), 400);
+        assert!(e.to_string().contains("rate"), "{}", e.to_string());
     }
 
     #[test]
     fn bad_bodies_get_toxiproxy_errors() {
-        let e = Toxic::from_create(&json!({"type": "nope"})).unwrap_err();
-        assert_eq!((e.status, e.message.starts_with("invalid toxic type")), (400, true));
-        let e = Toxic::from_create(&json!({"type": "latency", "stream": "sideways"})).unwrap_err();
-        assert_eq!(e.message, "stream was invalid, can be either upstream or downstream");
-        let e = Toxic::from_create(&json!({"type": "latency", "attributes": {"latency": i64::MAX}})).unwrap_err();
-        assert!(e.message.contains("latency must be at most 604800000 ms"), "{}", e.message);
-        let e = Toxic::from_create(&json!({"type": "bandwidth", "attributes": {"rate": i64::MAX}})).unwrap_err();
-        assert!(e.message.contains("rate must be at most"), "{}", e.message);
+        let e = create(json!({"type": "nope"})).unwrap_err();
+        assert_eq!((e.status(), e.to_string().starts_with("invalid toxic type")), (400, true));
+        let e = create(json!({"type": "latency", "stream": "sideways"})).unwrap_err();
+        assert_eq!(e.to_string(), "stream was invalid, can be either upstream or downstream");
+        let e = create(json!({"type": "latency", "attributes": {"latency": i64::MAX}})).unwrap_err();
+        assert!(e.to_string().contains("latency must be at most 604800000 ms"), "{}", e.to_string());
+        let e = create(json!({"type": "bandwidth", "attributes": {"rate": i64::MAX}})).unwrap_err();
+        assert!(e.to_string().contains("rate must be at most"), "{}", e.to_string());
         let long = "x".repeat(MAX_NAME_BYTES + 1);
-        let e = Toxic::from_create(&json!({"type": "latency", "name": long})).unwrap_err();
-        assert!(e.message.contains("at most 256"), "{}", e.message);
-        let e = Toxic::from_create(&json!({"type": "latency", "toxicity": 2})).unwrap_err();
-        assert_eq!(e.status, 400);
-        let e = Toxic::from_create(&json!({"type": "http_abort", "attributes": {"status": 99}})).unwrap_err();
-        assert!(e.message.contains("status"), "{}", e.message);
-        let e = Toxic::from_create(&json!({"type": "http_abort", "attributes": {"grpc_status": 17}})).unwrap_err();
-        assert!(e.message.contains("grpc_status"), "{}", e.message);
-        let t = Toxic::from_create(&json!({"type": "http_abort", "attributes": {"grpc_status": 14}})).unwrap();
-        assert_eq!(t.to_json()["attributes"]["grpc_status"], 14);
+        let e = create(json!({"type": "latency", "name": long})).unwrap_err();
+        assert!(e.to_string().contains("at most 256"), "{}", e.to_string());
+        let e = create(json!({"type": "latency", "toxicity": 2})).unwrap_err();
+        assert_eq!(e.status(), 400);
+        let e = create(json!({"type": "http_abort", "attributes": {"status": 99}})).unwrap_err();
+        assert!(e.to_string().contains("status"), "{}", e.to_string());
+        let e = create(json!({"type": "http_abort", "attributes": {"grpc_status": 17}})).unwrap_err();
+        assert!(e.to_string().contains("grpc_status"), "{}", e.to_string());
+        let t = create(json!({"type": "http_abort", "attributes": {"grpc_status": 14}})).unwrap();
+        assert_eq!(answer(&t)["attributes"]["grpc_status"], 14);
     }
 
     #[test]
     fn update_keeps_what_the_body_leaves_out() {
-        let t = Toxic::from_create(&json!({"type": "latency", "attributes": {"latency": 100, "jitter": 5}})).unwrap();
-        let u = t.updated(&json!({"attributes": {"latency": 200}})).unwrap();
+        let t = create(json!({"type": "latency", "attributes": {"latency": 100, "jitter": 5}})).unwrap();
+        let u = t.updated(req(json!({"attributes": {"latency": 200}}))).unwrap();
         assert_eq!(u.kind, Kind::Latency { latency: 200, jitter: 5 });
         assert_eq!(u.toxicity, 1.0);
         assert_ne!(u.id, t.id);
-        let u = t.updated(&json!({"toxicity": 0.0})).unwrap();
+        let u = t.updated(req(json!({"toxicity": 0.0}))).unwrap();
         assert_eq!(u.toxicity, 0.0);
         assert!(!u.roll());
     }

@@ -1,17 +1,24 @@
 //! Process faults (`/processes`, an extension of the Toxiproxy API): kill with
 //! a signal, pause (SIGSTOP) and resume (SIGCONT), by pid or by the name of a
-//! command the agent started. Every fault is exported as a span.
+//! command the agent started. Every fault is exported as a span. Answers are
+//! `seismo_api::toxiproxy::Process`; the small request bodies are read by hand
+//! (a command as argv or one string, a signal as name or number), so an error
+//! names the bad field.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use axum::http::StatusCode;
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use opentelemetry::KeyValue;
-use serde_json::{json, Value};
+use seismo_api::toxiproxy as wire;
+use serde_json::Value;
 
+use crate::error::ChaosError;
 use crate::faults::{Fault, FaultSink};
-use crate::model::{ApiError, Kind, Stream, Toxic};
+use crate::model::{Kind, Stream, Toxic};
 
 /// A command the agent started.
 struct Started {
@@ -28,52 +35,49 @@ pub struct Processes {
     paused: Mutex<Vec<u32>>,
 }
 
-const SIGNALS: &[(&str, i32)] = &[
-    ("HUP", libc::SIGHUP),
-    ("INT", libc::SIGINT),
-    ("QUIT", libc::SIGQUIT),
-    ("KILL", libc::SIGKILL),
-    ("USR1", libc::SIGUSR1),
-    ("USR2", libc::SIGUSR2),
-    ("TERM", libc::SIGTERM),
-    ("STOP", libc::SIGSTOP),
-    ("CONT", libc::SIGCONT),
+/// The signals that may be named (any valid signal may be given by number).
+const SIGNALS: &[Signal] = &[
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGKILL,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGTERM,
+    Signal::SIGSTOP,
+    Signal::SIGCONT,
 ];
 
 /// `"SIGKILL"`, `"KILL"`, `"kill"` or `9`.
-pub fn parse_signal(v: &Value) -> Result<i32, ApiError> {
+///
+/// # Errors
+/// [`ChaosError::BadBody`] listing the names understood.
+pub fn parse_signal(v: &Value) -> Result<Signal, ChaosError> {
     let bad = || {
-        ApiError::bad_body(format!("unknown signal {v}; use a number or one of SIGHUP SIGINT SIGQUIT SIGKILL SIGUSR1 SIGUSR2 SIGTERM SIGSTOP SIGCONT"))
+        ChaosError::bad_body(format!("unknown signal {v}; use a number or one of SIGHUP SIGINT SIGQUIT SIGKILL SIGUSR1 SIGUSR2 SIGTERM SIGSTOP SIGCONT"))
     };
     match v {
-        Value::Number(n) => n.as_i64().filter(|s| (1..=64).contains(s)).map(|s| s as i32).ok_or_else(bad),
+        Value::Number(n) => {
+            let n = n.as_i64().filter(|s| (1..=64).contains(s)).ok_or_else(bad)?;
+            Signal::try_from(n as i32).map_err(|_| bad())
+        }
         Value::String(s) => {
             let up = s.to_ascii_uppercase();
-            let name = up.strip_prefix("SIG").unwrap_or(&up);
-            SIGNALS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s).ok_or_else(bad)
+            let name = format!("SIG{}", up.strip_prefix("SIG").unwrap_or(&up));
+            SIGNALS.iter().find(|sig| sig.as_str() == name).copied().ok_or_else(bad)
         }
         _ => Err(bad()),
     }
 }
 
-fn signal_name(sig: i32) -> String {
-    SIGNALS.iter().find(|(_, s)| *s == sig).map(|(n, _)| format!("SIG{n}")).unwrap_or_else(|| sig.to_string())
-}
-
-fn send_signal(pid: u32, sig: i32) -> Result<(), ApiError> {
+fn send_signal(pid: u32, sig: Signal) -> Result<(), ChaosError> {
     if pid == 0 || pid > i32::MAX as u32 || pid == std::process::id() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("refusing to signal pid {pid}")));
+        return Err(ChaosError::RefusedPid(pid));
     }
-    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
-    let rc = unsafe { libc::kill(pid as i32, sig) };
-    if rc == 0 {
-        return Ok(());
-    }
-    let err = std::io::Error::last_os_error();
-    Err(match err.raw_os_error() {
-        Some(libc::ESRCH) => ApiError::new(StatusCode::NOT_FOUND, format!("no process with pid {pid}")),
-        Some(libc::EPERM) => ApiError::new(StatusCode::FORBIDDEN, format!("not allowed to signal pid {pid}")),
-        _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("kill({pid}): {err}")),
+    nix::sys::signal::kill(Pid::from_raw(pid as i32), sig).map_err(|e| match e {
+        Errno::ESRCH => ChaosError::NoSuchPid(pid),
+        Errno::EPERM => ChaosError::SignalDenied(pid),
+        source => ChaosError::Signal { pid, source },
     })
 }
 
@@ -91,16 +95,20 @@ pub(crate) fn state_of(pid: u32) -> &'static str {
 
 impl Processes {
     /// Starts `command` (argv) as a child of the agent.
-    pub fn start(&self, body: &Value) -> Result<Value, ApiError> {
+    ///
+    /// # Errors
+    /// [`ChaosError::MissingField`] / [`ChaosError::BadBody`] for a bad body,
+    /// [`ChaosError::ProcessRunning`] for a name in use, [`ChaosError::CannotStart`].
+    pub fn start(&self, body: &Value) -> Result<wire::Process, ChaosError> {
         let argv: Vec<String> = match body.get("command") {
             Some(Value::Array(a)) if !a.is_empty() => a
                 .iter()
                 .map(|v| v.as_str().map(str::to_string))
                 .collect::<Option<_>>()
-                .ok_or_else(|| ApiError::bad_body("command must be an array of strings"))?,
+                .ok_or_else(|| ChaosError::bad_body("command must be an array of strings"))?,
             Some(Value::String(s)) if !s.trim().is_empty() => s.split_whitespace().map(str::to_string).collect(),
-            None | Some(Value::Null) => return Err(ApiError::missing_field("command")),
-            Some(v) => return Err(ApiError::bad_body(format!("command must be an array of strings, got {v}"))),
+            None | Some(Value::Null) => return Err(ChaosError::MissingField("command".into())),
+            Some(v) => return Err(ChaosError::bad_body(format!("command must be an array of strings, got {v}"))),
         };
         let name = match body.get("name") {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
@@ -109,15 +117,16 @@ impl Processes {
         // One lock from the name check to the insert: two starts cannot both win.
         let mut started = self.started.lock().unwrap();
         if started.values().any(|p| p.name == name && p.exit.lock().unwrap().is_none()) {
-            return Err(ApiError::new(StatusCode::CONFLICT, format!("process {name:?} already running")));
+            return Err(ChaosError::ProcessRunning(name));
         }
         let mut child = tokio::process::Command::new(&argv[0])
             .args(&argv[1..])
             .stdin(std::process::Stdio::null())
             .kill_on_drop(false)
             .spawn()
-            .map_err(|e| ApiError::bad_body(format!("cannot start {:?}: {e}", argv[0])))?;
-        let pid = child.id().ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "child has no pid"))?;
+            .map_err(|source| ChaosError::CannotStart { command: argv[0].clone(), source })?;
+        // A child that has not been waited for always has its pid.
+        let pid = child.id().unwrap_or_default();
         let exit = Arc::new(Mutex::new(None));
         let exit_w = exit.clone();
         tokio::spawn(async move {
@@ -129,30 +138,25 @@ impl Processes {
         Ok(self.describe(pid))
     }
 
-    pub fn list(&self) -> Value {
+    /// Every command the agent started, by pid.
+    pub fn list(&self) -> Vec<wire::Process> {
         let pids: Vec<u32> = self.started.lock().unwrap().keys().copied().collect();
-        Value::Array(pids.into_iter().map(|p| self.describe(p)).collect())
+        pids.into_iter().map(|p| self.describe(p)).collect()
     }
 
     /// The pid or name of a command this agent started. Only those can be signalled:
     /// the agent's API must not become a way to stop any process its user may signal
     /// (403 for any other pid). A started command that has exited is 410 Gone: its pid
     /// may belong to another process now.
-    pub fn resolve(&self, target: &str) -> Result<u32, ApiError> {
+    pub fn resolve(&self, target: &str) -> Result<u32, ChaosError> {
         let started = self.started.lock().unwrap();
         let gone = |pid: u32, p: &Started| {
             let exit = p.exit.lock().unwrap().clone()?;
-            Some(ApiError::new(StatusCode::GONE, format!("process {} (pid {pid}) already exited: {exit}", p.name)))
+            Some(ChaosError::ProcessExited { name: p.name.clone(), pid, exit })
         };
         if let Ok(pid) = target.parse::<u32>() {
             let Some(p) = started.get(&pid) else {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    format!(
-                        "pid {pid} was not started by this agent: only commands started with \
-                         POST /processes can be signalled"
-                    ),
-                ));
+                return Err(ChaosError::NotStartedByAgent(pid));
             };
             if let Some(e) = gone(pid, p) {
                 return Err(e);
@@ -166,13 +170,13 @@ impl Processes {
                 Some(e) => exited = Some(e),
             }
         }
-        Err(exited.unwrap_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no process named {target:?}"))))
+        Err(exited.unwrap_or_else(|| ChaosError::NoSuchProcess(target.to_string())))
     }
 
     /// A started command, running or not (for GET and DELETE).
-    pub fn resolve_any(&self, target: &str) -> Result<u32, ApiError> {
+    pub fn resolve_any(&self, target: &str) -> Result<u32, ChaosError> {
         match self.resolve(target) {
-            Err(e) if e.status == StatusCode::GONE.as_u16() => {
+            Err(e @ ChaosError::ProcessExited { .. }) => {
                 let started = self.started.lock().unwrap();
                 let pid = target.parse::<u32>().ok().filter(|p| started.contains_key(p));
                 pid.or_else(|| started.iter().find(|(_, p)| p.name == target).map(|(pid, _)| *pid)).ok_or(e)
@@ -181,43 +185,69 @@ impl Processes {
         }
     }
 
-    pub fn describe(&self, pid: u32) -> Value {
+    /// A pid as the API shows it: what the agent knows of it, and its state now.
+    pub fn describe(&self, pid: u32) -> wire::Process {
         let started = self.started.lock().unwrap();
         match started.get(&pid) {
             Some(p) => {
                 let exit = p.exit.lock().unwrap().clone();
                 let state = if exit.is_some() { "exited" } else { state_of(pid) };
-                json!({"pid": pid, "name": p.name, "command": p.command, "started_by_agent": true,
-                       "state": state, "exit": exit})
+                wire::Process {
+                    command: Some(p.command.clone()),
+                    exit: Some(exit),
+                    name: Some(p.name.clone()),
+                    pid,
+                    signal: None,
+                    started_by_agent: true,
+                    state: state.to_string(),
+                }
             }
-            None => json!({"pid": pid, "started_by_agent": false, "state": state_of(pid)}),
+            None => wire::Process {
+                command: None,
+                exit: None,
+                name: None,
+                pid,
+                signal: None,
+                started_by_agent: false,
+                state: state_of(pid).to_string(),
+            },
         }
     }
 
     /// `kill` (with `signal`, default SIGTERM), `pause` or `resume`.
-    pub fn fault(&self, target: &str, action: &str, body: &Value, faults: &FaultSink) -> Result<Value, ApiError> {
+    ///
+    /// # Errors
+    /// What [`Processes::resolve`] refuses, [`ChaosError::UnknownAction`], a bad
+    /// signal, or what kill(2) answers.
+    pub fn fault(
+        &self,
+        target: &str,
+        action: &str,
+        body: &Value,
+        faults: &FaultSink,
+    ) -> Result<wire::Process, ChaosError> {
         let pid = self.resolve(target)?;
         let started_at = SystemTime::now();
         let sig = match action {
             "kill" => match body.get("signal") {
-                None | Some(Value::Null) => libc::SIGTERM,
+                None | Some(Value::Null) => Signal::SIGTERM,
                 Some(v) => parse_signal(v)?,
             },
-            "pause" => libc::SIGSTOP,
-            "resume" => libc::SIGCONT,
-            _ => return Err(ApiError::new(StatusCode::NOT_FOUND, format!("unknown process action {action:?}"))),
+            "pause" => Signal::SIGSTOP,
+            "resume" => Signal::SIGCONT,
+            _ => return Err(ChaosError::UnknownAction(action.to_string())),
         };
         send_signal(pid, sig)?;
         {
             let mut paused = self.paused.lock().unwrap();
             paused.retain(|p| *p != pid);
-            if sig == libc::SIGSTOP {
+            if sig == Signal::SIGSTOP {
                 paused.push(pid);
             }
         }
         let mut description = self.describe(pid);
-        description["signal"] = signal_name(sig).into();
-        let command = description.get("command").map(|c| c.to_string()).unwrap_or_default();
+        description.signal = Some(sig.as_str().to_string());
+        let command = description.command.as_ref().and_then(|c| serde_json::to_string(c).ok()).unwrap_or_default();
         let action: &'static str = match action {
             "kill" => "kill",
             "pause" => "pause",
@@ -226,7 +256,7 @@ impl Processes {
         let toxic = Toxic {
             id: 0,
             name: format!("{action}_{pid}"),
-            kind: Kind::Process { action, signal: sig },
+            kind: Kind::Process { action, signal: sig as i32 },
             stream: Stream::Upstream,
             toxicity: 1.0,
             experiment: body.get("experiment").and_then(Value::as_str).map(str::to_string),
@@ -237,11 +267,11 @@ impl Processes {
             parent: None,
             start: started_at,
             end: SystemTime::now(),
-            error: (action == "kill").then(|| format!("process {pid} sent {}", signal_name(sig))),
+            error: (action == "kill").then(|| format!("process {pid} sent {}", sig.as_str())),
             attributes: vec![
                 KeyValue::new("chaos.process.pid", pid as i64),
                 KeyValue::new("chaos.process.action", action.to_string()),
-                KeyValue::new("chaos.process.signal", signal_name(sig)),
+                KeyValue::new("chaos.process.signal", sig.as_str()),
                 KeyValue::new("chaos.process.command", command),
             ],
         });
@@ -249,15 +279,15 @@ impl Processes {
     }
 
     /// Forgets a started command, killing it first if it still runs.
-    pub fn remove(&self, target: &str) -> Result<(), ApiError> {
+    pub fn remove(&self, target: &str) -> Result<(), ChaosError> {
         let pid = self.resolve_any(target)?;
         let entry = self.started.lock().unwrap().remove(&pid);
         let Some(p) = entry else {
-            return Err(ApiError::new(StatusCode::NOT_FOUND, format!("pid {pid} was not started by the agent")));
+            return Err(ChaosError::NoSuchPid(pid));
         };
         if p.exit.lock().unwrap().is_none() {
-            let _ = send_signal(pid, libc::SIGCONT);
-            let _ = send_signal(pid, libc::SIGKILL);
+            let _ = send_signal(pid, Signal::SIGCONT);
+            let _ = send_signal(pid, Signal::SIGKILL);
         }
         Ok(())
     }
@@ -265,11 +295,11 @@ impl Processes {
     /// On agent shutdown: resume what we paused, stop what we started.
     pub fn shutdown(&self) {
         for pid in self.paused.lock().unwrap().drain(..) {
-            let _ = send_signal(pid, libc::SIGCONT);
+            let _ = send_signal(pid, Signal::SIGCONT);
         }
         for (pid, p) in self.started.lock().unwrap().iter() {
             if p.exit.lock().unwrap().is_none() {
-                let _ = send_signal(*pid, libc::SIGTERM);
+                let _ = send_signal(*pid, Signal::SIGTERM);
             }
         }
     }
@@ -279,13 +309,15 @@ impl Processes {
 mod tests {
     use super::*;
 
+    use serde_json::json;
+
     #[test]
     fn signals_by_name_or_number() {
-        assert_eq!(parse_signal(&json!("SIGKILL")).unwrap(), libc::SIGKILL);
-        assert_eq!(parse_signal(&json!("term")).unwrap(), libc::SIGTERM);
-        assert_eq!(parse_signal(&json!(9)).unwrap(), 9);
-        assert_eq!(parse_signal(&json!("SIGNOPE")).unwrap_err().status, 400);
-        assert_eq!(parse_signal(&json!(0)).unwrap_err().status, 400);
+        assert_eq!(parse_signal(&json!("SIGKILL")).unwrap(), Signal::SIGKILL);
+        assert_eq!(parse_signal(&json!("term")).unwrap(), Signal::SIGTERM);
+        assert_eq!(parse_signal(&json!(9)).unwrap(), Signal::SIGKILL);
+        assert_eq!(parse_signal(&json!("SIGNOPE")).unwrap_err().status(), 400);
+        assert_eq!(parse_signal(&json!(0)).unwrap_err().status(), 400);
     }
 
     #[test]

@@ -1,8 +1,8 @@
-//! Which protocol a connection speaks, and h2c (gRPC) connections request by
-//! request: the client's bytes still pass the TCP toxics, then hyper reads
-//! each HTTP/2 request, the HTTP toxics decide its fate (delay, abort with an
-//! HTTP or gRPC status), and the rest go to the upstream over one HTTP/2
-//! connection. HTTP/1.x is framed on the byte stream instead (`h1.rs`).
+//! h2c (gRPC without TLS) connections request by request: the client's bytes
+//! still pass the TCP toxics (the pump), then hyper reads each HTTP/2 request,
+//! the HTTP toxics decide its fate (delay, abort with an HTTP or gRPC status),
+//! and the rest go to the upstream over one HTTP/2 connection. HTTP/1.x is
+//! framed on the byte stream instead (`h1.rs`, `turns.rs`).
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -18,90 +18,13 @@ use opentelemetry::trace::SpanContext;
 use opentelemetry::KeyValue;
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
-use tokio_util::sync::CancellationToken;
 
+use crate::conn::{dial_address, Conn, RequestFault};
 use crate::faults::parent_from_headers;
 use crate::model::{ms, Kind, Toxic};
-use crate::proxy::{pipe, Conn, RequestFault};
+use crate::pump::pipe;
 
 type Body = BoxBody<Bytes, hyper::Error>;
-
-/// What a connection speaks, from the client's first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Protocol {
-    Http1,
-    /// HTTP/2 with prior knowledge (gRPC without TLS).
-    H2c,
-    /// Anything else, including a server that greets first.
-    Opaque,
-}
-
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// Waits for the client's first bytes (or the server's, which settles it).
-pub(crate) async fn sniff(client: &TcpStream, upstream: &TcpStream, cancel: &CancellationToken) -> Protocol {
-    let mut buf = vec![0u8; PEEK];
-    // An HTTP/2 server sends its SETTINGS without waiting for the client:
-    // then the client's bytes still decide.
-    let mut server_h2 = false;
-    for _ in 0..100 {
-        tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return Protocol::Opaque,
-            r = client.peek(&mut buf) => match r {
-                Ok(n) if n > 0 => match classify(&buf[..n]) {
-                    Some(p) => return p,
-                    // A request line or preface cut short: wait for more of it.
-                    None => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
-                },
-                _ => return Protocol::Opaque,
-            },
-            _ = upstream.readable(), if !server_h2 => {
-                let mut head = [0u8; 9];
-                match upstream.peek(&mut head).await {
-                    Ok(9) if is_h2_settings(&head) => server_h2 = true,
-                    // A server that greets first (SMTP, MySQL, ...): bytes only.
-                    _ => return Protocol::Opaque,
-                }
-            }
-        }
-    }
-    Protocol::Opaque
-}
-
-/// The frame header of an HTTP/2 server's first SETTINGS frame: a length
-/// that is a multiple of 6, type 4, no ACK, stream 0.
-fn is_h2_settings(h: &[u8; 9]) -> bool {
-    let len = u32::from_be_bytes([0, h[0], h[1], h[2]]);
-    len.is_multiple_of(6) && h[3] == 0x04 && h[4] & 0x01 == 0 && h[5..9] == [0, 0, 0, 0]
-}
-
-/// Longest request line recognised as HTTP; longer ones are proxied as bytes.
-const PEEK: usize = 8 << 10;
-
-/// An HTTP/1.x request line (`METHOD SP target SP HTTP/1.x CRLF`) or the h2c
-/// preface; RTSP, SIP, Redis inline commands and the rest stay opaque.
-/// `None` when too few bytes to tell.
-fn classify(b: &[u8]) -> Option<Protocol> {
-    let n = b.len().min(H2_PREFACE.len());
-    if b[..n] == H2_PREFACE[..n] {
-        return (n == H2_PREFACE.len()).then_some(Protocol::H2c);
-    }
-    let method_end = match b.iter().position(|&c| c == b' ') {
-        Some(i) => i,
-        None if b.len() < 16 && b.iter().all(u8::is_ascii_uppercase) => return None,
-        None => return Some(Protocol::Opaque),
-    };
-    if method_end == 0 || method_end > 16 || !b[..method_end].iter().all(u8::is_ascii_uppercase) {
-        return Some(Protocol::Opaque);
-    }
-    let Some(line_end) = b.windows(2).position(|w| w == b"\r\n") else {
-        return if b.len() < PEEK { None } else { Some(Protocol::Opaque) };
-    };
-    let line = &b[..line_end];
-    let http1 = line.ends_with(b" HTTP/1.1") || line.ends_with(b" HTTP/1.0");
-    Some(if http1 { Protocol::Http1 } else { Protocol::Opaque })
-}
 
 /// Serves an h2c connection stream by stream.
 pub(crate) async fn serve_h2(client: TcpStream, upstream: TcpStream, conn: Arc<Conn>) {
@@ -224,7 +147,7 @@ impl Forwarder {
                 Upstream::Ready(s) if !s.is_closed() => s,
                 Upstream::Fresh(stream) => self.handshake(stream).await?,
                 _ => {
-                    let stream = TcpStream::connect(crate::proxy::dial_address(&self.conn.upstream).as_ref())
+                    let stream = TcpStream::connect(dial_address(&self.conn.upstream).as_ref())
                         .await
                         .map_err(|e| UpstreamFailed(format!("{}: {e}", self.conn.upstream)))?;
                     let _ = stream.set_nodelay(true);
@@ -299,34 +222,4 @@ fn abort_response(proxy: &str, toxic: &Toxic, grpc: bool) -> Response<Body> {
         resp.headers_mut().insert("x-seismo-chaos-toxic", v);
     }
     resp
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{classify, Protocol, H2_PREFACE};
-
-    #[test]
-    fn request_lines_are_http_prefaces_h2_and_the_rest_opaque() {
-        assert_eq!(classify(b"GET / HTTP/1.1\r\nHost: x\r\n"), Some(Protocol::Http1));
-        assert_eq!(classify(b"OPTIONS * HTTP/1.0\r\n"), Some(Protocol::Http1));
-        assert_eq!(classify(b"GET / HTTP/1.1"), None, "line not complete yet");
-        assert_eq!(classify(H2_PREFACE), Some(Protocol::H2c));
-        assert_eq!(classify(b"PRI * HTTP/2.0\r\n"), None);
-        assert_eq!(classify(b"OPTIONS rtsp://cam/stream RTSP/1.0\r\n"), Some(Protocol::Opaque));
-        assert_eq!(classify(b"INVITE sip:bob@example.com SIP/2.0\r\n"), Some(Protocol::Opaque));
-        assert_eq!(classify(b"SET k v\r\n"), Some(Protocol::Opaque));
-        assert_eq!(classify(b"*3\r\n$3\r\nSET"), Some(Protocol::Opaque));
-        assert_eq!(classify(b"\x16\x03\x01\x02\x00"), Some(Protocol::Opaque));
-        assert_eq!(classify(b"GE"), None);
-    }
-
-    #[test]
-    fn h2_server_settings_are_recognised() {
-        use super::is_h2_settings;
-        assert!(is_h2_settings(&[0, 0, 18, 4, 0, 0, 0, 0, 0]));
-        assert!(is_h2_settings(&[0, 0, 0, 4, 0, 0, 0, 0, 0]));
-        assert!(!is_h2_settings(&[0, 0, 0, 4, 1, 0, 0, 0, 0]), "an ACK is not a preface");
-        assert!(!is_h2_settings(b"220 smtp."), "a greeting");
-        assert!(!is_h2_settings(&[0x4a, 0, 0, 0, 10, b'8', b'.', b'0', b'.']), "MySQL handshake");
-    }
 }

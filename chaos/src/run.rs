@@ -1,0 +1,70 @@
+//! Running the agent: bind the API, create the `--config` proxies, serve
+//! until shutdown, then stop everything and flush the fault spans.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::agent::Agent;
+use crate::error::ChaosError;
+use crate::faults::{FaultSink, OtlpProtocol};
+
+/// How `seismo chaos agent` runs.
+pub struct AgentOptions {
+    /// The API's listen address (Toxiproxy's default is 127.0.0.1:8474).
+    pub api: String,
+    /// Where fault spans go; `None`: no spans, counters only.
+    pub otlp_endpoint: Option<String>,
+    pub otlp_protocol: OtlpProtocol,
+    /// The experiment id on every fault span (a toxic's own wins).
+    pub experiment: Option<String>,
+    /// A JSON array of proxies to create at start, as `POST /populate` takes.
+    pub config: Option<PathBuf>,
+}
+
+/// Runs the agent until `shutdown` resolves, then closes every listener and
+/// connection, resumes paused processes, stops started ones, and flushes spans.
+///
+/// # Errors
+/// The API address cannot be bound, the exporter cannot be built, or the
+/// `--config` file is unreadable or refused.
+pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ChaosError> {
+    let faults = Arc::new(FaultSink::new(opts.otlp_endpoint.as_deref(), opts.otlp_protocol, opts.experiment)?);
+    let agent = Arc::new(Agent::new(faults.clone()));
+    let io = |context: String| move |source| ChaosError::Io { context, source };
+    let listener = tokio::net::TcpListener::bind(&opts.api)
+        .await
+        .map_err(io(format!("cannot listen on {} for the API", opts.api)))?;
+    let api_addr = listener.local_addr().map_err(io("API address".into()))?;
+    let app = crate::api::router(agent.clone());
+    if let Some(path) = &opts.config {
+        populate_from_file(&app, path).await?;
+    }
+    println!("seismo chaos agent ready: api={api_addr}");
+    tracing::info!(api = %api_addr, otlp = ?opts.otlp_endpoint, "chaos agent listening");
+    let limits = seismo_net::Limits::default();
+    seismo_net::serve(listener, "chaos agent API", seismo_net::Protocol::Http1, app, limits, shutdown)
+        .await
+        .map_err(io("chaos agent API".into()))?;
+
+    agent.stop().await;
+    // The exporter blocks while it flushes.
+    let _ = tokio::task::spawn_blocking(move || faults.shutdown()).await;
+    tracing::info!("chaos agent stopped");
+    Ok(())
+}
+
+/// `-config` as in Toxiproxy: the file goes through the same path as `POST /populate`.
+async fn populate_from_file(app: &axum::Router, path: &Path) -> Result<(), ChaosError> {
+    use tower::ServiceExt;
+    let config = |message: String| ChaosError::Config { path: path.display().to_string(), message };
+    let body = std::fs::read(path).map_err(|e| config(format!("cannot read: {e}")))?;
+    let req =
+        axum::http::Request::post("/populate").body(axum::body::Body::from(body)).map_err(|e| config(e.to_string()))?;
+    let resp = app.clone().oneshot(req).await.map_err(|e| config(e.to_string()))?;
+    if !resp.status().is_success() {
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.map_err(|e| config(e.to_string()))?;
+        return Err(config(String::from_utf8_lossy(&bytes).into_owned()));
+    }
+    Ok(())
+}
