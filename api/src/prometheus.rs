@@ -41,7 +41,13 @@ pub struct PromResponse<T> {
 impl<T> PromResponse<T> {
     /// A successful answer.
     pub fn success(data: T) -> Self {
-        PromResponse { status: PromStatus::Success, data: Some(data), error_type: None, error: None, warnings: Vec::new() }
+        PromResponse {
+            status: PromStatus::Success,
+            data: Some(data),
+            error_type: None,
+            error: None,
+            warnings: Vec::new(),
+        }
     }
 }
 
@@ -421,7 +427,8 @@ mod tests {
 
     #[test]
     fn query_results_are_prometheus_exact_envelope() {
-        let labels: Labels = [("__name__", "up"), ("job", "api")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let labels: Labels =
+            [("__name__", "up"), ("job", "api")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let vector = PromResponse::success(QueryResult::Vector(vec![Sample {
             metric: labels.clone(),
             value: Point { t_ms: 600_500, v: 1.0 },
@@ -432,7 +439,8 @@ mod tests {
             r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"api"},"value":[600.5,"1"]}]}}"#
         );
         assert_eq!(serde_json::from_str::<PromResponse<QueryResult>>(&text).unwrap(), vector);
-        let scalar = serde_json::to_string(&PromResponse::success(QueryResult::Scalar(Point { t_ms: 1000, v: f64::INFINITY })));
+        let scalar =
+            serde_json::to_string(&PromResponse::success(QueryResult::Scalar(Point { t_ms: 1000, v: f64::INFINITY })));
         assert_eq!(scalar.unwrap(), r#"{"status":"success","data":{"resultType":"scalar","result":[1,"+Inf"]}}"#);
         let matrix = QueryResult::Matrix(vec![RangeSeries {
             metric: Labels::new(),
@@ -456,7 +464,10 @@ mod tests {
         let text = serde_json::to_string(&err).unwrap();
         assert_eq!(text, r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"start\": x"}"#);
         let back: PromError = serde_json::from_str(&text).unwrap();
-        assert_eq!((back.error_type, back.error.as_deref()), (Some(ErrorType::BadData), Some("invalid parameter \"start\": x")));
+        assert_eq!(
+            (back.error_type, back.error.as_deref()),
+            (Some(ErrorType::BadData), Some("invalid parameter \"start\": x"))
+        );
         let odd: PromError = serde_json::from_str(r#"{"status":"error","errorType":"brand_new","error":"x"}"#).unwrap();
         assert_eq!(odd.error_type, Some(ErrorType::Unknown));
         assert_eq!(ErrorType::Execution.http_status(), 422);
@@ -464,7 +475,9 @@ mod tests {
 
     #[test]
     fn values_print_without_exponent() {
-        for (v, text) in [(1.0, "1"), (0.1, "0.1"), (1e21, "1000000000000000000000"), (f64::NAN, "NaN"), (f64::NEG_INFINITY, "-Inf")] {
+        for (v, text) in
+            [(1.0, "1"), (0.1, "0.1"), (1e21, "1000000000000000000000"), (f64::NAN, "NaN"), (f64::NEG_INFINITY, "-Inf")]
+        {
             assert_eq!(format_value(v), text);
             let back = parse_value(text).unwrap();
             assert!(back == v || (back.is_nan() && v.is_nan()));

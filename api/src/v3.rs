@@ -392,7 +392,9 @@ impl<'de> Deserialize<'de> for Decimal {
         }
         match Either::deserialize(deserializer)? {
             Either::Number(n) => Ok(Decimal(n)),
-            Either::Text(t) => t.parse().map(Decimal).map_err(|_| de::Error::custom(format!("{t:?} is not an integer"))),
+            Either::Text(t) => {
+                t.parse().map(Decimal).map_err(|_| de::Error::custom(format!("{t:?} is not an integer")))
+            }
         }
     }
 }
