@@ -141,6 +141,10 @@ fn every_client_method_decodes_the_real_servers_answers() {
         let found = client.search_traces(&search).await.unwrap();
         assert_eq!(found.iter().map(|t| t.trace_id.as_str()).collect::<Vec<_>>(), [TRACE_A]);
 
+        let by_id = client.traces_by_id(&[TRACE_A, UNKNOWN_TRACE]).await.unwrap();
+        assert_eq!(by_id.found.iter().map(|t| t.trace_id.as_str()).collect::<Vec<_>>(), [TRACE_A]);
+        assert_eq!(by_id.missing, [UNKNOWN_TRACE]);
+
         let trace = client.trace(TRACE_A).await.unwrap();
         assert_eq!(trace.spans.len(), 3);
         let root = trace.spans.iter().find(|s| s.span_id == "00000000000000a1").unwrap();

@@ -34,7 +34,7 @@ pub mod requests;
 mod transport;
 
 pub use error::ClientError;
-pub use query::Client;
+pub use query::{Client, TracesById};
 pub use requests::{LogQuery, SeriesQuery, StatsQuery, TraceSearch, V3TraceQuery};
 pub use seismo_api as api;
 pub use transport::DEFAULT_TIMEOUT;

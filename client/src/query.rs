@@ -21,6 +21,15 @@ use crate::requests::{
 };
 use crate::transport::{decode, Transport};
 
+/// The answer of [`Client::traces_by_id`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct TracesById {
+    /// The traces found.
+    pub found: Vec<Trace>,
+    /// The ids not found, in Jaeger's form (leading zero half dropped).
+    pub missing: Vec<String>,
+}
+
 /// A client of seismo's query API. Cheap to clone (connections are pooled
 /// and shared by clones).
 ///
@@ -155,6 +164,19 @@ impl Client {
     /// 400 naming a bad parameter.
     pub async fn search_traces(&self, search: &TraceSearch) -> Result<Vec<Trace>, ClientError> {
         Ok(self.get::<Envelope<Vec<Trace>>>(&["api", "traces"], &search.params()).await?.data)
+    }
+
+    /// `GET /api/traces?traceID=..&traceID=..`: several traces at once; the
+    /// ids the server does not know are listed in [`TracesById::missing`]
+    /// (as Jaeger reports them), not an error.
+    ///
+    /// # Errors
+    /// 400 for an id that is not 1 to 32 hex digits.
+    pub async fn traces_by_id(&self, trace_ids: &[&str]) -> Result<TracesById, ClientError> {
+        let params: Vec<(&str, String)> = trace_ids.iter().map(|id| ("traceID", id.to_string())).collect();
+        let envelope = self.get::<Envelope<Vec<Trace>>>(&["api", "traces"], &params).await?;
+        let missing = envelope.errors.unwrap_or_default().into_iter().filter_map(|e| e.trace_id).collect();
+        Ok(TracesById { found: envelope.data, missing })
     }
 
     /// `GET /api/traces/{id}`: one trace in Jaeger's model.
