@@ -90,17 +90,46 @@ const HOUR_NS: u64 = 3600 * 1_000_000_000;
 /// generous, because a benchmark measures slow queries too.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// The timed log searches: a label (the query string it stands for, as
-/// earlier benchmark reports name it), full-text query, severity, service.
-const LOG_SEARCHES: [(&str, Option<&str>, Option<&str>, Option<&str>); 8] = [
-    ("q=refused", Some("refused"), None, None),
-    ("q=%22payment+declined%22", Some("\"payment declined\""), None, None),
-    ("q=timeout+AND+service:checkout", Some("timeout AND service:checkout"), None, None),
-    ("q=declined&severity=ERROR&service=payment", Some("declined"), Some("ERROR"), Some("payment")),
-    ("q=retrying+AND+NOT+attempt", Some("retrying AND NOT attempt"), None, None),
-    ("q=http.route:%22/api/pay%22+AND+refused", Some("http.route:\"/api/pay\" AND refused"), None, None),
-    ("q=deadbeef", Some("deadbeef"), None, None),
-    ("severity=WARN", None, Some("WARN"), None),
+/// One timed log search: its label (the query string it stands for, as
+/// earlier benchmark reports name it) and its parameters.
+struct LogSearch {
+    label: &'static str,
+    text: Option<&'static str>,
+    severity: Option<&'static str>,
+    service: Option<&'static str>,
+}
+
+impl LogSearch {
+    const fn new(label: &'static str, text: Option<&'static str>) -> Self {
+        LogSearch { label, text, severity: None, service: None }
+    }
+
+    /// The search over the two hours the load covers, 100 records at most.
+    fn query(&self) -> LogQuery {
+        LogQuery {
+            text: self.text.map(str::to_string),
+            severities: self.severity.map(str::to_string).into_iter().collect(),
+            service: self.service.map(str::to_string),
+            lookback: Some(Duration::from_secs(2 * 3600)),
+            limit: Some(100),
+            ..LogQuery::default()
+        }
+    }
+}
+
+const LOG_SEARCHES: [LogSearch; 8] = [
+    LogSearch::new("q=refused", Some("refused")),
+    LogSearch::new("q=%22payment+declined%22", Some("\"payment declined\"")),
+    LogSearch::new("q=timeout+AND+service:checkout", Some("timeout AND service:checkout")),
+    LogSearch {
+        severity: Some("ERROR"),
+        service: Some("payment"),
+        ..LogSearch::new("q=declined&severity=ERROR&service=payment", Some("declined"))
+    },
+    LogSearch::new("q=retrying+AND+NOT+attempt", Some("retrying AND NOT attempt")),
+    LogSearch::new("q=http.route:%22/api/pay%22+AND+refused", Some("http.route:\"/api/pay\" AND refused")),
+    LogSearch::new("q=deadbeef", Some("deadbeef")),
+    LogSearch { severity: Some("WARN"), ..LogSearch::new("severity=WARN", None) },
 ];
 
 fn now_ns() -> u64 {
@@ -257,25 +286,21 @@ pub async fn run_logs(args: LogsArgs) -> anyhow::Result<()> {
     }
     if let Some(url) = &args.query_url {
         let client = Client::new(url)?.with_timeout(QUERY_TIMEOUT);
-        for (search, text, severity, service) in LOG_SEARCHES {
-            let query = LogQuery {
-                text: text.map(str::to_string),
-                severities: severity.map(str::to_string).into_iter().collect(),
-                service: service.map(str::to_string),
-                lookback: Some(Duration::from_secs(2 * 3600)),
-                limit: Some(100),
-                ..LogQuery::default()
-            };
+        for search in &LOG_SEARCHES {
+            let query = search.query();
             let mut times = Vec::with_capacity(args.repeat);
             let mut found = 0;
             for _ in 0..args.repeat {
                 let t = Instant::now();
-                let records = client.logs(&query).await.with_context(|| format!("log search {search}"))?;
+                let records = client.logs(&query).await.with_context(|| format!("log search {}", search.label))?;
                 times.push(t.elapsed());
                 found = records.len();
             }
             let (p50, p99) = percentiles(times);
-            println!("{}", serde_json::json!({"log_search": search, "results": found, "p50_ms": p50, "p99_ms": p99}));
+            println!(
+                "{}",
+                serde_json::json!({"log_search": search.label, "results": found, "p50_ms": p50, "p99_ms": p99})
+            );
         }
     }
     Ok(())
