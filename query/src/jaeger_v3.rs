@@ -25,8 +25,8 @@ use std::collections::BTreeMap;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use seismo_api::v3::{Operation, Operations, Services, TraceSummaries, TracesResult};
-use seismo_store::{span_kind, SpanRow, TraceId, TraceQuery};
+use seismo_api::v3::{Operation, Operations, Services, TraceSummaries, TracesData, TracesResult};
+use seismo_store::{span_kind, TraceId, TraceQuery};
 use serde::Serialize;
 
 use crate::duration::{parse_go_bool, parse_go_duration, parse_go_int, parse_rfc3339_nano};
@@ -202,7 +202,8 @@ pub(crate) async fn operations(State(state): State<QueryState>, raw: RawParams) 
 /// trace, newest first; 404 `No traces found` when none matches (as Jaeger).
 pub(crate) async fn find_traces(State(state): State<QueryState>, raw: RawParams) -> Result<Response, V3Error> {
     let query = parse_find_traces(&decode(raw)?)?;
-    let traces = blocking(&state, move |store| store.find_traces(&query)).await?;
+    // Rows -> wire types on the blocking pool too: big answers cost CPU.
+    let traces = blocking(&state, move |store| Ok(traces_data(&store.find_traces(&query)?))).await?;
     traces_reply(traces)
 }
 
@@ -230,15 +231,15 @@ pub(crate) async fn get_trace(
     parse_with(&params, START_TIME, parse_rfc3339_nano)?;
     parse_with(&params, END_TIME, parse_rfc3339_nano)?;
     parse_with(&params, RAW_TRACES, parse_go_bool)?;
-    let spans = blocking(&state, move |store| store.trace(id)).await?;
-    traces_reply(if spans.is_empty() { Vec::new() } else { vec![spans] })
+    let traces = blocking(&state, move |store| Ok(traces_data(&[store.trace(id)?]))).await?;
+    traces_reply(traces)
 }
 
-fn traces_reply(traces: Vec<Vec<SpanRow>>) -> Result<Response, V3Error> {
-    if traces.is_empty() {
+fn traces_reply(traces: TracesData) -> Result<Response, V3Error> {
+    if traces.resource_spans.is_empty() {
         return Err(QueryError::NotFound(NO_TRACES_FOUND.to_string()).into());
     }
-    reply(&TracesResult { result: traces_data(&traces) })
+    reply(&TracesResult { result: traces })
 }
 
 fn reply<T: Serialize>(body: &T) -> Result<Response, V3Error> {

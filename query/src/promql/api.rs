@@ -288,10 +288,10 @@ async fn query(State(st): State<ApiState>, p: Params) -> Result<Response, ApiErr
         .runner
         .run(deadline, move |budget| {
             let expr = parse_query(&text)?;
-            Ok(query_result(&instant_query(&*source, &expr, t, budget)?))
+            success_body(query_result(&instant_query(&*source, &expr, t, budget)?))
         })
         .await?;
-    Ok(success(body))
+    Ok(json_response(body))
 }
 
 async fn query_range(State(st): State<ApiState>, p: Params) -> Result<Response, ApiError> {
@@ -332,10 +332,10 @@ async fn query_range(State(st): State<ApiState>, p: Params) -> Result<Response, 
                     format!("invalid expression type {kind:?} for range query, must be Scalar or instant Vector"),
                 ));
             }
-            Ok(query_result(&range_query(&*source, &expr, start, end, step, budget)?))
+            success_body(query_result(&range_query(&*source, &expr, start, end, step, budget)?))
         })
         .await?;
-    Ok(success(body))
+    Ok(json_response(body))
 }
 
 /// Runs blocking store work on tokio's blocking pool.
@@ -450,10 +450,22 @@ async fn runtimeinfo() -> Response {
 
 /// `{"status":"success","data":<data>}`.
 fn success<T: Serialize>(data: T) -> Response {
-    match serde_json::to_vec(&PromResponse::success(data)) {
-        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
-        Err(e) => ApiError::Internal(format!("failed writing the answer: {e}")).into_response(),
+    match success_body(data) {
+        Ok(body) => json_response(body),
+        Err(e) => e.into_response(),
     }
+}
+
+/// The bytes of `{"status":"success","data":<data>}`. Query results are
+/// written on their query thread, so a large matrix costs the query's own
+/// thread, not the server's.
+fn success_body<T: Serialize>(data: T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(&PromResponse::success(data))
+        .map_err(|e| ApiError::Internal(format!("failed writing the answer: {e}")))
+}
+
+fn json_response(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 fn labels_map(labels: &Labels) -> wire::Labels {
