@@ -53,6 +53,10 @@ impl Client {
     /// A client of the query API at `base_url` (`http://host:16686`, or with
     /// a path prefix when behind a proxy), with a 30 s timeout and no token.
     ///
+    /// `https` URLs are accepted, but the workspace builds reqwest without a
+    /// TLS stack yet (TLS is coming with auth): until then a request to one
+    /// fails with [`ClientError::Http`].
+    ///
     /// # Errors
     /// [`ClientError::InvalidUrl`] when `base_url` is not an absolute
     /// `http(s)` URL without query or fragment.
