@@ -249,18 +249,16 @@ async fn send(args: &LoadgenArgs, requests: Vec<ExportTraceServiceRequest>) -> a
 
 async fn time_lookups(args: &LoadgenArgs, url: &str, trace_ids: &[[u8; 16]]) -> anyhow::Result<()> {
     {
-        let http = reqwest::Client::new();
+        let client = seismo_client::Client::new(url)?.with_timeout(crate::loadgen_signals::QUERY_TIMEOUT);
         let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed ^ 0x5eed);
         let mut latencies = Vec::with_capacity(args.lookups);
         for _ in 0..args.lookups {
             let id = trace_ids[rng.random_range(0..trace_ids.len())];
             let t = Instant::now();
-            let resp = http.get(format!("{url}/api/traces/{}", hex_id(&id))).send().await?;
-            anyhow::ensure!(resp.status().is_success(), "trace lookup answered {}", resp.status());
-            let body: seismo_api::Response<Vec<seismo_api::jaeger::Trace>> = resp.json().await?;
+            let trace =
+                client.trace(&hex_id(&id)).await.with_context(|| format!("looking up trace {}", hex_id(&id)))?;
             latencies.push(t.elapsed());
-            let spans = body.data.first().map(|t| t.spans.len()).unwrap_or(0);
-            anyhow::ensure!(spans > 0, "trace {} was not found", hex_id(&id));
+            anyhow::ensure!(!trace.spans.is_empty(), "trace {} has no spans", hex_id(&id));
         }
         latencies.sort();
         let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;

@@ -22,6 +22,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use rand::{Rng, SeedableRng};
+use seismo_client::api::prometheus::QueryResult;
+use seismo_client::{Client, LogQuery};
 
 #[derive(Args, Debug)]
 pub struct LogsArgs {
@@ -83,6 +85,52 @@ const ROUTES: [&str; 10] = [
 ];
 const REASONS: [&str; 4] = ["insufficient funds", "card expired", "fraud suspected", "limit exceeded"];
 const HOUR_NS: u64 = 3600 * 1_000_000_000;
+
+/// How long a timed query may take before the benchmark gives up on it:
+/// generous, because a benchmark measures slow queries too.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// One timed log search: its label (the query string it stands for, as
+/// earlier benchmark reports name it) and its parameters.
+struct LogSearch {
+    label: &'static str,
+    text: Option<&'static str>,
+    severity: Option<&'static str>,
+    service: Option<&'static str>,
+}
+
+impl LogSearch {
+    const fn new(label: &'static str, text: Option<&'static str>) -> Self {
+        LogSearch { label, text, severity: None, service: None }
+    }
+
+    /// The search over the two hours the load covers, 100 records at most.
+    fn query(&self) -> LogQuery {
+        LogQuery {
+            text: self.text.map(str::to_string),
+            severities: self.severity.map(str::to_string).into_iter().collect(),
+            service: self.service.map(str::to_string),
+            lookback: Some(Duration::from_secs(2 * 3600)),
+            limit: Some(100),
+            ..LogQuery::default()
+        }
+    }
+}
+
+const LOG_SEARCHES: [LogSearch; 8] = [
+    LogSearch::new("q=refused", Some("refused")),
+    LogSearch::new("q=%22payment+declined%22", Some("\"payment declined\"")),
+    LogSearch::new("q=timeout+AND+service:checkout", Some("timeout AND service:checkout")),
+    LogSearch {
+        severity: Some("ERROR"),
+        service: Some("payment"),
+        ..LogSearch::new("q=declined&severity=ERROR&service=payment", Some("declined"))
+    },
+    LogSearch::new("q=retrying+AND+NOT+attempt", Some("retrying AND NOT attempt")),
+    LogSearch::new("q=http.route:%22/api/pay%22+AND+refused", Some("http.route:\"/api/pay\" AND refused")),
+    LogSearch::new("q=deadbeef", Some("deadbeef")),
+    LogSearch { severity: Some("WARN"), ..LogSearch::new("severity=WARN", None) },
+];
 
 fn now_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
@@ -237,31 +285,22 @@ pub async fn run_logs(args: LogsArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(url) = &args.query_url {
-        let searches = [
-            "q=refused",
-            "q=%22payment+declined%22",
-            "q=timeout+AND+service:checkout",
-            "q=declined&severity=ERROR&service=payment",
-            "q=retrying+AND+NOT+attempt",
-            "q=http.route:%22/api/pay%22+AND+refused",
-            "q=deadbeef",
-            "severity=WARN",
-        ];
-        let http = reqwest::Client::new();
-        for search in searches {
-            let path = format!("{url}/api/v1/logs?{search}&lookback=2h&limit=100");
+        let client = Client::new(url)?.with_timeout(QUERY_TIMEOUT);
+        for search in &LOG_SEARCHES {
+            let query = search.query();
             let mut times = Vec::with_capacity(args.repeat);
             let mut found = 0;
             for _ in 0..args.repeat {
                 let t = Instant::now();
-                let resp = http.get(&path).send().await?;
-                anyhow::ensure!(resp.status().is_success(), "{path} answered {}", resp.status());
-                let body: serde_json::Value = resp.json().await?;
+                let records = client.logs(&query).await.with_context(|| format!("log search {}", search.label))?;
                 times.push(t.elapsed());
-                found = body["data"].as_array().map_or(0, |d| d.len());
+                found = records.len();
             }
             let (p50, p99) = percentiles(times);
-            println!("{}", serde_json::json!({"log_search": search, "results": found, "p50_ms": p50, "p99_ms": p99}));
+            println!(
+                "{}",
+                serde_json::json!({"log_search": search.label, "results": found, "p50_ms": p50, "p99_ms": p99})
+            );
         }
     }
     Ok(())
@@ -320,30 +359,28 @@ pub async fn run_metrics(args: MetricsArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(url) = &args.query_url {
-        let end = t_end as f64 / 1e9;
-        let start = end - (args.hours * 3600) as f64;
+        let end = UNIX_EPOCH + Duration::from_nanos(t_end);
+        let start = end - Duration::from_secs(args.hours * 3600);
         let queries = [
             ("sum by (http_route) (rate(http_server_requests_total[5m]))", 15),
             ("http_server_requests_total", 60),
             ("topk(5, rate(http_server_requests_total[1m]))", 15),
         ];
-        let http = reqwest::Client::new();
+        let client = Client::new(url)?.with_timeout(QUERY_TIMEOUT);
         for (q, step) in queries {
             let mut times = Vec::with_capacity(args.repeat);
             let mut series = 0;
             for _ in 0..args.repeat {
-                let form = [
-                    ("query", q.to_string()),
-                    ("start", start.to_string()),
-                    ("end", end.to_string()),
-                    ("step", step.to_string()),
-                ];
                 let t = Instant::now();
-                let resp = http.post(format!("{url}/api/v1/query_range")).form(&form).send().await?;
-                anyhow::ensure!(resp.status().is_success(), "{q} answered {}", resp.status());
-                let body: serde_json::Value = resp.json().await?;
+                let result = client
+                    .query_range(q, start, end, Duration::from_secs(step))
+                    .await
+                    .with_context(|| format!("range query {q}"))?;
                 times.push(t.elapsed());
-                series = body["data"]["result"].as_array().map_or(0, |r| r.len());
+                series = match result {
+                    QueryResult::Matrix(series) => series.len(),
+                    other => anyhow::bail!("range query {q} answered {other:?}, not a matrix"),
+                };
             }
             let (p50, p99) = percentiles(times);
             println!(

@@ -11,13 +11,18 @@ use serde::{Deserialize, Serialize};
 /// lists the ids that were not found while `data` holds the ones that were.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Response<T> {
+    /// The answer; `null` in error bodies.
     pub data: T,
+    /// Length of `data` for services and operations lists; 0 otherwise.
     #[serde(default)]
     pub total: usize,
+    /// Always 0.
     #[serde(default)]
     pub limit: usize,
+    /// Always 0.
     #[serde(default)]
     pub offset: usize,
+    /// `null` on success; the request's error, or the trace ids not found.
     #[serde(default)]
     pub errors: Option<Vec<ResponseError>>,
 }
@@ -52,9 +57,12 @@ impl ErrorResponse {
 /// `traceID` instead.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ResponseError {
+    /// The HTTP status of a request error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<u16>,
+    /// What went wrong, naming the parameter.
     pub msg: String,
+    /// The trace this entry is about (per-trace "trace not found").
     #[serde(rename = "traceID", default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
 }

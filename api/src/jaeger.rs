@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 /// A trace: its spans, and the processes (resources) they reference by id.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Trace {
+    /// The trace id in Jaeger's form (see the module docs).
     #[serde(rename = "traceID")]
     pub trace_id: String,
+    /// The spans, in storage order.
     pub spans: Vec<Span>,
     /// Keyed `p1`, `p2`, ... in order of first use. A `BTreeMap` because Go writes
     /// map keys sorted, so the JSON is byte-identical.
@@ -28,8 +30,10 @@ pub struct Trace {
 /// A span. Field order is Jaeger's.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Span {
+    /// The trace id in Jaeger's form.
     #[serde(rename = "traceID")]
     pub trace_id: String,
+    /// 16 lowercase hex digits.
     #[serde(rename = "spanID")]
     pub span_id: String,
     /// Deprecated by Jaeger in favour of `references`; never written by seismo,
@@ -39,8 +43,10 @@ pub struct Span {
     /// Jaeger flags; bit 1 = sampled. Omitted when zero, as Jaeger does.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub flags: u32,
+    /// The span name.
     #[serde(rename = "operationName")]
     pub operation_name: String,
+    /// Parent (`CHILD_OF`) and links (`FOLLOWS_FROM`).
     #[serde(default)]
     pub references: Vec<Reference>,
     /// Microseconds since the Unix epoch.
@@ -48,8 +54,10 @@ pub struct Span {
     pub start_time: u64,
     /// Microseconds.
     pub duration: u64,
+    /// Span attributes plus Jaeger's derived tags (`span.kind`, `error`, `otel.*`).
     #[serde(default)]
     pub tags: Vec<KeyValue>,
+    /// Span events.
     #[serde(default)]
     pub logs: Vec<Log>,
     /// Key into [`Trace::processes`].
@@ -70,14 +78,18 @@ fn is_zero(v: &u32) -> bool {
 /// A reference from one span to another.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reference {
+    /// Parent or link.
     #[serde(rename = "refType")]
     pub ref_type: RefType,
+    /// The referenced span's trace.
     #[serde(rename = "traceID")]
     pub trace_id: String,
+    /// The referenced span.
     #[serde(rename = "spanID")]
     pub span_id: String,
 }
 
+/// The kind of a [`Reference`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum RefType {
     /// The parent span (OTLP `parent_span_id`).
@@ -91,8 +103,10 @@ pub enum RefType {
 /// The process that emitted spans: the OTLP resource.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Process {
+    /// `service.name` of the resource.
     #[serde(rename = "serviceName")]
     pub service_name: String,
+    /// The other resource attributes.
     #[serde(default)]
     pub tags: Vec<KeyValue>,
 }
@@ -102,6 +116,7 @@ pub struct Process {
 pub struct Log {
     /// Microseconds since the Unix epoch.
     pub timestamp: u64,
+    /// `event` (the event name) and the event's attributes.
     #[serde(default)]
     pub fields: Vec<KeyValue>,
 }
@@ -110,11 +125,16 @@ pub struct Log {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ValueType {
+    /// `string`.
     #[default]
     String,
+    /// `bool`.
     Bool,
+    /// `int64`: a number, or a decimal string outside ±(2^53 − 1).
     Int64,
+    /// `float64`: a number, or `"NaN"`, `"+Inf"`, `"-Inf"`.
     Float64,
+    /// `binary`: base64 text.
     Binary,
 }
 
@@ -125,9 +145,12 @@ pub enum ValueType {
 /// Build values with the typed constructors to get that encoding.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KeyValue {
+    /// The tag key.
     pub key: String,
+    /// How to read `value`.
     #[serde(rename = "type", default)]
     pub value_type: ValueType,
+    /// The value, encoded as its type says.
     pub value: serde_json::Value,
 }
 
@@ -135,10 +158,12 @@ pub struct KeyValue {
 pub const JS_MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
 
 impl KeyValue {
+    /// A `string` tag.
     pub fn string(key: impl Into<String>, value: impl Into<String>) -> Self {
         Self::raw(key, ValueType::String, serde_json::Value::String(value.into()))
     }
 
+    /// A `bool` tag.
     pub fn bool(key: impl Into<String>, value: bool) -> Self {
         Self::raw(key, ValueType::Bool, serde_json::Value::Bool(value))
     }
@@ -170,6 +195,7 @@ impl KeyValue {
         Self::raw(key, ValueType::Binary, serde_json::Value::String(base64_encode(bytes)))
     }
 
+    /// A tag with `value` already in Jaeger's encoding for `value_type`.
     pub fn raw(key: impl Into<String>, value_type: ValueType, value: serde_json::Value) -> Self {
         KeyValue { key: key.into(), value_type, value }
     }
@@ -187,7 +213,9 @@ impl KeyValue {
 /// lowercase OTel kind (`server`, `client`, ...) or `""` when unspecified.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Operation {
+    /// The span name.
     pub name: String,
+    /// The lowercase span kind, `""` when unspecified.
     #[serde(rename = "spanKind")]
     pub span_kind: String,
 }
@@ -195,8 +223,11 @@ pub struct Operation {
 /// A service-to-service edge of `/api/dependencies`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct DependencyLink {
+    /// The calling service.
     pub parent: String,
+    /// The called service.
     pub child: String,
+    /// Parent -> child span edges in the window.
     #[serde(rename = "callCount")]
     pub call_count: u64,
 }

@@ -89,9 +89,10 @@ impl IntoResponse for V3Error {
         if status.is_server_error() {
             tracing::error!(error = %self.0, "query request failed");
         }
-        let body = serde_json::json!({"error": {"httpCode": status.as_u16(), "message": self.0.to_string()}});
+        let body = serde_json::to_vec(&seismo_api::v3::ErrorBody::new(status.as_u16(), self.0.to_string()))
+            .unwrap_or_default();
         // Jaeger writes it through http.Error (text/plain); the body is JSON, so we say so.
-        (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+        (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
     }
 }
 

@@ -25,13 +25,14 @@ use std::collections::BTreeMap;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use seismo_store::{span_kind, SpanRow, TraceId, TraceQuery};
+use seismo_api::v3::{Operation, Operations, Services, TraceSummaries, TracesData, TracesResult};
+use seismo_store::{span_kind, TraceId, TraceQuery};
 use serde::Serialize;
 
 use crate::duration::{parse_go_bool, parse_go_duration, parse_go_int, parse_rfc3339_nano};
 use crate::error::{QueryError, V3Error};
 use crate::jaeger_handlers::{blocking, decode, json_reply, RawParams};
-use crate::otlp_json::{base64_decode_any, TraceSummary, TracesData};
+use crate::otlp_json::{base64_decode_any, trace_summary, traces_data};
 use crate::params::{QueryParams, MAX_LIMIT};
 use crate::router::QueryState;
 
@@ -188,7 +189,8 @@ pub(crate) async fn operations(State(state): State<QueryState>, raw: RawParams) 
             span_kind: match op.span_kind {
                 span_kind::UNSPECIFIED => span_kind::name(span_kind::INTERNAL),
                 k => span_kind::name(k),
-            },
+            }
+            .to_string(),
             name: op.name,
         })
         .collect();
@@ -200,7 +202,8 @@ pub(crate) async fn operations(State(state): State<QueryState>, raw: RawParams) 
 /// trace, newest first; 404 `No traces found` when none matches (as Jaeger).
 pub(crate) async fn find_traces(State(state): State<QueryState>, raw: RawParams) -> Result<Response, V3Error> {
     let query = parse_find_traces(&decode(raw)?)?;
-    let traces = blocking(&state, move |store| store.find_traces(&query)).await?;
+    // Rows -> wire types on the blocking pool too: big answers cost CPU.
+    let traces = blocking(&state, move |store| Ok(traces_data(&store.find_traces(&query)?))).await?;
     traces_reply(traces)
 }
 
@@ -209,10 +212,10 @@ pub(crate) async fn find_traces(State(state): State<QueryState>, raw: RawParams)
 pub(crate) async fn trace_summaries(State(state): State<QueryState>, raw: RawParams) -> Result<Response, V3Error> {
     let query = parse_find_traces(&decode(raw)?)?;
     let summaries = blocking(&state, move |store| {
-        Ok(store.find_traces(&query)?.iter().filter_map(|spans| TraceSummary::of(spans)).collect())
+        Ok(store.find_traces(&query)?.iter().filter_map(|spans| trace_summary(spans)).collect())
     })
     .await?;
-    reply(&Summaries { summaries })
+    reply(&TraceSummaries { summaries })
 }
 
 /// `GET /api/v3/traces/{trace_id}?startTime=&endTime=&rawTraces=` ->
@@ -228,47 +231,19 @@ pub(crate) async fn get_trace(
     parse_with(&params, START_TIME, parse_rfc3339_nano)?;
     parse_with(&params, END_TIME, parse_rfc3339_nano)?;
     parse_with(&params, RAW_TRACES, parse_go_bool)?;
-    let spans = blocking(&state, move |store| store.trace(id)).await?;
-    traces_reply(if spans.is_empty() { Vec::new() } else { vec![spans] })
+    let traces = blocking(&state, move |store| Ok(traces_data(&[store.trace(id)?]))).await?;
+    traces_reply(traces)
 }
 
-fn traces_reply(traces: Vec<Vec<SpanRow>>) -> Result<Response, V3Error> {
-    if traces.is_empty() {
+fn traces_reply(traces: TracesData) -> Result<Response, V3Error> {
+    if traces.resource_spans.is_empty() {
         return Err(QueryError::NotFound(NO_TRACES_FOUND.to_string()).into());
     }
-    reply(&Wrapper { result: TracesData::new(&traces) })
+    reply(&TracesResult { result: traces })
 }
 
 fn reply<T: Serialize>(body: &T) -> Result<Response, V3Error> {
     Ok(json_reply(&QueryParams::default(), body)?)
-}
-
-/// grpc-gateway's `GRPCGatewayWrapper`: the streamed message under `result`.
-#[derive(Serialize)]
-struct Wrapper<'a> {
-    result: TracesData<'a>,
-}
-
-#[derive(Serialize)]
-struct Services {
-    services: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct Operations {
-    operations: Vec<Operation>,
-}
-
-#[derive(Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-struct Operation {
-    name: String,
-    span_kind: &'static str,
-}
-
-#[derive(Serialize)]
-struct Summaries {
-    summaries: Vec<TraceSummary>,
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@
 
 use axum::extract::State;
 use axum::response::Response;
+use seismo_api::logs::{LogRecord, LogsResponse};
 use seismo_store::{severity_range, LogQuery, LogRow, TraceId};
-use serde::Serialize;
 
 use crate::duration::{parse_go_int, parse_lookback, parse_rfc3339_nano};
 use crate::error::QueryError;
@@ -28,40 +28,18 @@ pub const Q: &str = "q";
 pub const SEVERITY: &str = "severity";
 pub const TRACE_ID: &str = "trace_id";
 
-/// One log record as the API answers it.
-#[derive(Debug, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct LogRecord {
-    /// Decimal string: ns timestamps exceed what a JSON number keeps exactly
-    /// in JavaScript (OTLP/JSON writes them the same way).
-    pub time_unix_nano: String,
-    pub severity_text: String,
-    pub severity_number: i32,
-    pub body: serde_json::Value,
-    pub service_name: String,
-    pub trace_id: Option<String>,
-    pub span_id: Option<String>,
-    pub attributes: serde_json::Map<String, serde_json::Value>,
-}
-
-impl From<LogRow> for LogRecord {
-    fn from(r: LogRow) -> Self {
-        LogRecord {
-            time_unix_nano: r.time_unix_nano.to_string(),
-            severity_text: r.severity_text,
-            severity_number: r.severity_number,
-            body: r.body.to_plain_json(),
-            service_name: r.service_name,
-            trace_id: r.trace_id.map(|t| t.to_string()),
-            span_id: r.span_id.map(|s| s.to_string()),
-            attributes: r.attributes.into_iter().map(|kv| (kv.key, kv.value.to_plain_json())).collect(),
-        }
+/// One stored log record as the API answers it.
+fn log_record(r: LogRow) -> LogRecord {
+    LogRecord {
+        time_unix_nano: r.time_unix_nano.to_string(),
+        severity_text: r.severity_text,
+        severity_number: r.severity_number,
+        body: r.body.to_plain_json(),
+        service_name: r.service_name,
+        trace_id: r.trace_id.map(|t| t.to_string()),
+        span_id: r.span_id.map(|s| s.to_string()),
+        attributes: r.attributes.into_iter().map(|kv| (kv.key, kv.value.to_plain_json())).collect(),
     }
-}
-
-#[derive(Serialize)]
-struct Answer {
-    data: Vec<LogRecord>,
 }
 
 /// `GET /api/v1/logs`.
@@ -69,7 +47,7 @@ pub(crate) async fn search(State(state): State<QueryState>, raw: RawParams) -> R
     let params = decode(raw)?;
     let q = parse_log_query(&params, now_ns())?;
     let rows = blocking(&state, move |store| store.search_logs(&q)).await?;
-    json_reply(&params, &Answer { data: rows.into_iter().map(LogRecord::from).collect() })
+    json_reply(&params, &LogsResponse { data: rows.into_iter().map(log_record).collect() })
 }
 
 /// A time parameter: µs since the epoch, or RFC 3339.

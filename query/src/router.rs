@@ -5,6 +5,7 @@ use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use seismo_api::health as wire;
 use seismo_store::{Health, Store};
 
 use crate::dependencies;
@@ -82,13 +83,12 @@ pub fn router(state: QueryState) -> Router {
 /// (the WAL failed; a restart is needed) or `{"status":"closed"}` (shutting
 /// down). Queries are answered in every state; this says whether ingest is.
 async fn healthz(axum::extract::State(state): axum::extract::State<QueryState>) -> Response {
-    let (status, reason) = match state.store.health() {
-        Health::Ready => return (StatusCode::OK, Json(serde_json::json!({"status": "ready"}))).into_response(),
-        Health::DiskFull(reason) => ("disk_full", reason),
-        Health::Failed(reason) => ("failed", reason),
-        Health::Closed => ("closed", "store is closed".to_string()),
+    let body = match state.store.health() {
+        Health::Ready => return (StatusCode::OK, Json(wire::Health::ready())).into_response(),
+        Health::DiskFull(reason) => wire::Health::refusing("disk_full", reason),
+        Health::Failed(reason) => wire::Health::refusing("failed", reason),
+        Health::Closed => wire::Health::refusing("closed", "store is closed"),
     };
-    let body = serde_json::json!({"status": status, "reason": reason});
     (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "5")], Json(body)).into_response()
 }
 

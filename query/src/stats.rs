@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::response::Response;
+use seismo_api::stats::{OperationStats, StatsResponse};
 use seismo_store::{span_kind, OpStats, StatsQuery};
-use serde::Serialize;
 
 use crate::error::QueryError;
 use crate::jaeger_handlers::{blocking, decode, json_reply, now_ns, RawParams};
@@ -27,44 +27,21 @@ use crate::router::QueryState;
 /// Default window of `/api/v1/stats`: a dashboard's "now".
 pub const DEFAULT_STATS_LOOKBACK_NS: i64 = 3600 * 1_000_000_000;
 
-#[derive(Debug, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct OperationStats {
-    pub service: String,
-    /// Absent in the per-service totals.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub operation: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub span_kind: Option<&'static str>,
-    pub request_count: u64,
-    pub error_count: u64,
-    pub error_rate: f64,
-    pub p50_ms: Option<f64>,
-    pub p95_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
-}
-
-impl OperationStats {
-    fn new(service: String, operation: Option<String>, kind: Option<i32>, s: &OpStats) -> Self {
-        let ms = |q: f64| s.latency.quantile(q).map(|ns| (ns / 1e6 * 1000.0).round() / 1000.0);
-        OperationStats {
-            service,
-            operation,
-            span_kind: kind.map(span_kind::name),
-            request_count: s.spans,
-            error_count: s.errors,
-            error_rate: if s.spans == 0 { 0.0 } else { s.errors as f64 / s.spans as f64 },
-            p50_ms: ms(0.5),
-            p95_ms: ms(0.95),
-            p99_ms: ms(0.99),
-        }
+/// The answer entry of one operation (`kind` set) or one service's totals
+/// (`operation` and `kind` absent): latencies in ms rounded to µs.
+fn operation_stats(service: String, operation: Option<String>, kind: Option<i32>, s: &OpStats) -> OperationStats {
+    let ms = |q: f64| s.latency.quantile(q).map(|ns| (ns / 1e6 * 1000.0).round() / 1000.0);
+    OperationStats {
+        service,
+        operation,
+        span_kind: kind.map(|k| span_kind::name(k).to_string()),
+        request_count: s.spans,
+        error_count: s.errors,
+        error_rate: if s.spans == 0 { 0.0 } else { s.errors as f64 / s.spans as f64 },
+        p50_ms: ms(0.5),
+        p95_ms: ms(0.95),
+        p99_ms: ms(0.99),
     }
-}
-
-#[derive(Serialize)]
-struct Answer {
-    data: Vec<OperationStats>,
-    services: Vec<OperationStats>,
 }
 
 /// `GET /api/v1/stats`.
@@ -76,9 +53,9 @@ pub(crate) async fn stats(State(state): State<QueryState>, raw: RawParams) -> Re
     for ((service, _, _), s) in &ops {
         seismo_store::merge_op_stats(per_service.entry(service.clone()).or_default(), s);
     }
-    let data = ops.into_iter().map(|((svc, op, kind), s)| OperationStats::new(svc, Some(op), Some(kind), &s)).collect();
-    let services = per_service.into_iter().map(|(svc, s)| OperationStats::new(svc, None, None, &s)).collect();
-    json_reply(&params, &Answer { data, services })
+    let data = ops.into_iter().map(|((svc, op, kind), s)| operation_stats(svc, Some(op), Some(kind), &s)).collect();
+    let services = per_service.into_iter().map(|(svc, s)| operation_stats(svc, None, None, &s)).collect();
+    json_reply(&params, &StatsResponse { data, services })
 }
 
 /// # Errors

@@ -26,12 +26,17 @@ use promql_parser::parser::token::T_EQL_REGEX;
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{self, Expr};
 
+use seismo_api::prometheus::{
+    self as wire, BuildInfo, ErrorType, ExemplarSeries, Flags, Metadata, Point, PromError, PromResponse, QueryResult,
+    RangeSeries, RuntimeInfo, Sample, StringPoint,
+};
+use serde::Serialize;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::budget::{Budget, QueryLimits};
 use super::eval::{instant_query, range_query, EvalError, QueryValue};
 use super::nesting::check_nesting;
-use super::params::{format_timestamp, format_value, parse_duration, parse_form, parse_time};
+use super::params::{parse_duration, parse_form, parse_time};
 use super::source::{selector_matchers, Labels, SeriesSource};
 use super::timebounds::{check_times, time_in_range, time_out_of_range};
 
@@ -81,8 +86,8 @@ pub fn routes<S: Clone + Send + Sync + 'static>(source: Arc<dyn SeriesSource>, l
         .route("/api/v1/label/{name}/values", get(label_values))
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .route("/api/v1/status/runtimeinfo", get(runtimeinfo))
-        .route("/api/v1/status/flags", get(|| async { success("{}".into()) }))
-        .route("/api/v1/metadata", get(|| async { success("{}".into()) }))
+        .route("/api/v1/status/flags", get(|| async { success(Flags::new()) }))
+        .route("/api/v1/metadata", get(|| async { success(Metadata::new()) }))
         .route("/api/v1/query_exemplars", get(exemplars).post(exemplars))
         .with_state(ApiState { source, runner: QueryRunner::new(limits) })
 }
@@ -125,12 +130,12 @@ impl From<EvalError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind) = match &self {
-            ApiError::BadData(_) => (StatusCode::BAD_REQUEST, "bad_data"),
-            ApiError::Execution(_) => (StatusCode::UNPROCESSABLE_ENTITY, "execution"),
-            ApiError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::BadData(_) => (StatusCode::BAD_REQUEST, ErrorType::BadData),
+            ApiError::Execution(_) => (StatusCode::UNPROCESSABLE_ENTITY, ErrorType::Execution),
+            ApiError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorType::Timeout),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorType::Internal),
         };
-        let body = format!(r#"{{"status":"error","errorType":"{kind}","error":{}}}"#, json_str(&self.to_string()));
+        let body = serde_json::to_vec(&PromError::error(kind, self.to_string())).unwrap_or_default();
         (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
     }
 }
@@ -283,10 +288,10 @@ async fn query(State(st): State<ApiState>, p: Params) -> Result<Response, ApiErr
         .runner
         .run(deadline, move |budget| {
             let expr = parse_query(&text)?;
-            Ok(render_value(&instant_query(&*source, &expr, t, budget)?))
+            success_body(query_result(&instant_query(&*source, &expr, t, budget)?))
         })
         .await?;
-    Ok(success(body))
+    Ok(json_response(body))
 }
 
 async fn query_range(State(st): State<ApiState>, p: Params) -> Result<Response, ApiError> {
@@ -327,10 +332,10 @@ async fn query_range(State(st): State<ApiState>, p: Params) -> Result<Response, 
                     format!("invalid expression type {kind:?} for range query, must be Scalar or instant Vector"),
                 ));
             }
-            Ok(render_value(&range_query(&*source, &expr, start, end, step, budget)?))
+            success_body(query_result(&range_query(&*source, &expr, start, end, step, budget)?))
         })
         .await?;
-    Ok(success(body))
+    Ok(json_response(body))
 }
 
 /// Runs blocking store work on tokio's blocking pool.
@@ -395,15 +400,14 @@ fn truncate<T>(mut v: Vec<T>, limit: usize) -> Vec<T> {
 async fn series(State(st): State<ApiState>, p: Params) -> Result<Response, ApiError> {
     let limit = limit(&p)?;
     let found = truncate(matching_series(st, &p, true).await?.into_iter().collect(), limit);
-    let items: Vec<String> = found.iter().map(render_labels).collect();
-    Ok(success(format!("[{}]", items.join(","))))
+    Ok(success(found.iter().map(labels_map).collect::<Vec<_>>()))
 }
 
 async fn label_names(State(st): State<ApiState>, p: Params) -> Result<Response, ApiError> {
     let limit = limit(&p)?;
     let found = matching_series(st, &p, false).await?;
     let names: BTreeSet<&str> = found.iter().flat_map(|l| l.iter().map(|(n, _)| n.as_str())).collect();
-    Ok(success(render_strings(truncate(names.into_iter().collect(), limit))))
+    Ok(success(truncate(names.into_iter().collect(), limit)))
 }
 
 async fn label_values(State(st): State<ApiState>, Path(name): Path<String>, p: Params) -> Result<Response, ApiError> {
@@ -417,77 +421,78 @@ async fn label_values(State(st): State<ApiState>, Path(name): Path<String>, p: P
         .filter_map(|l| l.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str()))
         .filter(|v| !v.is_empty())
         .collect();
-    Ok(success(render_strings(truncate(values.into_iter().collect(), limit))))
+    Ok(success(truncate(values.into_iter().collect(), limit)))
 }
 
 async fn exemplars(p: Params) -> Result<Response, ApiError> {
     // seismo keeps no exemplars; the parameters are still checked.
     p.time_or("start", MIN_TIME_MS)?;
     p.time_or("end", MAX_TIME_MS)?;
-    Ok(success("[]".into()))
+    Ok(success(Vec::<ExemplarSeries>::new()))
 }
 
 async fn buildinfo() -> Response {
-    success(format!(
-        r#"{{"version":"{PROMETHEUS_VERSION}","revision":"seismo","branch":"HEAD","buildUser":"seismo","buildDate":"","goVersion":"none","application":"seismo","seismoVersion":"{}"}}"#,
-        env!("CARGO_PKG_VERSION")
-    ))
+    success(BuildInfo {
+        version: PROMETHEUS_VERSION.into(),
+        revision: "seismo".into(),
+        branch: "HEAD".into(),
+        build_user: "seismo".into(),
+        build_date: String::new(),
+        go_version: "none".into(),
+        application: Some("seismo".into()),
+        seismo_version: Some(env!("CARGO_PKG_VERSION").into()),
+    })
 }
 
 async fn runtimeinfo() -> Response {
-    success(
-        r#"{"startTime":"","CWD":"","reloadConfigSuccess":true,"lastConfigTime":"","corruptionCount":0,"goroutineCount":0,"GOMAXPROCS":0,"GOGC":"","GODEBUG":"","storageRetention":""}"#
-            .into(),
-    )
+    success(RuntimeInfo { reload_config_success: true, ..RuntimeInfo::default() })
 }
 
-/// `{"status":"success","data":<data>}` with `data` already JSON.
-fn success(data: String) -> Response {
-    let body = format!(r#"{{"status":"success","data":{data}}}"#);
+/// `{"status":"success","data":<data>}`.
+fn success<T: Serialize>(data: T) -> Response {
+    match success_body(data) {
+        Ok(body) => json_response(body),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The bytes of `{"status":"success","data":<data>}`. Query results are
+/// written on their query thread, so a large matrix costs the query's own
+/// thread, not the server's.
+fn success_body<T: Serialize>(data: T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(&PromResponse::success(data))
+        .map_err(|e| ApiError::Internal(format!("failed writing the answer: {e}")))
+}
+
+fn json_response(body: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn json_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+fn labels_map(labels: &Labels) -> wire::Labels {
+    labels.iter().cloned().collect()
 }
 
-fn render_strings(items: Vec<&str>) -> String {
-    format!("[{}]", items.iter().map(|s| json_str(s)).collect::<Vec<_>>().join(","))
-}
-
-fn render_labels(labels: &Labels) -> String {
-    let pairs: Vec<String> = labels.iter().map(|(n, v)| format!("{}:{}", json_str(n), json_str(v))).collect();
-    format!("{{{}}}", pairs.join(","))
-}
-
-fn render_point(t: i64, v: f64) -> String {
-    format!(r#"[{},"{}"]"#, format_timestamp(t), format_value(v))
-}
-
-/// `{"resultType":...,"result":...}` as Prometheus writes it.
-fn render_value(v: &QueryValue) -> String {
-    let (kind, result) = match v {
-        QueryValue::Scalar { t, v } => ("scalar", render_point(*t, *v)),
-        QueryValue::String { t, v } => ("string", format!("[{},{}]", format_timestamp(*t), json_str(v))),
-        QueryValue::Vector(samples) => {
-            let items: Vec<String> = samples
+/// A query's value as Prometheus answers it: `{"resultType":...,"result":...}`.
+fn query_result(v: &QueryValue) -> QueryResult {
+    match v {
+        QueryValue::Scalar { t, v } => QueryResult::Scalar(Point { t_ms: *t, v: *v }),
+        QueryValue::String { t, v } => QueryResult::String(StringPoint { t_ms: *t, v: v.clone() }),
+        QueryValue::Vector(samples) => QueryResult::Vector(
+            samples
                 .iter()
-                .map(|s| format!(r#"{{"metric":{},"value":{}}}"#, render_labels(&s.labels), render_point(s.t, s.v)))
-                .collect();
-            ("vector", format!("[{}]", items.join(",")))
-        }
-        QueryValue::Matrix(series) => {
-            let items: Vec<String> = series
+                .map(|s| Sample { metric: labels_map(&s.labels), value: Point { t_ms: s.t, v: s.v } })
+                .collect(),
+        ),
+        QueryValue::Matrix(series) => QueryResult::Matrix(
+            series
                 .iter()
-                .map(|s| {
-                    let points: Vec<String> = s.samples.iter().map(|&(t, v)| render_point(t, v)).collect();
-                    format!(r#"{{"metric":{},"values":[{}]}}"#, render_labels(&s.labels), points.join(","))
+                .map(|s| RangeSeries {
+                    metric: labels_map(&s.labels),
+                    values: s.samples.iter().map(|&(t_ms, v)| Point { t_ms, v }).collect(),
                 })
-                .collect();
-            ("matrix", format!("[{}]", items.join(",")))
-        }
-    };
-    format!(r#"{{"resultType":"{kind}","result":{result}}}"#)
+                .collect(),
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -140,16 +140,7 @@ fn percent_decode(s: &str) -> Result<String, String> {
 /// A sample value as Prometheus writes it (Go's `FormatFloat(v, 'f', -1,
 /// 64)`): shortest round-trip decimal without exponent, `NaN`, `+Inf`, `-Inf`.
 pub fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".to_string()
-    } else if v == f64::INFINITY {
-        "+Inf".to_string()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".to_string()
-    } else {
-        // Rust's Display for f64 is shortest round-trip and never uses an exponent.
-        v.to_string()
-    }
+    seismo_api::prometheus::format_value(v)
 }
 
 /// A unix-ms timestamp as the JSON number of seconds Prometheus writes:
