@@ -25,6 +25,7 @@ pub struct Proxy {
     pub enabled: bool,
     /// The bound address once enabled (port 0 becomes the real port).
     pub listen: String,
+    /// The proxy's name, unique on the agent.
     pub name: String,
     /// Upstream toxics first, then downstream, each in the order added.
     pub toxics: Vec<Toxic>,
@@ -36,7 +37,9 @@ pub struct Proxy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
+    /// Client to server.
     Upstream,
+    /// Server to client (the default).
     Downstream,
 }
 
@@ -67,7 +70,9 @@ pub struct Toxic {
     /// Extension: the experiment whose fault spans this toxic's spans join.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experiment: Option<String>,
+    /// The toxic's name, unique on its proxy (default `<type>_<stream>`).
     pub name: String,
+    /// Which direction it acts on.
     pub stream: Stream,
     /// Probability (0 to 1) that the toxic applies to a connection or request.
     pub toxicity: f32,
@@ -130,11 +135,13 @@ pub struct Attributes {
 /// update (where a missing or empty field keeps its current value).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProxyRequest {
+    /// The proxy's name (required on create).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Empty or missing: all interfaces, an ephemeral port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
+    /// `host:port` to forward to (required on create).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
     /// Missing: `true` on create, unchanged on update.
@@ -146,13 +153,16 @@ pub struct ProxyRequest {
 /// only `attributes`, `toxicity` and `experiment` change, each only if given).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ToxicRequest {
+    /// The toxic's name; missing: `<type>_<stream>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The toxic's type (required on create).
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// `upstream` or `downstream` (any case); missing or empty: downstream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<String>,
+    /// Probability (0 to 1) that the toxic applies; missing: 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub toxicity: Option<f64>,
     /// Checked against the toxic's type; unknown ones are ignored, `null`
@@ -160,6 +170,7 @@ pub struct ToxicRequest {
     /// as toxiproxy-cli sends them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attributes: Option<BTreeMap<String, serde_json::Value>>,
+    /// Extension: the experiment whose fault spans this toxic's spans join.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experiment: Option<String>,
 }
@@ -167,6 +178,7 @@ pub struct ToxicRequest {
 /// `POST /populate`'s answer: the proxies as they are now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Populated {
+    /// Every proxy after the populate.
     pub proxies: Vec<Proxy>,
 }
 
@@ -174,8 +186,11 @@ pub struct Populated {
 /// the proxies created before it (which stay).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PopulateFailed {
+    /// What went wrong with the failing proxy.
     pub error: String,
+    /// The proxies created before the failure (they stay).
     pub proxies: Vec<Proxy>,
+    /// The HTTP status, repeated.
     pub status: u16,
 }
 
@@ -191,7 +206,9 @@ pub struct ErrorBody {
 /// `GET /version`: the Toxiproxy API level, and seismo's own version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Version {
+    /// The Toxiproxy API level the agent speaks.
     pub version: String,
+    /// seismo's own version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seismo: Option<String>,
 }
@@ -205,12 +222,15 @@ pub struct Process {
     /// For a command the agent started: `null` while it runs, then its exit status.
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
     pub exit: Option<Option<String>>,
+    /// The name given when started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The process id.
     pub pid: u32,
     /// On a fault's answer: the signal sent, e.g. `SIGKILL`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<String>,
+    /// Whether the agent started it (only those can be signalled).
     pub started_by_agent: bool,
     /// `running`, `stopped`, `zombie`, `exited` or `gone`.
     pub state: String,
