@@ -36,7 +36,10 @@ fn span_id(trace: &[u8; 16], i: usize) -> [u8; 8] {
     id
 }
 
-fn request(writer: u8, first: u32, now_ns: u64) -> (Vec<u8>, Vec<([u8; 16], [u8; 8])>) {
+/// A trace id and span id, as sent.
+type SpanIds = ([u8; 16], [u8; 8]);
+
+fn request(writer: u8, first: u32, now_ns: u64) -> (Vec<u8>, Vec<SpanIds>) {
     let mut spans = Vec::new();
     let mut ids = Vec::new();
     for t in 0..TRACES_PER_REQUEST as u32 {
@@ -111,7 +114,7 @@ fn every_acknowledged_span_survives_kill_9() {
     // Small memtables: the kill lands while segments are being written.
     let server = Server::start(dir.path(), &["--flush-rows", "4000"]);
     let url = server.otlp_url("/v1/traces");
-    let acked: Arc<Mutex<Vec<([u8; 16], [u8; 8])>>> = Arc::default();
+    let acked: Arc<Mutex<Vec<SpanIds>>> = Arc::default();
     let acked_count = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..4u8)

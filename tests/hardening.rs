@@ -157,7 +157,7 @@ fn connections_past_the_limit_are_refused_with_a_log_line_and_the_rest_served() 
     let server = Server::start_capturing_log(dir.path(), &["--max-connections", "6"]);
     // Hold every slot (the health check's own connection may still be closing: poll).
     let mut held = Vec::new();
-    let refused = eventually(Duration::from_secs(20), || {
+    eventually(Duration::from_secs(20), || {
         let mut probe = TcpStream::connect(server.http.as_str()).unwrap();
         probe.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").ok();
         probe.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
@@ -173,7 +173,6 @@ fn connections_past_the_limit_are_refused_with_a_log_line_and_the_rest_served() 
             }
         }
     });
-    let () = refused;
     assert!(held.len() <= 6, "{} connections were served past a limit of 6", held.len());
     eventually(Duration::from_secs(10), || server.log_contains("connection limit reached").then_some(()));
 

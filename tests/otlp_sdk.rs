@@ -265,8 +265,7 @@ fn sdk_logs_over_grpc_and_metrics_over_http_are_stored() {
     let find = |name: &str| {
         points
             .iter()
-            .filter(|p| p.metric_name == name && p.service_name == "e2e-metrics")
-            .last()
+            .rfind(|p| p.metric_name == name && p.service_name == "e2e-metrics")
             .unwrap_or_else(|| panic!("no {name} in {points:?}"))
     };
     let orders = find("orders.placed");

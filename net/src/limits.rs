@@ -86,6 +86,8 @@ impl ConnectionLimit {
     }
 }
 
+// `rlim_t` is `u64` here but not on every platform, hence the casts.
+#[allow(clippy::unnecessary_cast)]
 fn open_files_limit() -> Option<u64> {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct we own; no other memory is touched.
@@ -96,6 +98,7 @@ fn open_files_limit() -> Option<u64> {
 /// Raises the soft open-files limit to the hard limit, as Go's runtime does at start:
 /// a server holding thousands of connections and segment files needs more than the
 /// usual soft default of 1,024. Returns the limit in force afterwards.
+#[allow(clippy::unnecessary_cast)]
 pub fn raise_open_files_limit() -> Option<u64> {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: as in `open_files_limit`.

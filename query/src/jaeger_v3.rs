@@ -74,7 +74,7 @@ pub const NO_TRACES_FOUND: &str = "No traces found";
 
 /// The value and the name it came under: canonical first, then the alias
 /// (Go's `getQueryParam`; an empty value counts as absent).
-fn lookup<'a>(params: &'a QueryParams, p: Param) -> Option<(&'a str, &'static str)> {
+fn lookup(params: &QueryParams, p: Param) -> Option<(&str, &'static str)> {
     params.get(p.canonical).map(|v| (v, p.canonical)).or_else(|| params.get(p.deprecated).map(|v| (v, p.deprecated)))
 }
 
