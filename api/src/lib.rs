@@ -32,6 +32,7 @@
 //!   [`prometheus::PromError`].
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod envelope;
 pub mod health;

@@ -27,6 +27,7 @@
 //!   [`Client::with_token`] set one.
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod error;
 pub mod query;

@@ -86,8 +86,9 @@ impl ConnectionLimit {
     }
 }
 
-// `rlim_t` is `u64` here but not on every platform, hence the casts.
-#[allow(clippy::unnecessary_cast)]
+// `rlim_t` is `u64` here but not on every platform, hence the casts; getrlimit
+// has no safe wrapper in the dependency tree.
+#[allow(clippy::unnecessary_cast, unsafe_code)]
 fn open_files_limit() -> Option<u64> {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct we own; no other memory is touched.
@@ -98,7 +99,7 @@ fn open_files_limit() -> Option<u64> {
 /// Raises the soft open-files limit to the hard limit, as Go's runtime does at start:
 /// a server holding thousands of connections and segment files needs more than the
 /// usual soft default of 1,024. Returns the limit in force afterwards.
-#[allow(clippy::unnecessary_cast)]
+#[allow(clippy::unnecessary_cast, unsafe_code)]
 pub fn raise_open_files_limit() -> Option<u64> {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: as in `open_files_limit`.

@@ -34,6 +34,8 @@
 //!   ([`duration`]) and parameter validation ([`params`]) take strings and
 //!   "now", and are unit-tested without HTTP.
 
+#![forbid(unsafe_code)]
+
 pub mod convert;
 mod dependencies;
 pub mod duration;

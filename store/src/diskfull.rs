@@ -59,6 +59,7 @@ fn io_out_of_space(e: &io::Error) -> bool {
 }
 
 /// Bytes an unprivileged writer may still use on the file system holding `dir`.
+#[allow(unsafe_code)] // statvfs: no safe wrapper in the dependency tree
 pub(crate) fn free_bytes(dir: &Path) -> io::Result<u64> {
     let path = CString::new(dir.as_os_str().as_bytes()).map_err(io::Error::other)?;
     let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
