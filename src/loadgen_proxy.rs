@@ -212,7 +212,9 @@ fn serve(handler: fn(TcpStream)) -> anyhow::Result<SocketAddr> {
 /// run is deleted first); its real listen address.
 async fn create_proxy(agent: &AgentClient, name: &str, upstream: SocketAddr) -> anyhow::Result<SocketAddr> {
     match agent.delete_proxy(name).await {
-        Err(e) if !e.is_not_found() => return Err(e).context(format!("deleting an old proxy {name}")),
+        Err(e) if !e.is_not_found() => {
+            return Err(e).context(format!("deleting a leftover proxy {name} on {}", agent.base_url()))
+        }
         _ => {}
     }
     let request = ProxyRequest {

@@ -107,7 +107,10 @@ fn every_proxy_and_toxic_call_decodes_its_typed_answer() {
             ..toxic_request("slicer", json!({"average_size": 8}))
         };
         let pieces = chaos.add_toxic("db", &slicer).await.unwrap();
-        assert_eq!((pieces.stream, pieces.toxicity, pieces.experiment.as_deref()), (Stream::Upstream, 0.5, Some("exp-7")));
+        assert_eq!(
+            (pieces.stream, pieces.toxicity, pieces.experiment.as_deref()),
+            (Stream::Upstream, 0.5, Some("exp-7"))
+        );
         assert_eq!(pieces.attributes.average_size, Some(8));
         assert!(pieces.attributes.latency.is_none(), "only the slicer's own attributes: {:?}", pieces.attributes);
         // Upstream toxics first, then downstream.
@@ -115,7 +118,8 @@ fn every_proxy_and_toxic_call_decodes_its_typed_answer() {
         assert_eq!(chaos.toxic("db", "latency_downstream").await.unwrap(), latency);
         assert_eq!(chaos.proxy("db").await.unwrap().toxics, [pieces.clone(), latency]);
 
-        let slower = ToxicRequest { toxicity: Some(0.25), ..toxic_request("latency", json!({"latency": 7, "jitter": 2})) };
+        let slower =
+            ToxicRequest { toxicity: Some(0.25), ..toxic_request("latency", json!({"latency": 7, "jitter": 2})) };
         let updated = chaos.update_toxic("db", "latency_downstream", &slower).await.unwrap();
         assert_eq!((updated.attributes.latency, updated.attributes.jitter, updated.toxicity), (Some(7), Some(2), 0.25));
         assert_eq!(chaos.toxic("db", "latency_downstream").await.unwrap(), updated);
@@ -155,7 +159,10 @@ fn error_answers_carry_the_agents_message() {
         assert_eq!(api_error(chaos.add_toxic("nope", &toxic).await), (404, "proxy not found".into()));
         assert_eq!(api_error(chaos.update_toxic("db", "nope", &toxic).await), (404, "toxic not found".into()));
 
-        assert_eq!(api_error(chaos.create_proxy(&proxy_request("db", echo)).await), (409, "proxy already exists".into()));
+        assert_eq!(
+            api_error(chaos.create_proxy(&proxy_request("db", echo)).await),
+            (409, "proxy already exists".into())
+        );
         chaos.add_toxic("db", &toxic).await.unwrap();
         assert_eq!(api_error(chaos.add_toxic("db", &toxic).await), (409, "toxic already exists".into()));
 
@@ -169,7 +176,8 @@ fn error_answers_carry_the_agents_message() {
         assert_eq!(status, 400);
         assert!(message.starts_with("invalid toxic type: \"bogus\""), "{message}");
         let negative = toxic_request("latency", json!({"latency": -5}));
-        let (status, message) = api_error(chaos.add_toxic("db", &ToxicRequest { name: Some("n".into()), ..negative }).await);
+        let (status, message) =
+            api_error(chaos.add_toxic("db", &ToxicRequest { name: Some("n".into()), ..negative }).await);
         assert_eq!(status, 400);
         assert!(message.contains("attribute latency"), "{message}");
         let sideways = ToxicRequest { stream: Some("sideways".into()), ..toxic.clone() };
@@ -235,7 +243,7 @@ fn process_calls_start_signal_and_remove() {
         assert_eq!((started.started_by_agent, started.state.as_str(), &started.exit), (true, "running", &Some(None)));
         let (s, _) = api_error(chaos.start_process(Some("victim"), &["sleep", "60"]).await);
         assert_eq!(s, 409, "a second process of a running name");
-        assert_eq!(chaos.processes().await.unwrap(), [started.clone()]);
+        assert_eq!(chaos.processes().await.unwrap(), std::slice::from_ref(&started));
         assert_eq!(chaos.process("victim").await.unwrap(), started);
         let pid = started.pid.to_string();
         assert_eq!(chaos.process(&pid).await.unwrap().pid, started.pid);

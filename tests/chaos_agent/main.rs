@@ -20,17 +20,17 @@ mod traces;
 mod upstream;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use agent::Agent;
-use upstream::*;
 use common::{eventually, Server};
 use serde_json::{json, Value};
+use upstream::*;
 
 // ---------------------------------------------------------------- harness
 
