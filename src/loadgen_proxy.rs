@@ -79,8 +79,8 @@ async fn measure_through_agent(args: &ProxyArgs, addrs: &[SocketAddr]) -> anyhow
         listens.push(create_proxy(&agent, name, *upstream).await?);
     }
     let (round_trips, bytes) = (args.round_trips, args.bytes);
-    let (addrs, proxies) = (addrs.to_vec(), listens.clone());
-    let result = tokio::task::spawn_blocking(move || measure(round_trips, bytes, &addrs, &proxies))
+    let addrs = addrs.to_vec();
+    let result = tokio::task::spawn_blocking(move || measure(round_trips, bytes, &addrs, &listens))
         .await
         .context("the measuring thread panicked")?;
     for name in PROXIES {
