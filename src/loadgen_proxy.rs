@@ -11,6 +11,9 @@
 //! simplest one there is, two blocking threads per connection copying bytes.
 //! What it adds is the cost of any extra loopback hop on this machine.
 //!
+//! The agent is driven through `seismo-client`'s [`AgentClient`]; the
+//! measurements themselves are blocking socket loops on a blocking thread.
+//!
 //! Benchmarks only.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -20,6 +23,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
+use seismo_client::api::toxiproxy::ProxyRequest;
+use seismo_client::AgentClient;
+
+/// The proxies this benchmark creates (and deletes again) on the agent.
+const PROXIES: [&str; 3] = ["bench_echo", "bench_http", "bench_sink"];
 
 #[derive(Args, Debug)]
 pub struct ProxyArgs {
@@ -37,14 +45,13 @@ pub struct ProxyArgs {
     upstreams_only: bool,
 }
 
-pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
+pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     if args.upstreams_only {
         let (echo, http, sink) = upstreams()?;
         let (echo_ref, http_ref) = (reference_proxy(echo)?, reference_proxy(http)?);
         println!("{echo} {http} {sink} {echo_ref} {http_ref}");
-        loop {
-            thread::park();
-        }
+        // The upstreams serve on their own threads until the parent kills us.
+        return std::future::pending().await;
     }
     // The upstreams live in a process of their own, as real services do: a
     // same-process server would answer faster than any other process could.
@@ -58,9 +65,28 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
     if addrs.len() != 5 {
         bail!("upstream process said {line:?}");
     }
-    let result = measure(&args, &addrs);
+    let result = measure_through_agent(&args, &addrs).await;
     let _ = child.kill();
     let _ = child.wait();
+    result
+}
+
+/// Creates the proxies, measures on a blocking thread, deletes the proxies.
+async fn measure_through_agent(args: &ProxyArgs, addrs: &[SocketAddr]) -> anyhow::Result<()> {
+    let agent = AgentClient::new(&args.agent)?;
+    let mut listens = Vec::new();
+    for (name, upstream) in PROXIES.into_iter().zip(addrs) {
+        listens.push(create_proxy(&agent, name, *upstream).await?);
+    }
+    let (round_trips, bytes) = (args.round_trips, args.bytes);
+    let addrs = addrs.to_vec();
+    let result = tokio::task::spawn_blocking(move || measure(round_trips, bytes, &addrs, &listens))
+        .await
+        .context("the measuring thread panicked")?;
+    for name in PROXIES {
+        // Best effort: a proxy left behind is harmless and recreated next run.
+        let _ = agent.delete_proxy(name).await;
+    }
     result
 }
 
@@ -129,14 +155,14 @@ fn copy(mut from: TcpStream, mut to: TcpStream) {
     let _ = to.shutdown(Shutdown::Write);
 }
 
-fn measure(args: &ProxyArgs, addrs: &[SocketAddr]) -> anyhow::Result<()> {
+/// `addrs`: the upstreams (echo, http, sink) and the reference proxies (echo,
+/// http); `proxies`: the agent's proxies of echo, http and sink.
+fn measure(round_trips: usize, bytes: u64, addrs: &[SocketAddr], proxies: &[SocketAddr]) -> anyhow::Result<()> {
     let (echo, http, sink, echo_ref, http_ref) = (addrs[0], addrs[1], addrs[2], addrs[3], addrs[4]);
-    let echo_p = create_proxy(&args.agent, "bench_echo", echo)?;
-    let http_p = create_proxy(&args.agent, "bench_http", http)?;
-    let sink_p = create_proxy(&args.agent, "bench_sink", sink)?;
+    let (echo_p, http_p, sink_p) = (proxies[0], proxies[1], proxies[2]);
 
     let blocks = 10;
-    let per = (args.round_trips / blocks).max(1);
+    let per = (round_trips / blocks).max(1);
     let mut tcp = (Vec::new(), Vec::new(), Vec::new());
     let mut web = (Vec::new(), Vec::new(), Vec::new());
     let (mut d, mut p, mut r) = (connect(echo)?, connect(echo_p)?, connect(echo_ref)?);
@@ -159,17 +185,14 @@ fn measure(args: &ProxyArgs, addrs: &[SocketAddr]) -> anyhow::Result<()> {
     report("tcp 64B round trip", &mut tcp.0, &mut tcp.1, &mut tcp.2);
     report("http/1.1 keep-alive request", &mut web.0, &mut web.1, &mut web.2);
 
-    let direct = stream(sink, args.bytes / 4)?;
-    let proxied = stream(sink_p, args.bytes)?;
+    let direct = stream(sink, bytes / 4)?;
+    let proxied = stream(sink_p, bytes)?;
     println!(
         "throughput single stream: direct {:.2} GB/s, proxied {:.2} GB/s ({} MiB through the proxy)",
         direct,
         proxied,
-        args.bytes >> 20
+        bytes >> 20
     );
-    for name in ["bench_echo", "bench_http", "bench_sink"] {
-        let _ = reqwest::blocking::Client::new().delete(format!("{}/proxies/{name}", args.agent)).send();
-    }
     Ok(())
 }
 
@@ -185,19 +208,23 @@ fn serve(handler: fn(TcpStream)) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
-fn create_proxy(agent: &str, name: &str, upstream: SocketAddr) -> anyhow::Result<SocketAddr> {
-    let client = reqwest::blocking::Client::new();
-    let _ = client.delete(format!("{agent}/proxies/{name}")).send();
-    let resp = client
-        .post(format!("{agent}/proxies"))
-        .json(&serde_json::json!({"name": name, "listen": "127.0.0.1:0", "upstream": upstream.to_string()}))
-        .send()
-        .with_context(|| format!("creating proxy {name} on {agent}"))?;
-    if resp.status().as_u16() != 201 {
-        bail!("creating proxy {name}: {} {}", resp.status(), resp.text().unwrap_or_default());
+/// A fresh proxy `name` on loopback to `upstream` (one left by an earlier
+/// run is deleted first); its real listen address.
+async fn create_proxy(agent: &AgentClient, name: &str, upstream: SocketAddr) -> anyhow::Result<SocketAddr> {
+    match agent.delete_proxy(name).await {
+        Err(e) if !e.is_not_found() => {
+            return Err(e).context(format!("deleting a leftover proxy {name} on {}", agent.base_url()))
+        }
+        _ => {}
     }
-    let v: serde_json::Value = resp.json()?;
-    Ok(v["listen"].as_str().context("no listen in answer")?.parse()?)
+    let request = ProxyRequest {
+        name: Some(name.to_string()),
+        listen: Some("127.0.0.1:0".to_string()),
+        upstream: Some(upstream.to_string()),
+        enabled: None,
+    };
+    let proxy = agent.create_proxy(&request).await.with_context(|| format!("creating proxy {name}"))?;
+    proxy.listen.parse().with_context(|| format!("proxy {name} listens on {:?}", proxy.listen))
 }
 
 fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {

@@ -53,7 +53,7 @@ fn main() -> anyhow::Result<()> {
         Command::Loadgen(args) => runtime.block_on(loadgen::run(args)),
         Command::LoadgenLogs(args) => runtime.block_on(loadgen_signals::run_logs(args)),
         Command::LoadgenMetrics(args) => runtime.block_on(loadgen_signals::run_metrics(args)),
-        Command::LoadgenProxy(args) => loadgen_proxy::run(args),
+        Command::LoadgenProxy(args) => runtime.block_on(loadgen_proxy::run(args)),
         Command::Chaos(command) => {
             drop(runtime);
             chaos::run(command)

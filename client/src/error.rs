@@ -9,10 +9,12 @@ use seismo_api::prometheus::ErrorType;
 /// A server that answered with an error status is [`ClientError::Api`], with
 /// the status and the message from the body in whichever error shape the API
 /// uses (Jaeger `{"errors":[{"code","msg"}]}`, api_v3
-/// `{"error":{"httpCode","message"}}`, Prometheus `{"errorType","error"}`).
+/// `{"error":{"httpCode","message"}}`, Prometheus `{"errorType","error"}`,
+/// Toxiproxy `{"error","status"}`).
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The base URL given to [`Client::new`](crate::Client::new) is not an
+    /// The base URL given to [`Client::new`](crate::Client::new) or
+    /// [`AgentClient::new`](crate::AgentClient::new) is not an
     /// absolute `http(s)` URL.
     #[error("invalid base URL {url:?}: {reason}")]
     InvalidUrl {
@@ -80,7 +82,7 @@ impl ClientError {
         }
     }
 
-    /// Whether the server answered 404 (an unknown trace, for example).
+    /// Whether the server answered 404 (an unknown trace or proxy, for example).
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(404)
     }

@@ -2,8 +2,8 @@
 //! token, the timeout, sending a request and turning the answer into a typed
 //! value or a [`ClientError`] that carries the server's message.
 //!
-//! The query API client uses it today; the chaos agent client will stand on
-//! the same transport (its base URL is the agent's).
+//! The query API client and the chaos agent client both stand on it, each
+//! with its own base URL.
 
 use std::time::Duration;
 
@@ -109,6 +109,15 @@ impl Answer {
         }
         decode(self.url, &self.body)
     }
+
+    /// A 2xx answer whose body, if any, means nothing (204 No Content); any
+    /// other status as [`ClientError::Api`].
+    pub(crate) fn empty(self) -> Result<(), ClientError> {
+        if !(200..300).contains(&self.status) {
+            return Err(api_error(self.url, self.status, &self.body));
+        }
+        Ok(())
+    }
 }
 
 /// `body` as `T`, or [`ClientError::Decode`].
@@ -132,7 +141,7 @@ pub(crate) fn api_error(url: String, status: u16, body: &[u8]) -> ClientError {
     ClientError::Api { url, status, message, error_type }
 }
 
-/// The message of a Jaeger, api_v3 or Prometheus error body.
+/// The message of a Jaeger, api_v3, Prometheus or Toxiproxy error body.
 fn error_message(body: &[u8]) -> (Option<String>, Option<seismo_api::prometheus::ErrorType>) {
     if let Ok(jaeger) = serde_json::from_slice::<seismo_api::Response<IgnoredAny>>(body) {
         if let Some(first) = jaeger.errors.as_ref().and_then(|e| e.first()) {
@@ -141,6 +150,12 @@ fn error_message(body: &[u8]) -> (Option<String>, Option<seismo_api::prometheus:
     }
     if let Ok(v3) = serde_json::from_slice::<ErrorBody>(body) {
         return (Some(v3.error.message), None);
+    }
+    // Toxiproxy's `{"error": "...", "status": 404}` (also `POST /populate`'s
+    // failure, which adds the proxies made before it). Before Prometheus':
+    // its `status` is the string "error", so neither shape takes the other's.
+    if let Ok(toxiproxy) = serde_json::from_slice::<seismo_api::toxiproxy::ErrorBody>(body) {
+        return (Some(toxiproxy.error), None);
     }
     if let Ok(prom) = serde_json::from_slice::<PromError>(body) {
         if let Some(message) = prom.error {
@@ -173,6 +188,10 @@ mod tests {
         assert!(
             matches!(&prom, ClientError::Api { error_type: Some(ErrorType::Execution), message, .. } if message == "multiple matches")
         );
+        let toxiproxy = api(409, r#"{"error":"proxy already exists","status":409}"#);
+        assert_eq!((toxiproxy.server_message(), toxiproxy.status()), (Some("proxy already exists"), Some(409)));
+        let populate = api(500, r#"{"error":"listen tcp 1.2.3.4:1: bind failed","proxies":[],"status":500}"#);
+        assert_eq!(populate.server_message(), Some("listen tcp 1.2.3.4:1: bind failed"));
         let plain = api(502, "Bad Gateway\n");
         assert_eq!(plain.server_message(), Some("Bad Gateway"));
         assert_eq!(api(500, "").server_message(), Some("(empty body)"));
