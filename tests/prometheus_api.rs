@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::Server;
+use common::{url_encode as enc, Server};
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
@@ -64,15 +64,6 @@ fn query(server: &Server, expr: &str, time: &str) -> Value {
     assert_eq!(status, 200, "{expr}: {body}");
     assert_eq!(body["status"], "success");
     body["data"].clone()
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// (labels, value) of an instant vector, sorted by labels.
