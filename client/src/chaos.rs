@@ -7,7 +7,6 @@
 //! message ("proxy not found", "toxic already exists", ...).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use reqwest::Method;
 use seismo_api::toxiproxy::{Populated, Process, Proxy, ProxyRequest, Toxic, ToxicRequest, Version};
@@ -79,23 +78,7 @@ impl AgentClient {
         Ok(AgentClient { transport: Transport::new(base_url)? })
     }
 
-    /// Every request gives up after `timeout` (connecting, sending and reading
-    /// the whole answer) with [`ClientError::Timeout`].
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.transport.set_timeout(timeout);
-        self
-    }
-
-    /// Every request carries `Authorization: Bearer <token>`.
-    pub fn with_token(mut self, token: impl Into<String>) -> Self {
-        self.transport.set_token(token.into());
-        self
-    }
-
-    /// The base URL.
-    pub fn base_url(&self) -> &str {
-        self.transport.base().as_str()
-    }
+    crate::transport::transport_setters!();
 
     async fn get<T: DeserializeOwned>(&self, path: &[&str]) -> Result<T, ClientError> {
         let request = self.transport.request(Method::GET, self.transport.url(path));

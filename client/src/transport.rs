@@ -165,6 +165,31 @@ fn error_message(body: &[u8]) -> (Option<String>, Option<seismo_api::prometheus:
     (None, None)
 }
 
+/// The builder methods both clients share; each client wraps one [`Transport`]
+/// in a field named `transport`.
+macro_rules! transport_setters {
+    () => {
+        /// Every request gives up after `timeout` (connecting, sending and reading
+        /// the whole answer) with [`ClientError::Timeout`](crate::ClientError::Timeout).
+        pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.transport.set_timeout(timeout);
+            self
+        }
+
+        /// Every request carries `Authorization: Bearer <token>`.
+        pub fn with_token(mut self, token: impl Into<String>) -> Self {
+            self.transport.set_token(token.into());
+            self
+        }
+
+        /// The base URL.
+        pub fn base_url(&self) -> &str {
+            self.transport.base().as_str()
+        }
+    };
+}
+pub(crate) use transport_setters;
+
 #[cfg(test)]
 mod tests {
     use super::*;
