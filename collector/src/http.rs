@@ -156,26 +156,24 @@ async fn read_request<S: OtlpSignal, K>(
     };
     let held = reservation.insert(state.budget.reserve(upfront).await?);
     let raw = read_body(declared, body, limit).await?;
-    let reserved_in_full = encoding == ContentEncoding::Identity && declared.is_some();
     // A small compressed body can still inflate to `limit` bytes: only small identity
     // bodies are cheap enough to decode inline.
-    if encoding == ContentEncoding::Identity && raw.len() <= INLINE_DECODE_MAX_BYTES {
-        if !reserved_in_full {
-            state.budget.grow(held, raw.len().saturating_mul(format.held_per_byte())).await?;
-        }
-        return decode::<S>(raw, encoding, format, limit);
-    }
-    let body = if encoding == ContentEncoding::Identity {
-        raw
-    } else {
-        tokio::task::spawn_blocking(move || encoding.decode(raw, limit))
+    let inline = encoding == ContentEncoding::Identity && raw.len() <= INLINE_DECODE_MAX_BYTES;
+    let body = match encoding {
+        ContentEncoding::Identity => raw,
+        _ => tokio::task::spawn_blocking(move || encoding.decode(raw, limit))
             .await
-            .map_err(|e| CollectorError::Internal(format!("decompression task failed: {e}")))??
+            .map_err(|e| CollectorError::Internal(format!("decompression task failed: {e}")))??,
     };
-    if !reserved_in_full {
-        state.budget.grow(held, body.len().saturating_mul(1 + format.held_per_byte())).await?;
+    if !(encoding == ContentEncoding::Identity && declared.is_some()) {
+        // Not reserved up front: the decoded request, and an inflated body beside the raw one.
+        let inflated = if encoding == ContentEncoding::Identity { 0 } else { body.len() };
+        state.budget.grow(held, body.len().saturating_mul(format.held_per_byte()).saturating_add(inflated)).await?;
     }
-    tokio::task::spawn_blocking(move || decode::<S>(body, ContentEncoding::Identity, format, limit))
+    if inline {
+        return decode::<S>(body, format, limit);
+    }
+    tokio::task::spawn_blocking(move || decode::<S>(body, format, limit))
         .await
         .map_err(|e| CollectorError::Internal(format!("decoding task failed: {e}")))?
 }
@@ -236,13 +234,9 @@ async fn drain(mut body: Body) {
     let _ = tokio::time::timeout(DRAIN_MAX_TIME, read).await;
 }
 
-fn decode<S: OtlpSignal>(
-    raw: Bytes,
-    encoding: ContentEncoding,
-    format: WireFormat,
-    limit: usize,
-) -> Result<S::Request, CollectorError> {
-    let body = encoding.decode(raw, limit)?;
+/// Decodes an uncompressed body (checked against `limit` once more).
+fn decode<S: OtlpSignal>(body: Bytes, format: WireFormat, limit: usize) -> Result<S::Request, CollectorError> {
+    let body = ContentEncoding::Identity.decode(body, limit)?;
     match format {
         WireFormat::Protobuf => {
             S::Request::decode(body).map_err(|e| CollectorError::Decode { format: "protobuf", reason: e.to_string() })
