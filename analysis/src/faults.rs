@@ -121,9 +121,7 @@ fn target_of(trace: &Trace, tree: &SpanTree, victim: usize, fault: usize) -> Opt
     let start = spans[fault].start_time;
     let siblings = || tree.children(victim).iter().copied().filter(|&s| s != fault && !is_fault_span(trace, &spans[s]));
     // Children are in start order: the first at or after the fault, else the last before it.
-    siblings()
-        .find(|&s| spans[s].start_time >= start)
-        .or_else(|| siblings().filter(|&s| spans[s].start_time < start).next_back())
+    siblings().find(|&s| spans[s].start_time >= start).or_else(|| siblings().rfind(|&s| spans[s].start_time < start))
 }
 
 #[cfg(test)]
