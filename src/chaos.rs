@@ -4,9 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use seismo_chaos::faults::ExportSecurity;
 use seismo_chaos::process::CommandPolicy;
 use seismo_chaos::{AgentOptions, OtlpProtocol};
-use seismo_net::Tokens;
+use seismo_net::{TlsFiles, Tokens};
 
 #[derive(Subcommand)]
 pub enum ChaosCommand {
@@ -57,6 +58,23 @@ pub struct AgentArgs {
     /// matches it anywhere on disk, a path only itself). Repeatable
     #[arg(long, value_name = "PROGRAM")]
     allow_command: Vec<String>,
+    /// PEM certificate chain: serve the API over TLS (with --tls-key)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): API clients must present a certificate it signed
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// Token sent with fault spans (`authorization: Bearer`), for a collector that
+    /// requires the ingest role
+    #[arg(long, value_name = "TOKEN", env = "SEISMO_OTLP_TOKEN", hide_env_values = true)]
+    otlp_token: Option<String>,
+    /// PEM CA certificate(s) to trust for an https:// --otlp-endpoint (gRPC), besides
+    /// the public roots
+    #[arg(long, value_name = "FILE")]
+    otlp_ca_cert: Option<PathBuf>,
 }
 
 pub fn run(command: ChaosCommand) -> anyhow::Result<()> {
@@ -82,6 +100,11 @@ pub fn run(command: ChaosCommand) -> anyhow::Result<()> {
                 } else {
                     CommandPolicy::Allow(args.allow_command)
                 },
+                tls: match (args.tls_cert, args.tls_key) {
+                    (Some(cert), Some(key)) => Some(TlsFiles { cert, key, client_ca: args.tls_client_ca }),
+                    _ => None,
+                },
+                export: ExportSecurity { token: args.otlp_token, ca_cert: args.otlp_ca_cert },
             };
             Ok(runtime.block_on(seismo_chaos::run(opts, crate::serve::shutdown_signal()))?)
         }

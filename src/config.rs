@@ -19,6 +19,11 @@
 //!
 //! [auth]
 //! tokens = ["ingest:CHANGE-ME-ingest-token", "query:CHANGE-ME-query-token"]
+//!
+//! [tls]
+//! cert = "/etc/seismo/server.pem"
+//! key = "/etc/seismo/server.key"
+//! client_ca = "/etc/seismo/clients-ca.pem"   # optional: mutual TLS
 //! ```
 
 use std::net::SocketAddr;
@@ -50,6 +55,18 @@ pub struct FileConfig {
     /// Who may use the listeners.
     #[serde(default)]
     pub auth: AuthSection,
+    /// TLS on every listener.
+    #[serde(default)]
+    pub tls: TlsSection,
+}
+
+/// `[tls]`: as `--tls-cert`, `--tls-key`, `--tls-client-ca`.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub client_ca: Option<PathBuf>,
 }
 
 /// `[auth]`: bearer tokens, as `--auth-token` takes them.
@@ -87,5 +104,8 @@ mod tests {
         let c: FileConfig = toml::from_str("[auth]\ntokens = [\"query:0123456789\"]").unwrap();
         assert_eq!(c.auth.tokens, vec!["query:0123456789".to_string()]);
         assert!(toml::from_str::<FileConfig>("[auth]\ntoken = []").is_err());
+        let c: FileConfig = toml::from_str("[tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"").unwrap();
+        assert_eq!((c.tls.cert.as_deref(), c.tls.client_ca), (Some(Path::new("/c.pem")), None));
+        assert!(toml::from_str::<FileConfig>("[tls]\ncertificate = \"/c.pem\"").is_err());
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use seismo_collector::CollectorConfig;
-use seismo_net::{Access, ConnectionLimit, Limits, Protocol, Role, Tokens};
+use seismo_net::{Access, ConnectionLimit, Endpoint, Limits, Protocol, Role, Tls, TlsFiles, Tokens};
 use seismo_query::QueryLimits;
 use seismo_store::{Store, StoreConfig};
 
@@ -78,6 +78,15 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     auth_tokens: Vec<String>,
+    /// PEM certificate chain: serve TLS on all three listeners (with --tls-key)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): clients must present a certificate it signed (mutual TLS)
+    #[arg(long, value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 /// A positive Prometheus duration (`2m`, `1m30s`, `0.5`), as `--query-timeout` takes it.
@@ -97,6 +106,7 @@ struct Settings {
     limits: Limits,
     query_limits: QueryLimits,
     tokens: Tokens,
+    tls: Option<TlsFiles>,
 }
 
 impl ServeArgs {
@@ -164,7 +174,23 @@ impl ServeArgs {
         // Tokens on the command line (or in the environment) replace the file's.
         let specs = if self.auth_tokens.is_empty() { file.auth.tokens } else { self.auth_tokens };
         let tokens = Tokens::parse(&specs).context("--auth-token")?;
-        Ok(Settings { data_dir, collector, http, store, limits, query_limits, tokens })
+        let tls = match (self.tls_cert.or(file.tls.cert), self.tls_key.or(file.tls.key)) {
+            (Some(cert), Some(key)) => {
+                Some(TlsFiles { cert, key, client_ca: self.tls_client_ca.or(file.tls.client_ca) })
+            }
+            (None, None) => {
+                anyhow::ensure!(
+                    self.tls_client_ca.is_none() && file.tls.client_ca.is_none(),
+                    "--tls-client-ca needs --tls-cert and --tls-key"
+                );
+                None
+            }
+            _ => anyhow::bail!(
+                "TLS needs both a certificate and a key (--tls-cert and --tls-key, or cert and key in [tls])"
+            ),
+        };
+        collector.tls = tls.clone();
+        Ok(Settings { data_dir, collector, http, store, limits, query_limits, tokens, tls })
     }
 }
 
@@ -200,6 +226,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await?
         .with_context(|| format!("opening the store in {}", crate::display_path(&settings.data_dir).display()))?;
 
+    let query_tls =
+        settings.tls.as_ref().map(|files| Tls::load(files, Protocol::Http1)).transpose().context("--tls-cert")?;
     let collector = settings.collector.clone().bind(store.clone()).await?;
     let query_listener = tokio::net::TcpListener::bind(settings.http)
         .await
@@ -229,15 +257,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let _ = rx.wait_for(|s| *s).await;
     };
     let collector_task = tokio::spawn(collector.run(settings.limits.clone(), ingest_access, stopped(stop_rx.clone())));
-    let query_task = tokio::spawn(seismo_net::serve(
-        query_listener,
-        "query API",
-        Protocol::Http1,
-        router,
-        settings.limits,
-        query_access,
-        stopped(stop_rx),
-    ));
+    let query_endpoint =
+        Endpoint::new("query API", Protocol::Http1).limits(settings.limits).access(query_access).tls(query_tls);
+    let query_task = tokio::spawn(seismo_net::serve(query_listener, query_endpoint, router, stopped(stop_rx)));
 
     shutdown_signal().await;
     tracing::info!("shutting down: draining requests, flushing the memtable");

@@ -58,6 +58,9 @@ pub enum ChaosError {
     /// `--no-processes`, or a program outside `--allow-command`.
     #[error("{0}")]
     CommandRefused(String),
+    /// The API's TLS files cannot be used.
+    #[error("TLS for the API: {0}")]
+    Tls(String),
     /// A non-loopback `--api` without `--auth-token` or `--insecure`.
     #[error("{0}")]
     Insecure(String),
@@ -94,7 +97,8 @@ impl ChaosError {
             | ChaosError::RefusedPid(_)
             | ChaosError::CannotStart { .. }
             | ChaosError::Config { .. }
-            | ChaosError::Insecure(_) => 400,
+            | ChaosError::Insecure(_)
+            | ChaosError::Tls(_) => 400,
             ChaosError::NotStartedByAgent(_) | ChaosError::SignalDenied(_) | ChaosError::CommandRefused(_) => 403,
             ChaosError::ProxyNotFound
             | ChaosError::ToxicNotFound

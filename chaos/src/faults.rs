@@ -32,6 +32,16 @@ pub enum OtlpProtocol {
     Http,
 }
 
+/// What the fault-span exporter presents to the collector.
+#[derive(Debug, Clone, Default)]
+pub struct ExportSecurity {
+    /// Sent as `authorization: Bearer <token>` (a token with the `ingest` role).
+    pub token: Option<String>,
+    /// PEM CA certificate(s) to trust for an `https://` endpoint, besides the
+    /// public roots.
+    pub ca_cert: Option<std::path::PathBuf>,
+}
+
 /// One applied fault, ready to become a span.
 pub struct Fault<'a> {
     pub proxy: &'a str,
@@ -53,32 +63,61 @@ pub struct FaultSink {
 
 impl FaultSink {
     /// Builds the exporter; must run inside the tokio runtime (tonic needs it).
+    ///
+    /// # Errors
+    /// [`ChaosError::Exporter`] for an exporter that cannot be built (a bad
+    /// endpoint, an unreadable CA file, a CA with plain HTTP/protobuf).
     pub fn new(
         endpoint: Option<&str>,
         protocol: OtlpProtocol,
+        security: &ExportSecurity,
         experiment: Option<String>,
     ) -> Result<FaultSink, ChaosError> {
         let provider = match endpoint {
             None => None,
             Some(endpoint) => {
-                use opentelemetry_otlp::WithExportConfig;
+                use opentelemetry_otlp::tonic_types::metadata::MetadataMap;
+                use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig};
+                use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+                let bearer = security.token.as_ref().map(|t| format!("Bearer {t}"));
                 let exporter = match protocol {
-                    OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-                        .with_tonic()
-                        .with_endpoint(endpoint)
-                        .build()
-                        .map_err(exporter_error)?,
+                    OtlpProtocol::Grpc => {
+                        let mut builder =
+                            opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint);
+                        if let Some(bearer) = &bearer {
+                            let mut metadata = MetadataMap::new();
+                            metadata.insert("authorization", bearer.parse().map_err(exporter_error)?);
+                            builder = builder.with_metadata(metadata);
+                        }
+                        if let Some(path) = &security.ca_cert {
+                            let pem = std::fs::read(path).map_err(|e| {
+                                exporter_error(format!("reading --otlp-ca-cert {}: {e}", path.display()))
+                            })?;
+                            let tls =
+                                ClientTlsConfig::new().with_enabled_roots().ca_certificate(Certificate::from_pem(pem));
+                            builder = builder.with_tls_config(tls);
+                        } else if endpoint.starts_with("https://") {
+                            builder = builder.with_tls_config(ClientTlsConfig::new().with_enabled_roots());
+                        }
+                        builder.build().map_err(exporter_error)?
+                    }
                     OtlpProtocol::Http => {
                         let url = if endpoint.ends_with("/v1/traces") {
                             endpoint.to_string()
                         } else {
                             format!("{}/v1/traces", endpoint.trim_end_matches('/'))
                         };
-                        opentelemetry_otlp::SpanExporter::builder()
-                            .with_http()
-                            .with_endpoint(url)
-                            .build()
-                            .map_err(exporter_error)?
+                        if security.ca_cert.is_some() || url.starts_with("https://") {
+                            return Err(exporter_error(
+                                "fault spans over TLS go through OTLP/gRPC: use --otlp-protocol grpc with an https:// endpoint",
+                            ));
+                        }
+                        let mut builder = opentelemetry_otlp::SpanExporter::builder().with_http().with_endpoint(url);
+                        if let Some(bearer) = bearer {
+                            builder = builder
+                                .with_headers(std::collections::HashMap::from([("authorization".to_string(), bearer)]));
+                        }
+                        builder.build().map_err(exporter_error)?
                     }
                 };
                 // Faults should show up while the experiment is still running.

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use crate::agent::Agent;
 use crate::error::ChaosError;
-use crate::faults::{FaultSink, OtlpProtocol};
+use crate::faults::{ExportSecurity, FaultSink, OtlpProtocol};
 use crate::process::CommandPolicy;
-use seismo_net::{Access, Role, Tokens};
+use seismo_net::{Access, Endpoint, Protocol, Role, Tls, TlsFiles, Tokens};
 
 /// How `seismo chaos agent` runs.
 pub struct AgentOptions {
@@ -28,6 +28,10 @@ pub struct AgentOptions {
     pub insecure: bool,
     /// Which commands `POST /processes` may start.
     pub commands: CommandPolicy,
+    /// TLS on the API (`None`: plaintext).
+    pub tls: Option<TlsFiles>,
+    /// How fault spans reach the collector: a token, a private CA.
+    pub export: ExportSecurity,
 }
 
 /// Runs the agent until `shutdown` resolves, then closes every listener and
@@ -39,6 +43,10 @@ pub struct AgentOptions {
 /// loopback without tokens ([`ChaosError::Insecure`]; `insecure` allows it).
 pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ChaosError> {
     let io = |context: String| move |source| ChaosError::Io { context, source };
+    let tls = match &opts.tls {
+        Some(files) => Some(Tls::load(files, Protocol::Http1).map_err(|e| ChaosError::Tls(e.to_string()))?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(&opts.api)
         .await
         .map_err(io(format!("cannot listen on {} for the API", opts.api)))?;
@@ -56,7 +64,8 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()> + Send +
     if !opts.tokens.is_empty() && !opts.tokens.grants_any(Role::Chaos) {
         tracing::warn!("no --auth-token grants the chaos role: every API request will be refused");
     }
-    let faults = Arc::new(FaultSink::new(opts.otlp_endpoint.as_deref(), opts.otlp_protocol, opts.experiment)?);
+    let faults =
+        Arc::new(FaultSink::new(opts.otlp_endpoint.as_deref(), opts.otlp_protocol, &opts.export, opts.experiment)?);
     let agent = Arc::new(Agent::new(faults.clone(), opts.commands));
     let app = crate::api::router(agent.clone());
     if let Some(path) = &opts.config {
@@ -64,11 +73,9 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()> + Send +
     }
     println!("seismo chaos agent ready: api={api_addr}");
     tracing::info!(api = %api_addr, otlp = ?opts.otlp_endpoint, "chaos agent listening");
-    let limits = seismo_net::Limits::default();
-    let access = Access::require(opts.tokens, Role::Chaos);
-    seismo_net::serve(listener, "chaos agent API", seismo_net::Protocol::Http1, app, limits, access, shutdown)
-        .await
-        .map_err(io("chaos agent API".into()))?;
+    let endpoint =
+        Endpoint::new("chaos agent API", Protocol::Http1).access(Access::require(opts.tokens, Role::Chaos)).tls(tls);
+    seismo_net::serve(listener, endpoint, app, shutdown).await.map_err(io("chaos agent API".into()))?;
 
     agent.stop().await;
     // The exporter blocks while it flushes.

@@ -30,6 +30,7 @@ async fn start(sink: FakeSink) -> Running {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         max_body_bytes: LIMIT,
         max_inflight_bytes: 64 << 20,
+        tls: None,
     };
     let collector = bind_with_sink(sink, &config).await.unwrap();
     let grpc_url = format!("http://{}", collector.grpc_addr());
