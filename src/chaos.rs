@@ -6,13 +6,13 @@ use clap::{Args, Subcommand};
 use seismo_chaos::{AgentOptions, OtlpProtocol};
 
 #[derive(Subcommand)]
-pub enum ChaosCommand {
+pub(crate) enum ChaosCommand {
     /// Toxiproxy-compatible fault proxy; exports a span for every fault it applies.
     Agent(AgentArgs),
 }
 
 #[derive(Args)]
-pub struct AgentArgs {
+pub(crate) struct AgentArgs {
     /// Address of the Toxiproxy-compatible REST API.
     #[arg(long, default_value = "127.0.0.1:8474")]
     api: String,
@@ -34,7 +34,7 @@ pub struct AgentArgs {
     threads: usize,
 }
 
-pub fn run(command: ChaosCommand) -> anyhow::Result<()> {
+pub(crate) fn run(command: ChaosCommand) -> anyhow::Result<()> {
     match command {
         ChaosCommand::Agent(args) => {
             let runtime = match args.threads {

@@ -26,7 +26,7 @@ use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
+pub(crate) struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub otlp_grpc: Option<SocketAddr>,
     pub otlp_http: Option<SocketAddr>,
@@ -49,7 +49,7 @@ pub struct FileConfig {
 impl FileConfig {
     /// Reads and parses a config file; unknown keys are an error (a typo
     /// silently ignored is a setting silently lost).
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
     }

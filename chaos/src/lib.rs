@@ -16,8 +16,6 @@
 //!   shapes are `seismo_api::toxiproxy`.
 //! - **Signals through `nix`**: no `unsafe` in this crate.
 
-#![forbid(unsafe_code)]
-
 mod agent;
 pub mod api;
 mod conn;

@@ -19,8 +19,6 @@
 //! stays testable without a socket and this crate owns only the connections. Auth and
 //! TLS will hang off the same place.
 
-#![deny(unsafe_code)]
-
 mod body;
 mod limits;
 mod server;
