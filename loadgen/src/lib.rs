@@ -9,6 +9,7 @@
 //! - [`proxy`]: what a chaos agent proxy adds to round trips, HTTP requests and
 //!   throughput, next to a reference proxy (`seismo loadgen-proxy`), with its
 //!   loopback upstreams in [`upstreams`].
+//! - [`query`]: the query API client the timed queries share.
 //!
 //! Design decisions:
 //! - **Settings in, reports out.** Each generator takes a plain settings struct
@@ -29,6 +30,7 @@ pub mod logs;
 pub mod metrics;
 mod otlp;
 pub mod proxy;
+pub mod query;
 pub mod spans;
 mod stats;
 pub mod upstreams;

@@ -19,7 +19,7 @@ use seismo_client::{Client, LogQuery};
 use serde::Serialize;
 
 use crate::otlp::{self, kv};
-use crate::spans::QUERY_TIMEOUT;
+use crate::query;
 use crate::stats::p50_p99_ms;
 use crate::LoadgenError;
 
@@ -149,7 +149,7 @@ impl LogLoad {
             report(LogReport::Sent(self.send().await?));
         }
         if let Some(url) = &self.query_url {
-            let client = Client::new(url).map_err(LoadgenError::client("the query URL"))?.with_timeout(QUERY_TIMEOUT);
+            let client = query::client(url)?;
             for search in &LOG_SEARCHES {
                 report(LogReport::Search(self.time_search(&client, search).await?));
             }

@@ -11,12 +11,11 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use seismo_client::api::prometheus::QueryResult;
-use seismo_client::Client;
 use serde::Serialize;
 
 use crate::logs::ROUTES;
 use crate::otlp::{self, kv};
-use crate::spans::QUERY_TIMEOUT;
+use crate::query;
 use crate::stats::p50_p99_ms;
 use crate::LoadgenError;
 
@@ -110,7 +109,7 @@ impl MetricLoad {
         if let Some(url) = &self.query_url {
             let end = UNIX_EPOCH + Duration::from_nanos(t_end);
             let start = end - Duration::from_secs(self.hours * 3600);
-            let client = Client::new(url).map_err(LoadgenError::client("the query URL"))?.with_timeout(QUERY_TIMEOUT);
+            let client = query::client(url)?;
             for (query, step) in RANGE_QUERIES {
                 let mut times = Vec::with_capacity(self.repeat);
                 let mut series = 0;

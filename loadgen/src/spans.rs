@@ -10,7 +10,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -21,12 +21,9 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::otlp::{self, kv, kv_any};
+use crate::query;
 use crate::stats::{ms, percentile};
 use crate::LoadgenError;
-
-/// How long one timed query may take before a benchmark gives up on it:
-/// generous, because a benchmark measures slow queries too.
-pub const QUERY_TIMEOUT: Duration = Duration::from_secs(300);
 
 const SERVICES: [&str; 8] =
     ["frontend", "cart", "checkout", "payment", "shipping", "currency", "email", "recommendation"];
@@ -259,8 +256,7 @@ impl SpanLoad {
         if trace_ids.is_empty() {
             return Err(LoadgenError::Settings("no traces to look up: --spans must be positive"));
         }
-        let client =
-            seismo_client::Client::new(url).map_err(LoadgenError::client("the query URL"))?.with_timeout(QUERY_TIMEOUT);
+        let client = query::client(url)?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed ^ 0x5eed);
         let mut latencies = Vec::with_capacity(self.lookups);
         for _ in 0..self.lookups {
