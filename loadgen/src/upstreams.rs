@@ -16,7 +16,7 @@ use std::thread;
 use crate::LoadgenError;
 
 /// The HTTP upstream's whole answer: 200 with a 2-byte body.
-pub(crate) const HTTP_ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+pub const HTTP_ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
 /// Where the upstreams and the reference proxies listen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
