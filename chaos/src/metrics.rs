@@ -15,6 +15,8 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::registry::Registry;
 
 use crate::agent::Agent;
+use crate::faults::FaultCounts;
+use crate::model::Stream;
 
 /// `Content-Type` of the answer: the Prometheus text format, as Toxiproxy serves it.
 pub(crate) const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -68,29 +70,26 @@ pub(crate) fn render(agent: &Agent) -> String {
             name: p.name.clone(),
             listen: p.listen.clone(),
             upstream: p.upstream.clone(),
-            directions: [
-                (
-                    "upstream",
-                    p.stats.upstream_received.load(Ordering::Relaxed),
-                    p.stats.upstream_sent.load(Ordering::Relaxed),
-                ),
-                (
-                    "downstream",
-                    p.stats.downstream_received.load(Ordering::Relaxed),
-                    p.stats.downstream_sent.load(Ordering::Relaxed),
-                ),
-            ],
+            directions: [Stream::Upstream, Stream::Downstream].map(|direction| {
+                let (received, sent) = p.stats.counters(direction);
+                (direction.as_str(), received.load(Ordering::Relaxed), sent.load(Ordering::Relaxed))
+            }),
         })
         .collect();
+    encode(&registry(proxies, agent.faults.counts().clone()))
+}
+
+/// Everything `/metrics` shows, as of now.
+fn registry(proxies: Vec<ProxyBytes>, faults: FaultCounts) -> Registry {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(ProxyBytesCollector(proxies)));
-    registry.register(
-        "seismo_chaos_faults",
-        "Requests, connections and processes a fault hit",
-        agent.faults.counts().clone(),
-    );
+    registry.register("seismo_chaos_faults", "Requests, connections and processes a fault hit", faults);
+    registry
+}
+
+fn encode(registry: &Registry) -> String {
     let mut out = String::new();
-    if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry) {
+    if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut out, registry) {
         // Writing into a String cannot fail; say so rather than answer half a page.
         let _ = writeln!(out, "# encoding failed: {e}");
     }
@@ -100,28 +99,29 @@ pub(crate) fn render(agent: &Agent) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::faults::{FaultCounts, FaultLabels};
+    use crate::faults::FaultLabels;
+
+    fn labels(proxy: &str, toxic: &str) -> FaultLabels {
+        FaultLabels { proxy: proxy.into(), toxic: toxic.into(), kind: "latency" }
+    }
 
     #[test]
     fn counters_are_the_text_toxiproxy_and_the_tests_read() {
         let faults = FaultCounts::default();
-        faults.get_or_create(&FaultLabels { proxy: "pg".into(), toxic: "slow".into(), kind: "latency" }).inc_by(3);
-        let bytes = ProxyBytesCollector(vec![ProxyBytes {
+        faults.get_or_create(&labels("pg", "slow")).inc_by(3);
+        let bytes = vec![ProxyBytes {
             name: "pg".into(),
             listen: "127.0.0.1:1".into(),
             upstream: "db:5432".into(),
             directions: [("upstream", 7, 5), ("downstream", 5, 7)],
-        }]);
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(bytes));
-        registry.register("seismo_chaos_faults", "Requests, connections and processes a fault hit", faults);
-        let mut text = String::new();
-        prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).unwrap();
+        }];
+        let text = encode(&registry(bytes, faults));
         for line in [
             "# HELP toxiproxy_proxy_received_bytes_total Bytes the proxy read, per direction.",
             "# TYPE toxiproxy_proxy_received_bytes_total counter",
             "toxiproxy_proxy_received_bytes_total{direction=\"upstream\",listener=\"127.0.0.1:1\",proxy=\"pg\",upstream=\"db:5432\"} 7",
             "toxiproxy_proxy_sent_bytes_total{direction=\"downstream\",listener=\"127.0.0.1:1\",proxy=\"pg\",upstream=\"db:5432\"} 7",
+            "# HELP seismo_chaos_faults_total Requests, connections and processes a fault hit.",
             "# TYPE seismo_chaos_faults_total counter",
             "seismo_chaos_faults_total{proxy=\"pg\",toxic=\"slow\",type=\"latency\"} 3",
         ] {
@@ -132,11 +132,8 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         let faults = FaultCounts::default();
-        faults.get_or_create(&FaultLabels { proxy: "a\"b".into(), toxic: "c\\d".into(), kind: "latency" }).inc();
-        let mut registry = Registry::default();
-        registry.register("seismo_chaos_faults", "Faults", faults);
-        let mut text = String::new();
-        prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).unwrap();
+        faults.get_or_create(&labels("a\"b", "c\\d")).inc();
+        let text = encode(&registry(Vec::new(), faults));
         assert!(text.contains(r#"seismo_chaos_faults_total{proxy="a\"b",toxic="c\\d",type="latency"} 1"#), "{text}");
     }
 }
