@@ -10,13 +10,13 @@ use seismo_chaos::{AgentOptions, OtlpProtocol};
 use seismo_net::{TlsFiles, Tokens};
 
 #[derive(Subcommand)]
-pub enum ChaosCommand {
+pub(crate) enum ChaosCommand {
     /// Toxiproxy-compatible fault proxy; exports a span for every fault it applies.
     Agent(AgentArgs),
 }
 
 #[derive(Args)]
-pub struct AgentArgs {
+pub(crate) struct AgentArgs {
     /// Address of the Toxiproxy-compatible REST API.
     #[arg(long, default_value = "127.0.0.1:8474")]
     api: String,
@@ -77,7 +77,7 @@ pub struct AgentArgs {
     otlp_ca_cert: Option<PathBuf>,
 }
 
-pub fn run(command: ChaosCommand) -> anyhow::Result<()> {
+pub(crate) fn run(command: ChaosCommand) -> anyhow::Result<()> {
     match command {
         ChaosCommand::Agent(args) => {
             let runtime = match args.threads {

@@ -34,7 +34,7 @@ use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
+pub(crate) struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub otlp_grpc: Option<SocketAddr>,
     pub otlp_http: Option<SocketAddr>,
@@ -63,7 +63,7 @@ pub struct FileConfig {
 /// `[tls]`: as `--tls-cert`, `--tls-key`, `--tls-client-ca`.
 #[derive(Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct TlsSection {
+pub(crate) struct TlsSection {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub client_ca: Option<PathBuf>,
@@ -72,7 +72,7 @@ pub struct TlsSection {
 /// `[auth]`: bearer tokens, as `--auth-token` takes them.
 #[derive(Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct AuthSection {
+pub(crate) struct AuthSection {
     /// `ROLE:TOKEN` strings; see `seismo serve --help`.
     #[serde(default)]
     pub tokens: Vec<String>,
@@ -81,7 +81,7 @@ pub struct AuthSection {
 impl FileConfig {
     /// Reads and parses a config file; unknown keys are an error (a typo
     /// silently ignored is a setting silently lost).
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
     }

@@ -14,7 +14,7 @@ use seismo_store::{Store, StoreConfig};
 use crate::config::FileConfig;
 
 #[derive(Args, Debug)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Where the WAL, segments and catalog live [default: ./seismo-data]
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -217,7 +217,7 @@ fn warn_about_access(tokens: &Tokens, addrs: &[(&str, SocketAddr)]) {
     }
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Before the limits are sized from it: thousands of clients need more than 1,024 files.
     seismo_net::raise_open_files_limit();
     let settings = args.settings()?;

@@ -1,9 +1,9 @@
 //! Process faults (`/processes`, an extension of the Toxiproxy API): kill with
 //! a signal, pause (SIGSTOP) and resume (SIGCONT), by pid or by the name of a
 //! command the agent started. Every fault is exported as a span. Answers are
-//! `seismo_api::toxiproxy::Process`; the small request bodies are read by hand
-//! (a command as argv or one string, a signal as name or number), so an error
-//! names the bad field.
+//! `seismo_api::toxiproxy::Process`; request bodies are
+//! `seismo_api::toxiproxy::{ProcessStart, ProcessFault}` (a command as argv or
+//! one string, a signal as name or number).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -13,8 +13,7 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use opentelemetry::KeyValue;
-use seismo_api::toxiproxy as wire;
-use serde_json::Value;
+use seismo_api::toxiproxy::{self as wire, CommandLine, ProcessFault, ProcessStart, SignalSpec};
 
 use crate::error::ChaosError;
 use crate::faults::{Fault, FaultSink};
@@ -91,21 +90,24 @@ const SIGNALS: &[Signal] = &[
 ///
 /// # Errors
 /// [`ChaosError::BadBody`] listing the names understood.
-pub fn parse_signal(v: &Value) -> Result<Signal, ChaosError> {
+pub fn parse_signal(v: &SignalSpec) -> Result<Signal, ChaosError> {
     let bad = || {
+        let v = match v {
+            SignalSpec::Number(n) => n.to_string(),
+            SignalSpec::Name(s) => format!("{s:?}"),
+        };
         ChaosError::bad_body(format!("unknown signal {v}; use a number or one of SIGHUP SIGINT SIGQUIT SIGKILL SIGUSR1 SIGUSR2 SIGTERM SIGSTOP SIGCONT"))
     };
     match v {
-        Value::Number(n) => {
-            let n = n.as_i64().filter(|s| (1..=64).contains(s)).ok_or_else(bad)?;
+        SignalSpec::Number(n) => {
+            let n = Some(*n).filter(|s| (1..=64).contains(s)).ok_or_else(bad)?;
             Signal::try_from(n as i32).map_err(|_| bad())
         }
-        Value::String(s) => {
+        SignalSpec::Name(s) => {
             let up = s.to_ascii_uppercase();
             let name = format!("SIG{}", up.strip_prefix("SIG").unwrap_or(&up));
             SIGNALS.iter().find(|sig| sig.as_str() == name).copied().ok_or_else(bad)
         }
-        _ => Err(bad()),
     }
 }
 
@@ -144,20 +146,16 @@ impl Processes {
     /// [`ChaosError::MissingField`] / [`ChaosError::BadBody`] for a bad body,
     /// [`ChaosError::CommandRefused`] when the policy forbids the program,
     /// [`ChaosError::ProcessRunning`] for a name in use, [`ChaosError::CannotStart`].
-    pub fn start(&self, body: &Value) -> Result<wire::Process, ChaosError> {
-        let argv: Vec<String> = match body.get("command") {
-            Some(Value::Array(a)) if !a.is_empty() => a
-                .iter()
-                .map(|v| v.as_str().map(str::to_string))
-                .collect::<Option<_>>()
-                .ok_or_else(|| ChaosError::bad_body("command must be an array of strings"))?,
-            Some(Value::String(s)) if !s.trim().is_empty() => s.split_whitespace().map(str::to_string).collect(),
-            None | Some(Value::Null) => return Err(ChaosError::MissingField("command".into())),
-            Some(v) => return Err(ChaosError::bad_body(format!("command must be an array of strings, got {v}"))),
+    pub fn start(&self, body: &ProcessStart) -> Result<wire::Process, ChaosError> {
+        let argv: Vec<String> = match &body.command {
+            Some(CommandLine::Argv(a)) if !a.is_empty() => a.clone(),
+            Some(CommandLine::Line(s)) if !s.trim().is_empty() => s.split_whitespace().map(str::to_string).collect(),
+            None => return Err(ChaosError::MissingField("command".into())),
+            Some(_) => return Err(ChaosError::bad_body("command must not be empty")),
         };
         self.policy.check(&argv[0])?;
-        let name = match body.get("name") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        let name = match &body.name {
+            Some(s) if !s.is_empty() => s.clone(),
             _ => argv[0].rsplit('/').next().unwrap_or(&argv[0]).to_string(),
         };
         // One lock from the name check to the insert: two starts cannot both win.
@@ -269,14 +267,14 @@ impl Processes {
         &self,
         target: &str,
         action: &str,
-        body: &Value,
+        body: &ProcessFault,
         faults: &FaultSink,
     ) -> Result<wire::Process, ChaosError> {
         let pid = self.resolve(target)?;
         let started_at = SystemTime::now();
         let sig = match action {
-            "kill" => match body.get("signal") {
-                None | Some(Value::Null) => Signal::SIGTERM,
+            "kill" => match &body.signal {
+                None => Signal::SIGTERM,
                 Some(v) => parse_signal(v)?,
             },
             "pause" => Signal::SIGSTOP,
@@ -305,7 +303,7 @@ impl Processes {
             kind: Kind::Process { action, signal: sig as i32 },
             stream: Stream::Upstream,
             toxicity: 1.0,
-            experiment: body.get("experiment").and_then(Value::as_str).map(str::to_string),
+            experiment: body.experiment.clone(),
         };
         faults.record(Fault {
             proxy: "",
@@ -369,15 +367,16 @@ mod tests {
         assert!(e.to_string().contains("\"/bin/sh\" is not in this agent's --allow-command list"), "{e}");
     }
 
-    use serde_json::json;
-
     #[test]
     fn signals_by_name_or_number() {
-        assert_eq!(parse_signal(&json!("SIGKILL")).unwrap(), Signal::SIGKILL);
-        assert_eq!(parse_signal(&json!("term")).unwrap(), Signal::SIGTERM);
-        assert_eq!(parse_signal(&json!(9)).unwrap(), Signal::SIGKILL);
-        assert_eq!(parse_signal(&json!("SIGNOPE")).unwrap_err().status(), 400);
-        assert_eq!(parse_signal(&json!(0)).unwrap_err().status(), 400);
+        let name = |s: &str| SignalSpec::Name(s.into());
+        assert_eq!(parse_signal(&name("SIGKILL")).unwrap(), Signal::SIGKILL);
+        assert_eq!(parse_signal(&name("term")).unwrap(), Signal::SIGTERM);
+        assert_eq!(parse_signal(&SignalSpec::Number(9)).unwrap(), Signal::SIGKILL);
+        let e = parse_signal(&name("SIGNOPE")).unwrap_err();
+        assert_eq!(e.status(), 400);
+        assert!(e.to_string().contains("unknown signal \"SIGNOPE\""), "{e}");
+        assert_eq!(parse_signal(&SignalSpec::Number(0)).unwrap_err().status(), 400);
     }
 
     #[test]

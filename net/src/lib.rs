@@ -23,8 +23,6 @@
 //! - **TLS.** [`Tls`] (rustls, ring provider) on any listener, with optional client
 //!   certificates (mutual TLS); the handshake runs under the idle timeout.
 
-#![deny(unsafe_code)]
-
 mod auth;
 mod body;
 mod limits;
