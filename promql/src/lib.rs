@@ -1,6 +1,8 @@
-//! PromQL: the evaluation engine and the Prometheus-compatible HTTP API
-//! (`/api/v1/query`, `query_range`, `series`, `labels`, `label/{name}/values`
-//! and the probes Grafana sends), over any [`SeriesSource`].
+//! seismo's PromQL engine: parses a query within limits, evaluates it over
+//! any [`SeriesSource`] within a sample and time [`Budget`], and reads the
+//! store's OTLP metrics as Prometheus series ([`StoreSource`]). The
+//! Prometheus HTTP API around it (`/api/v1/query`, ...) lives in
+//! `seismo-query`; this crate knows nothing of HTTP.
 //!
 //! Design decisions:
 //! - **Prometheus' semantics, not an approximation.** Lookback (5 m),
@@ -18,33 +20,43 @@
 //!   and matching signatures are computed once per series, not per step.
 //! - **The store is behind a trait.** [`SeriesSource::select`] is all the
 //!   engine needs (label matchers and a time range in, series out);
-//!   [`MemSource`] serves tests, the store implements it for production.
+//!   [`MemSource`] serves tests, [`StoreSource`] reads `seismo-store`, turning
+//!   OTLP points into series by the OpenTelemetry Prometheus-compatibility
+//!   rules ([`metric_name`], [`label_name`]).
 //! - **No query can take the process down.** Before the parser sees a query
-//!   its nesting is bounded by a lexical pass ([`nesting`]); its times and
-//!   durations are checked to fit the engine's arithmetic ([`timebounds`]);
-//!   evaluation runs within Prometheus' sample and time limits
-//!   ([`QueryLimits`]: `--query-max-samples`, `--query-timeout`), counted
-//!   before memory is taken.
-//! - **Query threads of their own.** Parsing, evaluation and rendering run
-//!   on a thread with a stack sized for the deepest query accepted, at most
-//!   [`api::MAX_CONCURRENT_QUERIES`] at a time (Prometheus'
-//!   `--query.max-concurrency` default), off the async runtime.
+//!   its nesting is bounded by a lexical pass ([`check_nesting`]); its times
+//!   and durations are checked to fit the engine's arithmetic
+//!   ([`check_times`]); evaluation runs within Prometheus' sample and time
+//!   limits ([`QueryLimits`]: `--query-max-samples`, `--query-timeout`),
+//!   counted before memory is taken. [`parse_query`] does the first two.
+//! - **One error type** ([`PromqlError`]), mapped to HTTP once by the caller.
 
 mod aggregate;
-pub mod api;
 mod binary;
 mod budget;
+mod error;
 mod eval;
+mod float_stats;
 mod functions;
 mod histogram;
-pub mod nesting;
-pub mod params;
+mod nesting;
+mod otlp_names;
+mod otlp_series;
+mod parse;
 mod range_functions;
-pub mod source;
-mod stats;
-pub mod timebounds;
+mod source;
+mod store_source;
+mod timebounds;
 
-pub use api::routes;
 pub use budget::{Budget, QueryLimits, DEFAULT_MAX_SAMPLES, DEFAULT_TIMEOUT};
-pub use eval::{instant_query, range_query, EvalError, QueryValue, Sample, LOOKBACK_DELTA_MS};
+pub use error::PromqlError;
+pub use eval::{instant_query, range_query, QueryValue, Sample, LOOKBACK_DELTA_MS};
+pub use nesting::{check_nesting, MAX_NESTING_DEPTH};
+pub use otlp_names::{label_name, metric_name, series_names};
+pub use otlp_series::{build_series, SeriesBuilder, SeriesMap};
+pub use parse::{parse, parse_query};
 pub use source::{label_value, matches, selector_matchers, Labels, MemSource, Series, SeriesSource, SourceError};
+pub use store_source::StoreSource;
+pub use timebounds::{
+    check_times, format_timestamp, time_in_range, time_out_of_range, MAX_DURATION_MS, MAX_TIME_MS, MIN_TIME_MS,
+};
