@@ -21,7 +21,7 @@ pub const LOOKBACK_DELTA_MS: i64 = 5 * 60 * 1000;
 
 /// A subquery without a step (`x[1h:]`) uses Prometheus' default evaluation
 /// interval.
-pub const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
+pub(crate) const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
 
 /// Prometheus' staleness marker: a NaN with this exact bit pattern ends a
 /// series; it is never a value.
@@ -122,18 +122,18 @@ pub(crate) struct Grid {
 impl Grid {
     /// The number of steps; computed in i128 so that no grid overflows
     /// (a subquery's grid can be far larger than memory: the budget refuses it).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         let steps = (i128::from(self.end) - i128::from(self.start)) / i128::from(self.step) + 1;
         usize::try_from(steps.max(0)).unwrap_or(usize::MAX)
     }
 
     /// The time of step `i < len()`, which lies in `start..=end`.
-    pub fn ts(&self, i: usize) -> i64 {
+    pub(crate) fn ts(&self, i: usize) -> i64 {
         let t = i128::from(self.start) + i as i128 * i128::from(self.step);
         i64::try_from(t).unwrap_or(self.end)
     }
 
-    pub fn times(&self) -> impl Iterator<Item = i64> + '_ {
+    pub(crate) fn times(&self) -> impl Iterator<Item = i64> + '_ {
         (0..self.len()).map(|i| self.ts(i))
     }
 }
@@ -180,7 +180,7 @@ pub(crate) struct RangeArg {
 
 impl RangeArg {
     /// The samples of series `i` inside the window of `step`.
-    pub fn window(&self, i: usize, step: usize) -> &[(i64, f64)] {
+    pub(crate) fn window(&self, i: usize, step: usize) -> &[(i64, f64)] {
         let end = self.ends[step];
         let samples = &self.series[i].samples;
         let lo = samples.partition_point(|&(t, _)| t <= end.saturating_sub(self.range));
@@ -189,7 +189,7 @@ impl RangeArg {
     }
 
     /// The window bounds `(start, end)` of `step`; the start is exclusive.
-    pub fn bounds(&self, step: usize) -> (i64, i64) {
+    pub(crate) fn bounds(&self, step: usize) -> (i64, i64) {
         (self.ends[step].saturating_sub(self.range), self.ends[step])
     }
 }
@@ -217,7 +217,7 @@ impl<'a> Evaluator<'a> {
     /// Evaluates one node over `grid`, within the budget: time is checked
     /// first, the grid's own size is reserved before anything is allocated
     /// for it, and when the node returns the samples held are its result's.
-    pub fn eval(&self, expr: &Expr, grid: Grid) -> Result<Value, PromqlError> {
+    pub(crate) fn eval(&self, expr: &Expr, grid: Grid) -> Result<Value, PromqlError> {
         self.budget.check_time()?;
         let depth = self.depth.get();
         if depth >= MAX_NESTING_DEPTH {
@@ -278,21 +278,21 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    pub fn eval_vector(&self, expr: &Expr, grid: Grid) -> Result<Vec<StepSeries>, PromqlError> {
+    pub(crate) fn eval_vector(&self, expr: &Expr, grid: Grid) -> Result<Vec<StepSeries>, PromqlError> {
         match self.eval(expr, grid)? {
             Value::Vector(v) => Ok(v),
             other => Err(type_error("argument", "instant vector", &other)),
         }
     }
 
-    pub fn eval_scalar(&self, expr: &Expr, grid: Grid) -> Result<Vec<f64>, PromqlError> {
+    pub(crate) fn eval_scalar(&self, expr: &Expr, grid: Grid) -> Result<Vec<f64>, PromqlError> {
         match self.eval(expr, grid)? {
             Value::Scalar(v) => Ok(v),
             other => Err(type_error("argument", "scalar", &other)),
         }
     }
 
-    pub fn eval_string(&self, expr: &Expr) -> Result<String, PromqlError> {
+    pub(crate) fn eval_string(&self, expr: &Expr) -> Result<String, PromqlError> {
         match expr {
             Expr::StringLiteral(s) => Ok(s.val.clone()),
             Expr::Paren(p) => self.eval_string(&p.expr),
@@ -301,7 +301,7 @@ impl<'a> Evaluator<'a> {
     }
 
     /// A range vector argument: a matrix selector or a subquery.
-    pub fn eval_range(&self, expr: &Expr, grid: Grid) -> Result<RangeArg, PromqlError> {
+    pub(crate) fn eval_range(&self, expr: &Expr, grid: Grid) -> Result<RangeArg, PromqlError> {
         match expr {
             Expr::Paren(p) => self.eval_range(&p.expr, grid),
             Expr::MatrixSelector(ms) => {
@@ -359,7 +359,7 @@ impl<'a> Evaluator<'a> {
     }
 
     /// The time each step of `grid` reads data at, after `@` and `offset`.
-    pub fn eval_times(&self, grid: Grid, at: &Option<AtModifier>, offset: &Option<Offset>) -> Vec<i64> {
+    pub(crate) fn eval_times(&self, grid: Grid, at: &Option<AtModifier>, offset: &Option<Offset>) -> Vec<i64> {
         // Saturating: checked times make overflow impossible, and a saturated
         // time would only find no samples.
         let off = match offset {
@@ -383,7 +383,7 @@ impl<'a> Evaluator<'a> {
     /// An instant selector at each of `ends`: the latest sample in
     /// `(end - lookback, end]` unless it is a staleness marker. With
     /// `timestamps` the value is the sample's time in seconds (`timestamp()`).
-    pub fn select_instant(
+    pub(crate) fn select_instant(
         &self,
         vs: &promql_parser::parser::VectorSelector,
         ends: &[i64],

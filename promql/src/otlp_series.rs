@@ -17,7 +17,7 @@ use seismo_store::{AttrValue, KeyValue, MetricDescriptor, MetricKind, MetricPoin
 use crate::otlp_names::{label_name, series_names};
 
 /// Sorted by label name, always including `__name__`.
-pub type LabelSet = Vec<(String, String)>;
+pub(crate) type LabelSet = Vec<(String, String)>;
 
 pub(crate) const NAME_LABEL: &str = "__name__";
 /// OTLP's `AGGREGATION_TEMPORALITY_DELTA`.
