@@ -6,40 +6,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use seismo_api::health as wire;
-use seismo_store::{Health, Store};
+use seismo_store::Health;
 
-use crate::dependencies;
+use seismo_promql::StoreSource;
+
 use crate::error::QueryError;
-use crate::jaeger_handlers as jaeger;
-use crate::jaeger_v3 as v3;
-use crate::logs;
-use crate::promql::{self, QueryLimits};
-use crate::promseries::StoreSource;
-use crate::selfmetrics;
-use crate::stats;
+use crate::state::QueryState;
+use crate::{jaeger, logs, prometheus, selfmetrics, stats, v3};
 use std::sync::Arc;
-
-/// What every handler needs: the store (cheap to clone; shared inside), and
-/// the limits PromQL queries run within.
-#[derive(Clone)]
-pub struct QueryState {
-    pub store: Store,
-    pub query_limits: QueryLimits,
-}
-
-impl QueryState {
-    /// A state with Prometheus' default query limits.
-    pub fn new(store: Store) -> Self {
-        QueryState { store, query_limits: QueryLimits::default() }
-    }
-
-    /// Sets the limits PromQL queries run within (`--query-max-samples`,
-    /// `--query-timeout`).
-    pub fn with_query_limits(mut self, limits: QueryLimits) -> Self {
-        self.query_limits = limits;
-        self
-    }
-}
 
 /// The query API as an axum router, ready to be served on `--http` (default
 /// :16686) or called directly in tests.
@@ -51,7 +25,7 @@ impl QueryState {
 /// `/api/v3/trace-summaries` (errors in the v3 envelope); seismo's
 /// `GET /api/v1/logs` (full-text log search) and `GET /api/v1/stats` (request
 /// statistics); Prometheus' `/api/v1/query`, `query_range`, `series`,
-/// `labels`, `label/{name}/values` (GET and POST, see [`promql`]); `GET /healthz` and `GET /metrics` (seismo's own
+/// `labels`, `label/{name}/values` (GET and POST, see [`prometheus`]); `GET /healthz` and `GET /metrics` (seismo's own
 /// counters, Prometheus text). Any other path answers 404 and a
 /// wrong method 405, both in Jaeger's JSON error envelope.
 pub fn router(state: QueryState) -> Router {
@@ -61,7 +35,7 @@ pub fn router(state: QueryState) -> Router {
         .route("/api/operations", get(jaeger::operations))
         .route("/api/traces", get(jaeger::search_traces))
         .route("/api/traces/{trace_id}", get(jaeger::get_trace))
-        .route("/api/dependencies", get(dependencies::dependencies))
+        .route("/api/dependencies", get(jaeger::dependencies))
         .route("/api/v3/services", get(v3::services))
         .route("/api/v3/operations", get(v3::operations))
         .route("/api/v3/traces", get(v3::find_traces))
@@ -69,7 +43,7 @@ pub fn router(state: QueryState) -> Router {
         .route("/api/v3/trace-summaries", get(v3::trace_summaries))
         .route("/api/v1/logs", get(logs::search))
         .route("/api/v1/stats", get(stats::stats))
-        .merge(promql::routes(Arc::new(StoreSource::new(state.store.clone())), state.query_limits))
+        .merge(prometheus::routes(Arc::new(StoreSource::new(state.store.clone())), state.query_limits))
         .route("/healthz", get(healthz))
         .route("/metrics", get(selfmetrics::metrics))
         .fallback(not_found)

@@ -9,11 +9,11 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use crate::router::QueryState;
+use crate::state::QueryState;
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-pub async fn metrics(State(state): State<QueryState>) -> impl IntoResponse {
+pub(crate) async fn metrics(State(state): State<QueryState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&state))
 }
 
