@@ -89,10 +89,10 @@ pub(crate) mod tests {
 
     use super::*;
 
-    pub const TRACE_A: &str = "5b8efff798038103d269b633813fc60c";
-    pub const TRACE_B: &str = "0000000000000000000000000000beef";
+    pub(crate) const TRACE_A: &str = "5b8efff798038103d269b633813fc60c";
+    pub(crate) const TRACE_B: &str = "0000000000000000000000000000beef";
     /// Span start times: recent, so the default search window covers them.
-    pub fn base_ns() -> u64 {
+    pub(crate) fn base_ns() -> u64 {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
         (now.as_nanos() as u64 / 1_000_000_000 - 60) * 1_000_000_000
     }
@@ -140,7 +140,7 @@ pub(crate) mod tests {
 
     /// Trace A: frontend `GET /checkout` (server, ERROR, 250 ms) -> backend
     /// `SELECT` (client, 40 ms). Trace B: frontend `GET /health` (server, 1 ms).
-    pub async fn test_store(dir: &std::path::Path) -> Store {
+    pub(crate) async fn test_store(dir: &std::path::Path) -> Store {
         let store = Store::open(StoreConfig::new(dir)).expect("open store");
         let base = base_ns();
         let mut root = otlp_span(TRACE_A, "00000000000000a1", "", "GET /checkout", 2, base, 250_000_000);
@@ -167,7 +167,7 @@ pub(crate) mod tests {
         store
     }
 
-    pub async fn call(app: &Router, method: Method, uri: &str) -> (StatusCode, Value) {
+    pub(crate) async fn call(app: &Router, method: Method, uri: &str) -> (StatusCode, Value) {
         let request = Request::builder().method(method).uri(uri).body(Body::empty()).unwrap();
         let response = app.clone().oneshot(request).await.unwrap();
         let status = response.status();
@@ -177,12 +177,12 @@ pub(crate) mod tests {
         (status, body)
     }
 
-    pub async fn get(app: &Router, uri: &str) -> (StatusCode, Value) {
+    pub(crate) async fn get(app: &Router, uri: &str) -> (StatusCode, Value) {
         call(app, Method::GET, uri).await
     }
 
     /// Asserts Jaeger's error envelope with `code` and a message containing `needle`.
-    pub fn assert_jaeger_error(status: StatusCode, body: &Value, code: u16, needle: &str) {
+    pub(crate) fn assert_jaeger_error(status: StatusCode, body: &Value, code: u16, needle: &str) {
         assert_eq!(status.as_u16(), code, "{body}");
         assert_eq!(body["data"], Value::Null);
         assert_eq!(

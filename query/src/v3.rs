@@ -65,7 +65,7 @@ impl<S: Send + Sync> FromRequestParts<S> for FindTraces {
 
 /// A parameter under its canonical name and the deprecated alias Jaeger still reads.
 #[derive(Clone, Copy)]
-pub struct Param {
+pub(crate) struct Param {
     pub canonical: &'static str,
     pub deprecated: &'static str,
 }
@@ -74,30 +74,30 @@ const fn param(canonical: &'static str, deprecated: &'static str) -> Param {
     Param { canonical, deprecated }
 }
 
-pub const TRACE_ID: &str = "trace_id";
-pub const SERVICE: &str = "service";
-pub const SPAN_KIND: Param = param("spanKind", "span_kind");
-pub const START_TIME: Param = param("startTime", "start_time");
-pub const END_TIME: Param = param("endTime", "end_time");
-pub const RAW_TRACES: Param = param("rawTraces", "raw_traces");
-pub const SERVICE_NAME: Param = param("query.serviceName", "query.service_name");
-pub const OPERATION_NAME: Param = param("query.operationName", "query.operation_name");
-pub const START_TIME_MIN: Param = param("query.startTimeMin", "query.start_time_min");
-pub const START_TIME_MAX: Param = param("query.startTimeMax", "query.start_time_max");
-pub const SEARCH_DEPTH: Param = param("query.searchDepth", "query.search_depth");
+pub(crate) const TRACE_ID: &str = "trace_id";
+pub(crate) const SERVICE: &str = "service";
+pub(crate) const SPAN_KIND: Param = param("spanKind", "span_kind");
+pub(crate) const START_TIME: Param = param("startTime", "start_time");
+pub(crate) const END_TIME: Param = param("endTime", "end_time");
+pub(crate) const RAW_TRACES: Param = param("rawTraces", "raw_traces");
+pub(crate) const SERVICE_NAME: Param = param("query.serviceName", "query.service_name");
+pub(crate) const OPERATION_NAME: Param = param("query.operationName", "query.operation_name");
+pub(crate) const START_TIME_MIN: Param = param("query.startTimeMin", "query.start_time_min");
+pub(crate) const START_TIME_MAX: Param = param("query.startTimeMax", "query.start_time_max");
+pub(crate) const SEARCH_DEPTH: Param = param("query.searchDepth", "query.search_depth");
 /// A second deprecated alias of `query.searchDepth`, read last.
-pub const NUM_TRACES: &str = "query.num_traces";
-pub const DURATION_MIN: Param = param("query.durationMin", "query.duration_min");
-pub const DURATION_MAX: Param = param("query.durationMax", "query.duration_max");
-pub const QUERY_RAW_TRACES: Param = param("query.rawTraces", "query.raw_traces");
-pub const ATTRIBUTES: &str = "query.attributes";
-pub const FILTER: &str = "query.filter";
+pub(crate) const NUM_TRACES: &str = "query.num_traces";
+pub(crate) const DURATION_MIN: Param = param("query.durationMin", "query.duration_min");
+pub(crate) const DURATION_MAX: Param = param("query.durationMax", "query.duration_max");
+pub(crate) const QUERY_RAW_TRACES: Param = param("query.rawTraces", "query.raw_traces");
+pub(crate) const ATTRIBUTES: &str = "query.attributes";
+pub(crate) const FILTER: &str = "query.filter";
 
 /// Jaeger's `defaultSearchDepth`.
-pub const DEFAULT_SEARCH_DEPTH: usize = 100;
+pub(crate) const DEFAULT_SEARCH_DEPTH: usize = 100;
 
 /// Jaeger's 404 text when a fetch or a search finds nothing.
-pub const NO_TRACES_FOUND: &str = "No traces found";
+pub(crate) const NO_TRACES_FOUND: &str = "No traces found";
 
 /// The value and the name it came under: canonical first, then the alias
 /// (Go's `getQueryParam`; an empty value counts as absent).
@@ -177,7 +177,7 @@ pub(crate) fn parse_find_traces(params: &QueryParams) -> Result<TraceQuery, Quer
 ///
 /// # Errors
 /// `malformed parameter trace_id: <cause>`.
-pub fn parse_trace_id(text: &str) -> Result<TraceId, QueryError> {
+pub(crate) fn parse_trace_id(text: &str) -> Result<TraceId, QueryError> {
     let hex_error = match text.parse::<TraceId>() {
         Ok(id) => return Ok(id),
         Err(e) => e,

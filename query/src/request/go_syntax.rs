@@ -27,7 +27,7 @@ const GO_UNITS: &[(&str, u64)] = &[
 const LOOKBACK_EXTRA_UNITS: &[(&str, u64)] = &[("d", DAY), ("w", WEEK)];
 
 /// The `lookback` value the Jaeger UI sends when the user picked start and end.
-pub const CUSTOM_LOOKBACK: &str = "custom";
+pub(crate) const CUSTOM_LOOKBACK: &str = "custom";
 
 /// Parses a Go duration (`300ms`, `-1.5h`, `2h45m`, `500us`, `500µs`) into
 /// nanoseconds, exactly as Go's `time.ParseDuration` (which Jaeger uses for
@@ -36,7 +36,7 @@ pub const CUSTOM_LOOKBACK: &str = "custom";
 /// # Errors
 /// Go's own message: `time: invalid duration "x"`, `time: missing unit in
 /// duration "10"`, `time: unknown unit "x" in duration "10x"`.
-pub fn parse_go_duration(s: &str) -> Result<i64, String> {
+pub(crate) fn parse_go_duration(s: &str) -> Result<i64, String> {
     parse_duration_with(s, &[])
 }
 
@@ -46,7 +46,7 @@ pub fn parse_go_duration(s: &str) -> Result<i64, String> {
 ///
 /// # Errors
 /// Go's duration messages, or "must not be negative".
-pub fn parse_lookback(s: &str) -> Result<Option<i64>, String> {
+pub(crate) fn parse_lookback(s: &str) -> Result<Option<i64>, String> {
     if s == CUSTOM_LOOKBACK {
         return Ok(None);
     }
@@ -61,7 +61,7 @@ pub fn parse_lookback(s: &str) -> Result<Option<i64>, String> {
 ///
 /// # Errors
 /// Go's message: `strconv.ParseInt: parsing "x": invalid syntax` or `value out of range`.
-pub fn parse_go_int(s: &str, bits: u32) -> Result<i64, String> {
+pub(crate) fn parse_go_int(s: &str, bits: u32) -> Result<i64, String> {
     use std::num::IntErrorKind;
     let fail = |what: &str| format!("strconv.ParseInt: parsing {s:?}: {what}");
     // Rust's parser accepts the same text as Go's base 10 (optional sign, digits).
@@ -86,7 +86,7 @@ pub fn parse_go_int(s: &str, bits: u32) -> Result<i64, String> {
 ///
 /// # Errors
 /// Go's message: `strconv.ParseBool: parsing "x": invalid syntax`.
-pub fn parse_go_bool(s: &str) -> Result<bool, String> {
+pub(crate) fn parse_go_bool(s: &str) -> Result<bool, String> {
     match s {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
@@ -106,7 +106,7 @@ const RFC3339_NANO: &str = "2006-01-02T15:04:05.999999999Z07:00";
 /// `parsing time "x" as "2006-01-02T15:04:05.999999999Z07:00": <why>` when the
 /// text is not that layout, a field is out of range, or the instant does not
 /// fit in i64 nanoseconds (years 1677 to 2262).
-pub fn parse_rfc3339_nano(s: &str) -> Result<i64, String> {
+pub(crate) fn parse_rfc3339_nano(s: &str) -> Result<i64, String> {
     let fail = |why: &str| format!("parsing time {s:?} as {RFC3339_NANO:?}: {why}");
     let b = s.as_bytes();
     let num = |from: usize, to: usize| -> Option<i64> {

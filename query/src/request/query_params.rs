@@ -28,6 +28,7 @@ pub(crate) const MAX_LIMIT: usize = 10_000;
 pub(crate) struct QueryParams(Vec<(String, String)>);
 
 impl QueryParams {
+    #[cfg(test)]
     pub(crate) fn new(pairs: Vec<(String, String)>) -> Self {
         QueryParams(pairs)
     }
