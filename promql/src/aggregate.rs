@@ -12,10 +12,10 @@ use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use crate::error::PromqlError;
 use crate::eval::{Evaluator, Grid, StepSeries, Value};
-use crate::functions::set_label;
-use seismo_api::prometheus::format_value;
-use crate::source::Labels;
 use crate::float_stats;
+use crate::functions::set_label;
+use crate::source::Labels;
+use seismo_api::prometheus::format_value;
 
 pub(crate) fn eval(ev: &Evaluator, agg: &AggregateExpr, grid: Grid) -> Result<Value, PromqlError> {
     let op = agg.op.id();

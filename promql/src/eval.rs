@@ -9,8 +9,8 @@ use std::time::Duration;
 use promql_parser::parser::{AtModifier, Expr, Offset};
 
 use crate::budget::Budget;
-use crate::nesting::MAX_NESTING_DEPTH;
 use crate::error::PromqlError;
+use crate::nesting::MAX_NESTING_DEPTH;
 use crate::source::{selector_matchers, Labels, Series, SeriesSource};
 use crate::timebounds::system_time_ms;
 use crate::{aggregate, binary, functions};
@@ -61,7 +61,12 @@ pub enum QueryValue {
 /// (many-to-many matching, duplicate label sets, unsupported functions),
 /// [`PromqlError::TooManySamples`] / [`PromqlError::Timeout`] past the budget and
 /// [`PromqlError::Source`] when the store fails.
-pub fn instant_query(source: &dyn SeriesSource, expr: &Expr, t: i64, budget: &Budget) -> Result<QueryValue, PromqlError> {
+pub fn instant_query(
+    source: &dyn SeriesSource,
+    expr: &Expr,
+    t: i64,
+    budget: &Budget,
+) -> Result<QueryValue, PromqlError> {
     let ev = Evaluator::new(source, budget, t, t, 0);
     Ok(match ev.eval(expr, Grid { start: t, end: t, step: 1 })? {
         Value::Scalar(v) => QueryValue::Scalar { t, v: v[0] },

@@ -12,8 +12,8 @@ use promql_parser::parser::{Call, Expr};
 use crate::error::PromqlError;
 use crate::eval::{drop_name, merge_same_labels, Evaluator, Grid, StepSeries, Value};
 use crate::source::{label_value, Labels};
-use chrono::{Datelike, Timelike};
 use crate::{histogram, range_functions};
+use chrono::{Datelike, Timelike};
 
 pub(crate) fn call(ev: &Evaluator, call: &Call, grid: Grid) -> Result<Value, PromqlError> {
     let name = call.func.name;
@@ -360,9 +360,7 @@ fn date_part(name: &str, secs: f64) -> f64 {
 /// Days in `month` (1-12) of `year`: the day before the first of the next month.
 fn days_in_month(year: i32, month: u32) -> u32 {
     let (next_year, next_month) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
-    chrono::NaiveDate::from_ymd_opt(next_year, next_month, 1)
-        .and_then(|d| d.pred_opt())
-        .map_or(31, |d| d.day())
+    chrono::NaiveDate::from_ymd_opt(next_year, next_month, 1).and_then(|d| d.pred_opt()).map_or(31, |d| d.day())
 }
 
 #[cfg(test)]

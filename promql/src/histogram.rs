@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use crate::error::PromqlError;
 use crate::eval::{drop_name, merge_same_labels, StepSeries};
-use crate::source::{label_value, Labels};
 use crate::float_stats::almost_equal;
+use crate::source::{label_value, Labels};
 
 /// Bucket count differences smaller than this (relative) are float noise,
 /// not a broken histogram (Prometheus' `smallDeltaTolerance`).

@@ -13,7 +13,6 @@
 
 use seismo_store::{MetricDescriptor, MetricKind};
 
-
 /// The word a UCUM unit becomes in a metric name.
 fn unit_word(unit: &str) -> Option<&'static str> {
     Some(match unit {

@@ -126,8 +126,7 @@ mod tests {
         assert_eq!(q.end_ns, Some(NOW));
         assert_eq!(q.start_ns, Some(NOW - 15 * 60 * 1_000_000_000));
         assert_eq!(q.limit, 7);
-        let q =
-            parse(&params(&[("start", "2023-11-14T22:13:20Z"), ("end", "2023-11-14T22:13:21Z")]), 0).unwrap();
+        let q = parse(&params(&[("start", "2023-11-14T22:13:20Z"), ("end", "2023-11-14T22:13:21Z")]), 0).unwrap();
         assert_eq!(q.start_ns, Some(NOW));
         assert_eq!(q.end_ns, Some(NOW + 1_000_000_000));
     }

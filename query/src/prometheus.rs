@@ -62,9 +62,9 @@ mod tests {
     use axum::body::Body;
     use axum::extract::Request;
     use axum::http::{header, StatusCode};
-    use seismo_promql::{Labels, MemSource, Series};
-    use metadata::PROMETHEUS_VERSION;
     use http_body_util::BodyExt;
+    use metadata::PROMETHEUS_VERSION;
+    use seismo_promql::{Labels, MemSource, Series};
     use tower::ServiceExt;
 
     fn app() -> Router {

@@ -92,7 +92,10 @@ mod tests {
     fn defaults_count_server_and_consumer_spans_of_the_last_hour() {
         let q = parse_stats_query(&params(&[]), 10 * StatsWindow::DEFAULT_LOOKBACK_NS).unwrap();
         assert_eq!(q.span_kinds, vec![span_kind::SERVER, span_kind::CONSUMER]);
-        assert_eq!((q.start_ns, q.end_ns), (9 * StatsWindow::DEFAULT_LOOKBACK_NS, 10 * StatsWindow::DEFAULT_LOOKBACK_NS));
+        assert_eq!(
+            (q.start_ns, q.end_ns),
+            (9 * StatsWindow::DEFAULT_LOOKBACK_NS, 10 * StatsWindow::DEFAULT_LOOKBACK_NS)
+        );
         let q = parse_stats_query(&params(&[("spanKind", "client,Producer"), ("service", "cart")]), 0).unwrap();
         assert_eq!(q.span_kinds, vec![span_kind::CLIENT, span_kind::PRODUCER]);
         assert_eq!(q.service.as_deref(), Some("cart"));

@@ -284,8 +284,8 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::router::tests::{get, test_store, TRACE_A, TRACE_B};
     use crate::router::router;
+    use crate::router::tests::{get, test_store, TRACE_A, TRACE_B};
     use crate::state::QueryState;
 
     /// A window that holds the fixture (spans start about a minute ago).

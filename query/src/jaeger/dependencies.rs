@@ -20,10 +20,7 @@ use crate::state::QueryState;
 
 /// `GET /api/dependencies?endTs=&lookback=&service=` -> `data: [{parent, child,
 /// callCount}]`, sorted by (parent, child); `service` keeps the edges touching it.
-pub(crate) async fn dependencies(
-    State(state): State<QueryState>,
-    params: QueryParams,
-) -> Result<Response, QueryError> {
+pub(crate) async fn dependencies(State(state): State<QueryState>, params: QueryParams) -> Result<Response, QueryError> {
     let (start_ns, end_ns) = parse_dependencies(&params, now_ns())?;
     let service = params.get(SERVICE).map(str::to_string);
     let links = blocking(&state, move |store| store.dependencies(start_ns, end_ns))

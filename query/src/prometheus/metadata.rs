@@ -28,10 +28,7 @@ pub(crate) async fn series(State(st): State<ApiState>, sel: SeriesSelection<true
 }
 
 /// `GET|POST /api/v1/labels`: the label names of the matching series.
-pub(crate) async fn label_names(
-    State(st): State<ApiState>,
-    sel: SeriesSelection<false>,
-) -> Result<Response, ApiError> {
+pub(crate) async fn label_names(State(st): State<ApiState>, sel: SeriesSelection<false>) -> Result<Response, ApiError> {
     let limit = sel.limit;
     let found = matching_series(st, sel).await?;
     let names: BTreeSet<&str> = found.iter().flat_map(|l| l.iter().map(|(n, _)| n.as_str())).collect();
