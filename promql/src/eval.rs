@@ -1,10 +1,13 @@
 //! The evaluator: walks the parser's AST once over a grid of evaluation
 //! steps (one step for an instant query), reading each selector's samples once
 //! for the whole grid and answering every step by binary search.
+//!
+//! Past 600 lines because it is one recursion: the node dispatch, the
+//! selectors and the value shapes every operator module shares belong
+//! together, and a third of the file is the shared test helpers and tests.
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::time::Duration;
 
 use promql_parser::parser::{AtModifier, Expr, Offset};
 
@@ -12,7 +15,7 @@ use crate::budget::Budget;
 use crate::error::PromqlError;
 use crate::nesting::MAX_NESTING_DEPTH;
 use crate::source::{selector_matchers, Labels, Series, SeriesSource};
-use crate::timebounds::system_time_ms;
+use crate::timebounds::{millis, system_time_ms};
 use crate::{aggregate, binary, functions};
 
 /// How far back an instant selector looks for a sample (Prometheus' default
@@ -433,10 +436,6 @@ fn span(ends: &[i64]) -> (i64, i64) {
     let lo = ends.iter().copied().min().unwrap_or(0);
     let hi = ends.iter().copied().max().unwrap_or(0);
     (lo, hi)
-}
-
-pub(crate) fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn type_error(context: &str, want: &str, got: &Value) -> PromqlError {

@@ -14,8 +14,6 @@ use std::time::{Duration, SystemTime};
 
 use promql_parser::parser::{AtModifier, Expr, Offset};
 
-use crate::eval::millis;
-
 /// The earliest time the engine evaluates at, and the earliest the metadata
 /// endpoints read when `start` is absent. It and [`MAX_TIME_MS`] fit in i64
 /// nanoseconds, so a source may convert them.
@@ -117,6 +115,11 @@ fn check_shift(offset: &Option<Offset>, at: &Option<AtModifier>) -> Result<(), S
         }
     }
     Ok(())
+}
+
+/// Whole milliseconds of `d`, saturating at `i64::MAX`.
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Unix ms of `t`, saturating far outside i64.

@@ -9,7 +9,7 @@ use seismo_store::StoreError;
 /// `{"data":null,"total":0,"limit":0,"offset":0,"errors":[{"code":N,"msg":"..."}]}`
 /// with `N` as the HTTP status.
 #[derive(Debug, thiserror::Error)]
-pub enum QueryError {
+pub(crate) enum QueryError {
     /// A request parameter is missing or malformed (400). The message names the
     /// parameter, in Jaeger's words where Jaeger has words for it.
     #[error("{0}")]
@@ -45,7 +45,8 @@ impl QueryError {
         QueryError::NotFound(TRACE_NOT_FOUND.to_string())
     }
 
-    pub fn status(&self) -> StatusCode {
+    /// The HTTP status this error answers with.
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             QueryError::BadRequest(_) => StatusCode::BAD_REQUEST,
             QueryError::NotFound(_) => StatusCode::NOT_FOUND,

@@ -26,7 +26,7 @@
 //! - **The store is blocking; the server is not.** Every store read and the
 //!   row -> JSON conversion run on tokio's blocking pool; PromQL evaluates on
 //!   query threads of its own.
-//! - **Errors convert once.** Handlers return [`QueryError`] (or the v3 and
+//! - **Errors convert once.** Handlers return `QueryError` (or the v3 and
 //!   Prometheus envelopes' errors); its `IntoResponse` is the only place that
 //!   picks a status and writes the error envelope. The PromQL engine's
 //!   `PromqlError` is mapped to Prometheus' error types in one `From`.
@@ -46,7 +46,6 @@ mod state;
 mod stats;
 mod v3;
 
-pub use error::QueryError;
 pub use prometheus::parse_duration as parse_prometheus_duration;
 pub use router::router;
 pub use seismo_promql::QueryLimits;

@@ -13,13 +13,13 @@
 
 mod api_error;
 mod api_params;
+mod api_state;
 mod envelope;
 mod evaluate;
 mod form;
 mod metadata;
 mod preamble;
 mod runner;
-mod state;
 
 use std::sync::Arc;
 
@@ -29,9 +29,9 @@ use seismo_api::prometheus::{Flags, Metadata};
 use seismo_promql::{QueryLimits, SeriesSource};
 
 pub use api_params::parse_duration;
+use api_state::ApiState;
 use envelope::success;
 use runner::QueryRunner;
-use state::ApiState;
 
 /// The Prometheus API routes, with their own state, to merge into a router of
 /// any state type: `/api/v1/query`, `/query_range`, `/series`, `/labels`,

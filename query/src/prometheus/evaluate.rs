@@ -7,9 +7,9 @@ use promql_parser::parser::value::ValueType;
 use seismo_promql::{instant_query, parse_query, range_query};
 
 use crate::prometheus::api_error::ApiError;
+use crate::prometheus::api_state::ApiState;
 use crate::prometheus::envelope::{json_response, query_result, success_body};
 use crate::prometheus::preamble::{InstantQuery, RangeQuery};
-use crate::prometheus::state::ApiState;
 
 /// `GET|POST /api/v1/query`: the query's value at `time`.
 pub(crate) async fn query(State(st): State<ApiState>, q: InstantQuery) -> Result<Response, ApiError> {

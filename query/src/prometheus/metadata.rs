@@ -11,10 +11,10 @@ use seismo_api::prometheus::{BuildInfo, ExemplarSeries, RuntimeInfo};
 use seismo_promql::{Labels, MAX_TIME_MS, MIN_TIME_MS};
 
 use crate::prometheus::api_error::ApiError;
+use crate::prometheus::api_state::ApiState;
 use crate::prometheus::envelope::{labels_map, success};
 use crate::prometheus::form::Params;
 use crate::prometheus::preamble::SeriesSelection;
-use crate::prometheus::state::ApiState;
 
 /// The Prometheus version seismo claims in buildinfo: Grafana picks its
 /// Prometheus features from it.

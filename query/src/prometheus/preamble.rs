@@ -15,8 +15,8 @@ use seismo_promql::{check_nesting, parse, selector_matchers, MAX_TIME_MS, MIN_TI
 
 use crate::prometheus::api_error::ApiError;
 use crate::prometheus::api_params::parse_duration;
+use crate::prometheus::api_state::ApiState;
 use crate::prometheus::form::Params;
-use crate::prometheus::state::ApiState;
 
 /// Prometheus' cap on points per series in a range query.
 const MAX_POINTS_PER_SERIES: i128 = 11_000;

@@ -2,6 +2,8 @@
 //! exact grammar and error texts (the Jaeger query service is written in Go and
 //! clients were built against its answers).
 
+use chrono::NaiveDate;
+
 const NANOSECOND: u64 = 1;
 const MICROSECOND: u64 = 1_000 * NANOSECOND;
 const MILLISECOND: u64 = 1_000 * MICROSECOND;
@@ -150,37 +152,18 @@ pub(crate) fn parse_rfc3339_nano(s: &str) -> Result<i64, String> {
     if !(1..=12).contains(&month) {
         return Err(fail("month out of range"));
     }
-    if day < 1 || day > days_in_month(year, month) {
+    // The grammar above is Go's; the calendar is chrono's. Four digits always
+    // fit i32 and u32.
+    let Some(date) = NaiveDate::from_ymd_opt(year as i32, month as u32, day as u32) else {
         return Err(fail("day out of range"));
-    }
-    if hour > 23 || minute > 59 || second > 59 {
+    };
+    let Some(wall) = date.and_hms_opt(hour as u32, minute as u32, second as u32) else {
         return Err(fail("time out of range"));
-    }
-    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_s;
+    };
+    let seconds = wall.and_utc().timestamp() - offset_s;
     seconds.checked_mul(1_000_000_000).and_then(|ns| ns.checked_add(nanos)).ok_or_else(|| fail("out of range"))
 }
 
-/// Days in `month` (1-12) of `year`, proleptic Gregorian.
-pub(crate) fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// Go's `time.ParseDuration` algorithm over a given unit table.
 /// Go's `time.ParseDuration`, accepting `extra_units` besides Go's own.
 fn parse_duration_with(orig: &str, extra_units: &[(&str, u64)]) -> Result<i64, String> {
     const LIMIT: u64 = 1 << 63;

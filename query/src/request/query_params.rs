@@ -4,8 +4,8 @@
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
 
+use super::go_syntax::parse_go_int;
 use crate::error::QueryError;
-use crate::request::go_syntax::parse_go_int;
 
 pub(crate) const SERVICE: &str = "service";
 pub(crate) const OPERATION: &str = "operation";

@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use seismo_store::{Store, StoreError};
 use serde::Serialize;
 
+use super::query_params::QueryParams;
 use crate::error::QueryError;
-use crate::request::QueryParams;
 use crate::state::QueryState;
 
 /// Runs a store call on the blocking pool.

@@ -6,10 +6,10 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
+use super::go_syntax::{parse_go_int, parse_lookback, parse_rfc3339_nano};
+use super::query_params::{QueryParams, END, LOOKBACK, START};
+use super::reply::now_ns;
 use crate::error::QueryError;
-use crate::request::go_syntax::{parse_go_int, parse_lookback, parse_rfc3339_nano};
-use crate::request::query_params::{END, LOOKBACK, START};
-use crate::request::{now_ns, QueryParams};
 
 /// `[start_ns, end_ns]` of a request, `end` defaulting to now and `start` to
 /// `end` minus `lookback`, or minus `DEFAULT_LOOKBACK_SECS` without one.
