@@ -56,8 +56,8 @@ pub enum QueryValue {
 
 /// Evaluates `expr` at `t` (unix ms), as Prometheus' `/api/v1/query`, within
 /// `budget`. Times and durations in `expr` must have passed
-/// [`check_times`](crate::check_times) and its nesting
-/// [`check_nesting`](crate::check_nesting).
+/// [`check_times`](crate::timebounds::check_times) and its nesting
+/// [`check_nesting`](crate::nesting::check_nesting).
 ///
 /// # Errors
 /// [`PromqlError::Execution`] for queries Prometheus rejects at evaluation time

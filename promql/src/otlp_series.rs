@@ -7,7 +7,7 @@
 //! - delta temporality: points are summed per series in time order, so a
 //!   delta counter reads like the cumulative counter Prometheus expects and
 //!   `rate`/`increase` work on it. This needs the stream's history from its
-//!   first stored point, which [`StoreSource`](crate::StoreSource) loads for
+//!   first stored point, which `StoreSource` loads for
 //!   delta streams.
 
 use std::collections::BTreeMap;

@@ -26,8 +26,8 @@ pub fn parse(text: &str) -> Result<Expr, PromqlError> {
 }
 
 /// [`parse`], then checks every time and duration the query names
-/// ([`check_times`]): what [`instant_query`](crate::instant_query) and
-/// [`range_query`](crate::range_query) require of their `expr`.
+/// ([`check_times`]): what [`instant_query`](crate::eval::instant_query) and
+/// [`range_query`](crate::eval::range_query) require of their `expr`.
 ///
 /// # Errors
 /// [`PromqlError::BadQuery`] naming what is wrong.

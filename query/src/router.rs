@@ -25,7 +25,7 @@ use std::sync::Arc;
 /// `/api/v3/trace-summaries` (errors in the v3 envelope); seismo's
 /// `GET /api/v1/logs` (full-text log search) and `GET /api/v1/stats` (request
 /// statistics); Prometheus' `/api/v1/query`, `query_range`, `series`,
-/// `labels`, `label/{name}/values` (GET and POST, see [`prometheus`]); `GET /healthz` and `GET /metrics` (seismo's own
+/// `labels`, `label/{name}/values` (GET and POST, over `seismo-promql`); `GET /healthz` and `GET /metrics` (seismo's own
 /// counters, Prometheus text). Any other path answers 404 and a
 /// wrong method 405, both in Jaeger's JSON error envelope.
 pub fn router(state: QueryState) -> Router {
