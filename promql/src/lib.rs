@@ -52,11 +52,8 @@ pub use budget::{Budget, QueryLimits, DEFAULT_MAX_SAMPLES, DEFAULT_TIMEOUT};
 pub use error::PromqlError;
 pub use eval::{instant_query, range_query, QueryValue, Sample, LOOKBACK_DELTA_MS};
 pub use nesting::{check_nesting, MAX_NESTING_DEPTH};
-pub use otlp_names::{label_name, metric_name, series_names};
-pub use otlp_series::{build_series, SeriesBuilder, SeriesMap};
+pub use otlp_names::{label_name, metric_name};
 pub use parse::{parse, parse_query};
 pub use source::{label_value, matches, selector_matchers, Labels, MemSource, Series, SeriesSource, SourceError};
 pub use store_source::StoreSource;
-pub use timebounds::{
-    check_times, format_timestamp, time_in_range, time_out_of_range, MAX_DURATION_MS, MAX_TIME_MS, MIN_TIME_MS,
-};
+pub use timebounds::{check_times, time_in_range, time_out_of_range, MAX_TIME_MS, MIN_TIME_MS};

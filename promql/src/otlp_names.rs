@@ -137,7 +137,7 @@ pub fn label_name(key: &str) -> String {
 }
 
 /// The series names a stream produces.
-pub fn series_names(d: &MetricDescriptor) -> Vec<String> {
+pub(crate) fn series_names(d: &MetricDescriptor) -> Vec<String> {
     let stem = metric_name(d);
     match d.kind {
         MetricKind::Gauge | MetricKind::Sum => vec![stem],

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use seismo_store::{AttrValue, KeyValue, MetricDescriptor, MetricKind, MetricPointRef, MetricPointRow};
+use seismo_store::{AttrValue, KeyValue, MetricDescriptor, MetricKind, MetricPointRef};
 
 use crate::otlp_names::{label_name, series_names};
 
@@ -116,7 +116,7 @@ fn accumulate(r: &mut Reading, prev: &Reading) {
 }
 
 /// Prometheus series with their samples (unix ms, value), time-ordered.
-pub type SeriesMap = BTreeMap<LabelSet, Vec<(i64, f64)>>;
+pub(crate) type SeriesMap = BTreeMap<LabelSet, Vec<(i64, f64)>>;
 
 /// What decides a point's labels: attributes, resource, service (owned once per series).
 struct LabelSource {
@@ -187,7 +187,7 @@ struct SeriesKey {
 /// Turns OTLP points, given one at a time, into Prometheus series. Points are
 /// grouped per stream and label source as they come (kept: time and numbers
 /// only), so labels are built once per series, not per sample.
-pub struct SeriesBuilder<'w> {
+pub(crate) struct SeriesBuilder<'w> {
     want_name: &'w dyn Fn(&str) -> bool,
     descriptors: Vec<MetricDescriptor>,
     /// Per descriptor: its series names, and which of them are wanted.
@@ -204,7 +204,7 @@ pub struct SeriesBuilder<'w> {
 }
 
 impl<'w> SeriesBuilder<'w> {
-    pub fn new(want_name: &'w dyn Fn(&str) -> bool) -> Self {
+    pub(crate) fn new(want_name: &'w dyn Fn(&str) -> bool) -> Self {
         SeriesBuilder {
             want_name,
             descriptors: Vec::new(),
@@ -219,17 +219,17 @@ impl<'w> SeriesBuilder<'w> {
     }
 
     /// Stops keeping points once they would make more than `max` samples.
-    pub fn with_max_samples(mut self, max: usize) -> Self {
+    pub(crate) fn with_max_samples(mut self, max: usize) -> Self {
         self.max_samples = max;
         self
     }
 
     /// Whether points were dropped because of [`with_max_samples`](Self::with_max_samples).
-    pub fn over_limit(&self) -> bool {
+    pub(crate) fn over_limit(&self) -> bool {
         self.samples > self.max_samples
     }
 
-    pub fn add(&mut self, p: &MetricPointRef<'_>) {
+    pub(crate) fn add(&mut self, p: &MetricPointRef<'_>) {
         if self.over_limit() {
             return;
         }
@@ -279,7 +279,7 @@ impl<'w> SeriesBuilder<'w> {
         self.groups[g].points.push((p.time_unix_nano, r));
     }
 
-    pub fn finish(self) -> SeriesMap {
+    pub(crate) fn finish(self) -> SeriesMap {
         let mut out = SeriesMap::new();
         for Group { descriptor: di, labels, mut points } in self.groups {
             let d = &self.descriptors[di];
@@ -367,21 +367,22 @@ impl<'w> SeriesBuilder<'w> {
     }
 }
 
-/// Converts OTLP points into Prometheus series (see [`SeriesBuilder`]).
-pub fn build_series<'a>(
-    points: impl IntoIterator<Item = &'a MetricPointRow>,
-    want_name: &dyn Fn(&str) -> bool,
-) -> SeriesMap {
-    let mut b = SeriesBuilder::new(want_name);
-    for p in points {
-        b.add(&p.as_ref());
-    }
-    b.finish()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use seismo_store::MetricPointRow;
+
+    /// Converts OTLP points into Prometheus series (see [`SeriesBuilder`]).
+    fn build_series<'a>(
+        points: impl IntoIterator<Item = &'a MetricPointRow>,
+        want_name: &dyn Fn(&str) -> bool,
+    ) -> SeriesMap {
+        let mut b = SeriesBuilder::new(want_name);
+        for p in points {
+            b.add(&p.as_ref());
+        }
+        b.finish()
+    }
     use seismo_store::Distribution;
 
     fn point(name: &str, kind: MetricKind, temporality: i32, t_s: i64, route: &str) -> MetricPointRow {

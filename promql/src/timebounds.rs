@@ -23,7 +23,7 @@ pub const MIN_TIME_MS: i64 = -(i64::MAX / 1_000_000);
 pub const MAX_TIME_MS: i64 = i64::MAX / 1_000_000;
 
 /// The longest range, subquery step or offset a query may use (292 years).
-pub const MAX_DURATION_MS: i64 = MAX_TIME_MS;
+pub(crate) const MAX_DURATION_MS: i64 = MAX_TIME_MS;
 
 /// Whether `ms` lies in the engine's time domain.
 pub fn time_in_range(ms: i64) -> bool {
@@ -42,7 +42,7 @@ pub fn time_out_of_range(ms: i64) -> String {
 
 /// A unix-ms timestamp as the JSON number of seconds Prometheus writes:
 /// `1435781451.781`, `1435781451.5`, `1435781451`.
-pub fn format_timestamp(ms: i64) -> String {
+pub(crate) fn format_timestamp(ms: i64) -> String {
     let sign = if ms < 0 { "-" } else { "" };
     let abs = ms.unsigned_abs();
     let (secs, frac) = (abs / 1000, abs % 1000);
