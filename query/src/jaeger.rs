@@ -305,6 +305,17 @@ mod tests {
         assert_jaeger_error(status, &body, 400, "'raw'");
     }
 
+    /// The path extractor's rejection is a 400 in Jaeger's envelope, not
+    /// axum's plain-text answer.
+    #[tokio::test]
+    async fn a_path_that_is_not_utf8_is_a_400_in_jaegers_envelope() {
+        let (_dir, app, _) = app().await;
+        for uri in ["/api/traces/%FF", "/api/services/%C3%28/operations"] {
+            let (status, body) = get(&app, uri).await;
+            assert_jaeger_error(status, &body, 400, "malformed path");
+        }
+    }
+
     #[tokio::test]
     async fn every_bad_search_parameter_is_a_400_naming_it() {
         let (_dir, app, _) = app().await;

@@ -188,6 +188,10 @@ mod tests {
         );
         let (status, _, _) = get("/api/v1/query?query=up&time=soon").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
+        // The label-name extractor answers in Prometheus' envelope too.
+        let (status, json, _) = get("/api/v1/label/%FF/values").await;
+        assert_eq!((status, &json["errorType"]), (StatusCode::BAD_REQUEST, &serde_json::json!("bad_data")), "{json}");
+        assert!(json["error"].as_str().unwrap().starts_with("invalid label name"), "{json}");
     }
 
     #[tokio::test]

@@ -431,6 +431,7 @@ mod tests {
             ("beef?end_time=now", "malformed parameter end_time"),
             ("beef?rawTraces=perhaps", "malformed parameter rawTraces"),
             ("beef?raw_traces=perhaps", "malformed parameter raw_traces"),
+            ("%FF", "malformed parameter trace_id"), // not UTF-8: the path extractor's rejection
         ] {
             let (status, body) = get(&app, &format!("/api/v3/traces/{uri}")).await;
             assert_v3_error(status, &body, 400, needle);
