@@ -8,6 +8,7 @@ mod loadgen;
 mod loadgen_proxy;
 mod loadgen_signals;
 mod serve;
+mod tui;
 
 use std::path::PathBuf;
 
@@ -42,11 +43,17 @@ enum Command {
     /// Chaos testing: the Toxiproxy-compatible fault agent.
     #[command(subcommand)]
     Chaos(chaos::ChaosCommand),
+    /// Terminal dashboard: services, traces with their faults, logs, the chaos agent.
+    Tui(tui::TuiArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing();
+    match &cli.command {
+        // The dashboard owns the screen: its log goes to a file.
+        Command::Tui(args) => tui::init_logging(args)?,
+        _ => init_tracing(),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
@@ -54,6 +61,7 @@ fn main() -> anyhow::Result<()> {
         Command::LoadgenLogs(args) => runtime.block_on(loadgen_signals::run_logs(args)),
         Command::LoadgenMetrics(args) => runtime.block_on(loadgen_signals::run_metrics(args)),
         Command::LoadgenProxy(args) => runtime.block_on(loadgen_proxy::run(args)),
+        Command::Tui(args) => runtime.block_on(tui::run(args)),
         Command::Chaos(command) => {
             drop(runtime);
             chaos::run(command)
