@@ -2,8 +2,11 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
+use seismo_chaos::process::CommandPolicy;
 use seismo_chaos::{AgentOptions, OtlpProtocol};
+use seismo_net::Tokens;
 
 #[derive(Subcommand)]
 pub enum ChaosCommand {
@@ -32,6 +35,28 @@ pub struct AgentArgs {
     /// (fewest hand-offs between threads, lowest added latency).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// A bearer token and its roles, ROLE:TOKEN (see `seismo serve --help`); with any
+    /// set, every API request needs one granting `chaos`. Repeatable; also
+    /// SEISMO_AUTH_TOKENS, comma-separated
+    #[arg(
+        long = "auth-token",
+        value_name = "ROLE:TOKEN",
+        env = "SEISMO_AUTH_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    auth_tokens: Vec<String>,
+    /// Serve a non-loopback --api without tokens (otherwise refused: the API can
+    /// break traffic and start commands)
+    #[arg(long)]
+    insecure: bool,
+    /// Refuse `POST /processes`: no command can be started through the API
+    #[arg(long, conflicts_with = "allow_command")]
+    no_processes: bool,
+    /// Only this program may be started through `POST /processes` (a bare name
+    /// matches it anywhere on disk, a path only itself). Repeatable
+    #[arg(long, value_name = "PROGRAM")]
+    allow_command: Vec<String>,
 }
 
 pub fn run(command: ChaosCommand) -> anyhow::Result<()> {
@@ -48,6 +73,15 @@ pub fn run(command: ChaosCommand) -> anyhow::Result<()> {
                 otlp_protocol: args.otlp_protocol,
                 experiment: args.experiment_id,
                 config: args.config,
+                tokens: Tokens::parse(&args.auth_tokens).context("--auth-token")?,
+                insecure: args.insecure,
+                commands: if args.no_processes {
+                    CommandPolicy::Refuse
+                } else if args.allow_command.is_empty() {
+                    CommandPolicy::Any
+                } else {
+                    CommandPolicy::Allow(args.allow_command)
+                },
             };
             Ok(runtime.block_on(seismo_chaos::run(opts, crate::serve::shutdown_signal()))?)
         }

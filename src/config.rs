@@ -16,6 +16,9 @@
 //! query_max_samples = 50000000
 //! query_timeout = "2m"
 //! max_disk_bytes = 10737418240
+//!
+//! [auth]
+//! tokens = ["ingest:CHANGE-ME-ingest-token", "query:CHANGE-ME-query-token"]
 //! ```
 
 use std::net::SocketAddr;
@@ -44,6 +47,18 @@ pub struct FileConfig {
     pub query_timeout: Option<String>,
     /// Size-based retention: see `seismo serve --max-disk-bytes`.
     pub max_disk_bytes: Option<u64>,
+    /// Who may use the listeners.
+    #[serde(default)]
+    pub auth: AuthSection,
+}
+
+/// `[auth]`: bearer tokens, as `--auth-token` takes them.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// `ROLE:TOKEN` strings; see `seismo serve --help`.
+    #[serde(default)]
+    pub tokens: Vec<String>,
 }
 
 impl FileConfig {
@@ -69,5 +84,8 @@ mod tests {
         assert!(toml::from_str::<FileConfig>("htp = \"127.0.0.1:1\"").is_err());
         let c: FileConfig = toml::from_str("query_max_samples = 1000\nquery_timeout = \"30s\"").unwrap();
         assert_eq!((c.query_max_samples, c.query_timeout.as_deref()), (Some(1000), Some("30s")));
+        let c: FileConfig = toml::from_str("[auth]\ntokens = [\"query:0123456789\"]").unwrap();
+        assert_eq!(c.auth.tokens, vec!["query:0123456789".to_string()]);
+        assert!(toml::from_str::<FileConfig>("[auth]\ntoken = []").is_err());
     }
 }

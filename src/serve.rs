@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use seismo_collector::CollectorConfig;
-use seismo_net::{ConnectionLimit, Limits, Protocol};
+use seismo_net::{Access, ConnectionLimit, Limits, Protocol, Role, Tokens};
 use seismo_query::QueryLimits;
 use seismo_store::{Store, StoreConfig};
 
@@ -66,6 +66,18 @@ pub struct ServeArgs {
     /// bytes, so the disk never fills up [default: no limit]
     #[arg(long)]
     max_disk_bytes: Option<u64>,
+    /// A bearer token and the roles it grants, as ROLE:TOKEN (roles: ingest, query,
+    /// chaos; several joined by +). Repeatable; also SEISMO_AUTH_TOKENS, comma-separated.
+    /// With any token set, OTLP needs `ingest` and the query API `query`
+    /// (`/healthz` stays open) [default: no tokens, everything open]
+    #[arg(
+        long = "auth-token",
+        value_name = "ROLE:TOKEN",
+        env = "SEISMO_AUTH_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    auth_tokens: Vec<String>,
 }
 
 /// A positive Prometheus duration (`2m`, `1m30s`, `0.5`), as `--query-timeout` takes it.
@@ -84,6 +96,7 @@ struct Settings {
     store: StoreConfig,
     limits: Limits,
     query_limits: QueryLimits,
+    tokens: Tokens,
 }
 
 impl ServeArgs {
@@ -148,7 +161,33 @@ impl ServeArgs {
         if let Some(t) = timeout {
             query_limits.timeout = t;
         }
-        Ok(Settings { data_dir, collector, http, store, limits, query_limits })
+        // Tokens on the command line (or in the environment) replace the file's.
+        let specs = if self.auth_tokens.is_empty() { file.auth.tokens } else { self.auth_tokens };
+        let tokens = Tokens::parse(&specs).context("--auth-token")?;
+        Ok(Settings { data_dir, collector, http, store, limits, query_limits, tokens })
+    }
+}
+
+/// Says loudly when anyone on the network could read or write, and when the
+/// tokens given leave a listener unusable.
+fn warn_about_access(tokens: &Tokens, addrs: &[(&str, SocketAddr)]) {
+    if tokens.is_empty() {
+        let exposed: Vec<String> =
+            addrs.iter().filter(|(_, a)| !a.ip().is_loopback()).map(|(name, a)| format!("{name} on {a}")).collect();
+        if !exposed.is_empty() {
+            tracing::warn!(
+                "NO AUTHENTICATION: {} accept(s) requests from anyone who can reach this machine. \
+                 Pass --auth-token ingest:TOKEN --auth-token query:TOKEN (or bind to 127.0.0.1) \
+                 to keep others from reading or writing telemetry",
+                exposed.join(", ")
+            );
+        }
+        return;
+    }
+    for role in [Role::Ingest, Role::Query] {
+        if !tokens.grants_any(role) {
+            tracing::warn!("no --auth-token grants the {role} role: every {role} request will be refused");
+        }
     }
 }
 
@@ -168,6 +207,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let query_addr = query_listener.local_addr()?;
     let router =
         seismo_query::router(seismo_query::QueryState::new(store.clone()).with_query_limits(settings.query_limits));
+    warn_about_access(
+        &settings.tokens,
+        &[("OTLP/gRPC", collector.grpc_addr()), ("OTLP/HTTP", collector.http_addr()), ("the query API", query_addr)],
+    );
+    let ingest_access = Access::require(settings.tokens.clone(), Role::Ingest);
+    let query_access = Access::require(settings.tokens.clone(), Role::Query).allow_path("/healthz");
 
     // One line on stdout that scripts and tests can wait for.
     println!(
@@ -183,13 +228,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let collector_task = tokio::spawn(collector.run(settings.limits.clone(), stopped(stop_rx.clone())));
+    let collector_task = tokio::spawn(collector.run(settings.limits.clone(), ingest_access, stopped(stop_rx.clone())));
     let query_task = tokio::spawn(seismo_net::serve(
         query_listener,
         "query API",
         Protocol::Http1,
         router,
         settings.limits,
+        query_access,
         stopped(stop_rx),
     ));
 

@@ -28,8 +28,47 @@ struct Started {
     exit: Arc<Mutex<Option<String>>>,
 }
 
+/// Which commands `POST /processes` may start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CommandPolicy {
+    /// Any command (the agent runs it as its own user).
+    #[default]
+    Any,
+    /// None: `--no-processes`.
+    Refuse,
+    /// Only these programs (`--allow-command`), matched on the command's first
+    /// word as given, or its file name when a bare name is listed.
+    Allow(Vec<String>),
+}
+
+impl CommandPolicy {
+    /// # Errors
+    /// [`ChaosError::CommandRefused`] naming the flag that refused `program`.
+    fn check(&self, program: &str) -> Result<(), ChaosError> {
+        match self {
+            CommandPolicy::Any => Ok(()),
+            CommandPolicy::Refuse => {
+                Err(ChaosError::CommandRefused("starting commands is turned off on this agent (--no-processes)".into()))
+            }
+            CommandPolicy::Allow(allowed) => {
+                let file_name = program.rsplit('/').next().unwrap_or(program);
+                let ok = allowed.iter().any(|a| a == program || (!a.contains('/') && a == file_name));
+                if ok {
+                    Ok(())
+                } else {
+                    Err(ChaosError::CommandRefused(format!(
+                        "{program:?} is not in this agent's --allow-command list ({})",
+                        allowed.join(", ")
+                    )))
+                }
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Processes {
+    policy: CommandPolicy,
     started: Mutex<BTreeMap<u32, Started>>,
     /// Pids this agent stopped and has not resumed: resumed on shutdown.
     paused: Mutex<Vec<u32>>,
@@ -94,10 +133,16 @@ pub(crate) fn state_of(pid: u32) -> &'static str {
 }
 
 impl Processes {
+    /// No processes yet; `policy` decides which commands may be started.
+    pub fn new(policy: CommandPolicy) -> Processes {
+        Processes { policy, ..Processes::default() }
+    }
+
     /// Starts `command` (argv) as a child of the agent.
     ///
     /// # Errors
     /// [`ChaosError::MissingField`] / [`ChaosError::BadBody`] for a bad body,
+    /// [`ChaosError::CommandRefused`] when the policy forbids the program,
     /// [`ChaosError::ProcessRunning`] for a name in use, [`ChaosError::CannotStart`].
     pub fn start(&self, body: &Value) -> Result<wire::Process, ChaosError> {
         let argv: Vec<String> = match body.get("command") {
@@ -110,6 +155,7 @@ impl Processes {
             None | Some(Value::Null) => return Err(ChaosError::MissingField("command".into())),
             Some(v) => return Err(ChaosError::bad_body(format!("command must be an array of strings, got {v}"))),
         };
+        self.policy.check(&argv[0])?;
         let name = match body.get("name") {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
             _ => argv[0].rsplit('/').next().unwrap_or(&argv[0]).to_string(),
@@ -308,6 +354,20 @@ impl Processes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_command_policy_refuses_what_it_does_not_allow() {
+        assert!(CommandPolicy::Any.check("/bin/sh").is_ok());
+        let off = CommandPolicy::Refuse.check("sleep").unwrap_err();
+        assert_eq!((off.status(), off.to_string().contains("--no-processes")), (403, true));
+        let list = CommandPolicy::Allow(vec!["sleep".into(), "/opt/app/bin/server".into()]);
+        assert!(list.check("sleep").is_ok());
+        assert!(list.check("/usr/bin/sleep").is_ok(), "a bare name matches any path's file name");
+        assert!(list.check("/opt/app/bin/server").is_ok());
+        assert!(list.check("/tmp/server").is_err(), "a listed path matches only itself");
+        let e = list.check("/bin/sh").unwrap_err();
+        assert!(e.to_string().contains("\"/bin/sh\" is not in this agent's --allow-command list"), "{e}");
+    }
 
     use serde_json::json;
 

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use axum::Router;
-use seismo_net::{Limits, Protocol};
+use seismo_net::{Access, Limits, Protocol};
 use seismo_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -79,11 +79,17 @@ impl Collector {
     }
 
     /// Serves OTLP/gRPC and OTLP/HTTP until `shutdown` resolves, then drains both, each
-    /// connection under `limits` (timeouts, the shared connection budget).
+    /// connection under `limits` (timeouts, the shared connection budget) and `access`
+    /// (the tokens that may send; see [`seismo_net::Access`]).
     ///
     /// # Errors
     /// [`CollectorError::Serve`] if either server fails; the other is then stopped too.
-    pub async fn run(self, limits: Limits, shutdown: impl Future<Output = ()>) -> Result<(), CollectorError> {
+    pub async fn run(
+        self,
+        limits: Limits,
+        access: Access,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), CollectorError> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             // An error means the sender is gone, which also means "stop".
@@ -91,8 +97,9 @@ impl Collector {
         };
         let serve = |transport: Transport, listener, addr, protocol, router, stop| {
             let limits = limits.clone();
+            let access = access.clone();
             async move {
-                seismo_net::serve(listener, transport.as_listener_name(), protocol, router, limits, stop)
+                seismo_net::serve(listener, transport.as_listener_name(), protocol, router, limits, access, stop)
                     .await
                     .map_err(|e| CollectorError::Serve { transport, addr, source: e.into() })
             }
@@ -162,7 +169,7 @@ mod tests {
         let http_addr = collector.http_addr();
         assert_ne!(http_addr.port(), 0);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(collector.run(Limits::default(), async { rx.await.unwrap_or(()) }));
+        let server = tokio::spawn(collector.run(Limits::default(), Access::open(), async { rx.await.unwrap_or(()) }));
 
         // A raw HTTP/1.1 request: no client library needed for one POST.
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -189,7 +196,7 @@ mod tests {
         let collector = bind_with_sink(FakeSink::new(Script::Accept), &loopback_config()).await.unwrap();
         let url = format!("http://{}", collector.grpc_addr());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(collector.run(Limits::default(), async { rx.await.unwrap_or(()) }));
+        let server = tokio::spawn(collector.run(Limits::default(), Access::open(), async { rx.await.unwrap_or(()) }));
         let mut client = TraceServiceClient::connect(url).await.unwrap();
         client.export(ExportTraceServiceRequest::default()).await.unwrap();
 

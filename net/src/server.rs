@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
+use crate::auth::Access;
 use crate::body::TimeoutBody;
 use crate::limits::Limits;
 use crate::throttle::LogThrottle;
@@ -51,7 +52,8 @@ static ACCEPT_FAILED: LogThrottle = LogThrottle::new(Duration::from_secs(10));
 
 /// Serves `router` on `listener` until `shutdown` resolves, then drains.
 ///
-/// `name` names the listener in log lines ("query API", "OTLP/HTTP", ...).
+/// `name` names the listener in log lines ("query API", "OTLP/HTTP", ...); `access`
+/// says who may send requests (checked on each request head, before `router`).
 ///
 /// # Errors
 /// None today: accept errors (out of file descriptors, a client that reset before it
@@ -62,8 +64,10 @@ pub async fn serve(
     protocol: Protocol,
     router: Router,
     limits: Limits,
+    access: Access,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    let access = Arc::new(access);
     let (phase_tx, phase_rx) = watch::channel(Phase::Serve);
     let open = Arc::new(AtomicUsize::new(0));
     let (closed_tx, mut closed_rx) = watch::channel(());
@@ -98,6 +102,7 @@ pub async fn serve(
             protocol,
             router: router.clone(),
             limits: limits.clone(),
+            access: access.clone(),
             peer,
             activity: Arc::new(Activity::new()),
         };
@@ -191,6 +196,8 @@ impl Drop for InFlight {
 #[derive(Clone)]
 struct ConnectionService {
     router: Router,
+    protocol: Protocol,
+    access: Arc<Access>,
     body_timeout: Duration,
     activity: Arc<Activity>,
 }
@@ -202,6 +209,13 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let in_flight = InFlight::begin(&self.activity);
+        if let Err(denied) = self.access.check(request.uri().path(), request.headers()) {
+            let response = denied.into_response(self.protocol);
+            return Box::pin(async move {
+                drop(in_flight);
+                Ok(response)
+            });
+        }
         let request = request.map(|body| axum::body::Body::new(TimeoutBody::new(body, self.body_timeout)));
         let response = self.router.clone().oneshot(request);
         Box::pin(async move {
@@ -216,6 +230,7 @@ struct Connection {
     protocol: Protocol,
     router: Router,
     limits: Limits,
+    access: Arc<Access>,
     peer: SocketAddr,
     activity: Arc<Activity>,
 }
@@ -225,6 +240,8 @@ impl Connection {
         let io = TokioIo::new(stream);
         let service = ConnectionService {
             router: self.router.clone(),
+            protocol: self.protocol,
+            access: self.access.clone(),
             body_timeout: self.limits.body_timeout,
             activity: self.activity.clone(),
         };
@@ -359,7 +376,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let router = Router::new().route("/count", post(count));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, "test", protocol, router, limits, async {
+        let task = tokio::spawn(serve(listener, "test", protocol, router, limits, Access::open(), async {
             let _ = stopped.await;
         }));
         Running { addr, stop, task }
