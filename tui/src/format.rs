@@ -40,6 +40,15 @@ pub fn per_second(rate: f64) -> String {
     }
 }
 
+/// `n` and the noun, plural when `n` is not 1: `1 fault`, `3 faults`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// The UTC wall clock of a µs Unix timestamp: `14:03:59.120`.
 pub fn clock(unix_us: u64) -> String {
     let secs = unix_us / 1_000_000;

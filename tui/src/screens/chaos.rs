@@ -139,7 +139,7 @@ impl ChaosScreen {
     }
 
     fn draw_faults(&mut self, frame: &mut Frame, area: Rect) {
-        let block = block(format!("Injected faults · {} fault spans in the window", self.data.faults.len()), &self.load);
+        let block = block(format!("Injected faults · {} in the window", format::count(self.data.faults.len(), "fault span")), &self.load);
         if draw_state(frame, area, block.clone(), &self.load, self.data.faults.is_empty(), "no fault span in the window") {
             return;
         }

@@ -307,9 +307,8 @@ impl TraceScreen {
         let total = view.path.segments().iter().map(|s| s.end_us - s.start_us).sum::<u64>().max(1);
         let added: u64 = seismo_analysis::critical_fault_us(&view.impacts);
         let title = format!(
-            "Fault attribution · {} fault{} added {} to this request ({:.0}% of its critical path)",
-            view.impacts.len(),
-            if view.impacts.len() == 1 { "" } else { "s" },
+            "Fault attribution · {} added {} to this request ({:.0}% of its critical path)",
+            format::count(view.impacts.len(), "fault"),
             format::micros(added),
             added as f64 * 100.0 / total as f64
         );
@@ -418,14 +417,14 @@ impl Component for TraceScreen {
         let root = view.path.root().or_else(|| view.tree.roots().first().copied());
         let errors = view.error.iter().filter(|e| **e).count();
         let header = format!(
-            "Trace {} · {} · {} UTC · {} · {} spans · {} errors · {} faults",
+            "Trace {} · {} · {} UTC · {} · {} · {} · {}",
             view.trace.trace_id,
             root.map_or(String::new(), |r| view.label(r)),
             format::date_time(view.window.start_us),
             format::micros(view.window.duration_us),
-            view.trace.spans.len(),
-            errors,
-            view.impacts.len()
+            format::count(view.trace.spans.len(), "span"),
+            format::count(errors, "error"),
+            format::count(view.impacts.len(), "fault")
         );
         let attribution_h = if view.impacts.is_empty() { 0 } else { (view.impacts.len() as u16 * 2 + 2).min(area.height / 3) };
         let [head, main, bottom] =
