@@ -16,6 +16,12 @@ pub struct TuiArgs {
     /// The chaos agent's API.
     #[arg(long, default_value = "http://127.0.0.1:8474", env = "SEISMO_AGENT_URL")]
     agent_url: String,
+    /// Bearer token for the query API (a `query` token of `seismo serve --auth-token`).
+    #[arg(long, env = "SEISMO_QUERY_TOKEN", hide_env_values = true)]
+    query_token: Option<String>,
+    /// Bearer token for the chaos agent's API (a `chaos` token).
+    #[arg(long, env = "SEISMO_AGENT_TOKEN", hide_env_values = true)]
+    agent_token: Option<String>,
     /// A folder of dashboard definitions (*.toml) replacing the built-in one;
     /// its default.toml (else the first file) is drawn on the Services screen.
     #[arg(long, value_name = "DIR")]
@@ -93,6 +99,8 @@ pub async fn run(args: TuiArgs) -> anyhow::Result<()> {
     let options = Options {
         query_url: args.query_url,
         agent_url: args.agent_url,
+        query_token: args.query_token,
+        agent_token: args.agent_token,
         dashboards: args.dashboards,
         refresh: args.refresh,
         lookback: args.lookback,

@@ -63,6 +63,10 @@ pub struct Options {
     pub query_url: String,
     /// The chaos agent's API (`--agent-url`).
     pub agent_url: String,
+    /// Bearer token for the query API.
+    pub query_token: Option<String>,
+    /// Bearer token for the agent's API.
+    pub agent_token: Option<String>,
     /// A folder of dashboards replacing the built-in one (`--dashboards`).
     pub dashboards: Option<PathBuf>,
     /// How often live screens refetch (`--refresh`).
@@ -83,10 +87,15 @@ impl Options {
             Some(dir) => Dashboard::load_dir(dir)?.remove(0),
             None => Dashboard::builtin(),
         };
-        let clients = Clients {
-            query: seismo_client::Client::new(&self.query_url)?.with_timeout(Duration::from_secs(10)),
-            agent: seismo_client::AgentClient::new(&self.agent_url)?.with_timeout(Duration::from_secs(5)),
-        };
+        let mut query = seismo_client::Client::new(&self.query_url)?.with_timeout(Duration::from_secs(10));
+        if let Some(token) = &self.query_token {
+            query = query.with_token(token);
+        }
+        let mut agent = seismo_client::AgentClient::new(&self.agent_url)?.with_timeout(Duration::from_secs(5));
+        if let Some(token) = &self.agent_token {
+            agent = agent.with_token(token);
+        }
+        let clients = Clients { query, agent };
         let limits = Limits { lookback: self.lookback, ..Limits::default() };
         Ok((App::new(dashboard, self.query_url.clone()), clients, limits))
     }
