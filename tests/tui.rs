@@ -8,10 +8,10 @@
 //! tmux: `scripts/test` installs it; when it is missing the tmux test
 //! fails under CI and is skipped (with a message) elsewhere.
 
-#[path = "common/mod.rs"]
-mod common;
 #[path = "chaos_agent/agent.rs"]
 mod agent;
+#[path = "common/mod.rs"]
+mod common;
 #[path = "chaos_agent/upstream.rs"]
 mod upstream;
 
@@ -224,7 +224,9 @@ fn interactive_app_under_tmux_navigates_opens_a_trace_and_quits() {
     let long = Duration::from_secs(30);
 
     // Services: the service with its stats, and the help bar.
-    tmux.wait_for("the services screen", long, |s| s.contains("Services") && s.contains("checkout") && s.contains("? help"));
+    tmux.wait_for("the services screen", long, |s| {
+        s.contains("Services") && s.contains("checkout") && s.contains("? help")
+    });
     // `?` shows the keymap; any key closes it.
     tmux.keys(&["?"]);
     tmux.wait_for("the help page", long, |s| s.contains("Help") && s.contains("next screen"));
@@ -238,7 +240,9 @@ fn interactive_app_under_tmux_navigates_opens_a_trace_and_quits() {
     tmux.keys(&["/"]);
     tmux.keys(&["-l", "faults"]);
     tmux.keys(&["Enter"]);
-    tmux.wait_for("the faulted traces", long, |s| s.contains("· faults ·") && s.contains(faulted_prefix) && !s.contains(&world.clean[..16]));
+    tmux.wait_for("the faulted traces", long, |s| {
+        s.contains("· faults ·") && s.contains(faulted_prefix) && !s.contains(&world.clean[..16])
+    });
     tmux.keys(&["Enter"]);
     tmux.wait_for("the waterfall", long, |s| {
         s.contains("Waterfall") && s.contains("FAULT http_abort") && s.contains("checkout: POST /pay")

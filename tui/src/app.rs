@@ -331,7 +331,11 @@ impl App {
             });
         }
         let crumbs: Vec<&str> = self.history.iter().rev().take(3).rev().map(|s| s.name()).collect();
-        let right = if crumbs.is_empty() { self.source.clone() } else { format!("{} › {}", crumbs.join(" › "), self.screen.name()) };
+        let right = if crumbs.is_empty() {
+            self.source.clone()
+        } else {
+            format!("{} › {}", crumbs.join(" › "), self.screen.name())
+        };
         let [left_area, right_area] =
             Layout::horizontal([Constraint::Fill(1), Constraint::Length(right.chars().count() as u16 + 1)]).areas(area);
         frame.render_widget(Line::from(spans), left_area);
@@ -344,7 +348,11 @@ impl App {
                 InputKind::Search => "/",
                 InputKind::Command => ":",
             };
-            Line::from(vec![Span::styled(prompt, Style::new().add_modifier(Modifier::BOLD)), Span::raw(input.text.clone()), Span::raw("█")])
+            Line::from(vec![
+                Span::styled(prompt, Style::new().add_modifier(Modifier::BOLD)),
+                Span::raw(input.text.clone()),
+                Span::raw("█"),
+            ])
         } else if let Some(message) = &self.message {
             Line::styled(message.clone(), Style::new().fg(theme::ERROR))
         } else {

@@ -153,7 +153,11 @@ impl Dashboard {
             if let Some(q) = p.traces {
                 if let Some(d) = &q.min_duration {
                     if crate::format::parse_duration(d).is_none() {
-                        return Err(error(span, at("traces.min_duration"), format!("{d:?} is not a duration (100ms, 2s)")));
+                        return Err(error(
+                            span,
+                            at("traces.min_duration"),
+                            format!("{d:?} is not a duration (100ms, 2s)"),
+                        ));
                     }
                 }
                 queries.push(PanelQuery::Traces(q));
@@ -208,7 +212,8 @@ impl Dashboard {
         files
             .iter()
             .map(|file| {
-                let text = std::fs::read_to_string(file).map_err(TuiError::io(format!("reading {}", file.display())))?;
+                let text =
+                    std::fs::read_to_string(file).map_err(TuiError::io(format!("reading {}", file.display())))?;
                 Dashboard::parse(file, &text)
             })
             .collect()
@@ -329,7 +334,8 @@ mod tests {
     fn test_grafana_dashboard_uses_seismo_jaeger_and_prometheus() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards/grafana/seismo-overview.json");
         let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let inputs: Vec<&str> = json["__inputs"].as_array().unwrap().iter().map(|i| i["pluginId"].as_str().unwrap()).collect();
+        let inputs: Vec<&str> =
+            json["__inputs"].as_array().unwrap().iter().map(|i| i["pluginId"].as_str().unwrap()).collect();
         assert_eq!(inputs, ["jaeger", "prometheus"]);
         let panels = json["panels"].as_array().unwrap();
         assert!(panels.len() >= 5);

@@ -32,10 +32,7 @@ pub struct FaultEvent {
 
 /// The service of `span` in `trace`.
 pub fn service_of<'a>(trace: &'a Trace, span: &'a Span) -> &'a str {
-    span.process
-        .as_ref()
-        .or_else(|| trace.processes.get(&span.process_id))
-        .map_or("", |p| p.service_name.as_str())
+    span.process.as_ref().or_else(|| trace.processes.get(&span.process_id)).map_or("", |p| p.service_name.as_str())
 }
 
 /// A tag's value as text.

@@ -227,7 +227,7 @@ pub async fn fetch(clients: &Clients, limits: Limits, request: Request) -> Actio
             let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
             clients.query.traces_by_id(&ids).await.map(|found| {
                 let mut rows: Vec<TraceRow> = found.found.iter().map(TraceRow::from_trace).collect();
-                rows.sort_by(|a, b| b.start_us.cmp(&a.start_us));
+                rows.sort_by_key(|r| std::cmp::Reverse(r.start_us));
                 Loaded::Traces(rows)
             })
         }
@@ -261,11 +261,8 @@ async fn services(client: &Client, limits: Limits) -> Result<ServicesData, Clien
     let end = SystemTime::now();
     let start = end - limits.lookback;
     let names = client.services().await?;
-    let window = |start: SystemTime, end: SystemTime| StatsQuery {
-        start: Some(start),
-        end: Some(end),
-        ..StatsQuery::default()
-    };
+    let window =
+        |start: SystemTime, end: SystemTime| StatsQuery { start: Some(start), end: Some(end), ..StatsQuery::default() };
     let totals = client.stats(&window(start, end)).await?;
     let n = limits.buckets.max(1) as u32;
     let step = limits.lookback / n;
@@ -332,7 +329,7 @@ async fn panel(client: &Client, limits: Limits, panel: &Panel) -> Result<PanelDa
                 ..TraceFilter::default()
             };
             let mut rows = traces(client, limits, &filter).await?;
-            rows.sort_by(|a, b| b.duration_us.cmp(&a.duration_us));
+            rows.sort_by_key(|r| std::cmp::Reverse(r.duration_us));
             Ok(PanelData::Traces(rows))
         }
         PanelQuery::Logs(text) => {
@@ -387,8 +384,10 @@ mod tests {
     #[test]
     fn test_build_joins_totals_buckets_and_edges() {
         let totals = stats(vec![stat("api", 120, 12, Some(30.0)), stat("db", 60, 0, Some(4.0))]);
-        let buckets =
-            vec![stats(vec![stat("api", 100, 2, Some(10.0))]), stats(vec![stat("api", 20, 10, Some(30.0)), stat("db", 60, 0, Some(4.0))])];
+        let buckets = vec![
+            stats(vec![stat("api", 100, 2, Some(10.0))]),
+            stats(vec![stat("api", 20, 10, Some(30.0)), stat("db", 60, 0, Some(4.0))]),
+        ];
         let links = vec![
             DependencyLink { parent: "api".into(), child: "db".into(), call_count: 60 },
             DependencyLink { parent: "web".into(), child: "api".into(), call_count: 120 },
@@ -412,7 +411,8 @@ mod tests {
 
     #[test]
     fn test_series_of_names_series_by_labels() {
-        let text = r#"{"resultType":"matrix","result":[{"metric":{"__name__":"up","job":"api"},"values":[[1,"1"],[2,"0"]]}]}"#;
+        let text =
+            r#"{"resultType":"matrix","result":[{"metric":{"__name__":"up","job":"api"},"values":[[1,"1"],[2,"0"]]}]}"#;
         let result: QueryResult = serde_json::from_str(text).unwrap();
         assert_eq!(series_of(result), vec![("up{job=\"api\"}".to_string(), vec![1.0, 0.0])]);
     }

@@ -118,12 +118,7 @@ pub fn keys_label(binding: &Binding) -> String {
 
 /// The one-line help bar of `screen`: its own bar bindings, then the global ones.
 pub fn bar(screen: Screen) -> Vec<(String, &'static str)> {
-    screen_bindings(screen)
-        .iter()
-        .chain(GLOBAL)
-        .filter(|b| b.in_bar)
-        .map(|b| (keys_label(b), b.help))
-        .collect()
+    screen_bindings(screen).iter().chain(GLOBAL).filter(|b| b.in_bar).map(|b| (keys_label(b), b.help)).collect()
 }
 
 #[cfg(test)]

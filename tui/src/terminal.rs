@@ -78,7 +78,13 @@ fn what(request: &Request) -> Fetched {
 ///
 /// # Errors
 /// The terminal could not be set up or drawn on.
-pub async fn run(mut app: App, clients: Clients, limits: Limits, refresh: Duration, first: Vec<Request>) -> Result<(), TuiError> {
+pub async fn run(
+    mut app: App,
+    clients: Clients,
+    limits: Limits,
+    refresh: Duration,
+    first: Vec<Request>,
+) -> Result<(), TuiError> {
     install_panic_hook();
     let mut guard = TerminalGuard::enter()?;
     let (tx, mut rx) = mpsc::unbounded_channel::<(Fetched, Action)>();

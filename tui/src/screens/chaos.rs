@@ -98,7 +98,8 @@ impl ChaosScreen {
 
     fn draw_impact(&self, frame: &mut Frame, area: Rect) {
         let block = block("Affected services · error rate, p99 · ▲ = a fault in that bucket", &self.load);
-        let mut victims: Vec<&str> = self.data.faults.iter().map(|f| f.victim.as_str()).filter(|v| !v.is_empty()).collect();
+        let mut victims: Vec<&str> =
+            self.data.faults.iter().map(|f| f.victim.as_str()).filter(|v| !v.is_empty()).collect();
         victims.sort();
         victims.dedup();
         if draw_state(frame, area, block.clone(), &self.load, victims.is_empty(), "no fault in the window") {
@@ -139,8 +140,18 @@ impl ChaosScreen {
     }
 
     fn draw_faults(&mut self, frame: &mut Frame, area: Rect) {
-        let block = block(format!("Injected faults · {} in the window", format::count(self.data.faults.len(), "fault span")), &self.load);
-        if draw_state(frame, area, block.clone(), &self.load, self.data.faults.is_empty(), "no fault span in the window") {
+        let block = block(
+            format!("Injected faults · {} in the window", format::count(self.data.faults.len(), "fault span")),
+            &self.load,
+        );
+        if draw_state(
+            frame,
+            area,
+            block.clone(),
+            &self.load,
+            self.data.faults.is_empty(),
+            "no fault span in the window",
+        ) {
             return;
         }
         let height = area.height.saturating_sub(3) as usize;
@@ -148,7 +159,10 @@ impl ChaosScreen {
         let rows = self.data.faults[visible.clone()].iter().zip(visible).map(|(f, i)| {
             let row = Row::new(vec![
                 Cell::from(format::clock(f.start_us)),
-                Cell::from(Span::styled(format!("⚡ {}", f.kind), Style::new().fg(theme::FAULT).add_modifier(Modifier::BOLD))),
+                Cell::from(Span::styled(
+                    format!("⚡ {}", f.kind),
+                    Style::new().fg(theme::FAULT).add_modifier(Modifier::BOLD),
+                )),
                 Cell::from(f.proxy.clone()),
                 Cell::from(f.toxic.clone()),
                 Cell::from(f.experiment.clone()),
@@ -162,8 +176,8 @@ impl ChaosScreen {
                 row
             }
         });
-        let header =
-            Row::new(["time (UTC)", "fault", "proxy", "toxic", "experiment", "victim", "lasted", "trace id"]).style(theme::header());
+        let header = Row::new(["time (UTC)", "fault", "proxy", "toxic", "experiment", "victim", "lasted", "trace id"])
+            .style(theme::header());
         let widths = [
             Constraint::Length(12),
             Constraint::Length(14),

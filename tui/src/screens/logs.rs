@@ -113,7 +113,8 @@ impl Component for LogsScreen {
         let visible = self.selection.fit(self.records.len(), height);
         let rows = self.records[visible.clone()].iter().zip(visible).map(|(r, i)| {
             let at = r.time_ns().map_or(String::new(), |ns| format::clock((ns / 1_000).max(0) as u64));
-            let severity = if r.severity_text.is_empty() { r.severity_number.to_string() } else { r.severity_text.clone() };
+            let severity =
+                if r.severity_text.is_empty() { r.severity_number.to_string() } else { r.severity_text.clone() };
             let trace = r.trace_id.as_deref().map_or(String::new(), |t| t.chars().take(8).collect());
             let row = Row::new(vec![
                 Cell::from(at),

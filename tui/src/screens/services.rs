@@ -60,7 +60,14 @@ impl ServicesScreen {
     /// A screen drawing `dashboard` under the service table.
     pub fn new(dashboard: Dashboard) -> Self {
         let panels = vec![(Load::Idle, None); dashboard.panels.len()];
-        ServicesScreen { data: ServicesData::default(), load: Load::Idle, filter: String::new(), selection: Selection::default(), dashboard, panels }
+        ServicesScreen {
+            data: ServicesData::default(),
+            load: Load::Idle,
+            filter: String::new(),
+            selection: Selection::default(),
+            dashboard,
+            panels,
+        }
     }
 
     /// Takes the stats.
@@ -98,7 +105,8 @@ impl ServicesScreen {
         };
         let block = block(title, &self.load);
         let rows_len = self.visible().len();
-        if draw_state(frame, area, block.clone(), &self.load, rows_len == 0, "no service has sent spans in the window") {
+        if draw_state(frame, area, block.clone(), &self.load, rows_len == 0, "no service has sent spans in the window")
+        {
             return;
         }
         let height = area.height.saturating_sub(3) as usize;
@@ -108,8 +116,7 @@ impl ServicesScreen {
             .iter()
             .zip(range)
             .map(|(r, i)| {
-                let err_style =
-                    if r.error_rate > 0.0 { Style::new().fg(theme::ERROR) } else { Style::new() };
+                let err_style = if r.error_rate > 0.0 { Style::new().fg(theme::ERROR) } else { Style::new() };
                 let row = Row::new(vec![
                     Cell::from(r.name.clone()),
                     Cell::from(Line::from(format::per_second(r.rate)).right_aligned()),
@@ -138,8 +145,8 @@ impl ServicesScreen {
             Constraint::Length(8),
             Constraint::Length(n),
         ];
-        let header =
-            Row::new(["service", "req/s", "requests", "err%", "errors", "p50", "p99", "p99 trend"]).style(theme::header());
+        let header = Row::new(["service", "req/s", "requests", "err%", "errors", "p50", "p99", "p99 trend"])
+            .style(theme::header());
         frame.render_widget(Table::new(rows, widths).header(header).block(block), area);
     }
 
@@ -150,7 +157,8 @@ impl ServicesScreen {
         }
         let rows = self.data.edges.iter().map(|e| {
             let rate = e.child_error_rate.map_or("-".to_string(), format::percent);
-            let style = if e.child_error_rate.unwrap_or(0.0) > 0.0 { Style::new().fg(theme::ERROR) } else { Style::new() };
+            let style =
+                if e.child_error_rate.unwrap_or(0.0) > 0.0 { Style::new().fg(theme::ERROR) } else { Style::new() };
             Row::new(vec![
                 Cell::from(format!("{} → {}", e.parent, e.child)),
                 Cell::from(Line::from(e.calls.to_string()).right_aligned()),
@@ -184,14 +192,23 @@ impl ServicesScreen {
                 rows.iter()
                     .map(|r| {
                         let name = format::fit(&format!("{}: {}", r.root_service, r.root_operation), label_w);
-                        let mark = if r.faulted { "FAULT" } else if r.errors > 0 { "ERR" } else { "" };
+                        let mark = if r.faulted {
+                            "FAULT"
+                        } else if r.errors > 0 {
+                            "ERR"
+                        } else {
+                            ""
+                        };
                         let body = match panel.view {
                             View::Bar => bar(r.duration_us as f64, max, width.saturating_sub(label_w + 16)),
                             _ => format::clock(r.start_us),
                         };
                         Line::from(vec![
                             Span::raw(format!("{name:<label_w$} ")),
-                            Span::styled(format!("{mark:<6}"), Style::new().fg(if r.faulted { theme::FAULT } else { theme::ERROR })),
+                            Span::styled(
+                                format!("{mark:<6}"),
+                                Style::new().fg(if r.faulted { theme::FAULT } else { theme::ERROR }),
+                            ),
                             Span::raw(format!("{:>8} ", format::micros(r.duration_us))),
                             Span::styled(body, Style::new().fg(theme::BAR)),
                         ])

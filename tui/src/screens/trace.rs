@@ -277,15 +277,15 @@ impl TraceScreen {
                 lines.push(Line::from(format!("  {} = {}", t.key, t.value_text())));
             }
         }
-        let mine: Vec<&LogRecord> = self.logs.iter().filter(|r| r.span_id.as_deref() == Some(span.span_id.as_str())).collect();
+        let mine: Vec<&LogRecord> =
+            self.logs.iter().filter(|r| r.span_id.as_deref() == Some(span.span_id.as_str())).collect();
         let logs_h = if mine.is_empty() { 3 } else { (mine.len() as u16 + 2).min(area.height / 2) };
         let [top, bottom] = Layout::vertical([Constraint::Fill(1), Constraint::Length(logs_h)]).areas(area);
-        frame.render_widget(
-            Paragraph::new(lines).wrap(Wrap { trim: false }).block(block("Span", &Load::Ready)),
-            top,
-        );
-        let logs_block = block(format!("Logs of this span · {} of {} in the trace", mine.len(), self.logs.len()), &self.logs_load);
-        if draw_state(frame, bottom, logs_block.clone(), &self.logs_load, mine.is_empty(), "no log record of this span") {
+        frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(block("Span", &Load::Ready)), top);
+        let logs_block =
+            block(format!("Logs of this span · {} of {} in the trace", mine.len(), self.logs.len()), &self.logs_load);
+        if draw_state(frame, bottom, logs_block.clone(), &self.logs_load, mine.is_empty(), "no log record of this span")
+        {
             return;
         }
         let lines: Vec<Line> = mine
@@ -426,9 +426,11 @@ impl Component for TraceScreen {
             format::count(errors, "error"),
             format::count(view.impacts.len(), "fault")
         );
-        let attribution_h = if view.impacts.is_empty() { 0 } else { (view.impacts.len() as u16 * 2 + 2).min(area.height / 3) };
+        let attribution_h =
+            if view.impacts.is_empty() { 0 } else { (view.impacts.len() as u16 * 2 + 2).min(area.height / 3) };
         let [head, main, bottom] =
-            Layout::vertical([Constraint::Length(1), Constraint::Fill(1), Constraint::Length(attribution_h)]).areas(area);
+            Layout::vertical([Constraint::Length(1), Constraint::Fill(1), Constraint::Length(attribution_h)])
+                .areas(area);
         frame.render_widget(Line::styled(header, Style::new().add_modifier(Modifier::BOLD)), head);
         let [left, right] = Layout::horizontal([Constraint::Percentage(64), Constraint::Percentage(36)]).areas(main);
         self.draw_waterfall(frame, left);

@@ -388,7 +388,8 @@ impl Component for TracesScreen {
                 row
             }
         });
-        let header = Row::new(["", "start (UTC)", "duration", "spans", "errors", "root", "trace id"]).style(theme::header());
+        let header =
+            Row::new(["", "start (UTC)", "duration", "spans", "errors", "root", "trace id"]).style(theme::header());
         let widths = [
             Constraint::Length(5),
             Constraint::Length(12),
@@ -408,8 +409,10 @@ mod tests {
 
     #[test]
     fn test_parse_every_kind_of_word() {
-        let f = TraceFilter::parse(r#"checkout op:"POST /pay" min:100ms max:2s http.status_code=503 errors faults limit:50"#)
-            .unwrap();
+        let f = TraceFilter::parse(
+            r#"checkout op:"POST /pay" min:100ms max:2s http.status_code=503 errors faults limit:50"#,
+        )
+        .unwrap();
         assert_eq!(f.service.as_deref(), Some("checkout"));
         assert_eq!(f.operation.as_deref(), Some("POST /pay"));
         assert_eq!(f.min_duration, Some(Duration::from_millis(100)));
