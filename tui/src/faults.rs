@@ -1,13 +1,13 @@
-//! Fault spans as the chaos screen lists them: one [`FaultEvent`] per span
-//! the agent exported (service `seismo-chaos`), with its `chaos.*`
-//! attributes read out and the victim (the parent span's service).
+//! Fault spans as the Chaos screen lists them, across many traces: one
+//! [`FaultEvent`] per fault span, read from `seismo-analysis`'s fault
+//! impacts (the same answer the Trace screen's attribution panel gives).
 
-use seismo_client::api::jaeger::{RefType, Span, Trace};
+use seismo_analysis::{critical_path, fault_impacts, SpanTree};
+use seismo_client::api::jaeger::Trace;
 
-/// The service the chaos agent's fault spans carry.
-pub const CHAOS_SERVICE: &str = "seismo-chaos";
+pub use seismo_analysis::faults::CHAOS_SERVICE;
 
-/// One injected fault, as a fault span recorded it.
+/// One injected fault, as its fault span and the trace around it tell it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FaultEvent {
     /// The victim request's trace.
@@ -16,58 +16,44 @@ pub struct FaultEvent {
     pub span_id: String,
     /// Start, µs since the epoch.
     pub start_us: u64,
-    /// How long the fault span lasted, µs.
+    /// How long the fault held the request, µs.
     pub duration_us: u64,
-    /// The toxic type (`latency`, `http_abort`, ...), or the process action.
+    /// What of that delayed the request's end (its time on the critical path), µs.
+    pub critical_us: u64,
+    /// Whether the fault failed the request.
+    pub error: bool,
+    /// The toxic type (`latency`, `http_abort`, ...), or `process <action>`.
     pub kind: String,
-    /// The proxy (`chaos.proxy`), `""` for a process fault.
+    /// The proxy, `""` for a process fault.
     pub proxy: String,
-    /// The toxic's name (`chaos.toxic.name`).
+    /// The toxic's name.
     pub toxic: String,
-    /// The experiment run (`chaos.experiment.id`), `""` when none.
+    /// The experiment run, `""` when none.
     pub experiment: String,
-    /// The service whose span the fault hit (the parent's), `""` when unknown.
+    /// The service whose request the fault hit, `""` when unknown.
     pub victim: String,
 }
 
-/// The service of `span` in `trace`.
-pub fn service_of<'a>(trace: &'a Trace, span: &'a Span) -> &'a str {
-    span.process.as_ref().or_else(|| trace.processes.get(&span.process_id)).map_or("", |p| p.service_name.as_str())
-}
-
-/// A tag's value as text.
-pub fn tag(span: &Span, key: &str) -> Option<String> {
-    span.tags.iter().find(|t| t.key == key).map(|t| t.value_text())
-}
-
-/// The fault spans of `trace`, in trace order.
+/// The fault spans of `trace`, in start order.
 pub fn fault_events(trace: &Trace) -> Vec<FaultEvent> {
-    trace
-        .spans
-        .iter()
-        .filter(|s| service_of(trace, s) == CHAOS_SERVICE)
-        .map(|s| {
-            let parent = s
-                .references
-                .iter()
-                .find(|r| r.ref_type == RefType::ChildOf)
-                .map(|r| r.span_id.as_str())
-                .or(s.parent_span_id.as_deref());
-            let victim = parent
-                .and_then(|p| trace.spans.iter().find(|c| c.span_id == p))
-                .map_or(String::new(), |p| service_of(trace, p).to_string());
+    let tree = SpanTree::new(trace);
+    let path = critical_path(trace, &tree);
+    fault_impacts(trace, &tree, &path)
+        .into_iter()
+        .map(|f| {
+            let span = &trace.spans[f.span];
             FaultEvent {
-                trace_id: s.trace_id.clone(),
-                span_id: s.span_id.clone(),
-                start_us: s.start_time,
-                duration_us: s.duration,
-                kind: tag(s, "chaos.toxic.type")
-                    .or_else(|| tag(s, "chaos.process.action"))
-                    .unwrap_or_else(|| s.operation_name.trim_start_matches("chaos ").to_string()),
-                proxy: tag(s, "chaos.proxy").unwrap_or_default(),
-                toxic: tag(s, "chaos.toxic.name").unwrap_or_default(),
-                experiment: tag(s, "chaos.experiment.id").unwrap_or_default(),
-                victim,
+                trace_id: trace.trace_id.clone(),
+                span_id: span.span_id.clone(),
+                start_us: span.start_time,
+                duration_us: f.added_us,
+                critical_us: f.critical_us,
+                error: f.error,
+                kind: f.kind,
+                proxy: f.proxy.unwrap_or_default(),
+                toxic: f.toxic.unwrap_or_default(),
+                experiment: f.experiment.unwrap_or_default(),
+                victim: f.victim_service,
             }
         })
         .collect()

@@ -33,6 +33,16 @@ pub fn toxic_text(t: &Toxic) -> String {
     format!("{} {}{arrow} {:.0}% {}{exp}", t.name, t.kind, t.toxicity * 100.0, attrs.join(" "))
 }
 
+/// What a fault cost its request: the time it added on the critical path, and a failure.
+fn cost(f: &FaultEvent) -> Span<'static> {
+    let added = if f.critical_us > 0 { format!("+{}", format::micros(f.critical_us)) } else { "+0 (off path)".into() };
+    if f.error {
+        Span::styled(format!("{added} failed"), Style::new().fg(theme::ERROR))
+    } else {
+        Span::raw(added)
+    }
+}
+
 /// Which buckets of a window (`start_us`, `bucket_us` each, `n` of them)
 /// hold the start of one of `faults`.
 pub fn fault_buckets(faults: &[&FaultEvent], start_us: u64, bucket_us: u64, n: usize) -> Vec<bool> {
@@ -168,6 +178,7 @@ impl ChaosScreen {
                 Cell::from(f.experiment.clone()),
                 Cell::from(f.victim.clone()),
                 Cell::from(Line::from(format::micros(f.duration_us)).right_aligned()),
+                Cell::from(cost(f)),
                 Cell::from(f.trace_id.clone()),
             ]);
             if i == self.selection.selected {
@@ -176,8 +187,18 @@ impl ChaosScreen {
                 row
             }
         });
-        let header = Row::new(["time (UTC)", "fault", "proxy", "toxic", "experiment", "victim", "lasted", "trace id"])
-            .style(theme::header());
+        let header = Row::new([
+            "time (UTC)",
+            "fault",
+            "proxy",
+            "toxic",
+            "experiment",
+            "victim",
+            "held",
+            "cost to the request",
+            "trace id",
+        ])
+        .style(theme::header());
         let widths = [
             Constraint::Length(12),
             Constraint::Length(14),
@@ -186,6 +207,7 @@ impl ChaosScreen {
             Constraint::Fill(1),
             Constraint::Fill(1),
             Constraint::Length(8),
+            Constraint::Length(20),
             Constraint::Length(32),
         ];
         frame.render_widget(Table::new(rows, widths).header(header).block(block), area);
@@ -242,6 +264,8 @@ mod tests {
             span_id: "s".into(),
             start_us,
             duration_us: 1,
+            critical_us: 0,
+            error: false,
             kind: "latency".into(),
             proxy: "p".into(),
             toxic: "x".into(),

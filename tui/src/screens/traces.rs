@@ -15,7 +15,7 @@ use seismo_client::api::v3::TraceSummary;
 
 use super::{block, draw_state, theme, Component, Effect, Load, Selection};
 use crate::action::{Action, Command};
-use crate::faults::{service_of, CHAOS_SERVICE};
+use crate::faults::CHAOS_SERVICE;
 use crate::fetch::Request;
 use crate::format;
 
@@ -170,27 +170,17 @@ impl TraceRow {
 
     /// From a whole trace (Jaeger's model).
     pub fn from_trace(t: &Trace) -> TraceRow {
-        let start = t.spans.iter().map(|s| s.start_time).min().unwrap_or(0);
-        let end = t.spans.iter().map(|s| s.start_time + s.duration).max().unwrap_or(0);
-        let ids: std::collections::HashSet<&str> = t.spans.iter().map(|s| s.span_id.as_str()).collect();
-        let root = t
-            .spans
-            .iter()
-            .filter(|s| s.references.iter().all(|r| !ids.contains(r.span_id.as_str())))
-            .min_by_key(|s| s.start_time);
-        let mut services: Vec<String> = t.spans.iter().map(|s| service_of(t, s).to_string()).collect();
-        services.sort();
-        services.dedup();
+        let o = seismo_analysis::summarize(t, &seismo_analysis::SpanTree::new(t));
         TraceRow {
-            trace_id: t.trace_id.clone(),
-            start_us: start,
-            duration_us: end.saturating_sub(start),
-            root_service: root.map_or(String::new(), |r| service_of(t, r).to_string()),
-            root_operation: root.map_or(String::new(), |r| r.operation_name.clone()),
-            spans: t.spans.len(),
-            errors: t.spans.iter().filter(|s| crate::faults::tag(s, "error").as_deref() == Some("true")).count(),
-            faulted: services.iter().any(|s| s == CHAOS_SERVICE),
-            services,
+            trace_id: o.trace_id,
+            start_us: o.start_us,
+            duration_us: o.duration_us,
+            root_service: o.root_service,
+            root_operation: o.root_operation,
+            spans: o.span_count,
+            errors: o.error_count,
+            faulted: o.fault_count > 0,
+            services: o.services.into_iter().collect(),
         }
     }
 }
