@@ -122,11 +122,17 @@ impl App {
         }
     }
 
+    /// Shows `screen`, leaving a breadcrumb to come back to.
     fn goto(&mut self, screen: Screen) -> Vec<Request> {
         if screen != self.screen {
             self.history.push(self.screen);
-            self.screen = screen;
         }
+        self.switch(screen)
+    }
+
+    /// Shows `screen` without a breadcrumb.
+    fn switch(&mut self, screen: Screen) -> Vec<Request> {
+        self.screen = screen;
         if self.visited.insert(screen) {
             self.component(screen).refresh()
         } else {
@@ -252,8 +258,10 @@ impl App {
                 self.help = !self.help;
                 Vec::new()
             }
-            Command::NextScreen => self.goto(self.screen.cycle(1)),
-            Command::PrevScreen => self.goto(self.screen.cycle(-1)),
+            // Tab moves sideways: the breadcrumbs keep only drill-downs, so Esc
+            // goes back to where Enter (or a command) came from.
+            Command::NextScreen => self.switch(self.screen.cycle(1)),
+            Command::PrevScreen => self.switch(self.screen.cycle(-1)),
             Command::Back => {
                 if let Some(previous) = self.history.pop() {
                     self.screen = previous;

@@ -213,3 +213,21 @@ fn command_line_opens_a_trace_and_esc_goes_back() {
     app.handle_key(key(KeyCode::Enter));
     assert!(frame(&mut app).contains("unknown command :nonsense"));
 }
+
+#[test]
+fn tab_moves_sideways_and_esc_retraces_drill_downs() {
+    let mut app = services_app();
+    app.update(Action::Command(Command::NextScreen));
+    assert_eq!(app.screen(), Screen::Traces);
+    load(&mut app, Loaded::Traces(summaries()));
+    app.update(Action::Command(Command::Enter));
+    assert_eq!(app.screen(), Screen::Trace, "Enter drills into the selected trace");
+    app.update(Action::Command(Command::PrevScreen));
+    assert_eq!(app.screen(), Screen::Traces);
+    app.update(Action::Command(Command::PrevScreen));
+    assert_eq!(app.screen(), Screen::Services);
+    app.update(Action::Command(Command::Back));
+    assert_eq!(app.screen(), Screen::Traces, "Esc returns to where the drill-down started");
+    app.update(Action::Command(Command::Back));
+    assert_eq!(app.screen(), Screen::Traces, "no breadcrumb left: Esc stays");
+}

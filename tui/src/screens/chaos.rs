@@ -27,7 +27,13 @@ pub fn toxic_text(t: &Toxic) -> String {
     let attrs: Vec<String> = attrs
         .as_ref()
         .and_then(|v| v.as_object())
-        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string))).collect())
+        .map(|m| {
+            m.iter()
+                // Matchers left empty match everything: not worth a word.
+                .filter(|(_, v)| !(v.is_null() || v.as_str() == Some("")))
+                .map(|(k, v)| format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string)))
+                .collect()
+        })
         .unwrap_or_default();
     let exp = t.experiment.as_deref().map_or(String::new(), |e| format!(" exp={e}"));
     format!("{} {}{arrow} {:.0}% {}{exp}", t.name, t.kind, t.toxicity * 100.0, attrs.join(" "))
@@ -179,7 +185,7 @@ impl ChaosScreen {
                 Cell::from(f.victim.clone()),
                 Cell::from(Line::from(format::micros(f.duration_us)).right_aligned()),
                 Cell::from(cost(f)),
-                Cell::from(f.trace_id.clone()),
+                Cell::from(f.trace_id.chars().take(16).collect::<String>()),
             ]);
             if i == self.selection.selected {
                 row.style(theme::selected())
@@ -201,14 +207,14 @@ impl ChaosScreen {
         .style(theme::header());
         let widths = [
             Constraint::Length(12),
-            Constraint::Length(14),
+            Constraint::Length(13),
             Constraint::Fill(1),
             Constraint::Fill(1),
             Constraint::Fill(1),
             Constraint::Fill(1),
             Constraint::Length(8),
-            Constraint::Length(20),
-            Constraint::Length(32),
+            Constraint::Length(16),
+            Constraint::Length(16),
         ];
         frame.render_widget(Table::new(rows, widths).header(header).block(block), area);
     }
