@@ -260,6 +260,22 @@ fn interactive_app_under_tmux_navigates_opens_a_trace_and_quits() {
     tmux.keys(&["-l", "stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e echo | tr '\\n' + ; echo"]);
     tmux.keys(&["Enter"]);
     tmux.wait_for("a cooked terminal", long, |s| s.contains("icanon+echo+"));
-    let log = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(log.contains("Quit."), "the dashboard logged to its file:\n{log}");
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(log_text.contains("Quit."), "the dashboard logged to its file:\n{log_text}");
+
+    // SIGTERM ends it the same way: the shell gets a cooked terminal back.
+    tmux.run(&["send-keys", "-R", "-t", "t"]);
+    tmux.run(&["clear-history", "-t", "t"]);
+    tmux.wait_for("a cleared pane", long, |s| !s.contains("EXITED=0"));
+    tmux.keys(&[&command, "Enter"]);
+    tmux.wait_for("the services screen again", long, |s| s.contains("Services") && s.contains("? help"));
+    let shell = tmux.run(&["display", "-p", "-t", "t", "#{pane_pid}"]).trim().to_string();
+    let ps = Command::new("ps").args(["-o", "pid=", "--ppid", &shell]).output().unwrap();
+    let pid = String::from_utf8_lossy(&ps.stdout).trim().to_string();
+    assert!(!pid.is_empty() && !pid.contains(char::is_whitespace), "one child of the shell: {pid:?}");
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    tmux.wait_for("the exit status after SIGTERM", long, |s| s.contains("EXITED=0"));
+    tmux.keys(&["-l", "stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e echo | tr '\\n' + ; echo"]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("a cooked terminal after SIGTERM", long, |s| s.contains("icanon+echo+"));
 }

@@ -106,6 +106,11 @@ pub async fn run(
         }
     };
     spawn(first, &mut in_flight, false);
+    // SIGTERM and SIGHUP (the terminal went away) end the loop like `q`, so the
+    // terminal is restored rather than left in raw mode.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(TuiError::io("watching SIGTERM"))?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(TuiError::io("watching SIGHUP"))?;
     let mut events = EventStream::new();
     let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + refresh, refresh);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -126,6 +131,8 @@ pub async fn run(
                 let requests = app.update(action);
                 spawn(requests, &mut in_flight, false);
             }
+            _ = term.recv() => break,
+            _ = hangup.recv() => break,
             _ = timer.tick() => {
                 let requests = app.update(Action::Tick);
                 spawn(requests, &mut in_flight, true);
