@@ -26,6 +26,10 @@ pub struct TuiArgs {
     /// its default.toml (else the first file) is drawn on the Services screen.
     #[arg(long, value_name = "DIR")]
     dashboards: Option<PathBuf>,
+    /// A folder of experiment journals (`seismo chaos run --journal DIR/run.json`):
+    /// the Chaos screen lists their runs.
+    #[arg(long, value_name = "DIR")]
+    journals: Option<PathBuf>,
     /// Print one frame of WIDTHxHEIGHT as plain text and exit.
     #[arg(long, value_name = "WxH")]
     render_once: Option<String>,
@@ -102,6 +106,7 @@ pub async fn run(args: TuiArgs) -> anyhow::Result<()> {
         query_token: args.query_token,
         agent_token: args.agent_token,
         dashboards: args.dashboards,
+        journals: args.journals,
         refresh: args.refresh,
         lookback: args.lookback,
         screen: args.screen,

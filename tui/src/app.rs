@@ -29,6 +29,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (":trace ID", "open a trace"),
     (":traces [SEARCH]", "trace search (as /)"),
     (":logs [QUERY]", "log search"),
+    (":run RUN_ID", "traces an experiment run touched"),
     (":services  :chaos", "go to a screen"),
     (":q", "quit"),
 ];
@@ -300,6 +301,13 @@ impl App {
                 requests.extend(self.effect(effect));
                 requests
             }
+            ("run", id) if !id.is_empty() => match self.chaos.run_traces(id) {
+                Some(ids) => self.update(Action::ShowTraceIds(ids)),
+                None => {
+                    self.message = Some(format!("no journal of run {id} (Chaos screen, --journals DIR)"));
+                    Vec::new()
+                }
+            },
             ("logs", query) => {
                 self.visited.insert(Screen::Logs);
                 let mut requests = self.logs.set_query(query);

@@ -15,15 +15,18 @@ use seismo_client::{AgentClient, Client, ClientError, LogQuery, StatsQuery, Trac
 use crate::action::{Action, Fetched, Loaded};
 use crate::dashboard::{Panel, PanelQuery};
 use crate::faults::{fault_events, FaultEvent, CHAOS_SERVICE};
+use crate::journals::RunSummary;
 use crate::screens::traces::{TraceFilter, TraceRow};
 
-/// The two APIs the dashboard reads.
+/// Where the dashboard reads from: the two APIs, and the experiment journals.
 #[derive(Clone, Debug)]
 pub struct Clients {
     /// The query API (`--query-url`).
     pub query: Client,
     /// The chaos agent (`--agent-url`).
     pub agent: AgentClient,
+    /// A folder of experiment journals (`--journals`), if given.
+    pub journals: Option<std::path::PathBuf>,
 }
 
 /// How much to fetch.
@@ -179,11 +182,14 @@ pub struct ChaosData {
     pub faults: Vec<FaultEvent>,
     /// The services' rates per bucket, to mark fault windows on.
     pub services: ServicesData,
+    /// Experiment runs from the journals folder (`None` without `--journals`),
+    /// with how many files were not journals, or why the folder could not be read.
+    pub runs: Option<Result<(Vec<RunSummary>, usize), String>>,
 }
 
 impl Default for ChaosData {
     fn default() -> Self {
-        ChaosData { proxies: Ok(Vec::new()), faults: Vec::new(), services: ServicesData::default() }
+        ChaosData { proxies: Ok(Vec::new()), faults: Vec::new(), services: ServicesData::default(), runs: None }
     }
 }
 
@@ -308,7 +314,11 @@ async fn chaos(clients: &Clients, limits: Limits) -> Result<ChaosData, ClientErr
     let mut faults: Vec<FaultEvent> = traces.iter().flat_map(fault_events).collect();
     faults.sort_by(|a, b| b.start_us.cmp(&a.start_us).then_with(|| a.span_id.cmp(&b.span_id)));
     let services = services(&clients.query, limits).await?;
-    Ok(ChaosData { proxies, faults, services })
+    let runs = clients
+        .journals
+        .as_deref()
+        .map(|dir| crate::journals::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display())));
+    Ok(ChaosData { proxies, faults, services, runs })
 }
 
 async fn panel(client: &Client, limits: Limits, panel: &Panel) -> Result<PanelData, ClientError> {

@@ -23,6 +23,8 @@ pub struct Options {
     pub query_token: Option<String>,
     /// Bearer token for the agent's API.
     pub agent_token: Option<String>,
+    /// A folder of experiment journals for the Chaos screen (`--journals`).
+    pub journals: Option<PathBuf>,
     /// A folder of dashboards replacing the built-in one (`--dashboards`).
     pub dashboards: Option<PathBuf>,
     /// How often live screens refetch (`--refresh`).
@@ -51,7 +53,7 @@ impl Options {
         if let Some(token) = &self.agent_token {
             agent = agent.with_token(token);
         }
-        let clients = Clients { query, agent };
+        let clients = Clients { query, agent, journals: self.journals.clone() };
         let limits = Limits { lookback: self.lookback, ..Limits::default() };
         Ok((App::new(dashboard, self.query_url.clone()), clients, limits))
     }

@@ -15,6 +15,7 @@
 //! | [`screens`] | one component per screen, and the shared list/loading pieces |
 //! | [`waterfall`] | pure geometry of the trace view: bar columns, row windows, axis |
 //! | [`fetch`] | background fetches: one request in, one action out |
+//! | [`journals`] | experiment runs from `seismo chaos run --journal` files, for the Chaos screen |
 //! | [`dashboard`] | TOML dashboards (`dashboards/`), with errors naming file, line, field |
 //! | [`terminal`] | the async event loop; terminal restored on exit and panic |
 //! | `launch` | [`Options`], [`run`] and [`render_once`]: the two ways to start |
@@ -42,6 +43,7 @@ pub mod error;
 pub mod faults;
 pub mod fetch;
 pub mod format;
+pub mod journals;
 pub mod keys;
 mod launch;
 pub mod render;

@@ -161,7 +161,13 @@ fn logs_enter_opens_the_trace_of_the_line() {
 }
 
 fn chaos_data(proxies: Result<Vec<Proxy>, String>) -> ChaosData {
-    ChaosData { proxies, faults: seismo_tui::faults::fault_events(&trace()), services: services_data() }
+    let journals = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/journals");
+    ChaosData {
+        proxies,
+        faults: seismo_tui::faults::fault_events(&trace()),
+        services: services_data(),
+        runs: Some(Ok(seismo_tui::journals::read_dir(&journals).unwrap())),
+    }
 }
 
 #[test]
@@ -183,6 +189,20 @@ fn chaos_screen_agent_unreachable() {
     load(&mut app, Loaded::Chaos(chaos_data(Err("connection refused".into()))));
     let text = frame(&mut app);
     assert!(text.contains("agent: connection refused"), "{text}");
+    // `:run ID` lists the traces the run's journal names.
+    let requests = app.update(Action::Run("run exp-42".into()));
+    assert_eq!(app.screen(), Screen::Traces);
+    assert!(format!("{requests:?}").contains("5a1c0e6b2f0d4c7e9a3b1c2d3e4f5a6b"), "{requests:?}");
+}
+
+#[test]
+fn chaos_screen_without_journals_says_how_to_get_them() {
+    let mut app = app();
+    app.start(Screen::Chaos, None, None);
+    load(&mut app, Loaded::Chaos(ChaosData { runs: None, ..chaos_data(Ok(Vec::new())) }));
+    let text = frame(&mut app);
+    assert!(text.contains("no journals folder: start with --journals DIR"), "{text}");
+    assert!(text.contains("the agent has no proxy"), "{text}");
 }
 
 #[test]

@@ -84,6 +84,62 @@ impl ChaosScreen {
         self.load = Load::Failed(error);
     }
 
+    /// The traces run `run_id`'s journal names as touched by its faults.
+    pub fn run_traces(&self, run_id: &str) -> Option<Vec<String>> {
+        let (runs, _) = self.data.runs.as_ref()?.as_ref().ok()?;
+        let run = runs.iter().find(|r| r.run_id == run_id)?;
+        Some(run.exemplars.iter().map(|e| e.trace_id.clone()).collect())
+    }
+
+    fn draw_runs(&self, frame: &mut Frame, area: Rect) {
+        let (load, runs, skipped) = match (&self.load, &self.data.runs) {
+            (_, None) => {
+                let text = "no journals folder: start with --journals DIR (seismo chaos run --journal DIR/run.json)";
+                let block = block("Experiment runs", &Load::Ready);
+                frame
+                    .render_widget(Paragraph::new(text).wrap(ratatui::widgets::Wrap { trim: true }).block(block), area);
+                return;
+            }
+            (Load::Ready, Some(Err(e))) => (Load::Failed(e.clone()), &[][..], 0),
+            (load, Some(Ok((runs, skipped)))) => (load.clone(), &runs[..], *skipped),
+            (load, Some(Err(_))) => (load.clone(), &[][..], 0),
+        };
+        let extra =
+            if skipped > 0 { format!(" · {} skipped", format::count(skipped, "other file")) } else { String::new() };
+        let block = block(format!("Experiment runs · {}{extra} · :run ID lists its traces", runs.len()), &load);
+        if draw_state(frame, area, block.clone(), &load, runs.is_empty(), "no journal in the folder") {
+            return;
+        }
+        let lines: Vec<Line> = runs
+            .iter()
+            .map(|r| {
+                let colour = match r.status.as_str() {
+                    "completed" => ratatui::style::Color::Green,
+                    "deviated" | "failed" => theme::ERROR,
+                    _ => theme::CRITICAL,
+                };
+                let start = (r.start_ms.max(0) as u64) * 1_000;
+                let lasted = (r.end_ms - r.start_ms).max(0) as u64 * 1_000;
+                let faults: Vec<String> = r
+                    .faults
+                    .iter()
+                    .map(|f| {
+                        let on = f.proxy.as_ref().map_or(String::new(), |p| format!(" on {p}"));
+                        let touched = f.touched.map_or(String::new(), |n| format!(" ({n} req)"));
+                        format!("{}{on}{touched}", f.kind)
+                    })
+                    .collect();
+                Line::from(vec![
+                    Span::styled(format!("{:<9} ", r.status), Style::new().fg(colour).add_modifier(Modifier::BOLD)),
+                    Span::raw(format!("{} {} {} · ", format::clock(start), r.run_id, format::micros(lasted))),
+                    Span::styled(format!("⚡ {}", faults.join(", ")), Style::new().fg(theme::FAULT)),
+                    Span::raw(format!(" · {}", r.title)),
+                ])
+            })
+            .collect();
+        frame.render_widget(Paragraph::new(lines).block(block), area);
+    }
+
     fn draw_proxies(&self, frame: &mut Frame, area: Rect) {
         let (load, proxies) = match (&self.load, &self.data.proxies) {
             (Load::Ready, Err(e)) => (Load::Failed(format!("agent: {e}")), &[][..]),
@@ -201,8 +257,8 @@ impl ChaosScreen {
             "experiment",
             "victim",
             "held",
-            "cost to the request",
-            "trace id",
+            "cost to request",
+            "trace",
         ])
         .style(theme::header());
         let widths = [
@@ -252,10 +308,20 @@ impl Component for ChaosScreen {
     }
 
     fn draw(&mut self, frame: &mut Frame, area: Rect) {
-        let [top, bottom] = Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(area);
+        let runs = match &self.data.runs {
+            Some(Ok((runs, _))) => runs.len() as u16,
+            _ => 1,
+        };
+        let [top, middle, bottom] = Layout::vertical([
+            Constraint::Percentage(40),
+            Constraint::Length((runs + 2).clamp(3, 8)),
+            Constraint::Fill(1),
+        ])
+        .areas(area);
         let [left, right] = Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(top);
         self.draw_proxies(frame, left);
         self.draw_impact(frame, right);
+        self.draw_runs(frame, middle);
         self.draw_faults(frame, bottom);
     }
 }
