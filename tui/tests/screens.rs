@@ -251,3 +251,23 @@ fn tab_moves_sideways_and_esc_retraces_drill_downs() {
     app.update(Action::Command(Command::Back));
     assert_eq!(app.screen(), Screen::Traces, "no breadcrumb left: Esc stays");
 }
+
+#[test]
+fn ten_thousand_span_trace_scrolls_to_its_last_span() {
+    use seismo_tui::bench::{synthetic_trace, TRACE_ID as BIG};
+    let trace = synthetic_trace(10_000);
+    let rows = seismo_analysis::SpanTree::new(&trace).rows(&Default::default());
+    let last = trace.spans[rows.last().unwrap().span].span_id.clone();
+    let mut app = app();
+    app.start(Screen::Trace, None, Some(BIG.into()));
+    load(&mut app, Loaded::Trace(Box::new(trace)));
+    let top = frame(&mut app);
+    let root_row = "│▾ service-0: operation-0 ";
+    assert!(top.contains("10000 spans") && top.contains(root_row), "{top}");
+    app.update(Action::Command(Command::Bottom));
+    let bottom = frame(&mut app);
+    assert!(bottom.contains(&format!("span {last}")), "the last row is selected and detailed:\n{bottom}");
+    assert!(!bottom.contains(root_row), "the root row scrolled out of view:\n{bottom}");
+    app.update(Action::Command(Command::NextFault));
+    assert!(frame(&mut app).contains("injected by the chaos agent"), "n jumps (wrapping) to a fault span");
+}
