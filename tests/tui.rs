@@ -279,3 +279,33 @@ fn interactive_app_under_tmux_navigates_opens_a_trace_and_quits() {
     tmux.keys(&["Enter"]);
     tmux.wait_for("a cooked terminal after SIGTERM", long, |s| s.contains("icanon+echo+"));
 }
+
+// ---------------------------------------------------------------- bad input
+
+fn tui_fails(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_seismo"))
+        .args(["tui", "--query-url", "http://127.0.0.1:9", "--log-file"])
+        .arg(std::env::temp_dir().join(format!("seismo-tui-test-{}.log", std::process::id())))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "seismo tui {args:?} should fail");
+    assert!(out.stdout.is_empty(), "no frame printed: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_malformed_dashboard_is_refused_naming_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tui/tests/fixtures/dashboards/bad_view.toml");
+    std::fs::copy(fixture, dir.path().join("mine.toml")).unwrap();
+    let err = tui_fails(&["--dashboards", dir.path().to_str().unwrap(), "--render-once", "80x24"]);
+    let expected = format!("{}:11: panel[1].view: unknown variant `pie`", dir.path().join("mine.toml").display());
+    assert!(err.contains(&expected), "{err}");
+}
+
+#[test]
+fn a_bad_frame_size_or_screen_is_refused() {
+    assert!(tui_fails(&["--render-once", "80"]).contains("expected WIDTHxHEIGHT"));
+    assert!(tui_fails(&["--screen", "metrics"]).contains("is not one of services, traces, trace, logs, chaos"));
+}
