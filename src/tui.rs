@@ -9,7 +9,7 @@ use clap::Args;
 use seismo_tui::{Options, Screen};
 
 #[derive(Args, Debug)]
-pub struct TuiArgs {
+pub(crate) struct TuiArgs {
     /// The query API of `seismo serve`.
     #[arg(long, default_value = "http://127.0.0.1:16686", env = "SEISMO_QUERY_URL")]
     query_url: String,
@@ -77,7 +77,7 @@ fn default_log_file() -> PathBuf {
 
 /// Sends the process's `tracing` output to the log file (appending): the
 /// screen is the dashboard's, and a log line on it would corrupt it.
-pub fn init_logging(args: &TuiArgs) -> anyhow::Result<()> {
+pub(crate) fn init_logging(args: &TuiArgs) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
     let path = args.log_file.clone().unwrap_or_else(default_log_file);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -93,7 +93,7 @@ pub fn init_logging(args: &TuiArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run(args: TuiArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: TuiArgs) -> anyhow::Result<()> {
     if let Some(frames) = args.bench_frames {
         let (w, h) = seismo_tui::render::parse_size(args.render_once.as_deref().unwrap_or("160x50"))?;
         let report = seismo_tui::bench::frame_times(10_000, frames, w, h);

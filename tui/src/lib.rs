@@ -34,6 +34,7 @@
 //!   binary points the subscriber at a file for `seismo tui`.
 
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 pub mod action;
 pub mod app;
