@@ -34,7 +34,7 @@
 //!   binary points the subscriber at a file for `seismo tui`.
 
 #![forbid(unsafe_code)]
-#![warn(unreachable_pub)]
+#![warn(unreachable_pub, missing_docs)]
 
 pub mod action;
 pub mod app;
