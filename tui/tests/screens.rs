@@ -271,3 +271,22 @@ fn ten_thousand_span_trace_scrolls_to_its_last_span() {
     app.update(Action::Command(Command::NextFault));
     assert!(frame(&mut app).contains("injected by the chaos agent"), "n jumps (wrapping) to a fault span");
 }
+
+#[test]
+fn every_screen_draws_in_a_tiny_terminal_without_panicking() {
+    for screen in Screen::ALL {
+        let mut app = trace_app();
+        load(&mut app, Loaded::Services(services_data()));
+        load(&mut app, Loaded::Traces(summaries()));
+        load(&mut app, Loaded::Logs { records: fixture::<LogsResponse>("logs.json").data, query: String::new() });
+        load(&mut app, Loaded::Chaos(chaos_data(Ok(Vec::new()))));
+        app.update(Action::Goto(screen));
+        for (w, h) in [(1, 1), (8, 3), (20, 6), (40, 10), (60, 4)] {
+            let text = seismo_tui::render::frame_text(&mut app, w, h);
+            assert_eq!(text.lines().count(), h as usize, "{screen:?} at {w}x{h}");
+            app.update(Action::Command(Command::Help));
+            seismo_tui::render::frame_text(&mut app, w, h);
+            app.update(Action::Command(Command::Help));
+        }
+    }
+}
