@@ -109,10 +109,11 @@ struct DashboardFile {
 #[serde(deny_unknown_fields)]
 struct PanelFile {
     title: String,
-    view: View,
+    // Spanned: errors found after parsing point at these fields' own lines.
+    view: toml::Spanned<View>,
     stats: Option<StatsMetric>,
     promql: Option<String>,
-    traces: Option<TracesQuery>,
+    traces: Option<toml::Spanned<TracesQuery>>,
     logs: Option<String>,
 }
 
@@ -151,10 +152,12 @@ impl Dashboard {
                 queries.push(PanelQuery::PromQl(expr));
             }
             if let Some(q) = p.traces {
+                let traces_span = Some(q.span());
+                let q = q.into_inner();
                 if let Some(d) = &q.min_duration {
                     if crate::format::parse_duration(d).is_none() {
                         return Err(error(
-                            span,
+                            traces_span,
                             at("traces.min_duration"),
                             format!("{d:?} is not a duration (100ms, 2s)"),
                         ));
@@ -176,15 +179,17 @@ impl Dashboard {
                     ))
                 }
             };
-            let drawable = match (&query, p.view) {
+            let view_span = Some(p.view.span());
+            let view = p.view.into_inner();
+            let drawable = match (&query, view) {
                 (PanelQuery::Logs(_), View::Table) | (PanelQuery::Traces(_), View::Table | View::Bar) => true,
                 (PanelQuery::Logs(_) | PanelQuery::Traces(_), _) => false,
                 (PanelQuery::Stats(_) | PanelQuery::PromQl(_), _) => true,
             };
             if !drawable {
-                return Err(error(span, at("view"), format!("{:?} cannot be drawn as {:?}", kind(&query), p.view)));
+                return Err(error(view_span, at("view"), format!("{:?} cannot be drawn as {:?}", kind(&query), view)));
             }
-            panels.push(Panel { title: p.title, query, view: p.view });
+            panels.push(Panel { title: p.title, query, view });
         }
         Ok(Dashboard { title: parsed.title, panels })
     }
@@ -298,7 +303,7 @@ mod tests {
     #[test]
     fn test_logs_cannot_be_a_sparkline() {
         let (line, field, _) = error_of("logs_sparkline.toml");
-        assert_eq!((line, field.as_str()), (3, "panel[0].view"));
+        assert_eq!((line, field.as_str()), (6, "panel[0].view"), "the line of the view itself");
     }
 
     #[test]
@@ -309,8 +314,8 @@ mod tests {
 
     #[test]
     fn test_bad_duration() {
-        let (_, field, message) = error_of("bad_duration.toml");
-        assert_eq!(field, "panel[0].traces.min_duration");
+        let (line, field, message) = error_of("bad_duration.toml");
+        assert_eq!((line, field.as_str()), (5, "panel[0].traces.min_duration"));
         assert!(message.contains("\"soon\""), "{message}");
     }
 
