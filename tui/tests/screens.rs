@@ -262,7 +262,7 @@ fn ten_thousand_span_trace_scrolls_to_its_last_span() {
     app.start(Screen::Trace, None, Some(BIG.into()));
     load(&mut app, Loaded::Trace(Box::new(trace)));
     let top = frame(&mut app);
-    let root_row = "│▾ service-0: operation-0 ";
+    let root_row = "▾ service-0: operation-0 ";
     assert!(top.contains("10000 spans") && top.contains(root_row), "{top}");
     app.update(Action::Command(Command::Bottom));
     let bottom = frame(&mut app);

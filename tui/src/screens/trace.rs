@@ -191,7 +191,10 @@ impl TraceScreen {
                 (true, false) => "▾ ",
             };
             let indent = "  ".repeat(row.depth.min(name_w / 4));
-            let name = format::fit(&format!("{indent}{fold}{}", view.label(row.span)), name_w);
+            // A gutter mark as well as the reversed style: the selection reads without colour
+            // (render-once text, monochrome terminals).
+            let mark = if i == self.selection.selected { '›' } else { ' ' };
+            let name = format::fit(&format!("{mark}{indent}{fold}{}", view.label(row.span)), name_w);
             let on_path = view.path.contains(row.span);
             let (bar_char, colour) = if view.fault[row.span] {
                 (FAULT_BAR, theme::FAULT)
