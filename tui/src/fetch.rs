@@ -69,6 +69,21 @@ pub enum Request {
     Panel(usize, Panel),
 }
 
+impl Request {
+    /// Which data it fetches (what its answer or failure updates).
+    pub fn what(&self) -> Fetched {
+        match self {
+            Request::Services => Fetched::Services,
+            Request::Traces(_) | Request::TraceIds(_) => Fetched::Traces,
+            Request::Trace(_) => Fetched::Trace,
+            Request::TraceLogs(_) => Fetched::TraceLogs,
+            Request::Logs(_) => Fetched::Logs,
+            Request::Chaos => Fetched::Chaos,
+            Request::Panel(i, _) => Fetched::Panel(*i),
+        }
+    }
+}
+
 /// One service's row: totals over the window and its sparklines.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServiceRow {
@@ -217,15 +232,7 @@ fn failed(what: Fetched, error: ClientError) -> Action {
 
 /// Runs `request` and says how it went, as an action for the app.
 pub async fn fetch(clients: &Clients, limits: Limits, request: Request) -> Action {
-    let what = match &request {
-        Request::Services => Fetched::Services,
-        Request::Traces(_) | Request::TraceIds(_) => Fetched::Traces,
-        Request::Trace(_) => Fetched::Trace,
-        Request::TraceLogs(_) => Fetched::TraceLogs,
-        Request::Logs(_) => Fetched::Logs,
-        Request::Chaos => Fetched::Chaos,
-        Request::Panel(i, _) => Fetched::Panel(*i),
-    };
+    let what = request.what();
     let result = match request {
         Request::Services => services(&clients.query, limits).await.map(Loaded::Services),
         Request::Traces(filter) => traces(&clients.query, limits, &filter).await.map(Loaded::Traces),

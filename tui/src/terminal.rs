@@ -62,18 +62,6 @@ fn install_panic_hook() {
     }));
 }
 
-fn what(request: &Request) -> Fetched {
-    match request {
-        Request::Services => Fetched::Services,
-        Request::Traces(_) | Request::TraceIds(_) => Fetched::Traces,
-        Request::Trace(_) => Fetched::Trace,
-        Request::TraceLogs(_) => Fetched::TraceLogs,
-        Request::Logs(_) => Fetched::Logs,
-        Request::Chaos => Fetched::Chaos,
-        Request::Panel(i, _) => Fetched::Panel(*i),
-    }
-}
-
 /// Runs the dashboard until `q`.
 ///
 /// # Errors
@@ -93,7 +81,7 @@ pub async fn run(
     let mut in_flight: HashSet<Fetched> = HashSet::new();
     let spawn = |requests: Vec<Request>, in_flight: &mut HashSet<Fetched>, from_timer: bool| {
         for request in requests {
-            let what = what(&request);
+            let what = request.what();
             if from_timer && in_flight.contains(&what) {
                 continue;
             }
