@@ -69,6 +69,7 @@ fn world() -> World {
     let tracer = provider.tracer("checkout");
     let http = reqwest::blocking::Client::new();
     let mut ids = Vec::new();
+    let mut roots = Vec::new();
     for path in ["/pay/1", "/cart/1"] {
         let root = tracer.span_builder("GET /checkout").with_kind(SpanKind::Server).start(&tracer);
         let root_cx = Context::current_with_span(root);
@@ -92,6 +93,7 @@ fn world() -> World {
         cx.span().end();
         root_cx.span().end();
         ids.push(root_cx.span().span_context().trace_id().to_string());
+        roots.push(root_cx.span().span_context().span_id().to_string());
     }
     provider.force_flush().unwrap();
     let (faulted, clean) = (ids[0].clone(), ids[1].clone());
@@ -101,6 +103,22 @@ fn world() -> World {
         (status == 200 && body["data"][0]["spans"].as_array().map_or(0, Vec::len) == 3).then_some(())
     });
     eventually(Duration::from_secs(30), || (server.get_json(&format!("/api/traces/{clean}")).0 == 200).then_some(()));
+    // The checkout's log line about the failure, on the faulted trace's root span.
+    let now_ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let log = json!({"resourceLogs": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "checkout"}}]},
+        "scopeLogs": [{"logRecords": [{
+            "timeUnixNano": now_ns.to_string(), "severityNumber": 17, "severityText": "ERROR",
+            "body": {"stringValue": "payment failed: 503 from payments"},
+            "traceId": faulted, "spanId": roots[0]
+        }]}]
+    }]});
+    let r = reqwest::blocking::Client::new().post(server.otlp_url("/v1/logs")).json(&log).send().unwrap();
+    assert!(r.status().is_success(), "{}", r.text().unwrap());
+    eventually(Duration::from_secs(30), || {
+        let (_, body) = server.get_json(&format!("/api/v1/logs?trace_id={faulted}"));
+        (body["data"].as_array().map_or(0, Vec::len) == 1).then_some(())
+    });
     World { server, agent, faulted, clean, _dir: dir, _upstream: upstream }
 }
 
@@ -146,6 +164,13 @@ fn render_once_shows_services_traces_and_the_faulted_waterfall() {
     assert!(trace.contains("Fault attribution"), "{trace}");
     assert!(trace.contains("experiment exp-tui"), "{trace}");
     assert!(trace.contains("failed the request"), "{trace}");
+
+    assert!(trace.contains("payment failed: 503 from payments"), "the root span's log beside it:\n{trace}");
+
+    let logs = render_once(&world, &["--screen", "logs"]);
+    let line =
+        logs.lines().find(|l| l.contains("payment failed: 503 from payments")).unwrap_or_else(|| panic!("{logs}"));
+    assert!(line.contains("ERROR") && line.contains(&world.faulted[..8]), "{line}");
 
     let chaos = render_once(&world, &["--screen", "chaos"]);
     assert!(chaos.contains("pay_503 http_abort"), "the agent's toxic:\n{chaos}");
