@@ -30,6 +30,10 @@ pub(crate) struct TuiArgs {
     /// the Chaos screen lists their runs.
     #[arg(long, value_name = "DIR")]
     journals: Option<PathBuf>,
+    /// Scroll lists with the mouse wheel (the terminal's own text selection
+    /// then needs Shift, as in most terminal apps that take the mouse).
+    #[arg(long)]
+    mouse: bool,
     /// Print one frame of WIDTHxHEIGHT as plain text and exit.
     #[arg(long, value_name = "WxH")]
     render_once: Option<String>,
@@ -109,6 +113,7 @@ pub(crate) async fn run(args: TuiArgs) -> anyhow::Result<()> {
         journals: args.journals,
         refresh: args.refresh,
         lookback: args.lookback,
+        mouse: args.mouse,
         screen: args.screen,
         service: args.service,
         trace_id: args.trace_id,

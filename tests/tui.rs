@@ -288,11 +288,12 @@ fn interactive_app_under_tmux_navigates_opens_a_trace_and_quits() {
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(log_text.contains("Quit."), "the dashboard logged to its file:\n{log_text}");
 
-    // SIGTERM ends it the same way: the shell gets a cooked terminal back.
+    // SIGTERM ends it the same way (this time with the mouse captured): the
+    // shell gets a cooked terminal back.
     tmux.run(&["send-keys", "-R", "-t", "t"]);
     tmux.run(&["clear-history", "-t", "t"]);
     tmux.wait_for("a cleared pane", long, |s| !s.contains("EXITED=0"));
-    tmux.keys(&[&command, "Enter"]);
+    tmux.keys(&[&command.replace(" tui ", " tui --mouse "), "Enter"]);
     tmux.wait_for("the services screen again", long, |s| s.contains("Services") && s.contains("? help"));
     let shell = tmux.run(&["display", "-p", "-t", "t", "#{pane_pid}"]).trim().to_string();
     let ps = Command::new("ps").args(["-o", "pid=", "--ppid", &shell]).output().unwrap();

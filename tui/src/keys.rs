@@ -2,7 +2,7 @@
 //! screen). The event loop looks keys up here, and the help bar and the `?`
 //! page are drawn from the same tables, so what is shown is what works.
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEventKind};
 
 use crate::action::{Command, Screen};
 
@@ -92,6 +92,16 @@ pub fn lookup(screen: Screen, key: KeyEvent) -> Option<Command> {
         .map(|b| b.command)
 }
 
+/// What the mouse wheel does (with `--mouse`): scroll the list; clicks and
+/// drags do nothing, so nothing happens by accident.
+pub fn mouse(kind: MouseEventKind) -> Option<Command> {
+    match kind {
+        MouseEventKind::ScrollUp => Some(Command::Up),
+        MouseEventKind::ScrollDown => Some(Command::Down),
+        _ => None,
+    }
+}
+
 /// A key as the help shows it: `q`, `Tab`, `S-Tab`, `Enter`, `↑`, `Space`.
 pub fn key_name(key: KeyCode) -> String {
     match key {
@@ -153,6 +163,13 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn test_mouse_wheel_scrolls_and_clicks_do_nothing() {
+        assert_eq!(mouse(MouseEventKind::ScrollDown), Some(Command::Down));
+        assert_eq!(mouse(MouseEventKind::ScrollUp), Some(Command::Up));
+        assert_eq!(mouse(MouseEventKind::Down(crossterm::event::MouseButton::Left)), None);
     }
 
     #[test]

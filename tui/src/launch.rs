@@ -31,6 +31,9 @@ pub struct Options {
     pub refresh: Duration,
     /// The window every screen looks back over (`--lookback`).
     pub lookback: Duration,
+    /// Scroll lists with the mouse wheel (`--mouse`; takes text selection
+    /// away from the terminal while the dashboard runs).
+    pub mouse: bool,
     /// The screen to open (`--screen`).
     pub screen: Screen,
     /// Open the trace list of this service (`--service`).
@@ -66,7 +69,7 @@ impl Options {
 pub async fn run(options: Options) -> Result<(), TuiError> {
     let (mut app, clients, limits) = options.prepare()?;
     let first = app.start(options.screen, options.service.clone(), options.trace_id.clone());
-    terminal::run(app, clients, limits, options.refresh, first).await
+    terminal::run(options.mouse, app, clients, limits, options.refresh, first).await
 }
 
 /// Fetches what the chosen screen shows and returns one `width`×`height`

@@ -23,23 +23,34 @@ use crate::fetch::{fetch, Clients, Limits, Request};
 /// once dropped (also when unwinding from a panic).
 struct TerminalGuard {
     terminal: Terminal<CrosstermBackend<Stdout>>,
+    mouse: bool,
 }
 
 impl TerminalGuard {
-    fn enter() -> Result<TerminalGuard, TuiError> {
+    fn enter(mouse: bool) -> Result<TerminalGuard, TuiError> {
         enable_raw_mode().map_err(TuiError::io("entering raw mode"))?;
         let mut stdout = std::io::stdout();
         if let Err(e) = crossterm::execute!(stdout, EnterAlternateScreen) {
             restore();
             return Err(TuiError::io("entering the alternate screen")(e));
         }
+        if mouse {
+            // Capturing the mouse takes text selection away from the terminal: opt-in.
+            if let Err(e) = crossterm::execute!(stdout, crossterm::event::EnableMouseCapture) {
+                restore();
+                return Err(TuiError::io("capturing the mouse")(e));
+            }
+        }
         let terminal = Terminal::new(CrosstermBackend::new(stdout)).map_err(TuiError::io("opening the terminal"))?;
-        Ok(TerminalGuard { terminal })
+        Ok(TerminalGuard { terminal, mouse })
     }
 }
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
+        if self.mouse {
+            let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
+        }
         restore();
         let _ = self.terminal.show_cursor();
     }
@@ -67,6 +78,7 @@ fn install_panic_hook() {
 /// # Errors
 /// The terminal could not be set up or drawn on.
 pub async fn run(
+    mouse: bool,
     mut app: App,
     clients: Clients,
     limits: Limits,
@@ -74,7 +86,7 @@ pub async fn run(
     first: Vec<Request>,
 ) -> Result<(), TuiError> {
     install_panic_hook();
-    let mut guard = TerminalGuard::enter()?;
+    let mut guard = TerminalGuard::enter(mouse)?;
     let (tx, mut rx) = mpsc::unbounded_channel::<(Fetched, Action)>();
     // Timer refreshes are skipped while the same data is still being
     // fetched, so a slow server is not sent a growing queue.
@@ -109,6 +121,12 @@ pub async fn run(
                 Some(Ok(Event::Key(key))) if key.kind == KeyEventKind::Press => {
                     let requests = app.handle_key(key);
                     spawn(requests, &mut in_flight, false);
+                }
+                Some(Ok(Event::Mouse(m))) => {
+                    if let Some(command) = crate::keys::mouse(m.kind) {
+                        let requests = app.update(Action::Command(command));
+                        spawn(requests, &mut in_flight, false);
+                    }
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(TuiError::io("reading the terminal")(e)),
