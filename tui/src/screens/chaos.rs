@@ -303,7 +303,10 @@ impl Component for ChaosScreen {
     }
 
     fn refresh(&mut self) -> Vec<Request> {
-        self.load = Load::Loading;
+        // A live refresh keeps what is shown; only missing or failed data says it is loading.
+        if self.load != Load::Ready {
+            self.load = Load::Loading;
+        }
         vec![Request::Chaos]
     }
 

@@ -332,11 +332,17 @@ impl Component for ServicesScreen {
     }
 
     fn refresh(&mut self) -> Vec<Request> {
-        self.load = Load::Loading;
+        // A live refresh keeps what is shown (no flicker); only missing or
+        // failed data says it is loading.
+        if self.load != Load::Ready {
+            self.load = Load::Loading;
+        }
         let mut requests = vec![Request::Services];
         for (i, panel) in self.dashboard.panels.iter().enumerate() {
             if !matches!(panel.query, PanelQuery::Stats(_)) {
-                self.panels[i].0 = Load::Loading;
+                if self.panels[i].0 != Load::Ready {
+                    self.panels[i].0 = Load::Loading;
+                }
                 requests.push(Request::Panel(i, panel.clone()));
             }
         }
