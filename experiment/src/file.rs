@@ -77,12 +77,25 @@ pub struct Experiment {
     pub safety: Option<Spanned<Safety>>,
 }
 
-/// A base URL.
+/// A base URL, and the bearer token its API wants (when it wants one).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Endpoint {
     /// `http://host:port`.
     pub url: Spanned<String>,
+    /// Sent as `Authorization: Bearer`; `$NAME` reads the environment variable NAME.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+impl Endpoint {
+    /// The token, with `$NAME` read from the environment (`None` when unset).
+    pub fn resolved_token(&self) -> Option<String> {
+        match self.token.as_deref()?.strip_prefix('$') {
+            Some(var) => std::env::var(var).ok(),
+            None => self.token.clone(),
+        }
+    }
 }
 
 /// `[settings]`: how often probes run and how long telemetry may take to arrive.
@@ -665,7 +678,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) const ISSUE_EXAMPLE: &str = r#"
