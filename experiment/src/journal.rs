@@ -59,6 +59,10 @@ impl Status {
 /// command line, as clap uses it).
 pub const EXIT_INVALID: i32 = 2;
 
+/// The exit code of a run (or `seismo chaos diff`) that found regressions
+/// against its baseline, when it would otherwise have exited 0.
+pub const EXIT_REGRESSED: i32 = 5;
+
 /// One run of one experiment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Journal {
@@ -124,6 +128,9 @@ pub struct Journal {
     /// other runs, a probe with little traffic, ...).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// What got worse against `--baseline` (absent without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regressions: Option<Vec<crate::diff::Regression>>,
 }
 
 /// One evaluation of one probe.
@@ -451,6 +458,7 @@ pub(crate) mod tests {
             }],
             rollback_verified: true,
             warnings: vec![],
+            regressions: None,
         }
     }
 

@@ -50,5 +50,5 @@ pub mod run;
 
 pub use error::{ExperimentError, Result};
 pub use file::Experiment;
-pub use journal::{Journal, Status, EXIT_INVALID};
+pub use journal::{Journal, Status, EXIT_INVALID, EXIT_REGRESSED};
 pub use run::{run, Interrupts, RunOptions};

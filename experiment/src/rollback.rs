@@ -84,6 +84,11 @@ impl Ledger {
         out
     }
 
+    /// Whether anything was ever recorded (settled or not).
+    pub fn ever_recorded(&self) -> bool {
+        self.next > 0
+    }
+
     /// How many entries are open.
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -108,13 +108,17 @@ pub async fn run(
         rollbacks: Vec::new(),
         rollback_verified: false,
         warnings: Vec::new(),
+        regressions: None,
     };
     progress(&format!("run {run_id}: {}", experiment.title));
     let state = Shared::default();
     let ending = main_phase(experiment, &run_id, &agent, &ctx, &state, &mut journal, &mut interrupts, progress).await;
 
     // Always: undo the ledger, then the file's own rollbacks.
-    let pending = state.lock().expect("method state").ledger.take_pending();
+    let (pending, added_anything) = {
+        let mut s = state.lock().expect("method state");
+        (s.ledger.take_pending(), s.ledger.ever_recorded())
+    };
     if !pending.is_empty() {
         progress(&format!("rolling back {} change(s)", pending.len()));
     }
@@ -132,7 +136,9 @@ pub async fn run(
         journal.faults = std::mem::take(&mut s.faults);
         journal.steps = std::mem::take(&mut s.steps);
     }
-    journal.rollback_verified = verify_clean(&agent, &run_id, experiment, &mut journal.warnings).await;
+    // Nothing added, nothing to verify (the agent may not even answer).
+    journal.rollback_verified =
+        !added_anything || verify_clean(&agent, &run_id, experiment, &mut journal.warnings).await;
     if !journal.rollback_verified {
         progress("WARNING: the agent may still hold something this run added (see the journal's warnings)");
     }
