@@ -151,6 +151,10 @@ pub struct ProbeResult {
     /// Why the probe could not be evaluated (then `ok` is false).
     #[serde(default)]
     pub error: Option<String>,
+    /// During the method only: too few requests in the window to judge
+    /// (counted as holding; the next evaluation judges again).
+    #[serde(default)]
+    pub inconclusive: bool,
 }
 
 /// One measured value and its threshold.
@@ -404,6 +408,7 @@ pub(crate) mod tests {
                 ok: false,
                 measures: vec![Measure::check("p99_ms", Some(412.5), "<", 300.0)],
                 error: None,
+                inconclusive: false,
             }],
             steps: vec![StepRecord {
                 name: "slow payments".into(),

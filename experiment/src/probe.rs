@@ -42,14 +42,19 @@ pub async fn evaluate(ctx: &ProbeContext, probe: &Probe, phase: Phase, floor: Op
         Ok(m) => (m, None),
         Err(e) => (Vec::new(), Some(e)),
     };
+    // While the method runs, a window too young to hold enough requests
+    // says nothing yet (the first probe may come before the first slow
+    // request ends); before and after, no traffic is a deviation.
+    let inconclusive = phase == Phase::During && measures.iter().any(|m| m.what == "requests" && !m.ok);
     ProbeResult {
         name: probe.name.clone(),
         phase,
         at_ms: unix_ms(now),
         kind: kind.into(),
-        ok: error.is_none() && measures.iter().all(|m| m.ok),
+        ok: inconclusive || (error.is_none() && measures.iter().all(|m| m.ok)),
         measures,
         error,
+        inconclusive,
     }
 }
 

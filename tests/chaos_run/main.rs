@@ -21,7 +21,7 @@ mod verdicts;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -36,7 +36,8 @@ struct Lab {
     dir: tempfile::TempDir,
     server: Server,
     agent: Agent,
-    traffic: Traffic,
+    /// Runs as long as the lab.
+    _traffic: Traffic,
     /// The upstream's address (for experiments that create their own proxy).
     upstream: String,
 }
@@ -55,7 +56,7 @@ impl Lab {
         assert_eq!(status, 201, "{proxy}");
         let listen = proxy["listen"].as_str().unwrap().to_string();
         let traffic = Traffic::start(&server.grpc_url(), &listen);
-        let lab = Lab { dir, server, agent, traffic, upstream: upstream.addr.to_string() };
+        let lab = Lab { dir, server, agent, _traffic: traffic, upstream: upstream.addr.to_string() };
         // The steady state needs requests in the store before the first probe.
         eventually(Duration::from_secs(30), || {
             let (_, v) = lab.server.get_json("/api/v1/stats?service=checkout&lookback=5s");
@@ -147,17 +148,15 @@ fn spans_with_tag<'a>(trace: &'a Value, tag: &str, value: &str) -> Vec<&'a Value
 /// payments through the proxy; a 5xx answer marks both as errors.
 struct Traffic {
     stop: Arc<AtomicBool>,
-    sent: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Traffic {
     fn start(otlp_grpc: &str, proxy: &str) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
-        let sent = Arc::new(AtomicU64::new(0));
-        let (otlp_grpc, proxy, stop2, sent2) = (otlp_grpc.to_string(), proxy.to_string(), stop.clone(), sent.clone());
-        let thread = std::thread::spawn(move || checkout_loop(&otlp_grpc, &proxy, &stop2, &sent2));
-        Traffic { stop, sent, thread: Some(thread) }
+        let (otlp_grpc, proxy, stop2) = (otlp_grpc.to_string(), proxy.to_string(), stop.clone());
+        let thread = std::thread::spawn(move || checkout_loop(&otlp_grpc, &proxy, &stop2));
+        Traffic { stop, thread: Some(thread) }
     }
 }
 
@@ -170,7 +169,7 @@ impl Drop for Traffic {
     }
 }
 
-fn checkout_loop(otlp_grpc: &str, proxy: &str, stop: &AtomicBool, sent: &AtomicU64) {
+fn checkout_loop(otlp_grpc: &str, proxy: &str, stop: &AtomicBool) {
     use opentelemetry::propagation::TextMapPropagator;
     use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _};
     use opentelemetry::Context;
@@ -207,7 +206,6 @@ fn checkout_loop(otlp_grpc: &str, proxy: &str, stop: &AtomicBool, sent: &AtomicU
         }
         call_cx.span().end();
         root_cx.span().end();
-        sent.fetch_add(1, Ordering::SeqCst);
         std::thread::sleep(Duration::from_millis(5));
     }
     let _ = provider.shutdown();
