@@ -67,7 +67,8 @@ pub async fn cohorts(
             cohort: Some(Cohort { experiment: run_id.to_string(), faulted }),
             ..StatsQuery::default()
         };
-        let pick = |r: seismo_client::api::stats::StatsResponse| r.services.into_iter().find(|s| s.service == target.service);
+        let pick =
+            |r: seismo_client::api::stats::StatsResponse| r.services.into_iter().find(|s| s.service == target.service);
         let faulted = pick(query.stats(&side(true)).await.map_err(|e| e.to_string())?);
         let unfaulted = pick(query.stats(&side(false)).await.map_err(|e| e.to_string())?);
         out.push(compare(target, faulted.as_ref().into(), unfaulted.as_ref().into()));
@@ -94,7 +95,9 @@ pub async fn erroring(query: &Client, start: SystemTime, end: SystemTime) -> Res
             requests: s.request_count,
         })
         .collect();
-    out.sort_by(|a, b| b.errors.cmp(&a.errors).then_with(|| (&a.service, &a.operation).cmp(&(&b.service, &b.operation))));
+    out.sort_by(|a, b| {
+        b.errors.cmp(&a.errors).then_with(|| (&a.service, &a.operation).cmp(&(&b.service, &b.operation)))
+    });
     Ok(out)
 }
 

@@ -47,7 +47,11 @@ pub fn regressions(old: &Journal, new: &Journal, tol: &Tolerance) -> Vec<Regress
         Status::Failed => 3,
     };
     if rank(new.status) > rank(old.status) {
-        out.push(Regression { what: "status".into(), before: old.status.as_str().into(), after: new.status.as_str().into() });
+        out.push(Regression {
+            what: "status".into(),
+            before: old.status.as_str().into(),
+            after: new.status.as_str().into(),
+        });
     }
     for c in &new.cohorts {
         let Some(before) = old.cohorts.iter().find(|o| o.service == c.service && o.operation == c.operation) else {
@@ -75,7 +79,11 @@ pub fn regressions(old: &Journal, new: &Journal, tol: &Tolerance) -> Vec<Regress
 fn cohort_regressions(name: &str, a: &CohortStats, b: &CohortStats, tol: &Tolerance, out: &mut Vec<Regression>) {
     if let (Some(pa), Some(pb)) = (a.p99_ms, b.p99_ms) {
         if pb > pa * (1.0 + tol.p99_relative) && pb - pa > tol.p99_absolute_ms {
-            out.push(Regression { what: format!("{name} p99"), before: format!("{pa:.1} ms"), after: format!("{pb:.1} ms") });
+            out.push(Regression {
+                what: format!("{name} p99"),
+                before: format!("{pa:.1} ms"),
+                after: format!("{pb:.1} ms"),
+            });
         }
     }
     if b.requests > 0 && b.error_rate - a.error_rate > tol.error_rate {
@@ -121,10 +129,23 @@ mod tests {
         new.cohorts[0].faulted.p99_ms = Some(600.0);
         new.cohorts[0].unfaulted.p99_ms = Some(2.5); // +25% but only 0.5 ms: within tolerance
         new.cohorts[0].faulted.error_rate = 0.1;
-        new.erroring.push(ErroringOperation { service: "cart".into(), operation: "GET /cart".into(), errors: 3, requests: 10 });
+        new.erroring.push(ErroringOperation {
+            service: "cart".into(),
+            operation: "GET /cart".into(),
+            errors: 3,
+            requests: 10,
+        });
         let got = regressions(&old, &new, &Tolerance::default());
         let what: Vec<&str> = got.iter().map(|r| r.what.as_str()).collect();
-        assert_eq!(what, vec!["status", "checkout faulted p99", "checkout faulted error rate", "new errors in cart GET /x".replace("/x", "/cart").as_str()]);
+        assert_eq!(
+            what,
+            vec![
+                "status",
+                "checkout faulted p99",
+                "checkout faulted error rate",
+                "new errors in cart GET /x".replace("/x", "/cart").as_str()
+            ]
+        );
         assert_eq!((got[1].before.as_str(), got[1].after.as_str()), ("412.0 ms", "600.0 ms"));
         assert!(render(&got).starts_with("4 regression(s) against the baseline:\n  status: completed -> deviated\n"));
     }

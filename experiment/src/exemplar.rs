@@ -116,7 +116,12 @@ mod tests {
 
     #[test]
     fn failed_requests_rank_first_then_critical_time() {
-        let mut list = vec![ex("a", false, 10.0, 10.0), ex("b", true, 0.0, 1.0), ex("c", false, 300.0, 300.0), ex("d", false, 0.0, 500.0)];
+        let mut list = vec![
+            ex("a", false, 10.0, 10.0),
+            ex("b", true, 0.0, 1.0),
+            ex("c", false, 300.0, 300.0),
+            ex("d", false, 0.0, 500.0),
+        ];
         rank(&mut list);
         let order: Vec<&str> = list.iter().map(|e| e.trace_id.as_str()).collect();
         assert_eq!(order, vec!["b", "c", "a", "d"]);

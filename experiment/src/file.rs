@@ -563,7 +563,9 @@ fn validate_probe(p: &Probe) -> std::result::Result<(), String> {
                 return Err("`window` must be more than 0".into());
             }
             if p.below.is_some() || p.above.is_some() || p.status.is_some() || p.latency_ms_below.is_some() {
-                return Err("`below`/`above` belong to `promql` probes, `status`/`latency_ms_below` to `url` probes".into());
+                return Err(
+                    "`below`/`above` belong to `promql` probes, `status`/`latency_ms_below` to `url` probes".into()
+                );
             }
         }
         ProbeKind::PromQl => {
@@ -583,7 +585,8 @@ fn validate_probe(p: &Probe) -> std::result::Result<(), String> {
                 return Err("a `url` probe takes only `url`, `method`, `status`, `latency_ms_below` and `when`".into());
             }
             if let Some(m) = &p.method {
-                reqwest::Method::from_bytes(m.as_bytes()).map_err(|_| format!("`method`: {m:?} is not an HTTP method"))?;
+                reqwest::Method::from_bytes(m.as_bytes())
+                    .map_err(|_| format!("`method`: {m:?} is not an HTTP method"))?;
             }
         }
     }
@@ -628,7 +631,11 @@ fn validate_step(s: &Step) -> std::result::Result<(), String> {
             }
             let mut names: Vec<String> = Vec::new();
             for t in s.all_toxics() {
-                let key = format!("{}/{}", t.proxy.as_ref().or(s.proxy.as_ref()).unwrap(), t.name.as_ref().unwrap_or(&t.kind));
+                let key = format!(
+                    "{}/{}",
+                    t.proxy.as_ref().or(s.proxy.as_ref()).unwrap(),
+                    t.name.as_ref().unwrap_or(&t.kind)
+                );
                 if names.contains(&key) {
                     return Err(format!("two toxics named {key:?}: give one a `name`"));
                 }
@@ -711,7 +718,10 @@ duration = "20s"
         let e = Experiment::parse(ISSUE_EXAMPLE, "x.toml").unwrap();
         assert_eq!(e.title, "checkout tolerates a slow payments service");
         let probe = e.steady_state[0].get_ref();
-        assert_eq!((probe.kind(), probe.p99_ms_below, probe.window()), (ProbeKind::Stats, Some(300.0), Duration::from_secs(10)));
+        assert_eq!(
+            (probe.kind(), probe.p99_ms_below, probe.window()),
+            (ProbeKind::Stats, Some(300.0), Duration::from_secs(10))
+        );
         assert_eq!(probe.when, all_phases());
         let step = e.method[0].get_ref();
         assert_eq!((step.kind(), step.length()), (StepKind::Fault, Duration::from_secs(20)));
@@ -741,7 +751,10 @@ duration = "20s"
 
         let (line, message) = error(&ISSUE_EXAMPLE.replace("\"latency\", attributes", "\"latncy\", attributes"));
         assert!((12..=16).contains(&line), "{line}");
-        assert!(message.contains("method[0] (\"slow payments\")") && message.contains("unknown toxic type"), "{message}");
+        assert!(
+            message.contains("method[0] (\"slow payments\")") && message.contains("unknown toxic type"),
+            "{message}"
+        );
 
         let (line, message) = error(&ISSUE_EXAMPLE.replace("window = \"10s\"", "window = \"10 seconds\""));
         assert_eq!(line, 11);
@@ -757,7 +770,8 @@ duration = "20s"
         assert_eq!(line, 4);
         assert!(message.contains("`agent.url`"), "{message}");
 
-        let (_, message) = error(&ISSUE_EXAMPLE.replace("service = \"checkout\"", "service = \"checkout\"\npromql = \"up\""));
+        let (_, message) =
+            error(&ISSUE_EXAMPLE.replace("service = \"checkout\"", "service = \"checkout\"\npromql = \"up\""));
         assert!(message.contains("exactly one of"), "{message}");
     }
 

@@ -435,8 +435,20 @@ pub(crate) mod tests {
             cohorts: vec![CohortComparison {
                 service: "checkout".into(),
                 operation: None,
-                faulted: CohortStats { requests: 180, errors: 0, error_rate: 0.0, p50_ms: Some(401.0), p99_ms: Some(412.0) },
-                unfaulted: CohortStats { requests: 20, errors: 0, error_rate: 0.0, p50_ms: Some(1.0), p99_ms: Some(2.0) },
+                faulted: CohortStats {
+                    requests: 180,
+                    errors: 0,
+                    error_rate: 0.0,
+                    p50_ms: Some(401.0),
+                    p99_ms: Some(412.0),
+                },
+                unfaulted: CohortStats {
+                    requests: 20,
+                    errors: 0,
+                    error_rate: 0.0,
+                    p50_ms: Some(1.0),
+                    p99_ms: Some(2.0),
+                },
                 error_rate_delta: 0.0,
                 p50_ms_delta: Some(400.0),
                 p99_ms_delta: Some(410.0),

@@ -153,7 +153,8 @@ async fn process_step(agent: &AgentClient, i: usize, step: &Step, state: &Shared
     };
     let (id, fault) = {
         let mut s = state.lock().expect("method state");
-        let id = (action == ProcessAction::Pause).then(|| s.ledger.record(Undo::ResumeProcess { target: target.clone() }));
+        let id =
+            (action == ProcessAction::Pause).then(|| s.ledger.record(Undo::ResumeProcess { target: target.clone() }));
         s.faults.push(FaultRecord {
             step: i,
             name: target.clone(),

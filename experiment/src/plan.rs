@@ -21,7 +21,12 @@ fn describe_probe(p: &Probe) -> String {
             }
             checks.push(format!("at least {} request(s)", p.min_requests.unwrap_or(1)));
             let op = p.operation.as_deref().map(|o| format!(" {o}")).unwrap_or_default();
-            format!("{}{op} over the last {}s: {}", p.service.as_deref().unwrap_or_default(), p.window().as_secs_f64(), checks.join(", "))
+            format!(
+                "{}{op} over the last {}s: {}",
+                p.service.as_deref().unwrap_or_default(),
+                p.window().as_secs_f64(),
+                checks.join(", ")
+            )
         }
         ProbeKind::PromQl => {
             let mut checks = Vec::new();
@@ -56,12 +61,21 @@ pub fn plan(e: &Experiment) -> String {
     line(&mut s, "check the agent and the query API answer; warn about toxics left by other runs".into());
     for p in &e.proxies {
         let p = p.get_ref();
-        line(&mut s, format!("create proxy {} -> {}{}", p.name, p.upstream, p.listen.as_deref().map(|l| format!(" on {l}")).unwrap_or_default()));
+        line(
+            &mut s,
+            format!(
+                "create proxy {} -> {}{}",
+                p.name,
+                p.upstream,
+                p.listen.as_deref().map(|l| format!(" on {l}")).unwrap_or_default()
+            ),
+        );
     }
     for p in e.steady_state.iter().map(|p| p.get_ref()).filter(|p| p.when.contains(&Phase::Before)) {
         line(&mut s, format!("before: probe {:?}: {}", p.name, describe_probe(p)));
     }
-    let during: Vec<&Probe> = e.steady_state.iter().map(|p| p.get_ref()).filter(|p| p.when.contains(&Phase::During)).collect();
+    let during: Vec<&Probe> =
+        e.steady_state.iter().map(|p| p.get_ref()).filter(|p| p.when.contains(&Phase::During)).collect();
     let mut total = Duration::ZERO;
     for (i, step) in e.method.iter().enumerate() {
         let step = step.get_ref();
@@ -82,14 +96,23 @@ pub fn plan(e: &Experiment) -> String {
                         )
                     })
                     .collect();
-                format!("method[{i}] {:?}: add {} for {}s, then remove", step.name, toxics.join(" + "), step.length().as_secs_f64())
+                format!(
+                    "method[{i}] {:?}: add {} for {}s, then remove",
+                    step.name,
+                    toxics.join(" + "),
+                    step.length().as_secs_f64()
+                )
             }
             StepKind::Process => format!(
                 "method[{i}] {:?}: {} process {}{}",
                 step.name,
                 step.action.as_deref().unwrap_or_default(),
                 step.process.as_deref().unwrap_or_default(),
-                if step.length().is_zero() { String::new() } else { format!(", hold {}s", step.length().as_secs_f64()) }
+                if step.length().is_zero() {
+                    String::new()
+                } else {
+                    format!(", hold {}s", step.length().as_secs_f64())
+                }
             ),
             StepKind::Wait => format!("method[{i}] {:?}: wait {}s", step.name, step.length().as_secs_f64()),
         };
@@ -133,8 +156,11 @@ mod tests {
     fn the_plan_lists_every_phase_in_order() {
         let e = Experiment::parse(crate::file::tests::ISSUE_EXAMPLE, "x.toml").unwrap();
         let text = plan(&e);
-        let before = text.find("before: probe \"checkout stays fast\": checkout over the last 10s: p99 < 300 ms").unwrap();
-        let method = text.find("method[0] \"slow payments\": add latency on payments (downstream, latency=400) for 20s, then remove").unwrap();
+        let before =
+            text.find("before: probe \"checkout stays fast\": checkout over the last 10s: p99 < 300 ms").unwrap();
+        let method = text
+            .find("method[0] \"slow payments\": add latency on payments (downstream, latency=400) for 20s, then remove")
+            .unwrap();
         let after = text.find("after: probe \"checkout stays fast\"").unwrap();
         assert!(before < method && method < after, "{text}");
         assert!(text.contains("nothing is contacted"), "{text}");

@@ -23,7 +23,8 @@ pub struct ProbeContext {
 impl ProbeContext {
     /// A context over `query`.
     pub fn new(query: Client) -> ProbeContext {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("a default client builds");
+        let http =
+            reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("a default client builds");
         ProbeContext { query, http }
     }
 }
@@ -141,12 +142,13 @@ async fn promql_measures(ctx: &ProbeContext, probe: &Probe) -> Result<Vec<Measur
 
 async fn http_measures(ctx: &ProbeContext, probe: &Probe) -> Result<Vec<Measure>, String> {
     let url = probe.url.as_deref().unwrap_or_default();
-    let method = reqwest::Method::from_bytes(probe.method.as_deref().unwrap_or("GET").as_bytes())
-        .map_err(|e| e.to_string())?;
+    let method =
+        reqwest::Method::from_bytes(probe.method.as_deref().unwrap_or("GET").as_bytes()).map_err(|e| e.to_string())?;
     let started = Instant::now();
     let answer = ctx.http.request(method, url).send().await.map_err(|e| format!("{url}: {e}"))?;
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let mut out = vec![Measure::check("status", Some(answer.status().as_u16() as f64), "==", probe.status.unwrap_or(200) as f64)];
+    let mut out =
+        vec![Measure::check("status", Some(answer.status().as_u16() as f64), "==", probe.status.unwrap_or(200) as f64)];
     if let Some(limit) = probe.latency_ms_below {
         out.push(Measure::check("latency_ms", Some(elapsed_ms), "<", limit));
     }
@@ -158,7 +160,8 @@ pub async fn safety_breached(ctx: &ProbeContext, safety: &Safety, floor: SystemT
     let now = SystemTime::now();
     let window = safety.window.map_or(Duration::from_secs(5), |w| w.0);
     let start = window_start(now, window, Some(floor));
-    let Ok(Some(stats)) = service_stats(&ctx.query, &safety.service, safety.operation.as_deref(), None, start, now).await
+    let Ok(Some(stats)) =
+        service_stats(&ctx.query, &safety.service, safety.operation.as_deref(), None, start, now).await
     else {
         // No answer or no requests: nothing says the system is on fire.
         return (false, Vec::new());

@@ -15,7 +15,9 @@ fn pct(v: f64) -> String {
 }
 
 fn measure(m: &Measure) -> String {
-    let value = m.value.map_or_else(|| "none".into(), |v| format!("{v:.3}").trim_end_matches('0').trim_end_matches('.').to_string());
+    let value = m
+        .value
+        .map_or_else(|| "none".into(), |v| format!("{v:.3}").trim_end_matches('0').trim_end_matches('.').to_string());
     format!("{} = {value} ({} {}) {}", m.what, m.op, m.threshold, if m.ok { "✓" } else { "✗" })
 }
 
@@ -34,12 +36,17 @@ pub fn summary(j: &Journal) -> String {
         let failed = all.iter().filter(|p| !p.ok).count();
         let _ = writeln!(s, "  {phase:?} probes: {} evaluated, {failed} deviated", all.len());
         if let Some(p) = all.iter().find(|p| !p.ok) {
-            let detail = p.error.clone().unwrap_or_else(|| p.measures.iter().filter(|m| !m.ok).map(measure).collect::<Vec<_>>().join(", "));
+            let detail = p
+                .error
+                .clone()
+                .unwrap_or_else(|| p.measures.iter().filter(|m| !m.ok).map(measure).collect::<Vec<_>>().join(", "));
             let _ = writeln!(s, "    first deviation: {:?}: {detail}", p.name);
         }
     }
     for f in &j.faults {
-        let touched = f.touched.map_or_else(String::new, |t| format!(", touched {t}{} requests", if f.touched_is_lower_bound { "+" } else { "" }));
+        let touched = f.touched.map_or_else(String::new, |t| {
+            format!(", touched {t}{} requests", if f.touched_is_lower_bound { "+" } else { "" })
+        });
         let _ = writeln!(s, "  fault {} ({}){}", f.name, f.kind, touched);
     }
     for c in &j.cohorts {
@@ -111,7 +118,8 @@ pub fn markdown(j: &Journal) -> String {
     } else {
         let _ = writeln!(s, "| phase | probe | at | result | measured |\n|---|---|---|---|---|");
         for p in &j.probes {
-            let measured = p.error.clone().unwrap_or_else(|| p.measures.iter().map(measure).collect::<Vec<_>>().join("; "));
+            let measured =
+                p.error.clone().unwrap_or_else(|| p.measures.iter().map(measure).collect::<Vec<_>>().join("; "));
             let at = format!("+{:.1} s", (p.at_ms - j.start_ms) as f64 / 1000.0);
             let _ = writeln!(
                 s,
@@ -127,7 +135,9 @@ pub fn markdown(j: &Journal) -> String {
 
     let _ = writeln!(s, "## Method\n");
     for step in &j.steps {
-        let took = step.end_ms.map_or_else(|| "not finished".into(), |e| format!("{:.1} s", (e - step.start_ms) as f64 / 1000.0));
+        let took = step
+            .end_ms
+            .map_or_else(|| "not finished".into(), |e| format!("{:.1} s", (e - step.start_ms) as f64 / 1000.0));
         let _ = write!(s, "- **{}** ({}): {} in {took}", step.name, step.kind, step.outcome);
         if let Some(e) = &step.error {
             let _ = write!(s, " — {e}");
@@ -143,14 +153,17 @@ pub fn markdown(j: &Journal) -> String {
     if j.faults.is_empty() {
         let _ = writeln!(s, "No fault was applied.\n");
     } else {
-        let _ = writeln!(s, "| fault | type | proxy | toxicity | window | requests touched |\n|---|---|---|---|---|---|");
+        let _ =
+            writeln!(s, "| fault | type | proxy | toxicity | window | requests touched |\n|---|---|---|---|---|---|");
         for f in &j.faults {
             let window = format!(
                 "+{:.1} s → {}",
                 (f.start_ms - j.start_ms) as f64 / 1000.0,
                 f.end_ms.map_or_else(|| "?".into(), |e| format!("+{:.1} s", (e - j.start_ms) as f64 / 1000.0))
             );
-            let touched = f.touched.map_or_else(|| "–".into(), |t| format!("{t}{}", if f.touched_is_lower_bound { "+" } else { "" }));
+            let touched = f
+                .touched
+                .map_or_else(|| "–".into(), |t| format!("{t}{}", if f.touched_is_lower_bound { "+" } else { "" }));
             let _ = writeln!(
                 s,
                 "| `{}` | {} | {} | {} | {window} | {touched} |",
@@ -175,9 +188,13 @@ pub fn markdown(j: &Journal) -> String {
             "Requests in the method's window whose trace holds a fault span of run `{}` against all the others.\n",
             j.run_id
         );
-        let _ = writeln!(s, "| service | cohort | requests | errors | error rate | p50 | p99 |\n|---|---|---|---|---|---|---|");
+        let _ = writeln!(
+            s,
+            "| service | cohort | requests | errors | error rate | p50 | p99 |\n|---|---|---|---|---|---|---|"
+        );
         for c in &j.cohorts {
-            let name = format!("{}{}", c.service, c.operation.as_deref().map(|o| format!(" / {o}")).unwrap_or_default());
+            let name =
+                format!("{}{}", c.service, c.operation.as_deref().map(|o| format!(" / {o}")).unwrap_or_default());
             for (label, st) in [("faulted", &c.faulted), ("unfaulted", &c.unfaulted)] {
                 let _ = writeln!(
                     s,
@@ -204,7 +221,8 @@ pub fn markdown(j: &Journal) -> String {
     if j.exemplars.is_empty() {
         let _ = writeln!(s, "No fault span of this run was found in the store.\n");
     } else {
-        let _ = writeln!(s, "| trace | fault | victim | added | on critical path | failed |\n|---|---|---|---|---|---|");
+        let _ =
+            writeln!(s, "| trace | fault | victim | added | on critical path | failed |\n|---|---|---|---|---|---|");
         for e in &j.exemplars {
             let _ = writeln!(
                 s,
@@ -230,12 +248,22 @@ pub fn markdown(j: &Journal) -> String {
 
     let _ = writeln!(s, "## Rollback\n");
     for r in &j.rollbacks {
-        let _ = writeln!(s, "- {} {}{}", if r.ok { "✓" } else { "✗" }, r.what, r.error.as_deref().map(|e| format!(" — {e}")).unwrap_or_default());
+        let _ = writeln!(
+            s,
+            "- {} {}{}",
+            if r.ok { "✓" } else { "✗" },
+            r.what,
+            r.error.as_deref().map(|e| format!(" — {e}")).unwrap_or_default()
+        );
     }
     let _ = writeln!(
         s,
         "\n{}",
-        if j.rollback_verified { "The agent holds nothing this run added." } else { "**The agent could not be verified clean.**" }
+        if j.rollback_verified {
+            "The agent holds nothing this run added."
+        } else {
+            "**The agent could not be verified clean.**"
+        }
     );
     if !j.warnings.is_empty() {
         let _ = writeln!(s, "\n## Warnings\n");
@@ -256,7 +284,10 @@ mod tests {
         let md = markdown(&sample());
         assert!(md.starts_with("# checkout tolerates a slow payments service\n"), "{md}");
         assert!(md.contains("**Status: ❌ deviated** (exit code 3)"), "{md}");
-        assert!(md.contains("| During | checkout stays fast | +2.0 s | **deviated** | p99_ms = 412.5 (< 300) ✗ |"), "{md}");
+        assert!(
+            md.contains("| During | checkout stays fast | +2.0 s | **deviated** | p99_ms = 412.5 (< 300) ✗ |"),
+            "{md}"
+        );
         assert!(md.contains("| `seismo-abc123-0-latency` | latency | payments | 1 | +1.0 s → +21.0 s | 180 |"), "{md}");
         assert!(md.contains("| checkout | faulted | 180 | 0 | 0.0% | 401.0 ms | 412.0 ms |"), "{md}");
         assert!(md.contains("| checkout | **difference** | | | +0.0 pts | +400.0 ms | +410.0 ms |"), "{md}");
@@ -267,7 +298,10 @@ mod tests {
     #[test]
     fn the_summary_names_the_first_deviation() {
         let text = summary(&sample());
-        assert!(text.starts_with("experiment \"checkout tolerates a slow payments service\" run abc123: DEVIATED\n"), "{text}");
+        assert!(
+            text.starts_with("experiment \"checkout tolerates a slow payments service\" run abc123: DEVIATED\n"),
+            "{text}"
+        );
         assert!(text.contains("first deviation: \"checkout stays fast\": p99_ms = 412.5 (< 300) ✗"), "{text}");
         assert!(text.contains("touched 180 requests"), "{text}");
     }

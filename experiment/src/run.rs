@@ -153,7 +153,8 @@ pub async fn run(
         };
         if settled {
             if ending.failed.is_none() && ending.aborted.is_none() {
-                for p in experiment.steady_state.iter().map(|p| p.get_ref()).filter(|p| p.when.contains(&Phase::After)) {
+                for p in experiment.steady_state.iter().map(|p| p.get_ref()).filter(|p| p.when.contains(&Phase::After))
+                {
                     let r = probe::evaluate(&ctx, p, Phase::After, Some(m_end)).await;
                     progress(&format!("after: {} {}", r.name, if r.ok { "ok" } else { "DEVIATED" }));
                     journal.probes.push(r);

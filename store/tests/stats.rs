@@ -109,7 +109,10 @@ fn stats_and_edges_agree_across_memtable_and_segments() {
 /// Fault spans of experiment `run` (service `seismo-chaos`) in `traces`, each
 /// a child of that trace's cart span.
 fn fault_spans(run: &str, traces: &[u8]) -> Batch {
-    let Batch::Traces(mut req) = spans("seismo-chaos", &traces.iter().map(|&t| (t, 200 + t, Some(100 + t), 1, t as i64, 1, false)).collect::<Vec<_>>()) else {
+    let Batch::Traces(mut req) = spans(
+        "seismo-chaos",
+        &traces.iter().map(|&t| (t, 200 + t, Some(100 + t), 1, t as i64, 1, false)).collect::<Vec<_>>(),
+    ) else {
         unreachable!()
     };
     for span in &mut req.resource_spans[0].scope_spans[0].spans {

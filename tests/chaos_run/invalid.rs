@@ -18,11 +18,14 @@ fn each_invalid_file_is_refused_with_its_line_and_field_and_injects_nothing() {
     assert!(fixtures.len() >= 10, "{fixtures:?}");
     for fixture in fixtures {
         let text = std::fs::read_to_string(&fixture).unwrap();
-        let expect = text.lines().next().unwrap().strip_prefix("# expect: ").expect("a first line `# expect: LINE: TEXT`");
+        let expect =
+            text.lines().next().unwrap().strip_prefix("# expect: ").expect("a first line `# expect: LINE: TEXT`");
         let (line, message) = expect.split_once(": ").unwrap();
         // Point the file at this lab's agent: if validation let it through,
         // it would inject into it.
-        let text = text.replace("{agent}", &format!("http://{}", lab.agent.api)).replace("{query}", &format!("http://{}", lab.server.http));
+        let text = text
+            .replace("{agent}", &format!("http://{}", lab.agent.api))
+            .replace("{query}", &format!("http://{}", lab.server.http));
         let path = lab.dir.path().join(fixture.file_name().unwrap());
         std::fs::write(&path, text).unwrap();
         let journal = path.with_extension("json");

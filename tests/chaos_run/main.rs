@@ -51,7 +51,10 @@ impl Lab {
         let (status, proxy) = agent.request(
             "POST",
             "/proxies",
-            Some(&json!({"name": "payments", "listen": "127.0.0.1:0", "upstream": upstream.addr.to_string()}).to_string()),
+            Some(
+                &json!({"name": "payments", "listen": "127.0.0.1:0", "upstream": upstream.addr.to_string()})
+                    .to_string(),
+            ),
         );
         assert_eq!(status, 201, "{proxy}");
         let listen = proxy["listen"].as_str().unwrap().to_string();
@@ -84,7 +87,9 @@ impl Lab {
     /// Runs `seismo chaos run FILE --journal J ...` to its end.
     fn run(&self, file: &Path, extra: &[&str]) -> (i32, String, String, Journal) {
         let journal = file.with_extension("json");
-        let out = seismo(&[&["chaos", "run"], &[file.to_str().unwrap(), "--journal", journal.to_str().unwrap()][..], extra].concat());
+        let out = seismo(
+            &[&["chaos", "run"], &[file.to_str().unwrap(), "--journal", journal.to_str().unwrap()][..], extra].concat(),
+        );
         let (code, stdout, stderr) = outcome(&out);
         let parsed = Journal::read(&journal).unwrap_or_else(|e| panic!("{e}\nstdout:\n{stdout}\nstderr:\n{stderr}"));
         (code, stdout, stderr, parsed)
@@ -97,7 +102,9 @@ impl Lab {
         let proxies = proxies.as_object().unwrap();
         let toxics = proxies
             .iter()
-            .flat_map(|(p, v)| v["toxics"].as_array().unwrap().iter().map(move |t| format!("{p}/{}", t["name"].as_str().unwrap())))
+            .flat_map(|(p, v)| {
+                v["toxics"].as_array().unwrap().iter().map(move |t| format!("{p}/{}", t["name"].as_str().unwrap()))
+            })
             .collect();
         (toxics, proxies.keys().cloned().collect())
     }
@@ -195,7 +202,11 @@ fn checkout_loop(otlp_grpc: &str, proxy: &str, stop: &AtomicBool) {
         let call_cx = root_cx.with_span(call);
         let mut carrier = std::collections::HashMap::new();
         TraceContextPropagator::new().inject_context(&call_cx, &mut carrier);
-        let answer = http.post(format!("http://{proxy}/pay/{i}")).header("traceparent", carrier["traceparent"].clone()).body("{}").send();
+        let answer = http
+            .post(format!("http://{proxy}/pay/{i}"))
+            .header("traceparent", carrier["traceparent"].clone())
+            .body("{}")
+            .send();
         let failed = match answer {
             Ok(r) => r.status().as_u16() >= 500,
             Err(_) => true,

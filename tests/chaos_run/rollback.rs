@@ -77,7 +77,11 @@ toxics = [
     assert_eq!(journal.status, Status::Failed);
     assert!(journal.reason.as_deref().unwrap().contains("bandwidth"), "{:?}", journal.reason);
     assert_eq!(journal.steps[0].outcome, "failed");
-    assert!(journal.rollbacks.iter().any(|r| r.what.contains("-0-latency from proxy payments") && r.ok), "{:?}", journal.rollbacks);
+    assert!(
+        journal.rollbacks.iter().any(|r| r.what.contains("-0-latency from proxy payments") && r.ok),
+        "{:?}",
+        journal.rollbacks
+    );
     lab.assert_clean();
 }
 
