@@ -101,6 +101,13 @@ pub async fn erroring(query: &Client, start: SystemTime, end: SystemTime) -> Res
     Ok(out)
 }
 
+impl CohortComparison {
+    /// Requests in both cohorts.
+    pub fn requests_total(&self) -> u64 {
+        self.faulted.requests + self.unfaulted.requests
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,12 +124,5 @@ mod tests {
         // An empty cohort has no latency, so no latency difference.
         let c = compare(&target, CohortStats::from(None), CohortStats::default());
         assert_eq!((c.requests_total(), c.p99_ms_delta, c.error_rate_delta), (0, None, 0.0));
-    }
-}
-
-impl CohortComparison {
-    /// Requests in both cohorts.
-    pub fn requests_total(&self) -> u64 {
-        self.faulted.requests + self.unfaulted.requests
     }
 }
