@@ -247,10 +247,10 @@ pub struct Step {
     pub proxy: Option<String>,
     /// One toxic.
     #[serde(default)]
-    pub toxic: Option<ToxicSpec>,
+    pub toxic: Option<Spanned<ToxicSpec>>,
     /// Several toxics, applied together.
     #[serde(default)]
-    pub toxics: Vec<ToxicSpec>,
+    pub toxics: Vec<Spanned<ToxicSpec>>,
     /// How long the toxics (or a pause) last; for a kill, how long to wait after it.
     #[serde(default)]
     pub duration: Option<Dur>,
@@ -293,7 +293,7 @@ impl Step {
 
     /// Its toxics, `toxic` first.
     pub fn all_toxics(&self) -> impl Iterator<Item = &ToxicSpec> {
-        self.toxic.iter().chain(self.toxics.iter())
+        self.toxic.iter().chain(self.toxics.iter()).map(Spanned::get_ref)
     }
 
     /// How long the step lasts: `duration` or `wait`, zero when neither.
@@ -508,7 +508,8 @@ impl Experiment {
         }
         for (i, step) in self.method.iter().enumerate() {
             let s = step.get_ref();
-            validate_step(s).map_err(|m| (step.span(), format!("method[{i}] ({:?}): {m}", s.name)))?;
+            validate_step(s)
+                .map_err(|(span, m)| (span.unwrap_or(step.span()), format!("method[{i}] ({:?}): {m}", s.name)))?;
         }
         for (i, rollback) in self.rollbacks.iter().enumerate() {
             let r = rollback.get_ref();
@@ -593,19 +594,23 @@ fn validate_probe(p: &Probe) -> std::result::Result<(), String> {
     Ok(())
 }
 
-fn validate_step(s: &Step) -> std::result::Result<(), String> {
+/// A step's error: the toxic's span when it is about one toxic, and the message.
+type StepError = (Option<Range<usize>>, String);
+
+fn validate_step(s: &Step) -> std::result::Result<(), StepError> {
     let has_toxics = s.toxic.is_some() || !s.toxics.is_empty();
     let kinds = [has_toxics, s.process.is_some(), s.wait.is_some()].iter().filter(|&&b| b).count();
     if kinds > 1 {
-        return Err("a step is one of: `toxic`/`toxics` (a fault), `process` + `action`, or `wait`".into());
+        return Err((None, "a step is one of: `toxic`/`toxics` (a fault), `process` + `action`, or `wait`".into()));
     }
     match s.kind() {
         StepKind::Fault => {
             if s.duration.is_none_or(|d| d.0.is_zero()) {
-                return Err("a fault step needs a `duration` (e.g. \"20s\")".into());
+                return Err((None, "a fault step needs a `duration` (e.g. \"20s\")".into()));
             }
-            for (j, t) in s.all_toxics().enumerate() {
-                let at = |m: String| format!("toxic {j} ({}): {m}", t.kind);
+            for (j, spanned) in s.toxic.iter().chain(s.toxics.iter()).enumerate() {
+                let t = spanned.get_ref();
+                let at = |m: String| (Some(spanned.span()), format!("toxic {j} ({}): {m}", t.kind));
                 if !TOXIC_TYPES.contains(&t.kind.as_str()) {
                     return Err(at(format!("`type`: unknown toxic type; one of {}", TOXIC_TYPES.join(", "))));
                 }
@@ -637,7 +642,7 @@ fn validate_step(s: &Step) -> std::result::Result<(), String> {
                     t.name.as_ref().unwrap_or(&t.kind)
                 );
                 if names.contains(&key) {
-                    return Err(format!("two toxics named {key:?}: give one a `name`"));
+                    return Err((None, format!("two toxics named {key:?}: give one a `name`")));
                 }
                 names.push(key);
             }
@@ -645,19 +650,19 @@ fn validate_step(s: &Step) -> std::result::Result<(), String> {
         StepKind::Process => {
             match s.action.as_deref() {
                 Some("kill" | "pause" | "resume") => {}
-                Some(other) => return Err(format!("`action`: {other:?} is not kill, pause or resume")),
-                None => return Err("a `process` step needs an `action` (kill, pause or resume)".into()),
+                Some(other) => return Err((None, format!("`action`: {other:?} is not kill, pause or resume"))),
+                None => return Err((None, "a `process` step needs an `action` (kill, pause or resume)".into())),
             }
             if s.signal.is_some() && s.action.as_deref() != Some("kill") {
-                return Err("`signal` goes with `action = \"kill\"` only".into());
+                return Err((None, "`signal` goes with `action = \"kill\"` only".into()));
             }
         }
         StepKind::Wait => {
             if s.proxy.is_some() || s.action.is_some() || s.signal.is_some() {
-                return Err("`proxy` without `toxic`, or `action`/`signal` without `process`".into());
+                return Err((None, "`proxy` without `toxic`, or `action`/`signal` without `process`".into()));
             }
             if s.wait.or(s.duration).is_none() {
-                return Err("an empty step: give `toxic`, `process` + `action`, or `wait`".into());
+                return Err((None, "an empty step: give `toxic`, `process` + `action`, or `wait`".into()));
             }
         }
     }
@@ -825,6 +830,20 @@ sustained = "2s"
         let probes: Vec<ProbeKind> = e.steady_state.iter().map(|p| p.get_ref().kind()).collect();
         assert_eq!(probes, vec![ProbeKind::Stats, ProbeKind::PromQl, ProbeKind::Http]);
         assert_eq!(e.proxies_used(), vec!["payments".to_string(), "payments_b".to_string()]);
+    }
+
+    #[test]
+    fn the_example_experiments_are_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/experiments");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Experiment::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 3, "{seen} examples in {}", dir.display());
     }
 
     #[test]

@@ -79,6 +79,7 @@ duration = "3s"
     assert!(journal.probes.iter().all(|p| p.ok), "{:#?}", journal.probes);
     assert!(journal.probes.iter().any(|p| p.phase == seismo_experiment::file::Phase::After));
     let markdown = std::fs::read_to_string(&report).unwrap();
+    eprintln!("{stdout}\n{markdown}");
     assert!(markdown.contains("**Status: ✅ completed** (exit code 0)"), "{markdown}");
 
     // Exemplars: real traces, each with a fault span of this run.
