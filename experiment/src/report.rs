@@ -79,8 +79,12 @@ pub fn summary(j: &Journal) -> String {
     let undone = j.rollbacks.iter().filter(|r| r.ok).count();
     let _ = writeln!(
         s,
-        "  rollback: {undone}/{} undone{}",
-        j.rollbacks.len(),
+        "  rollback: {}{}",
+        if j.rollbacks.is_empty() {
+            "nothing was left to undo".to_string()
+        } else {
+            format!("{undone}/{} undone", j.rollbacks.len())
+        },
         if j.rollback_verified { ", agent verified clean" } else { ", NOT verified clean" }
     );
     for w in &j.warnings {
@@ -247,6 +251,9 @@ pub fn markdown(j: &Journal) -> String {
     }
 
     let _ = writeln!(s, "## Rollback\n");
+    if j.rollbacks.is_empty() {
+        let _ = writeln!(s, "Nothing was left to undo: every step removed what it added.");
+    }
     for r in &j.rollbacks {
         let _ = writeln!(
             s,

@@ -55,10 +55,13 @@ duration = "60s"
 }
 
 /// The second toxic of a step is refused by the agent: the step fails
-/// (exit 1) and the first toxic, already added, is removed.
+/// (exit 1) and the first toxic, already added, is removed. A toxic another
+/// run left behind is reported and left alone.
 #[test]
 fn a_failing_step_rolls_back_what_it_added() {
     let lab = Lab::start();
+    let leftover = r#"{"name": "seismo-otherrun00-0-latency", "type": "latency", "attributes": {"latency": 0}}"#;
+    assert_eq!(lab.agent.request("POST", "/proxies/payments/toxics", Some(leftover)).0, 200);
     let file = lab.experiment(
         "refused",
         r#"
@@ -82,6 +85,13 @@ toxics = [
         "{:?}",
         journal.rollbacks
     );
+    assert!(
+        journal.warnings.iter().any(|w| w.contains("seismo-otherrun00-0-latency of run otherrun00")),
+        "{:?}",
+        journal.warnings
+    );
+    assert_eq!(lab.agent_state().0, vec!["payments/seismo-otherrun00-0-latency".to_string()]);
+    assert_eq!(lab.agent.request("DELETE", "/proxies/payments/toxics/seismo-otherrun00-0-latency", None).0, 204);
     lab.assert_clean();
 }
 
@@ -131,4 +141,45 @@ fn dry_run_prints_the_plan_and_touches_nothing() {
     assert!(stdout.contains("nothing is contacted, nothing injected"), "{stdout}");
     assert!(stdout.contains("add latency on payments (downstream, latency=400) for 20s, then remove"), "{stdout}");
     assert!(!journal.exists(), "a dry run writes no journal");
+}
+
+/// A process the agent started, paused by a step for 60 s: a SIGINT in the
+/// middle resumes it (exit 4), and a short pause resumes it on its own.
+#[test]
+fn a_paused_process_is_resumed_whatever_happens() {
+    let lab = Lab::start();
+    let (status, started) =
+        lab.agent.request("POST", "/processes", Some(r#"{"name": "sleeper", "command": ["sleep", "120"]}"#));
+    assert_eq!(status, 201, "{started}");
+    let state = || lab.agent.request("GET", "/processes/sleeper", None).1["state"].as_str().unwrap().to_string();
+
+    let short = lab.experiment(
+        "short-pause",
+        "[[method]]\nname = \"freeze\"\nprocess = \"sleeper\"\naction = \"pause\"\nduration = \"1s\"\n[[method]]\nname = \"breathe\"\nwait = \"500ms\"\n",
+    );
+    let (code, stdout, stderr, journal) = lab.run(&short, &[]);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(journal.faults[0].kind, "process pause");
+    assert!(journal.faults[0].end_ms.unwrap() - journal.faults[0].start_ms >= 1000);
+    assert_eq!(journal.steps.iter().map(|s| s.outcome.as_str()).collect::<Vec<_>>(), vec!["ok", "ok"]);
+    assert_eq!(state(), "running");
+
+    let long = lab.experiment(
+        "long-pause",
+        "[[method]]\nname = \"freeze\"\nprocess = \"sleeper\"\naction = \"pause\"\nduration = \"60s\"\n",
+    );
+    let journal_path = lab.journal_path("long-pause");
+    let child = Command::new(env!("CARGO_BIN_EXE_seismo"))
+        .args(["chaos", "run", long.to_str().unwrap(), "--journal", journal_path.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually(Duration::from_secs(30), || (state() == "stopped").then_some(()));
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let (code, stdout, stderr) = outcome(&child.wait_with_output().unwrap());
+    assert_eq!(code, 4, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(state(), "running");
+    let journal = Journal::read(&journal_path).unwrap();
+    assert!(journal.rollbacks.iter().any(|r| r.what == "resume process sleeper" && r.ok), "{:?}", journal.rollbacks);
 }

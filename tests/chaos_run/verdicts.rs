@@ -124,21 +124,36 @@ fn an_abort_at_half_toxicity_splits_the_requests_into_two_cohorts() {
     let lab = Lab::start();
     let file = lab.experiment(
         "half-aborts",
-        r#"
+        &r#"
 [[steady_state]]
 name = "checkout answers"
 service = "checkout"
 max_error_rate = 1.0
 window = "2s"
+[[steady_state]]
+name = "payments is up"
+url = "http://{upstream}/healthz"
+status = 200
+when = ["before", "after"]
+[[steady_state]]
+name = "the PromQL engine answers"
+promql = "vector(1)"
+above = 0
+when = ["before"]
 [[method]]
 name = "payments fails half the time"
 proxy = "payments"
 toxic = { type = "http_abort", toxicity = 0.5, attributes = { status = 503, path_prefix = "/pay" } }
 duration = "3s"
-"#,
+"#
+        .replace("{upstream}", &lab.upstream),
     );
     let (code, stdout, stderr, journal) = lab.run(&file, &[]);
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    // The HTTP and PromQL probes ran and held.
+    let kinds: std::collections::BTreeSet<&str> = journal.probes.iter().map(|p| p.kind.as_str()).collect();
+    assert_eq!(kinds, ["http", "promql", "stats"].into());
+    assert!(journal.probes.iter().all(|p| p.ok), "{:#?}", journal.probes);
     let c = &journal.cohorts[0];
     let total = c.faulted.requests + c.unfaulted.requests;
     assert!(total >= 40, "too little traffic to judge: {c:?}");
