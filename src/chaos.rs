@@ -165,17 +165,26 @@ fn run_experiment(args: RunArgs) -> anyhow::Result<i32> {
         }
         journal.regressions = Some(found);
     }
-    if let Some(path) = &args.journal {
-        journal.write(path)?;
-    }
-    if let Some(path) = &args.report {
-        std::fs::write(path, report::markdown(&journal)).with_context(|| format!("writing {}", path.display()))?;
-    }
     print!("{}", report::summary(&journal));
     if let Some(found) = &journal.regressions {
         print!("{}", diff::render(found));
     }
-    Ok(code)
+    // The verdict stands when a file cannot be written; a run that would
+    // have exited 0 exits 1 so CI notices the missing file.
+    let mut written = true;
+    if let Some(path) = &args.journal {
+        if let Err(e) = journal.write(path) {
+            eprintln!("seismo chaos run: {e}");
+            written = false;
+        }
+    }
+    if let Some(path) = &args.report {
+        if let Err(e) = std::fs::write(path, report::markdown(&journal)) {
+            eprintln!("seismo chaos run: report {}: {e}", path.display());
+            written = false;
+        }
+    }
+    Ok(if written || code != 0 { code } else { 1 })
 }
 
 /// Counts SIGINT and SIGTERM into `tx` for the whole run. Installing the

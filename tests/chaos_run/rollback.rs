@@ -143,7 +143,7 @@ fn dry_run_prints_the_plan_and_touches_nothing() {
     assert!(!journal.exists(), "a dry run writes no journal");
 }
 
-/// A process the agent started, paused by a step for 60 s: a SIGINT in the
+/// A process the agent started, paused by a step for 60 s: a SIGTERM in the
 /// middle resumes it (exit 4), and a short pause resumes it on its own.
 #[test]
 fn a_paused_process_is_resumed_whatever_happens() {
@@ -176,7 +176,7 @@ fn a_paused_process_is_resumed_whatever_happens() {
         .spawn()
         .unwrap();
     eventually(Duration::from_secs(30), || (state() == "stopped").then_some(()));
-    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     let (code, stdout, stderr) = outcome(&child.wait_with_output().unwrap());
     assert_eq!(code, 4, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert_eq!(state(), "running");
