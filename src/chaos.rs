@@ -4,12 +4,15 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use seismo_chaos::faults::ExportSecurity;
+use seismo_chaos::process::CommandPolicy;
 use seismo_chaos::{AgentOptions, OtlpProtocol};
 use seismo_experiment::diff::{self, Tolerance};
 use seismo_experiment::{report, Experiment, ExperimentError, Journal, RunOptions, EXIT_INVALID, EXIT_REGRESSED};
+use seismo_net::{TlsFiles, Tokens};
 
 #[derive(Subcommand)]
-pub enum ChaosCommand {
+pub(crate) enum ChaosCommand {
     /// Toxiproxy-compatible fault proxy; exports a span for every fault it applies.
     Agent(AgentArgs),
     /// Runs an experiment: steady state, faults, rollback, verdict. Exit code:
@@ -23,7 +26,7 @@ pub enum ChaosCommand {
 }
 
 #[derive(Args)]
-pub struct AgentArgs {
+pub(crate) struct AgentArgs {
     /// Address of the Toxiproxy-compatible REST API.
     #[arg(long, default_value = "127.0.0.1:8474")]
     api: String,
@@ -43,10 +46,49 @@ pub struct AgentArgs {
     /// (fewest hand-offs between threads, lowest added latency).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// A bearer token and its roles, ROLE:TOKEN (see `seismo serve --help`); with any
+    /// set, every API request needs one granting `chaos`. Repeatable; also
+    /// SEISMO_AUTH_TOKENS, comma-separated
+    #[arg(
+        long = "auth-token",
+        value_name = "ROLE:TOKEN",
+        env = "SEISMO_AUTH_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    auth_tokens: Vec<String>,
+    /// Serve a non-loopback --api without tokens (otherwise refused: the API can
+    /// break traffic and start commands)
+    #[arg(long)]
+    insecure: bool,
+    /// Refuse `POST /processes`: no command can be started through the API
+    #[arg(long, conflicts_with = "allow_command")]
+    no_processes: bool,
+    /// Only this program may be started through `POST /processes` (a bare name
+    /// matches it anywhere on disk, a path only itself). Repeatable
+    #[arg(long, value_name = "PROGRAM")]
+    allow_command: Vec<String>,
+    /// PEM certificate chain: serve the API over TLS (with --tls-key)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): API clients must present a certificate it signed
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// Token sent with fault spans (`authorization: Bearer`), for a collector that
+    /// requires the ingest role
+    #[arg(long, value_name = "TOKEN", env = "SEISMO_OTLP_TOKEN", hide_env_values = true)]
+    otlp_token: Option<String>,
+    /// PEM CA certificate(s) to trust for an https:// --otlp-endpoint (gRPC), besides
+    /// the public roots
+    #[arg(long, value_name = "FILE")]
+    otlp_ca_cert: Option<PathBuf>,
 }
 
 #[derive(Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// The experiment file (TOML).
     experiment: PathBuf,
     /// Write the journal (JSON) here.
@@ -67,20 +109,20 @@ pub struct RunArgs {
 }
 
 #[derive(Args)]
-pub struct ValidateArgs {
+pub(crate) struct ValidateArgs {
     /// The experiment file (TOML).
     experiment: PathBuf,
 }
 
 #[derive(Args)]
-pub struct DiffArgs {
+pub(crate) struct DiffArgs {
     /// The baseline journal.
     old: PathBuf,
     /// The journal to check.
     new: PathBuf,
 }
 
-pub fn run(command: ChaosCommand) -> anyhow::Result<()> {
+pub(crate) fn run(command: ChaosCommand) -> anyhow::Result<()> {
     match command {
         ChaosCommand::Agent(args) => {
             let runtime = match args.threads {
@@ -94,6 +136,20 @@ pub fn run(command: ChaosCommand) -> anyhow::Result<()> {
                 otlp_protocol: args.otlp_protocol,
                 experiment: args.experiment_id,
                 config: args.config,
+                tokens: Tokens::parse(&args.auth_tokens).context("--auth-token")?,
+                insecure: args.insecure,
+                commands: if args.no_processes {
+                    CommandPolicy::Refuse
+                } else if args.allow_command.is_empty() {
+                    CommandPolicy::Any
+                } else {
+                    CommandPolicy::Allow(args.allow_command)
+                },
+                tls: match (args.tls_cert, args.tls_key) {
+                    (Some(cert), Some(key)) => Some(TlsFiles { cert, key, client_ca: args.tls_client_ca }),
+                    _ => None,
+                },
+                export: ExportSecurity { token: args.otlp_token, ca_cert: args.otlp_ca_cert },
             };
             Ok(runtime.block_on(seismo_chaos::run(opts, crate::serve::shutdown_signal()))?)
         }

@@ -16,6 +16,14 @@
 //! query_max_samples = 50000000
 //! query_timeout = "2m"
 //! max_disk_bytes = 10737418240
+//!
+//! [auth]
+//! tokens = ["ingest:CHANGE-ME-ingest-token", "query:CHANGE-ME-query-token"]
+//!
+//! [tls]
+//! cert = "/etc/seismo/server.pem"
+//! key = "/etc/seismo/server.key"
+//! client_ca = "/etc/seismo/clients-ca.pem"   # optional: mutual TLS
 //! ```
 
 use std::net::SocketAddr;
@@ -26,7 +34,7 @@ use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
+pub(crate) struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub otlp_grpc: Option<SocketAddr>,
     pub otlp_http: Option<SocketAddr>,
@@ -44,12 +52,36 @@ pub struct FileConfig {
     pub query_timeout: Option<String>,
     /// Size-based retention: see `seismo serve --max-disk-bytes`.
     pub max_disk_bytes: Option<u64>,
+    /// Who may use the listeners.
+    #[serde(default)]
+    pub auth: AuthSection,
+    /// TLS on every listener.
+    #[serde(default)]
+    pub tls: TlsSection,
+}
+
+/// `[tls]`: as `--tls-cert`, `--tls-key`, `--tls-client-ca`.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TlsSection {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub client_ca: Option<PathBuf>,
+}
+
+/// `[auth]`: bearer tokens, as `--auth-token` takes them.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuthSection {
+    /// `ROLE:TOKEN` strings; see `seismo serve --help`.
+    #[serde(default)]
+    pub tokens: Vec<String>,
 }
 
 impl FileConfig {
     /// Reads and parses a config file; unknown keys are an error (a typo
     /// silently ignored is a setting silently lost).
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
     }
@@ -69,5 +101,11 @@ mod tests {
         assert!(toml::from_str::<FileConfig>("htp = \"127.0.0.1:1\"").is_err());
         let c: FileConfig = toml::from_str("query_max_samples = 1000\nquery_timeout = \"30s\"").unwrap();
         assert_eq!((c.query_max_samples, c.query_timeout.as_deref()), (Some(1000), Some("30s")));
+        let c: FileConfig = toml::from_str("[auth]\ntokens = [\"query:0123456789\"]").unwrap();
+        assert_eq!(c.auth.tokens, vec!["query:0123456789".to_string()]);
+        assert!(toml::from_str::<FileConfig>("[auth]\ntoken = []").is_err());
+        let c: FileConfig = toml::from_str("[tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"").unwrap();
+        assert_eq!((c.tls.cert.as_deref(), c.tls.client_ca), (Some(Path::new("/c.pem")), None));
+        assert!(toml::from_str::<FileConfig>("[tls]\ncertificate = \"/c.pem\"").is_err());
     }
 }

@@ -1,12 +1,8 @@
 //! The `seismo` binary: CLI wiring only. Each subcommand lives in its own module.
 
-#![forbid(unsafe_code)]
-
 mod chaos;
 mod config;
 mod loadgen;
-mod loadgen_proxy;
-mod loadgen_signals;
 mod serve;
 
 use std::path::PathBuf;
@@ -34,11 +30,11 @@ enum Command {
     /// OTLP load generator: sends spans over gRPC and reports what was acknowledged.
     Loadgen(loadgen::LoadgenArgs),
     /// Benchmark: sends log records over gRPC, then times log searches.
-    LoadgenLogs(loadgen_signals::LogsArgs),
+    LoadgenLogs(loadgen::LogsArgs),
     /// Benchmark: sends a counter's series over gRPC, then times PromQL range queries.
-    LoadgenMetrics(loadgen_signals::MetricsArgs),
+    LoadgenMetrics(loadgen::MetricsArgs),
     /// Benchmark: what a chaos agent proxy adds (round trips, HTTP requests, throughput).
-    LoadgenProxy(loadgen_proxy::ProxyArgs),
+    LoadgenProxy(loadgen::ProxyArgs),
     /// Chaos testing: the Toxiproxy-compatible fault agent.
     #[command(subcommand)]
     Chaos(chaos::ChaosCommand),
@@ -50,10 +46,10 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
-        Command::Loadgen(args) => runtime.block_on(loadgen::run(args)),
-        Command::LoadgenLogs(args) => runtime.block_on(loadgen_signals::run_logs(args)),
-        Command::LoadgenMetrics(args) => runtime.block_on(loadgen_signals::run_metrics(args)),
-        Command::LoadgenProxy(args) => runtime.block_on(loadgen_proxy::run(args)),
+        Command::Loadgen(args) => runtime.block_on(loadgen::run_spans(args)),
+        Command::LoadgenLogs(args) => runtime.block_on(loadgen::run_logs(args)),
+        Command::LoadgenMetrics(args) => runtime.block_on(loadgen::run_metrics(args)),
+        Command::LoadgenProxy(args) => runtime.block_on(loadgen::run_proxy(args)),
         Command::Chaos(command) => {
             drop(runtime);
             chaos::run(command)

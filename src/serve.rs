@@ -7,14 +7,14 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use seismo_collector::CollectorConfig;
-use seismo_net::{ConnectionLimit, Limits, Protocol};
+use seismo_net::{Access, ConnectionLimit, Endpoint, Limits, Protocol, Role, Tls, TlsFiles, Tokens};
 use seismo_query::QueryLimits;
 use seismo_store::{Store, StoreConfig};
 
 use crate::config::FileConfig;
 
 #[derive(Args, Debug)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Where the WAL, segments and catalog live [default: ./seismo-data]
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -66,6 +66,27 @@ pub struct ServeArgs {
     /// bytes, so the disk never fills up [default: no limit]
     #[arg(long)]
     max_disk_bytes: Option<u64>,
+    /// A bearer token and the roles it grants, as ROLE:TOKEN (roles: ingest, query,
+    /// chaos; several joined by +). Repeatable; also SEISMO_AUTH_TOKENS, comma-separated.
+    /// With any token set, OTLP needs `ingest` and the query API `query`
+    /// (`/healthz` stays open) [default: no tokens, everything open]
+    #[arg(
+        long = "auth-token",
+        value_name = "ROLE:TOKEN",
+        env = "SEISMO_AUTH_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    auth_tokens: Vec<String>,
+    /// PEM certificate chain: serve TLS on all three listeners (with --tls-key)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): clients must present a certificate it signed (mutual TLS)
+    #[arg(long, value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 /// A positive Prometheus duration (`2m`, `1m30s`, `0.5`), as `--query-timeout` takes it.
@@ -84,6 +105,8 @@ struct Settings {
     store: StoreConfig,
     limits: Limits,
     query_limits: QueryLimits,
+    tokens: Tokens,
+    tls: Option<TlsFiles>,
 }
 
 impl ServeArgs {
@@ -148,11 +171,53 @@ impl ServeArgs {
         if let Some(t) = timeout {
             query_limits.timeout = t;
         }
-        Ok(Settings { data_dir, collector, http, store, limits, query_limits })
+        // Tokens on the command line (or in the environment) replace the file's.
+        let specs = if self.auth_tokens.is_empty() { file.auth.tokens } else { self.auth_tokens };
+        let tokens = Tokens::parse(&specs).context("--auth-token")?;
+        let tls = match (self.tls_cert.or(file.tls.cert), self.tls_key.or(file.tls.key)) {
+            (Some(cert), Some(key)) => {
+                Some(TlsFiles { cert, key, client_ca: self.tls_client_ca.or(file.tls.client_ca) })
+            }
+            (None, None) => {
+                anyhow::ensure!(
+                    self.tls_client_ca.is_none() && file.tls.client_ca.is_none(),
+                    "--tls-client-ca needs --tls-cert and --tls-key"
+                );
+                None
+            }
+            _ => anyhow::bail!(
+                "TLS needs both a certificate and a key (--tls-cert and --tls-key, or cert and key in [tls])"
+            ),
+        };
+        collector.tls = tls.clone();
+        Ok(Settings { data_dir, collector, http, store, limits, query_limits, tokens, tls })
     }
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+/// Says loudly when anyone on the network could read or write, and when the
+/// tokens given leave a listener unusable.
+fn warn_about_access(tokens: &Tokens, addrs: &[(&str, SocketAddr)]) {
+    if tokens.is_empty() {
+        let exposed: Vec<String> =
+            addrs.iter().filter(|(_, a)| !a.ip().is_loopback()).map(|(name, a)| format!("{name} on {a}")).collect();
+        if !exposed.is_empty() {
+            tracing::warn!(
+                "NO AUTHENTICATION: {} accept(s) requests from anyone who can reach this machine. \
+                 Pass --auth-token ingest:TOKEN --auth-token query:TOKEN (or bind to 127.0.0.1) \
+                 to keep others from reading or writing telemetry",
+                exposed.join(", ")
+            );
+        }
+        return;
+    }
+    for role in [Role::Ingest, Role::Query] {
+        if !tokens.grants_any(role) {
+            tracing::warn!("no --auth-token grants the {role} role: every {role} request will be refused");
+        }
+    }
+}
+
+pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Before the limits are sized from it: thousands of clients need more than 1,024 files.
     seismo_net::raise_open_files_limit();
     let settings = args.settings()?;
@@ -161,6 +226,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await?
         .with_context(|| format!("opening the store in {}", crate::display_path(&settings.data_dir).display()))?;
 
+    let query_tls =
+        settings.tls.as_ref().map(|files| Tls::load(files, Protocol::Http1)).transpose().context("--tls-cert")?;
     let collector = settings.collector.clone().bind(store.clone()).await?;
     let query_listener = tokio::net::TcpListener::bind(settings.http)
         .await
@@ -168,6 +235,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let query_addr = query_listener.local_addr()?;
     let router =
         seismo_query::router(seismo_query::QueryState::new(store.clone()).with_query_limits(settings.query_limits));
+    warn_about_access(
+        &settings.tokens,
+        &[("OTLP/gRPC", collector.grpc_addr()), ("OTLP/HTTP", collector.http_addr()), ("the query API", query_addr)],
+    );
+    let ingest_access = Access::require(settings.tokens.clone(), Role::Ingest);
+    let query_access = Access::require(settings.tokens.clone(), Role::Query).allow_path("/healthz");
 
     // One line on stdout that scripts and tests can wait for.
     println!(
@@ -183,15 +256,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let collector_task = tokio::spawn(collector.run(settings.limits.clone(), stopped(stop_rx.clone())));
-    let query_task = tokio::spawn(seismo_net::serve(
-        query_listener,
-        "query API",
-        Protocol::Http1,
-        router,
-        settings.limits,
-        stopped(stop_rx),
-    ));
+    let collector_task = tokio::spawn(collector.run(settings.limits.clone(), ingest_access, stopped(stop_rx.clone())));
+    let query_endpoint =
+        Endpoint::new("query API", Protocol::Http1).limits(settings.limits).access(query_access).tls(query_tls);
+    let query_task = tokio::spawn(seismo_net::serve(query_listener, query_endpoint, router, stopped(stop_rx)));
 
     shutdown_signal().await;
     tracing::info!("shutting down: draining requests, flushing the memtable");

@@ -25,7 +25,6 @@
 //!   that start before or end after their parent are clipped to it for the
 //!   critical path (as Jaeger UI does), parent cycles are broken.
 
-#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod critical;

@@ -32,7 +32,6 @@
 //!   [`prometheus::PromError`].
 
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
 
 pub mod envelope;
 pub mod health;

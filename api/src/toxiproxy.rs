@@ -1,6 +1,6 @@
 //! The chaos agent's API: Toxiproxy 2.x's JSON shapes (proxies, toxics,
 //! populate, errors, `/version`), plus seismo's extensions (HTTP toxics'
-//! attributes, a toxic's `experiment`).
+//! attributes, a toxic's `experiment`, `/processes`).
 //!
 //! Answers are written in the field order the agent has always written them
 //! (alphabetical), and only the attributes of the toxic's own type appear.
@@ -236,6 +236,51 @@ pub struct Process {
     pub state: String,
 }
 
+/// The body of `POST /processes` (an extension of the Toxiproxy API): a
+/// command for the agent to start.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessStart {
+    /// The command to run (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandLine>,
+    /// The name to refer to it by; missing or empty: the program's file name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// A command: its argv (what clients send), or one string that the agent
+/// splits at whitespace (handy from curl).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged, expecting = "a command: an array of strings, or one string")]
+pub enum CommandLine {
+    /// `["sleep", "60"]`.
+    Argv(Vec<String>),
+    /// `"sleep 60"`.
+    Line(String),
+}
+
+/// The body of `POST /processes/{target}/{action}` (`kill`, `pause`,
+/// `resume`); every field is optional, and so is the body.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessFault {
+    /// `kill` only: the signal to send; missing: SIGTERM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<SignalSpec>,
+    /// The experiment whose spans the fault's span joins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<String>,
+}
+
+/// A signal by name (`"SIGKILL"`, `"KILL"`, `"kill"`) or number (`9`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged, expecting = "a signal: a name such as \"SIGKILL\", or a number")]
+pub enum SignalSpec {
+    /// A signal number.
+    Number(i64),
+    /// A signal name, with or without `SIG`, in any case.
+    Name(String),
+}
+
 /// A field that is present (even as `null`) is `Some`; `default` makes a missing one `None`.
 fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
@@ -290,6 +335,22 @@ mod tests {
         let foreign = json!({"pid": 1, "started_by_agent": false, "state": "running"});
         let p: Process = serde_json::from_value(foreign.clone()).unwrap();
         assert_eq!((&p.exit, serde_json::to_value(&p).unwrap()), (&None, foreign));
+    }
+
+    #[test]
+    fn process_bodies_take_a_command_and_a_signal_in_either_form() {
+        let argv: ProcessStart = serde_json::from_value(json!({"command": ["sleep", "60"], "name": "s"})).unwrap();
+        assert_eq!(argv.command, Some(CommandLine::Argv(vec!["sleep".into(), "60".into()])));
+        let line: ProcessStart = serde_json::from_value(json!({"command": "sleep 60"})).unwrap();
+        assert_eq!((line.command, line.name), (Some(CommandLine::Line("sleep 60".into())), None));
+        let e = serde_json::from_value::<ProcessStart>(json!({"command": [1, 2]})).unwrap_err();
+        assert!(e.to_string().contains("an array of strings, or one string"), "{e}");
+        let f: ProcessFault = serde_json::from_value(json!({"signal": 9, "experiment": "x"})).unwrap();
+        assert_eq!((f.signal, f.experiment.as_deref()), (Some(SignalSpec::Number(9)), Some("x")));
+        let f: ProcessFault = serde_json::from_value(json!({"signal": "KILL"})).unwrap();
+        assert_eq!(f.signal, Some(SignalSpec::Name("KILL".into())));
+        assert!(serde_json::from_value::<ProcessFault>(json!({"signal": true})).is_err());
+        assert_eq!(serde_json::to_value(ProcessFault::default()).unwrap(), json!({}));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio_util::task::TaskTracker;
 
 use crate::faults::FaultSink;
-use crate::process::Processes;
+use crate::process::{CommandPolicy, Processes};
 use crate::proxy::Proxy;
 
 /// The agent's state behind the API.
@@ -22,12 +22,12 @@ pub struct Agent {
 }
 
 impl Agent {
-    pub(crate) fn new(faults: Arc<FaultSink>) -> Agent {
+    pub(crate) fn new(faults: Arc<FaultSink>, commands: CommandPolicy) -> Agent {
         Agent {
             proxies: Mutex::new(BTreeMap::new()),
             ops: tokio::sync::Mutex::new(()),
             faults,
-            processes: Processes::default(),
+            processes: Processes::new(commands),
             tasks: TaskTracker::new(),
         }
     }

@@ -2,8 +2,6 @@
 //! Bodies are `seismo_api::toxiproxy` types; a [`ChaosError`] from the domain
 //! becomes Toxiproxy's `{"error", "status"}` answer here and nowhere else.
 
-use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -13,10 +11,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use seismo_api::toxiproxy::{self as wire, ErrorBody, PopulateFailed, Populated, ProxyRequest, ToxicRequest};
+use seismo_api::toxiproxy::{
+    self as wire, ErrorBody, PopulateFailed, Populated, ProcessFault, ProcessStart, ProxyRequest, ToxicRequest,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::{json, Value};
 
 use crate::agent::Agent;
 use crate::error::ChaosError;
@@ -326,45 +325,8 @@ async fn version() -> Response {
 
 /// Toxiproxy's proxy byte counters plus faults applied per toxic.
 async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
-    let mut out = String::new();
-    let proxies = agent.proxies.lock().unwrap();
-    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-    for (metric, help, pick) in [
-        ("toxiproxy_proxy_received_bytes_total", "Bytes the proxy read, per direction.", 0usize),
-        ("toxiproxy_proxy_sent_bytes_total", "Bytes the proxy wrote, per direction.", 1),
-    ] {
-        let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter");
-        for p in proxies.values() {
-            for (dir, received, sent) in [
-                ("upstream", &p.stats.upstream_received, &p.stats.upstream_sent),
-                ("downstream", &p.stats.downstream_received, &p.stats.downstream_sent),
-            ] {
-                let v = if pick == 0 { received } else { sent }.load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "{metric}{{direction=\"{dir}\",listener=\"{}\",proxy=\"{}\",upstream=\"{}\"}} {v}",
-                    esc(&p.listen),
-                    esc(&p.name),
-                    esc(&p.upstream)
-                );
-            }
-        }
-    }
-    drop(proxies);
-    let _ = writeln!(
-        out,
-        "# HELP seismo_chaos_faults_total Requests, connections and processes a fault hit.\n# TYPE seismo_chaos_faults_total counter"
-    );
-    for ((proxy, toxic, kind), n) in agent.faults.counts() {
-        let _ = writeln!(
-            out,
-            "seismo_chaos_faults_total{{proxy=\"{}\",toxic=\"{}\",type=\"{kind}\"}} {n}",
-            esc(&proxy),
-            esc(&toxic)
-        );
-    }
-    let mut resp = out.into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    let mut resp = crate::metrics::render(&agent).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(crate::metrics::CONTENT_TYPE));
     resp
 }
 
@@ -373,8 +335,8 @@ async fn process_index(State(agent): State<Arc<Agent>>) -> Response {
 }
 
 async fn process_start(State(agent): State<Arc<Agent>>, body: Bytes) -> ApiResult {
-    let v: Value = parse_body(&body)?;
-    Ok(json_response(StatusCode::CREATED, agent.processes.start(&v)?))
+    let start: ProcessStart = parse_body(&body)?;
+    Ok(json_response(StatusCode::CREATED, agent.processes.start(&start)?))
 }
 
 async fn process_show(State(agent): State<Arc<Agent>>, Path(target): Path<String>) -> ApiResult {
@@ -392,8 +354,9 @@ async fn process_fault(
     Path((target, action)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult {
-    let v: Value = if body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { parse_body(&body)? };
-    let mut out = agent.processes.fault(&target, &action, &v, &agent.faults)?;
+    let fault: ProcessFault =
+        if body.iter().all(u8::is_ascii_whitespace) { ProcessFault::default() } else { parse_body(&body)? };
+    let mut out = agent.processes.fault(&target, &action, &fault, &agent.faults)?;
     // Signals land asynchronously: answer with the state they lead to, when it shows within 500 ms.
     let want_stopped = match action.as_str() {
         "pause" => Some(true),

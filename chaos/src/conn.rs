@@ -19,7 +19,7 @@ use crate::model::{Stream, Toxic};
 
 /// The toxics of a proxy in the order they were added.
 #[derive(Debug, Default)]
-pub struct Chain {
+pub(crate) struct Chain {
     pub toxics: Vec<Arc<Toxic>>,
 }
 

@@ -55,6 +55,15 @@ pub enum ChaosError {
     ProcessRunning(String),
     #[error("cannot start {command:?}: {source}")]
     CannotStart { command: String, source: io::Error },
+    /// `--no-processes`, or a program outside `--allow-command`.
+    #[error("{0}")]
+    CommandRefused(String),
+    /// The API's TLS files cannot be used.
+    #[error("TLS for the API: {0}")]
+    Tls(String),
+    /// A non-loopback `--api` without `--auth-token` or `--insecure`.
+    #[error("{0}")]
+    Insecure(String),
     #[error("unknown process action {0:?}")]
     UnknownAction(String),
     /// kill(2) failed for another reason.
@@ -87,8 +96,10 @@ impl ChaosError {
             | ChaosError::BadListen(_)
             | ChaosError::RefusedPid(_)
             | ChaosError::CannotStart { .. }
-            | ChaosError::Config { .. } => 400,
-            ChaosError::NotStartedByAgent(_) | ChaosError::SignalDenied(_) => 403,
+            | ChaosError::Config { .. }
+            | ChaosError::Insecure(_)
+            | ChaosError::Tls(_) => 400,
+            ChaosError::NotStartedByAgent(_) | ChaosError::SignalDenied(_) | ChaosError::CommandRefused(_) => 403,
             ChaosError::ProxyNotFound
             | ChaosError::ToxicNotFound
             | ChaosError::NoSuchPid(_)

@@ -12,7 +12,7 @@ const MAX_HEAD: usize = 64 << 10;
 const MAX_HEADERS: usize = 256;
 
 #[derive(Debug, Clone)]
-pub struct RequestHead {
+pub(crate) struct RequestHead {
     pub method: String,
     pub path: String,
     pub headers: HeaderMap,
@@ -25,7 +25,7 @@ pub struct RequestHead {
 }
 
 #[derive(Debug)]
-pub enum Event {
+pub(crate) enum Event {
     /// A complete request head, and its raw bytes.
     Request(Box<RequestHead>, Bytes),
     /// Bytes of the current request's body (chunk framing included).
@@ -119,7 +119,7 @@ enum State {
 }
 
 #[derive(Debug)]
-pub struct Framer {
+pub(crate) struct Framer {
     state: State,
     head: BytesMut,
 }
@@ -131,7 +131,7 @@ impl Default for Framer {
 }
 
 impl Framer {
-    pub fn feed(&mut self, mut data: Bytes, out: &mut Vec<Event>) {
+    pub(crate) fn feed(&mut self, mut data: Bytes, out: &mut Vec<Event>) {
         while !data.is_empty() {
             match &mut self.state {
                 State::Tunnel => {
@@ -201,19 +201,19 @@ impl Framer {
         }
     }
 
-    pub fn tunnel(&self) -> bool {
+    pub(crate) fn tunnel(&self) -> bool {
         matches!(self.state, State::Tunnel)
     }
 
     /// The server switched protocols: everything from here on is opaque.
-    pub fn tunnel_now(&mut self, out: &mut Vec<Event>) {
+    pub(crate) fn tunnel_now(&mut self, out: &mut Vec<Event>) {
         if !self.tunnel() {
             self.give_up(Bytes::new(), out);
         }
     }
 
     /// An unfinished head, handed back at the end of the stream.
-    pub fn take_pending(&mut self) -> Bytes {
+    pub(crate) fn take_pending(&mut self) -> Bytes {
         std::mem::take(&mut self.head).freeze()
     }
 }
@@ -287,7 +287,7 @@ fn parse(raw: &[u8]) -> Option<(RequestHead, State)> {
 /// bytes coming back from the server (which pass on untouched), so the
 /// agent's own answers go out in their turn and request spans end on time.
 #[derive(Debug, Default)]
-pub struct Responses {
+pub(crate) struct Responses {
     state: RState,
     head: Vec<u8>,
 }
@@ -303,7 +303,7 @@ enum RState {
 }
 
 #[derive(Debug, PartialEq)]
-pub enum ResponseEvent {
+pub(crate) enum ResponseEvent {
     /// A head with this status; `ended` when no body follows (HEAD, 204,
     /// 304, length 0). A 1xx other than 101 is followed by another head.
     Head { status: u16, ended: bool },
@@ -313,17 +313,17 @@ pub enum ResponseEvent {
 
 impl Responses {
     /// Between responses: nothing of the next one has arrived.
-    pub fn idle(&self) -> bool {
+    pub(crate) fn idle(&self) -> bool {
         matches!(self.state, RState::Head) && self.head.is_empty()
     }
 
     /// Switched protocols (or stopped making sense): no more responses.
-    pub fn tunnel(&self) -> bool {
+    pub(crate) fn tunnel(&self) -> bool {
         matches!(self.state, RState::Tunnel)
     }
 
     /// A CONNECT was accepted: what follows is the tunnel.
-    pub fn tunnel_now(&mut self) {
+    pub(crate) fn tunnel_now(&mut self) {
         self.state = RState::Tunnel;
         self.head.clear();
     }
@@ -331,7 +331,7 @@ impl Responses {
     /// Scans `data`, bytes of the response to a request (`head_request` when
     /// it was a HEAD); returns how many bytes it consumed, up to and
     /// including the first event.
-    pub fn scan(&mut self, data: &[u8], head_request: bool) -> (usize, Option<ResponseEvent>) {
+    pub(crate) fn scan(&mut self, data: &[u8], head_request: bool) -> (usize, Option<ResponseEvent>) {
         match &mut self.state {
             RState::Tunnel | RState::UntilClose => (data.len(), None),
             RState::Head => {
@@ -383,7 +383,7 @@ impl Responses {
     }
 
     /// The server closed the connection: a body running until then ended.
-    pub fn closed(&mut self) -> bool {
+    pub(crate) fn closed(&mut self) -> bool {
         let until_close = matches!(self.state, RState::UntilClose);
         self.state = RState::Tunnel;
         until_close
@@ -428,7 +428,7 @@ fn parse_response(raw: &[u8], head_request: bool) -> Option<(u16, RState, bool)>
 
 /// The response for an aborted request. No body for HEAD, 204 and 304 (and
 /// no length for the latter two), so the client's framing stays right.
-pub fn abort_response(status: u16, toxic: &str, proxy: &str, close: bool, head_request: bool) -> Bytes {
+pub(crate) fn abort_response(status: u16, toxic: &str, proxy: &str, close: bool, head_request: bool) -> Bytes {
     let reason = axum::http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Aborted");
     let body = format!("aborted by seismo chaos: proxy {proxy} toxic {toxic}\n");
     let toxic_header = if toxic.bytes().all(|b| b.is_ascii_graphic()) { toxic } else { "-" };

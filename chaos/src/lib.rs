@@ -15,8 +15,9 @@
 //!   `{"error", "status"}` answer in one place, the API ([`api`]). The JSON
 //!   shapes are `seismo_api::toxiproxy`.
 //! - **Signals through `nix`**: no `unsafe` in this crate.
-
-#![forbid(unsafe_code)]
+//! - **`/metrics` through `prometheus-client`** (`metrics`): the proxies' byte
+//!   counters stay atomics on the hot path and are read at scrape time; fault
+//!   counts are a counter family the fault sink increments.
 
 mod agent;
 pub mod api;
@@ -26,6 +27,7 @@ pub mod error;
 pub mod faults;
 mod h1;
 mod h2c;
+mod metrics;
 pub mod model;
 pub mod process;
 pub mod proxy;

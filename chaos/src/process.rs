@@ -1,9 +1,9 @@
 //! Process faults (`/processes`, an extension of the Toxiproxy API): kill with
 //! a signal, pause (SIGSTOP) and resume (SIGCONT), by pid or by the name of a
 //! command the agent started. Every fault is exported as a span. Answers are
-//! `seismo_api::toxiproxy::Process`; the small request bodies are read by hand
-//! (a command as argv or one string, a signal as name or number), so an error
-//! names the bad field.
+//! `seismo_api::toxiproxy::Process`; request bodies are
+//! `seismo_api::toxiproxy::{ProcessStart, ProcessFault}` (a command as argv or
+//! one string, a signal as name or number).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -13,8 +13,7 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use opentelemetry::KeyValue;
-use seismo_api::toxiproxy as wire;
-use serde_json::Value;
+use seismo_api::toxiproxy::{self as wire, CommandLine, ProcessFault, ProcessStart, SignalSpec};
 
 use crate::error::ChaosError;
 use crate::faults::{Fault, FaultSink};
@@ -28,8 +27,47 @@ struct Started {
     exit: Arc<Mutex<Option<String>>>,
 }
 
+/// Which commands `POST /processes` may start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CommandPolicy {
+    /// Any command (the agent runs it as its own user).
+    #[default]
+    Any,
+    /// None: `--no-processes`.
+    Refuse,
+    /// Only these programs (`--allow-command`), matched on the command's first
+    /// word as given, or its file name when a bare name is listed.
+    Allow(Vec<String>),
+}
+
+impl CommandPolicy {
+    /// # Errors
+    /// [`ChaosError::CommandRefused`] naming the flag that refused `program`.
+    fn check(&self, program: &str) -> Result<(), ChaosError> {
+        match self {
+            CommandPolicy::Any => Ok(()),
+            CommandPolicy::Refuse => {
+                Err(ChaosError::CommandRefused("starting commands is turned off on this agent (--no-processes)".into()))
+            }
+            CommandPolicy::Allow(allowed) => {
+                let file_name = program.rsplit('/').next().unwrap_or(program);
+                let ok = allowed.iter().any(|a| a == program || (!a.contains('/') && a == file_name));
+                if ok {
+                    Ok(())
+                } else {
+                    Err(ChaosError::CommandRefused(format!(
+                        "{program:?} is not in this agent's --allow-command list ({})",
+                        allowed.join(", ")
+                    )))
+                }
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Processes {
+    policy: CommandPolicy,
     started: Mutex<BTreeMap<u32, Started>>,
     /// Pids this agent stopped and has not resumed: resumed on shutdown.
     paused: Mutex<Vec<u32>>,
@@ -52,21 +90,24 @@ const SIGNALS: &[Signal] = &[
 ///
 /// # Errors
 /// [`ChaosError::BadBody`] listing the names understood.
-pub fn parse_signal(v: &Value) -> Result<Signal, ChaosError> {
+pub fn parse_signal(v: &SignalSpec) -> Result<Signal, ChaosError> {
     let bad = || {
+        let v = match v {
+            SignalSpec::Number(n) => n.to_string(),
+            SignalSpec::Name(s) => format!("{s:?}"),
+        };
         ChaosError::bad_body(format!("unknown signal {v}; use a number or one of SIGHUP SIGINT SIGQUIT SIGKILL SIGUSR1 SIGUSR2 SIGTERM SIGSTOP SIGCONT"))
     };
     match v {
-        Value::Number(n) => {
-            let n = n.as_i64().filter(|s| (1..=64).contains(s)).ok_or_else(bad)?;
+        SignalSpec::Number(n) => {
+            let n = Some(*n).filter(|s| (1..=64).contains(s)).ok_or_else(bad)?;
             Signal::try_from(n as i32).map_err(|_| bad())
         }
-        Value::String(s) => {
+        SignalSpec::Name(s) => {
             let up = s.to_ascii_uppercase();
             let name = format!("SIG{}", up.strip_prefix("SIG").unwrap_or(&up));
             SIGNALS.iter().find(|sig| sig.as_str() == name).copied().ok_or_else(bad)
         }
-        _ => Err(bad()),
     }
 }
 
@@ -94,24 +135,27 @@ pub(crate) fn state_of(pid: u32) -> &'static str {
 }
 
 impl Processes {
+    /// No processes yet; `policy` decides which commands may be started.
+    pub fn new(policy: CommandPolicy) -> Processes {
+        Processes { policy, ..Processes::default() }
+    }
+
     /// Starts `command` (argv) as a child of the agent.
     ///
     /// # Errors
     /// [`ChaosError::MissingField`] / [`ChaosError::BadBody`] for a bad body,
+    /// [`ChaosError::CommandRefused`] when the policy forbids the program,
     /// [`ChaosError::ProcessRunning`] for a name in use, [`ChaosError::CannotStart`].
-    pub fn start(&self, body: &Value) -> Result<wire::Process, ChaosError> {
-        let argv: Vec<String> = match body.get("command") {
-            Some(Value::Array(a)) if !a.is_empty() => a
-                .iter()
-                .map(|v| v.as_str().map(str::to_string))
-                .collect::<Option<_>>()
-                .ok_or_else(|| ChaosError::bad_body("command must be an array of strings"))?,
-            Some(Value::String(s)) if !s.trim().is_empty() => s.split_whitespace().map(str::to_string).collect(),
-            None | Some(Value::Null) => return Err(ChaosError::MissingField("command".into())),
-            Some(v) => return Err(ChaosError::bad_body(format!("command must be an array of strings, got {v}"))),
+    pub fn start(&self, body: &ProcessStart) -> Result<wire::Process, ChaosError> {
+        let argv: Vec<String> = match &body.command {
+            Some(CommandLine::Argv(a)) if !a.is_empty() => a.clone(),
+            Some(CommandLine::Line(s)) if !s.trim().is_empty() => s.split_whitespace().map(str::to_string).collect(),
+            None => return Err(ChaosError::MissingField("command".into())),
+            Some(_) => return Err(ChaosError::bad_body("command must not be empty")),
         };
-        let name = match body.get("name") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        self.policy.check(&argv[0])?;
+        let name = match &body.name {
+            Some(s) if !s.is_empty() => s.clone(),
             _ => argv[0].rsplit('/').next().unwrap_or(&argv[0]).to_string(),
         };
         // One lock from the name check to the insert: two starts cannot both win.
@@ -223,14 +267,14 @@ impl Processes {
         &self,
         target: &str,
         action: &str,
-        body: &Value,
+        body: &ProcessFault,
         faults: &FaultSink,
     ) -> Result<wire::Process, ChaosError> {
         let pid = self.resolve(target)?;
         let started_at = SystemTime::now();
         let sig = match action {
-            "kill" => match body.get("signal") {
-                None | Some(Value::Null) => Signal::SIGTERM,
+            "kill" => match &body.signal {
+                None => Signal::SIGTERM,
                 Some(v) => parse_signal(v)?,
             },
             "pause" => Signal::SIGSTOP,
@@ -259,7 +303,7 @@ impl Processes {
             kind: Kind::Process { action, signal: sig as i32 },
             stream: Stream::Upstream,
             toxicity: 1.0,
-            experiment: body.get("experiment").and_then(Value::as_str).map(str::to_string),
+            experiment: body.experiment.clone(),
         };
         faults.record(Fault {
             proxy: "",
@@ -309,15 +353,30 @@ impl Processes {
 mod tests {
     use super::*;
 
-    use serde_json::json;
+    #[test]
+    fn the_command_policy_refuses_what_it_does_not_allow() {
+        assert!(CommandPolicy::Any.check("/bin/sh").is_ok());
+        let off = CommandPolicy::Refuse.check("sleep").unwrap_err();
+        assert_eq!((off.status(), off.to_string().contains("--no-processes")), (403, true));
+        let list = CommandPolicy::Allow(vec!["sleep".into(), "/opt/app/bin/server".into()]);
+        assert!(list.check("sleep").is_ok());
+        assert!(list.check("/usr/bin/sleep").is_ok(), "a bare name matches any path's file name");
+        assert!(list.check("/opt/app/bin/server").is_ok());
+        assert!(list.check("/tmp/server").is_err(), "a listed path matches only itself");
+        let e = list.check("/bin/sh").unwrap_err();
+        assert!(e.to_string().contains("\"/bin/sh\" is not in this agent's --allow-command list"), "{e}");
+    }
 
     #[test]
     fn signals_by_name_or_number() {
-        assert_eq!(parse_signal(&json!("SIGKILL")).unwrap(), Signal::SIGKILL);
-        assert_eq!(parse_signal(&json!("term")).unwrap(), Signal::SIGTERM);
-        assert_eq!(parse_signal(&json!(9)).unwrap(), Signal::SIGKILL);
-        assert_eq!(parse_signal(&json!("SIGNOPE")).unwrap_err().status(), 400);
-        assert_eq!(parse_signal(&json!(0)).unwrap_err().status(), 400);
+        let name = |s: &str| SignalSpec::Name(s.into());
+        assert_eq!(parse_signal(&name("SIGKILL")).unwrap(), Signal::SIGKILL);
+        assert_eq!(parse_signal(&name("term")).unwrap(), Signal::SIGTERM);
+        assert_eq!(parse_signal(&SignalSpec::Number(9)).unwrap(), Signal::SIGKILL);
+        let e = parse_signal(&name("SIGNOPE")).unwrap_err();
+        assert_eq!(e.status(), 400);
+        assert!(e.to_string().contains("unknown signal \"SIGNOPE\""), "{e}");
+        assert_eq!(parse_signal(&SignalSpec::Number(0)).unwrap_err().status(), 400);
     }
 
     #[test]

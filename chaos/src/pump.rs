@@ -479,7 +479,7 @@ mod tests {
     /// A connection of a proxy whose toxics the test sets, and the sender to change them.
     fn conn(toxics: Vec<Arc<Toxic>>) -> (Arc<Conn>, watch::Sender<Arc<Chain>>) {
         let (tx, rx) = watch::channel(Arc::new(Chain { toxics }));
-        let faults = Arc::new(FaultSink::new(None, OtlpProtocol::Grpc, None).unwrap());
+        let faults = Arc::new(FaultSink::new(None, OtlpProtocol::Grpc, &Default::default(), None).unwrap());
         let shared = Arc::new(ProxyShared { name: "p".into(), chain: rx, stats: Default::default(), faults });
         let peer = "127.0.0.1:1".parse().unwrap();
         (Arc::new(Conn::new(shared, peer, "127.0.0.1:2".into(), CancellationToken::new())), tx)

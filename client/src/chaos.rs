@@ -9,10 +9,12 @@
 use std::collections::BTreeMap;
 
 use reqwest::Method;
-use seismo_api::toxiproxy::{Populated, Process, Proxy, ProxyRequest, Toxic, ToxicRequest, Version};
+use seismo_api::toxiproxy::{
+    CommandLine, Populated, Process, ProcessFault, ProcessStart, Proxy, ProxyRequest, SignalSpec, Toxic, ToxicRequest,
+    Version,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::json;
 
 use crate::error::ClientError;
 use crate::transport::Transport;
@@ -238,12 +240,12 @@ impl AgentClient {
     /// 400 for an empty command or one that cannot start, 409 when a process
     /// of that name still runs: [`ClientError::Api`].
     pub async fn start_process(&self, name: Option<&str>, command: &[&str]) -> Result<Process, ClientError> {
-        // The agent reads this body leniently (a command may also be one
-        // string); the client always sends the argv form.
-        let mut body = json!({ "command": command });
-        if let Some(name) = name {
-            body["name"] = name.into();
-        }
+        // The agent also takes a command as one string; the client always
+        // sends the argv form.
+        let body = ProcessStart {
+            command: Some(CommandLine::Argv(command.iter().map(|s| s.to_string()).collect())),
+            name: name.map(str::to_string),
+        };
         self.post(&["processes"], &body).await
     }
 
@@ -261,10 +263,7 @@ impl AgentClient {
         action: ProcessAction,
         signal: Option<&str>,
     ) -> Result<Process, ClientError> {
-        let body = match signal {
-            Some(signal) => json!({ "signal": signal }),
-            None => json!({}),
-        };
+        let body = ProcessFault { signal: signal.map(|s| SignalSpec::Name(s.to_string())), experiment: None };
         self.post(&["processes", target, action.as_str()], &body).await
     }
 

@@ -23,6 +23,12 @@ pub enum ClientError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A CA certificate or client identity given for TLS cannot be used.
+    #[error("TLS set-up: {reason}")]
+    Tls {
+        /// What is wrong with it.
+        reason: String,
+    },
     /// No complete answer within the client's timeout.
     #[error("{url}: no answer within {timeout:?}")]
     Timeout {

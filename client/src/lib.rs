@@ -29,7 +29,6 @@
 //!   answer, and carries `Authorization: Bearer` when `with_token` set one.
 
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
 
 pub mod chaos;
 pub mod error;

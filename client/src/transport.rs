@@ -47,6 +47,29 @@ impl Transport {
         self.timeout = timeout;
     }
 
+    /// Trusts the PEM CA certificate(s) in `pem` besides the public roots, and
+    /// presents `identity` (a PEM certificate chain followed by its key) when
+    /// the server asks for a client certificate.
+    pub(crate) fn set_tls(&mut self, ca_pem: Option<&[u8]>, identity_pem: Option<&[u8]>) -> Result<(), ClientError> {
+        let tls = |reason: String| ClientError::Tls { reason };
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| tls(format!("CA certificate: {e}")))?;
+            if certs.is_empty() {
+                return Err(tls("the CA file holds no PEM certificate".into()));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if let Some(pem) = identity_pem {
+            builder = builder
+                .identity(reqwest::Identity::from_pem(pem).map_err(|e| tls(format!("client certificate: {e}")))?);
+        }
+        self.http = builder.build().map_err(|e| tls(e.to_string()))?;
+        Ok(())
+    }
+
     pub(crate) fn set_token(&mut self, token: String) {
         self.token = Some(token);
     }
@@ -180,6 +203,22 @@ macro_rules! transport_setters {
         pub fn with_token(mut self, token: impl Into<String>) -> Self {
             self.transport.set_token(token.into());
             self
+        }
+
+        /// TLS toward a server whose certificate a private CA signed: trusts the
+        /// PEM certificate(s) `ca_pem` besides the public roots, and presents
+        /// `identity_pem` (certificate chain, then private key, PEM) to a server
+        /// that requires client certificates.
+        ///
+        /// # Errors
+        /// [`ClientError::Tls`](crate::ClientError::Tls) when either PEM cannot be used.
+        pub fn with_tls(
+            mut self,
+            ca_pem: Option<&[u8]>,
+            identity_pem: Option<&[u8]>,
+        ) -> Result<Self, crate::ClientError> {
+            self.transport.set_tls(ca_pem, identity_pem)?;
+            Ok(self)
         }
 
         /// The base URL.

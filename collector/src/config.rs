@@ -2,6 +2,8 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
+use seismo_net::TlsFiles;
+
 /// Configuration of both OTLP receivers.
 ///
 /// Build it, then call [`CollectorConfig::bind`] (which claims the ports) and
@@ -19,6 +21,8 @@ pub struct CollectorConfig {
     /// and what decoding makes of them); beyond it requests wait briefly, then get 429 /
     /// `RESOURCE_EXHAUSTED` with a retry hint.
     pub max_inflight_bytes: usize,
+    /// TLS on both receivers (`None`: plaintext); the gRPC one offers ALPN `h2`.
+    pub tls: Option<TlsFiles>,
 }
 
 impl CollectorConfig {
@@ -42,6 +46,7 @@ impl Default for CollectorConfig {
             http_addr: SocketAddr::new(any, Self::DEFAULT_HTTP_PORT),
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
             max_inflight_bytes: Self::DEFAULT_MAX_INFLIGHT_BYTES,
+            tls: None,
         }
     }
 }

@@ -55,6 +55,9 @@ pub enum CollectorError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS certificate, key or client CA cannot be used.
+    #[error("TLS for the OTLP receivers: {0}")]
+    Tls(#[from] seismo_net::TlsError),
     /// A server stopped with an error after it had started.
     #[error("{transport} server on {addr} failed: {source}")]
     Serve {
@@ -117,6 +120,7 @@ impl CollectorError {
             CollectorError::Store(_)
             | CollectorError::Internal(_)
             | CollectorError::Bind { .. }
+            | CollectorError::Tls(_)
             | CollectorError::Serve { .. } => Code::Internal,
         }
     }
@@ -140,7 +144,7 @@ impl CollectorError {
             CollectorError::Store(StoreError::WalFailed(_)) => "wal_failed",
             CollectorError::Store(_) => "store_error",
             CollectorError::Internal(_) => "internal",
-            CollectorError::Bind { .. } | CollectorError::Serve { .. } => "server",
+            CollectorError::Bind { .. } | CollectorError::Tls(_) | CollectorError::Serve { .. } => "server",
         }
     }
 

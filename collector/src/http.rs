@@ -285,6 +285,7 @@ fn http_status(error: &CollectorError) -> StatusCode {
         CollectorError::Store(_)
         | CollectorError::Internal(_)
         | CollectorError::Bind { .. }
+        | CollectorError::Tls(_)
         | CollectorError::Serve { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -34,8 +34,6 @@
 //!   `ingest::export`, which also emits the self-telemetry (`tracing` events with bounded
 //!   labels: signal, transport, reason).
 
-#![forbid(unsafe_code)]
-
 mod admission;
 mod compression;
 mod config;

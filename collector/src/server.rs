@@ -9,7 +9,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use axum::Router;
-use seismo_net::{Limits, Protocol};
+use seismo_net::{Access, Endpoint, Limits, Protocol, Tls};
 use seismo_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -27,16 +27,19 @@ pub struct Collector {
     grpc_listener: TcpListener,
     grpc_addr: SocketAddr,
     grpc_router: Router,
+    grpc_tls: Option<Tls>,
     http_listener: TcpListener,
     http_addr: SocketAddr,
     http_router: Router,
+    http_tls: Option<Tls>,
 }
 
 impl CollectorConfig {
     /// Binds the gRPC and HTTP listeners for a collector writing to `store`.
     ///
     /// # Errors
-    /// [`CollectorError::Bind`] naming the transport and address that could not be bound.
+    /// [`CollectorError::Tls`] for unusable TLS files, [`CollectorError::Bind`] naming
+    /// the transport and address that could not be bound.
     pub async fn bind(self, store: Store) -> Result<Collector, CollectorError> {
         bind_with_sink(store, &self).await
     }
@@ -46,6 +49,11 @@ pub(crate) async fn bind_with_sink<K: BatchSink>(
     sink: K,
     config: &CollectorConfig,
 ) -> Result<Collector, CollectorError> {
+    // TLS files are read before any port is taken, so a bad file fails fast.
+    let (grpc_tls, http_tls) = match &config.tls {
+        Some(files) => (Some(Tls::load(files, Protocol::Http2)?), Some(Tls::load(files, Protocol::Http1)?)),
+        None => (None, None),
+    };
     let (grpc_listener, grpc_addr) = listen(Transport::Grpc, config.grpc_addr).await?;
     let (http_listener, http_addr) = listen(Transport::Http, config.http_addr).await?;
     // One budget for both receivers: memory is one resource.
@@ -54,9 +62,11 @@ pub(crate) async fn bind_with_sink<K: BatchSink>(
         grpc_listener,
         grpc_addr,
         grpc_router: grpc::routes_with_sink(sink.clone(), config.max_body_bytes, budget.clone()),
+        grpc_tls,
         http_listener,
         http_addr,
         http_router: http::router_with_sink(sink, config.max_body_bytes, budget),
+        http_tls,
     })
 }
 
@@ -79,22 +89,33 @@ impl Collector {
     }
 
     /// Serves OTLP/gRPC and OTLP/HTTP until `shutdown` resolves, then drains both, each
-    /// connection under `limits` (timeouts, the shared connection budget).
+    /// connection under `limits` (timeouts, the shared connection budget) and `access`
+    /// (the tokens that may send; see [`seismo_net::Access`]).
     ///
     /// # Errors
     /// [`CollectorError::Serve`] if either server fails; the other is then stopped too.
-    pub async fn run(self, limits: Limits, shutdown: impl Future<Output = ()>) -> Result<(), CollectorError> {
+    pub async fn run(
+        self,
+        limits: Limits,
+        access: Access,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), CollectorError> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             // An error means the sender is gone, which also means "stop".
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let serve = |transport: Transport, listener, addr, protocol, router, stop| {
-            let limits = limits.clone();
+        let serve = |transport: Transport, listener, addr, protocol, tls, router, stop| {
+            let endpoint = Endpoint::new(transport.as_listener_name(), protocol)
+                .limits(limits.clone())
+                .access(access.clone())
+                .tls(tls);
             async move {
-                seismo_net::serve(listener, transport.as_listener_name(), protocol, router, limits, stop)
-                    .await
-                    .map_err(|e| CollectorError::Serve { transport, addr, source: e.into() })
+                seismo_net::serve(listener, endpoint, router, stop).await.map_err(|e| CollectorError::Serve {
+                    transport,
+                    addr,
+                    source: e.into(),
+                })
             }
         };
         let grpc = serve(
@@ -102,6 +123,7 @@ impl Collector {
             self.grpc_listener,
             self.grpc_addr,
             Protocol::Http2,
+            self.grpc_tls,
             self.grpc_router,
             stopped(stop_rx.clone()),
         );
@@ -110,6 +132,7 @@ impl Collector {
             self.http_listener,
             self.http_addr,
             Protocol::Http1,
+            self.http_tls,
             self.http_router,
             stopped(stop_rx),
         );
@@ -143,6 +166,7 @@ mod tests {
             http_addr: "127.0.0.1:0".parse().unwrap(),
             max_body_bytes: 1 << 20,
             max_inflight_bytes: 64 << 20,
+            tls: None,
         }
     }
 
@@ -162,7 +186,7 @@ mod tests {
         let http_addr = collector.http_addr();
         assert_ne!(http_addr.port(), 0);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(collector.run(Limits::default(), async { rx.await.unwrap_or(()) }));
+        let server = tokio::spawn(collector.run(Limits::default(), Access::open(), async { rx.await.unwrap_or(()) }));
 
         // A raw HTTP/1.1 request: no client library needed for one POST.
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -189,7 +213,7 @@ mod tests {
         let collector = bind_with_sink(FakeSink::new(Script::Accept), &loopback_config()).await.unwrap();
         let url = format!("http://{}", collector.grpc_addr());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(collector.run(Limits::default(), async { rx.await.unwrap_or(()) }));
+        let server = tokio::spawn(collector.run(Limits::default(), Access::open(), async { rx.await.unwrap_or(()) }));
         let mut client = TraceServiceClient::connect(url).await.unwrap();
         client.export(ExportTraceServiceRequest::default()).await.unwrap();
 

@@ -39,7 +39,9 @@ fn start() -> Running {
     let collector = runtime.block_on(config.bind(store.clone())).unwrap();
     let (http, grpc) = (collector.http_addr(), collector.grpc_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    runtime.spawn(collector.run(seismo_net::Limits::default(), async { stopped.await.unwrap_or(()) }));
+    runtime.spawn(
+        collector.run(seismo_net::Limits::default(), seismo_net::Access::open(), async { stopped.await.unwrap_or(()) }),
+    );
     Running { runtime, store, http, grpc, _stop: stop, _dir: dir }
 }
 

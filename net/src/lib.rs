@@ -16,17 +16,23 @@
 //!   [`Limits::drain_timeout`] is closed.
 //!
 //! The services are axum `Router`s (tonic's gRPC routes convert into one), so routing
-//! stays testable without a socket and this crate owns only the connections. Auth and
-//! TLS will hang off the same place.
+//! stays testable without a socket and this crate owns only the connections.
+//! - **Access.** [`Access`] checks a bearer token's [`Role`] on every request head
+//!   before routing (401 / 403, or gRPC `UNAUTHENTICATED` / `PERMISSION_DENIED`), so
+//!   each binary states once which role a listener needs.
+//! - **TLS.** [`Tls`] (rustls, ring provider) on any listener, with optional client
+//!   certificates (mutual TLS); the handshake runs under the idle timeout.
 
-#![deny(unsafe_code)]
-
+mod auth;
 mod body;
 mod limits;
 mod server;
 mod throttle;
+mod tls;
 
+pub use auth::{Access, AuthConfigError, Denied, Role, Tokens, MIN_TOKEN_LEN};
 pub use body::{BodyTimedOut, TimeoutBody};
 pub use limits::{raise_open_files_limit, ConnectionLimit, Limits};
-pub use server::{serve, Protocol};
+pub use server::{serve, Endpoint, Protocol};
 pub use throttle::LogThrottle;
+pub use tls::{Tls, TlsError, TlsFiles};

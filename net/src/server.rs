@@ -14,13 +14,16 @@ use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
+use crate::auth::Access;
 use crate::body::TimeoutBody;
 use crate::limits::Limits;
 use crate::throttle::LogThrottle;
+use crate::tls::Tls;
 
 /// The protocol a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,21 +52,57 @@ const IDLE_CHECK: Duration = Duration::from_secs(1);
 static LIMIT_REACHED: LogThrottle = LogThrottle::new(Duration::from_secs(10));
 static ACCEPT_FAILED: LogThrottle = LogThrottle::new(Duration::from_secs(10));
 
-/// Serves `router` on `listener` until `shutdown` resolves, then drains.
-///
-/// `name` names the listener in log lines ("query API", "OTLP/HTTP", ...).
+/// How one listener is served: its name in logs, its protocol, its limits,
+/// who may use it, and TLS.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    name: &'static str,
+    protocol: Protocol,
+    limits: Limits,
+    access: Access,
+    tls: Option<Tls>,
+}
+
+impl Endpoint {
+    /// A plaintext, open listener with default limits; `name` names it in log
+    /// lines ("query API", "OTLP/HTTP", ...).
+    pub fn new(name: &'static str, protocol: Protocol) -> Endpoint {
+        Endpoint { name, protocol, limits: Limits::default(), access: Access::open(), tls: None }
+    }
+
+    /// Timeouts and the connection budget.
+    pub fn limits(mut self, limits: Limits) -> Endpoint {
+        self.limits = limits;
+        self
+    }
+
+    /// Who may send requests: checked on each request head, before routing.
+    pub fn access(mut self, access: Access) -> Endpoint {
+        self.access = access;
+        self
+    }
+
+    /// TLS on every connection (`None`: plaintext).
+    pub fn tls(mut self, tls: Option<Tls>) -> Endpoint {
+        self.tls = tls;
+        self
+    }
+}
+
+/// Serves `router` on `listener` as `endpoint` says until `shutdown`
+/// resolves, then drains.
 ///
 /// # Errors
 /// None today: accept errors (out of file descriptors, a client that reset before it
-/// was accepted) are logged and the loop goes on. The `Result` leaves room for TLS set-up.
+/// was accepted) and failed TLS handshakes are logged and the loop goes on.
 pub async fn serve(
     listener: TcpListener,
-    name: &'static str,
-    protocol: Protocol,
+    endpoint: Endpoint,
     router: Router,
-    limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    let Endpoint { name, protocol, limits, access, tls } = endpoint;
+    let access = Arc::new(access);
     let (phase_tx, phase_rx) = watch::channel(Phase::Serve);
     let open = Arc::new(AtomicUsize::new(0));
     let (closed_tx, mut closed_rx) = watch::channel(());
@@ -98,15 +137,29 @@ pub async fn serve(
             protocol,
             router: router.clone(),
             limits: limits.clone(),
+            access: access.clone(),
             peer,
             activity: Arc::new(Activity::new()),
         };
         let phase = phase_rx.clone();
         let open = open.clone();
         let closed = closed_tx.clone();
+        let tls = tls.clone();
         open.fetch_add(1, Ordering::AcqRel);
         tokio::spawn(async move {
-            connection.run(stream, phase).await;
+            match tls {
+                None => connection.run(stream, phase).await,
+                // The handshake gets the time a request head gets.
+                Some(tls) => {
+                    match tokio::time::timeout(connection.limits.idle_timeout, tls.acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => connection.run(stream, phase).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(listener = name, peer = %connection.peer, error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(listener = name, peer = %connection.peer, "TLS handshake timed out"),
+                    }
+                }
+            }
             drop(permit);
             open.fetch_sub(1, Ordering::AcqRel);
             let _ = closed.send(());
@@ -191,6 +244,8 @@ impl Drop for InFlight {
 #[derive(Clone)]
 struct ConnectionService {
     router: Router,
+    protocol: Protocol,
+    access: Arc<Access>,
     body_timeout: Duration,
     activity: Arc<Activity>,
 }
@@ -202,6 +257,13 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let in_flight = InFlight::begin(&self.activity);
+        if let Err(denied) = self.access.check(request.uri().path(), request.headers()) {
+            let response = denied.into_response(self.protocol);
+            return Box::pin(async move {
+                drop(in_flight);
+                Ok(response)
+            });
+        }
         let request = request.map(|body| axum::body::Body::new(TimeoutBody::new(body, self.body_timeout)));
         let response = self.router.clone().oneshot(request);
         Box::pin(async move {
@@ -216,15 +278,21 @@ struct Connection {
     protocol: Protocol,
     router: Router,
     limits: Limits,
+    access: Arc<Access>,
     peer: SocketAddr,
     activity: Arc<Activity>,
 }
 
 impl Connection {
-    async fn run(self, stream: TcpStream, phase: watch::Receiver<Phase>) {
+    async fn run<I>(self, stream: I, phase: watch::Receiver<Phase>)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let io = TokioIo::new(stream);
         let service = ConnectionService {
             router: self.router.clone(),
+            protocol: self.protocol,
+            access: self.access.clone(),
             body_timeout: self.limits.body_timeout,
             activity: self.activity.clone(),
         };
@@ -308,8 +376,9 @@ trait GracefulConnection: Future<Output = Result<(), hyper::Error>> {
     fn close_gracefully(self: Pin<&mut Self>);
 }
 
-impl<S> GracefulConnection for http1::UpgradeableConnection<TokioIo<TcpStream>, S>
+impl<I, S> GracefulConnection for http1::UpgradeableConnection<TokioIo<I>, S>
 where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::HttpService<Incoming, ResBody = axum::body::Body>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
@@ -318,8 +387,9 @@ where
     }
 }
 
-impl<S> GracefulConnection for http2::Connection<TokioIo<TcpStream>, S, TokioExecutor>
+impl<I, S> GracefulConnection for http2::Connection<TokioIo<I>, S, TokioExecutor>
 where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::HttpService<Incoming, ResBody = axum::body::Body>,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -338,6 +408,7 @@ mod tests {
     use axum::routing::post;
     use http_body_util::BodyExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     /// Echoes the body's length; a body that timed out is 408, as the receivers answer.
     async fn count(body: Body) -> (StatusCode, String) {
@@ -359,7 +430,8 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let router = Router::new().route("/count", post(count));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, "test", protocol, router, limits, async {
+        let endpoint = Endpoint::new("test", protocol).limits(limits);
+        let task = tokio::spawn(serve(listener, endpoint, router, async {
             let _ = stopped.await;
         }));
         Running { addr, stop, task }
@@ -461,5 +533,76 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         server.stop.send(()).unwrap();
         tokio::time::timeout(Duration::from_secs(10), server.task).await.expect("drain hangs").unwrap().unwrap();
+    }
+
+    /// A client TLS connection to `addr` trusting `ca_pem`, with a client certificate if given.
+    async fn tls_connect(
+        addr: SocketAddr,
+        ca_pem: &str,
+        client: Option<(&str, &str)>,
+    ) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+        let config = match client {
+            Some((cert, key)) => builder
+                .with_client_auth_cert(
+                    vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
+                    PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+                )
+                .unwrap(),
+            None => builder.with_no_client_auth(),
+        };
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = TcpStream::connect(addr).await?;
+        connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await
+    }
+
+    #[tokio::test]
+    async fn tls_with_client_certificates_serves_only_clients_that_present_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = crate::tls::tests::test_pki(dir.path());
+        let tls = Tls::load(&pki.files, Protocol::Http1).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route("/count", post(count));
+        let endpoint = Endpoint::new("test", Protocol::Http1).limits(quick_limits(8)).tls(Some(tls));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, endpoint, router, async {
+            let _ = stopped.await;
+        }));
+
+        let mut ok = tls_connect(addr, &pki.ca_pem, Some((&pki.client_cert_pem, &pki.client_key_pem))).await.unwrap();
+        ok.write_all(b"POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nConnection: close\r\n\r\nabcd")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = ok.read_to_end(&mut answer).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with('4'), "{answer}");
+
+        // Without a client certificate the server ends the handshake (TLS 1.3
+        // reports it on the first read).
+        let refused = match tls_connect(addr, &pki.ca_pem, None).await {
+            Err(_) => true,
+            Ok(mut s) => {
+                let _ = s.write_all(b"POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").await;
+                let mut buf = Vec::new();
+                s.read_to_end(&mut buf).await.is_err() || buf.is_empty()
+            }
+        };
+        assert!(refused, "a client without a certificate was served");
+        // Plaintext on a TLS port is not served either.
+        let mut plain = TcpStream::connect(addr).await.unwrap();
+        plain.write_all(b"POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").await.unwrap();
+        assert!(!read_until_closed(&mut plain).await.contains("HTTP/1.1 200"));
+        stop.send(()).unwrap();
+        task.await.unwrap().unwrap();
     }
 }

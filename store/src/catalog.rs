@@ -21,11 +21,11 @@ use crate::error::{Result, StoreError};
 use crate::segment::SegmentMeta;
 use crate::wal::sync_dir;
 
-pub const FILE_NAME: &str = "catalog.json";
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FILE_NAME: &str = "catalog.json";
+pub(crate) const FORMAT_VERSION: u32 = 1;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Catalog {
+pub(crate) struct Catalog {
     pub version: u32,
     /// Every WAL record with `seq <= flushed_seq` is in a segment.
     pub flushed_seq: u64,
@@ -39,12 +39,12 @@ impl Catalog {
     }
 
     /// An empty catalog, for a new data directory.
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         Catalog { version: FORMAT_VERSION, flushed_seq: 0, next_segment_id: 1, segments: Vec::new() }
     }
 
     /// Where the catalog of the data directory `dir` lives.
-    pub fn file(dir: &Path) -> PathBuf {
+    pub(crate) fn file(dir: &Path) -> PathBuf {
         Self::path(dir)
     }
 
@@ -52,7 +52,7 @@ impl Catalog {
     ///
     /// # Errors
     /// `Corrupt` when the file exists but does not parse; I/O errors reading it.
-    pub fn load(dir: &Path) -> Result<Option<Self>> {
+    pub(crate) fn load(dir: &Path) -> Result<Option<Self>> {
         let path = Self::path(dir);
         match fs::read(&path) {
             Ok(bytes) => {
@@ -73,7 +73,7 @@ impl Catalog {
     }
 
     /// Durably replaces the catalog file.
-    pub fn store(&self, dir: &Path) -> Result<()> {
+    pub(crate) fn store(&self, dir: &Path) -> Result<()> {
         let path = Self::path(dir);
         let tmp = path.with_extension("json.tmp");
         let written = File::create(&tmp).and_then(|mut f| {

@@ -26,7 +26,7 @@ pub const UNKNOWN_SERVICE: &str = "unknown_service";
 
 /// Rows derived from one request plus what was rejected and why.
 #[derive(Debug)]
-pub struct Converted<R> {
+pub(crate) struct Converted<R> {
     pub rows: Vec<R>,
     pub rejected: u64,
     pub message: Option<String>,
@@ -47,7 +47,7 @@ impl<R> Converted<R> {
     }
 }
 
-pub fn attr_value(v: &pb_common::AnyValue) -> AttrValue {
+pub(crate) fn attr_value(v: &pb_common::AnyValue) -> AttrValue {
     use pb_common::any_value::Value;
     match &v.value {
         None => AttrValue::Empty,
@@ -63,7 +63,7 @@ pub fn attr_value(v: &pb_common::AnyValue) -> AttrValue {
     }
 }
 
-pub fn attributes(kvs: &[pb_common::KeyValue]) -> Vec<KeyValue> {
+pub(crate) fn attributes(kvs: &[pb_common::KeyValue]) -> Vec<KeyValue> {
     kvs.iter()
         .map(|kv| KeyValue {
             key: kv.key.clone(),
@@ -98,7 +98,7 @@ fn span_id(bytes: &[u8], what: &str) -> Result<SpanId> {
 ///
 /// # Errors
 /// `InvalidId` when any span carries an id of the wrong length.
-pub fn spans(req: &ExportTraceServiceRequest) -> Result<Converted<SpanRow>> {
+pub(crate) fn spans(req: &ExportTraceServiceRequest) -> Result<Converted<SpanRow>> {
     let mut out = Converted::default();
     for rs in &req.resource_spans {
         let resource_attributes = rs.resource.as_ref().map(|r| attributes(&r.attributes)).unwrap_or_default();
@@ -175,7 +175,7 @@ pub fn spans(req: &ExportTraceServiceRequest) -> Result<Converted<SpanRow>> {
 ///
 /// # Errors
 /// `InvalidId` when a record carries a trace or span id of the wrong length.
-pub fn logs(req: &ExportLogsServiceRequest) -> Result<Converted<LogRow>> {
+pub(crate) fn logs(req: &ExportLogsServiceRequest) -> Result<Converted<LogRow>> {
     let mut out = Converted::default();
     for rl in &req.resource_logs {
         let resource_attributes = rl.resource.as_ref().map(|r| attributes(&r.attributes)).unwrap_or_default();
@@ -215,7 +215,7 @@ pub fn logs(req: &ExportLogsServiceRequest) -> Result<Converted<LogRow>> {
 ///
 /// # Errors
 /// Never fails today; the signature matches the other signals.
-pub fn metric_points(req: &ExportMetricsServiceRequest) -> Result<Converted<MetricPointRow>> {
+pub(crate) fn metric_points(req: &ExportMetricsServiceRequest) -> Result<Converted<MetricPointRow>> {
     use pb_metrics::metric::Data;
     let mut out = Converted::default();
     for rm in &req.resource_metrics {

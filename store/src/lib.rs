@@ -37,8 +37,6 @@
 //!   (`StoreConfig::max_disk_bytes`) deletes the oldest segments before it
 //!   comes to that. See `retention`.
 
-#![deny(unsafe_code)]
-
 mod catalog;
 mod convert;
 /// The `Store` handle and its paths: `write`, `flush`, `read`, and the

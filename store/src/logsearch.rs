@@ -108,7 +108,7 @@ fn effective_severity(row: &LogRow) -> i64 {
 }
 
 /// Fills the index document of one log record.
-pub fn fill_doc(doc: &mut Doc, row: &LogRow) {
+pub(crate) fn fill_doc(doc: &mut Doc, row: &LogRow) {
     let trace = row.trace_id.map(|t| t.to_string());
     doc.log(row.time_unix_nano, effective_severity(row), &row.service_name, trace.as_deref());
     doc.text(&row.body.to_text());
@@ -127,7 +127,7 @@ pub fn fill_doc(doc: &mut Doc, row: &LogRow) {
 /// # Errors
 /// `InvalidQuery` naming the problem when `q.text` does not parse or uses
 /// something the log index cannot answer.
-pub fn compile(q: &LogQuery, fields: &Fields) -> Result<Box<dyn Query>> {
+pub(crate) fn compile(q: &LogQuery, fields: &Fields) -> Result<Box<dyn Query>> {
     let f = fields.log.ok_or_else(|| StoreError::Corrupt("log index without log fields".into()))?;
     let mut must: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     if let Some(text) = q.text.as_deref().filter(|t| !t.trim().is_empty()) {
@@ -174,7 +174,7 @@ fn invalid(msg: impl Into<String>) -> StoreError {
 /// operators, each a level of recursion in tantivy's grammar and in the
 /// compiled query. Far beyond what a person types; well inside the stack of
 /// the threads that search.
-pub const MAX_QUERY_GROUPS: usize = 128;
+pub(crate) const MAX_QUERY_GROUPS: usize = 128;
 
 /// Checks that `q` opens at most [`MAX_QUERY_GROUPS`] groups.
 ///
@@ -186,7 +186,7 @@ pub const MAX_QUERY_GROUPS: usize = 128;
 ///
 /// # Errors
 /// `InvalidQuery` naming the limit.
-pub fn check_nesting(q: &str) -> Result<()> {
+pub(crate) fn check_nesting(q: &str) -> Result<()> {
     let parens = q.bytes().filter(|&c| c == b'(').count();
     let nots = q.split(|c: char| !c.is_alphanumeric()).filter(|w| *w == "NOT").count();
     if parens + nots > MAX_QUERY_GROUPS {

@@ -18,7 +18,7 @@ use crate::query::Operation;
 use crate::textindex::{IndexKind, TextIndex, TextIndexWriter};
 
 #[derive(Default)]
-pub struct Memtable {
+pub(crate) struct Memtable {
     pub spans: Vec<SpanRow>,
     pub logs: Vec<LogRow>,
     pub metrics: Vec<MetricPointRow>,
@@ -44,11 +44,11 @@ struct LiveLogIndex {
 }
 
 impl Memtable {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.spans.is_empty() && self.logs.is_empty() && self.metrics.is_empty()
     }
 
-    pub fn rows(&self) -> usize {
+    pub(crate) fn rows(&self) -> usize {
         self.spans.len() + self.logs.len() + self.metrics.len()
     }
 
@@ -57,7 +57,7 @@ impl Memtable {
         self.first_insert.get_or_insert_with(Instant::now);
     }
 
-    pub fn insert_spans(&mut self, rows: Vec<SpanRow>, bytes: usize) {
+    pub(crate) fn insert_spans(&mut self, rows: Vec<SpanRow>, bytes: usize) {
         self.touch(bytes);
         for row in rows {
             let idx = self.spans.len() as u32;
@@ -78,12 +78,12 @@ impl Memtable {
         }
     }
 
-    pub fn insert_logs(&mut self, rows: Vec<LogRow>, bytes: usize) {
+    pub(crate) fn insert_logs(&mut self, rows: Vec<LogRow>, bytes: usize) {
         self.touch(bytes);
         self.logs.extend(rows);
     }
 
-    pub fn insert_metrics(&mut self, rows: Vec<MetricPointRow>, bytes: usize) {
+    pub(crate) fn insert_metrics(&mut self, rows: Vec<MetricPointRow>, bytes: usize) {
         self.touch(bytes);
         for r in &rows {
             // Points arrive grouped by metric: compare with the last one first.
@@ -98,7 +98,7 @@ impl Memtable {
 
     /// The `limit` newest logs matching `query` (compiled by
     /// [`logsearch::compile`]), as (time, position in `logs`), newest first.
-    pub fn newest_logs(&self, query: &dyn Query, limit: usize) -> Result<Vec<(i64, u32)>> {
+    pub(crate) fn newest_logs(&self, query: &dyn Query, limit: usize) -> Result<Vec<(i64, u32)>> {
         if self.logs.is_empty() {
             return Ok(Vec::new());
         }
@@ -122,12 +122,12 @@ impl Memtable {
     }
 
     /// Spans of one trace held here.
-    pub fn trace(&self, id: &TraceId) -> impl Iterator<Item = &SpanRow> {
+    pub(crate) fn trace(&self, id: &TraceId) -> impl Iterator<Item = &SpanRow> {
         self.by_trace.get(id).into_iter().flatten().map(|i| &self.spans[*i as usize])
     }
 
     /// (service, operation) pairs seen here.
-    pub fn operations(&self) -> impl Iterator<Item = (&str, Operation)> + '_ {
+    pub(crate) fn operations(&self) -> impl Iterator<Item = (&str, Operation)> + '_ {
         self.operations.iter().flat_map(|(service, names)| {
             names.iter().flat_map(move |(name, kinds)| {
                 (0..8)

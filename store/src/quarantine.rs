@@ -18,17 +18,17 @@ use crate::wal::sync_dir;
 pub const DIR_NAME: &str = "quarantine";
 
 /// Moves damaged files aside and counts what it moved.
-pub struct Quarantine {
+pub(crate) struct Quarantine {
     dir: PathBuf,
     counters: Arc<StoreCounters>,
 }
 
 impl Quarantine {
-    pub fn new(data_dir: &Path, counters: Arc<StoreCounters>) -> Self {
+    pub(crate) fn new(data_dir: &Path, counters: Arc<StoreCounters>) -> Self {
         Self { dir: data_dir.join(DIR_NAME), counters }
     }
 
-    pub fn counters(&self) -> &StoreCounters {
+    pub(crate) fn counters(&self) -> &StoreCounters {
         &self.counters
     }
 
@@ -39,7 +39,7 @@ impl Quarantine {
     ///
     /// # Errors
     /// I/O errors creating the directory or renaming.
-    pub fn move_in(&self, path: &Path) -> io::Result<Option<PathBuf>> {
+    pub(crate) fn move_in(&self, path: &Path) -> io::Result<Option<PathBuf>> {
         if fs::symlink_metadata(path).is_err() {
             return Ok(None);
         }
@@ -64,7 +64,7 @@ impl Quarantine {
     ///
     /// # Errors
     /// I/O errors from [`Quarantine::move_in`].
-    pub fn segment(&self, files: &[PathBuf], reason: &str) -> io::Result<()> {
+    pub(crate) fn segment(&self, files: &[PathBuf], reason: &str) -> io::Result<()> {
         let mut moved = Vec::new();
         for f in files {
             if let Some(to) = self.move_in(f)? {

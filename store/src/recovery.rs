@@ -37,7 +37,7 @@ use crate::quarantine::Quarantine;
 use crate::segment::{files_of, Segment, SegmentFooter};
 
 /// The catalog and open segments the store starts with.
-pub struct Recovered {
+pub(crate) struct Recovered {
     pub catalog: Catalog,
     pub segments: Vec<Arc<Segment>>,
 }
@@ -92,7 +92,7 @@ fn scan(seg_dir: &Path) -> Result<BTreeMap<(u64, Signal), Found>> {
 /// # Errors
 /// I/O errors that say nothing about damage (reading the directory, moving a
 /// file, writing the catalog); damage itself is never an error.
-pub fn recover(data_dir: &Path, seg_dir: &Path, quarantine: &Arc<Quarantine>) -> Result<Recovered> {
+pub(crate) fn recover(data_dir: &Path, seg_dir: &Path, quarantine: &Arc<Quarantine>) -> Result<Recovered> {
     let mut found = scan(seg_dir)?;
     let loaded = match Catalog::load(data_dir) {
         Ok(c) => c,

@@ -22,45 +22,45 @@ use crate::ids::{SpanId, TraceId};
 use crate::model::*;
 
 /// Column names shared by writer, scans and tests.
-pub mod col {
-    pub const TRACE_ID: &str = "trace_id";
-    pub const SPAN_ID: &str = "span_id";
-    pub const PARENT_SPAN_ID: &str = "parent_span_id";
-    pub const TRACE_STATE: &str = "trace_state";
-    pub const FLAGS: &str = "flags";
-    pub const SERVICE_NAME: &str = "service_name";
-    pub const NAME: &str = "name";
-    pub const KIND: &str = "kind";
-    pub const START_TIME: &str = "start_time_unix_nano";
-    pub const DURATION: &str = "duration_nano";
-    pub const STATUS_CODE: &str = "status_code";
-    pub const STATUS_MESSAGE: &str = "status_message";
-    pub const ATTRIBUTES: &str = "attributes";
-    pub const ATTR_KEYS: &str = "attr_keys";
-    pub const ATTR_VALUES: &str = "attr_values";
-    pub const RESOURCE_ATTRIBUTES: &str = "resource_attributes";
-    pub const SCOPE_NAME: &str = "scope_name";
-    pub const SCOPE_VERSION: &str = "scope_version";
-    pub const EVENTS: &str = "events";
-    pub const LINKS: &str = "links";
-    pub const DROPPED: &str = "dropped_counts";
-    pub const TIME: &str = "time_unix_nano";
-    pub const OBSERVED_TIME: &str = "observed_time_unix_nano";
-    pub const SEVERITY_NUMBER: &str = "severity_number";
-    pub const SEVERITY_TEXT: &str = "severity_text";
-    pub const BODY: &str = "body";
-    pub const EVENT_NAME: &str = "event_name";
-    pub const METRIC_NAME: &str = "metric_name";
-    pub const DESCRIPTION: &str = "description";
-    pub const UNIT: &str = "unit";
-    pub const METRIC_KIND: &str = "metric_kind";
-    pub const TEMPORALITY: &str = "temporality";
-    pub const MONOTONIC: &str = "is_monotonic";
-    pub const VALUE: &str = "value";
-    pub const VALUE_INT: &str = "value_int";
-    pub const COUNT: &str = "count";
-    pub const SUM: &str = "sum";
-    pub const DISTRIBUTION: &str = "distribution";
+pub(crate) mod col {
+    pub(crate) const TRACE_ID: &str = "trace_id";
+    pub(crate) const SPAN_ID: &str = "span_id";
+    pub(crate) const PARENT_SPAN_ID: &str = "parent_span_id";
+    pub(crate) const TRACE_STATE: &str = "trace_state";
+    pub(crate) const FLAGS: &str = "flags";
+    pub(crate) const SERVICE_NAME: &str = "service_name";
+    pub(crate) const NAME: &str = "name";
+    pub(crate) const KIND: &str = "kind";
+    pub(crate) const START_TIME: &str = "start_time_unix_nano";
+    pub(crate) const DURATION: &str = "duration_nano";
+    pub(crate) const STATUS_CODE: &str = "status_code";
+    pub(crate) const STATUS_MESSAGE: &str = "status_message";
+    pub(crate) const ATTRIBUTES: &str = "attributes";
+    pub(crate) const ATTR_KEYS: &str = "attr_keys";
+    pub(crate) const ATTR_VALUES: &str = "attr_values";
+    pub(crate) const RESOURCE_ATTRIBUTES: &str = "resource_attributes";
+    pub(crate) const SCOPE_NAME: &str = "scope_name";
+    pub(crate) const SCOPE_VERSION: &str = "scope_version";
+    pub(crate) const EVENTS: &str = "events";
+    pub(crate) const LINKS: &str = "links";
+    pub(crate) const DROPPED: &str = "dropped_counts";
+    pub(crate) const TIME: &str = "time_unix_nano";
+    pub(crate) const OBSERVED_TIME: &str = "observed_time_unix_nano";
+    pub(crate) const SEVERITY_NUMBER: &str = "severity_number";
+    pub(crate) const SEVERITY_TEXT: &str = "severity_text";
+    pub(crate) const BODY: &str = "body";
+    pub(crate) const EVENT_NAME: &str = "event_name";
+    pub(crate) const METRIC_NAME: &str = "metric_name";
+    pub(crate) const DESCRIPTION: &str = "description";
+    pub(crate) const UNIT: &str = "unit";
+    pub(crate) const METRIC_KIND: &str = "metric_kind";
+    pub(crate) const TEMPORALITY: &str = "temporality";
+    pub(crate) const MONOTONIC: &str = "is_monotonic";
+    pub(crate) const VALUE: &str = "value";
+    pub(crate) const VALUE_INT: &str = "value_int";
+    pub(crate) const COUNT: &str = "count";
+    pub(crate) const SUM: &str = "sum";
+    pub(crate) const DISTRIBUTION: &str = "distribution";
 }
 
 fn f(name: &str, dt: DataType, nullable: bool) -> Field {
@@ -152,7 +152,7 @@ fn read_attributes(keys: &ListArray, values: &ListArray, i: usize) -> Result<Vec
     (0..k.len()).map(|j| Ok(KeyValue { key: k.value(j).to_string(), value: parse_tagged(v.value(j))? })).collect()
 }
 
-pub fn span_schema() -> SchemaRef {
+pub(crate) fn span_schema() -> SchemaRef {
     static S: OnceLock<SchemaRef> = OnceLock::new();
     S.get_or_init(|| {
         Arc::new(Schema::new(vec![
@@ -181,7 +181,7 @@ pub fn span_schema() -> SchemaRef {
     .clone()
 }
 
-pub fn log_schema() -> SchemaRef {
+pub(crate) fn log_schema() -> SchemaRef {
     static S: OnceLock<SchemaRef> = OnceLock::new();
     S.get_or_init(|| {
         Arc::new(Schema::new(vec![
@@ -205,7 +205,7 @@ pub fn log_schema() -> SchemaRef {
     .clone()
 }
 
-pub fn metric_schema() -> SchemaRef {
+pub(crate) fn metric_schema() -> SchemaRef {
     static S: OnceLock<SchemaRef> = OnceLock::new();
     S.get_or_init(|| {
         Arc::new(Schema::new(vec![
@@ -266,7 +266,7 @@ fn non_empty(s: &str) -> Option<&str> {
     }
 }
 
-pub fn spans_to_batch(rows: &[&SpanRow]) -> Result<RecordBatch> {
+pub(crate) fn spans_to_batch(rows: &[&SpanRow]) -> Result<RecordBatch> {
     let n = rows.len();
     let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
     let mut span_id = FixedSizeBinaryBuilder::with_capacity(n, 8);
@@ -313,7 +313,7 @@ pub fn spans_to_batch(rows: &[&SpanRow]) -> Result<RecordBatch> {
 }
 
 /// Typed access to a batch's columns by name.
-pub struct Columns<'a>(pub &'a RecordBatch);
+pub(crate) struct Columns<'a>(pub &'a RecordBatch);
 
 impl<'a> Columns<'a> {
     fn get<T: 'static>(&self, name: &str) -> Result<&'a T> {
@@ -322,31 +322,31 @@ impl<'a> Columns<'a> {
             .and_then(|c| c.as_any().downcast_ref::<T>())
             .ok_or_else(|| StoreError::Corrupt(format!("segment lacks column {name} of the expected type")))
     }
-    pub fn str(&self, name: &str) -> Result<&'a StringArray> {
+    pub(crate) fn str(&self, name: &str) -> Result<&'a StringArray> {
         self.get(name)
     }
-    pub fn i64(&self, name: &str) -> Result<&'a Int64Array> {
+    pub(crate) fn i64(&self, name: &str) -> Result<&'a Int64Array> {
         self.get(name)
     }
-    pub fn i32(&self, name: &str) -> Result<&'a Int32Array> {
+    pub(crate) fn i32(&self, name: &str) -> Result<&'a Int32Array> {
         self.get(name)
     }
-    pub fn u32(&self, name: &str) -> Result<&'a UInt32Array> {
+    pub(crate) fn u32(&self, name: &str) -> Result<&'a UInt32Array> {
         self.get(name)
     }
-    pub fn u64(&self, name: &str) -> Result<&'a UInt64Array> {
+    pub(crate) fn u64(&self, name: &str) -> Result<&'a UInt64Array> {
         self.get(name)
     }
-    pub fn f64(&self, name: &str) -> Result<&'a Float64Array> {
+    pub(crate) fn f64(&self, name: &str) -> Result<&'a Float64Array> {
         self.get(name)
     }
-    pub fn bool(&self, name: &str) -> Result<&'a BooleanArray> {
+    pub(crate) fn bool(&self, name: &str) -> Result<&'a BooleanArray> {
         self.get(name)
     }
-    pub fn fixed(&self, name: &str) -> Result<&'a FixedSizeBinaryArray> {
+    pub(crate) fn fixed(&self, name: &str) -> Result<&'a FixedSizeBinaryArray> {
         self.get(name)
     }
-    pub fn list(&self, name: &str) -> Result<&'a ListArray> {
+    pub(crate) fn list(&self, name: &str) -> Result<&'a ListArray> {
         self.get(name)
     }
     fn as_str(array: &ArrayRef) -> Result<&StringArray> {
@@ -366,7 +366,7 @@ fn opt_str(a: &StringArray, i: usize) -> &str {
 }
 
 /// Materializes the rows of a span batch read with the full schema.
-pub fn batch_to_spans(batch: &RecordBatch) -> Result<Vec<SpanRow>> {
+pub(crate) fn batch_to_spans(batch: &RecordBatch) -> Result<Vec<SpanRow>> {
     let c = Columns(batch);
     let (trace_id, span_id, parent) = (c.fixed(col::TRACE_ID)?, c.fixed(col::SPAN_ID)?, c.fixed(col::PARENT_SPAN_ID)?);
     let (start, duration) = (c.i64(col::START_TIME)?, c.i64(col::DURATION)?);
@@ -413,7 +413,7 @@ pub fn batch_to_spans(batch: &RecordBatch) -> Result<Vec<SpanRow>> {
     Ok(out)
 }
 
-pub fn logs_to_batch(rows: &[&LogRow]) -> Result<RecordBatch> {
+pub(crate) fn logs_to_batch(rows: &[&LogRow]) -> Result<RecordBatch> {
     let n = rows.len();
     let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
     let mut span_id = FixedSizeBinaryBuilder::with_capacity(n, 8);
@@ -447,7 +447,7 @@ pub fn logs_to_batch(rows: &[&LogRow]) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(log_schema(), columns)?)
 }
 
-pub fn batch_to_logs(batch: &RecordBatch) -> Result<Vec<LogRow>> {
+pub(crate) fn batch_to_logs(batch: &RecordBatch) -> Result<Vec<LogRow>> {
     let c = Columns(batch);
     let (time, observed, service) = (c.i64(col::TIME)?, c.i64(col::OBSERVED_TIME)?, c.str(col::SERVICE_NAME)?);
     let (sev_n, sev_t, body) = (c.i32(col::SEVERITY_NUMBER)?, c.str(col::SEVERITY_TEXT)?, c.str(col::BODY)?);
@@ -477,7 +477,7 @@ pub fn batch_to_logs(batch: &RecordBatch) -> Result<Vec<LogRow>> {
     Ok(out)
 }
 
-pub fn metrics_to_batch(rows: &[&MetricPointRow]) -> Result<RecordBatch> {
+pub(crate) fn metrics_to_batch(rows: &[&MetricPointRow]) -> Result<RecordBatch> {
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.metric_name))),
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.service_name))),
@@ -504,7 +504,7 @@ pub fn metrics_to_batch(rows: &[&MetricPointRow]) -> Result<RecordBatch> {
 /// Calls `visit` with each row of a metric batch, borrowed: attribute JSON is
 /// parsed once per distinct text, and nothing else is allocated per row
 /// (but a histogram's distribution).
-pub fn visit_metrics(batch: &RecordBatch, visit: &mut dyn FnMut(&MetricPointRef<'_>)) -> Result<()> {
+pub(crate) fn visit_metrics(batch: &RecordBatch, visit: &mut dyn FnMut(&MetricPointRef<'_>)) -> Result<()> {
     // Rows of this batch with the same two attribute texts share a label source.
     static BATCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let batch_id = BATCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) << 40;
@@ -559,7 +559,7 @@ pub fn visit_metrics(batch: &RecordBatch, visit: &mut dyn FnMut(&MetricPointRef<
     Ok(())
 }
 
-pub fn batch_to_metrics(batch: &RecordBatch) -> Result<Vec<MetricPointRow>> {
+pub(crate) fn batch_to_metrics(batch: &RecordBatch) -> Result<Vec<MetricPointRow>> {
     let c = Columns(batch);
     let (name, service, time, start) =
         (c.str(col::METRIC_NAME)?, c.str(col::SERVICE_NAME)?, c.i64(col::TIME)?, c.i64(col::START_TIME)?);

@@ -23,7 +23,7 @@ use crate::ids::{SpanId, TraceId};
 use crate::model::SpanRow;
 
 /// Parquet footer key holding a span segment's summary (JSON).
-pub const SUMMARY_KEY: &str = "seismo.span_summary";
+pub(crate) const SUMMARY_KEY: &str = "seismo.span_summary";
 
 /// Relative accuracy of latency quantiles.
 const SKETCH_ALPHA: f64 = 0.01;
@@ -107,12 +107,12 @@ type Acc = (u64, u64, u64, BTreeMap<i32, u64>);
 /// Accumulates [`OpStats`] from spans. Keyed service -> name -> kind so a
 /// span finds its operation by `&str` lookups, without allocating.
 #[derive(Default)]
-pub struct StatsBuilder {
+pub(crate) struct StatsBuilder {
     ops: HashMap<String, HashMap<String, Vec<(i32, Acc)>>>,
 }
 
 impl StatsBuilder {
-    pub fn add(&mut self, service: &str, name: &str, kind: i32, is_error: bool, duration_ns: i64) {
+    pub(crate) fn add(&mut self, service: &str, name: &str, kind: i32, is_error: bool, duration_ns: i64) {
         if !self.ops.contains_key(service) {
             self.ops.insert(service.to_string(), HashMap::new());
         }
@@ -134,11 +134,11 @@ impl StatsBuilder {
         LatencySketch::add_to(&mut entry.3, &mut entry.2, duration_ns);
     }
 
-    pub fn add_span(&mut self, s: &SpanRow) {
+    pub(crate) fn add_span(&mut self, s: &SpanRow) {
         self.add(&s.service_name, &s.name, s.kind, s.status_code == STATUS_ERROR, s.duration_nano);
     }
 
-    pub fn finish(self) -> Vec<(OpKey, OpStats)> {
+    pub(crate) fn finish(self) -> Vec<(OpKey, OpStats)> {
         let mut out: Vec<(OpKey, OpStats)> = Vec::new();
         for (service, names) in self.ops {
             for (name, kinds) in names {
@@ -154,7 +154,7 @@ impl StatsBuilder {
 }
 
 /// OTLP status code ERROR.
-pub const STATUS_ERROR: i32 = 2;
+pub(crate) const STATUS_ERROR: i32 = 2;
 
 /// Merges `from` into `into`.
 pub fn merge(into: &mut OpStats, from: &OpStats) {
@@ -170,7 +170,7 @@ pub fn merge(into: &mut OpStats, from: &OpStats) {
 
 /// A child span whose parent was not found when its segment was written.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Orphan {
+pub(crate) struct Orphan {
     pub trace_id: TraceId,
     pub parent_span_id: SpanId,
     pub child_service: String,
@@ -178,7 +178,7 @@ pub struct Orphan {
 
 /// What a span segment's footer summarizes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct SegmentSummary {
+pub(crate) struct SegmentSummary {
     pub ops: Vec<(OpKey, OpStats)>,
     /// (parent service, child service, span count), including edges found by
     /// resolving other segments' orphans against this segment's spans.
@@ -187,13 +187,13 @@ pub struct SegmentSummary {
 }
 
 /// Where parents are looked for: spans of recent segments, by (trace, span).
-pub type ParentIndex = HashMap<(TraceId, SpanId), String>;
+pub(crate) type ParentIndex = HashMap<(TraceId, SpanId), String>;
 
 /// Counts parent -> child edges among `spans`, resolving the children whose
 /// parent is not among them through `earlier` (spans of recent segments), and
 /// `pending` (recent segments' orphans) against `spans`. Returns the edges
 /// and the children still without a parent.
-pub fn edges(
+pub(crate) fn edges(
     spans: &[&SpanRow],
     earlier: &ParentIndex,
     pending: &[Orphan],
@@ -246,7 +246,7 @@ pub fn edges(
 }
 
 /// Summarizes the spans of a segment about to be written.
-pub fn summarize(spans: &[SpanRow], earlier: &ParentIndex, pending: &[Orphan]) -> SegmentSummary {
+pub(crate) fn summarize(spans: &[SpanRow], earlier: &ParentIndex, pending: &[Orphan]) -> SegmentSummary {
     let mut b = StatsBuilder::default();
     for s in spans {
         b.add_span(s);

@@ -12,7 +12,7 @@ use crate::model::{span_kind, status_code, AttrValue, SpanRow};
 /// Longest `key=value` term kept in the index; longer values match by
 /// full-text search only (tantivy caps term length, and such values are not
 /// what anyone types into a tag filter).
-pub const MAX_TERM_BYTES: usize = 512;
+pub(crate) const MAX_TERM_BYTES: usize = 512;
 
 /// Derived tag keys, as Jaeger's OTLP translation names them.
 pub const ERROR: &str = "error";
@@ -23,7 +23,7 @@ pub const OTEL_SCOPE_NAME: &str = "otel.scope.name";
 pub const OTEL_SCOPE_VERSION: &str = "otel.scope.version";
 
 /// The index term for one tag pair.
-pub fn term(key: &str, value: &str) -> String {
+pub(crate) fn term(key: &str, value: &str) -> String {
     let mut t = String::with_capacity(key.len() + value.len() + 1);
     t.push_str(key);
     t.push('=');
@@ -32,7 +32,7 @@ pub fn term(key: &str, value: &str) -> String {
 }
 
 /// Calls `f(key, value_text)` for every tag pair a filter can match on `row`.
-pub fn for_each_pair(row: &SpanRow, mut f: impl FnMut(&str, &str)) {
+pub(crate) fn for_each_pair(row: &SpanRow, mut f: impl FnMut(&str, &str)) {
     let mut attr = |k: &str, v: &AttrValue| match v {
         AttrValue::Str(s) => f(k, s),
         other => f(k, &other.to_text()),
@@ -71,7 +71,7 @@ pub fn for_each_pair(row: &SpanRow, mut f: impl FnMut(&str, &str)) {
 }
 
 /// True when the span carries every `(key, value)` pair.
-pub fn matches_all(row: &SpanRow, wanted: &[(String, String)]) -> bool {
+pub(crate) fn matches_all(row: &SpanRow, wanted: &[(String, String)]) -> bool {
     if wanted.is_empty() {
         return true;
     }

@@ -24,13 +24,13 @@ use tantivy::{Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocum
 
 use crate::error::{Result, StoreError};
 
-pub const ROW: &str = "row";
-pub const KV: &str = "kv";
-pub const TEXT_FIELD: &str = "text";
-pub const TIME: &str = "time";
-pub const SEVERITY: &str = "severity";
-pub const SERVICE: &str = "service";
-pub const TRACE: &str = "trace";
+pub(crate) const ROW: &str = "row";
+pub(crate) const KV: &str = "kv";
+pub(crate) const TEXT_FIELD: &str = "text";
+pub(crate) const TIME: &str = "time";
+pub(crate) const SEVERITY: &str = "severity";
+pub(crate) const SERVICE: &str = "service";
+pub(crate) const TRACE: &str = "trace";
 
 /// Memory budget of the single indexing thread.
 const WRITER_HEAP: usize = 64 << 20;
@@ -38,7 +38,7 @@ const WRITER_HEAP: usize = 64 << 20;
 /// Which signal an index serves; decides what the `text` field records and
 /// which extra fields exist.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IndexKind {
+pub(crate) enum IndexKind {
     /// `text` records which documents hold a token: enough for term and
     /// boolean queries, and what span text needs (spans are matched, never
     /// ranked).
@@ -49,7 +49,7 @@ pub enum IndexKind {
 
 /// The fields of an index schema.
 #[derive(Clone, Copy, Debug)]
-pub struct Fields {
+pub(crate) struct Fields {
     pub row: Field,
     pub kv: Field,
     pub text: Field,
@@ -58,7 +58,7 @@ pub struct Fields {
 }
 
 #[derive(Clone, Copy, Debug)]
-pub struct LogFields {
+pub(crate) struct LogFields {
     pub time: Field,
     pub severity: Field,
     pub service: Field,
@@ -67,7 +67,7 @@ pub struct LogFields {
 
 /// Nothing is scored by field length, so no field norms: they would cost a
 /// byte per document per field.
-pub fn schema(kind: IndexKind) -> (Schema, Fields) {
+pub(crate) fn schema(kind: IndexKind) -> (Schema, Fields) {
     let mut b = Schema::builder();
     let row = b.add_u64_field(ROW, FAST);
     let exact = TextFieldIndexing::default()
@@ -91,28 +91,28 @@ pub fn schema(kind: IndexKind) -> (Schema, Fields) {
 }
 
 /// Builds one index, on disk (a segment's) or in RAM (the memtable's).
-pub struct TextIndexWriter {
+pub(crate) struct TextIndexWriter {
     writer: IndexWriter,
     fields: Fields,
 }
 
 /// One document under construction.
-pub struct Doc {
+pub(crate) struct Doc {
     doc: TantivyDocument,
     fields: Fields,
 }
 
 impl Doc {
-    pub fn kv(&mut self, term: &str) {
+    pub(crate) fn kv(&mut self, term: &str) {
         self.doc.add_text(self.fields.kv, term);
     }
-    pub fn text(&mut self, text: &str) {
+    pub(crate) fn text(&mut self, text: &str) {
         if !text.is_empty() {
             self.doc.add_text(self.fields.text, text);
         }
     }
     /// Log documents: the fields a log search filters and sorts on.
-    pub fn log(&mut self, time: i64, severity: i64, service: &str, trace: Option<&str>) {
+    pub(crate) fn log(&mut self, time: i64, severity: i64, service: &str, trace: Option<&str>) {
         let f = self.fields.log.expect("log fields on a log index");
         self.doc.add_i64(f.time, time);
         self.doc.add_i64(f.severity, severity);
@@ -125,7 +125,7 @@ impl Doc {
 
 impl TextIndexWriter {
     /// A writer for a new index in `dir` (which must not exist yet).
-    pub fn create(dir: &Path, kind: IndexKind) -> Result<Self> {
+    pub(crate) fn create(dir: &Path, kind: IndexKind) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
         let (schema, fields) = schema(kind);
         let index = Index::create_in_dir(dir, schema)?;
@@ -133,7 +133,7 @@ impl TextIndexWriter {
     }
 
     /// A writer for a new in-RAM index, and the index itself (for readers).
-    pub fn create_in_ram(kind: IndexKind) -> Result<(Self, Index)> {
+    pub(crate) fn create_in_ram(kind: IndexKind) -> Result<(Self, Index)> {
         let (schema, fields) = schema(kind);
         let index = Index::create_in_ram(schema);
         Ok((Self::with_index(index.clone(), fields)?, index))
@@ -146,7 +146,7 @@ impl TextIndexWriter {
     }
 
     /// Adds the document for row `row`, filled in by `fill`.
-    pub fn add(&mut self, row: u64, fill: impl FnOnce(&mut Doc)) -> Result<()> {
+    pub(crate) fn add(&mut self, row: u64, fill: impl FnOnce(&mut Doc)) -> Result<()> {
         let mut doc = Doc { doc: TantivyDocument::default(), fields: self.fields };
         doc.doc.add_u64(self.fields.row, row);
         fill(&mut doc);
@@ -155,13 +155,13 @@ impl TextIndexWriter {
     }
 
     /// Makes the documents added so far searchable (after a reader reload).
-    pub fn commit(&mut self) -> Result<()> {
+    pub(crate) fn commit(&mut self) -> Result<()> {
         self.writer.commit()?;
         Ok(())
     }
 
     /// Commits (tantivy fsyncs its files) and waits for merges to finish.
-    pub fn finish(mut self) -> Result<()> {
+    pub(crate) fn finish(mut self) -> Result<()> {
         self.writer.commit()?;
         self.writer.wait_merging_threads()?;
         Ok(())
@@ -169,7 +169,7 @@ impl TextIndexWriter {
 }
 
 /// An index opened for search.
-pub struct TextIndex {
+pub(crate) struct TextIndex {
     reader: IndexReader,
     fields: Fields,
 }
@@ -183,7 +183,7 @@ impl TextIndex {
     ///
     /// # Errors
     /// `Corrupt` with the reason.
-    pub fn open_verified(dir: &Path) -> Result<Self> {
+    pub(crate) fn open_verified(dir: &Path) -> Result<Self> {
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Self> {
             let index = Index::open_in_dir(dir)?;
             let mut damaged = Vec::new();
@@ -225,7 +225,7 @@ impl TextIndex {
     }
 
     /// A reader over `index`; call [`TextIndex::reload`] to see later commits.
-    pub fn from_index(index: Index) -> Result<Self> {
+    pub(crate) fn from_index(index: Index) -> Result<Self> {
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         let schema = index.schema();
         let field = |name: &str| schema.get_field(name);
@@ -239,13 +239,13 @@ impl TextIndex {
         Ok(Self { reader, fields })
     }
 
-    pub fn reload(&self) -> Result<()> {
+    pub(crate) fn reload(&self) -> Result<()> {
         self.reader.reload()?;
         Ok(())
     }
 
     /// Rows whose documents carry every one of `terms` (exact `key=value` terms).
-    pub fn rows_with_all_terms(&self, terms: &[String]) -> Result<HashSet<u32>> {
+    pub(crate) fn rows_with_all_terms(&self, terms: &[String]) -> Result<HashSet<u32>> {
         let clauses: Vec<(Occur, Box<dyn Query>)> = terms
             .iter()
             .map(|t| {
@@ -258,7 +258,7 @@ impl TextIndex {
     }
 
     /// Rows whose documents match `query`.
-    pub fn rows_matching(&self, query: &dyn Query) -> Result<HashSet<u32>> {
+    pub(crate) fn rows_matching(&self, query: &dyn Query) -> Result<HashSet<u32>> {
         let searcher = self.reader.searcher();
         let docs = searcher.search(query, &DocSetCollector)?;
         let mut rows = HashSet::with_capacity(docs.len());
@@ -273,7 +273,7 @@ impl TextIndex {
 
     /// The `limit` newest documents matching `query` (log indexes), as (time,
     /// row), newest first.
-    pub fn newest_rows(&self, query: &dyn Query, limit: usize) -> Result<Vec<(i64, u32)>> {
+    pub(crate) fn newest_rows(&self, query: &dyn Query, limit: usize) -> Result<Vec<(i64, u32)>> {
         let searcher = self.reader.searcher();
         let top = TopDocs::with_limit(limit.max(1)).order_by_fast_field::<i64>(TIME, Order::Desc);
         let docs = searcher.search(query, &top)?;

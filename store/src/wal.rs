@@ -52,14 +52,14 @@ const MAX_FRAME: usize = 1 << 30;
 
 /// One decoded WAL record.
 #[derive(Debug, Clone, PartialEq)]
-pub struct WalRecord {
+pub(crate) struct WalRecord {
     pub seq: u64,
     pub signal: Signal,
     pub payload: Vec<u8>,
 }
 
 /// Appends frames to the newest WAL file.
-pub struct WalWriter {
+pub(crate) struct WalWriter {
     dir: PathBuf,
     file: File,
     next_seq: u64,
@@ -80,12 +80,12 @@ fn parse_file_name(name: &str) -> Option<u64> {
 }
 
 /// Makes a directory entry (a new or renamed file) durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
 /// WAL files in `dir`, ordered by their first sequence number.
-pub fn list_files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+pub(crate) fn list_files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     let mut files = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
@@ -99,20 +99,20 @@ pub fn list_files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
 
 impl WalWriter {
     /// Starts a new WAL file whose first record will be `next_seq`.
-    pub fn create(dir: &Path, next_seq: u64) -> io::Result<Self> {
+    pub(crate) fn create(dir: &Path, next_seq: u64) -> io::Result<Self> {
         let file = OpenOptions::new().create(true).write(true).truncate(true).open(dir.join(file_name(next_seq)))?;
         sync_dir(dir)?;
         Ok(Self { dir: dir.to_path_buf(), file, next_seq, synced_len: 0, torn: false })
     }
 
     /// The sequence number the next appended record gets.
-    pub fn next_seq(&self) -> u64 {
+    pub(crate) fn next_seq(&self) -> u64 {
         self.next_seq
     }
 
     /// Encodes one record into `buf` and returns its sequence number. Nothing is
     /// written until [`WalWriter::write_and_sync`].
-    pub fn encode(&mut self, buf: &mut Vec<u8>, signal: Signal, payload: &[u8]) -> u64 {
+    pub(crate) fn encode(&mut self, buf: &mut Vec<u8>, signal: Signal, payload: &[u8]) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         let len = (FIXED + payload.len()) as u32;
@@ -134,7 +134,7 @@ impl WalWriter {
     /// The write's or the fsync's error; the group is then not durable and must
     /// not be acknowledged, and the file stays marked torn until
     /// [`WalWriter::repair`] succeeds (which this calls first).
-    pub fn write_and_sync(&mut self, buf: &[u8]) -> io::Result<()> {
+    pub(crate) fn write_and_sync(&mut self, buf: &[u8]) -> io::Result<()> {
         self.repair()?;
         let written = self.file.write_all(buf).and_then(|()| self.file.sync_data());
         match written {
@@ -146,7 +146,7 @@ impl WalWriter {
 
     /// Whether a failed group still has to be cut off the file.
     #[cfg(test)]
-    pub fn is_torn(&self) -> bool {
+    pub(crate) fn is_torn(&self) -> bool {
         self.torn
     }
 
@@ -165,7 +165,7 @@ impl WalWriter {
     ///
     /// # Errors
     /// I/O errors of truncate / seek / fsync; the file stays torn, call again later.
-    pub fn repair(&mut self) -> io::Result<()> {
+    pub(crate) fn repair(&mut self) -> io::Result<()> {
         if !self.torn {
             return Ok(());
         }
@@ -186,7 +186,7 @@ impl WalWriter {
     }
 
     /// Closes the current file and starts a new one at the next sequence number.
-    pub fn rotate(&mut self) -> io::Result<()> {
+    pub(crate) fn rotate(&mut self) -> io::Result<()> {
         self.repair()?;
         self.file.sync_all()?;
         *self = Self::create(&self.dir, self.next_seq)?;
@@ -196,7 +196,7 @@ impl WalWriter {
 
 /// What replay found besides the records.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ReplayReport {
+pub(crate) struct ReplayReport {
     /// The highest sequence number seen (or `after` if none).
     pub last_seq: u64,
     /// Damaged stretches skipped in the middle of files (later frames replayed).
@@ -211,7 +211,7 @@ pub struct ReplayReport {
 ///
 /// # Errors
 /// I/O errors reading the directory or a file, or truncating a torn tail.
-pub fn replay(dir: &Path, after: u64, mut f: impl FnMut(WalRecord)) -> io::Result<ReplayReport> {
+pub(crate) fn replay(dir: &Path, after: u64, mut f: impl FnMut(WalRecord)) -> io::Result<ReplayReport> {
     let mut report = ReplayReport { last_seq: after, ..Default::default() };
     for (_, path) in list_files(dir)? {
         // A file holds at most one memtable's worth of requests (it is rotated
@@ -383,7 +383,7 @@ fn scan_legacy(b: &[u8], mut visit: impl FnMut(u64, Scanned)) -> Scan {
 
 /// Deletes WAL files every record of which has `seq <= flushed`. The newest file
 /// is always kept (the writer appends to it).
-pub fn remove_flushed(dir: &Path, flushed: u64) -> io::Result<()> {
+pub(crate) fn remove_flushed(dir: &Path, flushed: u64) -> io::Result<()> {
     let files = list_files(dir)?;
     for pair in files.windows(2) {
         let (_, path) = &pair[0];

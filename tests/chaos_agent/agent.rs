@@ -11,14 +11,14 @@ use std::process::{Child, Command, Stdio};
 use serde_json::Value;
 
 /// A `seismo chaos agent` on an ephemeral API port. Killed on drop.
-pub struct Agent {
+pub(crate) struct Agent {
     child: Child,
     /// The API's `host:port`.
     pub api: String,
 }
 
 impl Agent {
-    pub fn start(extra: &[&str]) -> Agent {
+    pub(crate) fn start(extra: &[&str]) -> Agent {
         let mut child = Command::new(env!("CARGO_BIN_EXE_seismo"))
             .args(["chaos", "agent", "--api", "127.0.0.1:0"])
             .args(extra)
@@ -38,11 +38,11 @@ impl Agent {
         Agent { child, api }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.api, path)
     }
 
-    pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    pub(crate) fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
         let client = reqwest::blocking::Client::new();
         let mut req = client.request(method.parse().unwrap(), self.url(path));
         if let Some(b) = body {
@@ -55,14 +55,14 @@ impl Agent {
     }
 
     /// `seismo_chaos_faults_total` for one toxic (0 before its first fault).
-    pub fn faults(&self, proxy: &str, toxic: &str, kind: &str) -> u64 {
+    pub(crate) fn faults(&self, proxy: &str, toxic: &str, kind: &str) -> u64 {
         let text = reqwest::blocking::get(self.url("/metrics")).unwrap().text().unwrap();
         let series = format!("seismo_chaos_faults_total{{proxy=\"{proxy}\",toxic=\"{toxic}\",type=\"{kind}\"}} ");
         text.lines().find_map(|l| l.strip_prefix(&series)).map_or(0, |n| n.parse().unwrap())
     }
 
     /// SIGTERM; returns whether it exited 0.
-    pub fn stop(mut self) -> bool {
+    pub(crate) fn stop(mut self) -> bool {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         self.child.wait().unwrap().success()

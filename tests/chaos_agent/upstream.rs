@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// Echoes every byte back; half-closes when the client does.
-pub fn echo_server() -> SocketAddr {
+pub(crate) fn echo_server() -> SocketAddr {
     serve_tcp(|mut s| {
         let mut buf = [0u8; 65536];
         loop {
@@ -30,13 +30,13 @@ pub fn echo_server() -> SocketAddr {
 }
 
 /// Greets with `bye` and closes at once.
-pub fn closing_server() -> SocketAddr {
+pub(crate) fn closing_server() -> SocketAddr {
     serve_tcp(|mut s| {
         let _ = s.write_all(b"bye");
     })
 }
 
-pub fn serve_tcp(handler: impl Fn(TcpStream) + Send + Sync + 'static) -> SocketAddr {
+pub(crate) fn serve_tcp(handler: impl Fn(TcpStream) + Send + Sync + 'static) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let handler = Arc::new(handler);
@@ -51,20 +51,20 @@ pub fn serve_tcp(handler: impl Fn(TcpStream) + Send + Sync + 'static) -> SocketA
 
 /// One request the HTTP upstream answered.
 #[derive(Clone, Debug)]
-pub struct Hit {
+pub(crate) struct Hit {
     pub path: String,
     pub traceparent: Option<String>,
 }
 
 /// A keep-alive HTTP/1.1 upstream answering `200 ok`, recording every request
 /// and counting connections.
-pub struct HttpUpstream {
+pub(crate) struct HttpUpstream {
     pub addr: SocketAddr,
     pub hits: Arc<Mutex<Vec<Hit>>>,
     pub connections: Arc<AtomicUsize>,
 }
 
-pub fn http_upstream() -> HttpUpstream {
+pub(crate) fn http_upstream() -> HttpUpstream {
     let hits = Arc::new(Mutex::new(Vec::new()));
     let connections = Arc::new(AtomicUsize::new(0));
     let (h, c) = (hits.clone(), connections.clone());
@@ -108,7 +108,7 @@ pub fn http_upstream() -> HttpUpstream {
     HttpUpstream { addr, hits, connections }
 }
 
-pub fn connect(addr: SocketAddr) -> TcpStream {
+pub(crate) fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).unwrap();
     s.set_nodelay(true).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -116,7 +116,7 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
 }
 
 /// Sends `msg` and reads the echo; returns how long the round trip took.
-pub fn round_trip(s: &mut TcpStream, msg: &[u8]) -> Duration {
+pub(crate) fn round_trip(s: &mut TcpStream, msg: &[u8]) -> Duration {
     let t = Instant::now();
     s.write_all(msg).unwrap();
     let mut got = vec![0u8; msg.len()];

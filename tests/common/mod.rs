@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A `seismo serve` process on ephemeral loopback ports. Killed on drop.
-pub struct Server {
+pub(crate) struct Server {
     pub child: Child,
     pub grpc: String,
     pub otlp_http: String,
@@ -21,18 +21,18 @@ pub struct Server {
 
 impl Server {
     /// Starts `seismo serve` on `data_dir` with extra flags and waits for its ready line.
-    pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+    pub(crate) fn start(data_dir: &Path, extra: &[&str]) -> Server {
         Self::launch(data_dir, extra, false)
     }
 
     /// [`Server::start`], keeping the log (stderr) for [`Server::log_contains`]; the
     /// lines are still printed, so a failing test shows them.
-    pub fn start_capturing_log(data_dir: &Path, extra: &[&str]) -> Server {
+    pub(crate) fn start_capturing_log(data_dir: &Path, extra: &[&str]) -> Server {
         Self::launch(data_dir, extra, true)
     }
 
     /// Whether a log line so far contains `needle`.
-    pub fn log_contains(&self, needle: &str) -> bool {
+    pub(crate) fn log_contains(&self, needle: &str) -> bool {
         let log = self.log.as_ref().expect("started without capturing the log");
         log.lock().unwrap().iter().any(|line| line.contains(needle))
     }
@@ -95,15 +95,15 @@ impl Server {
         server
     }
 
-    pub fn query_url(&self, path: &str) -> String {
+    pub(crate) fn query_url(&self, path: &str) -> String {
         format!("http://{}{}", self.http, path)
     }
 
-    pub fn otlp_url(&self, path: &str) -> String {
+    pub(crate) fn otlp_url(&self, path: &str) -> String {
         format!("http://{}{}", self.otlp_http, path)
     }
 
-    pub fn grpc_url(&self) -> String {
+    pub(crate) fn grpc_url(&self) -> String {
         format!("http://{}", self.grpc)
     }
 
@@ -122,7 +122,7 @@ impl Server {
     }
 
     /// SIGTERM and wait: the graceful path (drain, flush, exit 0).
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let pid = self.child.id().to_string();
         let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(status.success());
@@ -131,13 +131,13 @@ impl Server {
     }
 
     /// SIGKILL: no chance to flush or clean up.
-    pub fn kill9(mut self) {
+    pub(crate) fn kill9(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
 
     /// GET a query API path and parse JSON, returning (status, body).
-    pub fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+    pub(crate) fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
         let r = reqwest::blocking::Client::new().get(self.query_url(path)).send().unwrap();
         let status = r.status().as_u16();
         (status, r.json().unwrap_or(serde_json::Value::Null))
@@ -152,7 +152,7 @@ impl Drop for Server {
 }
 
 /// Percent-encodes `s` for a URL query value (unreserved characters kept).
-pub fn url_encode(s: &str) -> String {
+pub(crate) fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
@@ -162,7 +162,7 @@ pub fn url_encode(s: &str) -> String {
 }
 
 /// Polls `f` until it returns `Some` or `timeout` passes.
-pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
@@ -174,7 +174,7 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
 }
 
 /// An OTLP export of one 1 ms server span that ended now, from `service`.
-pub fn one_span_export(
+pub(crate) fn one_span_export(
     trace_id: &[u8],
     span_id: &[u8],
     service: &str,

@@ -30,11 +30,14 @@ async fn start(sink: FakeSink) -> Running {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         max_body_bytes: LIMIT,
         max_inflight_bytes: 64 << 20,
+        tls: None,
     };
     let collector = bind_with_sink(sink, &config).await.unwrap();
     let grpc_url = format!("http://{}", collector.grpc_addr());
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(collector.run(seismo_net::Limits::default(), async { stopped.await.unwrap_or(()) }));
+    tokio::spawn(
+        collector.run(seismo_net::Limits::default(), seismo_net::Access::open(), async { stopped.await.unwrap_or(()) }),
+    );
     Running { grpc_url, _stop: stop }
 }
 

@@ -39,7 +39,7 @@
 mod scan;
 mod write;
 
-pub use write::{write_logs, write_metrics, write_spans};
+pub(crate) use write::{write_logs, write_metrics, write_spans};
 
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
@@ -67,15 +67,15 @@ use crate::textindex::{IndexKind, TextIndex};
 use write::{span_doc, write_index};
 
 /// Footer key of a segment's [`SegmentFooter`].
-pub const SEGMENT_KEY: &str = "seismo.segment";
+pub(crate) const SEGMENT_KEY: &str = "seismo.segment";
 /// Footer key of the column-chunk checksums: JSON `[[crc32 per leaf column] per row group]`.
-pub const CHUNK_CRC_KEY: &str = "seismo.chunk_crc32";
+pub(crate) const CHUNK_CRC_KEY: &str = "seismo.chunk_crc32";
 /// Footer key of the bloom-filter checksums: JSON `[[[leaf column, crc32] per filter] per row group]`.
-pub const BLOOM_CRC_KEY: &str = "seismo.bloom_crc32";
+pub(crate) const BLOOM_CRC_KEY: &str = "seismo.bloom_crc32";
 
 /// What a segment says about itself (in its footer, under [`SEGMENT_KEY`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SegmentFooter {
+pub(crate) struct SegmentFooter {
     /// The catalog entry, except `bytes` (0: the file size is not known
     /// while the footer is written).
     pub meta: SegmentMeta,
@@ -86,7 +86,7 @@ pub struct SegmentFooter {
 
 /// Which WAL records a flush covered and which segments it wrote.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FlushInfo {
+pub(crate) struct FlushInfo {
     /// Every WAL record with `seq <= flushed_seq` is in a segment once this
     /// flush's segments are all present.
     pub flushed_seq: u64,
@@ -130,7 +130,7 @@ impl SegmentMeta {
 /// Removes every file and directory of segment `id`, finished or temporary
 /// (`<id>-<signal>.parquet`, `.parquet.tmp`, `.tantivy`, `.tantivy.tmp`).
 /// Only for a segment no catalog names: a flush that failed part-way.
-pub fn remove_files(dir: &Path, id: u64) -> std::io::Result<()> {
+pub(crate) fn remove_files(dir: &Path, id: u64) -> std::io::Result<()> {
     let prefix = format!("{id:016}-");
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
@@ -177,7 +177,7 @@ fn crc_of_range(file: &File, start: u64, len: u64) -> std::io::Result<u32> {
 
 /// An open segment: metadata, bloom filters and index handles cached for the
 /// segment's lifetime so a lookup touches only the pages it needs.
-pub struct Segment {
+pub(crate) struct Segment {
     pub meta: SegmentMeta,
     dir: PathBuf,
     path: PathBuf,
@@ -213,7 +213,7 @@ impl Segment {
     /// `Damaged` (naming the file) for a missing, truncated or inconsistent
     /// segment; `Io` for other I/O failures (e.g. out of descriptors), which
     /// say nothing about the bytes.
-    pub fn open(dir: &Path, meta: SegmentMeta, quarantine: Arc<Quarantine>) -> Result<Self> {
+    pub(crate) fn open(dir: &Path, meta: SegmentMeta, quarantine: Arc<Quarantine>) -> Result<Self> {
         let path = meta.parquet_path(dir);
         let damaged = |what: String| StoreError::Damaged(format!("{}: {what}", path.display()));
         let file = match File::open(&path) {
@@ -327,7 +327,7 @@ impl Segment {
     ///
     /// # Errors
     /// `Damaged` when the file is unreadable or its description does not parse.
-    pub fn read_footer(path: &Path) -> Result<Option<SegmentFooter>> {
+    pub(crate) fn read_footer(path: &Path) -> Result<Option<SegmentFooter>> {
         let damaged = |what: String| StoreError::Damaged(format!("{}: {what}", path.display()));
         let file = File::open(path).map_err(|e| damaged(e.to_string()))?;
         let md = parquet::file::metadata::ParquetMetaDataReader::new()
@@ -343,7 +343,7 @@ impl Segment {
     }
 
     /// The files of this segment (Parquet, and index when it has one).
-    pub fn files(&self) -> Vec<PathBuf> {
+    pub(crate) fn files(&self) -> Vec<PathBuf> {
         files_of(&self.dir, &self.meta)
     }
 
@@ -513,7 +513,7 @@ impl Segment {
 }
 
 /// The files a segment described by `meta` has in `dir`.
-pub fn files_of(dir: &Path, meta: &SegmentMeta) -> Vec<PathBuf> {
+pub(crate) fn files_of(dir: &Path, meta: &SegmentMeta) -> Vec<PathBuf> {
     let mut files = vec![meta.parquet_path(dir)];
     if meta.has_index {
         files.push(meta.index_path(dir));

@@ -24,7 +24,7 @@ impl Segment {
     }
 
     /// All spans of trace `id` in this segment.
-    pub fn trace(&self, id: &TraceId) -> Result<Vec<SpanRow>> {
+    pub(crate) fn trace(&self, id: &TraceId) -> Result<Vec<SpanRow>> {
         let mut out = Vec::new();
         for rg in self.row_groups_for_trace(id) {
             // Find the trace's rows from the id column alone, then fetch just them.
@@ -53,7 +53,7 @@ impl Segment {
 
     /// Adds to `hits` (trace id -> newest matching span start) every trace with
     /// a span in this segment that matches `q`.
-    pub fn search_traces(&self, q: &TraceQuery, hits: &mut HashMap<TraceId, i64>) -> Result<()> {
+    pub(crate) fn search_traces(&self, q: &TraceQuery, hits: &mut HashMap<TraceId, i64>) -> Result<()> {
         if !self.meta.overlaps(q.start_min_ns, q.start_max_ns) {
             return Ok(());
         }
@@ -138,7 +138,7 @@ impl Segment {
     /// end] (and of `service`, when given), reading only the narrow columns.
     /// With `traces = Some((set, inside))`, only spans whose trace is in
     /// `set` (`inside`) or not in it (`!inside`) count.
-    pub fn scan_stats(
+    pub(crate) fn scan_stats(
         &self,
         start: i64,
         end: i64,
@@ -191,7 +191,7 @@ impl Segment {
 
     /// Adds to `index` the service of every span of this segment whose trace
     /// is in `traces` (parents for children of a later flush).
-    pub fn index_parents(&self, traces: &HashSet<TraceId>, index: &mut ParentIndex) -> Result<()> {
+    pub(crate) fn index_parents(&self, traces: &HashSet<TraceId>, index: &mut ParentIndex) -> Result<()> {
         let groups: Vec<usize> =
             (0..self.trace_ranges.len()).filter(|&rg| traces.iter().any(|t| self.may_hold_trace(rg, t))).collect();
         if groups.is_empty() {
@@ -219,7 +219,7 @@ impl Segment {
     }
 
     /// The `limit` newest log records matching `query`, as (time, row), newest first.
-    pub fn newest_logs(&self, query: &dyn tantivy::query::Query, limit: usize) -> Result<Vec<(i64, u32)>> {
+    pub(crate) fn newest_logs(&self, query: &dyn tantivy::query::Query, limit: usize) -> Result<Vec<(i64, u32)>> {
         if !self.meta.has_index {
             return Err(StoreError::Corrupt(format!("log segment {} has no index", self.meta.id)));
         }
@@ -227,7 +227,7 @@ impl Segment {
     }
 
     /// The log records at row positions `rows` (sorted, distinct), in that order.
-    pub fn log_rows(&self, rows: &[u32]) -> Result<Vec<LogRow>> {
+    pub(crate) fn log_rows(&self, rows: &[u32]) -> Result<Vec<LogRow>> {
         let hits: Vec<usize> = rows.iter().map(|&r| r as usize).collect();
         let total = self.meta.rows as usize;
         let groups = (0..self.reader_meta.metadata().num_row_groups()).collect();
@@ -239,7 +239,7 @@ impl Segment {
     }
 
     /// Every row of a log segment.
-    pub fn all_logs(&self) -> Result<Vec<LogRow>> {
+    pub(crate) fn all_logs(&self) -> Result<Vec<LogRow>> {
         let groups = (0..self.reader_meta.metadata().num_row_groups()).collect();
         let mut out = Vec::new();
         for b in self.read(groups, None, None)? {
@@ -251,7 +251,7 @@ impl Segment {
     /// Every point of `names` in the window, borrowed row by row (see
     /// [`schema::visit_metrics`]): row groups pruned by the name statistics,
     /// then only the matching rows read.
-    pub fn visit_metric_points(
+    pub(crate) fn visit_metric_points(
         &self,
         names: &HashSet<String>,
         start: Option<i64>,
@@ -296,7 +296,7 @@ impl Segment {
     }
 
     /// Every row of a metric segment.
-    pub fn all_metrics(&self) -> Result<Vec<MetricPointRow>> {
+    pub(crate) fn all_metrics(&self) -> Result<Vec<MetricPointRow>> {
         let groups = (0..self.reader_meta.metadata().num_row_groups()).collect();
         let mut out = Vec::new();
         for b in self.read(groups, None, None)? {

@@ -160,7 +160,7 @@ impl SegmentMeta {
 }
 
 /// Writes a span segment with its summary in the footer. `rows` must not be empty.
-pub fn write_spans(
+pub(crate) fn write_spans(
     dir: &Path,
     id: u64,
     rows: &[SpanRow],
@@ -231,7 +231,7 @@ pub(super) fn span_doc(doc: &mut Doc, row: &SpanRow) {
 }
 
 /// Writes a log segment, sorted by (service, time). `rows` must not be empty.
-pub fn write_logs(dir: &Path, id: u64, rows: &[LogRow], flush: &FlushInfo) -> Result<SegmentMeta> {
+pub(crate) fn write_logs(dir: &Path, id: u64, rows: &[LogRow], flush: &FlushInfo) -> Result<SegmentMeta> {
     let mut sorted: Vec<&LogRow> = rows.iter().collect();
     sorted.sort_by(|a, b| (&a.service_name, a.time_unix_nano).cmp(&(&b.service_name, b.time_unix_nano)));
     let props = writer_props(2, Some((col::TRACE_ID, ROW_GROUP_ROWS / 4)), &[]);
@@ -259,7 +259,7 @@ pub fn write_logs(dir: &Path, id: u64, rows: &[LogRow], flush: &FlushInfo) -> Re
 }
 
 /// Writes a metric-point segment, sorted by (metric, service, time). `rows` must not be empty.
-pub fn write_metrics(dir: &Path, id: u64, rows: &[MetricPointRow], flush: &FlushInfo) -> Result<SegmentMeta> {
+pub(crate) fn write_metrics(dir: &Path, id: u64, rows: &[MetricPointRow], flush: &FlushInfo) -> Result<SegmentMeta> {
     let mut sorted: Vec<&MetricPointRow> = rows.iter().collect();
     sorted.sort_by(|a, b| {
         (&a.metric_name, &a.service_name, a.time_unix_nano).cmp(&(&b.metric_name, &b.service_name, b.time_unix_nano))
