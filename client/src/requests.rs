@@ -315,6 +315,19 @@ mod tests {
                 ("limit", "5".to_string())
             ]
         );
+        let q = StatsQuery {
+            service: Some("checkout".into()),
+            cohort: Some(Cohort { experiment: "r1".into(), faulted: false }),
+            ..StatsQuery::default()
+        };
+        assert_eq!(
+            q.params(),
+            vec![
+                ("service", "checkout".to_string()),
+                ("experiment", "r1".to_string()),
+                ("cohort", "unfaulted".to_string())
+            ]
+        );
         let q = SeriesQuery { matchers: vec!["up".into(), "down".into()], ..SeriesQuery::default() };
         assert_eq!(q.params(), vec![("match[]", "up".to_string()), ("match[]", "down".to_string())]);
     }

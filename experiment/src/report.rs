@@ -272,6 +272,15 @@ pub fn markdown(j: &Journal) -> String {
             "**The agent could not be verified clean.**"
         }
     );
+    if let Some(found) = &j.regressions {
+        let _ = writeln!(s, "\n## Against the baseline\n");
+        if found.is_empty() {
+            let _ = writeln!(s, "No regression.");
+        }
+        for r in found {
+            let _ = writeln!(s, "- **{}**: {} → {}", r.what, r.before, r.after);
+        }
+    }
     if !j.warnings.is_empty() {
         let _ = writeln!(s, "\n## Warnings\n");
         for w in &j.warnings {
@@ -300,6 +309,14 @@ mod tests {
         assert!(md.contains("| checkout | **difference** | | | +0.0 pts | +400.0 ms | +410.0 ms |"), "{md}");
         assert!(md.contains("| `0af7651916cd43dd8448eb211c80319c` | seismo-abc123-0-latency | checkout POST /pay | 401.2 ms | yes, 401.2 ms | no |"), "{md}");
         assert!(md.contains("The agent holds nothing this run added."), "{md}");
+        assert!(!md.contains("Against the baseline"), "{md}");
+        let mut j = sample();
+        j.regressions = Some(vec![crate::diff::Regression {
+            what: "checkout faulted p99".into(),
+            before: "412.0 ms".into(),
+            after: "600.0 ms".into(),
+        }]);
+        assert!(markdown(&j).contains("## Against the baseline\n\n- **checkout faulted p99**: 412.0 ms → 600.0 ms"));
     }
 
     #[test]

@@ -174,7 +174,11 @@ pub async fn run(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    (journal.status, journal.reason) = if let Some(reason) = ending.failed {
+    (journal.status, journal.reason) = if !journal.rollback_verified {
+        // Faults may still be live: that outranks any verdict on the hypothesis.
+        let left: Vec<&str> = journal.rollbacks.iter().filter_map(|r| r.error.as_deref()).collect();
+        (Status::Failed, Some(format!("the rollback is incomplete, faults may still be active: {}", left.join("; "))))
+    } else if let Some(reason) = ending.failed {
         (Status::Failed, Some(reason))
     } else if let Some(reason) = ending.aborted {
         (Status::Aborted, Some(reason))
