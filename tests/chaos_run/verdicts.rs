@@ -144,7 +144,7 @@ when = ["before"]
 name = "payments fails half the time"
 proxy = "payments"
 toxic = { type = "http_abort", toxicity = 0.5, attributes = { status = 503, path_prefix = "/pay" } }
-duration = "3s"
+duration = "4s"
 "#
         .replace("{upstream}", &lab.upstream),
     );
@@ -155,10 +155,11 @@ duration = "3s"
     assert_eq!(kinds, ["http", "promql", "stats"].into());
     assert!(journal.probes.iter().all(|p| p.ok), "{:#?}", journal.probes);
     let c = &journal.cohorts[0];
+    // Binomial: with at least 30 requests, 0.2..0.8 is beyond 3 sd of 0.5.
     let total = c.faulted.requests + c.unfaulted.requests;
-    assert!(total >= 40, "too little traffic to judge: {c:?}");
+    assert!(total >= 30, "too little traffic to judge: {c:?}");
     let share = c.faulted.requests as f64 / total as f64;
-    assert!((0.25..=0.75).contains(&share), "faulted share {share}: {c:?}");
+    assert!((0.2..=0.8).contains(&share), "faulted share {share}: {c:?}");
     // Injected: every faulted request failed, no unfaulted one did.
     assert_eq!(c.faulted.error_rate, 1.0, "{c:?}");
     assert_eq!(c.unfaulted.error_rate, 0.0, "{c:?}");
