@@ -7,7 +7,8 @@
 //!
 //! | module | what it owns |
 //! |---|---|
-//! | [`file`] | the TOML model and its validation (errors name line and field) |
+//! | [`file`] | the TOML model (errors name line and field; checks in `validate`) |
+//! | [`duration`] | `10s`, `500ms`, `1m30s` |
 //! | [`plan`] | the `--dry-run` plan |
 //! | [`probe`] | stats, PromQL and HTTP probes; the safety check |
 //! | [`method`] | the steps: toxics for a duration, process actions, waits |
@@ -37,6 +38,7 @@
 
 pub mod cohort;
 pub mod diff;
+pub mod duration;
 pub mod error;
 pub mod exemplar;
 pub mod file;
@@ -47,6 +49,7 @@ pub mod probe;
 pub mod report;
 pub mod rollback;
 pub mod run;
+mod validate;
 
 pub use error::{ExperimentError, Result};
 pub use file::Experiment;
