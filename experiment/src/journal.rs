@@ -73,6 +73,9 @@ pub struct Journal {
     pub run_id: String,
     /// The experiment's title.
     pub title: String,
+    /// The experiment's `description`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     /// The experiment file, as given.
     #[serde(default)]
     pub experiment_file: Option<String>,
@@ -390,6 +393,7 @@ pub(crate) mod tests {
             version: JOURNAL_VERSION,
             run_id: "abc123".into(),
             title: "checkout tolerates a slow payments service".into(),
+            description: None,
             experiment_file: Some("slow.toml".into()),
             status: Status::Deviated,
             reason: Some("steady state deviated during the method: checkout stays fast".into()),

@@ -97,6 +97,9 @@ pub fn summary(j: &Journal) -> String {
 pub fn markdown(j: &Journal) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# {}\n", j.title);
+    if let Some(description) = &j.description {
+        let _ = writeln!(s, "{}\n", description.trim());
+    }
     let badge = match j.status {
         Status::Completed => "✅ completed",
         Status::Deviated => "❌ deviated",

@@ -88,6 +88,7 @@ pub async fn run(
         version: JOURNAL_VERSION,
         run_id: run_id.clone(),
         title: experiment.title.clone(),
+        description: experiment.description.clone(),
         experiment_file: options.experiment_file.clone(),
         status: Status::Completed,
         reason: None,
