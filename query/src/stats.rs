@@ -25,18 +25,17 @@ use seismo_api::stats::{OperationStats, StatsResponse};
 use seismo_store::{span_kind, Cohort, OpStats, StatsQuery};
 
 use crate::error::QueryError;
-use crate::jaeger_handlers::{blocking, decode, json_reply, now_ns, RawParams};
-use crate::logs::parse_window;
-use crate::params::{QueryParams, OPERATION, SERVICE, SPAN_KIND};
-use crate::router::QueryState;
+use crate::request::query_params::{OPERATION, SERVICE, SPAN_KIND};
+use crate::request::{blocking, json_reply, now_ns, QueryParams, TimeWindow};
+use crate::state::QueryState;
 
 /// The experiment (run) id whose fault spans split the traces into cohorts.
-pub const EXPERIMENT: &str = "experiment";
+pub(crate) const EXPERIMENT: &str = "experiment";
 /// Which side of the split: `faulted` or `unfaulted`.
-pub const COHORT: &str = "cohort";
+pub(crate) const COHORT: &str = "cohort";
 
-/// Default window of `/api/v1/stats`: a dashboard's "now".
-pub const DEFAULT_STATS_LOOKBACK_NS: i64 = 3600 * 1_000_000_000;
+/// The window of `/api/v1/stats`: the last hour by default, a dashboard's "now".
+type StatsWindow = TimeWindow<3600>;
 
 /// The answer entry of one operation (`kind` set) or one service's totals
 /// (`operation` and `kind` absent): latencies in ms rounded to µs.
@@ -56,8 +55,7 @@ fn operation_stats(service: String, operation: Option<String>, kind: Option<i32>
 }
 
 /// `GET /api/v1/stats`.
-pub(crate) async fn stats(State(state): State<QueryState>, raw: RawParams) -> Result<Response, QueryError> {
-    let params = decode(raw)?;
+pub(crate) async fn stats(State(state): State<QueryState>, params: QueryParams) -> Result<Response, QueryError> {
     let q = parse_stats_query(&params, now_ns())?;
     let ops = blocking(&state, move |store| store.span_stats(&q)).await?;
     let mut per_service: BTreeMap<String, OpStats> = BTreeMap::new();
@@ -71,8 +69,8 @@ pub(crate) async fn stats(State(state): State<QueryState>, raw: RawParams) -> Re
 
 /// # Errors
 /// `QueryError::BadRequest` naming the bad parameter.
-pub fn parse_stats_query(params: &QueryParams, now_ns: i64) -> Result<StatsQuery, QueryError> {
-    let (start_ns, end_ns) = parse_window(params, now_ns, DEFAULT_STATS_LOOKBACK_NS)?;
+pub(crate) fn parse_stats_query(params: &QueryParams, now_ns: i64) -> Result<StatsQuery, QueryError> {
+    let TimeWindow { start_ns, end_ns } = StatsWindow::parse(params, now_ns)?;
     let span_kinds = match params.get(SPAN_KIND) {
         None | Some("") => vec![span_kind::SERVER, span_kind::CONSUMER],
         Some(text) if text.eq_ignore_ascii_case("all") || text == "*" => Vec::new(),
@@ -117,9 +115,12 @@ mod tests {
 
     #[test]
     fn defaults_count_server_and_consumer_spans_of_the_last_hour() {
-        let q = parse_stats_query(&params(&[]), 10 * DEFAULT_STATS_LOOKBACK_NS).unwrap();
+        let q = parse_stats_query(&params(&[]), 10 * StatsWindow::DEFAULT_LOOKBACK_NS).unwrap();
         assert_eq!(q.span_kinds, vec![span_kind::SERVER, span_kind::CONSUMER]);
-        assert_eq!((q.start_ns, q.end_ns), (9 * DEFAULT_STATS_LOOKBACK_NS, 10 * DEFAULT_STATS_LOOKBACK_NS));
+        assert_eq!(
+            (q.start_ns, q.end_ns),
+            (9 * StatsWindow::DEFAULT_LOOKBACK_NS, 10 * StatsWindow::DEFAULT_LOOKBACK_NS)
+        );
         let q = parse_stats_query(&params(&[("spanKind", "client,Producer"), ("service", "cart")]), 0).unwrap();
         assert_eq!(q.span_kinds, vec![span_kind::CLIENT, span_kind::PRODUCER]);
         assert_eq!(q.service.as_deref(), Some("cart"));

@@ -1,41 +1,32 @@
 //! Handlers of the Jaeger-compatible `/api/...` endpoints.
 //!
-//! Each handler parses its parameters (see [`crate::params`]), runs the store
+//! Each handler takes its parameters as extractors (see [`search_params`]
+//! and [`crate::request`]), runs the store
 //! call on the blocking pool (store reads do Parquet I/O), converts rows to
 //! Jaeger's model there too (big traces cost CPU), and answers in Jaeger's
 //! envelope. Errors leave as [`QueryError`], converted once to HTTP.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+mod dependencies;
+mod search_params;
+mod trace_json;
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::extract::State;
+use axum::response::Response;
 use seismo_api::jaeger as ui;
 use seismo_api::{Response as Envelope, ResponseError};
-use seismo_store::{span_kind, SpanRow, Store, StoreError, TraceId};
-use serde::Serialize;
+use seismo_store::{span_kind, SpanRow, TraceId};
 
-use crate::convert::{jaeger_trace_id, to_jaeger_trace};
+pub(crate) use dependencies::dependencies;
+pub(crate) use search_params::TraceSearch;
+
 use crate::error::{QueryError, TRACE_NOT_FOUND};
-use crate::params::{self, QueryParams};
-use crate::router::QueryState;
-
-/// The decoded query string, or a 400 in Jaeger's envelope.
-pub(crate) type RawParams = Result<Query<Vec<(String, String)>>, QueryRejection>;
-
-pub(crate) fn decode(raw: RawParams) -> Result<QueryParams, QueryError> {
-    raw.map(|Query(pairs)| QueryParams::new(pairs))
-        .map_err(|e| QueryError::BadRequest(format!("malformed query string: {e}")))
-}
-
-fn path_param(raw: Result<Path<String>, PathRejection>) -> Result<String, QueryError> {
-    raw.map(|Path(p)| p).map_err(|e| QueryError::BadRequest(format!("malformed path: {e}")))
-}
+use crate::request::{blocking, json_reply, PathParam, QueryParams};
+use crate::state::QueryState;
+use search_params::OperationsParams;
+use trace_json::{jaeger_trace_id, to_jaeger_trace};
 
 /// `GET /api/services` -> `data: ["svc", ...]`, sorted, with `total`.
-pub(crate) async fn services(State(state): State<QueryState>, raw: RawParams) -> Result<Response, QueryError> {
-    let params = decode(raw)?;
+pub(crate) async fn services(State(state): State<QueryState>, params: QueryParams) -> Result<Response, QueryError> {
     let services = blocking(&state, |store| store.services()).await?;
     let total = services.len();
     json_reply(&params, &Envelope::with_total(services, total))
@@ -45,11 +36,9 @@ pub(crate) async fn services(State(state): State<QueryState>, raw: RawParams) ->
 /// legacy form, names of every span kind, each once.
 pub(crate) async fn operations_legacy(
     State(state): State<QueryState>,
-    service: Result<Path<String>, PathRejection>,
-    raw: RawParams,
+    params: QueryParams,
+    PathParam(service): PathParam,
 ) -> Result<Response, QueryError> {
-    let params = decode(raw)?;
-    let service = path_param(service)?;
     let mut names: Vec<String> =
         blocking(&state, move |store| store.operations(&service)).await?.into_iter().map(|op| op.name).collect();
     names.sort();
@@ -60,9 +49,11 @@ pub(crate) async fn operations_legacy(
 
 /// `GET /api/operations?service=&spanKind=` -> `data: [{name, spanKind}, ...]`;
 /// `spanKind` is `""` for spans of unspecified kind, as Jaeger writes it.
-pub(crate) async fn operations(State(state): State<QueryState>, raw: RawParams) -> Result<Response, QueryError> {
-    let params = decode(raw)?;
-    let (service, kind) = params::parse_operations(&params)?;
+pub(crate) async fn operations(
+    State(state): State<QueryState>,
+    params: QueryParams,
+    OperationsParams { service, kind }: OperationsParams,
+) -> Result<Response, QueryError> {
     let operations: Vec<ui::Operation> = blocking(&state, move |store| store.operations(&service))
         .await?
         .into_iter()
@@ -82,9 +73,11 @@ pub(crate) async fn operations(State(state): State<QueryState>, raw: RawParams) 
 /// `GET /api/traces?...` -> `data: [trace, ...]`, `total: 0` as Jaeger. With
 /// `traceID=` the listed traces are fetched and missing ones reported in
 /// `errors` (`{"msg":"trace not found","traceID":...}`) next to the found ones.
-pub(crate) async fn search_traces(State(state): State<QueryState>, raw: RawParams) -> Result<Response, QueryError> {
-    let params = decode(raw)?;
-    let search = params::parse_trace_search(&params, now_ns())?;
+pub(crate) async fn search_traces(
+    State(state): State<QueryState>,
+    params: QueryParams,
+    search: TraceSearch,
+) -> Result<Response, QueryError> {
     let raw_traces = search.raw;
     let envelope = if search.trace_ids.is_empty() {
         let query = search.query;
@@ -121,12 +114,11 @@ pub(crate) async fn search_traces(State(state): State<QueryState>, raw: RawParam
 /// the id is not 1 to 32 hex digits.
 pub(crate) async fn get_trace(
     State(state): State<QueryState>,
-    trace_id: Result<Path<String>, PathRejection>,
-    raw: RawParams,
+    params: QueryParams,
+    PathParam(trace_id): PathParam,
 ) -> Result<Response, QueryError> {
-    let params = decode(raw)?;
-    let id: TraceId = path_param(trace_id)?.parse()?;
-    let raw_trace = params::parse_get_trace(&params)?;
+    let id: TraceId = trace_id.parse()?;
+    let raw_trace = search_params::parse_get_trace(&params)?;
     let trace = blocking(&state, move |store| Ok(to_jaeger_trace(&store.trace(id)?, raw_trace)))
         .await?
         .ok_or_else(QueryError::trace_not_found)?;
@@ -137,45 +129,14 @@ fn convert_all(traces: &[Vec<SpanRow>], raw: bool) -> Vec<ui::Trace> {
     traces.iter().filter_map(|spans| to_jaeger_trace(spans, raw)).collect()
 }
 
-/// Runs a store call on the blocking pool.
-pub(crate) async fn blocking<T, F>(state: &QueryState, f: F) -> Result<T, QueryError>
-where
-    T: Send + 'static,
-    F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-{
-    let store = state.store.clone();
-    tokio::task::spawn_blocking(move || f(&store))
-        .await
-        .map_err(|e| QueryError::Internal(format!("store task failed: {e}")))?
-        .map_err(QueryError::from)
-}
-
-/// Serializes an answer; `prettyPrint` indents by four spaces, as Jaeger.
-pub(crate) fn json_reply<T: Serialize>(params: &QueryParams, body: &T) -> Result<Response, QueryError> {
-    let bytes = if params.pretty_print() {
-        let mut out = Vec::new();
-        let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-        let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
-        body.serialize(&mut ser).map(|()| out)
-    } else {
-        serde_json::to_vec(body)
-    }
-    .map_err(|e| QueryError::Internal(format!("failed writing HTTP response: {e}")))?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
-}
-
-pub(crate) fn now_ns() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)).unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     // ---- through the router, against a real store ----
 
+    use crate::router::router;
     use crate::router::tests::{assert_jaeger_error, get, test_store, TRACE_A, TRACE_B};
-    use crate::router::{router, QueryState};
     use axum::http::StatusCode;
     use serde_json::{json, Value};
 
@@ -189,7 +150,7 @@ mod tests {
             .collect()
     }
 
-    async fn app() -> (tempfile::TempDir, axum::Router, Store) {
+    async fn app() -> (tempfile::TempDir, axum::Router, seismo_store::Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = test_store(dir.path()).await;
         (dir, router(QueryState::new(store.clone())), store)
@@ -342,6 +303,17 @@ mod tests {
         }
         let (status, body) = get(&app, &format!("/api/traces/{TRACE_A}?raw=perhaps")).await;
         assert_jaeger_error(status, &body, 400, "'raw'");
+    }
+
+    /// The path extractor's rejection is a 400 in Jaeger's envelope, not
+    /// axum's plain-text answer.
+    #[tokio::test]
+    async fn a_path_that_is_not_utf8_is_a_400_in_jaegers_envelope() {
+        let (_dir, app, _) = app().await;
+        for uri in ["/api/traces/%FF", "/api/services/%C3%28/operations"] {
+            let (status, body) = get(&app, uri).await;
+            assert_jaeger_error(status, &body, 400, "malformed path");
+        }
     }
 
     #[tokio::test]

@@ -14,11 +14,16 @@ use std::time::{Duration, SystemTime};
 
 use promql_parser::parser::{AtModifier, Expr, Offset};
 
-use super::api::{MAX_TIME_MS, MIN_TIME_MS};
-use super::eval::millis;
+/// The earliest time the engine evaluates at, and the earliest the metadata
+/// endpoints read when `start` is absent. It and [`MAX_TIME_MS`] fit in i64
+/// nanoseconds, so a source may convert them.
+pub const MIN_TIME_MS: i64 = -(i64::MAX / 1_000_000);
+/// The latest time the engine evaluates at (and the metadata endpoints read
+/// when `end` is absent).
+pub const MAX_TIME_MS: i64 = i64::MAX / 1_000_000;
 
 /// The longest range, subquery step or offset a query may use (292 years).
-pub const MAX_DURATION_MS: i64 = MAX_TIME_MS;
+pub(crate) const MAX_DURATION_MS: i64 = MAX_TIME_MS;
 
 /// Whether `ms` lies in the engine's time domain.
 pub fn time_in_range(ms: i64) -> bool {
@@ -29,10 +34,24 @@ pub fn time_in_range(ms: i64) -> bool {
 pub fn time_out_of_range(ms: i64) -> String {
     format!(
         "timestamp {} is out of range: seismo evaluates queries between {} and {} (years 1677 to 2262)",
-        super::params::format_timestamp(ms),
-        super::params::format_timestamp(MIN_TIME_MS),
-        super::params::format_timestamp(MAX_TIME_MS),
+        format_timestamp(ms),
+        format_timestamp(MIN_TIME_MS),
+        format_timestamp(MAX_TIME_MS),
     )
+}
+
+/// A unix-ms timestamp as the JSON number of seconds Prometheus writes:
+/// `1435781451.781`, `1435781451.5`, `1435781451`.
+pub(crate) fn format_timestamp(ms: i64) -> String {
+    let sign = if ms < 0 { "-" } else { "" };
+    let abs = ms.unsigned_abs();
+    let (secs, frac) = (abs / 1000, abs % 1000);
+    if frac == 0 {
+        format!("{sign}{secs}")
+    } else {
+        let f = format!("{frac:03}");
+        format!("{sign}{secs}.{}", f.trim_end_matches('0'))
+    }
 }
 
 /// Checks every time and duration inside `expr`.
@@ -98,6 +117,11 @@ fn check_shift(offset: &Option<Offset>, at: &Option<AtModifier>) -> Result<(), S
     Ok(())
 }
 
+/// Whole milliseconds of `d`, saturating at `i64::MAX`.
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// Unix ms of `t`, saturating far outside i64.
 pub(crate) fn system_time_ms(t: SystemTime) -> i64 {
     match t.duration_since(SystemTime::UNIX_EPOCH) {
@@ -112,6 +136,14 @@ mod tests {
 
     fn check(q: &str) -> Result<(), String> {
         check_times(&promql_parser::parser::parse(q).unwrap())
+    }
+
+    #[test]
+    fn timestamps_are_written_as_prometheus_writes_them() {
+        assert_eq!(format_timestamp(1_435_781_451_781), "1435781451.781");
+        assert_eq!(format_timestamp(1_435_781_451_500), "1435781451.5");
+        assert_eq!(format_timestamp(1_435_781_451_000), "1435781451");
+        assert_eq!(format_timestamp(-1500), "-1.5");
     }
 
     #[test]

@@ -12,17 +12,16 @@ use promql_parser::parser::token::{
 };
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 
-use super::eval::{
-    drop_name, format_labels, merge_same_labels, same_labelset, EvalError, Evaluator, Grid, StepSeries, Value,
-};
-use super::source::Labels;
+use crate::error::PromqlError;
+use crate::eval::{drop_name, format_labels, merge_same_labels, same_labelset, Evaluator, Grid, StepSeries, Value};
+use crate::source::Labels;
 
-pub(crate) fn eval(ev: &Evaluator, bin: &BinaryExpr, grid: Grid) -> Result<Value, EvalError> {
+pub(crate) fn eval(ev: &Evaluator, bin: &BinaryExpr, grid: Grid) -> Result<Value, PromqlError> {
     let op = bin.op.id();
     let return_bool = bin.return_bool();
     if let Some(m) = &bin.modifier {
         if m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some() {
-            return Err(EvalError::unsupported("fill modifiers"));
+            return Err(PromqlError::unsupported("fill modifiers"));
         }
     }
     let lhs = ev.eval(&bin.lhs, grid)?;
@@ -35,7 +34,7 @@ pub(crate) fn eval(ev: &Evaluator, bin: &BinaryExpr, grid: Grid) -> Result<Value
                     let (v, keep) = elem(op, a, b)?;
                     Ok(if is_comparison(op) { f64::from(u8::from(keep)) } else { v })
                 })
-                .collect::<Result<_, EvalError>>()?,
+                .collect::<Result<_, PromqlError>>()?,
         )),
         (Value::Vector(v), Value::Scalar(s)) => vector_scalar(op, v, &s, false, return_bool),
         (Value::Scalar(s), Value::Vector(v)) => vector_scalar(op, v, &s, true, return_bool),
@@ -48,7 +47,7 @@ pub(crate) fn eval(ev: &Evaluator, bin: &BinaryExpr, grid: Grid) -> Result<Value
             };
             Ok(Value::Vector(out))
         }
-        _ => Err(EvalError::Execution("binary operators need scalar or instant vector operands".into())),
+        _ => Err(PromqlError::Execution("binary operators need scalar or instant vector operands".into())),
     }
 }
 
@@ -57,7 +56,7 @@ fn is_comparison(op: u16) -> bool {
 }
 
 /// `(value, keep)` of `a op b`; comparisons keep `a` when true.
-fn elem(op: u16, a: f64, b: f64) -> Result<(f64, bool), EvalError> {
+fn elem(op: u16, a: f64, b: f64) -> Result<(f64, bool), PromqlError> {
     Ok(match op {
         T_ADD => (a + b, true),
         T_SUB => (a - b, true),
@@ -72,7 +71,7 @@ fn elem(op: u16, a: f64, b: f64) -> Result<(f64, bool), EvalError> {
         T_LSS => (a, a < b),
         T_GTE => (a, a >= b),
         T_LTE => (a, a <= b),
-        _ => return Err(EvalError::unsupported(&format!("operator {}", op_name(op)))),
+        _ => return Err(PromqlError::unsupported(&format!("operator {}", op_name(op)))),
     })
 }
 
@@ -86,7 +85,7 @@ fn vector_scalar(
     s: &[f64],
     scalar_left: bool,
     return_bool: bool,
-) -> Result<Value, EvalError> {
+) -> Result<Value, PromqlError> {
     let drops_name = !is_comparison(op) || return_bool;
     let mut out = Vec::with_capacity(v.len());
     for mut series in v {
@@ -142,7 +141,7 @@ fn set_op(
     on: bool,
     names: &[String],
     steps: usize,
-) -> Result<Vec<StepSeries>, EvalError> {
+) -> Result<Vec<StepSeries>, PromqlError> {
     let presence = |side: &[StepSeries]| {
         let mut present: HashMap<Labels, Vec<bool>> = HashMap::new();
         for s in side {
@@ -191,7 +190,7 @@ fn vector_vector(
     card: &VectorMatchCardinality,
     return_bool: bool,
     steps: usize,
-) -> Result<Vec<StepSeries>, EvalError> {
+) -> Result<Vec<StepSeries>, PromqlError> {
     let (include, one_to_one, swapped) = match card {
         VectorMatchCardinality::ManyToOne(l) => (l.labels.clone(), false, false),
         VectorMatchCardinality::OneToMany(l) => (l.labels.clone(), false, true),
@@ -232,7 +231,7 @@ fn vector_vector(
                     std::mem::swap(&mut a, &mut b);
                 }
                 let side = if swapped { "left" } else { "right" };
-                return Err(EvalError::Execution(format!(
+                return Err(PromqlError::Execution(format!(
                     "found duplicate series for the match group {} on the {side} hand-side of the operation: [{a}, {b}];many-to-many matching not allowed: matching labels must be unique on one side",
                     format_labels(sig)
                 )));
@@ -256,13 +255,13 @@ fn vector_vector(
                     }
                 };
                 if one_to_one && !written.is_empty() {
-                    return Err(EvalError::Execution(
+                    return Err(PromqlError::Execution(
                         "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
                             .into(),
                     ));
                 }
                 if !one_to_one && written.contains(&o) {
-                    return Err(EvalError::Execution(
+                    return Err(PromqlError::Execution(
                         "multiple matches for labels: grouping labels must ensure unique matches".into(),
                     ));
                 }
@@ -314,8 +313,8 @@ fn result_labels(
 
 #[cfg(test)]
 mod tests {
-    use crate::promql::eval::tests::{instant, labels, scalar, series, vector};
-    use crate::promql::source::MemSource;
+    use crate::eval::tests::{instant, labels, scalar, series, vector};
+    use crate::source::MemSource;
 
     fn src() -> MemSource {
         MemSource::new(vec![

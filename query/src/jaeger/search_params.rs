@@ -10,94 +10,74 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use seismo_store::{span_kind, TraceId, TraceQuery};
 
-use crate::duration::{parse_go_bool, parse_go_duration, parse_go_int, parse_lookback};
 use crate::error::QueryError;
+use crate::request::go_syntax::{parse_go_bool, parse_go_duration, parse_go_int, parse_lookback};
+use crate::request::query_params::{END, LOOKBACK, OPERATION, SERVICE, SPAN_KIND, START};
+use crate::request::{now_ns, QueryParams};
 
-pub const SERVICE: &str = "service";
-pub const OPERATION: &str = "operation";
-pub const SPAN_KIND: &str = "spanKind";
-pub const TAG: &str = "tag";
-pub const TAGS: &str = "tags";
-pub const START: &str = "start";
-pub const END: &str = "end";
-pub const LIMIT: &str = "limit";
-pub const LOOKBACK: &str = "lookback";
-pub const MIN_DURATION: &str = "minDuration";
-pub const MAX_DURATION: &str = "maxDuration";
-pub const TRACE_ID: &str = "traceID";
-pub const RAW: &str = "raw";
-pub const PRETTY_PRINT: &str = "prettyPrint";
-pub const END_TS: &str = "endTs";
+const TAG: &str = "tag";
+const TAGS: &str = "tags";
+const MIN_DURATION: &str = "minDuration";
+const MAX_DURATION: &str = "maxDuration";
+const TRACE_ID: &str = "traceID";
+const RAW: &str = "raw";
+const END_TS: &str = "endTs";
 
-/// Jaeger's default number of traces for a search (`defaultQueryLimit`).
-pub const DEFAULT_LIMIT: usize = 100;
-/// Upper bound on `limit`: a search materializes whole traces in memory.
-pub const MAX_LIMIT: usize = 10_000;
 /// Jaeger's default search window when `start` is absent (`defaultTraceQueryLookbackDuration`).
-pub const DEFAULT_TRACE_LOOKBACK_NS: i64 = 2 * 24 * 3600 * 1_000_000_000;
+pub(crate) const DEFAULT_TRACE_LOOKBACK_NS: i64 = 2 * 24 * 3600 * 1_000_000_000;
 /// Jaeger's default window of `/api/dependencies` (`defaultDependencyLookbackDuration`).
-pub const DEFAULT_DEPENDENCY_LOOKBACK_NS: i64 = 24 * 3600 * 1_000_000_000;
-
-/// A decoded query string. Lookups follow Go's `url.Values.Get`: the first value
-/// wins, and an empty value counts as absent.
-#[derive(Clone, Debug, Default)]
-pub struct QueryParams(Vec<(String, String)>);
-
-impl QueryParams {
-    pub fn new(pairs: Vec<(String, String)>) -> Self {
-        QueryParams(pairs)
-    }
-
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
-    }
-
-    /// Every value of a repeated parameter, empty ones included (as Go does).
-    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
-
-    /// `prettyPrint` set to anything but `false`, as Jaeger reads it.
-    pub fn pretty_print(&self) -> bool {
-        self.get(PRETTY_PRINT).is_some_and(|v| v != "false")
-    }
-}
+const DEFAULT_DEPENDENCY_LOOKBACK_NS: i64 = 24 * 3600 * 1_000_000_000;
 
 /// A parsed `/api/traces` request: either a list of trace ids to fetch, or a search.
 #[derive(Clone, Debug, PartialEq)]
-pub struct TraceSearch {
+pub(crate) struct TraceSearch {
     /// Non-empty when `traceID=` was given: fetch exactly these, ignore the search.
-    pub trace_ids: Vec<TraceId>,
-    pub query: TraceQuery,
+    pub(crate) trace_ids: Vec<TraceId>,
+    pub(crate) query: TraceQuery,
     /// `raw=true`: skip the adjustments (attribute and event sorting).
-    pub raw: bool,
+    pub(crate) raw: bool,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for TraceSearch {
+    type Rejection = QueryError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, QueryError> {
+        let params = QueryParams::from_request_parts(parts, state).await?;
+        parse_trace_search(&params, now_ns())
+    }
+}
+
+/// `service` (required) and `spanKind` (optional, lowercase OTel kind) of `/api/operations`.
+pub(crate) struct OperationsParams {
+    pub(crate) service: String,
+    pub(crate) kind: Option<i32>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for OperationsParams {
+    type Rejection = QueryError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, QueryError> {
+        let params = QueryParams::from_request_parts(parts, state).await?;
+        let (service, kind) = parse_operations(&params)?;
+        Ok(OperationsParams { service, kind })
+    }
 }
 
 /// Parses `/api/traces` parameters, in Jaeger's order of checks.
 ///
 /// # Errors
 /// `QueryError::BadRequest` naming the first bad parameter.
-pub fn parse_trace_search(params: &QueryParams, now_ns: i64) -> Result<TraceSearch, QueryError> {
+pub(crate) fn parse_trace_search(params: &QueryParams, now_ns: i64) -> Result<TraceSearch, QueryError> {
     let service = params.get(SERVICE).map(str::to_string);
     let operation = params.get(OPERATION).map(str::to_string);
     let start = parse_micros(params, START)?;
     let end = parse_micros(params, END)?.unwrap_or(now_ns);
     let tags = parse_tags(params)?;
-    let limit = match params.get(LIMIT) {
-        None => DEFAULT_LIMIT,
-        Some(text) => {
-            let n = parse_go_int(text, 32).map_err(|e| QueryError::param(LIMIT, e))?;
-            if n < 0 {
-                return Err(QueryError::param(LIMIT, format!("limit {n} must not be negative")));
-            }
-            match n as usize {
-                0 => DEFAULT_LIMIT,
-                n => n.min(MAX_LIMIT),
-            }
-        }
-    };
+    let limit = params.limit()?;
     let min_duration = parse_duration_param(params, MIN_DURATION)?;
     let max_duration = parse_duration_param(params, MAX_DURATION)?;
     let mut trace_ids = Vec::new();
@@ -152,7 +132,7 @@ pub fn parse_trace_search(params: &QueryParams, now_ns: i64) -> Result<TraceSear
 ///
 /// # Errors
 /// `QueryError::BadRequest` naming the bad parameter.
-pub fn parse_get_trace(params: &QueryParams) -> Result<bool, QueryError> {
+pub(crate) fn parse_get_trace(params: &QueryParams) -> Result<bool, QueryError> {
     parse_micros(params, START)?;
     parse_micros(params, END)?;
     parse_bool_param(params, RAW)
@@ -162,7 +142,7 @@ pub fn parse_get_trace(params: &QueryParams) -> Result<bool, QueryError> {
 ///
 /// # Errors
 /// `QueryError::BadRequest` when `service` is absent or `spanKind` is not a kind.
-pub fn parse_operations(params: &QueryParams) -> Result<(String, Option<i32>), QueryError> {
+pub(crate) fn parse_operations(params: &QueryParams) -> Result<(String, Option<i32>), QueryError> {
     let service = params.get(SERVICE).ok_or_else(|| QueryError::required(SERVICE))?;
     let kind = match params.get(SPAN_KIND) {
         None => None,
@@ -179,7 +159,7 @@ pub fn parse_operations(params: &QueryParams) -> Result<(String, Option<i32>), Q
 ///
 /// # Errors
 /// `QueryError::BadRequest` naming the bad parameter.
-pub fn parse_dependencies(params: &QueryParams, now_ns: i64) -> Result<(i64, i64), QueryError> {
+pub(crate) fn parse_dependencies(params: &QueryParams, now_ns: i64) -> Result<(i64, i64), QueryError> {
     let end = match params.get(END_TS) {
         None => now_ns,
         Some(text) => millis_to_ns(END_TS, parse_go_int(text, 64).map_err(|e| QueryError::param(END_TS, e))?)?,
@@ -244,6 +224,7 @@ fn parse_tags(params: &QueryParams) -> Result<BTreeMap<String, String>, QueryErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::query_params::{DEFAULT_LIMIT, MAX_LIMIT};
 
     const NOW: i64 = 1_700_000_000_000_000_000;
 

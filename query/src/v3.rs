@@ -14,7 +14,7 @@
 //!   which Jaeger allows for backends that declare it.
 //! - `query.filter` (Jaeger's structured filters, off by default behind a
 //!   feature gate) is refused with a 400 naming it.
-//! - `query.searchDepth` must be positive and is capped at [`params::MAX_LIMIT`];
+//! - `query.searchDepth` must be positive and is capped at [`MAX_LIMIT`];
 //!   `query.durationMax` may not be below `query.durationMin`.
 //! - `startTime`/`endTime` of a trace fetch and `rawTraces` are validated but
 //!   change nothing: the id alone locates a trace and the OTLP answer is the
@@ -22,23 +22,50 @@
 
 use std::collections::BTreeMap;
 
+mod otlp_json;
+
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::response::Response;
 use seismo_api::v3::{Operation, Operations, Services, TraceSummaries, TracesData, TracesResult};
 use seismo_store::{span_kind, TraceId, TraceQuery};
 use serde::Serialize;
 
-use crate::duration::{parse_go_bool, parse_go_duration, parse_go_int, parse_rfc3339_nano};
 use crate::error::{QueryError, V3Error};
-use crate::jaeger_handlers::{blocking, decode, json_reply, RawParams};
-use crate::otlp_json::{base64_decode_any, trace_summary, traces_data};
-use crate::params::{QueryParams, MAX_LIMIT};
-use crate::router::QueryState;
+use crate::request::go_syntax::{parse_go_bool, parse_go_duration, parse_go_int, parse_rfc3339_nano};
+use crate::request::query_params::MAX_LIMIT;
+use crate::request::{blocking, json_reply, QueryParams};
+use crate::state::QueryState;
+use otlp_json::{base64_decode_any, trace_summary, traces_data};
+
+/// The decoded query string of an api_v3 request; a malformed one is a 400
+/// in the v3 envelope.
+pub(crate) struct V3Params(QueryParams);
+
+impl<S: Send + Sync> FromRequestParts<S> for V3Params {
+    type Rejection = V3Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, V3Error> {
+        Ok(V3Params(QueryParams::from_request_parts(parts, state).await?))
+    }
+}
+
+/// The `query.*` parameters of `/api/v3/traces` and `/api/v3/trace-summaries`.
+pub(crate) struct FindTraces(TraceQuery);
+
+impl<S: Send + Sync> FromRequestParts<S> for FindTraces {
+    type Rejection = V3Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, V3Error> {
+        let V3Params(params) = V3Params::from_request_parts(parts, state).await?;
+        Ok(FindTraces(parse_find_traces(&params)?))
+    }
+}
 
 /// A parameter under its canonical name and the deprecated alias Jaeger still reads.
 #[derive(Clone, Copy)]
-pub struct Param {
+pub(crate) struct Param {
     pub canonical: &'static str,
     pub deprecated: &'static str,
 }
@@ -47,30 +74,30 @@ const fn param(canonical: &'static str, deprecated: &'static str) -> Param {
     Param { canonical, deprecated }
 }
 
-pub const TRACE_ID: &str = "trace_id";
-pub const SERVICE: &str = "service";
-pub const SPAN_KIND: Param = param("spanKind", "span_kind");
-pub const START_TIME: Param = param("startTime", "start_time");
-pub const END_TIME: Param = param("endTime", "end_time");
-pub const RAW_TRACES: Param = param("rawTraces", "raw_traces");
-pub const SERVICE_NAME: Param = param("query.serviceName", "query.service_name");
-pub const OPERATION_NAME: Param = param("query.operationName", "query.operation_name");
-pub const START_TIME_MIN: Param = param("query.startTimeMin", "query.start_time_min");
-pub const START_TIME_MAX: Param = param("query.startTimeMax", "query.start_time_max");
-pub const SEARCH_DEPTH: Param = param("query.searchDepth", "query.search_depth");
+pub(crate) const TRACE_ID: &str = "trace_id";
+pub(crate) const SERVICE: &str = "service";
+pub(crate) const SPAN_KIND: Param = param("spanKind", "span_kind");
+pub(crate) const START_TIME: Param = param("startTime", "start_time");
+pub(crate) const END_TIME: Param = param("endTime", "end_time");
+pub(crate) const RAW_TRACES: Param = param("rawTraces", "raw_traces");
+pub(crate) const SERVICE_NAME: Param = param("query.serviceName", "query.service_name");
+pub(crate) const OPERATION_NAME: Param = param("query.operationName", "query.operation_name");
+pub(crate) const START_TIME_MIN: Param = param("query.startTimeMin", "query.start_time_min");
+pub(crate) const START_TIME_MAX: Param = param("query.startTimeMax", "query.start_time_max");
+pub(crate) const SEARCH_DEPTH: Param = param("query.searchDepth", "query.search_depth");
 /// A second deprecated alias of `query.searchDepth`, read last.
-pub const NUM_TRACES: &str = "query.num_traces";
-pub const DURATION_MIN: Param = param("query.durationMin", "query.duration_min");
-pub const DURATION_MAX: Param = param("query.durationMax", "query.duration_max");
-pub const QUERY_RAW_TRACES: Param = param("query.rawTraces", "query.raw_traces");
-pub const ATTRIBUTES: &str = "query.attributes";
-pub const FILTER: &str = "query.filter";
+pub(crate) const NUM_TRACES: &str = "query.num_traces";
+pub(crate) const DURATION_MIN: Param = param("query.durationMin", "query.duration_min");
+pub(crate) const DURATION_MAX: Param = param("query.durationMax", "query.duration_max");
+pub(crate) const QUERY_RAW_TRACES: Param = param("query.rawTraces", "query.raw_traces");
+pub(crate) const ATTRIBUTES: &str = "query.attributes";
+pub(crate) const FILTER: &str = "query.filter";
 
 /// Jaeger's `defaultSearchDepth`.
-pub const DEFAULT_SEARCH_DEPTH: usize = 100;
+pub(crate) const DEFAULT_SEARCH_DEPTH: usize = 100;
 
 /// Jaeger's 404 text when a fetch or a search finds nothing.
-pub const NO_TRACES_FOUND: &str = "No traces found";
+pub(crate) const NO_TRACES_FOUND: &str = "No traces found";
 
 /// The value and the name it came under: canonical first, then the alias
 /// (Go's `getQueryParam`; an empty value counts as absent).
@@ -93,7 +120,7 @@ fn parse_with<T, E: std::fmt::Display>(
 /// `QueryError::BadRequest`: `malformed parameter <name>: <cause>` for a value
 /// that does not parse, `query.startTimeMin and query.startTimeMax are
 /// required`, `query.startTimeMin must be before query.startTimeMax`.
-pub fn parse_find_traces(params: &QueryParams) -> Result<TraceQuery, QueryError> {
+pub(crate) fn parse_find_traces(params: &QueryParams) -> Result<TraceQuery, QueryError> {
     let mut query = TraceQuery {
         service: lookup(params, SERVICE_NAME).map(|(v, _)| v.to_string()),
         operation: lookup(params, OPERATION_NAME).map(|(v, _)| v.to_string()),
@@ -150,7 +177,7 @@ pub fn parse_find_traces(params: &QueryParams) -> Result<TraceQuery, QueryError>
 ///
 /// # Errors
 /// `malformed parameter trace_id: <cause>`.
-pub fn parse_trace_id(text: &str) -> Result<TraceId, QueryError> {
+pub(crate) fn parse_trace_id(text: &str) -> Result<TraceId, QueryError> {
     let hex_error = match text.parse::<TraceId>() {
         Ok(id) => return Ok(id),
         Err(e) => e,
@@ -175,8 +202,10 @@ pub(crate) async fn services(State(state): State<QueryState>) -> Result<Response
 /// `GET /api/v3/operations?service=&spanKind=` -> `{"operations": [{"name", "spanKind"}]}`.
 /// `spanKind` is the lowercase kind; spans of unspecified kind count as
 /// `internal`, as Jaeger's gateway writes them.
-pub(crate) async fn operations(State(state): State<QueryState>, raw: RawParams) -> Result<Response, V3Error> {
-    let params = decode(raw)?;
+pub(crate) async fn operations(
+    State(state): State<QueryState>,
+    V3Params(params): V3Params,
+) -> Result<Response, V3Error> {
     let service = params.get(SERVICE).unwrap_or_default().to_string();
     let kind = parse_with(&params, SPAN_KIND, |text| {
         span_kind::from_name(&text.to_ascii_lowercase()).ok_or_else(|| format!("unsupported span kind {text:?}"))
@@ -200,8 +229,10 @@ pub(crate) async fn operations(State(state): State<QueryState>, raw: RawParams) 
 
 /// `GET /api/v3/traces?query.*=` -> `{"result": TracesData}` of every matching
 /// trace, newest first; 404 `No traces found` when none matches (as Jaeger).
-pub(crate) async fn find_traces(State(state): State<QueryState>, raw: RawParams) -> Result<Response, V3Error> {
-    let query = parse_find_traces(&decode(raw)?)?;
+pub(crate) async fn find_traces(
+    State(state): State<QueryState>,
+    FindTraces(query): FindTraces,
+) -> Result<Response, V3Error> {
     // Rows -> wire types on the blocking pool too: big answers cost CPU.
     let traces = blocking(&state, move |store| Ok(traces_data(&store.find_traces(&query)?))).await?;
     traces_reply(traces)
@@ -209,8 +240,10 @@ pub(crate) async fn find_traces(State(state): State<QueryState>, raw: RawParams)
 
 /// `GET /api/v3/trace-summaries?query.*=` -> `{"summaries": [...]}`: what the
 /// Jaeger UI's search page lists. Empty results are a 200 with no summaries.
-pub(crate) async fn trace_summaries(State(state): State<QueryState>, raw: RawParams) -> Result<Response, V3Error> {
-    let query = parse_find_traces(&decode(raw)?)?;
+pub(crate) async fn trace_summaries(
+    State(state): State<QueryState>,
+    FindTraces(query): FindTraces,
+) -> Result<Response, V3Error> {
     let summaries = blocking(&state, move |store| {
         Ok(store.find_traces(&query)?.iter().filter_map(|spans| trace_summary(spans)).collect())
     })
@@ -222,10 +255,9 @@ pub(crate) async fn trace_summaries(State(state): State<QueryState>, raw: RawPar
 /// `{"result": TracesData}`; 404 `No traces found` when unknown.
 pub(crate) async fn get_trace(
     State(state): State<QueryState>,
+    V3Params(params): V3Params,
     trace_id: Result<Path<String>, PathRejection>,
-    raw: RawParams,
 ) -> Result<Response, V3Error> {
-    let params = decode(raw)?;
     let Path(text) = trace_id.map_err(|e| QueryError::malformed(TRACE_ID, e))?;
     let id = parse_trace_id(&text)?;
     parse_with(&params, START_TIME, parse_rfc3339_nano)?;
@@ -252,8 +284,9 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
+    use crate::router::router;
     use crate::router::tests::{get, test_store, TRACE_A, TRACE_B};
-    use crate::router::{router, QueryState};
+    use crate::state::QueryState;
 
     /// A window that holds the fixture (spans start about a minute ago).
     const WINDOW: &str = "query.startTimeMin=2000-01-01T00:00:00Z&query.startTimeMax=2100-01-01T00:00:00Z";
@@ -398,6 +431,7 @@ mod tests {
             ("beef?end_time=now", "malformed parameter end_time"),
             ("beef?rawTraces=perhaps", "malformed parameter rawTraces"),
             ("beef?raw_traces=perhaps", "malformed parameter raw_traces"),
+            ("%FF", "malformed parameter trace_id"), // not UTF-8: the path extractor's rejection
         ] {
             let (status, body) = get(&app, &format!("/api/v3/traces/{uri}")).await;
             assert_v3_error(status, &body, 400, needle);

@@ -10,13 +10,14 @@ use promql_parser::parser::token::{
 };
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
-use super::eval::{EvalError, Evaluator, Grid, StepSeries, Value};
-use super::functions::set_label;
-use super::params::format_value;
-use super::source::Labels;
-use super::stats;
+use crate::error::PromqlError;
+use crate::eval::{Evaluator, Grid, StepSeries, Value};
+use crate::float_stats;
+use crate::functions::set_label;
+use crate::source::Labels;
+use seismo_api::prometheus::format_value;
 
-pub(crate) fn eval(ev: &Evaluator, agg: &AggregateExpr, grid: Grid) -> Result<Value, EvalError> {
+pub(crate) fn eval(ev: &Evaluator, agg: &AggregateExpr, grid: Grid) -> Result<Value, PromqlError> {
     let op = agg.op.id();
     let input = ev.eval_vector(&agg.expr, grid)?;
     let groups = group(&input, agg.modifier.as_ref());
@@ -28,27 +29,27 @@ pub(crate) fn eval(ev: &Evaluator, agg: &AggregateExpr, grid: Grid) -> Result<Va
         }
         T_QUANTILE => {
             let q = ev.eval_scalar(param(agg)?, grid)?;
-            fold_groups(&input, groups, steps, |step, vals| Some(stats::quantile(q[step], vals)))
+            fold_groups(&input, groups, steps, |step, vals| Some(float_stats::quantile(q[step], vals)))
         }
         T_COUNT_VALUES => {
             let label = ev.eval_string(param(agg)?)?;
             count_values(ev, &input, groups, steps, &label)?
         }
-        T_SUM => fold_groups(&input, groups, steps, |_, vals| Some(stats::sum(vals.iter().copied()))),
-        T_AVG => fold_groups(&input, groups, steps, |_, vals| Some(stats::mean(vals))),
+        T_SUM => fold_groups(&input, groups, steps, |_, vals| Some(float_stats::sum(vals.iter().copied()))),
+        T_AVG => fold_groups(&input, groups, steps, |_, vals| Some(float_stats::mean(vals))),
         T_COUNT => fold_groups(&input, groups, steps, |_, vals| Some(vals.len() as f64)),
         T_GROUP => fold_groups(&input, groups, steps, |_, _| Some(1.0)),
         T_MIN => fold_groups(&input, groups, steps, |_, vals| Some(extreme(vals, |cur, v| v < cur))),
         T_MAX => fold_groups(&input, groups, steps, |_, vals| Some(extreme(vals, |cur, v| v > cur))),
         T_STDDEV => fold_groups(&input, groups, steps, |_, vals| Some(variance(vals).sqrt())),
         T_STDVAR => fold_groups(&input, groups, steps, |_, vals| Some(variance(vals))),
-        _ => return Err(EvalError::unsupported(&format!("aggregation {}", agg.op))),
+        _ => return Err(PromqlError::unsupported(&format!("aggregation {}", agg.op))),
     };
     Ok(Value::Vector(out))
 }
 
-fn param(agg: &AggregateExpr) -> Result<&promql_parser::parser::Expr, EvalError> {
-    agg.param.as_deref().ok_or_else(|| EvalError::Execution(format!("{} needs a parameter", agg.op)))
+fn param(agg: &AggregateExpr) -> Result<&promql_parser::parser::Expr, PromqlError> {
+    agg.param.as_deref().ok_or_else(|| PromqlError::Execution(format!("{} needs a parameter", agg.op)))
 }
 
 /// Series indices by group, groups in order of their labels. `by` keeps only
@@ -119,7 +120,7 @@ fn variance(vals: &[f64]) -> f64 {
     if vals.iter().any(|v| !v.is_finite()) {
         return f64::NAN;
     }
-    stats::variance(vals.iter().copied())
+    float_stats::variance(vals.iter().copied())
 }
 
 /// topk/bottomk: per group and step the `k` largest (smallest) values, NaN
@@ -131,13 +132,13 @@ fn top_k(
     k: &[f64],
     largest: bool,
     steps: usize,
-) -> Result<Vec<StepSeries>, EvalError> {
+) -> Result<Vec<StepSeries>, PromqlError> {
     let mut chosen: Vec<Vec<bool>> = vec![vec![false; steps]; input.len()];
     let mut candidates: Vec<(f64, usize)> = Vec::new();
     for (_, members) in groups {
         for step in 0..steps {
             if k[step].is_nan() {
-                return Err(EvalError::Execution("Parameter value is NaN".into()));
+                return Err(PromqlError::Execution("Parameter value is NaN".into()));
             }
             let want = if k[step] >= members.len() as f64 { members.len() } else { k[step].max(0.0) as usize };
             if want == 0 {
@@ -189,9 +190,9 @@ fn count_values(
     groups: Vec<(Labels, Vec<usize>)>,
     steps: usize,
     label: &str,
-) -> Result<Vec<StepSeries>, EvalError> {
+) -> Result<Vec<StepSeries>, PromqlError> {
     if label.is_empty() {
-        return Err(EvalError::Execution(format!("invalid label name {label:?}")));
+        return Err(PromqlError::Execution(format!("invalid label name {label:?}")));
     }
     let mut out: Vec<StepSeries> = Vec::new();
     let mut index: HashMap<Labels, usize> = HashMap::new();
@@ -221,9 +222,21 @@ fn count_values(
 
 #[cfg(test)]
 mod tests {
-    use crate::promql::eval::tests::{instant, labels, series, vector};
-    use crate::promql::source::MemSource;
-    use crate::promql::QueryValue;
+    use crate::eval::tests::{instant, labels, series, vector};
+    use crate::source::MemSource;
+    use crate::QueryValue;
+    use seismo_api::prometheus::format_value;
+
+    #[test]
+    fn count_values_labels_are_written_as_go_writes_floats() {
+        assert_eq!(format_value(1.0), "1");
+        assert_eq!(format_value(0.1), "0.1");
+        assert_eq!(format_value(1e21), "1000000000000000000000");
+        assert_eq!(format_value(1.5e-7), "0.00000015");
+        assert_eq!(format_value(f64::NAN), "NaN");
+        assert_eq!(format_value(f64::INFINITY), "+Inf");
+        assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
+    }
 
     fn src() -> MemSource {
         MemSource::new(vec![
@@ -307,11 +320,11 @@ mod tests {
         // a: 1, 2, 3 at 0, 60, 120 s; b starts at 120 s with 30: sums 1, 2, 33.
         let src = MemSource::new(vec![
             series("m", &[("k", "a")], 60, &[1.0, 2.0, 3.0]),
-            crate::promql::Series { labels: labels("m", &[("k", "b")]), samples: vec![(120_000, 30.0)] },
+            crate::Series { labels: labels("m", &[("k", "b")]), samples: vec![(120_000, 30.0)] },
         ]);
         let expr = promql_parser::parser::parse("sum(m)").unwrap();
         let QueryValue::Matrix(m) =
-            crate::promql::range_query(&src, &expr, 0, 120_000, 60_000, &crate::promql::Budget::unlimited()).unwrap()
+            crate::range_query(&src, &expr, 0, 120_000, 60_000, &crate::Budget::unlimited()).unwrap()
         else {
             panic!()
         };

@@ -7,8 +7,9 @@ use std::collections::HashSet;
 
 use promql_parser::parser::Expr;
 
-use super::eval::{drop_name, same_labelset, EvalError, Evaluator, Grid, StepSeries, Value};
-use super::stats;
+use crate::error::PromqlError;
+use crate::eval::{drop_name, same_labelset, Evaluator, Grid, StepSeries, Value};
+use crate::float_stats;
 
 /// What a range function sees at one step for one series.
 pub(crate) struct Window<'a> {
@@ -44,22 +45,22 @@ pub(crate) fn lookup(name: &str) -> Option<(RangeFn, bool)> {
                 slope * w.param + intercept
             })
         },
-        "avg_over_time" => |w| Some(stats::mean(&values(w))),
-        "sum_over_time" => |w| Some(stats::sum(w.samples.iter().map(|s| s.1))),
+        "avg_over_time" => |w| Some(float_stats::mean(&values(w))),
+        "sum_over_time" => |w| Some(float_stats::sum(w.samples.iter().map(|s| s.1))),
         "count_over_time" => |w| Some(w.samples.len() as f64),
         "min_over_time" => |w| Some(fold_extreme(w, |cur, v| v < cur)),
         "max_over_time" => |w| Some(fold_extreme(w, |cur, v| v > cur)),
         "last_over_time" => |w| w.samples.last().map(|s| s.1),
         "first_over_time" => |w| w.samples.first().map(|s| s.1),
         "present_over_time" => |_| Some(1.0),
-        "stddev_over_time" => |w| Some(stats::variance(w.samples.iter().map(|s| s.1)).sqrt()),
-        "stdvar_over_time" => |w| Some(stats::variance(w.samples.iter().map(|s| s.1))),
-        "quantile_over_time" => |w| Some(stats::quantile(w.param, &mut values(w))),
+        "stddev_over_time" => |w| Some(float_stats::variance(w.samples.iter().map(|s| s.1)).sqrt()),
+        "stdvar_over_time" => |w| Some(float_stats::variance(w.samples.iter().map(|s| s.1))),
+        "quantile_over_time" => |w| Some(float_stats::quantile(w.param, &mut values(w))),
         "mad_over_time" => |w| {
             let mut vals = values(w);
-            let median = stats::quantile(0.5, &mut vals);
+            let median = float_stats::quantile(0.5, &mut vals);
             let mut dev: Vec<f64> = vals.iter().map(|v| (v - median).abs()).collect();
-            Some(stats::quantile(0.5, &mut dev))
+            Some(float_stats::quantile(0.5, &mut dev))
         },
         _ => return None,
     };
@@ -78,7 +79,7 @@ pub(crate) fn eval(
     params: Option<Vec<f64>>,
     f: RangeFn,
     keep_name: bool,
-) -> Result<Value, EvalError> {
+) -> Result<Value, PromqlError> {
     let arg = ev.eval_range(matrix, grid)?;
     let mut out = Vec::with_capacity(arg.series.len());
     for i in 0..arg.series.len() {
@@ -202,10 +203,10 @@ pub(crate) fn linear_regression(s: &[(i64, f64)], intercept_t: i64) -> (f64, f64
     let (mut sx, mut cx, mut sy, mut cy, mut sxy, mut cxy, mut sx2, mut cx2) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
     for &(t, v) in s {
         let x = (t as f64 - intercept_t as f64) / 1000.0;
-        (sx, cx) = stats::kahan_inc(x, sx, cx);
-        (sy, cy) = stats::kahan_inc(v, sy, cy);
-        (sxy, cxy) = stats::kahan_inc(x * v, sxy, cxy);
-        (sx2, cx2) = stats::kahan_inc(x * x, sx2, cx2);
+        (sx, cx) = float_stats::kahan_inc(x, sx, cx);
+        (sy, cy) = float_stats::kahan_inc(v, sy, cy);
+        (sxy, cxy) = float_stats::kahan_inc(x * v, sxy, cxy);
+        (sx2, cx2) = float_stats::kahan_inc(x * x, sx2, cx2);
     }
     let n = s.len() as f64;
     let (sx, sy, sxy, sx2) = (sx + cx, sy + cy, sxy + cxy, sx2 + cx2);
@@ -218,8 +219,8 @@ pub(crate) fn linear_regression(s: &[(i64, f64)], intercept_t: i64) -> (f64, f64
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::promql::eval::tests::{assert_close, labels, series, vector};
-    use crate::promql::source::MemSource;
+    use crate::eval::tests::{assert_close, labels, series, vector};
+    use crate::source::MemSource;
 
     fn window(samples: &[(i64, f64)], start: i64, end: i64) -> Window<'_> {
         Window { samples, start, end, step_ts: end, param: f64::NAN }
@@ -320,7 +321,7 @@ mod tests {
             series("a", &[("j", "1")], 15, &[1.0, 2.0]),
             series("b", &[("j", "1")], 15, &[1.0, 2.0]),
         ]);
-        let err = crate::promql::eval::tests::instant(&src, r#"rate({j="1"}[1m])"#, 15).unwrap_err();
+        let err = crate::eval::tests::instant(&src, r#"rate({j="1"}[1m])"#, 15).unwrap_err();
         assert_eq!(err.to_string(), "vector cannot contain metrics with the same labelset");
     }
 }

@@ -2,6 +2,8 @@
 //! exact grammar and error texts (the Jaeger query service is written in Go and
 //! clients were built against its answers).
 
+use chrono::NaiveDate;
+
 const NANOSECOND: u64 = 1;
 const MICROSECOND: u64 = 1_000 * NANOSECOND;
 const MILLISECOND: u64 = 1_000 * MICROSECOND;
@@ -27,7 +29,7 @@ const GO_UNITS: &[(&str, u64)] = &[
 const LOOKBACK_EXTRA_UNITS: &[(&str, u64)] = &[("d", DAY), ("w", WEEK)];
 
 /// The `lookback` value the Jaeger UI sends when the user picked start and end.
-pub const CUSTOM_LOOKBACK: &str = "custom";
+pub(crate) const CUSTOM_LOOKBACK: &str = "custom";
 
 /// Parses a Go duration (`300ms`, `-1.5h`, `2h45m`, `500us`, `500µs`) into
 /// nanoseconds, exactly as Go's `time.ParseDuration` (which Jaeger uses for
@@ -36,7 +38,7 @@ pub const CUSTOM_LOOKBACK: &str = "custom";
 /// # Errors
 /// Go's own message: `time: invalid duration "x"`, `time: missing unit in
 /// duration "10"`, `time: unknown unit "x" in duration "10x"`.
-pub fn parse_go_duration(s: &str) -> Result<i64, String> {
+pub(crate) fn parse_go_duration(s: &str) -> Result<i64, String> {
     parse_duration_with(s, &[])
 }
 
@@ -46,7 +48,7 @@ pub fn parse_go_duration(s: &str) -> Result<i64, String> {
 ///
 /// # Errors
 /// Go's duration messages, or "must not be negative".
-pub fn parse_lookback(s: &str) -> Result<Option<i64>, String> {
+pub(crate) fn parse_lookback(s: &str) -> Result<Option<i64>, String> {
     if s == CUSTOM_LOOKBACK {
         return Ok(None);
     }
@@ -61,7 +63,7 @@ pub fn parse_lookback(s: &str) -> Result<Option<i64>, String> {
 ///
 /// # Errors
 /// Go's message: `strconv.ParseInt: parsing "x": invalid syntax` or `value out of range`.
-pub fn parse_go_int(s: &str, bits: u32) -> Result<i64, String> {
+pub(crate) fn parse_go_int(s: &str, bits: u32) -> Result<i64, String> {
     use std::num::IntErrorKind;
     let fail = |what: &str| format!("strconv.ParseInt: parsing {s:?}: {what}");
     // Rust's parser accepts the same text as Go's base 10 (optional sign, digits).
@@ -86,7 +88,7 @@ pub fn parse_go_int(s: &str, bits: u32) -> Result<i64, String> {
 ///
 /// # Errors
 /// Go's message: `strconv.ParseBool: parsing "x": invalid syntax`.
-pub fn parse_go_bool(s: &str) -> Result<bool, String> {
+pub(crate) fn parse_go_bool(s: &str) -> Result<bool, String> {
     match s {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
@@ -106,7 +108,7 @@ const RFC3339_NANO: &str = "2006-01-02T15:04:05.999999999Z07:00";
 /// `parsing time "x" as "2006-01-02T15:04:05.999999999Z07:00": <why>` when the
 /// text is not that layout, a field is out of range, or the instant does not
 /// fit in i64 nanoseconds (years 1677 to 2262).
-pub fn parse_rfc3339_nano(s: &str) -> Result<i64, String> {
+pub(crate) fn parse_rfc3339_nano(s: &str) -> Result<i64, String> {
     let fail = |why: &str| format!("parsing time {s:?} as {RFC3339_NANO:?}: {why}");
     let b = s.as_bytes();
     let num = |from: usize, to: usize| -> Option<i64> {
@@ -150,37 +152,18 @@ pub fn parse_rfc3339_nano(s: &str) -> Result<i64, String> {
     if !(1..=12).contains(&month) {
         return Err(fail("month out of range"));
     }
-    if day < 1 || day > days_in_month(year, month) {
+    // The grammar above is Go's; the calendar is chrono's. Four digits always
+    // fit i32 and u32.
+    let Some(date) = NaiveDate::from_ymd_opt(year as i32, month as u32, day as u32) else {
         return Err(fail("day out of range"));
-    }
-    if hour > 23 || minute > 59 || second > 59 {
+    };
+    let Some(wall) = date.and_hms_opt(hour as u32, minute as u32, second as u32) else {
         return Err(fail("time out of range"));
-    }
-    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_s;
+    };
+    let seconds = wall.and_utc().timestamp() - offset_s;
     seconds.checked_mul(1_000_000_000).and_then(|ns| ns.checked_add(nanos)).ok_or_else(|| fail("out of range"))
 }
 
-/// Days in `month` (1-12) of `year`, proleptic Gregorian.
-pub(crate) fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// Go's `time.ParseDuration` algorithm over a given unit table.
 /// Go's `time.ParseDuration`, accepting `extra_units` besides Go's own.
 fn parse_duration_with(orig: &str, extra_units: &[(&str, u64)]) -> Result<i64, String> {
     const LIMIT: u64 = 1 << 63;

@@ -62,7 +62,7 @@ pub trait SeriesSource: Send + Sync + 'static {
     /// have at least one sample in `[start_ms, end_ms]`; used by the metadata
     /// endpoints (`/series`, `/labels`, `/label/{name}/values`). Without
     /// `start`/`end` parameters those endpoints pass
-    /// [`MIN_TIME_MS`](super::api::MIN_TIME_MS) / [`MAX_TIME_MS`](super::api::MAX_TIME_MS),
+    /// [`MIN_TIME_MS`](crate::timebounds::MIN_TIME_MS) / [`MAX_TIME_MS`](crate::timebounds::MAX_TIME_MS),
     /// which still fit i64 nanoseconds. The default calls `select` and drops
     /// the samples; a store that keeps an index can answer without reading
     /// samples.

@@ -1,168 +1,27 @@
-//! OTLP metric points as Prometheus series, per the OpenTelemetry
-//! Prometheus-compatibility rules (the translation Prometheus' own OTLP
-//! receiver applies):
-//! - names: every run of characters outside `[a-zA-Z0-9]` becomes one `_`;
-//!   the unit is appended as a word (`ms` -> `_milliseconds`, `By/s` ->
-//!   `_bytes_per_second`, `{request}` annotations dropped) unless the name
-//!   already holds it; monotonic sums end in `_total`; gauges of unit `1` end
-//!   in `_ratio`;
+//! OTLP metric points as Prometheus series (names from [`crate::otlp_names`]):
 //! - histograms become `_bucket{le=...}` (cumulative counts, `+Inf` last),
 //!   `_sum` and `_count`; summaries a series per `quantile` plus `_sum` and
 //!   `_count`; exponential histograms only `_sum` and `_count`;
-//! - labels: point attributes with invalid characters replaced by `_` (a
-//!   leading digit gets `key_`), `job` from `service.namespace/service.name`,
-//!   `instance` from `service.instance.id`;
+//! - labels: point attributes (names per [`label_name`]), `job` from
+//!   `service.namespace/service.name`, `instance` from `service.instance.id`;
 //! - delta temporality: points are summed per series in time order, so a
 //!   delta counter reads like the cumulative counter Prometheus expects and
 //!   `rate`/`increase` work on it. This needs the stream's history from its
-//!   first stored point, which [`StoreSource`] loads for delta streams.
+//!   first stored point, which `StoreSource` loads for
+//!   delta streams.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
-use promql_parser::label::{Matcher, Matchers};
-use seismo_store::{AttrValue, KeyValue, MetricDescriptor, MetricKind, MetricPointRef, MetricPointRow, Store};
+use seismo_store::{AttrValue, KeyValue, MetricDescriptor, MetricKind, MetricPointRef};
 
-use crate::promql::{matches, Series, SeriesSource, SourceError};
+use crate::otlp_names::{label_name, series_names};
 
 /// Sorted by label name, always including `__name__`.
-pub type LabelSet = Vec<(String, String)>;
+pub(crate) type LabelSet = Vec<(String, String)>;
 
-pub const NAME_LABEL: &str = "__name__";
-const DELTA: i32 = 1;
-
-/// The word a UCUM unit becomes in a metric name.
-fn unit_word(unit: &str) -> Option<&'static str> {
-    Some(match unit {
-        "d" => "days",
-        "h" => "hours",
-        "min" => "minutes",
-        "s" => "seconds",
-        "ms" => "milliseconds",
-        "us" => "microseconds",
-        "ns" => "nanoseconds",
-        "By" => "bytes",
-        "KiBy" => "kibibytes",
-        "MiBy" => "mebibytes",
-        "GiBy" => "gibibytes",
-        "TiBy" => "tibibytes",
-        "KBy" => "kilobytes",
-        "MBy" => "megabytes",
-        "GBy" => "gigabytes",
-        "TBy" => "terabytes",
-        "m" => "meters",
-        "V" => "volts",
-        "A" => "amperes",
-        "J" => "joules",
-        "W" => "watts",
-        "g" => "grams",
-        "Cel" => "celsius",
-        "Hz" => "hertz",
-        "%" => "percent",
-        "1" => "",
-        _ => return None,
-    })
-}
-
-/// The word a UCUM unit becomes after `per_`.
-fn per_unit_word(unit: &str) -> Option<&'static str> {
-    Some(match unit {
-        "s" => "second",
-        "m" => "minute",
-        "h" => "hour",
-        "d" => "day",
-        "w" => "week",
-        "mo" => "month",
-        "y" => "year",
-        _ => return None,
-    })
-}
-
-/// Splits text into the alphanumeric runs that name tokens are made of.
-fn tokens(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_ascii_alphanumeric()).filter(|t| !t.is_empty()).map(str::to_string).collect()
-}
-
-/// The unit's name tokens: `ms` -> [milliseconds], `By/s` -> [bytes, per,
-/// second], `{request}` -> [].
-fn unit_tokens(unit: &str) -> (Vec<String>, Vec<String>) {
-    // Drop `{annotations}`.
-    let mut plain = String::with_capacity(unit.len());
-    let mut depth = 0;
-    for c in unit.chars() {
-        match c {
-            '{' => depth += 1,
-            '}' if depth > 0 => depth -= 1,
-            _ if depth == 0 => plain.push(c),
-            _ => {}
-        }
-    }
-    let (main, per) = match plain.split_once('/') {
-        Some((m, p)) => (m.trim(), p.trim()),
-        None => (plain.trim(), ""),
-    };
-    let main_tokens = match unit_word(main) {
-        Some(w) => tokens(w),
-        None => tokens(main),
-    };
-    let per_tokens = match per_unit_word(per) {
-        Some(w) => vec!["per".to_string(), w.to_string()],
-        None if tokens(per).is_empty() => Vec::new(),
-        None => std::iter::once("per".to_string()).chain(tokens(per)).collect(),
-    };
-    (main_tokens, per_tokens)
-}
-
-/// The Prometheus metric name of an OTLP metric stream (for histograms and
-/// summaries, the stem of `_bucket`/`_sum`/`_count`).
-pub fn metric_name(d: &MetricDescriptor) -> String {
-    let mut name = tokens(&d.name);
-    let counter = d.kind == MetricKind::Sum && d.is_monotonic;
-    if counter && name.last().is_some_and(|t| t == "total") {
-        name.pop();
-    }
-    let (main, per) = unit_tokens(&d.unit);
-    for part in [main, per] {
-        if !part.is_empty() && !contains_run(&name, &part) {
-            name.extend(part);
-        }
-    }
-    if d.kind == MetricKind::Gauge && d.unit == "1" && !name.iter().any(|t| t == "ratio") {
-        name.push("ratio".into());
-    }
-    if counter {
-        name.push("total".into());
-    }
-    let joined = name.join("_");
-    if joined.starts_with(|c: char| c.is_ascii_digit()) {
-        format!("_{joined}")
-    } else {
-        joined
-    }
-}
-
-fn contains_run(haystack: &[String], run: &[String]) -> bool {
-    haystack.windows(run.len()).any(|w| w == run)
-}
-
-/// A Prometheus label name for an attribute key.
-pub fn label_name(key: &str) -> String {
-    let mut out: String = key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
-    if out.starts_with(|c: char| c.is_ascii_digit()) {
-        out.insert_str(0, "key_");
-    }
-    out
-}
-
-/// The series names a stream produces.
-pub fn series_names(d: &MetricDescriptor) -> Vec<String> {
-    let stem = metric_name(d);
-    match d.kind {
-        MetricKind::Gauge | MetricKind::Sum => vec![stem],
-        MetricKind::Histogram => vec![format!("{stem}_bucket"), format!("{stem}_sum"), format!("{stem}_count")],
-        MetricKind::ExponentialHistogram => vec![format!("{stem}_sum"), format!("{stem}_count")],
-        MetricKind::Summary => vec![stem.clone(), format!("{stem}_sum"), format!("{stem}_count")],
-    }
-}
+pub(crate) const NAME_LABEL: &str = "__name__";
+/// OTLP's `AGGREGATION_TEMPORALITY_DELTA`.
+pub(crate) const DELTA: i32 = 1;
 
 /// A Prometheus float for a label value (`le`, `quantile`): Go's
 /// `FormatFloat(f, 'f', -1, 64)` with `+Inf`.
@@ -257,7 +116,7 @@ fn accumulate(r: &mut Reading, prev: &Reading) {
 }
 
 /// Prometheus series with their samples (unix ms, value), time-ordered.
-pub type SeriesMap = BTreeMap<LabelSet, Vec<(i64, f64)>>;
+pub(crate) type SeriesMap = BTreeMap<LabelSet, Vec<(i64, f64)>>;
 
 /// What decides a point's labels: attributes, resource, service (owned once per series).
 struct LabelSource {
@@ -328,7 +187,7 @@ struct SeriesKey {
 /// Turns OTLP points, given one at a time, into Prometheus series. Points are
 /// grouped per stream and label source as they come (kept: time and numbers
 /// only), so labels are built once per series, not per sample.
-pub struct SeriesBuilder<'w> {
+pub(crate) struct SeriesBuilder<'w> {
     want_name: &'w dyn Fn(&str) -> bool,
     descriptors: Vec<MetricDescriptor>,
     /// Per descriptor: its series names, and which of them are wanted.
@@ -345,7 +204,7 @@ pub struct SeriesBuilder<'w> {
 }
 
 impl<'w> SeriesBuilder<'w> {
-    pub fn new(want_name: &'w dyn Fn(&str) -> bool) -> Self {
+    pub(crate) fn new(want_name: &'w dyn Fn(&str) -> bool) -> Self {
         SeriesBuilder {
             want_name,
             descriptors: Vec::new(),
@@ -360,17 +219,17 @@ impl<'w> SeriesBuilder<'w> {
     }
 
     /// Stops keeping points once they would make more than `max` samples.
-    pub fn with_max_samples(mut self, max: usize) -> Self {
+    pub(crate) fn with_max_samples(mut self, max: usize) -> Self {
         self.max_samples = max;
         self
     }
 
     /// Whether points were dropped because of [`with_max_samples`](Self::with_max_samples).
-    pub fn over_limit(&self) -> bool {
+    pub(crate) fn over_limit(&self) -> bool {
         self.samples > self.max_samples
     }
 
-    pub fn add(&mut self, p: &MetricPointRef<'_>) {
+    pub(crate) fn add(&mut self, p: &MetricPointRef<'_>) {
         if self.over_limit() {
             return;
         }
@@ -420,7 +279,7 @@ impl<'w> SeriesBuilder<'w> {
         self.groups[g].points.push((p.time_unix_nano, r));
     }
 
-    pub fn finish(self) -> SeriesMap {
+    pub(crate) fn finish(self) -> SeriesMap {
         let mut out = SeriesMap::new();
         for Group { descriptor: di, labels, mut points } in self.groups {
             let d = &self.descriptors[di];
@@ -508,136 +367,23 @@ impl<'w> SeriesBuilder<'w> {
     }
 }
 
-/// Converts OTLP points into Prometheus series (see [`SeriesBuilder`]).
-pub fn build_series<'a>(
-    points: impl IntoIterator<Item = &'a MetricPointRow>,
-    want_name: &dyn Fn(&str) -> bool,
-) -> SeriesMap {
-    let mut b = SeriesBuilder::new(want_name);
-    for p in points {
-        b.add(&p.as_ref());
-    }
-    b.finish()
-}
-
-/// The OTLP streams that produce at least one series name `want_name` accepts.
-pub fn streams_named(descriptors: &[MetricDescriptor], want_name: &dyn Fn(&str) -> bool) -> Vec<MetricDescriptor> {
-    descriptors.iter().filter(|d| series_names(d).iter().any(|n| want_name(n))).cloned().collect()
-}
-
-/// OTLP metric names of `streams`, and whether any is a delta stream (whose
-/// history must be read from its first point).
-pub fn otlp_names(streams: &[MetricDescriptor]) -> (HashSet<String>, bool) {
-    let names = streams.iter().map(|d| d.name.clone()).collect();
-    let delta = streams.iter().any(|d| d.temporality == DELTA && d.kind != MetricKind::Gauge);
-    (names, delta)
-}
-
-/// The store's metrics as a PromQL series source.
-pub struct StoreSource {
-    store: Store,
-}
-
-impl StoreSource {
-    pub fn new(store: Store) -> Self {
-        StoreSource { store }
-    }
-}
-
-/// True when the `__name__` matchers of `m` accept `name` (the other labels
-/// are checked once series are built).
-fn name_accepted(m: &Matchers, name: &str) -> bool {
-    let group = |g: &[Matcher]| g.iter().filter(|x| x.name == NAME_LABEL).all(|x| x.is_match(name));
-    group(&m.matchers) && (m.or_matchers.is_empty() || m.or_matchers.iter().any(|g| group(g)))
-}
-
-impl SeriesSource for StoreSource {
-    /// Streams are chosen by name from the catalog's metric descriptors, their
-    /// points read from the segments holding those names, converted, and
-    /// matched on every label.
-    fn select(&self, matchers: &Matchers, start_ms: i64, end_ms: i64) -> Result<Vec<Series>, SourceError> {
-        self.select_within(matchers, start_ms, end_ms, usize::MAX)
-    }
-
-    /// The builder stops keeping points once they make more than
-    /// `max_samples` samples (the store's reader cannot be stopped; what it
-    /// reads past the limit is dropped at once), so a selection too large for
-    /// memory is refused, not held.
-    fn select_within(
-        &self,
-        matchers: &Matchers,
-        start_ms: i64,
-        end_ms: i64,
-        max_samples: usize,
-    ) -> Result<Vec<Series>, SourceError> {
-        let to_ns = |ms: i64| ms.saturating_mul(1_000_000);
-        let (start_ns, end_ns) = (to_ns(start_ms), to_ns(end_ms).saturating_add(999_999));
-        let want = |n: &str| name_accepted(matchers, n);
-        let streams = streams_named(&self.store.metric_descriptors(Some(start_ns), Some(end_ns)), &want);
-        if streams.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (names, delta) = otlp_names(&streams);
-        // Delta streams are summed from their first point.
-        let from = if delta { None } else { Some(start_ns) };
-        let mut builder = SeriesBuilder::new(&want).with_max_samples(max_samples);
-        self.store
-            .visit_metric_points(&names, from, Some(end_ns), &mut |p| builder.add(p))
-            .map_err(|e| SourceError::Internal(e.to_string()))?;
-        if builder.over_limit() {
-            return Err(SourceError::TooManySamples);
-        }
-        Ok(Self::matching(builder, matchers, start_ms, end_ms))
-    }
-}
-
-impl StoreSource {
-    /// The built series that match `matchers`, with their samples in
-    /// `[start_ms, end_ms]`.
-    fn matching(builder: SeriesBuilder, matchers: &Matchers, start_ms: i64, end_ms: i64) -> Vec<Series> {
-        builder
-            .finish()
-            .into_iter()
-            .filter(|(labels, _)| matches(matchers, labels))
-            .filter_map(|(labels, mut samples)| {
-                samples.retain(|(t, _)| *t >= start_ms && *t <= end_ms);
-                (!samples.is_empty()).then_some(Series { labels, samples })
-            })
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use seismo_store::Distribution;
+    use seismo_store::MetricPointRow;
 
-    fn desc(name: &str, unit: &str, kind: MetricKind, monotonic: bool) -> MetricDescriptor {
-        MetricDescriptor { name: name.into(), unit: unit.into(), kind, temporality: 2, is_monotonic: monotonic }
-    }
-
-    #[test]
-    fn names_follow_the_compatibility_rules() {
-        let cases = [
-            (desc("http.server.duration", "ms", MetricKind::Histogram, false), "http_server_duration_milliseconds"),
-            (desc("http.server.request.count", "{request}", MetricKind::Sum, true), "http_server_request_count_total"),
-            (desc("requests_total", "1", MetricKind::Sum, true), "requests_total"),
-            (desc("process.cpu.utilization", "1", MetricKind::Gauge, false), "process_cpu_utilization_ratio"),
-            (desc("queue.depth", "{item}", MetricKind::Sum, false), "queue_depth"),
-            (desc("net.io", "By/s", MetricKind::Gauge, false), "net_io_bytes_per_second"),
-            (desc("request_duration_seconds", "s", MetricKind::Histogram, false), "request_duration_seconds"),
-            (desc("disk.usage", "By", MetricKind::Gauge, false), "disk_usage_bytes"),
-            (desc("temp", "Cel", MetricKind::Gauge, false), "temp_celsius"),
-            (desc("2xx.responses", "", MetricKind::Sum, true), "_2xx_responses_total"),
-            (desc("weird..name--x", "furlongs", MetricKind::Gauge, false), "weird_name_x_furlongs"),
-            (desc("jobs.rate", "1/min", MetricKind::Gauge, false), "jobs_rate_per_min"),
-        ];
-        for (d, want) in cases {
-            assert_eq!(metric_name(&d), want, "{d:?}");
+    /// Converts OTLP points into Prometheus series (see [`SeriesBuilder`]).
+    fn build_series<'a>(
+        points: impl IntoIterator<Item = &'a MetricPointRow>,
+        want_name: &dyn Fn(&str) -> bool,
+    ) -> SeriesMap {
+        let mut b = SeriesBuilder::new(want_name);
+        for p in points {
+            b.add(&p.as_ref());
         }
-        assert_eq!(label_name("http.route"), "http_route");
-        assert_eq!(label_name("0day"), "key_0day");
+        b.finish()
     }
+    use seismo_store::Distribution;
 
     fn point(name: &str, kind: MetricKind, temporality: i32, t_s: i64, route: &str) -> MetricPointRow {
         MetricPointRow {

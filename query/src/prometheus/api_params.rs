@@ -1,9 +1,9 @@
-//! Pure parsers and formatters for the Prometheus HTTP API's text: times,
-//! durations, form bodies, sample values. They follow Prometheus' Go code
+//! Pure parsers for the Prometheus HTTP API's text: times, durations and
+//! form bodies. They follow Prometheus' Go code
 //! (`parseTime`, `parseDuration`, `r.FormValue`, `strconv.FormatFloat`) so
 //! clients built against Prometheus get the same answers and error texts.
 
-use crate::duration::parse_rfc3339_nano;
+use crate::request::go_syntax::parse_rfc3339_nano;
 
 /// Parses a time parameter as Prometheus' `parseTime`: unix seconds as a float
 /// (`1435781451.781`, rounded to ms) or RFC 3339 with optional fractional
@@ -11,7 +11,7 @@ use crate::duration::parse_rfc3339_nano;
 ///
 /// # Errors
 /// Prometheus' text: `cannot parse "x" to a valid timestamp`.
-pub fn parse_time(s: &str) -> Result<i64, String> {
+pub(crate) fn parse_time(s: &str) -> Result<i64, String> {
     let fail = || format!("cannot parse {s:?} to a valid timestamp");
     if let Ok(secs) = s.parse::<f64>() {
         if !secs.is_finite() || secs.abs() > 9.2e15 {
@@ -28,20 +28,6 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
 /// Prometheus does), through the query crate's one RFC 3339 parser.
 fn parse_rfc3339(s: &str) -> Option<i64> {
     parse_rfc3339_nano(s).ok().map(|ns| ns.div_euclid(1_000_000))
-}
-
-/// The date `(year, month, day)` of a day count since 1970-01-01; the inverse
-/// of [`crate::duration::days_from_civil`].
-pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
 const DURATION_UNITS: &[(&str, i64)] = &[
@@ -102,7 +88,7 @@ fn parse_prometheus_duration(s: &str) -> Option<i64> {
 ///
 /// # Errors
 /// A `%` not followed by two hex digits, as Go's `url.ParseQuery`.
-pub fn parse_form(s: &str) -> Result<Vec<(String, String)>, String> {
+pub(crate) fn parse_form(s: &str) -> Result<Vec<(String, String)>, String> {
     s.split('&')
         .filter(|part| !part.is_empty())
         .map(|part| {
@@ -137,30 +123,9 @@ fn percent_decode(s: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
-/// A sample value as Prometheus writes it (Go's `FormatFloat(v, 'f', -1,
-/// 64)`): shortest round-trip decimal without exponent, `NaN`, `+Inf`, `-Inf`.
-pub fn format_value(v: f64) -> String {
-    seismo_api::prometheus::format_value(v)
-}
-
-/// A unix-ms timestamp as the JSON number of seconds Prometheus writes:
-/// `1435781451.781`, `1435781451.5`, `1435781451`.
-pub fn format_timestamp(ms: i64) -> String {
-    let sign = if ms < 0 { "-" } else { "" };
-    let abs = ms.unsigned_abs();
-    let (secs, frac) = (abs / 1000, abs % 1000);
-    if frac == 0 {
-        format!("{sign}{secs}")
-    } else {
-        let f = format!("{frac:03}");
-        format!("{sign}{secs}.{}", f.trim_end_matches('0'))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::duration::days_from_civil;
 
     #[test]
     fn times_parse_as_prometheus_does() {
@@ -176,17 +141,6 @@ mod tests {
         {
             assert_eq!(parse_time(bad), Err(format!("cannot parse {bad:?} to a valid timestamp")), "{bad}");
         }
-    }
-
-    #[test]
-    fn civil_dates_round_trip() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        for d in [-1000, -1, 0, 59, 11_016, 11_017, 20_000] {
-            let (y, m, day) = civil_from_days(d);
-            assert_eq!(days_from_civil(y, m, day), d);
-        }
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 
     #[test]
@@ -210,20 +164,5 @@ mod tests {
         assert_eq!(got, want.map(|(k, v)| (k.to_string(), v.to_string())));
         assert!(parse_form("a=%zz").is_err());
         assert!(parse_form("a=%4").is_err());
-    }
-
-    #[test]
-    fn values_and_timestamps_format_like_go() {
-        assert_eq!(format_value(1.0), "1");
-        assert_eq!(format_value(0.1), "0.1");
-        assert_eq!(format_value(1e21), "1000000000000000000000");
-        assert_eq!(format_value(1.5e-7), "0.00000015");
-        assert_eq!(format_value(f64::NAN), "NaN");
-        assert_eq!(format_value(f64::INFINITY), "+Inf");
-        assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
-        assert_eq!(format_timestamp(1_435_781_451_781), "1435781451.781");
-        assert_eq!(format_timestamp(1_435_781_451_500), "1435781451.5");
-        assert_eq!(format_timestamp(1_435_781_451_000), "1435781451");
-        assert_eq!(format_timestamp(-1500), "-1.5");
     }
 }

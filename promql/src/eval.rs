@@ -1,18 +1,22 @@
 //! The evaluator: walks the parser's AST once over a grid of evaluation
 //! steps (one step for an instant query), reading each selector's samples once
 //! for the whole grid and answering every step by binary search.
+//!
+//! Past 600 lines because it is one recursion: the node dispatch, the
+//! selectors and the value shapes every operator module shares belong
+//! together, and a third of the file is the shared test helpers and tests.
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::time::Duration;
 
 use promql_parser::parser::{AtModifier, Expr, Offset};
 
-use super::budget::Budget;
-use super::nesting::MAX_NESTING_DEPTH;
-use super::source::{selector_matchers, Labels, Series, SeriesSource, SourceError};
-use super::timebounds::system_time_ms;
-use super::{aggregate, binary, functions};
+use crate::budget::Budget;
+use crate::error::PromqlError;
+use crate::nesting::MAX_NESTING_DEPTH;
+use crate::source::{selector_matchers, Labels, Series, SeriesSource};
+use crate::timebounds::{millis, system_time_ms};
+use crate::{aggregate, binary, functions};
 
 /// How far back an instant selector looks for a sample (Prometheus' default
 /// `--query.lookback-delta`).
@@ -20,43 +24,11 @@ pub const LOOKBACK_DELTA_MS: i64 = 5 * 60 * 1000;
 
 /// A subquery without a step (`x[1h:]`) uses Prometheus' default evaluation
 /// interval.
-pub const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
+pub(crate) const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
 
 /// Prometheus' staleness marker: a NaN with this exact bit pattern ends a
 /// series; it is never a value.
 const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
-
-/// Why an evaluation failed. `Execution` and `TooManySamples` are the
-/// query's fault (HTTP 422 `execution`), `Timeout` its cost (503 `timeout`),
-/// `Source` the store's (500 `internal`). The texts are Prometheus' own.
-#[derive(Debug, thiserror::Error)]
-pub enum EvalError {
-    #[error("{0}")]
-    Execution(String),
-    /// The query would hold more than `--query-max-samples` samples at once.
-    #[error("query processing would load too many samples into memory in query execution")]
-    TooManySamples,
-    /// The query ran past its deadline; the text names the phase.
-    #[error("query timed out in {0}")]
-    Timeout(&'static str),
-    #[error(transparent)]
-    Source(SourceError),
-}
-
-impl From<SourceError> for EvalError {
-    fn from(e: SourceError) -> Self {
-        match e {
-            SourceError::TooManySamples => EvalError::TooManySamples,
-            other => EvalError::Source(other),
-        }
-    }
-}
-
-impl EvalError {
-    pub(crate) fn unsupported(what: &str) -> Self {
-        EvalError::Execution(format!("{what} is not supported by seismo's PromQL engine"))
-    }
-}
 
 /// One element of an instant vector: a series' value at `t` (unix ms).
 #[derive(Debug, Clone, PartialEq)]
@@ -84,15 +56,20 @@ pub enum QueryValue {
 
 /// Evaluates `expr` at `t` (unix ms), as Prometheus' `/api/v1/query`, within
 /// `budget`. Times and durations in `expr` must have passed
-/// [`check_times`](super::timebounds::check_times) and its nesting
-/// [`check_nesting`](super::nesting::check_nesting).
+/// [`check_times`](crate::timebounds::check_times) and its nesting
+/// [`check_nesting`](crate::nesting::check_nesting).
 ///
 /// # Errors
-/// [`EvalError::Execution`] for queries Prometheus rejects at evaluation time
+/// [`PromqlError::Execution`] for queries Prometheus rejects at evaluation time
 /// (many-to-many matching, duplicate label sets, unsupported functions),
-/// [`EvalError::TooManySamples`] / [`EvalError::Timeout`] past the budget and
-/// [`EvalError::Source`] when the store fails.
-pub fn instant_query(source: &dyn SeriesSource, expr: &Expr, t: i64, budget: &Budget) -> Result<QueryValue, EvalError> {
+/// [`PromqlError::TooManySamples`] / [`PromqlError::Timeout`] past the budget and
+/// [`PromqlError::Source`] when the store fails.
+pub fn instant_query(
+    source: &dyn SeriesSource,
+    expr: &Expr,
+    t: i64,
+    budget: &Budget,
+) -> Result<QueryValue, PromqlError> {
     let ev = Evaluator::new(source, budget, t, t, 0);
     Ok(match ev.eval(expr, Grid { start: t, end: t, step: 1 })? {
         Value::Scalar(v) => QueryValue::Scalar { t, v: v[0] },
@@ -118,9 +95,9 @@ pub fn range_query(
     end: i64,
     step: i64,
     budget: &Budget,
-) -> Result<QueryValue, EvalError> {
+) -> Result<QueryValue, PromqlError> {
     if step <= 0 || end < start {
-        return Err(EvalError::Execution("range query needs step > 0 and end >= start".into()));
+        return Err(PromqlError::Execution("range query needs step > 0 and end >= start".into()));
     }
     let grid = Grid { start, end, step };
     let ev = Evaluator::new(source, budget, start, end, step);
@@ -135,7 +112,7 @@ pub fn range_query(
             .filter(|s| !s.samples.is_empty())
             .collect(),
         Value::Matrix(_) | Value::String(_) => {
-            return Err(EvalError::Execution("range queries need a scalar or instant vector expression".into()))
+            return Err(PromqlError::Execution("range queries need a scalar or instant vector expression".into()))
         }
     };
     out.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -153,18 +130,18 @@ pub(crate) struct Grid {
 impl Grid {
     /// The number of steps; computed in i128 so that no grid overflows
     /// (a subquery's grid can be far larger than memory: the budget refuses it).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         let steps = (i128::from(self.end) - i128::from(self.start)) / i128::from(self.step) + 1;
         usize::try_from(steps.max(0)).unwrap_or(usize::MAX)
     }
 
     /// The time of step `i < len()`, which lies in `start..=end`.
-    pub fn ts(&self, i: usize) -> i64 {
+    pub(crate) fn ts(&self, i: usize) -> i64 {
         let t = i128::from(self.start) + i as i128 * i128::from(self.step);
         i64::try_from(t).unwrap_or(self.end)
     }
 
-    pub fn times(&self) -> impl Iterator<Item = i64> + '_ {
+    pub(crate) fn times(&self) -> impl Iterator<Item = i64> + '_ {
         (0..self.len()).map(|i| self.ts(i))
     }
 }
@@ -211,7 +188,7 @@ pub(crate) struct RangeArg {
 
 impl RangeArg {
     /// The samples of series `i` inside the window of `step`.
-    pub fn window(&self, i: usize, step: usize) -> &[(i64, f64)] {
+    pub(crate) fn window(&self, i: usize, step: usize) -> &[(i64, f64)] {
         let end = self.ends[step];
         let samples = &self.series[i].samples;
         let lo = samples.partition_point(|&(t, _)| t <= end.saturating_sub(self.range));
@@ -220,7 +197,7 @@ impl RangeArg {
     }
 
     /// The window bounds `(start, end)` of `step`; the start is exclusive.
-    pub fn bounds(&self, step: usize) -> (i64, i64) {
+    pub(crate) fn bounds(&self, step: usize) -> (i64, i64) {
         (self.ends[step].saturating_sub(self.range), self.ends[step])
     }
 }
@@ -248,11 +225,11 @@ impl<'a> Evaluator<'a> {
     /// Evaluates one node over `grid`, within the budget: time is checked
     /// first, the grid's own size is reserved before anything is allocated
     /// for it, and when the node returns the samples held are its result's.
-    pub fn eval(&self, expr: &Expr, grid: Grid) -> Result<Value, EvalError> {
+    pub(crate) fn eval(&self, expr: &Expr, grid: Grid) -> Result<Value, PromqlError> {
         self.budget.check_time()?;
         let depth = self.depth.get();
         if depth >= MAX_NESTING_DEPTH {
-            return Err(EvalError::Execution(format!(
+            return Err(PromqlError::Execution(format!(
                 "query is nested too deeply: more than {MAX_NESTING_DEPTH} levels"
             )));
         }
@@ -267,7 +244,7 @@ impl<'a> Evaluator<'a> {
         Ok(value)
     }
 
-    fn eval_node(&self, expr: &Expr, grid: Grid) -> Result<Value, EvalError> {
+    fn eval_node(&self, expr: &Expr, grid: Grid) -> Result<Value, PromqlError> {
         match expr {
             Expr::NumberLiteral(n) => Ok(Value::Scalar(vec![n.val; grid.len()])),
             Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
@@ -293,7 +270,7 @@ impl<'a> Evaluator<'a> {
             }
             Expr::MatrixSelector(_) | Expr::Subquery(_) => {
                 if grid.len() != 1 {
-                    return Err(EvalError::Execution("a range vector cannot be evaluated over a range".into()));
+                    return Err(PromqlError::Execution("a range vector cannot be evaluated over a range".into()));
                 }
                 let arg = self.eval_range(expr, grid)?;
                 let series = (0..arg.series.len())
@@ -305,34 +282,34 @@ impl<'a> Evaluator<'a> {
             Expr::Call(call) => functions::call(self, call, grid),
             Expr::Aggregate(agg) => aggregate::eval(self, agg, grid),
             Expr::Binary(bin) => binary::eval(self, bin, grid),
-            Expr::Extension(_) => Err(EvalError::unsupported("extension expressions")),
+            Expr::Extension(_) => Err(PromqlError::unsupported("extension expressions")),
         }
     }
 
-    pub fn eval_vector(&self, expr: &Expr, grid: Grid) -> Result<Vec<StepSeries>, EvalError> {
+    pub(crate) fn eval_vector(&self, expr: &Expr, grid: Grid) -> Result<Vec<StepSeries>, PromqlError> {
         match self.eval(expr, grid)? {
             Value::Vector(v) => Ok(v),
             other => Err(type_error("argument", "instant vector", &other)),
         }
     }
 
-    pub fn eval_scalar(&self, expr: &Expr, grid: Grid) -> Result<Vec<f64>, EvalError> {
+    pub(crate) fn eval_scalar(&self, expr: &Expr, grid: Grid) -> Result<Vec<f64>, PromqlError> {
         match self.eval(expr, grid)? {
             Value::Scalar(v) => Ok(v),
             other => Err(type_error("argument", "scalar", &other)),
         }
     }
 
-    pub fn eval_string(&self, expr: &Expr) -> Result<String, EvalError> {
+    pub(crate) fn eval_string(&self, expr: &Expr) -> Result<String, PromqlError> {
         match expr {
             Expr::StringLiteral(s) => Ok(s.val.clone()),
             Expr::Paren(p) => self.eval_string(&p.expr),
-            _ => Err(EvalError::Execution(format!("expected a string literal, got {expr}"))),
+            _ => Err(PromqlError::Execution(format!("expected a string literal, got {expr}"))),
         }
     }
 
     /// A range vector argument: a matrix selector or a subquery.
-    pub fn eval_range(&self, expr: &Expr, grid: Grid) -> Result<RangeArg, EvalError> {
+    pub(crate) fn eval_range(&self, expr: &Expr, grid: Grid) -> Result<RangeArg, PromqlError> {
         match expr {
             Expr::Paren(p) => self.eval_range(&p.expr, grid),
             Expr::MatrixSelector(ms) => {
@@ -356,7 +333,7 @@ impl<'a> Evaluator<'a> {
                 let range = millis(sq.range);
                 let step = sq.step.map(millis).unwrap_or(DEFAULT_SUBQUERY_STEP_MS);
                 if step <= 0 {
-                    return Err(EvalError::Execution("subquery step must be positive".into()));
+                    return Err(PromqlError::Execution("subquery step must be positive".into()));
                 }
                 let ends = self.eval_times(grid, &sq.at, &sq.offset);
                 let (lo, hi) = span(&ends);
@@ -385,12 +362,12 @@ impl<'a> Evaluator<'a> {
                 };
                 Ok(RangeArg { series, range, ends })
             }
-            other => Err(EvalError::Execution(format!("expected a range vector, got {other}"))),
+            other => Err(PromqlError::Execution(format!("expected a range vector, got {other}"))),
         }
     }
 
     /// The time each step of `grid` reads data at, after `@` and `offset`.
-    pub fn eval_times(&self, grid: Grid, at: &Option<AtModifier>, offset: &Option<Offset>) -> Vec<i64> {
+    pub(crate) fn eval_times(&self, grid: Grid, at: &Option<AtModifier>, offset: &Option<Offset>) -> Vec<i64> {
         // Saturating: checked times make overflow impossible, and a saturated
         // time would only find no samples.
         let off = match offset {
@@ -414,12 +391,12 @@ impl<'a> Evaluator<'a> {
     /// An instant selector at each of `ends`: the latest sample in
     /// `(end - lookback, end]` unless it is a staleness marker. With
     /// `timestamps` the value is the sample's time in seconds (`timestamp()`).
-    pub fn select_instant(
+    pub(crate) fn select_instant(
         &self,
         vs: &promql_parser::parser::VectorSelector,
         ends: &[i64],
         timestamps: bool,
-    ) -> Result<Vec<StepSeries>, EvalError> {
+    ) -> Result<Vec<StepSeries>, PromqlError> {
         let (lo, hi) = span(ends);
         let mut series = self.source.select_within(
             &selector_matchers(vs),
@@ -461,18 +438,14 @@ fn span(ends: &[i64]) -> (i64, i64) {
     (lo, hi)
 }
 
-pub(crate) fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-fn type_error(context: &str, want: &str, got: &Value) -> EvalError {
+fn type_error(context: &str, want: &str, got: &Value) -> PromqlError {
     let got = match got {
         Value::Scalar(_) => "scalar",
         Value::String(_) => "string",
         Value::Vector(_) => "instant vector",
         Value::Matrix(_) => "range vector",
     };
-    EvalError::Execution(format!("{context}: expected {want}, got {got}"))
+    PromqlError::Execution(format!("{context}: expected {want}, got {got}"))
 }
 
 /// Removes `__name__`, as Prometheus does for anything that changes a
@@ -487,7 +460,7 @@ pub(crate) fn drop_name(labels: &mut Labels) {
 /// # Errors
 /// Prometheus' `vector cannot contain metrics with the same labelset` when two
 /// of them have a value at the same step.
-pub(crate) fn merge_same_labels(series: Vec<StepSeries>) -> Result<Vec<StepSeries>, EvalError> {
+pub(crate) fn merge_same_labels(series: Vec<StepSeries>) -> Result<Vec<StepSeries>, PromqlError> {
     let mut index: HashMap<Labels, usize> = HashMap::with_capacity(series.len());
     let mut out: Vec<StepSeries> = Vec::with_capacity(series.len());
     for s in series {
@@ -511,8 +484,8 @@ pub(crate) fn merge_same_labels(series: Vec<StepSeries>) -> Result<Vec<StepSerie
     Ok(out)
 }
 
-pub(crate) fn same_labelset() -> EvalError {
-    EvalError::Execution("vector cannot contain metrics with the same labelset".into())
+pub(crate) fn same_labelset() -> PromqlError {
+    PromqlError::Execution("vector cannot contain metrics with the same labelset".into())
 }
 
 /// Labels as Prometheus prints them in error messages: `{a="b", c="d"}`.
@@ -524,7 +497,7 @@ pub(crate) fn format_labels(labels: &Labels) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::promql::source::MemSource;
+    use crate::source::MemSource;
 
     /// Builds labels from `name{k="v",...}`-like pairs; `name` may be empty.
     pub(crate) fn labels(name: &str, pairs: &[(&str, &str)]) -> Labels {
@@ -542,7 +515,7 @@ pub(crate) mod tests {
         Series { labels: labels(name, pairs), samples }
     }
 
-    pub(crate) fn instant(src: &MemSource, q: &str, t_s: i64) -> Result<QueryValue, EvalError> {
+    pub(crate) fn instant(src: &MemSource, q: &str, t_s: i64) -> Result<QueryValue, PromqlError> {
         instant_query(src, &promql_parser::parser::parse(q).unwrap(), t_s * 1000, &Budget::unlimited())
     }
 

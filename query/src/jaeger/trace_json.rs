@@ -25,22 +25,22 @@ use std::str::FromStr;
 use seismo_api::jaeger as ui;
 use seismo_store::{span_kind, status_code, AttrValue, KeyValue, SpanEvent, SpanId, SpanLink, SpanRow, TraceId};
 
-pub const OTEL_SCOPE_NAME: &str = "otel.scope.name";
-pub const OTEL_SCOPE_VERSION: &str = "otel.scope.version";
-pub const SPAN_KIND: &str = "span.kind";
-pub const OTEL_STATUS_CODE: &str = "otel.status_code";
-pub const OTEL_STATUS_DESCRIPTION: &str = "otel.status_description";
-pub const ERROR: &str = "error";
-pub const W3C_TRACESTATE: &str = "w3c.tracestate";
-pub const EVENT: &str = "event";
-pub const SERVICE_NAME: &str = "service.name";
-pub const OPENTRACING_REF_TYPE: &str = "opentracing.ref_type";
-pub const OPENTRACING_REF_TYPE_CHILD_OF: &str = "child_of";
+pub(super) const OTEL_SCOPE_NAME: &str = "otel.scope.name";
+pub(super) const OTEL_SCOPE_VERSION: &str = "otel.scope.version";
+pub(super) const SPAN_KIND: &str = "span.kind";
+pub(super) const OTEL_STATUS_CODE: &str = "otel.status_code";
+pub(super) const OTEL_STATUS_DESCRIPTION: &str = "otel.status_description";
+pub(super) const ERROR: &str = "error";
+pub(super) const W3C_TRACESTATE: &str = "w3c.tracestate";
+pub(super) const EVENT: &str = "event";
+pub(super) const SERVICE_NAME: &str = "service.name";
+pub(super) const OPENTRACING_REF_TYPE: &str = "opentracing.ref_type";
+pub(super) const OPENTRACING_REF_TYPE_CHILD_OF: &str = "child_of";
 /// The sampled bit, in both OTLP span flags (W3C trace flags) and Jaeger flags.
 const SAMPLED_FLAG: u32 = 0x1;
 
 /// Converts the spans of one trace, in the given order. `None` when there are no spans.
-pub fn to_jaeger_trace(spans: &[SpanRow], raw: bool) -> Option<ui::Trace> {
+pub(super) fn to_jaeger_trace(spans: &[SpanRow], raw: bool) -> Option<ui::Trace> {
     let first = spans.first()?;
     let mut processes = ProcessTable::default();
     let spans = spans
@@ -59,7 +59,7 @@ pub fn to_jaeger_trace(spans: &[SpanRow], raw: bool) -> Option<ui::Trace> {
 }
 
 /// A trace id as Jaeger prints it: 16 hex digits when the high half is zero, else 32.
-pub fn jaeger_trace_id(id: &TraceId) -> String {
+pub(super) fn jaeger_trace_id(id: &TraceId) -> String {
     if id.0[..8].iter().all(|b| *b == 0) {
         hex::encode(&id.0[8..])
     } else {
@@ -67,7 +67,7 @@ pub fn jaeger_trace_id(id: &TraceId) -> String {
     }
 }
 
-pub fn jaeger_span_id(id: &SpanId) -> String {
+pub(super) fn jaeger_span_id(id: &SpanId) -> String {
     id.to_hex()
 }
 
@@ -199,7 +199,7 @@ fn sorted_tags(attrs: &[KeyValue], raw: bool, keep: impl Fn(&KeyValue) -> bool) 
 
 /// One attribute as a typed Jaeger tag. Arrays and maps become their JSON text
 /// typed `string`, and an empty value an empty `string`, as the translator does.
-pub fn to_jaeger_tag(kv: &KeyValue) -> ui::KeyValue {
+pub(super) fn to_jaeger_tag(kv: &KeyValue) -> ui::KeyValue {
     let key = kv.key.clone();
     match &kv.value {
         AttrValue::Str(s) => ui::KeyValue::string(key, s),

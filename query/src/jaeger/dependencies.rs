@@ -13,16 +13,16 @@ use seismo_api::jaeger as ui;
 use seismo_api::Response as Envelope;
 
 use crate::error::QueryError;
-use crate::jaeger_handlers::{blocking, decode, json_reply, now_ns, RawParams};
-use crate::params;
-use crate::router::QueryState;
+use crate::jaeger::search_params::parse_dependencies;
+use crate::request::query_params::SERVICE;
+use crate::request::{blocking, json_reply, now_ns, QueryParams};
+use crate::state::QueryState;
 
 /// `GET /api/dependencies?endTs=&lookback=&service=` -> `data: [{parent, child,
 /// callCount}]`, sorted by (parent, child); `service` keeps the edges touching it.
-pub(crate) async fn dependencies(State(state): State<QueryState>, raw: RawParams) -> Result<Response, QueryError> {
-    let params = decode(raw)?;
-    let (start_ns, end_ns) = params::parse_dependencies(&params, now_ns())?;
-    let service = params.get(params::SERVICE).map(str::to_string);
+pub(crate) async fn dependencies(State(state): State<QueryState>, params: QueryParams) -> Result<Response, QueryError> {
+    let (start_ns, end_ns) = parse_dependencies(&params, now_ns())?;
+    let service = params.get(SERVICE).map(str::to_string);
     let links = blocking(&state, move |store| store.dependencies(start_ns, end_ns))
         .await?
         .into_iter()
@@ -36,8 +36,9 @@ pub(crate) async fn dependencies(State(state): State<QueryState>, raw: RawParams
 mod tests {
     // ---- through the router, against a real store ----
 
+    use crate::router::router;
     use crate::router::tests::{assert_jaeger_error, get, test_store};
-    use crate::router::{router, QueryState};
+    use crate::state::QueryState;
     use axum::http::StatusCode;
     use serde_json::json;
 

@@ -22,7 +22,7 @@
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-use super::eval::EvalError;
+use crate::error::PromqlError;
 
 /// Prometheus' default `--query.max-samples`.
 pub const DEFAULT_MAX_SAMPLES: usize = 50_000_000;
@@ -79,11 +79,11 @@ impl Budget {
     /// Accounts for `n` more samples about to be held.
     ///
     /// # Errors
-    /// [`EvalError::TooManySamples`] when that would pass the limit.
-    pub(crate) fn reserve(&self, n: usize) -> Result<(), EvalError> {
+    /// [`PromqlError::TooManySamples`] when that would pass the limit.
+    pub(crate) fn reserve(&self, n: usize) -> Result<(), PromqlError> {
         let held = self.held.get().saturating_add(n);
         if held > self.max_samples {
-            return Err(EvalError::TooManySamples);
+            return Err(PromqlError::TooManySamples);
         }
         self.held.set(held);
         Ok(())
@@ -93,17 +93,17 @@ impl Budget {
     /// (held when it started) and its own `result` remain.
     ///
     /// # Errors
-    /// [`EvalError::TooManySamples`] when the result alone passes the limit.
-    pub(crate) fn settle(&self, before: usize, result: usize) -> Result<(), EvalError> {
+    /// [`PromqlError::TooManySamples`] when the result alone passes the limit.
+    pub(crate) fn settle(&self, before: usize, result: usize) -> Result<(), PromqlError> {
         self.held.set(before);
         self.reserve(result)
     }
 
     /// # Errors
-    /// [`EvalError::Timeout`] once the deadline has passed.
-    pub(crate) fn check_time(&self) -> Result<(), EvalError> {
+    /// [`PromqlError::Timeout`] once the deadline has passed.
+    pub(crate) fn check_time(&self) -> Result<(), PromqlError> {
         if Instant::now() > self.deadline {
-            return Err(EvalError::Timeout("expression evaluation"));
+            return Err(PromqlError::Timeout("expression evaluation"));
         }
         Ok(())
     }
@@ -118,13 +118,13 @@ mod tests {
         let b = Budget::new(10, Instant::now() + Duration::from_secs(60));
         b.reserve(6).unwrap();
         b.reserve(4).unwrap();
-        assert!(matches!(b.reserve(1), Err(EvalError::TooManySamples)));
+        assert!(matches!(b.reserve(1), Err(PromqlError::TooManySamples)));
         assert_eq!(b.held(), 10, "a refused reservation holds nothing");
         assert_eq!(b.remaining(), 0);
         b.settle(2, 3).unwrap();
         assert_eq!(b.held(), 5);
-        assert!(matches!(b.settle(0, 11), Err(EvalError::TooManySamples)));
-        assert!(matches!(b.reserve(usize::MAX), Err(EvalError::TooManySamples)));
+        assert!(matches!(b.settle(0, 11), Err(PromqlError::TooManySamples)));
+        assert!(matches!(b.reserve(usize::MAX), Err(PromqlError::TooManySamples)));
     }
 
     #[test]

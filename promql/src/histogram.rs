@@ -5,9 +5,10 @@
 
 use std::collections::HashMap;
 
-use super::eval::{drop_name, merge_same_labels, EvalError, StepSeries};
-use super::source::{label_value, Labels};
-use super::stats::almost_equal;
+use crate::error::PromqlError;
+use crate::eval::{drop_name, merge_same_labels, StepSeries};
+use crate::float_stats::almost_equal;
+use crate::source::{label_value, Labels};
 
 /// Bucket count differences smaller than this (relative) are float noise,
 /// not a broken histogram (Prometheus' `smallDeltaTolerance`).
@@ -20,7 +21,7 @@ const SMALL_DELTA_TOLERANCE: f64 = 1e-12;
 /// # Errors
 /// `vector cannot contain metrics with the same labelset` when groups differ
 /// only by metric name.
-pub(crate) fn histogram_quantile(q: &[f64], input: Vec<StepSeries>) -> Result<Vec<StepSeries>, EvalError> {
+pub(crate) fn histogram_quantile(q: &[f64], input: Vec<StepSeries>) -> Result<Vec<StepSeries>, PromqlError> {
     // Group by all labels but `le` (the metric name still separates groups,
     // as in Prometheus, and is dropped from the result).
     let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
@@ -135,8 +136,8 @@ fn ensure_monotonic(buckets: &mut [(f64, f64)]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::promql::eval::tests::{assert_close, labels, series, vector};
-    use crate::promql::source::MemSource;
+    use crate::eval::tests::{assert_close, labels, series, vector};
+    use crate::source::MemSource;
 
     fn q(q: f64, buckets: &[(f64, f64)]) -> f64 {
         bucket_quantile(q, &mut buckets.to_vec())

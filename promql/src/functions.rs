@@ -1,5 +1,5 @@
 //! Function calls: dispatch by name to the range functions
-//! ([`range_functions`](super::range_functions)), `histogram_quantile`, and
+//! ([`range_functions`](crate::range_functions)), `histogram_quantile`, and
 //! the instant-vector and scalar functions implemented here. A function the
 //! parser knows but seismo does not implement is an execution error naming
 //! it, never a panic.
@@ -9,13 +9,13 @@ use promql_parser::label::Matcher;
 use promql_parser::parser::token::T_EQL_REGEX;
 use promql_parser::parser::{Call, Expr};
 
-use super::eval::{drop_name, merge_same_labels, EvalError, Evaluator, Grid, StepSeries, Value};
-use super::params::civil_from_days;
-use super::source::{label_value, Labels};
-use super::{histogram, range_functions};
-use crate::duration::{days_from_civil, days_in_month};
+use crate::error::PromqlError;
+use crate::eval::{drop_name, merge_same_labels, Evaluator, Grid, StepSeries, Value};
+use crate::source::{label_value, Labels};
+use crate::{histogram, range_functions};
+use chrono::{Datelike, Timelike};
 
-pub(crate) fn call(ev: &Evaluator, call: &Call, grid: Grid) -> Result<Value, EvalError> {
+pub(crate) fn call(ev: &Evaluator, call: &Call, grid: Grid) -> Result<Value, PromqlError> {
     let name = call.func.name;
     let args: Vec<&Expr> = call.args.args.iter().map(|a| a.as_ref()).collect();
     if let Some((f, keep_name)) = range_functions::lookup(name) {
@@ -153,7 +153,7 @@ pub(crate) fn call(ev: &Evaluator, call: &Call, grid: Grid) -> Result<Value, Eva
             };
             map_values(input, |_, v| Some(date_part(name, v)))
         }
-        other => Err(EvalError::unsupported(&format!("function {other}()"))),
+        other => Err(PromqlError::unsupported(&format!("function {other}()"))),
     }
 }
 
@@ -196,7 +196,7 @@ fn math_function(name: &str) -> Option<fn(f64) -> f64> {
 
 /// Applies `f(step, value)` to every value, dropping `__name__` (a function
 /// result is no longer the metric).
-fn map_values(input: Vec<StepSeries>, f: impl Fn(usize, f64) -> Option<f64>) -> Result<Value, EvalError> {
+fn map_values(input: Vec<StepSeries>, f: impl Fn(usize, f64) -> Option<f64>) -> Result<Value, PromqlError> {
     let out = input
         .into_iter()
         .map(|mut s| {
@@ -213,7 +213,7 @@ fn map_values(input: Vec<StepSeries>, f: impl Fn(usize, f64) -> Option<f64>) -> 
 
 /// `timestamp(v)`: the time of each value in seconds; for a plain selector
 /// the time of the sample itself, not of the evaluation step.
-fn timestamp(ev: &Evaluator, arg: &Expr, grid: Grid) -> Result<Value, EvalError> {
+fn timestamp(ev: &Evaluator, arg: &Expr, grid: Grid) -> Result<Value, PromqlError> {
     let input = match arg {
         Expr::VectorSelector(vs) => ev.select_instant(vs, &ev.eval_times(grid, &vs.at, &vs.offset), true)?,
         Expr::Paren(p) => return timestamp(ev, &p.expr, grid),
@@ -273,14 +273,14 @@ pub(crate) fn label_replace(
     replacement: &str,
     src: &str,
     regex: &str,
-) -> Result<Vec<StepSeries>, EvalError> {
+) -> Result<Vec<StepSeries>, PromqlError> {
     // promql-parser's regex matcher is anchored like Prometheus' `^(?s:...)$`.
-    let invalid_regex = || EvalError::Execution(format!("invalid regular expression in label_replace(): {regex}"));
+    let invalid_regex = || PromqlError::Execution(format!("invalid regular expression in label_replace(): {regex}"));
     let matcher =
         Matcher::new_matcher(T_EQL_REGEX, src.to_string(), format!("(?s:{regex})")).map_err(|_| invalid_regex())?;
     let MatchOp::Re(re) = &matcher.op else { return Err(invalid_regex()) };
     if dst.is_empty() {
-        return Err(EvalError::Execution(format!("invalid destination label name in label_replace(): {dst}")));
+        return Err(PromqlError::Execution(format!("invalid destination label name in label_replace(): {dst}")));
     }
     let out = input
         .into_iter()
@@ -306,12 +306,12 @@ pub(crate) fn label_join(
     dst: &str,
     sep: &str,
     srcs: &[String],
-) -> Result<Vec<StepSeries>, EvalError> {
+) -> Result<Vec<StepSeries>, PromqlError> {
     if dst.is_empty() {
-        return Err(EvalError::Execution(format!("invalid destination label name in label_join(): {dst}")));
+        return Err(PromqlError::Execution(format!("invalid destination label name in label_join(): {dst}")));
     }
     if let Some(bad) = srcs.iter().find(|s| s.is_empty()) {
-        return Err(EvalError::Execution(format!("invalid source label name in label_join(): {bad}")));
+        return Err(PromqlError::Execution(format!("invalid source label name in label_join(): {bad}")));
     }
     let out = input
         .into_iter()
@@ -338,29 +338,36 @@ pub(crate) fn set_label(labels: &mut Labels, name: &str, value: String) {
 
 /// The calendar part `name` (UTC) of a unix time in seconds, as Go's `time`.
 fn date_part(name: &str, secs: f64) -> f64 {
-    // Go: time.Unix(int64(v), 0) truncates toward zero.
-    let secs = secs as i64;
-    let days = secs.div_euclid(86_400);
-    let second_of_day = secs.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    let value = match name {
-        "day_of_month" => day,
-        "day_of_week" => (days + 4).rem_euclid(7), // 1970-01-01 was a Thursday.
-        "day_of_year" => days - days_from_civil(year, 1, 1) + 1,
-        "days_in_month" => days_in_month(year, month),
-        "hour" => second_of_day / 3600,
-        "minute" => second_of_day % 3600 / 60,
-        "month" => month,
-        _ => year,
+    // Go: time.Unix(int64(v), 0) truncates toward zero. Times past chrono's
+    // calendar (about ±262,000 years) have no date; Prometheus' Go answers
+    // nonsense there, seismo NaN.
+    let Some(t) = chrono::DateTime::from_timestamp(secs as i64, 0) else {
+        return f64::NAN;
     };
-    value as f64
+    let value = match name {
+        "day_of_month" => t.day(),
+        "day_of_week" => t.weekday().num_days_from_sunday(),
+        "day_of_year" => t.ordinal(),
+        "days_in_month" => days_in_month(t.year(), t.month()),
+        "hour" => t.hour(),
+        "minute" => t.minute(),
+        "month" => t.month(),
+        _ => return f64::from(t.year()),
+    };
+    f64::from(value)
+}
+
+/// Days in `month` (1-12) of `year`: the day before the first of the next month.
+fn days_in_month(year: i32, month: u32) -> u32 {
+    let (next_year, next_month) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
+    chrono::NaiveDate::from_ymd_opt(next_year, next_month, 1).and_then(|d| d.pred_opt()).map_or(31, |d| d.day())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::promql::eval::tests::{instant, labels, scalar, series, vector};
-    use crate::promql::source::MemSource;
+    use crate::eval::tests::{instant, labels, scalar, series, vector};
+    use crate::source::MemSource;
 
     fn src() -> MemSource {
         MemSource::new(vec![
@@ -445,7 +452,7 @@ mod tests {
     fn sort_orders_instant_results() {
         let s = src();
         let order = |q: &str| match instant(&s, q, 0).unwrap() {
-            crate::promql::QueryValue::Vector(v) => v.into_iter().map(|x| x.v).collect::<Vec<_>>(),
+            crate::QueryValue::Vector(v) => v.into_iter().map(|x| x.v).collect::<Vec<_>>(),
             other => panic!("{other:?}"),
         };
         assert_eq!(order("sort_desc(m)"), vec![16.0, -2.5]);
@@ -461,6 +468,12 @@ mod tests {
         let got: Vec<f64> = parts.iter().map(|p| date_part(p, t)).collect();
         // Thursday = 4; day of year 31 + 29 = 60.
         assert_eq!(got, vec![2024.0, 2.0, 29.0, 60.0, 4.0, 13.0, 45.0, 29.0]);
+        // One second before the epoch: Wednesday 1969-12-31T23:59:59Z.
+        let got: Vec<f64> = parts.iter().map(|p| date_part(p, -1.0)).collect();
+        assert_eq!(got, vec![1969.0, 12.0, 31.0, 365.0, 3.0, 23.0, 59.0, 31.0]);
+        // 2100 is not a leap year; 2000 is.
+        assert_eq!(date_part("days_in_month", 4_107_456_000.0), 28.0); // 2100-02-28
+        assert_eq!(date_part("days_in_month", 951_782_400.0), 29.0); // 2000-02-29
     }
 
     #[test]

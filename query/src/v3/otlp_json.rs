@@ -21,7 +21,7 @@ use seismo_store::{status_code, AttrValue, KeyValue, SpanRow, SERVICE_NAME};
 
 /// OTLP `TracesData` for a list of traces: each trace's `ResourceSpans`, one
 /// trace after the other (Jaeger concatenates per-trace results the same way).
-pub fn traces_data(traces: &[Vec<SpanRow>]) -> wire::TracesData {
+pub(super) fn traces_data(traces: &[Vec<SpanRow>]) -> wire::TracesData {
     wire::TracesData { resource_spans: traces.iter().flat_map(|spans| group(spans)).collect() }
 }
 
@@ -131,14 +131,14 @@ fn any_value(value: &AttrValue) -> AnyValue {
 }
 
 /// Standard padded base64, as proto3 JSON writes `bytes` fields.
-pub fn base64_encode(bytes: &[u8]) -> String {
+pub(super) fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// Decodes base64 in any of the four forms Go's `TraceIDFromString` tries
 /// (standard or URL-safe alphabet, padded or not). `None` when it is none of them.
-pub fn base64_decode_any(text: &str) -> Option<Vec<u8>> {
+pub(super) fn base64_decode_any(text: &str) -> Option<Vec<u8>> {
     use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
     use base64::Engine;
     [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD].iter().find_map(|engine| engine.decode(text).ok())
@@ -149,7 +149,7 @@ pub fn base64_decode_any(text: &str) -> Option<Vec<u8>> {
 /// (`querysvc/summary.go`): the root is the earliest span without a parent,
 /// errors are spans with status ERROR, orphans are spans whose parent is absent,
 /// services sorted by name. `None` for an empty trace.
-pub fn trace_summary(spans: &[SpanRow]) -> Option<wire::TraceSummary> {
+pub(super) fn trace_summary(spans: &[SpanRow]) -> Option<wire::TraceSummary> {
     let first = spans.first()?;
     let ids: HashSet<_> = spans.iter().map(|s| s.span_id).collect();
     let mut services: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
