@@ -145,6 +145,7 @@ pub async fn run(
     }
 
     // After the rollback: settle, probe again, and read what the faults did.
+    let mut ending = ending;
     if let (Some((m_start, m_end)), false) = (ending.method_window, ending.interrupted) {
         journal.method_window_ms = Some((unix_ms(m_start), unix_ms(m_end)));
         progress(&format!("settling for {}", experiment.settings.settle));
@@ -162,6 +163,8 @@ pub async fn run(
                 }
             }
             analyse(experiment, &run_id, &query, options, m_start, m_end, &mut journal).await;
+        } else if ending.failed.is_none() && ending.aborted.is_none() {
+            ending.aborted = Some("interrupted by a signal after the method, before the after probes".into());
         }
     } else if let Some((m_start, m_end)) = ending.method_window {
         journal.method_window_ms = Some((unix_ms(m_start), unix_ms(m_end)));
