@@ -22,6 +22,9 @@ pub(crate) struct TuiArgs {
     /// Bearer token for the chaos agent's API (a `chaos` token).
     #[arg(long, env = "SEISMO_AGENT_TOKEN", hide_env_values = true)]
     agent_token: Option<String>,
+    /// PEM CA certificate(s) to trust for https:// URLs (a private CA), besides the public roots
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
     /// A folder of dashboard definitions (*.toml) replacing the built-in one;
     /// its default.toml (else the first file) is drawn on the Services screen.
     #[arg(long, value_name = "DIR")]
@@ -109,6 +112,10 @@ pub(crate) async fn run(args: TuiArgs) -> anyhow::Result<()> {
         agent_url: args.agent_url,
         query_token: args.query_token,
         agent_token: args.agent_token,
+        ca_pem: match &args.ca_cert {
+            Some(path) => Some(std::fs::read(path).with_context(|| format!("reading --ca-cert {}", path.display()))?),
+            None => None,
+        },
         dashboards: args.dashboards,
         journals: args.journals,
         refresh: args.refresh,

@@ -175,6 +175,20 @@ fn every_serve_listener_speaks_tls_and_an_sdk_exporter_sends_over_it() {
         .unwrap();
     wait_for_service(&client, "tls-sdk-grpc");
     wait_for_service(&client, "tls-http");
+    // So does the TUI, given the CA and the token.
+    let frame = Command::new(env!("CARGO_BIN_EXE_seismo"))
+        .args(["tui", "--render-once", "200x30", "--screen", "services"])
+        .args(["--query-url", &format!("https://{}", server.http), "--query-token", QUERY])
+        .arg("--ca-cert")
+        .arg(&pki.ca)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&frame.stdout);
+    assert!(
+        frame.status.success() && text.contains("tls-sdk-grpc"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&frame.stderr)
+    );
     // Without the CA the server's certificate is not trusted.
     let untrusting = seismo_client::Client::new(&format!("https://{}", server.http)).unwrap().with_token(QUERY);
     let err = rt.block_on(untrusting.services()).unwrap_err();

@@ -23,6 +23,9 @@ pub struct Options {
     pub query_token: Option<String>,
     /// Bearer token for the agent's API.
     pub agent_token: Option<String>,
+    /// PEM CA certificate(s) to trust for `https://` URLs besides the public
+    /// roots (`--ca-cert`), for servers with a private CA.
+    pub ca_pem: Option<Vec<u8>>,
     /// A folder of experiment journals for the Chaos screen (`--journals`).
     pub journals: Option<PathBuf>,
     /// A folder of dashboards replacing the built-in one (`--dashboards`).
@@ -55,6 +58,10 @@ impl Options {
         let mut agent = seismo_client::AgentClient::new(&self.agent_url)?.with_timeout(Duration::from_secs(5));
         if let Some(token) = &self.agent_token {
             agent = agent.with_token(token);
+        }
+        if let Some(pem) = &self.ca_pem {
+            query = query.with_tls(Some(pem), None)?;
+            agent = agent.with_tls(Some(pem), None)?;
         }
         let clients = Clients { query, agent, journals: self.journals.clone() };
         let limits = Limits { lookback: self.lookback, ..Limits::default() };
