@@ -10,18 +10,29 @@
 //! errorRate, p50Ms, p95Ms, p99Ms}], "services":[...the same per service...]}`,
 //! sorted. Latencies are milliseconds, accurate to 1% (mergeable sketches,
 //! which keep large windows cheap).
+//!
+//! Cohorts of a chaos experiment: `experiment=RUN&cohort=faulted` counts only
+//! the spans of traces holding a span with `chaos.experiment.id = RUN` (a
+//! fault span of that run), `cohort=unfaulted` only the others, over the same
+//! window: the A/B split `seismo chaos run` reports. Both parameters go
+//! together; without them the answer is the plain one.
 
 use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::response::Response;
 use seismo_api::stats::{OperationStats, StatsResponse};
-use seismo_store::{span_kind, OpStats, StatsQuery};
+use seismo_store::{span_kind, Cohort, OpStats, StatsQuery};
 
 use crate::error::QueryError;
 use crate::request::query_params::{OPERATION, SERVICE, SPAN_KIND};
 use crate::request::{blocking, json_reply, now_ns, QueryParams, TimeWindow};
 use crate::state::QueryState;
+
+/// The experiment (run) id whose fault spans split the traces into cohorts.
+pub(crate) const EXPERIMENT: &str = "experiment";
+/// Which side of the split: `faulted` or `unfaulted`.
+pub(crate) const COHORT: &str = "cohort";
 
 /// The window of `/api/v1/stats`: the last hour by default, a dashboard's "now".
 type StatsWindow = TimeWindow<3600>;
@@ -71,7 +82,21 @@ pub(crate) fn parse_stats_query(params: &QueryParams, now_ns: i64) -> Result<Sta
             })
             .collect::<Result<_, _>>()?,
     };
+    let cohort = match (params.get(EXPERIMENT), params.get(COHORT)) {
+        (None, None) => None,
+        (Some(experiment), Some(side)) => {
+            let faulted = match side.to_ascii_lowercase().as_str() {
+                "faulted" => true,
+                "unfaulted" => false,
+                _ => return Err(QueryError::param(COHORT, format!("expected 'faulted' or 'unfaulted', got '{side}'"))),
+            };
+            Some(Cohort { experiment: experiment.to_string(), faulted })
+        }
+        (Some(_), None) => return Err(QueryError::param(COHORT, "required with 'experiment' (faulted or unfaulted)")),
+        (None, Some(_)) => return Err(QueryError::param(EXPERIMENT, "required with 'cohort' (the run id)")),
+    };
     Ok(StatsQuery {
+        cohort,
         service: params.get(SERVICE).filter(|s| !s.is_empty()).map(str::to_string),
         operation: params.get(OPERATION).filter(|s| !s.is_empty()).map(str::to_string),
         span_kinds,
@@ -100,6 +125,9 @@ mod tests {
         assert_eq!(q.span_kinds, vec![span_kind::CLIENT, span_kind::PRODUCER]);
         assert_eq!(q.service.as_deref(), Some("cart"));
         assert!(parse_stats_query(&params(&[("spanKind", "all")]), 0).unwrap().span_kinds.is_empty());
+        assert_eq!(q.cohort, None);
+        let q = parse_stats_query(&params(&[("experiment", "r1"), ("cohort", "Unfaulted")]), 0).unwrap();
+        assert_eq!(q.cohort, Some(Cohort { experiment: "r1".into(), faulted: false }));
     }
 
     #[test]
@@ -108,6 +136,9 @@ mod tests {
             (&[("spanKind", "sideways")][..], "unable to parse param 'spanKind': unsupported span kind: 'sideways'"),
             (&[("start", "soon")][..], "unable to parse param 'start'"),
             (&[("lookback", "-")][..], "unable to parse param 'lookback'"),
+            (&[("experiment", "r1")][..], "unable to parse param 'cohort': required with 'experiment'"),
+            (&[("cohort", "faulted")][..], "unable to parse param 'experiment': required with 'cohort'"),
+            (&[("experiment", "r1"), ("cohort", "hit")][..], "unable to parse param 'cohort': expected"),
         ] {
             let err = parse_stats_query(&params(pairs), 0).unwrap_err().to_string();
             assert!(err.contains(want), "{err}");
