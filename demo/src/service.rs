@@ -101,9 +101,9 @@ pub fn router(config: &ServiceConfig) -> Result<Router, DemoError> {
     let http = reqwest::Client::builder().timeout(CALL_TIMEOUT).build()?;
     let downstream = |role: Role| Downstream { role, base: config.downstreams[&role].clone(), http: http.clone() };
     let routes = match config.role {
-        Role::Frontend => {
-            Router::new().route("/buy", get(buy)).with_state(Arc::new(Frontend { checkout: downstream(Role::Checkout) }))
-        }
+        Role::Frontend => Router::new()
+            .route("/buy", get(buy))
+            .with_state(Arc::new(Frontend { checkout: downstream(Role::Checkout) })),
         Role::Checkout => Router::new().route("/checkout", post(checkout)).with_state(Arc::new(Checkout {
             inventory: downstream(Role::Inventory),
             payments: downstream(Role::Payments),
@@ -371,9 +371,10 @@ mod tests {
     async fn an_order_goes_through_all_four_services() {
         let inventory = listen(router(&config(Role::Inventory, &[])).unwrap()).await;
         let payments = listen(router(&config(Role::Payments, &[])).unwrap()).await;
-        let checkout =
-            listen(router(&config(Role::Checkout, &[(Role::Inventory, &inventory), (Role::Payments, &payments)])).unwrap())
-                .await;
+        let checkout = listen(
+            router(&config(Role::Checkout, &[(Role::Inventory, &inventory), (Role::Payments, &payments)])).unwrap(),
+        )
+        .await;
         let frontend = listen(router(&config(Role::Frontend, &[(Role::Checkout, &checkout)])).unwrap()).await;
         let order: Value = reqwest::get(format!("{frontend}/buy?item=lamp")).await.unwrap().json().await.unwrap();
         assert_eq!(order["item"], "lamp");
@@ -389,8 +390,11 @@ mod tests {
         let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
         let inventory = listen(router(&config(Role::Inventory, &[])).unwrap()).await;
         let checkout = listen(
-            router(&config(Role::Checkout, &[(Role::Inventory, &inventory), (Role::Payments, &format!("http://{closed}"))]))
-                .unwrap(),
+            router(&config(
+                Role::Checkout,
+                &[(Role::Inventory, &inventory), (Role::Payments, &format!("http://{closed}"))],
+            ))
+            .unwrap(),
         )
         .await;
         let response = reqwest::Client::new().post(format!("{checkout}/checkout?item=lamp")).send().await.unwrap();

@@ -12,10 +12,10 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::{global, KeyValue};
 use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
 use opentelemetry_otlp::{LogExporter, MetricExporter, SpanExporter, WithExportConfig};
-use opentelemetry_sdk::logs::SdkLoggerProvider;
+use opentelemetry_sdk::logs::{self, BatchLogProcessor, SdkLoggerProvider};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{self, BatchSpanProcessor, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -25,6 +25,11 @@ use crate::DemoError;
 
 /// How often metrics leave a service: often enough that a short demo shows them.
 const METRICS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long a finished span or a log record waits to be sent (the SDK's
+/// default is 5 s): a fault shows in the dashboard, and in an experiment's
+/// "after" probes, within a second.
+const EXPORT_DELAY: Duration = Duration::from_millis(500);
 
 /// A service's installed pipeline. [`Telemetry::shutdown`] flushes what is
 /// still buffered; dropping it without that may lose the last spans.
@@ -51,10 +56,17 @@ impl Telemetry {
             .with_service_name(service.to_string())
             .with_attribute(KeyValue::new("deployment.environment", "seismo-demo"))
             .build();
-        let spans = SpanExporter::builder().with_tonic().with_endpoint(otlp_endpoint).build().map_err(|e| failed(&e))?;
-        let tracer = SdkTracerProvider::builder().with_batch_exporter(spans).with_resource(resource.clone()).build();
+        let spans =
+            SpanExporter::builder().with_tonic().with_endpoint(otlp_endpoint).build().map_err(|e| failed(&e))?;
+        let spans = BatchSpanProcessor::builder(spans)
+            .with_batch_config(trace::BatchConfigBuilder::default().with_scheduled_delay(EXPORT_DELAY).build())
+            .build();
+        let tracer = SdkTracerProvider::builder().with_span_processor(spans).with_resource(resource.clone()).build();
         let logs = LogExporter::builder().with_tonic().with_endpoint(otlp_endpoint).build().map_err(|e| failed(&e))?;
-        let logger = SdkLoggerProvider::builder().with_batch_exporter(logs).with_resource(resource.clone()).build();
+        let logs = BatchLogProcessor::builder(logs)
+            .with_batch_config(logs::BatchConfigBuilder::default().with_scheduled_delay(EXPORT_DELAY).build())
+            .build();
+        let logger = SdkLoggerProvider::builder().with_log_processor(logs).with_resource(resource.clone()).build();
         let metrics =
             MetricExporter::builder().with_tonic().with_endpoint(otlp_endpoint).build().map_err(|e| failed(&e))?;
         let reader = PeriodicReader::builder(metrics).with_interval(METRICS_INTERVAL).build();
@@ -64,7 +76,9 @@ impl Telemetry {
         global::set_meter_provider(meter.clone());
         let exported = || EnvFilter::new("seismo_demo=info");
         tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(tracer.tracer(service.to_string())).with_filter(exported()))
+            .with(
+                tracing_opentelemetry::layer().with_tracer(tracer.tracer(service.to_string())).with_filter(exported()),
+            )
             .with(OpenTelemetryTracingBridge::new(&logger).with_filter(exported()))
             .with(
                 tracing_subscriber::fmt::layer()
@@ -130,7 +144,8 @@ mod tests {
             TraceState::default(),
         );
         let mut headers = HeaderMap::new();
-        propagator.inject_context(&Context::new().with_remote_span_context(sent.clone()), &mut HeaderInjector(&mut headers));
+        propagator
+            .inject_context(&Context::new().with_remote_span_context(sent.clone()), &mut HeaderInjector(&mut headers));
         assert_eq!(headers["traceparent"], "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
         let received = propagator.extract(&HeaderExtractor(&headers));
         assert_eq!(received.span().span_context(), &sent);

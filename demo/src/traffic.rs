@@ -83,13 +83,15 @@ mod tests {
         // Every other item fails: lamp, chair, clock answer 200; kettle, rug 500.
         let app = axum::Router::new().route(
             "/buy",
-            get(|axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>| async move {
-                if ["kettle", "rug"].contains(&q["item"].as_str()) {
-                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
-                } else {
-                    axum::http::StatusCode::OK
-                }
-            }),
+            get(
+                |axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>| async move {
+                    if ["kettle", "rug"].contains(&q["item"].as_str()) {
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                    } else {
+                        axum::http::StatusCode::OK
+                    }
+                },
+            ),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
