@@ -33,6 +33,25 @@ const DEMO_EXPERIMENT: &str = include_str!("../examples/experiments/demo.toml");
 /// fault the demo caused on purpose; their log records are in the store.
 const SERVICE_LOG: &str = "error,seismo_demo=off";
 
+/// Set on every child: the demo's pid, so the child stops with it (see [`follow_parent`]).
+const PARENT_ENV: &str = "SEISMO_DEMO_PARENT";
+
+/// In a child of `seismo demo`: asks the kernel for a SIGTERM when the demo
+/// dies, so even a `kill -9` of the demo leaves no collector, agent or
+/// service running (each stops as on Ctrl-C). A no-op in any other process.
+pub(crate) fn follow_parent() {
+    let Some(parent) = std::env::var(PARENT_ENV).ok().and_then(|p| p.parse::<i32>().ok()) else {
+        return;
+    };
+    if nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM).is_err() {
+        return;
+    }
+    // The demo may have died before the request above: then nobody would stop us.
+    if nix::unistd::getppid().as_raw() != parent {
+        std::process::exit(1);
+    }
+}
+
 /// How long a child may take to print its ready line.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -116,7 +135,7 @@ impl Managed {
         let exe = std::env::current_exe().context("finding the seismo binary")?;
         let mut command = tokio::process::Command::new(exe);
         command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
-        command.process_group(0).kill_on_drop(true);
+        command.process_group(0).kill_on_drop(true).env(PARENT_ENV, std::process::id().to_string());
         if std::env::var_os("SEISMO_LOG").is_none() {
             command.env("SEISMO_LOG", log);
         }

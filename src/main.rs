@@ -53,6 +53,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    demo::follow_parent();
     match &cli.command {
         // The dashboard owns the screen: its log goes to a file.
         Command::Tui(args) => tui::init_logging(args)?,

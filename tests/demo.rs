@@ -35,9 +35,17 @@ impl Demo {
             .arg(data_dir)
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            // Through this process, not inherited: a child the demo failed to stop
+            // would otherwise hold the test runner's output open, and hang it.
+            .stderr(Stdio::piped())
             .spawn()
             .expect("starting seismo demo");
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+            }
+        });
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let sink = stdout.clone();
@@ -181,4 +189,20 @@ fn a_port_in_use_is_refused_naming_the_port_and_its_flag() {
     let port = addr.rsplit(':').next().unwrap();
     assert!(stderr.contains(&format!("port {port} ({addr}, --http) is already in use")), "{stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).is_empty(), "nothing started");
+}
+
+#[test]
+fn killing_the_demo_outright_still_stops_its_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = Demo::start(&dir.path().join("data"), &["--no-traffic", "--no-experiment"]);
+    let query = demo.field("http");
+    let pids: Vec<u32> = demo.field("pids").split(',').map(|p| p.parse().unwrap()).collect();
+    demo.child.kill().unwrap();
+    demo.child.wait().unwrap();
+    // No chance to clean up: the kernel's parent-death signal stops each child.
+    eventually(Duration::from_secs(30), || {
+        let alive = |pid: &u32| std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "));
+        (!pids.iter().any(alive)).then_some(())
+    });
+    assert!(!listening(&query), "the query API still listens on {query}");
 }
