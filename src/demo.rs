@@ -78,7 +78,7 @@ pub(crate) struct DemoArgs {
     /// Stop after this long (`90s`, `5m`) [default: run until Ctrl-C]
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
-    /// Orders a second the traffic sends to the frontend
+    /// Orders a second the traffic sends to the frontend (at most 1000)
     #[arg(long, default_value_t = 10.0)]
     rate: f64,
     /// Send no traffic (drive the frontend yourself)
@@ -248,6 +248,7 @@ async fn count_signals(tx: Arc<watch::Sender<u32>>) {
 }
 
 pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.rate > 0.0 && args.rate <= 1000.0, "--rate must be above 0 and at most 1000 orders a second");
     check_ports(&args)?;
     let experiment = if args.no_experiment {
         None
