@@ -263,11 +263,16 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let signals = tokio::spawn(count_signals(interrupt_tx.clone()));
     let mut running = Running::default();
     let result = match start(&args, &mut running, interrupts.clone()).await {
-        Ok(urls) => drive(&args, urls, experiment, &interrupt_tx, interrupts).await,
+        Ok(urls) => drive(&args, urls, experiment, &interrupt_tx, interrupts.clone()).await,
         Err(e) => Err(e),
     };
     running.stop().await;
     signals.abort();
+    if result.is_err() && *interrupts.borrow() > 0 {
+        // Ctrl-C while starting: what had started is stopped; that is no failure.
+        println!("seismo demo: stopped before it was ready");
+        return Ok(());
+    }
     result?;
     println!("seismo demo: stopped; no proxy, toxic or process of the demo is left");
     Ok(())
@@ -456,8 +461,8 @@ async fn traffic_recorded(query: &Client, mut interrupts: watch::Receiver<u32>) 
 fn print_next_steps(urls: &Urls, args: &DemoArgs) {
     let Urls { query, agent, frontend } = urls;
     let stop = match args.duration {
-        Some(d) => format!("stops by itself after {d:?} (or Ctrl-C)"),
-        None => "Ctrl-C stops everything".to_string(),
+        Some(d) => format!("The demo stops by itself after {d:?} (or on Ctrl-C)."),
+        None => "The demo runs until Ctrl-C, which stops everything.".to_string(),
     };
     let commands = [
         (format!("seismo tui --query-url {query}"), "the dashboard: services, traces, faults, logs"),
@@ -480,7 +485,7 @@ fn print_next_steps(urls: &Urls, args: &DemoArgs) {
     for (command, what) in commands {
         println!("  {command:<width$}   {what}");
     }
-    println!("The demo {stop}.");
+    println!("{stop}");
     println!();
 }
 
