@@ -2,6 +2,8 @@
 
 mod chaos;
 mod config;
+mod demo;
+mod demo_service;
 mod loadgen;
 mod serve;
 mod tui;
@@ -41,13 +43,22 @@ enum Command {
     Chaos(chaos::ChaosCommand),
     /// Terminal dashboard: services, traces with their faults, logs, the chaos agent.
     Tui(tui::TuiArgs),
+    /// Everything at once on a sample shop: collector, query API, chaos agent, four
+    /// instrumented services behind agent proxies, traffic and an experiment.
+    Demo(demo::DemoArgs),
+    /// One of the demo's sample services (started by `seismo demo`).
+    #[command(hide = true)]
+    DemoService(demo_service::DemoServiceArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    demo::follow_parent();
     match &cli.command {
         // The dashboard owns the screen: its log goes to a file.
         Command::Tui(args) => tui::init_logging(args)?,
+        // A sample service's subscriber is its OpenTelemetry pipeline.
+        Command::DemoService(_) => {}
         _ => init_tracing(),
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -58,6 +69,8 @@ fn main() -> anyhow::Result<()> {
         Command::LoadgenMetrics(args) => runtime.block_on(loadgen::run_metrics(args)),
         Command::LoadgenProxy(args) => runtime.block_on(loadgen::run_proxy(args)),
         Command::Tui(args) => runtime.block_on(tui::run(args)),
+        Command::Demo(args) => runtime.block_on(demo::run(args)),
+        Command::DemoService(args) => runtime.block_on(demo_service::run(args)),
         Command::Chaos(command) => {
             drop(runtime);
             chaos::run(command)
