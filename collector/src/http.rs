@@ -235,7 +235,11 @@ async fn drain(mut body: Body) {
 }
 
 /// Decodes an uncompressed body (checked against `limit` once more).
-pub(crate) fn decode<S: OtlpSignal>(body: Bytes, format: WireFormat, limit: usize) -> Result<S::Request, CollectorError> {
+pub(crate) fn decode<S: OtlpSignal>(
+    body: Bytes,
+    format: WireFormat,
+    limit: usize,
+) -> Result<S::Request, CollectorError> {
     let body = ContentEncoding::Identity.decode(body, limit)?;
     match format {
         WireFormat::Protobuf => {

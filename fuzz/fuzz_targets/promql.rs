@@ -41,7 +41,12 @@ fuzz_target!(|data: &[u8]| {
         2 => {
             let step = ["15s", "1m", "1", "0.5", "5m"][usize::from(mode / 4 % 5)];
             let start = format!("{}", (t - 600_000) / 1000);
-            serde_urlencoded::to_string([("query", text), ("start", &start), ("end", &(t / 1000).to_string()), ("step", step)])
+            serde_urlencoded::to_string([
+                ("query", text),
+                ("start", &start),
+                ("end", &(t / 1000).to_string()),
+                ("step", step),
+            ])
         }
         _ => serde_urlencoded::to_string([("match[]", text)]),
     }

@@ -2,8 +2,9 @@
 //! `Query` extractor decodes it: Jaeger's `/api/traces` (incl. `tag=` and the `tags` JSON),
 //! `/api/traces/{id}`, `/api/operations`, `/api/dependencies`, api_v3's `/traces` and
 //! trace ids, `/api/v1/logs` and `/api/v1/stats` (time bounds, lookbacks, durations), and
-//! the Go- and Prometheus-style scalar parsers on every value. What parses is then run
-//! against a small store (segments + memtable), so extreme windows reach the scans.
+//! the Go- and Prometheus-style scalar parsers on every value. What parses (but log searches) is then run
+//! against a small store (memtable only, for speed: segment pruning is the log_query target's), so
+//! extreme windows reach the scans.
 //!
 //! Properties: nothing panics (overflow included: the build has overflow checks), and what
 //! a parser accepts is well-formed (windows ordered, limits within 1..=MAX_LIMIT, severity
@@ -11,14 +12,14 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use seismo_fuzz::{fixture_store, NOW_NS};
+use seismo_fuzz::{memtable_store, NOW_NS};
 use seismo_query::params::{self, QueryParams, MAX_LIMIT};
 use seismo_query::{duration, jaeger_v3, logs, promql, stats};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(pairs) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(data) else { return };
     let p = QueryParams::new(pairs.clone());
-    let store = fixture_store();
+    let store = memtable_store();
 
     if let Ok(search) = params::parse_trace_search(&p, NOW_NS) {
         let q = &search.query;
@@ -45,10 +46,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(q.start_ns <= q.end_ns, "{q:?}");
         assert!((1..=MAX_LIMIT).contains(&q.limit), "{q:?}");
         assert!(q.severities.iter().all(|&(lo, hi)| 1 <= lo && lo <= hi && hi <= 24), "{q:?}");
-        // `q` itself may still be refused (the log_query target fuzzes it).
-        if let Ok(rows) = store.search_logs(&q) {
-            assert!(rows.len() <= q.limit);
-        }
+        // Not searched here: a search costs a tantivy searcher, and `q` is the log_query target's.
     }
     if let Ok(q) = stats::parse_stats_query(&p, NOW_NS) {
         assert!(q.start_ns <= q.end_ns, "{q:?}");

@@ -262,7 +262,8 @@ pub(crate) fn replay_file(
         Scanned::Corrupt { len, next_seq } => {
             report.corrupt_regions += 1;
             let lost = match (last_good, next_seq) {
-                (Some(a), b) if b > a + 1 => format!("{}..={}", a + 1, b - 1),
+                // Checked: a crafted or unlucky frame may carry any sequence number.
+                (Some(a), b) if b > a.saturating_add(1) => format!("{}..={}", a + 1, b - 1),
                 (None, b) if b > 1 => format!("..={}", b - 1),
                 _ => "none".to_string(),
             };
@@ -535,6 +536,23 @@ mod tests {
             assert_eq!(recs.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 3, 4], "len {bad_len}");
             assert_eq!(report.corrupt_regions, 1);
         }
+    }
+
+    /// Found by the `wal_replay` fuzz target: damage after an intact frame
+    /// whose sequence number is `u64::MAX` overflowed `seq + 1` while naming
+    /// the lost sequence numbers (a panic in a build with overflow checks).
+    #[test]
+    fn damage_after_the_largest_sequence_number_does_not_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = Vec::new();
+        encode_frame(&mut bytes, u64::MAX, Signal::Traces, b"last");
+        bytes.extend_from_slice(b"damaged bytes");
+        encode_frame(&mut bytes, 7, Signal::Logs, b"after");
+        fs::write(dir.path().join(file_name(1)), &bytes).unwrap();
+        let mut recs = Vec::new();
+        let report = replay(dir.path(), 0, |r| recs.push(r)).unwrap();
+        assert_eq!(recs.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![u64::MAX, 7]);
+        assert_eq!(report, ReplayReport { last_seq: u64::MAX, corrupt_regions: 1, truncated_bytes: 0 });
     }
 
     #[test]
