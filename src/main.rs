@@ -4,6 +4,7 @@ mod chaos;
 mod config;
 mod loadgen;
 mod serve;
+mod tui;
 
 use std::path::PathBuf;
 
@@ -38,11 +39,17 @@ enum Command {
     /// Chaos testing: the Toxiproxy-compatible fault agent.
     #[command(subcommand)]
     Chaos(chaos::ChaosCommand),
+    /// Terminal dashboard: services, traces with their faults, logs, the chaos agent.
+    Tui(tui::TuiArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing();
+    match &cli.command {
+        // The dashboard owns the screen: its log goes to a file.
+        Command::Tui(args) => tui::init_logging(args)?,
+        _ => init_tracing(),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
@@ -50,6 +57,7 @@ fn main() -> anyhow::Result<()> {
         Command::LoadgenLogs(args) => runtime.block_on(loadgen::run_logs(args)),
         Command::LoadgenMetrics(args) => runtime.block_on(loadgen::run_metrics(args)),
         Command::LoadgenProxy(args) => runtime.block_on(loadgen::run_proxy(args)),
+        Command::Tui(args) => runtime.block_on(tui::run(args)),
         Command::Chaos(command) => {
             drop(runtime);
             chaos::run(command)

@@ -91,7 +91,7 @@ pub(crate) struct ServeArgs {
 
 /// A positive Prometheus duration (`2m`, `1m30s`, `0.5`), as `--query-timeout` takes it.
 fn parse_query_timeout(text: &str) -> Result<Duration, String> {
-    let ms = seismo_query::promql::params::parse_duration(text)?;
+    let ms = seismo_query::parse_prometheus_duration(text)?;
     match u64::try_from(ms) {
         Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
         _ => Err(format!("query timeout {text:?} must be positive")),

@@ -39,6 +39,6 @@ mod transport;
 pub use chaos::{AgentClient, ProcessAction};
 pub use error::ClientError;
 pub use query::{Client, TracesById};
-pub use requests::{LogQuery, SeriesQuery, StatsQuery, TraceSearch, V3TraceQuery};
+pub use requests::{rfc3339, Cohort, LogQuery, SeriesQuery, StatsQuery, TraceSearch, V3TraceQuery};
 pub use seismo_api as api;
 pub use transport::DEFAULT_TIMEOUT;

@@ -121,6 +121,18 @@ pub struct StatsQuery {
     pub end: Option<SystemTime>,
     /// Window length when `start` is absent (default 1 hour).
     pub lookback: Option<Duration>,
+    /// Only the spans of one side of a chaos experiment's split (sent as
+    /// `experiment` and `cohort`).
+    pub cohort: Option<Cohort>,
+}
+
+/// One side of a chaos experiment's split of the traces of a window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cohort {
+    /// The run id: fault spans carry it as `chaos.experiment.id`.
+    pub experiment: String,
+    /// `true`: traces holding a fault span of the run; `false`: all the others.
+    pub faulted: bool,
 }
 
 impl StatsQuery {
@@ -134,6 +146,10 @@ impl StatsQuery {
         push(&mut p, "start", self.start.map(micros));
         push(&mut p, "end", self.end.map(micros));
         push(&mut p, "lookback", self.lookback.map(go_duration));
+        if let Some(cohort) = &self.cohort {
+            p.push(("experiment", cohort.experiment.clone()));
+            p.push(("cohort", if cohort.faulted { "faulted" } else { "unfaulted" }.to_string()));
+        }
         p
     }
 }
@@ -253,7 +269,7 @@ pub(crate) fn go_duration(d: Duration) -> String {
 }
 
 /// RFC 3339 in UTC with ns (`2015-07-01T20:10:51.781000000Z`): api_v3's times.
-pub(crate) fn rfc3339(t: SystemTime) -> String {
+pub fn rfc3339(t: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
@@ -297,6 +313,19 @@ mod tests {
                 ("tags", r#"{"error":"true"}"#.to_string()),
                 ("minDuration", "2000us".to_string()),
                 ("limit", "5".to_string())
+            ]
+        );
+        let q = StatsQuery {
+            service: Some("checkout".into()),
+            cohort: Some(Cohort { experiment: "r1".into(), faulted: false }),
+            ..StatsQuery::default()
+        };
+        assert_eq!(
+            q.params(),
+            vec![
+                ("service", "checkout".to_string()),
+                ("experiment", "r1".to_string()),
+                ("cohort", "unfaulted".to_string())
             ]
         );
         let q = SeriesQuery { matchers: vec!["up".into(), "down".into()], ..SeriesQuery::default() };

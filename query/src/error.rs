@@ -9,7 +9,7 @@ use seismo_store::StoreError;
 /// `{"data":null,"total":0,"limit":0,"offset":0,"errors":[{"code":N,"msg":"..."}]}`
 /// with `N` as the HTTP status.
 #[derive(Debug, thiserror::Error)]
-pub enum QueryError {
+pub(crate) enum QueryError {
     /// A request parameter is missing or malformed (400). The message names the
     /// parameter, in Jaeger's words where Jaeger has words for it.
     #[error("{0}")]
@@ -31,21 +31,22 @@ pub enum QueryError {
 impl QueryError {
     /// Jaeger's wording for a parameter that does not parse:
     /// `unable to parse param 'limit': <cause>`.
-    pub fn param(name: &str, cause: impl std::fmt::Display) -> Self {
+    pub(crate) fn param(name: &str, cause: impl std::fmt::Display) -> Self {
         QueryError::BadRequest(format!("unable to parse param '{name}': {cause}"))
     }
 
     /// Jaeger's wording for a required parameter that is absent.
-    pub fn required(name: &str) -> Self {
+    pub(crate) fn required(name: &str) -> Self {
         QueryError::BadRequest(format!("parameter '{name}' is required"))
     }
 
     /// Jaeger's message for an unknown trace id.
-    pub fn trace_not_found() -> Self {
+    pub(crate) fn trace_not_found() -> Self {
         QueryError::NotFound(TRACE_NOT_FOUND.to_string())
     }
 
-    pub fn status(&self) -> StatusCode {
+    /// The HTTP status this error answers with.
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             QueryError::BadRequest(_) => StatusCode::BAD_REQUEST,
             QueryError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -61,7 +62,7 @@ impl QueryError {
 /// marshalled by Go's `encoding/json`, so `grpcCode` (never set) is left out:
 /// `{"error":{"httpCode":400,"message":"malformed parameter query.startTimeMin: ..."}}`.
 #[derive(Debug)]
-pub struct V3Error(pub QueryError);
+pub(crate) struct V3Error(pub(crate) QueryError);
 
 impl From<QueryError> for V3Error {
     fn from(e: QueryError) -> Self {
@@ -78,7 +79,7 @@ impl From<StoreError> for V3Error {
 impl QueryError {
     /// api_v3's wording for a parameter that does not parse:
     /// `malformed parameter query.durationMin: <cause>`.
-    pub fn malformed(name: &str, cause: impl std::fmt::Display) -> Self {
+    pub(crate) fn malformed(name: &str, cause: impl std::fmt::Display) -> Self {
         QueryError::BadRequest(format!("malformed parameter {name}: {cause}"))
     }
 }
@@ -97,7 +98,7 @@ impl IntoResponse for V3Error {
 }
 
 /// Jaeger's `spanstore.ErrTraceNotFound` text.
-pub const TRACE_NOT_FOUND: &str = "trace not found";
+pub(crate) const TRACE_NOT_FOUND: &str = "trace not found";
 
 impl IntoResponse for QueryError {
     fn into_response(self) -> Response {

@@ -16,17 +16,17 @@ use axum::response::Response;
 use seismo_api::logs::{LogRecord, LogsResponse};
 use seismo_store::{severity_range, LogQuery, LogRow, TraceId};
 
-use crate::duration::{parse_go_int, parse_lookback, parse_rfc3339_nano};
 use crate::error::QueryError;
-use crate::jaeger_handlers::{blocking, decode, json_reply, now_ns, RawParams};
-use crate::params::{
-    QueryParams, DEFAULT_LIMIT, DEFAULT_TRACE_LOOKBACK_NS, END, LIMIT, LOOKBACK, MAX_LIMIT, SERVICE, START,
-};
-use crate::router::QueryState;
+use crate::request::query_params::SERVICE;
+use crate::request::{blocking, json_reply, QueryParams, TimeWindow};
+use crate::state::QueryState;
 
-pub const Q: &str = "q";
-pub const SEVERITY: &str = "severity";
-pub const TRACE_ID: &str = "trace_id";
+const Q: &str = "q";
+const SEVERITY: &str = "severity";
+const TRACE_ID: &str = "trace_id";
+
+/// The window of a log search: 2 days by default, as Jaeger's trace search.
+pub(crate) type LogWindow = TimeWindow<{ 2 * 24 * 3600 }>;
 
 /// One stored log record as the API answers it.
 fn log_record(r: LogRow) -> LogRecord {
@@ -43,46 +43,14 @@ fn log_record(r: LogRow) -> LogRecord {
 }
 
 /// `GET /api/v1/logs`.
-pub(crate) async fn search(State(state): State<QueryState>, raw: RawParams) -> Result<Response, QueryError> {
-    let params = decode(raw)?;
-    let q = parse_log_query(&params, now_ns())?;
+pub(crate) async fn search(
+    State(state): State<QueryState>,
+    window: LogWindow,
+    params: QueryParams,
+) -> Result<Response, QueryError> {
+    let q = parse_log_query(&params, window)?;
     let rows = blocking(&state, move |store| store.search_logs(&q)).await?;
     json_reply(&params, &LogsResponse { data: rows.into_iter().map(log_record).collect() })
-}
-
-/// A time parameter: µs since the epoch, or RFC 3339.
-pub(crate) fn parse_time(params: &QueryParams, name: &str) -> Result<Option<i64>, QueryError> {
-    let Some(text) = params.get(name) else { return Ok(None) };
-    if let Ok(micros) = parse_go_int(text, 64) {
-        return micros
-            .checked_mul(1_000)
-            .map(Some)
-            .ok_or_else(|| QueryError::param(name, format!("{micros} µs is out of range")));
-    }
-    parse_rfc3339_nano(text)
-        .map(Some)
-        .map_err(|_| QueryError::param(name, format!("{text:?} is neither µs since the epoch nor an RFC 3339 time")))
-}
-
-/// The window [start, end] from `start`, `end` and `lookback`.
-pub(crate) fn parse_window(
-    params: &QueryParams,
-    now_ns: i64,
-    default_lookback_ns: i64,
-) -> Result<(i64, i64), QueryError> {
-    let end = parse_time(params, END)?.unwrap_or(now_ns);
-    let lookback = match params.get(LOOKBACK) {
-        None => None,
-        Some(text) => parse_lookback(text).map_err(|e| QueryError::param(LOOKBACK, e))?,
-    };
-    let start = match parse_time(params, START)? {
-        Some(s) => s,
-        None => end.saturating_sub(lookback.unwrap_or(default_lookback_ns)),
-    };
-    if start > end {
-        return Err(QueryError::BadRequest(format!("'{START}' should not be after '{END}'")));
-    }
-    Ok((start, end))
 }
 
 /// Parses `/api/v1/logs` parameters.
@@ -90,16 +58,8 @@ pub(crate) fn parse_window(
 /// # Errors
 /// `QueryError::BadRequest` naming the first bad parameter. (A malformed `q`
 /// is reported by the store, which parses it.)
-pub fn parse_log_query(params: &QueryParams, now_ns: i64) -> Result<LogQuery, QueryError> {
-    let (start, end) = parse_window(params, now_ns, DEFAULT_TRACE_LOOKBACK_NS)?;
-    let limit = match params.get(LIMIT) {
-        None => DEFAULT_LIMIT,
-        Some(text) => match parse_go_int(text, 32).map_err(|e| QueryError::param(LIMIT, e))? {
-            n if n < 0 => return Err(QueryError::param(LIMIT, format!("limit {n} must not be negative"))),
-            0 => DEFAULT_LIMIT,
-            n => (n as usize).min(MAX_LIMIT),
-        },
-    };
+pub(crate) fn parse_log_query(params: &QueryParams, window: LogWindow) -> Result<LogQuery, QueryError> {
+    let limit = params.limit()?;
     let mut severities = Vec::new();
     for text in params.all(SEVERITY).flat_map(|v| v.split(',')).filter(|v| !v.trim().is_empty()) {
         severities.push(severity_range(text).ok_or_else(|| {
@@ -118,8 +78,8 @@ pub fn parse_log_query(params: &QueryParams, now_ns: i64) -> Result<LogQuery, Qu
         service: params.get(SERVICE).filter(|s| !s.is_empty()).map(str::to_string),
         severities,
         trace_id,
-        start_ns: Some(start),
-        end_ns: Some(end),
+        start_ns: Some(window.start_ns),
+        end_ns: Some(window.end_ns),
         limit,
     })
 }
@@ -127,6 +87,7 @@ pub fn parse_log_query(params: &QueryParams, now_ns: i64) -> Result<LogQuery, Qu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::query_params::DEFAULT_LIMIT;
 
     fn params(pairs: &[(&str, &str)]) -> QueryParams {
         QueryParams::new(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
@@ -134,13 +95,18 @@ mod tests {
 
     const NOW: i64 = 1_700_000_000_000_000_000;
 
+    /// The window and the rest, in the order the handler's extractors run.
+    fn parse(params: &QueryParams, now_ns: i64) -> Result<LogQuery, QueryError> {
+        parse_log_query(params, LogWindow::parse(params, now_ns)?)
+    }
+
     #[test]
     fn defaults_and_every_parameter() {
-        let q = parse_log_query(&params(&[]), NOW).unwrap();
-        assert_eq!(q.start_ns, Some(NOW - DEFAULT_TRACE_LOOKBACK_NS));
+        let q = parse(&params(&[]), NOW).unwrap();
+        assert_eq!(q.start_ns, Some(NOW - LogWindow::DEFAULT_LOOKBACK_NS));
         assert_eq!(q.end_ns, Some(NOW));
         assert_eq!(q.limit, DEFAULT_LIMIT);
-        let q = parse_log_query(
+        let q = parse(
             &params(&[
                 ("q", "connection refused"),
                 ("service", "cart"),
@@ -160,8 +126,7 @@ mod tests {
         assert_eq!(q.end_ns, Some(NOW));
         assert_eq!(q.start_ns, Some(NOW - 15 * 60 * 1_000_000_000));
         assert_eq!(q.limit, 7);
-        let q =
-            parse_log_query(&params(&[("start", "2023-11-14T22:13:20Z"), ("end", "2023-11-14T22:13:21Z")]), 0).unwrap();
+        let q = parse(&params(&[("start", "2023-11-14T22:13:20Z"), ("end", "2023-11-14T22:13:21Z")]), 0).unwrap();
         assert_eq!(q.start_ns, Some(NOW));
         assert_eq!(q.end_ns, Some(NOW + 1_000_000_000));
     }
@@ -178,7 +143,7 @@ mod tests {
             (&[("start", "20"), ("end", "10")], "'start' should not be after 'end'"),
         ];
         for (pairs, want) in cases {
-            let err = parse_log_query(&params(pairs), NOW).unwrap_err().to_string();
+            let err = parse(&params(pairs), NOW).unwrap_err().to_string();
             assert!(err.contains(want), "{pairs:?}: {err}");
         }
     }

@@ -6,40 +6,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use seismo_api::health as wire;
-use seismo_store::{Health, Store};
+use seismo_store::Health;
 
-use crate::dependencies;
+use seismo_promql::StoreSource;
+
 use crate::error::QueryError;
-use crate::jaeger_handlers as jaeger;
-use crate::jaeger_v3 as v3;
-use crate::logs;
-use crate::promql::{self, QueryLimits};
-use crate::promseries::StoreSource;
-use crate::selfmetrics;
-use crate::stats;
+use crate::state::QueryState;
+use crate::{jaeger, logs, prometheus, selfmetrics, stats, v3};
 use std::sync::Arc;
-
-/// What every handler needs: the store (cheap to clone; shared inside), and
-/// the limits PromQL queries run within.
-#[derive(Clone)]
-pub struct QueryState {
-    pub store: Store,
-    pub query_limits: QueryLimits,
-}
-
-impl QueryState {
-    /// A state with Prometheus' default query limits.
-    pub fn new(store: Store) -> Self {
-        QueryState { store, query_limits: QueryLimits::default() }
-    }
-
-    /// Sets the limits PromQL queries run within (`--query-max-samples`,
-    /// `--query-timeout`).
-    pub fn with_query_limits(mut self, limits: QueryLimits) -> Self {
-        self.query_limits = limits;
-        self
-    }
-}
 
 /// The query API as an axum router, ready to be served on `--http` (default
 /// :16686) or called directly in tests.
@@ -51,7 +25,7 @@ impl QueryState {
 /// `/api/v3/trace-summaries` (errors in the v3 envelope); seismo's
 /// `GET /api/v1/logs` (full-text log search) and `GET /api/v1/stats` (request
 /// statistics); Prometheus' `/api/v1/query`, `query_range`, `series`,
-/// `labels`, `label/{name}/values` (GET and POST, see [`promql`]); `GET /healthz` and `GET /metrics` (seismo's own
+/// `labels`, `label/{name}/values` (GET and POST, over `seismo-promql`); `GET /healthz` and `GET /metrics` (seismo's own
 /// counters, Prometheus text). Any other path answers 404 and a
 /// wrong method 405, both in Jaeger's JSON error envelope.
 pub fn router(state: QueryState) -> Router {
@@ -61,7 +35,7 @@ pub fn router(state: QueryState) -> Router {
         .route("/api/operations", get(jaeger::operations))
         .route("/api/traces", get(jaeger::search_traces))
         .route("/api/traces/{trace_id}", get(jaeger::get_trace))
-        .route("/api/dependencies", get(dependencies::dependencies))
+        .route("/api/dependencies", get(jaeger::dependencies))
         .route("/api/v3/services", get(v3::services))
         .route("/api/v3/operations", get(v3::operations))
         .route("/api/v3/traces", get(v3::find_traces))
@@ -69,7 +43,7 @@ pub fn router(state: QueryState) -> Router {
         .route("/api/v3/trace-summaries", get(v3::trace_summaries))
         .route("/api/v1/logs", get(logs::search))
         .route("/api/v1/stats", get(stats::stats))
-        .merge(promql::routes(Arc::new(StoreSource::new(state.store.clone())), state.query_limits))
+        .merge(prometheus::routes(Arc::new(StoreSource::new(state.store.clone())), state.query_limits))
         .route("/healthz", get(healthz))
         .route("/metrics", get(selfmetrics::metrics))
         .fallback(not_found)
@@ -115,10 +89,10 @@ pub(crate) mod tests {
 
     use super::*;
 
-    pub const TRACE_A: &str = "5b8efff798038103d269b633813fc60c";
-    pub const TRACE_B: &str = "0000000000000000000000000000beef";
+    pub(crate) const TRACE_A: &str = "5b8efff798038103d269b633813fc60c";
+    pub(crate) const TRACE_B: &str = "0000000000000000000000000000beef";
     /// Span start times: recent, so the default search window covers them.
-    pub fn base_ns() -> u64 {
+    pub(crate) fn base_ns() -> u64 {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
         (now.as_nanos() as u64 / 1_000_000_000 - 60) * 1_000_000_000
     }
@@ -166,7 +140,7 @@ pub(crate) mod tests {
 
     /// Trace A: frontend `GET /checkout` (server, ERROR, 250 ms) -> backend
     /// `SELECT` (client, 40 ms). Trace B: frontend `GET /health` (server, 1 ms).
-    pub async fn test_store(dir: &std::path::Path) -> Store {
+    pub(crate) async fn test_store(dir: &std::path::Path) -> Store {
         let store = Store::open(StoreConfig::new(dir)).expect("open store");
         let base = base_ns();
         let mut root = otlp_span(TRACE_A, "00000000000000a1", "", "GET /checkout", 2, base, 250_000_000);
@@ -193,7 +167,7 @@ pub(crate) mod tests {
         store
     }
 
-    pub async fn call(app: &Router, method: Method, uri: &str) -> (StatusCode, Value) {
+    pub(crate) async fn call(app: &Router, method: Method, uri: &str) -> (StatusCode, Value) {
         let request = Request::builder().method(method).uri(uri).body(Body::empty()).unwrap();
         let response = app.clone().oneshot(request).await.unwrap();
         let status = response.status();
@@ -203,12 +177,12 @@ pub(crate) mod tests {
         (status, body)
     }
 
-    pub async fn get(app: &Router, uri: &str) -> (StatusCode, Value) {
+    pub(crate) async fn get(app: &Router, uri: &str) -> (StatusCode, Value) {
         call(app, Method::GET, uri).await
     }
 
     /// Asserts Jaeger's error envelope with `code` and a message containing `needle`.
-    pub fn assert_jaeger_error(status: StatusCode, body: &Value, code: u16, needle: &str) {
+    pub(crate) fn assert_jaeger_error(status: StatusCode, body: &Value, code: u16, needle: &str) {
         assert_eq!(status.as_u16(), code, "{body}");
         assert_eq!(body["data"], Value::Null);
         assert_eq!(

@@ -1,119 +1,151 @@
-//! `GET /metrics`: seismo's own health in the Prometheus text format, so the
-//! same Prometheus or Grafana that watches the services can watch seismo.
+//! `GET /metrics`: seismo's own health in the Prometheus text format
+//! (0.0.4), so the same Prometheus or Grafana that watches the services can
+//! watch seismo. Written with `prometheus-client`: the values live in the
+//! store (atomic counters it bumps as it works), so a [`Collector`] reads
+//! them at each scrape instead of mirroring them into metric objects.
 //! Labels are bounded (signal names only).
 
-use std::fmt::Write;
-use std::sync::atomic::Ordering;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use seismo_store::Store;
 
-use crate::router::QueryState;
+use crate::state::QueryState;
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-pub async fn metrics(State(state): State<QueryState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&state))
+pub(crate) async fn metrics(State(state): State<QueryState>) -> Response {
+    match render(&state) {
+        Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
+        Err(fmt::Error) => (StatusCode::INTERNAL_SERVER_ERROR, "failed writing the metrics").into_response(),
+    }
 }
 
-fn render(state: &QueryState) -> String {
-    let c = state.store.counters();
-    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+fn render(state: &QueryState) -> Result<String, fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(StoreMetrics(state.store.clone())));
     let mut out = String::new();
-    let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "{name}{labels} {value}");
+    prometheus_text::encode(&mut out, &registry)?;
+    Ok(out)
+}
+
+/// The store's counters and sizes, read at each scrape.
+struct StoreMetrics(Store);
+
+impl fmt::Debug for StoreMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StoreMetrics")
+    }
+}
+
+impl Collector for StoreMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let store = &self.0;
+        let c = store.counters();
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut ingested = encoder.encode_descriptor(
+            "seismo_ingested_rows",
+            "Rows acknowledged after their WAL write was fsynced.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (signal, rows) in [("traces", &c.spans), ("logs", &c.logs), ("metrics", &c.metric_points)] {
+            ConstCounter::new(load(rows)).encode(ingested.encode_family(&[("signal", signal)])?)?;
         }
-    };
-    family(
-        "seismo_ingested_rows_total",
-        "counter",
-        "Rows acknowledged after their WAL write was fsynced.",
-        &[
-            ("{signal=\"traces\"}", load(&c.spans)),
-            ("{signal=\"logs\"}", load(&c.logs)),
-            ("{signal=\"metrics\"}", load(&c.metric_points)),
-        ],
-    );
-    family(
-        "seismo_rejected_rows_total",
-        "counter",
-        "Rows rejected inside accepted requests (partial success).",
-        &[("", load(&c.rejected))],
-    );
-    family(
-        "seismo_busy_rejections_total",
-        "counter",
-        "Requests refused with 429 / RESOURCE_EXHAUSTED because ingest outran the disk.",
-        &[("", load(&c.busy))],
-    );
-    family("seismo_wal_bytes_total", "counter", "Bytes written to the write-ahead log.", &[("", load(&c.wal_bytes))]);
-    family(
-        "seismo_wal_syncs_total",
-        "counter",
-        "WAL fsyncs (each covers a group of requests).",
-        &[("", load(&c.wal_syncs))],
-    );
-    family("seismo_flushes_total", "counter", "Memtable flushes to segments.", &[("", load(&c.flushes))]);
-    family(
-        "seismo_flush_errors_total",
-        "counter",
-        "Failed flushes (data stays in the WAL and is retried).",
-        &[("", load(&c.flush_errors))],
-    );
-    family(
-        "seismo_wal_corrupt_frames_total",
-        "counter",
-        "Damaged WAL frames skipped at replay (the intact frames around them were replayed).",
-        &[("", load(&c.wal_corrupt_frames))],
-    );
-    family(
-        "seismo_quarantined_segments_total",
-        "counter",
-        "Damaged segments moved to <data-dir>/quarantine/ (at start-up or when a read found damage).",
-        &[("", load(&c.quarantined_segments))],
-    );
-    family(
-        "seismo_rebuilt_indexes_total",
-        "counter",
-        "Segment text indexes found damaged or missing and rebuilt from their Parquet file.",
-        &[("", load(&c.rebuilt_indexes))],
-    );
-    family(
-        "seismo_catalog_rebuilds_total",
-        "counter",
-        "Catalogs rebuilt from the segment files because catalog.json was missing or unreadable.",
-        &[("", load(&c.catalog_rebuilds))],
-    );
-    family(
-        "seismo_retention_deleted_segments_total",
-        "counter",
-        "Oldest segments deleted to keep the data directory under --max-disk-bytes.",
-        &[("", load(&c.retention_deleted_segments))],
-    );
-    family(
-        "seismo_store_disk_full_refusals_total",
-        "counter",
-        "Requests refused because the disk (or quota) was full.",
-        &[("", load(&c.disk_full_refusals))],
-    );
-    family(
-        "seismo_store_disk_full",
-        "gauge",
-        "1 while writes are refused because the disk is full (they resume by themselves), else 0.",
-        &[("", state.store.is_disk_full() as u64)],
-    );
-    let segments = state.store.segments();
-    family("seismo_segments", "gauge", "Segments in the catalog.", &[("", segments.len() as u64)]);
-    family(
-        "seismo_segment_bytes",
-        "gauge",
-        "Bytes of segment files (Parquet and index).",
-        &[("", segments.iter().map(|s| s.bytes).sum())],
-    );
-    out
+        counter(
+            &mut encoder,
+            "seismo_rejected_rows",
+            "Rows rejected inside accepted requests (partial success).",
+            load(&c.rejected),
+        )?;
+        counter(
+            &mut encoder,
+            "seismo_busy_rejections",
+            "Requests refused with 429 / RESOURCE_EXHAUSTED because ingest outran the disk.",
+            load(&c.busy),
+        )?;
+        counter(&mut encoder, "seismo_wal_bytes", "Bytes written to the write-ahead log.", load(&c.wal_bytes))?;
+        counter(&mut encoder, "seismo_wal_syncs", "WAL fsyncs (each covers a group of requests).", load(&c.wal_syncs))?;
+        counter(&mut encoder, "seismo_flushes", "Memtable flushes to segments.", load(&c.flushes))?;
+        counter(
+            &mut encoder,
+            "seismo_flush_errors",
+            "Failed flushes (data stays in the WAL and is retried).",
+            load(&c.flush_errors),
+        )?;
+        counter(
+            &mut encoder,
+            "seismo_wal_corrupt_frames",
+            "Damaged WAL frames skipped at replay (the intact frames around them were replayed).",
+            load(&c.wal_corrupt_frames),
+        )?;
+        counter(
+            &mut encoder,
+            "seismo_quarantined_segments",
+            "Damaged segments moved to <data-dir>/quarantine/ (at start-up or when a read found damage).",
+            load(&c.quarantined_segments),
+        )?;
+        counter(
+            &mut encoder,
+            "seismo_rebuilt_indexes",
+            "Segment text indexes found damaged or missing and rebuilt from their Parquet file.",
+            load(&c.rebuilt_indexes),
+        )?;
+        counter(
+            &mut encoder,
+            "seismo_catalog_rebuilds",
+            "Catalogs rebuilt from the segment files because catalog.json was missing or unreadable.",
+            load(&c.catalog_rebuilds),
+        )?;
+        counter(
+            &mut encoder,
+            "seismo_retention_deleted_segments",
+            "Oldest segments deleted to keep the data directory under --max-disk-bytes.",
+            load(&c.retention_deleted_segments),
+        )?;
+        counter(
+            &mut encoder,
+            "seismo_store_disk_full_refusals",
+            "Requests refused because the disk (or quota) was full.",
+            load(&c.disk_full_refusals),
+        )?;
+        gauge(
+            &mut encoder,
+            "seismo_store_disk_full",
+            "1 while writes are refused because the disk is full (they resume by themselves), else 0.",
+            u64::from(store.is_disk_full()),
+        )?;
+        let segments = store.segments();
+        gauge(&mut encoder, "seismo_segments", "Segments in the catalog.", segments.len() as u64)?;
+        gauge(
+            &mut encoder,
+            "seismo_segment_bytes",
+            "Bytes of segment files (Parquet and index).",
+            segments.iter().map(|s| s.bytes).sum(),
+        )?;
+        Ok(())
+    }
+}
+
+/// One unlabelled counter family (`_total` is appended to `name`).
+fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+    let counter = ConstCounter::new(value);
+    counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)
+}
+
+/// One unlabelled gauge family.
+fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+    let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+    gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)
 }
 
 #[cfg(test)]
@@ -124,8 +156,15 @@ mod tests {
     fn renders_every_family_with_help_and_type() {
         let dir = tempfile::tempdir().unwrap();
         let store = seismo_store::Store::open(seismo_store::StoreConfig::new(dir.path())).unwrap();
-        let text = render(&QueryState::new(store.clone()));
-        assert!(text.contains("# TYPE seismo_ingested_rows_total counter"));
+        let text = render(&QueryState::new(store.clone())).unwrap();
+        assert!(text.contains(
+            "# HELP seismo_ingested_rows_total Rows acknowledged after their WAL write was fsynced.\n\
+             # TYPE seismo_ingested_rows_total counter\n\
+             seismo_ingested_rows_total{signal=\"traces\"} 0\n\
+             seismo_ingested_rows_total{signal=\"logs\"} 0\n\
+             seismo_ingested_rows_total{signal=\"metrics\"} 0\n"
+        ));
+        assert_eq!(text.matches("# TYPE ").count(), 16, "every family once: {text}");
         assert!(text.contains("seismo_ingested_rows_total{signal=\"traces\"} 0"));
         assert!(text.contains("seismo_segments 0"));
         assert!(text.contains("seismo_quarantined_segments_total 0"));

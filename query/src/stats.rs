@@ -10,22 +10,32 @@
 //! errorRate, p50Ms, p95Ms, p99Ms}], "services":[...the same per service...]}`,
 //! sorted. Latencies are milliseconds, accurate to 1% (mergeable sketches,
 //! which keep large windows cheap).
+//!
+//! Cohorts of a chaos experiment: `experiment=RUN&cohort=faulted` counts only
+//! the spans of traces holding a span with `chaos.experiment.id = RUN` (a
+//! fault span of that run), `cohort=unfaulted` only the others, over the same
+//! window: the A/B split `seismo chaos run` reports. Both parameters go
+//! together; without them the answer is the plain one.
 
 use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::response::Response;
 use seismo_api::stats::{OperationStats, StatsResponse};
-use seismo_store::{span_kind, OpStats, StatsQuery};
+use seismo_store::{span_kind, Cohort, OpStats, StatsQuery};
 
 use crate::error::QueryError;
-use crate::jaeger_handlers::{blocking, decode, json_reply, now_ns, RawParams};
-use crate::logs::parse_window;
-use crate::params::{QueryParams, OPERATION, SERVICE, SPAN_KIND};
-use crate::router::QueryState;
+use crate::request::query_params::{OPERATION, SERVICE, SPAN_KIND};
+use crate::request::{blocking, json_reply, now_ns, QueryParams, TimeWindow};
+use crate::state::QueryState;
 
-/// Default window of `/api/v1/stats`: a dashboard's "now".
-pub const DEFAULT_STATS_LOOKBACK_NS: i64 = 3600 * 1_000_000_000;
+/// The experiment (run) id whose fault spans split the traces into cohorts.
+pub(crate) const EXPERIMENT: &str = "experiment";
+/// Which side of the split: `faulted` or `unfaulted`.
+pub(crate) const COHORT: &str = "cohort";
+
+/// The window of `/api/v1/stats`: the last hour by default, a dashboard's "now".
+type StatsWindow = TimeWindow<3600>;
 
 /// The answer entry of one operation (`kind` set) or one service's totals
 /// (`operation` and `kind` absent): latencies in ms rounded to µs.
@@ -45,8 +55,7 @@ fn operation_stats(service: String, operation: Option<String>, kind: Option<i32>
 }
 
 /// `GET /api/v1/stats`.
-pub(crate) async fn stats(State(state): State<QueryState>, raw: RawParams) -> Result<Response, QueryError> {
-    let params = decode(raw)?;
+pub(crate) async fn stats(State(state): State<QueryState>, params: QueryParams) -> Result<Response, QueryError> {
     let q = parse_stats_query(&params, now_ns())?;
     let ops = blocking(&state, move |store| store.span_stats(&q)).await?;
     let mut per_service: BTreeMap<String, OpStats> = BTreeMap::new();
@@ -60,8 +69,8 @@ pub(crate) async fn stats(State(state): State<QueryState>, raw: RawParams) -> Re
 
 /// # Errors
 /// `QueryError::BadRequest` naming the bad parameter.
-pub fn parse_stats_query(params: &QueryParams, now_ns: i64) -> Result<StatsQuery, QueryError> {
-    let (start_ns, end_ns) = parse_window(params, now_ns, DEFAULT_STATS_LOOKBACK_NS)?;
+pub(crate) fn parse_stats_query(params: &QueryParams, now_ns: i64) -> Result<StatsQuery, QueryError> {
+    let TimeWindow { start_ns, end_ns } = StatsWindow::parse(params, now_ns)?;
     let span_kinds = match params.get(SPAN_KIND) {
         None | Some("") => vec![span_kind::SERVER, span_kind::CONSUMER],
         Some(text) if text.eq_ignore_ascii_case("all") || text == "*" => Vec::new(),
@@ -73,7 +82,21 @@ pub fn parse_stats_query(params: &QueryParams, now_ns: i64) -> Result<StatsQuery
             })
             .collect::<Result<_, _>>()?,
     };
+    let cohort = match (params.get(EXPERIMENT), params.get(COHORT)) {
+        (None, None) => None,
+        (Some(experiment), Some(side)) => {
+            let faulted = match side.to_ascii_lowercase().as_str() {
+                "faulted" => true,
+                "unfaulted" => false,
+                _ => return Err(QueryError::param(COHORT, format!("expected 'faulted' or 'unfaulted', got '{side}'"))),
+            };
+            Some(Cohort { experiment: experiment.to_string(), faulted })
+        }
+        (Some(_), None) => return Err(QueryError::param(COHORT, "required with 'experiment' (faulted or unfaulted)")),
+        (None, Some(_)) => return Err(QueryError::param(EXPERIMENT, "required with 'cohort' (the run id)")),
+    };
     Ok(StatsQuery {
+        cohort,
         service: params.get(SERVICE).filter(|s| !s.is_empty()).map(str::to_string),
         operation: params.get(OPERATION).filter(|s| !s.is_empty()).map(str::to_string),
         span_kinds,
@@ -92,13 +115,19 @@ mod tests {
 
     #[test]
     fn defaults_count_server_and_consumer_spans_of_the_last_hour() {
-        let q = parse_stats_query(&params(&[]), 10 * DEFAULT_STATS_LOOKBACK_NS).unwrap();
+        let q = parse_stats_query(&params(&[]), 10 * StatsWindow::DEFAULT_LOOKBACK_NS).unwrap();
         assert_eq!(q.span_kinds, vec![span_kind::SERVER, span_kind::CONSUMER]);
-        assert_eq!((q.start_ns, q.end_ns), (9 * DEFAULT_STATS_LOOKBACK_NS, 10 * DEFAULT_STATS_LOOKBACK_NS));
+        assert_eq!(
+            (q.start_ns, q.end_ns),
+            (9 * StatsWindow::DEFAULT_LOOKBACK_NS, 10 * StatsWindow::DEFAULT_LOOKBACK_NS)
+        );
         let q = parse_stats_query(&params(&[("spanKind", "client,Producer"), ("service", "cart")]), 0).unwrap();
         assert_eq!(q.span_kinds, vec![span_kind::CLIENT, span_kind::PRODUCER]);
         assert_eq!(q.service.as_deref(), Some("cart"));
         assert!(parse_stats_query(&params(&[("spanKind", "all")]), 0).unwrap().span_kinds.is_empty());
+        assert_eq!(q.cohort, None);
+        let q = parse_stats_query(&params(&[("experiment", "r1"), ("cohort", "Unfaulted")]), 0).unwrap();
+        assert_eq!(q.cohort, Some(Cohort { experiment: "r1".into(), faulted: false }));
     }
 
     #[test]
@@ -107,6 +136,9 @@ mod tests {
             (&[("spanKind", "sideways")][..], "unable to parse param 'spanKind': unsupported span kind: 'sideways'"),
             (&[("start", "soon")][..], "unable to parse param 'start'"),
             (&[("lookback", "-")][..], "unable to parse param 'lookback'"),
+            (&[("experiment", "r1")][..], "unable to parse param 'cohort': required with 'experiment'"),
+            (&[("cohort", "faulted")][..], "unable to parse param 'experiment': required with 'cohort'"),
+            (&[("experiment", "r1"), ("cohort", "hit")][..], "unable to parse param 'cohort': expected"),
         ] {
             let err = parse_stats_query(&params(pairs), 0).unwrap_err().to_string();
             assert!(err.contains(want), "{err}");

@@ -71,7 +71,7 @@ pub use opentelemetry_proto::tonic::collector::{
     logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest, trace::v1::ExportTraceServiceRequest,
 };
 pub use quarantine::DIR_NAME as QUARANTINE_DIR;
-pub use query::{Operation, StatsQuery, TraceQuery};
+pub use query::{Cohort, Operation, StatsQuery, TraceQuery, EXPERIMENT_ATTRIBUTE};
 pub use segment::SegmentMeta;
 pub use spanstats::{merge as merge_op_stats, LatencySketch, OpKey, OpStats};
 pub use tags::{

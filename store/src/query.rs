@@ -53,4 +53,19 @@ pub struct StatsQuery {
     /// Inclusive bounds on span start time, ns since the epoch.
     pub start_ns: i64,
     pub end_ns: i64,
+    /// Only spans of the traces a chaos experiment did (or did not) fault.
+    pub cohort: Option<Cohort>,
+}
+
+/// The span attribute every fault span of a chaos experiment carries.
+pub const EXPERIMENT_ATTRIBUTE: &str = "chaos.experiment.id";
+
+/// One side of an experiment's A/B split: the traces holding a span with
+/// `chaos.experiment.id = experiment` (`faulted`), or all the others.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cohort {
+    /// The experiment (run) id.
+    pub experiment: String,
+    /// `true`: only traces holding one of its fault spans; `false`: only traces without.
+    pub faulted: bool,
 }

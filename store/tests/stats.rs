@@ -105,3 +105,63 @@ fn stats_and_edges_agree_across_memtable_and_segments() {
     let store = Store::open(StoreConfig::new(dir.path())).unwrap();
     check(&store);
 }
+
+/// Fault spans of experiment `run` (service `seismo-chaos`) in `traces`, each
+/// a child of that trace's cart span.
+fn fault_spans(run: &str, traces: &[u8]) -> Batch {
+    let Batch::Traces(mut req) = spans(
+        "seismo-chaos",
+        &traces.iter().map(|&t| (t, 200 + t, Some(100 + t), 1, t as i64, 1, false)).collect::<Vec<_>>(),
+    ) else {
+        unreachable!()
+    };
+    for span in &mut req.resource_spans[0].scope_spans[0].spans {
+        span.attributes.push(KeyValue {
+            key: EXPERIMENT_ATTRIBUTE.into(),
+            value: Some(AnyValue { value: Some(any_value::Value::StringValue(run.into())) }),
+            ..Default::default()
+        });
+    }
+    Batch::Traces(req)
+}
+
+/// A cohort keeps the spans of the traces an experiment's fault spans are in
+/// (or of all the others), the same from the memtable as from segments,
+/// whole or cut by the window.
+#[test]
+fn cohorts_split_by_the_experiments_fault_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+    // cart spans 1..=20 (every 4th an error); run-1 faulted traces 4, 8, 12, 16, 20 and 3;
+    // another run faulted 5.
+    let list: Vec<_> = (1..=20u8).map(|i| (i, 100 + i, None, SERVER, i as i64, i as i64, i % 4 == 0)).collect();
+    store.append_blocking(spans("cart", &list)).unwrap();
+    store.append_blocking(fault_spans("run-1", &[3, 4, 8, 12])).unwrap();
+    let cohort = |store: &Store, run: &str, faulted: bool, start_s: i64| {
+        let q = StatsQuery {
+            service: Some("cart".into()),
+            start_ns: T0 + start_s * SEC,
+            end_ns: T0 + 100 * SEC,
+            cohort: Some(Cohort { experiment: run.into(), faulted }),
+            ..Default::default()
+        };
+        let got = store.span_stats(&q).unwrap();
+        got.iter().map(|(_, s)| (s.spans, s.errors)).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    };
+    let check = |store: &Store| {
+        assert_eq!(cohort(store, "run-1", true, 0), (6, 5));
+        assert_eq!(cohort(store, "run-1", false, 0), (14, 0));
+        assert_eq!(cohort(store, "run-2", true, 0), (1, 0));
+        assert_eq!(cohort(store, "run-2", false, 0), (19, 5));
+        assert_eq!(cohort(store, "nobody", true, 0), (0, 0));
+        // A window from 10 s: cart spans 10..=20, of which 12, 16, 20 faulted.
+        assert_eq!(cohort(store, "run-1", true, 10), (3, 3));
+        assert_eq!(cohort(store, "run-1", false, 10), (8, 0));
+    };
+    store.flush().unwrap();
+    store.append_blocking(fault_spans("run-1", &[16, 20])).unwrap();
+    store.append_blocking(fault_spans("run-2", &[5])).unwrap();
+    check(&store);
+    store.flush().unwrap();
+    check(&store);
+}

@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::ids::{SpanId, TraceId};
 use crate::logsearch::{self, LogQuery};
 use crate::model::*;
-use crate::query::{Operation, StatsQuery, TraceQuery};
+use crate::query::{Operation, StatsQuery, TraceQuery, EXPERIMENT_ATTRIBUTE};
 use crate::spanstats::{self, OpKey, OpStats, Orphan, ParentIndex, StatsBuilder};
 use crate::tags;
 use crate::textindex::{self, IndexKind};
@@ -66,20 +66,7 @@ impl Store {
     /// Traces matching `q` (see [`TraceQuery`]): newest first, each complete.
     pub fn find_traces(&self, q: &TraceQuery) -> Result<Vec<Vec<SpanRow>>> {
         let snap = self.inner.snapshot();
-        // trace -> start of its newest matching span
-        let mut hits: HashMap<TraceId, i64> = HashMap::new();
-        snap.for_each(&Scope::of(Signal::Traces), |source| {
-            match source {
-                Source::Tail(tail) => {
-                    for row in tail.spans().filter(|r| span_matches(r, q)) {
-                        let e = hits.entry(row.trace_id).or_insert(row.start_time_unix_nano);
-                        *e = (*e).max(row.start_time_unix_nano);
-                    }
-                }
-                Source::Segment(seg) => seg.search_traces(q, &mut hits)?,
-            }
-            Ok(())
-        })?;
+        let hits = matching_traces(&snap, q)?;
         let mut ranked: Vec<(i64, TraceId)> = hits.into_iter().map(|(id, t)| (t, id)).collect();
         ranked.sort_by(|a, b| b.cmp(a));
         ranked.truncate(q.effective_limit());
@@ -179,27 +166,53 @@ impl Store {
     ///
     /// # Errors
     /// I/O or format errors from segments.
+    ///
+    /// With a [`Cohort`](crate::Cohort), the experiment's faulted traces are
+    /// found first from the span-attribute index (fault spans starting from
+    /// the window's start on, as a fault span starts inside its victim
+    /// request), then one exact pass over the window's spans keeps those of
+    /// the cohort's side; segment summaries cannot answer a cohort.
     pub fn span_stats(&self, q: &StatsQuery) -> Result<Vec<(OpKey, OpStats)>> {
         let (start, end) = (q.start_ns, q.end_ns);
         let service = q.service.as_deref();
         let mut exact = StatsBuilder::default();
         let mut merged: HashMap<OpKey, OpStats> = HashMap::new();
+        let snap = self.inner.snapshot();
+        let faulted: Option<(HashSet<TraceId>, bool)> = match &q.cohort {
+            None => None,
+            Some(cohort) => {
+                let search = TraceQuery {
+                    tags: vec![(EXPERIMENT_ATTRIBUTE.to_string(), cohort.experiment.clone())],
+                    start_min_ns: Some(start),
+                    ..TraceQuery::default()
+                };
+                Some((matching_traces(&snap, &search)?.into_keys().collect(), cohort.faulted))
+            }
+        };
+        let in_cohort = |id: &TraceId| faulted.as_ref().is_none_or(|(set, want)| set.contains(id) == *want);
         let scope = Scope::of(Signal::Traces).overlapping(Some(start), Some(end)).with_service(service);
-        self.inner.snapshot().for_each(&scope, |source| {
+        snap.for_each(&scope, |source| {
             match source {
                 Source::Tail(tail) => {
                     let in_window = |s: &&SpanRow| s.start_time_unix_nano >= start && s.start_time_unix_nano <= end;
-                    for s in tail.spans().filter(in_window).filter(|s| service.is_none_or(|x| x == s.service_name)) {
+                    for s in tail
+                        .spans()
+                        .filter(in_window)
+                        .filter(|s| service.is_none_or(|x| x == s.service_name) && in_cohort(&s.trace_id))
+                    {
                         exact.add_span(s);
                     }
                 }
                 Source::Segment(seg) => match &seg.summary {
-                    Some(summary) if seg.meta.min_time >= start && seg.meta.max_time <= end => {
+                    Some(summary) if faulted.is_none() && seg.meta.min_time >= start && seg.meta.max_time <= end => {
                         for (key, stats) in &summary.ops {
                             spanstats::merge(merged.entry(key.clone()).or_default(), stats);
                         }
                     }
-                    _ => seg.scan_stats(start, end, service, &mut exact)?,
+                    _ => {
+                        let traces = faulted.as_ref().map(|(set, want)| (set, *want));
+                        seg.scan_stats(start, end, service, traces, &mut exact)?
+                    }
                 },
             }
             Ok(())
@@ -333,6 +346,24 @@ enum LogOrigin {
     Memtable(usize),
     /// Segment id.
     Segment(Reverse<u64>),
+}
+
+/// Every trace with a span matching `q`, with the start of its newest matching span.
+fn matching_traces(snap: &Snapshot<'_>, q: &TraceQuery) -> Result<HashMap<TraceId, i64>> {
+    let mut hits: HashMap<TraceId, i64> = HashMap::new();
+    snap.for_each(&Scope::of(Signal::Traces), |source| {
+        match source {
+            Source::Tail(tail) => {
+                for row in tail.spans().filter(|r| span_matches(r, q)) {
+                    let e = hits.entry(row.trace_id).or_insert(row.start_time_unix_nano);
+                    *e = (*e).max(row.start_time_unix_nano);
+                }
+            }
+            Source::Segment(seg) => seg.search_traces(q, &mut hits)?,
+        }
+        Ok(())
+    })?;
+    Ok(hits)
 }
 
 fn trace_in(snap: &Snapshot<'_>, id: &TraceId) -> Result<Vec<SpanRow>> {

@@ -136,16 +136,22 @@ impl Segment {
 
     /// Adds to `stats` every span of this segment with start time in [start,
     /// end] (and of `service`, when given), reading only the narrow columns.
+    /// With `traces = Some((set, inside))`, only spans whose trace is in
+    /// `set` (`inside`) or not in it (`!inside`) count.
     pub(crate) fn scan_stats(
         &self,
         start: i64,
         end: i64,
         service: Option<&str>,
+        traces: Option<(&HashSet<TraceId>, bool)>,
         stats: &mut StatsBuilder,
     ) -> Result<()> {
         let md = self.reader_meta.metadata();
         let start_idx = md.file_metadata().schema_descr().columns().iter().position(|c| c.name() == col::START_TIME);
-        let cols = [col::START_TIME, col::DURATION, col::SERVICE_NAME, col::NAME, col::KIND, col::STATUS_CODE];
+        let mut cols = vec![col::START_TIME, col::DURATION, col::SERVICE_NAME, col::NAME, col::KIND, col::STATUS_CODE];
+        if traces.is_some() {
+            cols.push(col::TRACE_ID);
+        }
         for (rg_idx, rg) in md.row_groups().iter().enumerate() {
             if let Some(Statistics::Int64(s)) = start_idx.and_then(|ci| rg.column(ci).statistics()) {
                 if s.max_opt().is_some_and(|mx| *mx < start) || s.min_opt().is_some_and(|mn| *mn > end) {
@@ -156,10 +162,19 @@ impl Segment {
                 let c = Columns(&batch);
                 let (st, dur, svc) = (c.i64(col::START_TIME)?, c.i64(col::DURATION)?, c.str(col::SERVICE_NAME)?);
                 let (name, kind, status) = (c.str(col::NAME)?, c.i32(col::KIND)?, c.i32(col::STATUS_CODE)?);
+                let tid = match traces {
+                    Some(_) => Some(c.fixed(col::TRACE_ID)?),
+                    None => None,
+                };
                 for i in 0..batch.num_rows() {
                     let t = st.value(i);
                     if t < start || t > end || service.is_some_and(|s| s != svc.value(i)) {
                         continue;
+                    }
+                    if let (Some((set, inside)), Some(tid)) = (traces, &tid) {
+                        if set.contains(&TraceId::from_slice(tid.value(i))?) != inside {
+                            continue;
+                        }
                     }
                     stats.add(
                         svc.value(i),
