@@ -1,6 +1,7 @@
-//! Shared fixtures of the fuzz targets: a small store with traces, logs and
-//! metrics (half flushed into segments, half in the memtable), the in-memory
-//! PromQL series, the fixed "now" every parser is given, and the panic policy.
+//! Shared fixtures of the fuzz targets: a small store with traces and logs
+//! (half flushed into segments, half in the memtable), the query API's router
+//! over it with a way to send it one request, the in-memory PromQL series, the
+//! fixed "now" every parser is given, and the panic policy.
 //!
 //! Everything here is built once per fuzzing process; each input then runs
 //! against it. The targets themselves are in `fuzz_targets/`.
@@ -14,7 +15,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, Instrumentatio
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
-use seismo_query::promql::{MemSource, Series};
+use seismo_promql::{MemSource, Series};
 use seismo_store::{Batch, Store, StoreConfig};
 
 /// "Now" for every parser that takes one: 2026-12-01T00:00:00Z, in ns.
@@ -197,6 +198,42 @@ fn open_fixture(flush_first_round: bool) -> (tempfile::TempDir, Store) {
         }
     }
     (dir, store)
+}
+
+/// The query API as the server serves it (`seismo_query::router`) over `store`, with a
+/// current-thread runtime to drive it; built once per store.
+pub struct Api {
+    runtime: tokio::runtime::Runtime,
+    router: axum::Router,
+}
+
+impl Api {
+    /// The router over `store`, with PromQL limits of 50 000 samples and 2 s per query (so a
+    /// slow query ends well within libFuzzer's `-timeout`).
+    pub fn new(store: &Store) -> Self {
+        let limits = seismo_query::QueryLimits { max_samples: 50_000, timeout: Duration::from_secs(2) };
+        let router = seismo_query::router(seismo_query::QueryState::new(store.clone()).with_query_limits(limits));
+        // Multi-threaded like the server: handlers block on the blocking pool.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        Api { runtime, router }
+    }
+
+    /// Sends `request` through the router as a connection would, and answers the status
+    /// and the whole body.
+    pub fn send(&self, request: axum::http::Request<axum::body::Body>) -> (axum::http::StatusCode, Vec<u8>) {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        self.runtime.block_on(async {
+            let response = self.router.clone().oneshot(request).await.expect("the router answers");
+            let status = response.status();
+            (status, response.into_body().collect().await.expect("a body").to_bytes().to_vec())
+        })
+    }
 }
 
 /// Series for the PromQL target: counters, a histogram and a gauge with a
