@@ -60,14 +60,14 @@ pub(crate) fn router_with_sink<K: BatchSink>(sink: K, max_body_bytes: usize, bud
 
 /// The two OTLP/HTTP encodings; the response uses the request's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum WireFormat {
+pub(crate) enum WireFormat {
     Protobuf,
     Json,
 }
 
 impl WireFormat {
     /// Reads `Content-Type`, ignoring parameters (`; charset=utf-8`) and case.
-    fn from_headers(headers: &HeaderMap) -> Result<Self, CollectorError> {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Result<Self, CollectorError> {
         let Some(value) = headers.get(CONTENT_TYPE) else {
             return Err(CollectorError::UnsupportedContentType(String::new()));
         };
@@ -235,7 +235,11 @@ async fn drain(mut body: Body) {
 }
 
 /// Decodes an uncompressed body (checked against `limit` once more).
-fn decode<S: OtlpSignal>(body: Bytes, format: WireFormat, limit: usize) -> Result<S::Request, CollectorError> {
+pub(crate) fn decode<S: OtlpSignal>(
+    body: Bytes,
+    format: WireFormat,
+    limit: usize,
+) -> Result<S::Request, CollectorError> {
     let body = ContentEncoding::Identity.decode(body, limit)?;
     match format {
         WireFormat::Protobuf => {

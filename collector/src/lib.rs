@@ -38,6 +38,8 @@ mod admission;
 mod compression;
 mod config;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod grpc;
 mod http;
 mod ingest;

@@ -44,6 +44,8 @@ mod convert;
 mod db;
 mod diskfull;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod ids;
 mod logsearch;
 mod memtable;

@@ -102,7 +102,19 @@ impl Memtable {
         if self.logs.is_empty() {
             return Ok(Vec::new());
         }
-        let mut guard = self.log_index.lock().unwrap();
+        let mut guard = match self.log_index.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => {
+                // A search panicked while holding the index (a bug in it or in
+                // tantivy), maybe half way through catching it up: rebuild it
+                // from the rows rather than fail every later search of this
+                // memtable until the next flush.
+                let mut guard = poisoned.into_inner();
+                *guard = None;
+                self.log_index.clear_poison();
+                guard
+            }
+        };
         let live = match guard.as_mut() {
             Some(live) => live,
             None => {
@@ -135,5 +147,58 @@ impl Memtable {
                     .map(move |k| (service.as_str(), Operation { name: name.clone(), span_kind: k }))
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logsearch::{compile, LogQuery};
+    use crate::model::AttrValue;
+    use crate::textindex::schema;
+
+    fn log(time: i64, body: &str) -> LogRow {
+        LogRow {
+            time_unix_nano: time,
+            observed_time_unix_nano: time,
+            severity_number: 9,
+            severity_text: "INFO".into(),
+            body: AttrValue::Str(body.into()),
+            service_name: "svc".into(),
+            trace_id: None,
+            span_id: None,
+            flags: 0,
+            event_name: String::new(),
+            attributes: Vec::new(),
+            resource_attributes: Vec::new(),
+            scope_name: String::new(),
+            scope_version: String::new(),
+            dropped_attributes_count: 0,
+        }
+    }
+
+    fn search(m: &Memtable, text: &str) -> Vec<(i64, u32)> {
+        let q = LogQuery { text: Some(text.into()), ..Default::default() };
+        m.newest_logs(&*compile(&q, &schema(IndexKind::Logs).1).unwrap(), 10).unwrap()
+    }
+
+    /// Found by the `log_query` fuzz target: a search that panicked while it
+    /// held the live log index (tantivy 0.27 has a debug assertion that fires
+    /// on `q=-"payment cart"`) poisoned its mutex, and every later log search
+    /// of the memtable then panicked too, until the next flush.
+    #[test]
+    fn a_search_that_panicked_does_not_break_later_searches() {
+        let mut m = Memtable::default();
+        m.insert_logs(vec![log(1, "payment failed"), log(2, "cache miss")], 100);
+        assert_eq!(search(&m, "payment"), vec![(1, 0)]);
+        let poisoned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _held = m.log_index.lock().unwrap();
+            panic!("a search panics while it holds the index");
+        }));
+        assert!(poisoned.is_err() && m.log_index.is_poisoned());
+        m.insert_logs(vec![log(3, "payment retried")], 100);
+        assert_eq!(search(&m, "payment"), vec![(3, 2), (1, 0)]);
+        assert!(!m.log_index.is_poisoned());
+        assert_eq!(search(&m, "cache"), vec![(2, 1)]);
     }
 }

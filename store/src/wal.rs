@@ -79,6 +79,20 @@ fn parse_file_name(name: &str) -> Option<u64> {
     name.strip_prefix("wal-")?.strip_suffix(".log")?.parse().ok()
 }
 
+/// Appends the frame of one record to `buf` (see the module doc for the layout).
+pub(crate) fn encode_frame(buf: &mut Vec<u8>, seq: u64, signal: Signal, payload: &[u8]) {
+    let len = (FIXED + payload.len()) as u32;
+    let start = buf.len();
+    buf.extend_from_slice(&MAGIC);
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(&[0; 4]);
+    buf.extend_from_slice(&seq.to_le_bytes());
+    buf.push(signal.tag());
+    buf.extend_from_slice(payload);
+    let crc = frame_crc(&buf[start + 4..start + 8], &buf[start + HEADER..]);
+    buf[start + 8..start + 12].copy_from_slice(&crc.to_le_bytes());
+}
+
 /// Makes a directory entry (a new or renamed file) durable.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -115,16 +129,7 @@ impl WalWriter {
     pub(crate) fn encode(&mut self, buf: &mut Vec<u8>, signal: Signal, payload: &[u8]) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let len = (FIXED + payload.len()) as u32;
-        let start = buf.len();
-        buf.extend_from_slice(&MAGIC);
-        buf.extend_from_slice(&len.to_le_bytes());
-        buf.extend_from_slice(&[0; 4]);
-        buf.extend_from_slice(&seq.to_le_bytes());
-        buf.push(signal.tag());
-        buf.extend_from_slice(payload);
-        let crc = frame_crc(&buf[start + 4..start + 8], &buf[start + HEADER..]);
-        buf[start + 8..start + 12].copy_from_slice(&crc.to_le_bytes());
+        encode_frame(buf, seq, signal, payload);
         seq
     }
 
@@ -217,45 +222,61 @@ pub(crate) fn replay(dir: &Path, after: u64, mut f: impl FnMut(WalRecord)) -> io
         // A file holds at most one memtable's worth of requests (it is rotated
         // at every flush), so reading it whole is bounded like the memtable.
         let bytes = fs::read(&path)?;
-        let mut last_good: Option<u64> = None;
-        let scan = scan_frames(&bytes, |offset, frame| match frame {
-            Scanned::Frame(rec) => {
-                report.last_seq = report.last_seq.max(rec.seq);
-                last_good = Some(rec.seq);
-                if rec.seq > after {
-                    f(rec);
-                }
-            }
-            Scanned::Corrupt { len, next_seq } => {
-                report.corrupt_regions += 1;
-                let lost = match (last_good, next_seq) {
-                    (Some(a), b) if b > a + 1 => format!("{}..={}", a + 1, b - 1),
-                    (None, b) if b > 1 => format!("..={}", b - 1),
-                    _ => "none".to_string(),
-                };
-                tracing::error!(
-                    path = %path.display(),
-                    offset,
-                    bytes = len,
-                    lost_seqs = %lost,
-                    "WAL frame damaged in the middle of the file: skipped it and replayed the intact frames after it"
-                );
-            }
-        });
-        if scan.valid_len < bytes.len() as u64 {
+        let valid_len = replay_file(&path, &bytes, after, &mut report, &mut f);
+        if valid_len < bytes.len() as u64 {
             tracing::warn!(
                 path = %path.display(),
-                valid_len = scan.valid_len,
+                valid_len,
                 file_len = bytes.len(),
                 "WAL ends in a torn frame with nothing valid after it; truncating (it was never acknowledged)"
             );
-            report.truncated_bytes += bytes.len() as u64 - scan.valid_len;
+            report.truncated_bytes += bytes.len() as u64 - valid_len;
             let file = OpenOptions::new().write(true).open(&path)?;
-            file.set_len(scan.valid_len)?;
+            file.set_len(valid_len)?;
             file.sync_all()?;
         }
     }
     Ok(report)
+}
+
+/// Replays the bytes of one WAL file (`path` only names it in the log): calls
+/// `f` with every intact record with `seq > after` and counts damage in
+/// `report`. Returns the length of the file's intact prefix; what lies beyond
+/// it is a torn tail for the caller to truncate.
+pub(crate) fn replay_file(
+    path: &Path,
+    bytes: &[u8],
+    after: u64,
+    report: &mut ReplayReport,
+    f: &mut impl FnMut(WalRecord),
+) -> u64 {
+    let mut last_good: Option<u64> = None;
+    let scan = scan_frames(bytes, |offset, frame| match frame {
+        Scanned::Frame(rec) => {
+            report.last_seq = report.last_seq.max(rec.seq);
+            last_good = Some(rec.seq);
+            if rec.seq > after {
+                f(rec);
+            }
+        }
+        Scanned::Corrupt { len, next_seq } => {
+            report.corrupt_regions += 1;
+            let lost = match (last_good, next_seq) {
+                // Checked: a crafted or unlucky frame may carry any sequence number.
+                (Some(a), b) if b > a.saturating_add(1) => format!("{}..={}", a + 1, b - 1),
+                (None, b) if b > 1 => format!("..={}", b - 1),
+                _ => "none".to_string(),
+            };
+            tracing::error!(
+                path = %path.display(),
+                offset,
+                bytes = len,
+                lost_seqs = %lost,
+                "WAL frame damaged in the middle of the file: skipped it and replayed the intact frames after it"
+            );
+        }
+    });
+    scan.valid_len
 }
 
 /// What the scanner met at an offset.
@@ -515,6 +536,23 @@ mod tests {
             assert_eq!(recs.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 3, 4], "len {bad_len}");
             assert_eq!(report.corrupt_regions, 1);
         }
+    }
+
+    /// Found by the `wal_replay` fuzz target: damage after an intact frame
+    /// whose sequence number is `u64::MAX` overflowed `seq + 1` while naming
+    /// the lost sequence numbers (a panic in a build with overflow checks).
+    #[test]
+    fn damage_after_the_largest_sequence_number_does_not_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = Vec::new();
+        encode_frame(&mut bytes, u64::MAX, Signal::Traces, b"last");
+        bytes.extend_from_slice(b"damaged bytes");
+        encode_frame(&mut bytes, 7, Signal::Logs, b"after");
+        fs::write(dir.path().join(file_name(1)), &bytes).unwrap();
+        let mut recs = Vec::new();
+        let report = replay(dir.path(), 0, |r| recs.push(r)).unwrap();
+        assert_eq!(recs.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![u64::MAX, 7]);
+        assert_eq!(report, ReplayReport { last_seq: u64::MAX, corrupt_regions: 1, truncated_bytes: 0 });
     }
 
     #[test]

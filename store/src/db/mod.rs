@@ -35,7 +35,7 @@ use crate::memtable::Memtable;
 use crate::quarantine::Quarantine;
 use crate::recovery;
 use crate::segment::SegmentMeta;
-use crate::wal::{self, WalWriter};
+use crate::wal::{self, WalRecord, WalWriter};
 use flush::FlushCmd;
 use sources::Sources;
 use write::Cmd;
@@ -144,6 +144,19 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
+/// Puts the rows of one replayed WAL record into `memtable`: the conversion
+/// `Store::append` ran before writing it. Returns how many rows it added.
+///
+/// # Errors
+/// `Corrupt` when the payload does not decode; the conversion's own errors.
+pub(crate) fn replay_record(rec: &WalRecord, memtable: &mut Memtable) -> Result<usize> {
+    let batch = Batch::decode(rec.signal, &rec.payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let (rows, _, _) = batch.to_rows()?;
+    let added = rows.len();
+    rows.insert_into(memtable, rec.payload.len());
+    Ok(added)
+}
+
 impl Store {
     /// Opens (or creates) the store in `config.data_dir`: loads the catalog
     /// (rebuilding it from the segment files when it is missing or
@@ -169,14 +182,8 @@ impl Store {
         let mut replayed = 0u64;
         let mut skipped = 0u64;
         let report = wal::replay(&wal_dir, catalog.flushed_seq, |rec| {
-            let rows = Batch::decode(rec.signal, &rec.payload)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))
-                .and_then(|b| b.to_rows());
-            match rows {
-                Ok((rows, _, _)) => {
-                    replayed += rows.len() as u64;
-                    rows.insert_into(&mut memtable, rec.payload.len());
-                }
+            match replay_record(&rec, &mut memtable) {
+                Ok(rows) => replayed += rows as u64,
                 Err(e) => {
                     // The frame's checksum passed, so these are the bytes that
                     // were written; one bad record must not cost the others.

@@ -53,7 +53,7 @@ impl Batch {
     }
 
     /// The request a WAL record holds.
-    pub(super) fn decode(signal: Signal, bytes: &[u8]) -> std::result::Result<Self, prost::DecodeError> {
+    pub(crate) fn decode(signal: Signal, bytes: &[u8]) -> std::result::Result<Self, prost::DecodeError> {
         Ok(match signal {
             Signal::Traces => Batch::Traces(ExportTraceServiceRequest::decode(bytes)?),
             Signal::Logs => Batch::Logs(ExportLogsServiceRequest::decode(bytes)?),
@@ -62,7 +62,7 @@ impl Batch {
     }
 
     /// Validates and flattens into rows (see `convert` for the rules).
-    pub(super) fn to_rows(&self) -> Result<(Rows, u64, Option<String>)> {
+    pub(crate) fn to_rows(&self) -> Result<(Rows, u64, Option<String>)> {
         Ok(match self {
             Batch::Traces(r) => {
                 let c = convert::spans(r)?;
@@ -81,14 +81,14 @@ impl Batch {
 }
 
 /// The rows of one batch, on their way to the memtable.
-pub(super) enum Rows {
+pub(crate) enum Rows {
     Spans(Vec<SpanRow>),
     Logs(Vec<LogRow>),
     Metrics(Vec<MetricPointRow>),
 }
 
 impl Rows {
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             Rows::Spans(r) => r.len(),
             Rows::Logs(r) => r.len(),
@@ -96,7 +96,7 @@ impl Rows {
         }
     }
 
-    pub(super) fn insert_into(self, m: &mut Memtable, bytes: usize) {
+    pub(crate) fn insert_into(self, m: &mut Memtable, bytes: usize) {
         match self {
             Rows::Spans(r) => m.insert_spans(r, bytes),
             Rows::Logs(r) => m.insert_logs(r, bytes),
