@@ -13,6 +13,19 @@
 
 use std::collections::BTreeMap;
 
+/// Every toxic `type` the agent knows: Toxiproxy's seven and seismo's HTTP-aware ones.
+pub const TOXIC_TYPES: &[&str] = &[
+    "latency",
+    "bandwidth",
+    "slow_close",
+    "timeout",
+    "reset_peer",
+    "slicer",
+    "limit_data",
+    "http_abort",
+    "http_delay",
+];
+
 use serde::{Deserialize, Serialize};
 
 /// The Toxiproxy release whose API the agent speaks (`/version`).

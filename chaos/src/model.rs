@@ -98,17 +98,7 @@ pub const MAX_RATE_KBPS: i64 = 1_000_000_000;
 /// The longest proxy or toxic name: names go into URLs, logs and span attributes.
 pub const MAX_NAME_BYTES: usize = 256;
 
-pub const TOXIC_TYPES: &[&str] = &[
-    "latency",
-    "bandwidth",
-    "slow_close",
-    "timeout",
-    "reset_peer",
-    "slicer",
-    "limit_data",
-    "http_abort",
-    "http_delay",
-];
+pub use seismo_api::toxiproxy::TOXIC_TYPES;
 
 impl Kind {
     pub fn type_name(&self) -> &'static str {

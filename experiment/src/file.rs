@@ -31,18 +31,7 @@ use toml::Spanned;
 pub use crate::duration::Dur;
 use crate::error::{ExperimentError, Result};
 
-/// Toxic types the agent knows (Toxiproxy's and seismo's HTTP-aware ones).
-pub const TOXIC_TYPES: &[&str] = &[
-    "latency",
-    "bandwidth",
-    "slow_close",
-    "timeout",
-    "reset_peer",
-    "slicer",
-    "limit_data",
-    "http_abort",
-    "http_delay",
-];
+pub use seismo_api::toxiproxy::TOXIC_TYPES;
 
 /// A parsed, validated experiment.
 #[derive(Clone, Debug, Deserialize)]
