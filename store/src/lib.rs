@@ -56,6 +56,7 @@ mod recovery;
 mod retention;
 mod schema;
 mod segment;
+mod spanindex;
 mod spanstats;
 mod tags;
 mod textindex;

@@ -46,14 +46,15 @@ pub(crate) struct Recovered {
 #[derive(Default)]
 struct Found {
     parquet: Option<PathBuf>,
-    index: Option<PathBuf>,
+    /// The index, and for an old span segment caught mid-upgrade also its tantivy index.
+    index: Vec<PathBuf>,
 }
 
 fn parse_name(name: &str) -> Option<(u64, Signal, bool)> {
     let (stem, is_index) = match (name.strip_suffix(".parquet"), name.strip_suffix(".tantivy")) {
         (Some(stem), _) => (stem, false),
         (_, Some(stem)) => (stem, true),
-        _ => return None,
+        _ => (name.strip_suffix(".idx")?, true),
     };
     let (id, signal) = stem.split_once('-')?;
     let signal = [Signal::Traces, Signal::Logs, Signal::Metrics].into_iter().find(|s| s.as_str() == signal)?;
@@ -78,7 +79,7 @@ fn scan(seg_dir: &Path) -> Result<BTreeMap<(u64, Signal), Found>> {
         }
         match parse_name(&name) {
             Some((id, signal, false)) => found.entry((id, signal)).or_default().parquet = Some(path),
-            Some((id, signal, true)) => found.entry((id, signal)).or_default().index = Some(path),
+            Some((id, signal, true)) => found.entry((id, signal)).or_default().index.push(path),
             None => tracing::warn!(path = %path.display(), "ignoring a file that is not a segment"),
         }
     }
@@ -143,7 +144,7 @@ pub(crate) fn recover(data_dir: &Path, seg_dir: &Path, quarantine: &Arc<Quaranti
         changed = true;
         let Some(parquet) = &files.parquet else {
             let reason = "an index without its Parquet file";
-            quarantine.segment(&[files.index.clone().unwrap()], reason)?;
+            quarantine.segment(&files.index, reason)?;
             continue;
         };
         match Segment::read_footer(parquet) {
@@ -442,7 +443,7 @@ mod tests {
         store.close().unwrap();
         assert_eq!(
             quarantined(dir.path()),
-            vec!["0000000000000002-traces.parquet".to_string(), "0000000000000002-traces.tantivy".to_string()]
+            vec!["0000000000000002-traces.idx".to_string(), "0000000000000002-traces.parquet".to_string()]
         );
     }
 
@@ -460,7 +461,7 @@ mod tests {
         store.close().unwrap();
         let names = quarantined(dir.path());
         assert!(names.contains(&"0000000000000001-traces.parquet".to_string()), "{names:?}");
-        assert!(names.contains(&"0000000000000001-traces.tantivy".to_string()), "{names:?}");
+        assert!(names.contains(&"0000000000000001-traces.idx".to_string()), "{names:?}");
         let catalog = Catalog::load(dir.path()).unwrap().unwrap();
         assert!(!catalog.segments.iter().any(|m| (m.id, m.signal) == (1, Signal::Traces)));
         // A second start finds nothing more to set aside.
@@ -562,7 +563,7 @@ mod tests {
             store.close().unwrap();
             // Put everything back for the next offset.
             let qdir = dir.path().join(crate::quarantine::DIR_NAME);
-            fs::rename(qdir.join("0000000000000001-traces.tantivy"), first.with_extension("tantivy")).unwrap();
+            fs::rename(qdir.join("0000000000000001-traces.idx"), first.with_extension("idx")).unwrap();
             fs::remove_dir_all(&qdir).unwrap();
             fs::write(&first, &pristine).unwrap();
             fs::write(Catalog::file(dir.path()), &catalog).unwrap();
@@ -675,29 +676,21 @@ mod tests {
 
     #[test]
     fn damaged_or_missing_index_is_rebuilt_from_parquet() {
-        for damage in ["flip", "truncate", "meta.json"] {
+        for damage in ["flip", "truncate", "missing"] {
             let dir = tempfile::tempdir().unwrap();
             two_flushes(dir.path());
-            let index = dir.path().join("segments").join(format!("{:016}-traces.tantivy", 1));
+            let index = dir.path().join("segments").join(format!("{:016}-traces.idx", 1));
+            let mut bytes = fs::read(&index).unwrap();
             match damage {
-                "meta.json" => fs::remove_file(index.join("meta.json")).unwrap(),
+                "missing" => fs::remove_file(&index).unwrap(),
+                "flip" => {
+                    let mid = bytes.len() / 2;
+                    bytes[mid] ^= 0xff;
+                    fs::write(&index, bytes).unwrap();
+                }
                 _ => {
-                    // The biggest file of the index.
-                    let file = fs::read_dir(&index)
-                        .unwrap()
-                        .flatten()
-                        .map(|e| e.path())
-                        .filter(|p| p.file_name().unwrap() != "meta.json")
-                        .max_by_key(|p| fs::metadata(p).unwrap().len())
-                        .unwrap();
-                    let mut bytes = fs::read(&file).unwrap();
-                    if damage == "flip" {
-                        let mid = bytes.len() / 2;
-                        bytes[mid] ^= 0xff;
-                    } else {
-                        bytes.truncate(bytes.len() / 2);
-                    }
-                    fs::write(&file, bytes).unwrap();
+                    bytes.truncate(bytes.len() / 2);
+                    fs::write(&index, bytes).unwrap();
                 }
             }
             let store = open(dir.path());
@@ -706,12 +699,37 @@ mod tests {
             assert_eq!(store.counters().rebuilt_indexes.load(Ordering::Relaxed), 1, "{damage}");
             assert_eq!(store.counters().quarantined_segments.load(Ordering::Relaxed), 0, "{damage}");
             store.close().unwrap();
-            assert_eq!(quarantined(dir.path()), vec!["0000000000000001-traces.tantivy".to_string()], "{damage}");
+            let expected: Vec<String> =
+                if damage == "missing" { vec![] } else { vec!["0000000000000001-traces.idx".to_string()] };
+            assert_eq!(quarantined(dir.path()), expected, "{damage}");
             // The rebuilt index is whole: a restart uses it as is.
             let store = open(dir.path());
             assert_eq!(store.find_traces(&q).unwrap().len(), 10);
             assert_eq!(store.counters().rebuilt_indexes.load(Ordering::Relaxed), 0);
             store.close().unwrap();
         }
+    }
+
+    /// Span segments written before the span index kept a tantivy index: the
+    /// first search builds the new index from the Parquet file and removes
+    /// the old one; nothing is counted as damage.
+    #[test]
+    fn a_span_segment_of_the_tantivy_days_gets_its_index_built() {
+        let dir = tempfile::tempdir().unwrap();
+        two_flushes(dir.path());
+        let seg_dir = dir.path().join("segments");
+        let legacy = seg_dir.join(format!("{:016}-traces.tantivy", 1));
+        fs::remove_file(seg_dir.join(format!("{:016}-traces.idx", 1))).unwrap();
+        fs::create_dir(&legacy).unwrap();
+        fs::write(legacy.join("meta.json"), "{}").unwrap();
+        let store = open(dir.path());
+        let q = TraceQuery { tags: vec![("batch".into(), "0".into())], limit: 100, ..Default::default() };
+        assert_eq!(store.find_traces(&q).unwrap().len(), 10);
+        assert_eq!(store.counters().rebuilt_indexes.load(Ordering::Relaxed), 0);
+        assert_eq!(store.counters().quarantined_segments.load(Ordering::Relaxed), 0);
+        store.close().unwrap();
+        assert!(!legacy.exists());
+        assert!(seg_dir.join(format!("{:016}-traces.idx", 1)).exists());
+        assert_eq!(quarantined(dir.path()), Vec::<String>::new());
     }
 }

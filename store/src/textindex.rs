@@ -1,11 +1,11 @@
-//! A tantivy index per segment: the store's answer to text predicates.
+//! A tantivy index per log segment (and for the memtable's logs): the
+//! store's answer to full-text log search. Span segments have their own
+//! index (`spanindex`): a trace search is exact terms ranked by time.
 //!
 //! Each document is one row of the segment's Parquet file, tied to it by the
-//! `row` fast field (its position in the file). Two indexed fields in every
-//! index:
-//! - `kv`: exact `key=value` terms (raw tokenizer) for tag filters;
-//! - `text`: tokenized full text (span names, status messages, string attribute
-//!   values, log bodies) for free-text search.
+//! `row` fast field (its position in the file). Two indexed fields:
+//! - `kv`: exact `key=value` terms (raw tokenizer) for attribute filters;
+//! - `text`: tokenized full text (log bodies, string attribute values).
 //!
 //! Log indexes also carry what a log search filters and sorts on, so that a
 //! search is answered by the index alone and Parquet is read only for the rows
@@ -14,13 +14,12 @@
 //!
 //! Nothing is stored in the index but positions: the Parquet file holds the data.
 
-use std::collections::HashSet;
 use std::path::Path;
 
-use tantivy::collector::{DocSetCollector, TopDocs};
-use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::collector::TopDocs;
+use tantivy::query::Query;
 use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST};
-use tantivy::{Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument};
 
 use crate::error::{Result, StoreError};
 
@@ -39,10 +38,6 @@ const WRITER_HEAP: usize = 64 << 20;
 /// which extra fields exist.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum IndexKind {
-    /// `text` records which documents hold a token: enough for term and
-    /// boolean queries, and what span text needs (spans are matched, never
-    /// ranked).
-    Spans,
     /// `text` records positions too (phrase queries), plus the log fields.
     Logs,
 }
@@ -76,7 +71,6 @@ pub(crate) fn schema(kind: IndexKind) -> (Schema, Fields) {
         .set_fieldnorms(false);
     let kv = b.add_text_field(KV, TextOptions::default().set_indexing_options(exact.clone()));
     let record = match kind {
-        IndexKind::Spans => IndexRecordOption::Basic,
         IndexKind::Logs => IndexRecordOption::WithFreqsAndPositions,
     };
     let words = TextFieldIndexing::default().set_tokenizer("default").set_index_option(record).set_fieldnorms(false);
@@ -171,7 +165,6 @@ impl TextIndexWriter {
 /// An index opened for search.
 pub(crate) struct TextIndex {
     reader: IndexReader,
-    fields: Fields,
 }
 
 impl TextIndex {
@@ -227,48 +220,17 @@ impl TextIndex {
     /// A reader over `index`; call [`TextIndex::reload`] to see later commits.
     pub(crate) fn from_index(index: Index) -> Result<Self> {
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        // An index of another schema is damage, found here rather than in a query.
         let schema = index.schema();
-        let field = |name: &str| schema.get_field(name);
-        let log = match field(TIME) {
-            Ok(time) => {
-                Some(LogFields { time, severity: field(SEVERITY)?, service: field(SERVICE)?, trace: field(TRACE)? })
-            }
-            Err(_) => None,
-        };
-        let fields = Fields { row: field(ROW)?, kv: field(KV)?, text: field(TEXT_FIELD)?, log };
-        Ok(Self { reader, fields })
+        for name in [ROW, KV, TEXT_FIELD, TIME, SEVERITY, SERVICE, TRACE] {
+            schema.get_field(name)?;
+        }
+        Ok(Self { reader })
     }
 
     pub(crate) fn reload(&self) -> Result<()> {
         self.reader.reload()?;
         Ok(())
-    }
-
-    /// Rows whose documents carry every one of `terms` (exact `key=value` terms).
-    pub(crate) fn rows_with_all_terms(&self, terms: &[String]) -> Result<HashSet<u32>> {
-        let clauses: Vec<(Occur, Box<dyn Query>)> = terms
-            .iter()
-            .map(|t| {
-                let q: Box<dyn Query> =
-                    Box::new(TermQuery::new(Term::from_field_text(self.fields.kv, t), IndexRecordOption::Basic));
-                (Occur::Must, q)
-            })
-            .collect();
-        self.rows_matching(&BooleanQuery::new(clauses))
-    }
-
-    /// Rows whose documents match `query`.
-    pub(crate) fn rows_matching(&self, query: &dyn Query) -> Result<HashSet<u32>> {
-        let searcher = self.reader.searcher();
-        let docs = searcher.search(query, &DocSetCollector)?;
-        let mut rows = HashSet::with_capacity(docs.len());
-        for addr in docs {
-            let col = searcher.segment_reader(addr.segment_ord).fast_fields().u64(ROW)?;
-            if let Some(row) = col.first(addr.doc_id) {
-                rows.insert(row as u32);
-            }
-        }
-        Ok(rows)
     }
 
     /// The `limit` newest documents matching `query` (log indexes), as (time,
@@ -285,31 +247,5 @@ impl TextIndex {
             }
         }
         Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_rows_by_all_terms() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("idx");
-        let mut w = TextIndexWriter::create(&path, IndexKind::Spans).unwrap();
-        w.add(0, |d| {
-            d.kv("http.method=GET");
-            d.kv("error=true");
-            d.text("GET /cart failed");
-        })
-        .unwrap();
-        w.add(1, |d| d.kv("http.method=GET")).unwrap();
-        w.finish().unwrap();
-        let idx = TextIndex::open_verified(&path).unwrap();
-        let rows = idx.rows_with_all_terms(&["http.method=GET".into()]).unwrap();
-        assert_eq!(rows, HashSet::from([0, 1]));
-        let rows = idx.rows_with_all_terms(&["http.method=GET".into(), "error=true".into()]).unwrap();
-        assert_eq!(rows, HashSet::from([0]));
-        assert!(idx.rows_with_all_terms(&["http.method=POST".into()]).unwrap().is_empty());
     }
 }

@@ -64,18 +64,24 @@ impl Store {
     }
 
     /// Traces matching `q` (see [`TraceQuery`]): newest first, each complete.
+    ///
+    /// The memtables are scanned; segments are visited newest data first, each
+    /// answering from its span index with its own newest `limit` traces, and
+    /// the walk stops once `limit` traces are newer than everything left.
     pub fn find_traces(&self, q: &TraceQuery) -> Result<Vec<Vec<SpanRow>>> {
         let snap = self.inner.snapshot();
-        let hits = matching_traces(&snap, q)?;
+        let limit = q.effective_limit();
+        let hits = matching_traces(&snap, q, limit)?;
         let mut ranked: Vec<(i64, TraceId)> = hits.into_iter().map(|(id, t)| (t, id)).collect();
         ranked.sort_by(|a, b| b.cmp(a));
-        ranked.truncate(q.effective_limit());
+        ranked.truncate(limit);
         // A trace can come back empty when its segment was found damaged
-        // between the search and the fetch.
+        // between the search and the fetch,
         let mut traces = Vec::with_capacity(ranked.len());
+        // and one whose matching span was in that segment no longer matches.
         for (_, id) in ranked {
             let spans = trace_in(&snap, &id)?;
-            if !spans.is_empty() {
+            if spans.iter().any(|s| span_matches(s, q)) {
                 traces.push(spans);
             }
         }
@@ -186,7 +192,7 @@ impl Store {
                     start_min_ns: Some(start),
                     ..TraceQuery::default()
                 };
-                Some((matching_traces(&snap, &search)?.into_keys().collect(), cohort.faulted))
+                Some((matching_traces(&snap, &search, usize::MAX)?.into_keys().collect(), cohort.faulted))
             }
         };
         let in_cohort = |id: &TraceId| faulted.as_ref().is_none_or(|(set, want)| set.contains(id) == *want);
@@ -348,20 +354,39 @@ enum LogOrigin {
     Segment(Reverse<u64>),
 }
 
-/// Every trace with a span matching `q`, with the start of its newest matching span.
-fn matching_traces(snap: &Snapshot<'_>, q: &TraceQuery) -> Result<HashMap<TraceId, i64>> {
+/// Traces with a span matching `q`, with the start of their newest matching
+/// span: at least the `limit` newest (every one with `usize::MAX`).
+fn matching_traces(snap: &Snapshot<'_>, q: &TraceQuery, limit: usize) -> Result<HashMap<TraceId, i64>> {
     let mut hits: HashMap<TraceId, i64> = HashMap::new();
-    snap.for_each(&Scope::of(Signal::Traces), |source| {
+    let add = |hits: &mut HashMap<TraceId, i64>, id: TraceId, t: i64| {
+        let e = hits.entry(id).or_insert(t);
+        *e = (*e).max(t);
+    };
+    let scope = Scope::of(Signal::Traces).overlapping(q.start_min_ns, q.start_max_ns).newest_data_first();
+    snap.walk(&scope, |source| {
         match source {
             Source::Tail(tail) => {
                 for row in tail.spans().filter(|r| span_matches(r, q)) {
-                    let e = hits.entry(row.trace_id).or_insert(row.start_time_unix_nano);
-                    *e = (*e).max(row.start_time_unix_nano);
+                    add(&mut hits, row.trace_id, row.start_time_unix_nano);
                 }
             }
-            Source::Segment(seg) => seg.search_traces(q, &mut hits)?,
+            Source::Segment(seg) => {
+                // The `limit`-th newest trace found so far: older spans cannot
+                // bring a new trace into the answer.
+                let floor = (limit != usize::MAX && hits.len() >= limit).then(|| {
+                    let mut times: Vec<i64> = hits.values().copied().collect();
+                    let (_, nth, _) = times.select_nth_unstable_by(limit - 1, |a, b| b.cmp(a));
+                    *nth
+                });
+                if floor.is_some_and(|f| f > seg.meta.max_time) {
+                    return Ok(ControlFlow::Break(()));
+                }
+                for (t, id) in seg.newest_traces(q, limit, floor)? {
+                    add(&mut hits, id, t);
+                }
+            }
         }
-        Ok(())
+        Ok(ControlFlow::Continue(()))
     })?;
     Ok(hits)
 }

@@ -62,9 +62,10 @@ use crate::logsearch;
 use crate::model::*;
 use crate::quarantine::Quarantine;
 use crate::schema::{self, col};
+use crate::spanindex::{self, SpanIndex};
 use crate::spanstats::{SegmentSummary, SUMMARY_KEY};
 use crate::textindex::{IndexKind, TextIndex};
-use write::{span_doc, write_index};
+use write::write_index;
 
 /// Footer key of a segment's [`SegmentFooter`].
 pub(crate) const SEGMENT_KEY: &str = "seismo.segment";
@@ -119,8 +120,16 @@ impl SegmentMeta {
     pub fn parquet_path(&self, dir: &Path) -> PathBuf {
         dir.join(format!("{:016}-{}.parquet", self.id, self.signal.as_str()))
     }
+    /// The search index: `.idx` (see `spanindex`) for spans, a tantivy
+    /// directory for logs.
     pub fn index_path(&self, dir: &Path) -> PathBuf {
-        dir.join(format!("{:016}-{}.tantivy", self.id, self.signal.as_str()))
+        let ext = if self.signal == Signal::Traces { "idx" } else { "tantivy" };
+        dir.join(format!("{:016}-{}.{ext}", self.id, self.signal.as_str()))
+    }
+    /// Where span segments written before the span index kept a tantivy
+    /// index; it is removed once the segment's `.idx` is built.
+    pub(crate) fn legacy_index_path(&self, dir: &Path) -> Option<PathBuf> {
+        (self.signal == Signal::Traces).then(|| dir.join(format!("{:016}-traces.tantivy", self.id)))
     }
     pub fn overlaps(&self, min: Option<i64>, max: Option<i64>) -> bool {
         min.is_none_or(|m| self.max_time >= m) && max.is_none_or(|m| self.min_time <= m)
@@ -185,8 +194,10 @@ pub(crate) struct Segment {
     /// Per row group: trace_id (min, max) and bloom filter (span and log segments).
     trace_ranges: Vec<Option<(Vec<u8>, Vec<u8>)>>,
     blooms: Vec<Option<Sbbf>>,
-    /// Opened on first use (see the module doc).
+    /// Opened on first use (see the module doc): a log segment's text index...
     index: Mutex<Option<Arc<TextIndex>>>,
+    /// ...or a span segment's search index.
+    span_index: Mutex<Option<Arc<SpanIndex>>>,
     /// Span segments: per-operation stats and service edges from the footer.
     pub summary: Option<SegmentSummary>,
     /// Per row group, per leaf column: the expected CRC-32 and whether the
@@ -313,6 +324,7 @@ impl Segment {
             trace_ranges,
             blooms,
             index: Mutex::new(None),
+            span_index: Mutex::new(None),
             summary,
             chunk_crcs,
             verified,
@@ -451,8 +463,8 @@ impl Segment {
 }
 
 impl Segment {
-    /// The text index, opened and verified on first use; a damaged or missing
-    /// index is moved to quarantine and rebuilt from the Parquet file.
+    /// A log segment's text index, opened and verified on first use; a damaged
+    /// or missing index is moved to quarantine and rebuilt from the Parquet file.
     ///
     /// # Errors
     /// `Damaged` when the Parquet file itself fails while rebuilding; I/O
@@ -484,23 +496,15 @@ impl Segment {
     fn rebuild_index(&self, path: &Path) -> Result<TextIndex> {
         let groups: Vec<usize> = (0..self.reader_meta.metadata().num_row_groups()).collect();
         let batches = self.read(groups, None, None)?;
-        let kind = if self.meta.signal == Signal::Logs { IndexKind::Logs } else { IndexKind::Spans };
         if let Some(to) = self.quarantine.move_in(path)? {
             tracing::warn!(from = %path.display(), to = %to.display(), "damaged index moved to quarantine");
         }
-        write_index(path, kind, |w| {
+        write_index(path, IndexKind::Logs, |w| {
             let mut row = 0u64;
             for batch in &batches {
-                if kind == IndexKind::Logs {
-                    for r in schema::batch_to_logs(batch)? {
-                        w.add(row, |doc| logsearch::fill_doc(doc, &r))?;
-                        row += 1;
-                    }
-                } else {
-                    for r in schema::batch_to_spans(batch)? {
-                        w.add(row, |doc| span_doc(doc, &r))?;
-                        row += 1;
-                    }
+                for r in schema::batch_to_logs(batch)? {
+                    w.add(row, |doc| logsearch::fill_doc(doc, &r))?;
+                    row += 1;
                 }
             }
             Ok(())
@@ -510,6 +514,57 @@ impl Segment {
         tracing::warn!(index = %path.display(), "segment index rebuilt from its Parquet file");
         TextIndex::open_verified(path)
     }
+
+    /// A span segment's search index, opened and verified on first use. A
+    /// damaged one is moved to quarantine and, like a missing one (segments
+    /// written before it existed kept a tantivy index, deleted once this one
+    /// is in place), rebuilt from the Parquet file.
+    ///
+    /// # Errors
+    /// `Damaged` when the Parquet file itself fails while rebuilding; I/O
+    /// errors writing the new index.
+    pub(crate) fn span_index(&self) -> Result<Arc<SpanIndex>> {
+        let mut slot = self.span_index.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(index) = &*slot {
+            return Ok(index.clone());
+        }
+        let path = self.meta.index_path(&self.dir);
+        let index = match SpanIndex::open_verified(&path, self.meta.rows) {
+            Ok(index) => index,
+            Err(e) => {
+                let legacy = self.meta.legacy_index_path(&self.dir).filter(|p| p.exists());
+                if legacy.is_none() {
+                    tracing::error!(segment = %self.path.display(), reason = %e,
+                        "span index is damaged or missing; rebuilding it from the Parquet file");
+                    if let Some(to) = self.quarantine.move_in(&path)? {
+                        tracing::warn!(from = %path.display(), to = %to.display(), "damaged index moved to quarantine");
+                    }
+                }
+                let groups: Vec<usize> = (0..self.reader_meta.metadata().num_row_groups()).collect();
+                let mut rows = Vec::with_capacity(self.meta.rows as usize);
+                for batch in self.read(groups, None, None)? {
+                    rows.extend(schema::batch_to_spans(&batch)?);
+                }
+                let refs: Vec<&SpanRow> = rows.iter().collect();
+                spanindex::write(&path, &refs)?;
+                crate::wal::sync_dir(&self.dir)?;
+                match legacy {
+                    Some(old) => {
+                        std::fs::remove_dir_all(&old)?;
+                        tracing::info!(segment = %self.path.display(), "span index built; the older tantivy index is removed");
+                    }
+                    None => {
+                        self.quarantine.counters().rebuilt_indexes.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(index = %path.display(), "segment index rebuilt from its Parquet file");
+                    }
+                }
+                SpanIndex::open_verified(&path, self.meta.rows)?
+            }
+        };
+        let index = Arc::new(index);
+        *slot = Some(index.clone());
+        Ok(index)
+    }
 }
 
 /// The files a segment described by `meta` has in `dir`.
@@ -518,5 +573,6 @@ pub(crate) fn files_of(dir: &Path, meta: &SegmentMeta) -> Vec<PathBuf> {
     if meta.has_index {
         files.push(meta.index_path(dir));
     }
+    files.extend(meta.legacy_index_path(dir).filter(|p| p.exists()));
     files
 }

@@ -2,7 +2,7 @@
 //! each touching only the row groups and columns it needs. Every read goes
 //! through `Segment::read`, which verifies the chunks first.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use arrow::array::Array;
 use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
@@ -14,6 +14,7 @@ use crate::ids::TraceId;
 use crate::model::*;
 use crate::query::TraceQuery;
 use crate::schema::{self, col, Columns};
+use crate::spanindex::{intersect, SpanIndex, Term};
 use crate::spanstats::{ParentIndex, StatsBuilder, STATUS_ERROR};
 use crate::tags;
 
@@ -51,84 +52,146 @@ impl Segment {
         Ok(out)
     }
 
-    /// Adds to `hits` (trace id -> newest matching span start) every trace with
-    /// a span in this segment that matches `q`.
-    pub(crate) fn search_traces(&self, q: &TraceQuery, hits: &mut HashMap<TraceId, i64>) -> Result<()> {
-        if !self.meta.overlaps(q.start_min_ns, q.start_max_ns) {
-            return Ok(());
+    /// This segment's newest traces with a span matching `q`: at most
+    /// `limit` (start of the trace's newest matching span here, trace id),
+    /// newest first, none whose matching spans all started before `floor`.
+    ///
+    /// From the span index (see `spanindex`): the intersection of the query's
+    /// posting lists, walked in rank order (newest span first) from the
+    /// window's end, stops after `limit` traces or at `floor`. Predicates
+    /// the index has no terms for (duration, span kind, a span name without
+    /// its service) are checked against the Parquet columns of the candidate
+    /// rows only.
+    pub(crate) fn newest_traces(
+        &self,
+        q: &TraceQuery,
+        limit: usize,
+        floor: Option<i64>,
+    ) -> Result<Vec<(i64, TraceId)>> {
+        let oldest = match (q.start_min_ns, floor) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        if limit == 0 || !self.meta.overlaps(oldest, q.start_max_ns) {
+            return Ok(Vec::new());
         }
         if let Some(s) = &q.service {
             if !self.meta.services.iter().any(|x| x == s) {
-                return Ok(());
+                return Ok(Vec::new());
             }
         }
         if let Some(op) = &q.operation {
             if !self.meta.operations.iter().any(|(s, n, _)| n == op && q.service.as_ref().is_none_or(|qs| qs == s)) {
-                return Ok(());
+                return Ok(Vec::new());
             }
         }
-        let allowed: Option<HashSet<u32>> = match (self.meta.has_index, q.tags.is_empty()) {
-            (_, true) => None,
-            (true, false) => {
-                let index = self.index()?;
-                let terms: Vec<String> = q.tags.iter().map(|(k, v)| tags::term(k, v)).collect();
-                if terms.iter().any(|t| t.len() > tags::MAX_TERM_BYTES) {
-                    return Ok(());
-                }
-                let rows = index.rows_with_all_terms(&terms)?;
-                if rows.is_empty() {
-                    return Ok(());
-                }
-                Some(rows)
-            }
-            (false, false) => return Err(StoreError::Corrupt(format!("span segment {} has no index", self.meta.id))),
+        if q.tags.iter().any(|(k, v)| tags::term(k, v).len() > tags::MAX_TERM_BYTES) {
+            return Ok(Vec::new());
+        }
+        let idx = self.span_index()?;
+        let mut terms: Vec<Term<'_>> = q.tags.iter().map(|(k, v)| Term::Tag(k, v)).collect();
+        match (&q.service, &q.operation) {
+            (Some(s), Some(o)) => terms.push(Term::Operation(s, o)),
+            (Some(s), None) => terms.push(Term::Service(s)),
+            _ => {}
+        }
+        if terms.iter().any(|t| idx.count(*t) == 0) {
+            return Ok(Vec::new());
+        }
+        let first = match q.start_max_ns {
+            Some(t) => idx.first_rank_at_or_before(t)?,
+            None => 0,
         };
-        let md = self.reader_meta.metadata();
-        let start_idx = md.file_metadata().schema_descr().columns().iter().position(|c| c.name() == col::START_TIME);
-        let mut base = 0usize;
-        for (rg_idx, rg) in md.row_groups().iter().enumerate() {
-            let rg_rows = rg.num_rows() as usize;
-            let rg_base = base;
-            base += rg_rows;
-            if let Some(ci) = start_idx {
-                if let Some(Statistics::Int64(s)) = rg.column(ci).statistics() {
-                    let below = matches!((q.start_min_ns, s.max_opt()), (Some(m), Some(mx)) if *mx < m);
-                    let above = matches!((q.start_max_ns, s.min_opt()), (Some(m), Some(mn)) if *mn > m);
-                    if below || above {
-                        continue;
-                    }
+        let end = match oldest {
+            Some(t) if t > i64::MIN => idx.first_rank_at_or_before(t - 1)?,
+            _ => idx.rows(),
+        };
+        if first >= end {
+            return Ok(Vec::new());
+        }
+        let candidates: Box<dyn Iterator<Item = u32>> = if terms.is_empty() {
+            Box::new(first..end)
+        } else {
+            let lists = terms.iter().map(|t| idx.postings(*t)).collect::<Result<Vec<_>>>()?;
+            let ranks = intersect(lists);
+            let from = ranks.partition_point(|&r| r < first);
+            let to = ranks.partition_point(|&r| r < end);
+            Box::new(ranks[from..to].to_vec().into_iter())
+        };
+        let exact = q.min_duration_ns.is_some()
+            || q.max_duration_ns.is_some()
+            || q.span_kind.is_some()
+            || (q.operation.is_some() && q.service.is_none());
+        let mut seen: HashSet<usize> = HashSet::new();
+        let mut found: Vec<(i64, usize)> = Vec::new();
+        let mut pending: Vec<(u32, u32, usize)> = Vec::new();
+        let mut times = BlockTimes::default();
+        for rank in candidates {
+            let row = idx.row_of(rank)?;
+            let trace = idx.trace_of(row);
+            if seen.contains(&trace) {
+                continue;
+            }
+            if !exact {
+                seen.insert(trace);
+                found.push((times.of(&idx, rank)?, trace));
+                if found.len() >= limit {
+                    break;
+                }
+                continue;
+            }
+            pending.push((rank, row, trace));
+            if pending.len() >= EXACT_BATCH {
+                self.check_exact(q, &idx, &mut pending, &mut times, &mut seen, &mut found)?;
+                if found.len() >= limit {
+                    break;
                 }
             }
-            if let Some(rows) = &allowed {
-                if !rows.iter().any(|r| (*r as usize) >= rg_base && (*r as usize) < rg_base + rg_rows) {
-                    continue;
+        }
+        if !pending.is_empty() {
+            self.check_exact(q, &idx, &mut pending, &mut times, &mut seen, &mut found)?;
+        }
+        found.truncate(limit);
+        found.into_iter().map(|(t, trace)| Ok((t, idx.trace_id(trace)?))).collect()
+    }
+
+    /// Moves to `found` (in rank order) the `pending` candidates whose row
+    /// passes the predicates the index cannot answer; the others' traces stay
+    /// unseen, so a later span of theirs may still match.
+    fn check_exact(
+        &self,
+        q: &TraceQuery,
+        idx: &SpanIndex,
+        pending: &mut Vec<(u32, u32, usize)>,
+        times: &mut BlockTimes,
+        seen: &mut HashSet<usize>,
+        found: &mut Vec<(i64, usize)>,
+    ) -> Result<()> {
+        let mut rows: Vec<usize> = pending.iter().map(|p| p.1 as usize).collect();
+        rows.sort_unstable();
+        rows.dedup();
+        let groups = (0..self.reader_meta.metadata().num_row_groups()).collect();
+        let cols = [col::DURATION, col::NAME, col::KIND];
+        let mut passed: HashSet<u32> = HashSet::new();
+        let mut at = 0usize;
+        for batch in self.read(groups, Some(&cols), Some(selection_for(&rows, self.meta.rows as usize)))? {
+            let c = Columns(&batch);
+            let (dur, name, kind) = (c.i64(col::DURATION)?, c.str(col::NAME)?, c.i32(col::KIND)?);
+            for i in 0..batch.num_rows() {
+                let d = dur.value(i);
+                let ok = q.min_duration_ns.is_none_or(|m| d >= m)
+                    && q.max_duration_ns.is_none_or(|m| d <= m)
+                    && q.operation.as_ref().is_none_or(|o| name.value(i) == o)
+                    && q.span_kind.is_none_or(|k| kind.value(i) == k);
+                if ok {
+                    passed.insert(rows[at + i] as u32);
                 }
             }
-            let cols = [col::TRACE_ID, col::START_TIME, col::DURATION, col::SERVICE_NAME, col::NAME, col::KIND];
-            let mut pos = rg_base;
-            for batch in self.read(vec![rg_idx], Some(&cols), None)? {
-                let c = Columns(&batch);
-                let (tid, start, dur) = (c.fixed(col::TRACE_ID)?, c.i64(col::START_TIME)?, c.i64(col::DURATION)?);
-                let (svc, name, kind) = (c.str(col::SERVICE_NAME)?, c.str(col::NAME)?, c.i32(col::KIND)?);
-                for i in 0..batch.num_rows() {
-                    let row = (pos + i) as u32;
-                    let st = start.value(i);
-                    let d = dur.value(i);
-                    let ok = allowed.as_ref().is_none_or(|a| a.contains(&row))
-                        && q.start_min_ns.is_none_or(|m| st >= m)
-                        && q.start_max_ns.is_none_or(|m| st <= m)
-                        && q.min_duration_ns.is_none_or(|m| d >= m)
-                        && q.max_duration_ns.is_none_or(|m| d <= m)
-                        && q.service.as_ref().is_none_or(|s| svc.value(i) == s)
-                        && q.operation.as_ref().is_none_or(|o| name.value(i) == o)
-                        && q.span_kind.is_none_or(|k| kind.value(i) == k);
-                    if ok {
-                        let id = TraceId::from_slice(tid.value(i))?;
-                        let e = hits.entry(id).or_insert(st);
-                        *e = (*e).max(st);
-                    }
-                }
-                pos += batch.num_rows();
+            at += batch.num_rows();
+        }
+        for (rank, row, trace) in pending.drain(..) {
+            if passed.contains(&row) && seen.insert(trace) {
+                found.push((times.of(idx, rank)?, trace));
             }
         }
         Ok(())
@@ -303,6 +366,26 @@ impl Segment {
             out.extend(schema::batch_to_metrics(&b)?);
         }
         Ok(out)
+    }
+}
+
+/// Candidates whose rows are checked against Parquet in one read.
+const EXACT_BATCH: usize = 256;
+
+/// The start times of the last block of ranks looked at: a walk goes
+/// through the ranks in order, so it decodes each block once.
+#[derive(Default)]
+struct BlockTimes {
+    first: u32,
+    times: Vec<i64>,
+}
+
+impl BlockTimes {
+    fn of(&mut self, idx: &SpanIndex, rank: u32) -> Result<i64> {
+        if rank < self.first || rank - self.first >= self.times.len() as u32 {
+            (self.first, self.times) = idx.block_of(rank)?;
+        }
+        Ok(self.times[(rank - self.first) as usize])
     }
 }
 

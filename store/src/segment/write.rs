@@ -1,5 +1,6 @@
 //! Writing a segment: rows -> a sorted, checksummed Parquet file with its
-//! catalog entry and self-description in the footer, and the text index.
+//! catalog entry and self-description in the footer, and its index (the
+//! span index for spans, a tantivy index for logs).
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs::{self, File};
@@ -20,9 +21,9 @@ use crate::error::{Result, StoreError};
 use crate::logsearch;
 use crate::model::*;
 use crate::schema::{self, col};
+use crate::spanindex;
 use crate::spanstats::{SegmentSummary, SUMMARY_KEY};
-use crate::tags;
-use crate::textindex::{Doc, IndexKind, TextIndexWriter};
+use crate::textindex::{IndexKind, TextIndexWriter};
 
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
@@ -199,35 +200,9 @@ pub(crate) fn write_spans(
         vec![(SUMMARY_KEY, footer)],
         &describe,
     )?;
-    let index_bytes = write_index(&meta.index_path(dir), IndexKind::Spans, |w| {
-        for (i, row) in sorted.iter().enumerate() {
-            w.add(i as u64, |doc| span_doc(doc, row))?;
-        }
-        Ok(())
-    })?;
+    let index_bytes = spanindex::write(&meta.index_path(dir), &sorted)?;
     meta.bytes = parquet_bytes + index_bytes;
     Ok(meta)
-}
-
-/// The index document of a span: its tags as exact terms, its texts as words.
-pub(super) fn span_doc(doc: &mut Doc, row: &SpanRow) {
-    tags::for_each_pair(row, |k, v| {
-        let t = tags::term(k, v);
-        if t.len() <= tags::MAX_TERM_BYTES {
-            doc.kv(&t);
-        }
-    });
-    doc.text(&row.name);
-    doc.text(&row.status_message);
-    let event_attrs = row.events.iter().flat_map(|e| e.attributes.iter());
-    for kv in row.attributes.iter().chain(event_attrs) {
-        if let AttrValue::Str(s) = &kv.value {
-            doc.text(s);
-        }
-    }
-    for ev in &row.events {
-        doc.text(&ev.name);
-    }
 }
 
 /// Writes a log segment, sorted by (service, time). `rows` must not be empty.
