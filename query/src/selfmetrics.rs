@@ -97,8 +97,14 @@ impl Collector for StoreMetrics {
         counter(
             &mut encoder,
             "seismo_rebuilt_indexes",
-            "Segment text indexes found damaged or missing and rebuilt from their Parquet file.",
+            "Segment indexes found damaged or missing and rebuilt from their Parquet file.",
             load(&c.rebuilt_indexes),
+        )?;
+        counter(
+            &mut encoder,
+            "seismo_store_compactions",
+            "Merges of small span segments into larger ones (background compaction).",
+            load(&c.compactions),
         )?;
         counter(
             &mut encoder,

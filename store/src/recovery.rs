@@ -136,18 +136,54 @@ pub(crate) fn recover(data_dir: &Path, seg_dir: &Path, quarantine: &Arc<Quaranti
         }
     }
 
-    // 2. Everything else, grouped by the flush that wrote it.
+    // 2. Span segments a merge replaced (see `db::compact`): the merged
+    // segment is listed, or, with no catalog to go by, present whole.
+    let mut replaced: BTreeSet<u64> = catalog
+        .segments
+        .iter()
+        .filter(|m| m.signal == Signal::Traces)
+        .flat_map(|m| m.compacted_from.iter().copied())
+        .collect();
+    if loaded.is_none() {
+        for ((_, signal), files) in &found {
+            if let (Signal::Traces, Some(parquet)) = (signal, &files.parquet) {
+                if let Ok(Some(footer)) = Segment::read_footer(parquet) {
+                    replaced.extend(footer.meta.compacted_from);
+                }
+            }
+        }
+    }
+    let listed_spans: BTreeSet<u64> =
+        catalog.segments.iter().filter(|m| m.signal == Signal::Traces).map(|m| m.id).collect();
+
+    // 3. Everything else, grouped by the flush that wrote it.
     let mut flushes: BTreeMap<u64, Vec<(SegmentFooter, Found)>> = BTreeMap::new();
     let mut highest_id = catalog.next_segment_id.saturating_sub(1);
     for ((id, signal), files) in std::mem::take(&mut found) {
         highest_id = highest_id.max(id);
         changed = true;
+        if signal == Signal::Traces && replaced.contains(&id) {
+            tracing::info!(segment = id, "removing a span segment that a finished merge replaced");
+            remove_all(&all(&files))?;
+            continue;
+        }
         let Some(parquet) = &files.parquet else {
             let reason = "an index without its Parquet file";
             quarantine.segment(&files.index, reason)?;
             continue;
         };
         match Segment::read_footer(parquet) {
+            Ok(Some(footer))
+                if loaded.is_some()
+                    && !footer.meta.compacted_from.is_empty()
+                    && footer.meta.compacted_from.iter().all(|i| listed_spans.contains(i)) =>
+            {
+                tracing::info!(
+                    segment = id,
+                    "removing the output of a merge that did not finish (its inputs are in use)"
+                );
+                remove_all(&all(&files))?;
+            }
             Ok(Some(footer)) if footer.meta.id == id && footer.meta.signal == signal => {
                 flushes.entry(id).or_default().push((footer, files));
             }
@@ -208,8 +244,8 @@ pub(crate) fn recover(data_dir: &Path, seg_dir: &Path, quarantine: &Arc<Quaranti
     }
 
     catalog.next_segment_id = catalog.next_segment_id.max(highest_id + 1);
-    catalog.segments.sort_by_key(|m| (m.id, m.signal.tag()));
-    segments.sort_by_key(|s| (s.meta.id, s.meta.signal.tag()));
+    catalog.segments.sort_by_key(|m| (m.age_order(), m.signal.tag()));
+    segments.sort_by_key(|s| (s.meta.age_order(), s.meta.signal.tag()));
     if rebuilding {
         quarantine.counters().catalog_rebuilds.fetch_add(1, Ordering::Relaxed);
     }
@@ -224,6 +260,18 @@ pub(crate) fn recover(data_dir: &Path, seg_dir: &Path, quarantine: &Arc<Quaranti
         );
     }
     Ok(Recovered { catalog, segments })
+}
+
+/// Deletes files and directories that start-up knows to be redundant.
+fn remove_all(paths: &[PathBuf]) -> Result<()> {
+    for p in paths {
+        if p.is_dir() {
+            fs::remove_dir_all(p)?;
+        } else {
+            fs::remove_file(p)?;
+        }
+    }
+    Ok(())
 }
 
 fn all(files: &Found) -> Vec<PathBuf> {

@@ -63,6 +63,7 @@ mod tests {
             operations: Vec::new(),
             metrics: Vec::new(),
             has_index: false,
+            compacted_from: Vec::new(),
         }
     }
 

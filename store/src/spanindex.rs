@@ -107,108 +107,138 @@ fn get_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
 /// (sorted by trace id), and writes it to `path` through a temporary file,
 /// fsynced. Returns the file's size.
 pub(crate) fn write(path: &Path, rows: &[&SpanRow]) -> Result<u64> {
-    let bytes = build(rows)?;
-    let tmp = path.with_extension("idx.tmp");
-    let mut f = File::create(&tmp)?;
-    f.write_all(&bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(bytes.len() as u64)
+    let mut b = Builder::default();
+    for r in rows {
+        b.add(r)?;
+    }
+    b.write(path)
 }
 
-fn build(rows: &[&SpanRow]) -> Result<Vec<u8>> {
-    let n = u32::try_from(rows.len()).map_err(|_| StoreError::Corrupt("a segment holds at most 2^32 spans".into()))?;
-    // Ranks: newest start first; ties in row order, so the order is total.
-    let mut by_rank: Vec<u32> = (0..n).collect();
-    by_rank.sort_by_key(|&r| (std::cmp::Reverse(rows[r as usize].start_time_unix_nano), r));
-    let mut rank_of = vec![0u32; rows.len()];
-    for (rank, &row) in by_rank.iter().enumerate() {
-        rank_of[row as usize] = rank as u32;
-    }
+/// An index built one row at a time, in the segment's row order (a flush
+/// hands it a sorted memtable, a compaction the rows of a k-way merge).
+/// Holds a start time per row and the posting lists (row numbers until
+/// `finish` turns them into ranks).
+#[derive(Default)]
+pub(crate) struct Builder {
+    starts: Vec<i64>,
+    trace_row: Vec<u32>,
+    trace_ids: Vec<TraceId>,
+    lists: HashMap<Vec<u8>, Vec<u32>>,
+}
 
-    let mut trace_row: Vec<u32> = Vec::new();
-    let mut trace_ids: Vec<TraceId> = Vec::new();
-    for (i, r) in rows.iter().enumerate() {
-        if trace_ids.last() != Some(&r.trace_id) {
-            if trace_ids.last().is_some_and(|last| last > &r.trace_id) {
+impl Builder {
+    /// Adds the next row.
+    ///
+    /// # Errors
+    /// `Corrupt` when rows come out of trace order or past 2^32 rows.
+    pub(crate) fn add(&mut self, r: &SpanRow) -> Result<()> {
+        let row = u32::try_from(self.starts.len())
+            .map_err(|_| StoreError::Corrupt("a segment holds at most 2^32 spans".into()))?;
+        self.starts.push(r.start_time_unix_nano);
+        if self.trace_ids.last() != Some(&r.trace_id) {
+            if self.trace_ids.last().is_some_and(|last| last > &r.trace_id) {
                 return Err(StoreError::Corrupt("span index: rows are not sorted by trace id".into()));
             }
-            trace_row.push(i as u32);
-            trace_ids.push(r.trace_id);
+            self.trace_row.push(row);
+            self.trace_ids.push(r.trace_id);
         }
-    }
-
-    let blocks = rows.len().div_ceil(BLOCK);
-    let mut block_base = Vec::with_capacity(blocks);
-    let mut block_off = Vec::with_capacity(blocks + 1);
-    let mut times = Vec::with_capacity(rows.len() * 3);
-    for chunk in by_rank.chunks(BLOCK) {
-        let base = rows[chunk[0] as usize].start_time_unix_nano;
-        block_base.push(base);
-        block_off.push(times.len() as u32);
-        let mut prev = base;
-        for &row in &chunk[1..] {
-            let t = rows[row as usize].start_time_unix_nano;
-            put_varint(&mut times, (prev - t) as u64);
-            prev = t;
-        }
-    }
-    block_off.push(times.len() as u32);
-
-    // Posting lists, filled in rank order so each is ascending without a sort.
-    let mut lists: HashMap<Vec<u8>, Vec<u32>> = HashMap::new();
-    let mut add = |term: Term<'_>, rank: u32| {
-        let list = lists.entry(term.encode()).or_default();
-        if list.last() != Some(&rank) {
-            list.push(rank);
-        }
-    };
-    for (rank, &row) in by_rank.iter().enumerate() {
-        let r = rows[row as usize];
-        let rank = rank as u32;
-        add(Term::Service(&r.service_name), rank);
-        add(Term::Operation(&r.service_name, &r.name), rank);
+        let lists = &mut self.lists;
+        let mut add = |term: Term<'_>| {
+            let list = lists.entry(term.encode()).or_default();
+            if list.last() != Some(&row) {
+                list.push(row);
+            }
+        };
+        add(Term::Service(&r.service_name));
+        add(Term::Operation(&r.service_name, &r.name));
         tags::for_each_pair(r, |k, v| {
             if tags::term(k, v).len() <= tags::MAX_TERM_BYTES {
-                add(Term::Tag(k, v), rank);
+                add(Term::Tag(k, v));
             }
         });
-    }
-    let mut terms: Vec<(Vec<u8>, Vec<u32>)> = lists.into_iter().collect();
-    terms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let mut postings = Vec::new();
-    let mut table = Vec::new();
-    for (term, ranks) in &terms {
-        let start = postings.len() as u64;
-        let mut prev = 0u32;
-        for &r in ranks {
-            put_varint(&mut postings, u64::from(r - prev));
-            prev = r;
-        }
-        table.extend_from_slice(&(term.len() as u16).to_le_bytes());
-        table.extend_from_slice(term);
-        table.extend_from_slice(&(ranks.len() as u32).to_le_bytes());
-        table.extend_from_slice(&start.to_le_bytes());
-        table.extend_from_slice(&((postings.len() as u64 - start) as u32).to_le_bytes());
+        Ok(())
     }
 
-    let mut out = Vec::with_capacity(HEADER_BYTES + rows.len() * 8 + table.len() + postings.len() + times.len());
-    out.extend_from_slice(MAGIC);
-    for v in [VERSION, n, trace_ids.len() as u32, terms.len() as u32, blocks as u32] {
-        out.extend_from_slice(&v.to_le_bytes());
+    /// Writes the index to `path` through a temporary file, fsynced.
+    /// Returns the file's size.
+    pub(crate) fn write(self, path: &Path) -> Result<u64> {
+        let bytes = self.finish();
+        let tmp = path.with_extension("idx.tmp");
+        let mut f = File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        Ok(bytes.len() as u64)
     }
-    by_rank.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
-    trace_row.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
-    trace_ids.iter().for_each(|t| out.extend_from_slice(t.as_bytes()));
-    block_base.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
-    block_off.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
-    out.extend_from_slice(&times);
-    out.extend_from_slice(&table);
-    out.extend_from_slice(&postings);
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(MAGIC);
-    Ok(out)
+
+    fn finish(self) -> Vec<u8> {
+        let Builder { starts, trace_row, trace_ids, lists } = self;
+        let n = starts.len() as u32;
+        // Ranks: newest start first; ties in row order, so the order is total.
+        let mut by_rank: Vec<u32> = (0..n).collect();
+        by_rank.sort_unstable_by_key(|&r| (std::cmp::Reverse(starts[r as usize]), r));
+        let mut rank_of = vec![0u32; starts.len()];
+        for (rank, &row) in by_rank.iter().enumerate() {
+            rank_of[row as usize] = rank as u32;
+        }
+
+        let blocks = starts.len().div_ceil(BLOCK);
+        let mut block_base = Vec::with_capacity(blocks);
+        let mut block_off = Vec::with_capacity(blocks + 1);
+        let mut times = Vec::with_capacity(starts.len() * 3);
+        for chunk in by_rank.chunks(BLOCK) {
+            let base = starts[chunk[0] as usize];
+            block_base.push(base);
+            block_off.push(times.len() as u32);
+            let mut prev = base;
+            for &row in &chunk[1..] {
+                let t = starts[row as usize];
+                put_varint(&mut times, (prev - t) as u64);
+                prev = t;
+            }
+        }
+        block_off.push(times.len() as u32);
+
+        let mut terms: Vec<(Vec<u8>, Vec<u32>)> = lists.into_iter().collect();
+        terms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut postings = Vec::new();
+        let mut table = Vec::new();
+        for (term, rows) in &mut terms {
+            for r in rows.iter_mut() {
+                *r = rank_of[*r as usize];
+            }
+            rows.sort_unstable();
+            let start = postings.len() as u64;
+            let mut prev = 0u32;
+            for &r in rows.iter() {
+                put_varint(&mut postings, u64::from(r - prev));
+                prev = r;
+            }
+            table.extend_from_slice(&(term.len() as u16).to_le_bytes());
+            table.extend_from_slice(term);
+            table.extend_from_slice(&(rows.len() as u32).to_le_bytes());
+            table.extend_from_slice(&start.to_le_bytes());
+            table.extend_from_slice(&((postings.len() as u64 - start) as u32).to_le_bytes());
+        }
+
+        let mut out = Vec::with_capacity(HEADER_BYTES + starts.len() * 8 + table.len() + postings.len() + times.len());
+        out.extend_from_slice(MAGIC);
+        for v in [VERSION, n, trace_ids.len() as u32, terms.len() as u32, blocks as u32] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        by_rank.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        trace_row.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        trace_ids.iter().for_each(|t| out.extend_from_slice(t.as_bytes()));
+        block_base.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        block_off.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        out.extend_from_slice(&times);
+        out.extend_from_slice(&table);
+        out.extend_from_slice(&postings);
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(MAGIC);
+        out
+    }
 }
 
 /// Where a term's postings are in the file.

@@ -254,7 +254,7 @@ fn summarize_flush(recent: &Snapshot<'_>, spans: &[SpanRow]) -> Result<SegmentSu
 
 /// Removes what a failed flush wrote of segment `id` (finished or temporary
 /// files); no catalog names it. Failures are logged: start-up removes strays too.
-fn remove_unlisted_segment(seg_dir: &Path, id: u64) {
+pub(super) fn remove_unlisted_segment(seg_dir: &Path, id: u64) {
     if let Err(e) = segment::remove_files(seg_dir, id) {
         tracing::warn!(segment = id, error = %e, "cannot remove the files of a failed flush");
     }
@@ -300,11 +300,13 @@ fn enforce_disk_limit(inner: &Inner) {
 /// older snapshots keep working on open file handles where the OS allows.
 fn delete_segment_files(seg_dir: &Path, dropped: &[SegmentMeta]) {
     for meta in dropped {
-        for path in [meta.parquet_path(seg_dir), meta.index_path(seg_dir)] {
+        for path in
+            [meta.parquet_path(seg_dir), meta.index_path(seg_dir)].into_iter().chain(meta.legacy_index_path(seg_dir))
+        {
             let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
             if let Err(e) = removed.or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
             {
-                tracing::warn!(path = %path.display(), error = %e, "cannot delete a segment retention dropped");
+                tracing::warn!(path = %path.display(), error = %e, "cannot delete the file of a dropped segment");
             }
         }
     }

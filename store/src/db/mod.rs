@@ -14,6 +14,7 @@
 //! and commits them to the catalog. Queries never block writes for long: they
 //! clone `Arc`s of the current memtables and segments under a brief read lock.
 
+mod compact;
 mod flush;
 mod read;
 mod sources;
@@ -56,6 +57,9 @@ pub struct StoreConfig {
     /// When the data directory grows past this many bytes, the oldest segments
     /// are deleted (see `retention`); `None` keeps everything.
     pub max_disk_bytes: Option<u64>,
+    /// Span segments are merged into segments of up to this many rows in
+    /// the background (see `compact`); 0 turns compaction off.
+    pub compact_rows: u64,
 }
 
 impl StoreConfig {
@@ -67,6 +71,7 @@ impl StoreConfig {
             flush_interval: Duration::from_secs(60),
             queue_capacity: 4096,
             max_disk_bytes: None,
+            compact_rows: 2_000_000,
         }
     }
 }
@@ -95,6 +100,8 @@ pub struct StoreCounters {
     pub retention_deleted_segments: AtomicU64,
     /// Requests refused because the disk was full.
     pub disk_full_refusals: AtomicU64,
+    /// Merges of span segments (see `compact`).
+    pub compactions: AtomicU64,
 }
 
 /// Whether the store accepts writes, and if not why ([`Store::health`]).
@@ -123,6 +130,8 @@ struct Inner {
     tx: SyncSender<Cmd>,
     /// To the flusher thread; `None` once closed.
     flush_tx: Mutex<Option<SyncSender<FlushCmd>>>,
+    /// Dropped to stop the compactor thread.
+    compact_stop: Mutex<Option<SyncSender<()>>>,
     /// The catalog as last stored. Its lock orders every change of the
     /// segment set (flush, quarantine, retention).
     catalog: Mutex<Catalog>,
@@ -211,6 +220,7 @@ impl Store {
             sources: RwLock::new(Sources::new(memtable, segments)),
             tx,
             flush_tx: Mutex::new(None),
+            compact_stop: Mutex::new(None),
             catalog: Mutex::new(catalog),
             closed: AtomicBool::new(false),
             counters,
@@ -234,7 +244,15 @@ impl Store {
                 .name("seismo-flush".into())
                 .spawn(move || flush::flusher_loop(inner, flush_rx))?
         };
-        inner.threads.lock().unwrap().extend([writer, flusher]);
+        let (compact_stop, stopped) = mpsc::sync_channel(1);
+        *inner.compact_stop.lock().unwrap() = Some(compact_stop);
+        let compactor = {
+            let inner = inner.clone();
+            std::thread::Builder::new()
+                .name("seismo-compact".into())
+                .spawn(move || compact::compactor_loop(inner, stopped))?
+        };
+        inner.threads.lock().unwrap().extend([writer, flusher, compactor]);
         Ok(Store { inner })
     }
 
@@ -279,6 +297,8 @@ impl Store {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        // A merge under way sees `closed` and stops at its next row group.
+        drop(self.inner.compact_stop.lock().unwrap().take());
         let result = {
             let tx = self.inner.flush_tx.lock().unwrap().take();
             match tx {

@@ -86,6 +86,15 @@ impl Sources {
     }
 
     /// Takes out the segments `dropped` names (the catalog no longer does).
+    /// A compaction committed `merged` to the catalog in place of `inputs`:
+    /// it takes the first input's place.
+    pub(super) fn merged(&mut self, inputs: &[Arc<Segment>], merged: Arc<Segment>) {
+        let is_input = |s: &Arc<Segment>| inputs.iter().any(|i| Arc::ptr_eq(i, s));
+        let at = self.segments.iter().position(is_input).unwrap_or(self.segments.len());
+        self.segments.retain(|s| !is_input(s));
+        self.segments.insert(at.min(self.segments.len()), merged);
+    }
+
     pub(super) fn remove_segments(&mut self, dropped: &[SegmentMeta]) {
         let gone = |s: &Arc<Segment>| dropped.iter().any(|m| m.id == s.meta.id && m.signal == s.meta.signal);
         self.segments.retain(|s| !gone(s));

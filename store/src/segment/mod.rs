@@ -36,9 +36,11 @@
 //! the reads; what both rely on (the catalog entry, the footer keys, opening,
 //! verification and the text index) is here.
 
+mod merge;
 mod scan;
 mod write;
 
+pub(crate) use merge::merge_spans;
 pub(crate) use write::{write_logs, write_metrics, write_spans};
 
 use std::fs::{self, File};
@@ -114,6 +116,10 @@ pub struct SegmentMeta {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<MetricDescriptor>,
     pub has_index: bool,
+    /// For a segment written by compaction: the segments it replaced. A
+    /// restart uses it to finish or undo a merge a crash interrupted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compacted_from: Vec<u64>,
 }
 
 impl SegmentMeta {
@@ -130,6 +136,11 @@ impl SegmentMeta {
     /// index; it is removed once the segment's `.idx` is built.
     pub(crate) fn legacy_index_path(&self, dir: &Path) -> Option<PathBuf> {
         (self.signal == Signal::Traces).then(|| dir.join(format!("{:016}-traces.tantivy", self.id)))
+    }
+    /// Where the segment goes in the catalog's oldest-first order: a merged
+    /// segment takes its oldest input's place.
+    pub fn age_order(&self) -> u64 {
+        self.compacted_from.iter().copied().min().unwrap_or(self.id)
     }
     pub fn overlaps(&self, min: Option<i64>, max: Option<i64>) -> bool {
         min.is_none_or(|m| self.max_time >= m) && max.is_none_or(|m| self.min_time <= m)
@@ -200,6 +211,9 @@ pub(crate) struct Segment {
     span_index: Mutex<Option<Arc<SpanIndex>>>,
     /// Span segments: per-operation stats and service edges from the footer.
     pub summary: Option<SegmentSummary>,
+    /// The highest WAL sequence the flush (or merged flushes) covered; 0 when
+    /// the segment predates self-description.
+    flushed_seq: u64,
     /// Per row group, per leaf column: the expected CRC-32 and whether the
     /// chunk has been verified yet (absent in older segments).
     chunk_crcs: Option<Vec<Vec<u32>>>,
@@ -207,6 +221,9 @@ pub(crate) struct Segment {
     /// Set by the first failed verification, so reads through snapshots
     /// taken before the segment's quarantine fail fast.
     damaged: Mutex<Option<String>>,
+    /// Set when a merge replaced this segment: its files are deleted when
+    /// the last reader lets go of it (see `Drop`).
+    retired: AtomicBool,
     quarantine: Arc<Quarantine>,
 }
 
@@ -326,9 +343,11 @@ impl Segment {
             index: Mutex::new(None),
             span_index: Mutex::new(None),
             summary,
+            flushed_seq: footer.as_ref().map_or(0, |f| f.flush.flushed_seq),
             chunk_crcs,
             verified,
             damaged: Mutex::new(None),
+            retired: AtomicBool::new(false),
             quarantine,
         })
     }
@@ -352,6 +371,23 @@ impl Segment {
             return Err(damaged("row count differs from its description".into()));
         }
         Ok(Some(footer))
+    }
+
+    /// Marks the segment replaced (by a merge the catalog now names): its
+    /// files go once no snapshot reads it any more. A crash before that
+    /// leaves them to start-up, which knows them from the merged segment.
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+
+    /// Why a read found this segment damaged, if one did.
+    pub(crate) fn damage(&self) -> Option<String> {
+        self.damaged.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The highest WAL sequence number this segment's data came from.
+    pub(crate) fn flushed_seq(&self) -> u64 {
+        self.flushed_seq
     }
 
     /// The files of this segment (Parquet, and index when it has one).
@@ -564,6 +600,22 @@ impl Segment {
         let index = Arc::new(index);
         *slot = Some(index.clone());
         Ok(index)
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if !self.retired.load(Ordering::Acquire) {
+            return;
+        }
+        for path in self.files() {
+            let removed = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+            if let Err(e) = removed {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot delete the file of a merged segment");
+                }
+            }
+        }
     }
 }
 

@@ -116,7 +116,7 @@ impl Segment {
             let ranks = intersect(lists);
             let from = ranks.partition_point(|&r| r < first);
             let to = ranks.partition_point(|&r| r < end);
-            Box::new(ranks[from..to].to_vec().into_iter())
+            Box::new(ranks.into_iter().skip(from).take(to - from))
         };
         let exact = q.min_duration_ns.is_some()
             || q.max_duration_ns.is_some()

@@ -26,12 +26,12 @@ use crate::spanstats::{SegmentSummary, SUMMARY_KEY};
 use crate::textindex::{IndexKind, TextIndexWriter};
 
 /// Rows per Parquet row group.
-const ROW_GROUP_ROWS: usize = 64 * 1024;
+pub(super) const ROW_GROUP_ROWS: usize = 64 * 1024;
 /// Rows per data page: small enough that a trace lookup reads little.
 const PAGE_ROWS: usize = 8 * 1024;
 const ZSTD_LEVEL: i32 = 3;
 
-fn writer_props(sort_col: usize, bloom: Option<(&str, usize)>, no_dict: &[&str]) -> WriterProperties {
+pub(super) fn writer_props(sort_col: usize, bloom: Option<(&str, usize)>, no_dict: &[&str]) -> WriterProperties {
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).expect("valid zstd level")))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
@@ -56,10 +56,7 @@ fn writer_props(sort_col: usize, bloom: Option<(&str, usize)>, no_dict: &[&str])
 }
 
 /// Writes sorted `rows` to `path` one row group at a time (a batch per row
-/// group keeps peak memory and reallocation down), through a temporary file,
-/// and fsyncs it; the caller syncs the directory once for the whole flush.
-/// `footer` key-value pairs go into the footer, followed by the segment's own
-/// description and its column-chunk checksums.
+/// group keeps peak memory and reallocation down); see [`ParquetSink`].
 fn write_parquet<R>(
     path: &Path,
     schema: arrow::datatypes::SchemaRef,
@@ -69,46 +66,76 @@ fn write_parquet<R>(
     footer: Vec<(&str, String)>,
     describe: &SegmentFooter,
 ) -> Result<u64> {
-    let tmp = path.with_extension("parquet.tmp");
-    let file = File::create(&tmp)?;
-    let mut writer = ArrowWriter::try_new(file, schema, Some(props))?;
+    let mut sink = ParquetSink::create(path, schema, props)?;
     for chunk in rows.chunks(ROW_GROUP_ROWS) {
-        writer.write(&to_batch(chunk)?)?;
+        sink.write(&to_batch(chunk)?)?;
     }
-    writer.flush()?;
-    writer.sync()?;
-    // Every column chunk is in the file now; checksum them from it (they are
-    // still in the page cache) before the footer that records them.
-    let written = File::open(&tmp)?;
-    let mut crcs = Vec::new();
-    let mut bloom_crcs = Vec::new();
-    for rg in writer.flushed_row_groups() {
-        let mut row = Vec::with_capacity(rg.num_columns());
-        let mut blooms = Vec::new();
-        for (ci, c) in rg.columns().iter().enumerate() {
-            let (start, len) = chunk_range(c).ok_or_else(|| StoreError::Corrupt("negative chunk offset".into()))?;
-            row.push(crc_of_range(&written, start, len)?);
-            // Bloom filters follow their row group, so they are written too.
-            if let Some((start, len)) = bloom_range(c) {
-                blooms.push((ci, crc_of_range(&written, start, len)?));
+    sink.finish(footer, describe)
+}
+
+/// A segment's Parquet file being written, through a temporary file that
+/// [`ParquetSink::finish`] fsyncs and renames into place; the caller syncs
+/// the directory once for the whole flush or merge.
+pub(super) struct ParquetSink {
+    path: std::path::PathBuf,
+    tmp: std::path::PathBuf,
+    writer: ArrowWriter<File>,
+}
+
+impl ParquetSink {
+    pub(super) fn create(path: &Path, schema: arrow::datatypes::SchemaRef, props: WriterProperties) -> Result<Self> {
+        let tmp = path.with_extension("parquet.tmp");
+        let file = File::create(&tmp)?;
+        Ok(Self { path: path.to_path_buf(), writer: ArrowWriter::try_new(file, schema, Some(props))?, tmp })
+    }
+
+    /// Appends one batch (at most a row group's rows).
+    pub(super) fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.writer.write(batch)?;
+        self.writer.flush()?;
+        Ok(())
+    }
+
+    /// Closes the file: `footer` key-value pairs go into the footer, followed
+    /// by the segment's own description and its column-chunk checksums.
+    /// Returns the file's size.
+    pub(super) fn finish(self, footer: Vec<(&str, String)>, describe: &SegmentFooter) -> Result<u64> {
+        let ParquetSink { path, tmp, mut writer } = self;
+        writer.flush()?;
+        writer.sync()?;
+        // Every column chunk is in the file now; checksum them from it (they are
+        // still in the page cache) before the footer that records them.
+        let written = File::open(&tmp)?;
+        let mut crcs = Vec::new();
+        let mut bloom_crcs = Vec::new();
+        for rg in writer.flushed_row_groups() {
+            let mut row = Vec::with_capacity(rg.num_columns());
+            let mut blooms = Vec::new();
+            for (ci, c) in rg.columns().iter().enumerate() {
+                let (start, len) = chunk_range(c).ok_or_else(|| StoreError::Corrupt("negative chunk offset".into()))?;
+                row.push(crc_of_range(&written, start, len)?);
+                // Bloom filters follow their row group, so they are written too.
+                if let Some((start, len)) = bloom_range(c) {
+                    blooms.push((ci, crc_of_range(&written, start, len)?));
+                }
             }
+            crcs.push(row);
+            bloom_crcs.push(blooms);
         }
-        crcs.push(row);
-        bloom_crcs.push(blooms);
+        let mut kvs = footer;
+        let describe = serde_json::to_string(describe).expect("footer serializes");
+        kvs.push((SEGMENT_KEY, describe));
+        kvs.push((CHUNK_CRC_KEY, serde_json::to_string(&crcs).expect("crcs serialize")));
+        kvs.push((BLOOM_CRC_KEY, serde_json::to_string(&bloom_crcs).expect("crcs serialize")));
+        for (key, value) in kvs {
+            writer.append_key_value_metadata(parquet::file::metadata::KeyValue::new(key.to_string(), value));
+        }
+        let file = writer.into_inner()?;
+        file.sync_all()?;
+        let len = file.metadata()?.len();
+        fs::rename(&tmp, &path)?;
+        Ok(len)
     }
-    let mut kvs = footer;
-    let describe = serde_json::to_string(describe).expect("footer serializes");
-    kvs.push((SEGMENT_KEY, describe));
-    kvs.push((CHUNK_CRC_KEY, serde_json::to_string(&crcs).expect("crcs serialize")));
-    kvs.push((BLOOM_CRC_KEY, serde_json::to_string(&bloom_crcs).expect("crcs serialize")));
-    for (key, value) in kvs {
-        writer.append_key_value_metadata(parquet::file::metadata::KeyValue::new(key.to_string(), value));
-    }
-    let file = writer.into_inner()?;
-    file.sync_all()?;
-    let len = file.metadata()?.len();
-    fs::rename(&tmp, path)?;
-    Ok(len)
 }
 
 fn dir_size(dir: &Path) -> u64 {
@@ -135,7 +162,7 @@ pub(super) fn write_index(
 
 impl SegmentMeta {
     /// Describes a segment about to be written from rows with these times and services.
-    fn describe<'a>(
+    pub(super) fn describe<'a>(
         id: u64,
         signal: Signal,
         rows: usize,
@@ -156,6 +183,7 @@ impl SegmentMeta {
             operations: Vec::new(),
             metrics: Vec::new(),
             has_index,
+            compacted_from: Vec::new(),
         }
     }
 }

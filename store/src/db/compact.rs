@@ -1,0 +1,351 @@
+//! Compaction: small span segments (one per flush) are merged into larger
+//! ones in the background, so a search visits a few big segments instead of
+//! one per flush.
+//!
+//! Policy (one tier, size-bounded): span segments below half of
+//! `StoreConfig::compact_rows`, leaving out the newest [`KEEP_NEWEST`]
+//! (flushes look up their parents and orphans there), are merged oldest
+//! first, at least [`MIN_INPUTS`] at a time, up to `compact_rows` rows.
+//!
+//! A merge never blocks ingest or queries: it reserves a segment id under
+//! the catalog lock, writes the merged segment without any lock (queries go
+//! on reading the inputs), then swaps it in for its inputs in one catalog
+//! replacement, and deletes the inputs' files last. A crash at any point
+//! leaves a consistent store: before the swap, the merged segment is not in
+//! the catalog and names its inputs (`compacted_from`), so start-up deletes
+//! it; after the swap, the catalog names the merged segment, whose
+//! `compacted_from` lets start-up delete input files still on disk
+//! (`recovery`). The inputs' files are deleted when the last read holding
+//! them ends (`Segment::retire`), so a search never loses a segment half-way.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::flush::remove_unlisted_segment;
+use super::{Inner, Store};
+use crate::error::{Result, StoreError};
+use crate::model::Signal;
+use crate::segment::{self, Segment, SegmentMeta};
+use crate::wal;
+
+/// The newest span segments are never merged.
+pub(crate) const KEEP_NEWEST: usize = 4;
+/// Fewer small segments than this are not worth a merge.
+pub(crate) const MIN_INPUTS: usize = 4;
+/// How often the compactor looks for work.
+const CHECK_INTERVAL: Duration = Duration::from_secs(2);
+
+impl Store {
+    /// Merges small span segments until none are left to merge; returns how
+    /// many merges ran. The background compactor does the same on its own.
+    ///
+    /// # Errors
+    /// I/O errors; `Damaged` when an input segment is found damaged (it is
+    /// quarantined, and the next merge goes on without it).
+    pub fn compact(&self) -> Result<usize> {
+        let mut merges = 0;
+        while compact_once(&self.inner, &AtomicBool::new(false))? {
+            merges += 1;
+        }
+        Ok(merges)
+    }
+}
+
+/// The compactor thread: looks for work every [`CHECK_INTERVAL`] until `stop`
+/// is dropped; `closing` cancels a merge under way.
+pub(super) fn compactor_loop(inner: Arc<Inner>, stop: Receiver<()>) {
+    loop {
+        match stop.recv_timeout(CHECK_INTERVAL) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        loop {
+            match compact_once(&inner, &inner.closed) {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(StoreError::Closed) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, "compaction failed; the segments stay as they are and it retries later");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The segments (ids) the next merge takes, oldest first; empty when there
+/// is nothing worth merging. `segments` is the catalog, oldest first.
+pub(crate) fn plan(segments: &[SegmentMeta], compact_rows: u64) -> Vec<u64> {
+    if compact_rows == 0 {
+        return Vec::new();
+    }
+    let spans: Vec<&SegmentMeta> = segments.iter().filter(|m| m.signal == Signal::Traces).collect();
+    let older = &spans[..spans.len().saturating_sub(KEEP_NEWEST)];
+    let mut chosen = Vec::new();
+    let mut rows = 0u64;
+    for m in older.iter().filter(|m| m.rows < compact_rows / 2) {
+        if rows + m.rows > compact_rows {
+            break;
+        }
+        rows += m.rows;
+        chosen.push(m.id);
+    }
+    if chosen.len() < MIN_INPUTS {
+        chosen.clear();
+    }
+    chosen
+}
+
+/// Runs one merge if there is one to run; `Ok(false)` when there is not.
+fn compact_once(inner: &Inner, cancel: &AtomicBool) -> Result<bool> {
+    merge_planned(inner, inner.config.compact_rows, cancel)
+}
+
+#[cfg(test)]
+fn compact_once_with(inner: &Inner, compact_rows: u64) -> Result<bool> {
+    merge_planned(inner, compact_rows, &AtomicBool::new(false))
+}
+
+/// Runs the next merge [`plan`] finds with `compact_rows`; `Ok(false)` when none.
+fn merge_planned(inner: &Inner, compact_rows: u64, cancel: &AtomicBool) -> Result<bool> {
+    let (inputs, id) = {
+        let mut catalog = inner.catalog.lock().unwrap();
+        let ids = plan(&catalog.segments, compact_rows);
+        if ids.is_empty() {
+            return Ok(false);
+        }
+        let sources = inner.sources.read().unwrap();
+        let inputs: Vec<Arc<Segment>> = ids
+            .iter()
+            .filter_map(|id| sources.segments().iter().find(|s| s.meta.signal == Signal::Traces && s.meta.id == *id))
+            .cloned()
+            .collect();
+        if inputs.len() != ids.len() {
+            return Ok(false);
+        }
+        // Reserved in memory; the next catalog stored (this merge's or a
+        // flush's) records it.
+        let id = catalog.next_segment_id;
+        catalog.next_segment_id += 1;
+        (inputs, id)
+    };
+    let started = Instant::now();
+    let merged = segment::merge_spans(&inner.seg_dir, id, &inputs, cancel).and_then(|meta| {
+        wal::sync_dir(&inner.seg_dir)?;
+        let opened = Segment::open(&inner.seg_dir, meta.clone(), inner.quarantine.clone())?;
+        Ok((meta, Arc::new(opened)))
+    });
+    let (meta, opened) = match merged {
+        Ok(m) => m,
+        Err(e) => {
+            remove_unlisted_segment(&inner.seg_dir, id);
+            if let StoreError::Damaged(_) = e {
+                for seg in &inputs {
+                    if let Some(why) = seg.damage() {
+                        inner.quarantine_damaged(seg, &why);
+                    }
+                }
+            }
+            return Err(e);
+        }
+    };
+
+    let mut catalog = inner.catalog.lock().unwrap();
+    let is_input = |m: &SegmentMeta| m.signal == Signal::Traces && meta.compacted_from.contains(&m.id);
+    if catalog.segments.iter().filter(|m| is_input(m)).count() != inputs.len() {
+        // Retention or quarantine took an input meanwhile: this merge would bring it back.
+        drop(catalog);
+        drop(opened);
+        remove_unlisted_segment(&inner.seg_dir, id);
+        return Ok(true);
+    }
+    let mut next = catalog.clone();
+    let at = next.segments.iter().position(&is_input).expect("the inputs are listed");
+    next.segments.retain(|m| !is_input(m));
+    next.segments.insert(at, meta.clone());
+    if let Err(e) = next.store(&inner.config.data_dir) {
+        drop(catalog);
+        drop(opened);
+        remove_unlisted_segment(&inner.seg_dir, id);
+        return Err(e);
+    }
+    *catalog = next;
+    inner.sources.write().unwrap().merged(&inputs, opened);
+    drop(catalog);
+    // Reads still under way keep their inputs; the files go with the last of them.
+    for seg in &inputs {
+        seg.retire();
+    }
+    inner.counters.compactions.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(
+        segment = id,
+        inputs = inputs.len(),
+        rows = meta.rows,
+        bytes = meta.bytes,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "merged span segments"
+    );
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::super::testing::span_of;
+    use super::*;
+    use crate::db::StoreConfig;
+    use crate::ids::TraceId;
+    use crate::query::{StatsQuery, TraceQuery};
+
+    const T0: u64 = 1_700_000_000_000_000_000;
+
+    fn meta(id: u64, rows: u64) -> SegmentMeta {
+        SegmentMeta {
+            id,
+            signal: Signal::Traces,
+            rows,
+            bytes: 0,
+            min_time: 0,
+            max_time: 0,
+            services: Vec::new(),
+            operations: Vec::new(),
+            metrics: Vec::new(),
+            has_index: true,
+            compacted_from: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_plan_merges_old_small_segments_and_leaves_the_newest_alone() {
+        let small: Vec<SegmentMeta> = (1..=8).map(|id| meta(id, 100)).collect();
+        assert_eq!(plan(&small, 1_000), [1, 2, 3, 4]);
+        assert_eq!(plan(&small[..7], 1_000), Vec::<u64>::new(), "only three outside the newest four");
+        assert_eq!(plan(&small, 0), Vec::<u64>::new(), "0 turns compaction off");
+        assert_eq!(plan(&small, 350), Vec::<u64>::new(), "no four fit");
+        let mut mixed = vec![meta(1, 900)];
+        mixed.extend((2..=10).map(|id| meta(id, 100)));
+        assert_eq!(plan(&mixed, 1_000), [2, 3, 4, 5, 6], "big segments stay; the rest up to the bound");
+    }
+
+    /// A store whose compactor never runs: the tests merge by hand.
+    fn open_quiet(dir: &std::path::Path) -> Store {
+        let mut config = StoreConfig::new(dir);
+        config.compact_rows = 0;
+        Store::open(config).unwrap()
+    }
+
+    /// Ten flushes of three traces each (a trace's spans spread over flushes).
+    fn ten_flushes(dir: &std::path::Path) -> Store {
+        let store = open_quiet(dir);
+        for f in 0..10u8 {
+            for t in 0..3u8 {
+                let start = T0 + u64::from(f) * 1_000_000 + u64::from(t);
+                store.append_blocking(span_of("svc", t + 1, f * 10 + t + 1, None, start)).unwrap();
+            }
+            store.flush().unwrap();
+        }
+        store
+    }
+
+    /// Runs the merges `compact_rows` calls for.
+    fn compact_with(store: &Store, compact_rows: u64) -> usize {
+        let mut n = 0;
+        while compact_once_with(&store.inner, compact_rows).unwrap() {
+            n += 1;
+        }
+        n
+    }
+
+    fn snapshot(store: &Store) -> (Vec<usize>, u64) {
+        let traces = (1..=3u8).map(|t| store.trace(TraceId([t; 16])).unwrap().len()).collect();
+        let q = StatsQuery { start_ns: 0, end_ns: i64::MAX, ..Default::default() };
+        let count = store.span_stats(&q).unwrap().iter().map(|(_, s)| s.spans).sum();
+        (traces, count)
+    }
+
+    fn span_segments(store: &Store) -> Vec<u64> {
+        store.segments().iter().filter(|m| m.signal == Signal::Traces).map(|m| m.id).collect()
+    }
+
+    fn segment_files(dir: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir.join("segments"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_merge_replaces_its_inputs_and_answers_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = ten_flushes(dir.path());
+        let before = snapshot(&store);
+        assert_eq!(before, (vec![10, 10, 10], 30));
+        let q = TraceQuery { service: Some("svc".into()), limit: 10, ..Default::default() };
+        let found = store.find_traces(&q).unwrap().len();
+        assert_eq!(compact_with(&store, 1_000), 1);
+        assert_eq!(span_segments(&store), [11, 7, 8, 9, 10], "the merged segment takes its inputs' place");
+        assert_eq!(snapshot(&store), before);
+        assert_eq!(store.find_traces(&q).unwrap().len(), found);
+        assert_eq!(store.counters().compactions.load(Ordering::Relaxed), 1);
+        let files = segment_files(dir.path());
+        assert!(!files.iter().any(|f| f.starts_with("0000000000000001-")), "{files:?}");
+        store.close().unwrap();
+        store = open_quiet(dir.path());
+        assert_eq!(span_segments(&store), [11, 7, 8, 9, 10]);
+        assert_eq!(snapshot(&store), before);
+        store.close().unwrap();
+    }
+
+    /// A crash after the merged segment was written but before the catalog
+    /// named it: start-up deletes it; the inputs serve as before.
+    #[test]
+    fn a_merge_cut_short_before_the_swap_is_undone_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ten_flushes(dir.path());
+        let before = snapshot(&store);
+        let inputs: Vec<Arc<Segment>> = store.inner.sources.read().unwrap().segments()[..6].to_vec();
+        let meta = segment::merge_spans(&store.inner.seg_dir, 99, &inputs, &AtomicBool::new(false)).unwrap();
+        assert!(meta.parquet_path(&store.inner.seg_dir).exists());
+        drop(inputs);
+        store.close().unwrap();
+        let store = open_quiet(dir.path());
+        assert_eq!(span_segments(&store), (1..=10).collect::<Vec<_>>());
+        assert_eq!(snapshot(&store), before);
+        assert!(!segment_files(dir.path()).iter().any(|f| f.starts_with("0000000000000099-")));
+        assert_eq!(store.counters().quarantined_segments.load(Ordering::Relaxed), 0);
+        store.close().unwrap();
+    }
+
+    /// A crash after the swap but before the inputs' files were deleted:
+    /// start-up deletes them; nothing is served twice.
+    #[test]
+    fn a_merge_cut_short_after_the_swap_is_finished_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ten_flushes(dir.path());
+        let before = snapshot(&store);
+        let saved = tempfile::tempdir().unwrap();
+        let seg_dir = dir.path().join("segments");
+        for name in segment_files(dir.path()) {
+            fs::copy(seg_dir.join(&name), saved.path().join(&name)).unwrap();
+        }
+        assert_eq!(compact_with(&store, 1_000), 1);
+        store.close().unwrap();
+        for name in
+            ["0000000000000001-traces.parquet", "0000000000000001-traces.idx", "0000000000000004-traces.parquet"]
+        {
+            fs::copy(saved.path().join(name), seg_dir.join(name)).unwrap();
+        }
+        let store = open_quiet(dir.path());
+        assert_eq!(snapshot(&store), before);
+        let files = segment_files(dir.path());
+        assert!(!files.iter().any(|f| f.starts_with("0000000000000001-") || f.starts_with("0000000000000004-")));
+        assert_eq!(store.counters().quarantined_segments.load(Ordering::Relaxed), 0);
+        store.close().unwrap();
+    }
+}

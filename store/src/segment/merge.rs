@@ -1,0 +1,163 @@
+//! Merging span segments into one (compaction): a k-way merge of their rows
+//! in the segments' own order (trace id, start), streamed a batch at a time,
+//! so memory holds one decoded batch per input plus one output row group,
+//! whatever the segments' sizes. The merged segment gets its span index
+//! built from the same stream and the inputs' footer summaries combined.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::write::{writer_props, ParquetSink, ROW_GROUP_ROWS};
+use super::{FlushInfo, Segment, SegmentFooter, SegmentMeta};
+use crate::error::{Result, StoreError};
+use crate::ids::TraceId;
+use crate::model::{Signal, SpanRow};
+use crate::schema::{self, col};
+use crate::spanindex;
+use crate::spanstats::{self, OpKey, OpStats, SegmentSummary, SUMMARY_KEY};
+
+/// One input's rows in file order, decoded a row group at a time.
+struct Cursor<'a> {
+    seg: &'a Segment,
+    next_group: usize,
+    rows: VecDeque<SpanRow>,
+}
+
+impl Cursor<'_> {
+    /// The next row, reading the next row group when the current one is used up.
+    fn pop(&mut self) -> Result<Option<SpanRow>> {
+        while self.rows.is_empty() {
+            if self.next_group >= self.seg.reader_meta.metadata().num_row_groups() {
+                return Ok(None);
+            }
+            for batch in self.seg.read(vec![self.next_group], None, None)? {
+                self.rows.extend(schema::batch_to_spans(&batch)?);
+            }
+            self.next_group += 1;
+        }
+        Ok(self.rows.pop_front())
+    }
+}
+
+/// Writes the rows of `inputs` (span segments) as segment `id` in `dir`:
+/// Parquet file and span index, the inputs' summaries merged in its footer,
+/// `compacted_from` naming the inputs. Returns its catalog entry. The
+/// caller syncs the directory and swaps it in. `cancel` stops the merge
+/// between row groups (`Closed`); the caller removes what it wrote.
+///
+/// # Errors
+/// `Damaged` when an input's data fails verification; I/O errors.
+pub(crate) fn merge_spans(dir: &Path, id: u64, inputs: &[Arc<Segment>], cancel: &AtomicBool) -> Result<SegmentMeta> {
+    if inputs.iter().any(|s| s.meta.signal != Signal::Traces) {
+        return Err(StoreError::Corrupt("only span segments are merged".into()));
+    }
+    let rows: u64 = inputs.iter().map(|s| s.meta.rows).sum();
+    let mut meta = SegmentMeta::describe(
+        id,
+        Signal::Traces,
+        rows as usize,
+        inputs.iter().flat_map(|s| [s.meta.min_time, s.meta.max_time]),
+        inputs.iter().flat_map(|s| s.meta.services.iter().map(String::as_str)),
+        true,
+    );
+    let operations: BTreeSet<(String, String, i32)> =
+        inputs.iter().flat_map(|s| s.meta.operations.iter().cloned()).collect();
+    meta.operations = operations.into_iter().collect();
+    meta.compacted_from = inputs.iter().map(|s| s.meta.id).collect();
+    let footer = SegmentFooter {
+        meta: meta.clone(),
+        flush: FlushInfo {
+            flushed_seq: inputs.iter().map(|s| s.flushed_seq()).max().unwrap_or(0),
+            signals: vec![Signal::Traces],
+        },
+    };
+    let summary = merge_summaries(inputs.iter().filter_map(|s| s.summary.as_ref()));
+
+    let traces_per_group = (rows as usize).min(ROW_GROUP_ROWS) / 2;
+    let props = writer_props(
+        0,
+        Some((col::TRACE_ID, traces_per_group.max(1))),
+        &[col::SPAN_ID, col::PARENT_SPAN_ID, col::EVENTS, col::LINKS],
+    );
+    let mut sink = ParquetSink::create(&meta.parquet_path(dir), schema::span_schema(), props)?;
+    let mut index = spanindex::Builder::default();
+    let mut cursors: Vec<Cursor<'_>> =
+        inputs.iter().map(|seg| Cursor { seg, next_group: 0, rows: VecDeque::new() }).collect();
+    // Heads of the inputs, smallest (trace id, start) first; the input's
+    // position breaks ties so equal rows keep a stable order.
+    let mut heads: BinaryHeap<Reverse<(TraceId, i64, usize)>> = BinaryHeap::new();
+    let mut head_rows: Vec<Option<SpanRow>> = Vec::with_capacity(cursors.len());
+    for (i, c) in cursors.iter_mut().enumerate() {
+        let row = c.pop()?;
+        if let Some(r) = &row {
+            heads.push(Reverse((r.trace_id, r.start_time_unix_nano, i)));
+        }
+        head_rows.push(row);
+    }
+    let mut out: Vec<SpanRow> = Vec::with_capacity(ROW_GROUP_ROWS.min(rows as usize));
+    let mut written = 0u64;
+    while let Some(Reverse((_, _, i))) = heads.pop() {
+        let row = head_rows[i].take().expect("a head row for every queued input");
+        let next = cursors[i].pop()?;
+        if let Some(r) = &next {
+            heads.push(Reverse((r.trace_id, r.start_time_unix_nano, i)));
+        }
+        head_rows[i] = next;
+        index.add(&row)?;
+        out.push(row);
+        if out.len() == ROW_GROUP_ROWS {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(StoreError::Closed);
+            }
+            written += flush_rows(&mut sink, &mut out)?;
+        }
+    }
+    written += flush_rows(&mut sink, &mut out)?;
+    if written != rows {
+        return Err(StoreError::Corrupt(format!("merged {written} rows, the inputs hold {rows}")));
+    }
+    let summary_json = serde_json::to_string(&summary).expect("summary serializes");
+    let parquet_bytes = sink.finish(vec![(SUMMARY_KEY, summary_json)], &footer)?;
+    let index_bytes = index.write(&meta.index_path(dir))?;
+    meta.bytes = parquet_bytes + index_bytes;
+    Ok(meta)
+}
+
+fn flush_rows(sink: &mut ParquetSink, out: &mut Vec<SpanRow>) -> Result<u64> {
+    if out.is_empty() {
+        return Ok(0);
+    }
+    let refs: Vec<&SpanRow> = out.iter().collect();
+    sink.write(&schema::spans_to_batch(&refs)?)?;
+    let n = out.len() as u64;
+    out.clear();
+    Ok(n)
+}
+
+/// One summary for the merged segment: operation stats merged, edges added
+/// up (each was counted once, by the segment that resolved it), orphans kept.
+fn merge_summaries<'a>(summaries: impl Iterator<Item = &'a SegmentSummary>) -> SegmentSummary {
+    let mut ops: HashMap<OpKey, OpStats> = HashMap::new();
+    let mut edges: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut orphans = Vec::new();
+    let mut seen_orphans = HashSet::new();
+    for s in summaries {
+        for (key, stats) in &s.ops {
+            spanstats::merge(ops.entry(key.clone()).or_default(), stats);
+        }
+        for (p, c, n) in &s.edges {
+            *edges.entry((p.clone(), c.clone())).or_default() += n;
+        }
+        for o in &s.orphans {
+            if seen_orphans.insert((o.trace_id, o.parent_span_id, o.child_service.clone())) {
+                orphans.push(o.clone());
+            }
+        }
+    }
+    let mut ops: Vec<(OpKey, OpStats)> = ops.into_iter().collect();
+    ops.sort_by(|a, b| a.0.cmp(&b.0));
+    SegmentSummary { ops, edges: edges.into_iter().map(|((p, c), n)| (p, c, n)).collect(), orphans }
+}
