@@ -45,6 +45,7 @@ pub(crate) struct FileConfig {
     pub idle_timeout_secs: Option<u64>,
     pub body_timeout_secs: Option<u64>,
     pub flush_rows: Option<usize>,
+    pub compact_rows: Option<u64>,
     pub flush_interval_secs: Option<u64>,
     /// `--query-max-samples`.
     pub query_max_samples: Option<usize>,

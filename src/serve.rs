@@ -51,6 +51,10 @@ pub(crate) struct ServeArgs {
     /// Flush the memtable to a segment at this many rows [default: 262144]
     #[arg(long)]
     flush_rows: Option<usize>,
+    /// Merge span segments in the background into segments of up to this many
+    /// spans; 0 turns compaction off [default: 2000000]
+    #[arg(long)]
+    compact_rows: Option<u64>,
     /// Flush the memtable when its oldest row is this many seconds old [default: 60]
     #[arg(long)]
     flush_interval_secs: Option<u64>,
@@ -149,6 +153,9 @@ impl ServeArgs {
         if let Some(n) = self.flush_rows.or(file.flush_rows) {
             anyhow::ensure!(n > 0, "--flush-rows must be positive");
             store.flush_rows = n;
+        }
+        if let Some(n) = self.compact_rows.or(file.compact_rows) {
+            store.compact_rows = n;
         }
         if let Some(s) = self.flush_interval_secs.or(file.flush_interval_secs) {
             anyhow::ensure!(s > 0, "--flush-interval-secs must be positive");

@@ -108,11 +108,10 @@ fn segment_count(dir: &std::path::Path) -> usize {
         .unwrap_or(0)
 }
 
-#[test]
-fn every_acknowledged_span_survives_kill_9() {
-    let dir = tempfile::tempdir().unwrap();
-    // Small memtables: the kill lands while segments are being written.
-    let server = Server::start(dir.path(), &["--flush-rows", "4000"]);
+/// Four writers stream requests at `server` until `ready` says so (or a
+/// minute passes), then the server is killed with SIGKILL mid-stream.
+/// Returns the spans whose request was acknowledged.
+fn stream_then_kill_9(server: Server, ready: impl Fn(&Server, u64) -> bool) -> Vec<SpanIds> {
     let url = server.otlp_url("/v1/traces");
     let acked: Arc<Mutex<Vec<SpanIds>>> = Arc::default();
     let acked_count = Arc::new(AtomicU64::new(0));
@@ -140,9 +139,8 @@ fn every_acknowledged_span_survives_kill_9() {
         })
         .collect();
 
-    // Kill once several segments exist and plenty is acknowledged, mid-stream.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while (segment_count(dir.path()) < 2 || acked_count.load(Ordering::Relaxed) < 20_000) && Instant::now() < deadline {
+    while !ready(&server, acked_count.load(Ordering::Relaxed)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     server.kill9();
@@ -150,7 +148,60 @@ fn every_acknowledged_span_survives_kill_9() {
     for w in writers {
         w.join().unwrap();
     }
-    let acked = std::mem::take(&mut *acked.lock().unwrap());
+    let spans = std::mem::take(&mut *acked.lock().unwrap());
+    spans
+}
+
+/// The `seismo_store_compactions_total` counter of `/metrics`.
+fn compactions(server: &Server) -> u64 {
+    let text = reqwest::blocking::get(server.query_url("/metrics")).and_then(|r| r.text()).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("seismo_store_compactions_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Spans of our service the stats API counts over the last hour: a span
+/// stored twice (say, by a merge and its inputs) counts twice.
+fn counted_spans(server: &Server) -> u64 {
+    let now_us = now_ns() / 1_000;
+    let (status, body) = server.get_json(&format!(
+        "/api/v1/stats?service={SERVICE}&start={}&end={}",
+        now_us - 3_600_000_000,
+        now_us + 60_000_000
+    ));
+    assert_eq!(status, 200, "{body}");
+    body["services"].as_array().unwrap().iter().map(|svc| svc["requestCount"].as_u64().unwrap()).sum()
+}
+
+#[test]
+fn every_acknowledged_span_survives_kill_9_during_a_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    // Tiny segments, merged six at a time: merges run back to back while the
+    // writers stream, so the kill very likely lands inside one.
+    let flags = ["--flush-rows", "1000", "--compact-rows", "6000"];
+    let server = Server::start(dir.path(), &flags);
+    let merges = std::cell::Cell::new(0);
+    let acked = stream_then_kill_9(server, |server, acked| {
+        merges.set(compactions(server));
+        acked >= 30_000 && merges.get() >= 2
+    });
+    assert!(acked.len() >= 30_000, "only {} spans acknowledged before the deadline", acked.len());
+    assert!(merges.get() >= 2, "only {} merges ran before the deadline", merges.get());
+    let server = Server::start(dir.path(), &["--compact-rows", "0"]);
+    let stored = stored_spans(&server);
+    let missing = acked.iter().filter(|(t, s)| !stored.contains(&(hex(t), hex(s)))).count();
+    assert_eq!(missing, 0, "of {} acknowledged spans", acked.len());
+    assert_eq!(counted_spans(&server), stored.len() as u64, "no span is stored twice");
+}
+
+#[test]
+fn every_acknowledged_span_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    // Small memtables: the kill lands while segments are being written.
+    let server = Server::start(dir.path(), &["--flush-rows", "4000"]);
+    // Kill once several segments exist and plenty is acknowledged, mid-stream.
+    let acked = stream_then_kill_9(server, |_, acked| segment_count(dir.path()) >= 2 && acked >= 20_000);
     assert!(acked.len() >= 20_000, "only {} spans acknowledged before the deadline", acked.len());
 
     let server = Server::start(dir.path(), &["--flush-rows", "4000"]);

@@ -34,8 +34,10 @@
 //! ```
 //! The file is verified whole (CRC) when a segment first uses it; it is
 //! derived data, rebuilt from the Parquet file when damaged or missing.
-//! Only the term table and the per-trace first rows stay in memory; ranks,
-//! times and postings are read with positioned reads as a search needs them.
+//! Only the term table and the trace table (ids and first rows, 20 B per
+//! trace) stay in memory; ranks, times and postings are read with
+//! positioned reads as a search needs them. The trace table also answers
+//! "which rows hold trace T" exactly, without touching the Parquet file.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -255,11 +257,12 @@ pub(crate) struct SpanIndex {
     file: File,
     rows: u32,
     trace_row: Vec<u32>,
+    /// Sorted, as the rows are.
+    trace_ids: Vec<TraceId>,
     block_base: Vec<i64>,
     block_off: Vec<u32>,
     terms: HashMap<Box<[u8]>, Posting>,
     rank_row_at: u64,
-    trace_id_at: u64,
     times_at: u64,
     postings_at: u64,
 }
@@ -322,8 +325,8 @@ impl SpanIndex {
             c.take(n as usize * 4)?;
             let trace_row =
                 c.take(traces * 4)?.chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect();
-            let trace_id_at = c.pos as u64;
-            c.take(traces * 16)?;
+            let trace_ids =
+                c.take(traces * 16)?.chunks_exact(16).map(TraceId::from_slice).collect::<Result<Vec<_>>>()?;
             let block_base: Vec<i64> =
                 c.take(blocks * 8)?.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect();
             let block_off: Vec<u32> =
@@ -352,11 +355,11 @@ impl SpanIndex {
                 file: File::open(path)?,
                 rows: n,
                 trace_row,
+                trace_ids,
                 block_base,
                 block_off,
                 terms,
                 rank_row_at,
-                trace_id_at,
                 times_at,
                 postings_at,
             })
@@ -409,8 +412,14 @@ impl SpanIndex {
 
     /// The id of trace ordinal `trace`.
     pub(crate) fn trace_id(&self, trace: usize) -> Result<TraceId> {
-        let b = self.read_at(self.trace_id_at + trace as u64 * 16, 16)?;
-        TraceId::from_slice(&b)
+        self.trace_ids.get(trace).copied().ok_or_else(short)
+    }
+
+    /// The rows holding trace `id` (contiguous: rows are sorted by trace).
+    pub(crate) fn rows_of_trace(&self, id: &TraceId) -> Option<std::ops::Range<u32>> {
+        let t = self.trace_ids.binary_search(id).ok()?;
+        let end = self.trace_row.get(t + 1).copied().unwrap_or(self.rows);
+        Some(self.trace_row[t]..end)
     }
 
     /// Start times of every rank of block `block`, newest first.

@@ -79,8 +79,10 @@ impl Store {
         // between the search and the fetch,
         let mut traces = Vec::with_capacity(ranked.len());
         // and one whose matching span was in that segment no longer matches.
-        for (_, id) in ranked {
-            let spans = trace_in(&snap, &id)?;
+        let ids: Vec<TraceId> = ranked.iter().map(|(_, id)| *id).collect();
+        let mut fetched = traces_in(&snap, &ids)?;
+        for id in &ids {
+            let spans = fetched.remove(id).unwrap_or_default();
             if spans.iter().any(|s| span_matches(s, q)) {
                 traces.push(spans);
             }
@@ -392,19 +394,39 @@ fn matching_traces(snap: &Snapshot<'_>, q: &TraceQuery, limit: usize) -> Result<
 }
 
 fn trace_in(snap: &Snapshot<'_>, id: &TraceId) -> Result<Vec<SpanRow>> {
-    let mut spans = Vec::new();
+    Ok(traces_in(snap, std::slice::from_ref(id))?.remove(id).unwrap_or_default())
+}
+
+/// Every stored span of each of `ids`, ordered by start time: one pass over
+/// the sources, one read per segment for all of them.
+fn traces_in(snap: &Snapshot<'_>, ids: &[TraceId]) -> Result<HashMap<TraceId, Vec<SpanRow>>> {
+    let mut by_trace: HashMap<TraceId, Vec<SpanRow>> = ids.iter().map(|id| (*id, Vec::new())).collect();
     snap.for_each(&Scope::of(Signal::Traces), |source| {
         match source {
-            Source::Tail(tail) => spans.extend(tail.tables().flat_map(|m| m.trace(id)).cloned()),
-            Source::Segment(seg) => spans.extend(seg.trace(id)?),
+            Source::Tail(tail) => {
+                for m in tail.tables() {
+                    for id in ids {
+                        by_trace.get_mut(id).expect("every id has an entry").extend(m.trace(id).cloned());
+                    }
+                }
+            }
+            Source::Segment(seg) => {
+                for span in seg.traces(ids)? {
+                    if let Some(spans) = by_trace.get_mut(&span.trace_id) {
+                        spans.push(span);
+                    }
+                }
+            }
         }
         Ok(())
     })?;
-    // An exporter that retried after a lost response sends a span twice.
-    let mut seen = HashSet::new();
-    spans.retain(|s| seen.insert((s.span_id, s.start_time_unix_nano, s.duration_nano)));
-    spans.sort_by_key(|s| (s.start_time_unix_nano, s.span_id));
-    Ok(spans)
+    for spans in by_trace.values_mut() {
+        // An exporter that retried after a lost response sends a span twice.
+        let mut seen = HashSet::new();
+        spans.retain(|s| seen.insert((s.span_id, s.start_time_unix_nano, s.duration_nano)));
+        spans.sort_by_key(|s| (s.start_time_unix_nano, s.span_id));
+    }
+    Ok(by_trace)
 }
 
 fn span_matches(r: &SpanRow, q: &TraceQuery) -> bool {

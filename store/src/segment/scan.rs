@@ -4,7 +4,6 @@
 
 use std::collections::HashSet;
 
-use arrow::array::Array;
 use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 use parquet::file::statistics::Statistics;
 
@@ -19,35 +18,46 @@ use crate::spanstats::{ParentIndex, StatsBuilder, STATUS_ERROR};
 use crate::tags;
 
 impl Segment {
-    /// Row groups that may hold `id`, by min/max statistics and bloom filter.
-    fn row_groups_for_trace(&self, id: &TraceId) -> Vec<usize> {
-        (0..self.trace_ranges.len()).filter(|&rg| self.may_hold_trace(rg, id)).collect()
-    }
-
-    /// All spans of trace `id` in this segment.
-    pub(crate) fn trace(&self, id: &TraceId) -> Result<Vec<SpanRow>> {
-        let mut out = Vec::new();
-        for rg in self.row_groups_for_trace(id) {
-            // Find the trace's rows from the id column alone, then fetch just them.
-            let ids = self.read(vec![rg], Some(&[col::TRACE_ID]), None)?;
-            let mut hits = Vec::new();
-            let mut pos = 0usize;
-            for batch in &ids {
-                let arr = Columns(batch).fixed(col::TRACE_ID)?;
-                for i in 0..arr.len() {
-                    if arr.value(i) == id.as_bytes() {
-                        hits.push(pos + i);
-                    }
-                }
-                pos += batch.num_rows();
+    /// All spans of the traces `ids` in this segment, in one read: the span
+    /// index names each trace's rows (after the bloom filters rule most
+    /// segments out without loading it), and only the pages holding them
+    /// are decoded.
+    pub(crate) fn traces(&self, ids: &[TraceId]) -> Result<Vec<SpanRow>> {
+        let maybe: Vec<&TraceId> =
+            ids.iter().filter(|id| (0..self.trace_ranges.len()).any(|rg| self.may_hold_trace(rg, id))).collect();
+        if maybe.is_empty() {
+            return Ok(Vec::new());
+        }
+        let idx = self.span_index()?;
+        let mut rows: Vec<usize> =
+            maybe.iter().filter_map(|id| idx.rows_of_trace(id)).flatten().map(|r| r as usize).collect();
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        rows.sort_unstable();
+        rows.dedup();
+        // Only the row groups holding the rows, and the selection relative to them.
+        let md = self.reader_meta.metadata();
+        let mut groups = Vec::new();
+        let mut selected = Vec::new();
+        let (mut base, mut kept) = (0usize, 0usize);
+        let mut next = 0usize;
+        for (rg, meta) in md.row_groups().iter().enumerate() {
+            let n = meta.num_rows() as usize;
+            let start = next;
+            while next < rows.len() && rows[next] < base + n {
+                next += 1;
             }
-            if hits.is_empty() {
-                continue;
+            if next > start {
+                groups.push(rg);
+                selected.extend(rows[start..next].iter().map(|r| r - base + kept));
+                kept += n;
             }
-            let selection = selection_for(&hits, pos);
-            for batch in self.read(vec![rg], None, Some(selection))? {
-                out.extend(schema::batch_to_spans(&batch)?);
-            }
+            base += n;
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for batch in self.read(groups, None, Some(selection_for(&selected, kept)))? {
+            out.extend(schema::batch_to_spans(&batch)?);
         }
         Ok(out)
     }
