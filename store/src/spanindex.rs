@@ -22,14 +22,15 @@
 //! Layout (little endian), each section right after the previous one:
 //! ```text
 //! header     "SPIX" | version u32 | rows u32 | traces u32 | terms u32 | blocks u32
-//! rank_row   [u32; rows]          row (Parquet position) of each rank
+//! rank_row   rows x `width(rows)` bits, + 8 bytes of padding: the row (Parquet position) of each rank
 //! trace_row  [u32; traces]        first row of each trace (rows are sorted by trace)
 //! trace_id   [[u8; 16]; traces]
 //! block_base [i64; blocks]        start time of each block's first rank
 //! block_off  [u32; blocks + 1]    offset of each block in `times`
 //! times      per block of BLOCK ranks: varint (previous start - start), after its base
 //! term table per term, sorted by bytes: len u16 | bytes | count u32 | offset u64 | length u32
-//! postings   per term: varint deltas of ascending ranks (the first from 0)
+//! postings   per term: varint first rank, then per block of BLOCK ranks a bit width
+//!            byte and the gaps (rank - previous rank - 1) packed at that width
 //! trailer    crc32 of everything above u32 | "SPIX"
 //! ```
 //! The file is verified whole (CRC) when a segment first uses it; it is
@@ -51,7 +52,7 @@ use crate::model::SpanRow;
 use crate::tags;
 
 const MAGIC: &[u8; 4] = b"SPIX";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const HEADER_BYTES: usize = 24;
 /// Ranks per block of start times.
 const BLOCK: usize = 128;
@@ -81,6 +82,48 @@ impl Term<'_> {
         }
         out
     }
+}
+
+/// Bits needed to write `max`: 0 for 0.
+fn width(max: u32) -> u32 {
+    32 - max.leading_zeros()
+}
+
+fn mask(w: u32) -> u64 {
+    (1u64 << w) - 1
+}
+
+/// Appends `values`, each `w` bits (little-endian bit order), padded to a byte.
+fn pack(values: &[u32], w: u32, out: &mut Vec<u8>) {
+    if w == 0 {
+        return;
+    }
+    let (mut acc, mut bits) = (0u64, 0u32);
+    for &v in values {
+        acc |= u64::from(v) << bits;
+        bits += w;
+        while bits >= 8 {
+            out.push(acc as u8);
+            acc >>= 8;
+            bits -= 8;
+        }
+    }
+    if bits > 0 {
+        out.push(acc as u8);
+    }
+}
+
+/// The `i`th `w`-bit value of `packed` (as written by [`pack`]).
+fn unpack(packed: &[u8], w: u32, i: usize) -> u32 {
+    if w == 0 {
+        return 0;
+    }
+    let bit = i * w as usize;
+    let mut word = [0u8; 8];
+    let from = bit / 8;
+    let to = (from + 8).min(packed.len());
+    word[..to - from].copy_from_slice(&packed[from..to]);
+    ((u64::from_le_bytes(word) >> (bit % 8)) & mask(w)) as u32
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -211,10 +254,12 @@ impl Builder {
             }
             rows.sort_unstable();
             let start = postings.len() as u64;
-            let mut prev = 0u32;
-            for &r in rows.iter() {
-                put_varint(&mut postings, u64::from(r - prev));
-                prev = r;
+            put_varint(&mut postings, u64::from(rows[0]));
+            let gaps: Vec<u32> = rows.windows(2).map(|w| w[1] - w[0] - 1).collect();
+            for block in gaps.chunks(BLOCK) {
+                let w = width(block.iter().copied().max().unwrap_or(0));
+                postings.push(w as u8);
+                pack(block, w, &mut postings);
             }
             table.extend_from_slice(&(term.len() as u16).to_le_bytes());
             table.extend_from_slice(term);
@@ -228,7 +273,8 @@ impl Builder {
         for v in [VERSION, n, trace_ids.len() as u32, terms.len() as u32, blocks as u32] {
             out.extend_from_slice(&v.to_le_bytes());
         }
-        by_rank.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        pack(&by_rank, width(n.saturating_sub(1)), &mut out);
+        out.extend_from_slice(&[0u8; 8]);
         trace_row.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
         trace_ids.iter().for_each(|t| out.extend_from_slice(t.as_bytes()));
         block_base.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
@@ -263,6 +309,7 @@ pub(crate) struct SpanIndex {
     block_off: Vec<u32>,
     terms: HashMap<Box<[u8]>, Posting>,
     rank_row_at: u64,
+    rank_width: u32,
     times_at: u64,
     postings_at: u64,
 }
@@ -322,7 +369,8 @@ impl SpanIndex {
                 return Err(StoreError::Corrupt(format!("span index: {n} rows, the segment holds {rows}")));
             }
             let rank_row_at = c.pos as u64;
-            c.take(n as usize * 4)?;
+            let rank_width = width(n.saturating_sub(1));
+            c.take((n as usize * rank_width as usize).div_ceil(8) + 8)?;
             let trace_row =
                 c.take(traces * 4)?.chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect();
             let trace_ids =
@@ -360,6 +408,7 @@ impl SpanIndex {
                 block_off,
                 terms,
                 rank_row_at,
+                rank_width,
                 times_at,
                 postings_at,
             })
@@ -382,10 +431,26 @@ impl SpanIndex {
         let Some(p) = self.terms.get(term.encode().as_slice()) else { return Ok(Vec::new()) };
         let buf = self.read_at(self.postings_at + p.offset, p.len as usize)?;
         let mut out = Vec::with_capacity(p.count as usize);
-        let (mut pos, mut prev) = (0usize, 0u64);
-        for _ in 0..p.count {
-            prev += get_varint(&buf, &mut pos).ok_or_else(short)?;
-            out.push(u32::try_from(prev).ok().filter(|&r| r < self.rows).ok_or_else(short)?);
+        let mut pos = 0usize;
+        let first = get_varint(&buf, &mut pos).ok_or_else(short)?;
+        let mut prev = u32::try_from(first).map_err(|_| short())?;
+        out.push(prev);
+        let mut left = p.count.saturating_sub(1) as usize;
+        while left > 0 {
+            let n = left.min(BLOCK);
+            let w = u32::from(*buf.get(pos).ok_or_else(short)?);
+            pos += 1;
+            let bytes = (n * w as usize).div_ceil(8);
+            let packed = buf.get(pos..pos + bytes).ok_or_else(short)?;
+            for i in 0..n {
+                prev = prev.checked_add(unpack(packed, w, i) + 1).ok_or_else(short)?;
+                out.push(prev);
+            }
+            pos += bytes;
+            left -= n;
+        }
+        if out.last().is_some_and(|&r| r >= self.rows) {
+            return Err(short());
         }
         Ok(out)
     }
@@ -397,8 +462,13 @@ impl SpanIndex {
 
     /// The row (Parquet position) of `rank`.
     pub(crate) fn row_of(&self, rank: u32) -> Result<u32> {
-        let b = self.read_at(self.rank_row_at + u64::from(rank) * 4, 4)?;
-        let row = u32::from_le_bytes(b.try_into().expect("4 bytes"));
+        if rank >= self.rows {
+            return Err(short());
+        }
+        let bit = u64::from(rank) * u64::from(self.rank_width);
+        let b = self.read_at(self.rank_row_at + bit / 8, 8)?;
+        let word = u64::from_le_bytes(b.try_into().expect("8 bytes"));
+        let row = ((word >> (bit % 8)) & mask(self.rank_width)) as u32;
         if row >= self.rows {
             return Err(short());
         }
@@ -587,6 +657,9 @@ mod tests {
         for (rank, t) in times.iter().enumerate() {
             assert_eq!(idx.time_of(rank as u32).unwrap(), *t);
         }
+        assert_eq!(idx.postings(Term::Service("s")).unwrap(), (0..300).collect::<Vec<u32>>(), "three blocks");
+        let odd: Vec<u32> = idx.postings(Term::Tag("span.kind", "x")).unwrap();
+        assert!(odd.is_empty());
         assert_eq!(idx.first_rank_at_or_before(150_000_000).unwrap(), 149);
         assert_eq!(idx.first_rank_at_or_before(150_500_000).unwrap(), 149);
     }
@@ -609,6 +682,23 @@ mod tests {
         std::fs::write(&path, &clean).unwrap();
         assert!(SpanIndex::open_verified(&path, rows.len() as u64 + 1).is_err(), "row count must agree");
         assert!(SpanIndex::open_verified(&dir.path().join("none.idx"), 1).is_err());
+    }
+
+    #[test]
+    fn packed_values_come_back_at_every_width() {
+        for w in 0..=32u32 {
+            let max = if w == 0 { 0 } else { u32::MAX >> (32 - w) };
+            // Every other value is the widest there is; the rest are spread below it.
+            let values: Vec<u32> =
+                (0..300u32).map(|i| if i % 2 == 1 { max } else { i.wrapping_mul(2_654_435_761) & max }).collect();
+            let mut out = Vec::new();
+            pack(&values, w, &mut out);
+            assert_eq!(out.len(), (values.len() * w as usize).div_ceil(8));
+            for (i, v) in values.iter().enumerate() {
+                assert_eq!(unpack(&out, w, i), *v, "width {w}, value {i}");
+            }
+        }
+        assert_eq!((width(0), width(1), width(2), width(255), width(256), width(u32::MAX)), (0, 1, 2, 8, 9, 32));
     }
 
     #[test]
