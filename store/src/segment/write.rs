@@ -28,7 +28,7 @@ use crate::textindex::{IndexKind, TextIndexWriter};
 /// Rows per Parquet row group.
 pub(super) const ROW_GROUP_ROWS: usize = 64 * 1024;
 /// Rows per data page: small enough that a trace lookup reads little.
-const PAGE_ROWS: usize = 8 * 1024;
+const PAGE_ROWS: usize = 1024;
 const ZSTD_LEVEL: i32 = 3;
 
 pub(super) fn writer_props(sort_col: usize, bloom: Option<(&str, usize)>, no_dict: &[&str]) -> WriterProperties {
