@@ -68,19 +68,25 @@ pub(crate) enum Term<'a> {
 
 impl Term<'_> {
     fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Writes the term's bytes into `out` (cleared first).
+    fn encode_into(&self, out: &mut Vec<u8>) {
         let (kind, a, b) = match *self {
             Term::Service(s) => (1u8, s, None),
             Term::Operation(s, n) => (2u8, s, Some(n)),
             Term::Tag(k, v) => (3u8, k, Some(v)),
         };
-        let mut out = Vec::with_capacity(2 + a.len() + b.map_or(0, str::len));
+        out.clear();
         out.push(kind);
         out.extend_from_slice(a.as_bytes());
         if let Some(b) = b {
             out.push(if kind == 3 { b'=' } else { 0 });
             out.extend_from_slice(b.as_bytes());
         }
-        out
     }
 }
 
@@ -168,7 +174,9 @@ pub(crate) struct Builder {
     starts: Vec<i64>,
     trace_row: Vec<u32>,
     trace_ids: Vec<TraceId>,
-    lists: HashMap<Vec<u8>, Vec<u32>>,
+    lists: foldhash::HashMap<Vec<u8>, Vec<u32>>,
+    /// The term being looked up, reused so a known term costs no allocation.
+    scratch: Vec<u8>,
 }
 
 impl Builder {
@@ -187,17 +195,22 @@ impl Builder {
             self.trace_row.push(row);
             self.trace_ids.push(r.trace_id);
         }
-        let lists = &mut self.lists;
+        let (lists, scratch) = (&mut self.lists, &mut self.scratch);
         let mut add = |term: Term<'_>| {
-            let list = lists.entry(term.encode()).or_default();
-            if list.last() != Some(&row) {
-                list.push(row);
+            term.encode_into(scratch);
+            match lists.get_mut(scratch.as_slice()) {
+                Some(list) if list.last() == Some(&row) => {}
+                Some(list) => list.push(row),
+                None => {
+                    lists.insert(scratch.clone(), vec![row]);
+                }
             }
         };
         add(Term::Service(&r.service_name));
         add(Term::Operation(&r.service_name, &r.name));
         tags::for_each_pair(r, |k, v| {
-            if tags::term(k, v).len() <= tags::MAX_TERM_BYTES {
+            // As `tags::term(k, v).len()`, without building it.
+            if k.len() + 1 + v.len() <= tags::MAX_TERM_BYTES {
                 add(Term::Tag(k, v));
             }
         });
@@ -217,7 +230,7 @@ impl Builder {
     }
 
     fn finish(self) -> Vec<u8> {
-        let Builder { starts, trace_row, trace_ids, lists } = self;
+        let Builder { starts, trace_row, trace_ids, lists, .. } = self;
         let n = starts.len() as u32;
         // Ranks: newest start first; ties in row order, so the order is total.
         let mut by_rank: Vec<u32> = (0..n).collect();

@@ -7,7 +7,8 @@
 //! (flushes look up their parents and orphans there), are merged oldest
 //! first, at least [`MIN_INPUTS`] at a time, up to `compact_rows` rows.
 //!
-//! A merge never blocks ingest or queries: it reserves a segment id under
+//! A merge never blocks ingest or queries, and gives way to flushing: it
+//! waits between row groups while a memtable waits to be flushed. It reserves a segment id under
 //! the catalog lock, writes the merged segment without any lock (queries go
 //! on reading the inputs), then swaps it in for its inputs in one catalog
 //! replacement, and deletes the inputs' files last. A crash at any point
@@ -36,6 +37,8 @@ pub(crate) const KEEP_NEWEST: usize = 4;
 pub(crate) const MIN_INPUTS: usize = 4;
 /// How often the compactor looks for work.
 const CHECK_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a merge waits before looking again whether flushing is done.
+const PAUSE: Duration = Duration::from_millis(50);
 
 impl Store {
     /// Merges small span segments until none are left to merge; returns how
@@ -132,7 +135,19 @@ fn merge_planned(inner: &Inner, compact_rows: u64, cancel: &AtomicBool) -> Resul
         (inputs, id)
     };
     let started = Instant::now();
-    let merged = segment::merge_spans(&inner.seg_dir, id, &inputs, cancel).and_then(|meta| {
+    // Flushes come first: while one is waiting or under way, the merge waits.
+    let pace = || -> Result<()> {
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(StoreError::Closed);
+            }
+            if inner.sources.read().unwrap().frozen().is_empty() {
+                return Ok(());
+            }
+            std::thread::sleep(PAUSE);
+        }
+    };
+    let merged = segment::merge_spans(&inner.seg_dir, id, &inputs, &pace).and_then(|meta| {
         wal::sync_dir(&inner.seg_dir)?;
         let opened = Segment::open(&inner.seg_dir, meta.clone(), inner.quarantine.clone())?;
         Ok((meta, Arc::new(opened)))
@@ -310,7 +325,7 @@ mod tests {
         let store = ten_flushes(dir.path());
         let before = snapshot(&store);
         let inputs: Vec<Arc<Segment>> = store.inner.sources.read().unwrap().segments()[..6].to_vec();
-        let meta = segment::merge_spans(&store.inner.seg_dir, 99, &inputs, &AtomicBool::new(false)).unwrap();
+        let meta = segment::merge_spans(&store.inner.seg_dir, 99, &inputs, &|| Ok(())).unwrap();
         assert!(meta.parquet_path(&store.inner.seg_dir).exists());
         drop(inputs);
         store.close().unwrap();

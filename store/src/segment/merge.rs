@@ -7,15 +7,14 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::write::{writer_props, ParquetSink, ROW_GROUP_ROWS};
+use super::write::{span_props, ParquetSink, ROW_GROUP_ROWS};
 use super::{FlushInfo, Segment, SegmentFooter, SegmentMeta};
 use crate::error::{Result, StoreError};
 use crate::ids::TraceId;
 use crate::model::{Signal, SpanRow};
-use crate::schema::{self, col};
+use crate::schema;
 use crate::spanindex;
 use crate::spanstats::{self, OpKey, OpStats, SegmentSummary, SUMMARY_KEY};
 
@@ -45,12 +44,18 @@ impl Cursor<'_> {
 /// Writes the rows of `inputs` (span segments) as segment `id` in `dir`:
 /// Parquet file and span index, the inputs' summaries merged in its footer,
 /// `compacted_from` naming the inputs. Returns its catalog entry. The
-/// caller syncs the directory and swaps it in. `cancel` stops the merge
-/// between row groups (`Closed`); the caller removes what it wrote.
+/// caller syncs the directory and swaps it in. `pace` runs between row
+/// groups: it may wait (ingest comes first) or stop the merge with an
+/// error; the caller removes what was written.
 ///
 /// # Errors
 /// `Damaged` when an input's data fails verification; I/O errors.
-pub(crate) fn merge_spans(dir: &Path, id: u64, inputs: &[Arc<Segment>], cancel: &AtomicBool) -> Result<SegmentMeta> {
+pub(crate) fn merge_spans(
+    dir: &Path,
+    id: u64,
+    inputs: &[Arc<Segment>],
+    pace: &dyn Fn() -> Result<()>,
+) -> Result<SegmentMeta> {
     if inputs.iter().any(|s| s.meta.signal != Signal::Traces) {
         return Err(StoreError::Corrupt("only span segments are merged".into()));
     }
@@ -76,14 +81,9 @@ pub(crate) fn merge_spans(dir: &Path, id: u64, inputs: &[Arc<Segment>], cancel: 
     };
     let summary = merge_summaries(inputs.iter().filter_map(|s| s.summary.as_ref()));
 
-    let traces_per_group = (rows as usize).min(ROW_GROUP_ROWS) / 2;
-    let props = writer_props(
-        0,
-        Some((col::TRACE_ID, traces_per_group.max(1))),
-        &[col::SPAN_ID, col::PARENT_SPAN_ID, col::EVENTS, col::LINKS],
-    );
-    let mut sink = ParquetSink::create(&meta.parquet_path(dir), schema::span_schema(), props)?;
+    let mut sink = ParquetSink::create(&meta.parquet_path(dir), schema::span_schema(), span_props(rows as usize))?;
     let mut index = spanindex::Builder::default();
+    pace()?;
     let mut cursors: Vec<Cursor<'_>> =
         inputs.iter().map(|seg| Cursor { seg, next_group: 0, rows: VecDeque::new() }).collect();
     // Heads of the inputs, smallest (trace id, start) first; the input's
@@ -109,9 +109,7 @@ pub(crate) fn merge_spans(dir: &Path, id: u64, inputs: &[Arc<Segment>], cancel: 
         index.add(&row)?;
         out.push(row);
         if out.len() == ROW_GROUP_ROWS {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(StoreError::Closed);
-            }
+            pace()?;
             written += flush_rows(&mut sink, &mut out)?;
         }
     }

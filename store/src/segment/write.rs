@@ -31,7 +31,7 @@ pub(super) const ROW_GROUP_ROWS: usize = 64 * 1024;
 const PAGE_ROWS: usize = 1024;
 const ZSTD_LEVEL: i32 = 3;
 
-pub(super) fn writer_props(sort_col: usize, bloom: Option<(&str, usize)>, no_dict: &[&str]) -> WriterProperties {
+fn writer_props(sort_col: usize, bloom: Option<(&str, usize)>, no_dict: &[&str]) -> WriterProperties {
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).expect("valid zstd level")))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
@@ -51,6 +51,43 @@ pub(super) fn writer_props(sort_col: usize, bloom: Option<(&str, usize)>, no_dic
     }
     for c in no_dict {
         b = b.set_column_dictionary_enabled(ColumnPath::from(*c), false);
+    }
+    b.build()
+}
+
+/// Span columns zstd does not shrink (random ids, dictionary codes, mostly
+/// empty texts): left uncompressed, so a trace fetch, which decodes a page
+/// of every column, does not pay a decompression (and a codec set-up) for
+/// each of them.
+const SPAN_PLAIN_COLUMNS: [&str; 15] = [
+    col::TRACE_ID,
+    col::SPAN_ID,
+    col::TRACE_STATE,
+    col::FLAGS,
+    col::SERVICE_NAME,
+    col::NAME,
+    col::KIND,
+    col::STATUS_CODE,
+    col::STATUS_MESSAGE,
+    col::RESOURCE_ATTRIBUTES,
+    col::SCOPE_NAME,
+    col::SCOPE_VERSION,
+    col::EVENTS,
+    col::LINKS,
+    col::DROPPED,
+];
+
+/// Writer settings of a span segment of `rows` rows.
+pub(super) fn span_props(rows: usize) -> WriterProperties {
+    let traces_per_group = (rows.min(ROW_GROUP_ROWS) / 2).max(1);
+    let mut b = writer_props(
+        0,
+        Some((col::TRACE_ID, traces_per_group)),
+        &[col::SPAN_ID, col::PARENT_SPAN_ID, col::EVENTS, col::LINKS],
+    )
+    .into_builder();
+    for c in SPAN_PLAIN_COLUMNS {
+        b = b.set_column_compression(ColumnPath::from(c), Compression::UNCOMPRESSED);
     }
     b.build()
 }
@@ -198,12 +235,7 @@ pub(crate) fn write_spans(
 ) -> Result<SegmentMeta> {
     let mut sorted: Vec<&SpanRow> = rows.iter().collect();
     sorted.sort_by_key(|a| (a.trace_id, a.start_time_unix_nano));
-    let traces_per_group = (rows.len().min(ROW_GROUP_ROWS) / 2).max(1);
-    let props = writer_props(
-        0,
-        Some((col::TRACE_ID, traces_per_group)),
-        &[col::SPAN_ID, col::PARENT_SPAN_ID, col::EVENTS, col::LINKS],
-    );
+    let props = span_props(rows.len());
     let distinct: HashSet<(&str, &str, i32)> =
         rows.iter().map(|r| (r.service_name.as_str(), r.name.as_str(), r.kind)).collect();
     let mut meta = SegmentMeta::describe(
