@@ -12,6 +12,7 @@
 //! idle_timeout_secs = 30
 //! body_timeout_secs = 60
 //! flush_rows = 262144
+//! compact_rows = 2000000
 //! flush_interval_secs = 60
 //! query_max_samples = 50000000
 //! query_timeout = "2m"

@@ -2,7 +2,8 @@
 //!
 //! Owns everything between "an OTLP request was decoded" and "a query gets
 //! rows": validation and flattening of OTLP into rows, the write-ahead log, the
-//! in-memory tail, immutable Parquet segments with a tantivy index each, the
+//! in-memory tail, immutable Parquet segments with an index each (the span
+//! index for spans, tantivy for logs), their background compaction, the
 //! catalog, and the scans the query API runs.
 //!
 //! Design decisions:
@@ -25,8 +26,12 @@
 //!   and segments, names a scope (signal, time window, service) and says what
 //!   it does with each source's rows; the walk picks the sources, prunes
 //!   segments by their catalog entry and sets aside a segment found damaged.
-//!   Flush, quarantine and retention change the set of sources in one place
-//!   (`db::sources`), where compaction will too.
+//!   Flush, quarantine, retention and compaction change the set of sources
+//!   in one place (`db::sources`).
+//! - **Search touches only what can be in the answer.** A trace search asks
+//!   each segment's span index for its newest matching traces (posting lists
+//!   in time order), newest segments first, and stops once nothing older can
+//!   enter the top `limit` (`spanindex`, `segment::scan`).
 //! - **Bounded memory.** A bounded write queue and a cap on unflushed data turn
 //!   overload into `StoreError::Busy` instead of growth.
 //! - **A full disk is a state, not a death.** ENOSPC / EDQUOT on the WAL or a

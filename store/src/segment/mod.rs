@@ -1,14 +1,15 @@
-//! Immutable segments: one Parquet file (plus a tantivy index for spans and
-//! logs) per signal per flush.
+//! Immutable segments: one Parquet file per signal per flush (or per merge
+//! of span segments, see `db::compact`), plus an index: the span index
+//! (`spanindex`) for spans, a tantivy index for logs.
 //!
 //! Span segments are sorted by (trace_id, start time). Trace assembly is the
 //! hot path — every search ends by loading whole traces — and with this order a
-//! trace's spans sit together: row-group min/max statistics narrow a lookup to
-//! one row group, the trace_id bloom filter skips segments that do not hold the
-//! trace without any I/O (filters are loaded once, at open), and the page index
-//! lets the reader fetch just the pages holding the trace. Service and time
-//! predicates prune whole segments from catalog statistics; inside a segment
-//! they scan a handful of narrow, dictionary-encoded columns.
+//! trace's spans sit together: the trace_id bloom filters skip segments that
+//! do not hold the trace without any I/O (filters are loaded once, at open),
+//! the span index's trace table names the trace's rows exactly, and the page
+//! index lets the reader decode just the (1,024-row) pages holding them.
+//! Searches are answered by the span index (`scan::newest_traces`); stats
+//! scans read a handful of narrow, dictionary-encoded columns.
 //!
 //! Every segment describes itself and carries its own checksums, in the
 //! Parquet footer's key-value metadata:
@@ -28,9 +29,9 @@
 //! Not covered: the footer itself (parsed at open; damage there mostly fails
 //! to parse or to match the catalog) and the page indexes.
 //!
-//! The text index is derived data: it is opened (and its files checked
-//! against tantivy's own checksums) on first use, and when it is damaged or
-//! missing it is moved to quarantine and rebuilt from the Parquet file.
+//! Indexes are derived data: opened (and checked: the span index's CRC,
+//! tantivy's own checksums) on first use, and when damaged or missing moved
+//! to quarantine and rebuilt from the Parquet file.
 //!
 //! Split by path: `write` builds a segment's files from rows, `scan` answers
 //! the reads; what both rely on (the catalog entry, the footer keys, opening,
@@ -148,7 +149,7 @@ impl SegmentMeta {
 }
 
 /// Removes every file and directory of segment `id`, finished or temporary
-/// (`<id>-<signal>.parquet`, `.parquet.tmp`, `.tantivy`, `.tantivy.tmp`).
+/// (`<id>-<signal>.parquet`, `.parquet.tmp`, `.idx`, `.idx.tmp`, `.tantivy`, `.tantivy.tmp`).
 /// Only for a segment no catalog names: a flush that failed part-way.
 pub(crate) fn remove_files(dir: &Path, id: u64) -> std::io::Result<()> {
     let prefix = format!("{id:016}-");
