@@ -133,6 +133,9 @@ expect_runs() {
   fi
 }
 
+# 1234567 -> 1,234,567
+thousands() { sed ':a; s/\B[0-9]\{3\}\>/,&/; ta' <<< "$1"; }
+
 # The value of KEY=VALUE in a line.
 kv() { grep -o "$1=[^ ]*" <<< "$2" | head -n 1 | cut -d= -f2; }
 
@@ -156,7 +159,7 @@ table() {
   awk -F'\t' -v runs="$RUNS" '
     function fmt(v, a, s, groups) {
       a = v < 0 ? -v : v
-      if (a >= 100 || v == int(v)) {
+      if (a >= 100 || v !~ /\./) {
         s = sprintf("%.0f", a); groups = ""
         while (length(s) > 3) { groups = "," substr(s, length(s) - 2) groups; s = substr(s, 1, length(s) - 3) }
         return (v < 0 ? "-" : "") s groups
@@ -250,7 +253,7 @@ step_ingest() {
     record ingest.seg.p99 "$(json_number p99_ms "$segments")"
     record ingest.parquet "$parquet"
     record ingest.index "$index"
-    record ingest.bytes "$(awk -v a="$parquet" -v b="$index" 'BEGIN { print a + b }')"
+    record ingest.bytes "$(awk -v a="$parquet" -v b="$index" 'BEGIN { printf "%.1f", a + b }')"
   done < "$WORK/ingest.out"
   [ "$seen" -eq "$RUNS" ] || fail "ingest: $seen result lines for $RUNS runs"
 }
@@ -282,7 +285,7 @@ step_signals() {
         key="promql.$phase.$label"
         if [ -z "${declared[$key]:-}" ]; then
           declared[$key]=1
-          figure "$key" "PromQL $label over 1 h of $SERIES series, p50 ms from the $phase" "<=" 200
+          figure "$key" "PromQL $label over 1 h of $(thousands "$SERIES") series, p50 ms from the $phase" "<=" 200
         fi
         record "$key" "$(json_number p50_ms "$line")"
         ;;
