@@ -9,15 +9,12 @@
 # at once; prints the answers by status, the wall time, and the server's peak RSS
 # (VmHWM). Requests past the memory budget wait up to 5 s, then get 429.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 N=${1:-16}
 MIB=${2:-19}
 RUNS=${3:-3}
-BIN=${SEISMO:-target/release/seismo}
-[ -x "$BIN" ] || cargo build --release --bin seismo
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
 python3 - "$MIB" > "$WORK/body.json" <<'PY'
 import json, random, sys, time
 target, now, spans, size, i = int(sys.argv[1]) << 20, time.time_ns(), [], 0, 0
@@ -37,21 +34,17 @@ PY
 
 for run in $(seq 1 "$RUNS"); do
   rm -rf "$WORK/data"
-  "$BIN" serve --data-dir "$WORK/data" --otlp-grpc 127.0.0.1:0 --otlp-http 127.0.0.1:0 --http 127.0.0.1:0 \
-    > "$WORK/ready" 2> "$WORK/server.log" &
-  PID=$!
-  for _ in $(seq 100); do grep -q '^seismo ready' "$WORK/ready" 2>/dev/null && break; sleep 0.1; done
-  OTLP=$(grep -o 'otlp-http=[^ ]*' "$WORK/ready" | cut -d= -f2)
+  serve_start "$WORK/data"
   START=$(date +%s%N)
   CURLS=()
   for _ in $(seq "$N"); do
-    curl -s -o /dev/null -w '%{http_code}\n' -X POST "http://$OTLP/v1/traces" \
+    curl -s -o /dev/null -w '%{http_code}\n' -X POST "http://$OTLP_HTTP/v1/traces" \
       -H 'content-type: application/json' --data-binary @"$WORK/body.json" >> "$WORK/codes.$run" &
     CURLS+=($!)
   done
   wait "${CURLS[@]}"
   END=$(date +%s%N)
-  PEAK=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$PID/status")
-  kill -TERM $PID; wait $PID || true
+  PEAK=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$SERVE_PID/status")
+  serve_stop
   echo "run $run: $(sort "$WORK/codes.$run" | uniq -c | awk '{printf "%sx%s ", $1, $2}')wall_ms=$(( (END - START) / 1000000 )) peak_rss_mib=$PEAK"
 done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Log-search and PromQL benchmarks of the release binary on this machine.
 #
-#   bench/signals.sh [LOG_RECORDS] [SERIES] [HOURS]   (defaults: 10000000 1000 1; LOG_RECORDS 0 = metrics only)
+#   bench/signals.sh [LOG_RECORDS] [SERIES] [HOURS] [RUNS]   (defaults: 10000000 1000 1 1; LOG_RECORDS 0 = metrics only)
+#   SEISMO=path/to/seismo bench/signals.sh ...               (another binary; default: release)
 #
 # Logs: a fresh `seismo serve`; `seismo loadgen-logs` sends LOG_RECORDS
 # templated log lines (spread over the last hour, 8 services, ids in every
@@ -9,43 +10,41 @@
 # so searches read segments only) and each of 8 searches is timed 20 times
 # through /api/v1/logs (limit 100).
 # Metrics: a counter with SERIES series, one point per series every 15 s for
-# HOURS hours, then (after a restart) three PromQL range queries over the whole
-# span, each timed 20 times through POST /api/v1/query_range.
+# HOURS hours, then three PromQL range queries over the whole span, each timed
+# 20 times through POST /api/v1/query_range: first from the memtable, then
+# (after a restart) from segments.
+#
+# Output, per run: `== run N`, the load generators' JSON lines (the metric
+# ones prefixed `memtable: ` or `segments: `) and one `log segments: ...` line.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 RECORDS=${1:-10000000}
 SERIES=${2:-1000}
 HOURS=${3:-1}
-BIN=target/release/seismo
-[ -x "$BIN" ] || cargo build --release --bin seismo
+RUNS=${4:-1}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-DIR=$(mktemp -d)
-start() {
-  "$BIN" serve --data-dir "$DIR/data" --otlp-grpc 127.0.0.1:0 --otlp-http 127.0.0.1:0 --http 127.0.0.1:0 \
-    > "$DIR/ready" 2>> "$DIR/server.log" &
-  PID=$!
-  for _ in $(seq 600); do grep -q '^seismo ready' "$DIR/ready" 2>/dev/null && break; sleep 0.1; done
-  GRPC=$(grep -o 'otlp-grpc=[^ ]*' "$DIR/ready" | cut -d= -f2)
-  HTTP=$(grep -o ' http=[^ ]*' "$DIR/ready" | cut -d= -f2)
-}
-stop() { kill -TERM $PID; wait $PID; }
+for run in $(seq 1 "$RUNS"); do
+  echo "== run $run"
+  if [ "$RECORDS" -gt 0 ]; then
+    serve_start "$WORK/logs"
+    "$BIN" loadgen-logs --endpoint "http://$GRPC" --records "$RECORDS"
+    serve_stop
+    serve_start "$WORK/logs"
+    "$BIN" loadgen-logs --endpoint "http://$GRPC" --records 0 --query-url "http://$HTTP"
+    serve_stop
+    SEGMENTS="$WORK/logs/segments"
+    echo "log segments: $(find "$SEGMENTS" -name '*-logs.parquet' | wc -l), parquet $(find "$SEGMENTS" -name '*-logs.parquet' -printf '%s\n' | awk '{s+=$1} END {printf "%.1f", s/1e6}') MB, index $(find "$SEGMENTS" -path '*-logs.tantivy/*' -printf '%s\n' | awk '{s+=$1} END {printf "%.1f", s/1e6}') MB"
+    rm -rf "$WORK/logs"
+  fi
 
-if [ "$RECORDS" -gt 0 ]; then
-start
-"$BIN" loadgen-logs --endpoint "http://$GRPC" --records "$RECORDS"
-stop
-start
-"$BIN" loadgen-logs --endpoint "http://$GRPC" --records 0 --query-url "http://$HTTP"
-stop
-echo "log segments: $(find "$DIR/data/segments" -name '*-logs.parquet' | wc -l), parquet $(find "$DIR/data/segments" -name '*-logs.parquet' -printf '%s\n' | awk '{s+=$1} END {printf "%.1f", s/1e6}') MB, index $(find "$DIR/data/segments" -path '*-logs.tantivy/*' -printf '%s\n' | awk '{s+=$1} END {printf "%.1f", s/1e6}') MB"
-fi
-rm -rf "$DIR"
-
-DIR=$(mktemp -d)
-start
-"$BIN" loadgen-metrics --endpoint "http://$GRPC" --series "$SERIES" --hours "$HOURS" --query-url "http://$HTTP"
-stop
-start
-"$BIN" loadgen-metrics --endpoint "http://$GRPC" --series "$SERIES" --hours "$HOURS" --queries-only --query-url "http://$HTTP"
-stop
-rm -rf "$DIR"
+  serve_start "$WORK/metrics"
+  "$BIN" loadgen-metrics --endpoint "http://$GRPC" --series "$SERIES" --hours "$HOURS" --query-url "http://$HTTP" \
+    | sed -u 's/^/memtable: /'
+  serve_stop
+  serve_start "$WORK/metrics"
+  "$BIN" loadgen-metrics --endpoint "http://$GRPC" --series "$SERIES" --hours "$HOURS" --queries-only --query-url "http://$HTTP" \
+    | sed -u 's/^/segments: /'
+  serve_stop
+  rm -rf "$WORK/metrics"
+done
