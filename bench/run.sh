@@ -28,7 +28,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-STEPS=(ingest signals chaos inflight tui)
+STEPS=(ingest store signals chaos inflight tui)
 
 MODE=full
 SELECTED=()
@@ -51,6 +51,7 @@ done
 if [ "$MODE" = quick ]; then
   RUNS=1
   INGEST_SPANS=20000
+  STORE_SPANS=10000
   LOG_RECORDS=20000
   SERIES=20
   ROUND_TRIPS=1000
@@ -61,6 +62,7 @@ if [ "$MODE" = quick ]; then
 else
   RUNS=3
   INGEST_SPANS=1000000
+  STORE_SPANS=1000000
   LOG_RECORDS=2000000
   SERIES=1000
   ROUND_TRIPS=50000
@@ -257,6 +259,36 @@ step_ingest() {
   done < "$WORK/ingest.out"
   [ "$seen" -eq "$RUNS" ] || fail "ingest: $seen result lines for $RUNS runs"
 }
+
+# The trace-store benchmark of issue 13 (Jaeger's ClickHouse workload, loaded
+# and queried through the Jaeger API): one load per run, medians across runs.
+# Its 10M-span figures come from `bench/store.sh 10000000`, a longer command.
+step_store() {
+  run_step store env SEISMO_BIN="$SEISMO" bench/store.sh "$STORE_SPANS" 3 "$RUNS"
+  figure store.load "Store: JCH load, one client, spans/s (at $(thousands "$STORE_SPANS") spans; target at 10M)" ">=" 200000
+  figure store.bytes "Store: bytes per span on disk (du of the data dir)" "<=" 40
+  figure store.byid "Store: trace by id, median ms" "<=" 10
+  figure store.attr "Store: search service + attribute, median ms" "<=" 100
+  figure store.svc "Store: search service only, median ms" "<=" 50
+  figure store.rss "Store: server peak RSS, MB" "<=" 500
+  local lines
+  lines=$(grep '^{"system"' "$WORK/store.out" || true)
+  expect_runs store "JSON result lines of bench/jch/jaeger_side.py" "$lines"
+  while read -r line; do
+    record store.load "$(json_value spans_per_s "$line")"
+    record store.bytes "$(json_value bytes_per_span "$line")"
+    record store.byid "$(query_median trace_by_id "$line")"
+    record store.attr "$(query_median search_service_attr "$line")"
+    record store.svc "$(query_median search_service "$line")"
+    record store.rss "$(($(json_value server_peak_rss_bytes "$line") >> 20))"
+  done <<< "$lines"
+}
+
+# The number after `"KEY": ` in python's JSON (a space after the colon).
+json_value() { grep -o "\"$1\": -\{0,1\}[0-9.eE+-]*" <<< "$2" | head -n 1 | cut -d' ' -f2; }
+
+# The median_ms of query set NAME in a jaeger_side.py result line.
+query_median() { json_value median_ms "$(grep -o "\"$1\": {[^}]*}" <<< "$2")"; }
 
 step_signals() {
   run_step signals bench/signals.sh "$LOG_RECORDS" "$SERIES" 1 "$RUNS"

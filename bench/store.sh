@@ -5,9 +5,10 @@
 # then queried through the Jaeger API (services, trace by id, search by
 # service + attribute, search by service). Prints one JSON line and a table.
 #
-# Usage: bench/store.sh SPANS [ROUNDS]
+# Usage: bench/store.sh SPANS [ROUNDS] [RUNS]
 #   SPANS   1000000 or 10000000 (a multiple of 1,000)
 #   ROUNDS  timed passes over each query set (default 3)
+#   RUNS    loads of a fresh server, one result line each (default 1)
 # Environment: SEISMO_BIN (default target/release/seismo), BENCH_DATA (where
 # generated data sets are kept and reused; default bench/data), KEEP_DATA=1.
 set -euo pipefail
@@ -15,6 +16,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 SPANS=${1:?usage: bench/store.sh SPANS [ROUNDS]}
 ROUNDS=${2:-3}
+RUNS=${3:-1}
 DATA_ROOT=${BENCH_DATA:-$HERE/data}
 VENV=$HERE/.venv
 
@@ -33,4 +35,7 @@ if [ ! -f "$DATA/queries.json" ]; then
   mkdir -p "$DATA_ROOT"
   "$VENV/bin/python" "$HERE/jch/gen_jch.py" --spans "$SPANS" --out "$DATA" --seed 42
 fi
-SEISMO_BIN=$BIN PYTHON=$VENV/bin/python ROUNDS=$ROUNDS "$HERE/jch/seismo_side.sh" "$ROOT" "$DATA"
+for run in $(seq 1 "$RUNS"); do
+  echo "== run $run"
+  SEISMO_BIN=$BIN PYTHON=$VENV/bin/python ROUNDS=$ROUNDS "$HERE/jch/seismo_side.sh" "$ROOT" "$DATA"
+done
