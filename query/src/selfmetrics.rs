@@ -170,7 +170,8 @@ mod tests {
              seismo_ingested_rows_total{signal=\"logs\"} 0\n\
              seismo_ingested_rows_total{signal=\"metrics\"} 0\n"
         ));
-        assert_eq!(text.matches("# TYPE ").count(), 16, "every family once: {text}");
+        assert_eq!(text.matches("# TYPE ").count(), 17, "every family once: {text}");
+        assert!(text.contains("# TYPE seismo_store_compactions_total counter\nseismo_store_compactions_total 0\n"));
         assert!(text.contains("seismo_ingested_rows_total{signal=\"traces\"} 0"));
         assert!(text.contains("seismo_segments 0"));
         assert!(text.contains("seismo_quarantined_segments_total 0"));
