@@ -62,7 +62,7 @@ mod textindex;
 mod wal;
 
 pub use convert::{SERVICE_NAME, UNKNOWN_SERVICE};
-pub use db::{AppendOutcome, Batch, Health, Store, StoreConfig, StoreCounters};
+pub use db::{AppendOutcome, Batch, Health, Received, Store, StoreConfig, StoreCounters};
 pub use error::{Result, StoreError};
 pub use ids::{SpanId, TraceId};
 pub use logsearch::{severity_range, LogQuery};

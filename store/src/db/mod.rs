@@ -14,6 +14,7 @@
 //! and commits them to the catalog. Queries never block writes for long: they
 //! clone `Arc`s of the current memtables and segments under a brief read lock.
 
+mod batch;
 mod flush;
 mod read;
 mod sources;
@@ -39,7 +40,8 @@ use crate::wal::{self, WalRecord, WalWriter};
 use flush::FlushCmd;
 use sources::Sources;
 use write::Cmd;
-pub use write::{AppendOutcome, Batch};
+pub use batch::{Batch, Received};
+pub use write::AppendOutcome;
 
 /// Tuning of the write path. `StoreConfig::new(dir)` gives the defaults.
 #[derive(Clone, Debug)]

@@ -1,5 +1,6 @@
 //! The write path: an append is validated and converted on the caller's
-//! thread, queued to the writer thread, written to the WAL in a group with
+//! thread (a large one, awaited from async code, on tokio's blocking pool),
+//! queued to the writer thread, written to the WAL in a group with
 //! whatever else queued meanwhile (one fsync for the group), inserted into
 //! the active memtable, and only then acknowledged.
 //!
@@ -12,98 +13,16 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TrySendError};
 use std::time::Instant;
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use prost::Message;
+use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use super::batch::{Converted, Received, Rows};
 use super::flush::{freeze, request_flush};
 use super::{Inner, Store};
-use crate::convert;
 use crate::diskfull;
 use crate::error::{Result, StoreError};
-use crate::memtable::Memtable;
-use crate::model::*;
+use crate::model::Signal;
 use crate::wal::WalWriter;
-
-/// One OTLP export request, as the collector decoded it.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Batch {
-    Traces(ExportTraceServiceRequest),
-    Logs(ExportLogsServiceRequest),
-    Metrics(ExportMetricsServiceRequest),
-}
-
-impl Batch {
-    pub fn signal(&self) -> Signal {
-        match self {
-            Batch::Traces(_) => Signal::Traces,
-            Batch::Logs(_) => Signal::Logs,
-            Batch::Metrics(_) => Signal::Metrics,
-        }
-    }
-
-    fn encode(&self) -> Vec<u8> {
-        match self {
-            Batch::Traces(r) => r.encode_to_vec(),
-            Batch::Logs(r) => r.encode_to_vec(),
-            Batch::Metrics(r) => r.encode_to_vec(),
-        }
-    }
-
-    /// The request a WAL record holds.
-    pub(crate) fn decode(signal: Signal, bytes: &[u8]) -> std::result::Result<Self, prost::DecodeError> {
-        Ok(match signal {
-            Signal::Traces => Batch::Traces(ExportTraceServiceRequest::decode(bytes)?),
-            Signal::Logs => Batch::Logs(ExportLogsServiceRequest::decode(bytes)?),
-            Signal::Metrics => Batch::Metrics(ExportMetricsServiceRequest::decode(bytes)?),
-        })
-    }
-
-    /// Validates and flattens into rows (see `convert` for the rules).
-    pub(crate) fn to_rows(&self) -> Result<(Rows, u64, Option<String>)> {
-        Ok(match self {
-            Batch::Traces(r) => {
-                let c = convert::spans(r)?;
-                (Rows::Spans(c.rows), c.rejected, c.message)
-            }
-            Batch::Logs(r) => {
-                let c = convert::logs(r)?;
-                (Rows::Logs(c.rows), c.rejected, c.message)
-            }
-            Batch::Metrics(r) => {
-                let c = convert::metric_points(r)?;
-                (Rows::Metrics(c.rows), c.rejected, c.message)
-            }
-        })
-    }
-}
-
-/// The rows of one batch, on their way to the memtable.
-pub(crate) enum Rows {
-    Spans(Vec<SpanRow>),
-    Logs(Vec<LogRow>),
-    Metrics(Vec<MetricPointRow>),
-}
-
-impl Rows {
-    pub(crate) fn len(&self) -> usize {
-        match self {
-            Rows::Spans(r) => r.len(),
-            Rows::Logs(r) => r.len(),
-            Rows::Metrics(r) => r.len(),
-        }
-    }
-
-    pub(crate) fn insert_into(self, m: &mut Memtable, bytes: usize) {
-        match self {
-            Rows::Spans(r) => m.insert_spans(r, bytes),
-            Rows::Logs(r) => m.insert_logs(r, bytes),
-            Rows::Metrics(r) => m.insert_metrics(r, bytes),
-        }
-    }
-}
 
 /// What an append stored: `rejected > 0` is a partial success to report.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -117,7 +36,7 @@ pub struct AppendOutcome {
 pub(super) enum Cmd {
     Append {
         signal: Signal,
-        payload: Vec<u8>,
+        payload: Bytes,
         rows: Rows,
         done: oneshot::Sender<Result<()>>,
     },
@@ -127,34 +46,52 @@ pub(super) enum Cmd {
 }
 
 impl Store {
-    /// Validates and converts `batch`, writes it to the WAL, waits until it is
-    /// fsynced, makes it visible to queries, and only then returns: an `Ok`
-    /// means the data survives a crash.
+    /// Validates and converts the request, writes it to the WAL, waits until
+    /// it is fsynced, makes it visible to queries, and only then returns: an
+    /// `Ok` means the data survives a crash. Takes a [`Batch`] or a
+    /// [`Received`] (a batch with the protobuf bytes it arrived as, which the
+    /// WAL then stores without encoding the request again).
+    ///
+    /// A large request is converted on tokio's blocking pool, so that the
+    /// caller's async worker keeps serving other connections meanwhile.
     ///
     /// # Errors
     /// `InvalidId` / `InvalidRequest` for unusable input (nothing is stored);
     /// `Busy` when the write queue or the unflushed data is at its bound (retry
     /// later); `DiskFull` while the disk has no room (retry later, nothing was
     /// stored); `WalFailed` after the WAL failed otherwise; `Closed` after shutdown.
-    pub async fn append(&self, batch: Batch) -> Result<AppendOutcome> {
-        let (outcome, rx) = self.submit(batch)?;
+    pub async fn append(&self, request: impl Into<Received>) -> Result<AppendOutcome> {
+        let request = request.into();
+        self.check_writable()?;
+        let converted = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if request.is_large() => match runtime.spawn_blocking(move || request.convert()).await {
+                Ok(converted) => converted,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                // The runtime is shutting down.
+                Err(_) => return Err(StoreError::Closed),
+            },
+            _ => request.convert(),
+        }?;
+        let (outcome, rx) = self.submit(converted)?;
         if let Some(rx) = rx {
             rx.await.map_err(|_| StoreError::Closed)??;
         }
         Ok(outcome)
     }
 
-    /// [`Store::append`] for callers outside an async runtime.
-    pub fn append_blocking(&self, batch: Batch) -> Result<AppendOutcome> {
-        let (outcome, rx) = self.submit(batch)?;
+    /// [`Store::append`] for callers outside an async runtime (the conversion
+    /// runs on the calling thread).
+    pub fn append_blocking(&self, request: impl Into<Received>) -> Result<AppendOutcome> {
+        self.check_writable()?;
+        let (outcome, rx) = self.submit(request.into().convert()?)?;
         if let Some(rx) = rx {
             rx.blocking_recv().map_err(|_| StoreError::Closed)??;
         }
         Ok(outcome)
     }
 
-    #[allow(clippy::type_complexity)]
-    fn submit(&self, batch: Batch) -> Result<(AppendOutcome, Option<oneshot::Receiver<Result<()>>>)> {
+    /// Refuses at once, before any conversion, while the store takes no writes.
+    fn check_writable(&self) -> Result<()> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(StoreError::Closed);
         }
@@ -168,8 +105,14 @@ impl Store {
                 return Err(refusal);
             }
         }
-        let signal = batch.signal();
-        let (rows, rejected, message) = batch.to_rows()?;
+        Ok(())
+    }
+
+    /// Queues converted rows for the writer thread; the receiver resolves when
+    /// they are durable (`None` when there was nothing to write).
+    #[allow(clippy::type_complexity)]
+    fn submit(&self, converted: Converted) -> Result<(AppendOutcome, Option<oneshot::Receiver<Result<()>>>)> {
+        let Converted { signal, payload, rows, rejected, message } = converted;
         let c = &self.inner.counters;
         c.rejected.fetch_add(rejected, Ordering::Relaxed);
         let outcome = AppendOutcome { accepted: rows.len() as u64, rejected, message };
@@ -177,7 +120,6 @@ impl Store {
             return Ok((outcome, None));
         }
         self.check_pressure()?;
-        let payload = batch.encode();
         let (done, rx) = oneshot::channel();
         match self.inner.tx.try_send(Cmd::Append { signal, payload, rows, done }) {
             Ok(()) => Ok((outcome, Some(rx))),
