@@ -2,8 +2,8 @@
 //! split by path, one module each:
 //! - `write`: append -> WAL group commit -> memtable; back-pressure; the
 //!   disk-full state on the WAL;
-//! - `flush`: freezing the memtable, the flusher thread, writing segments,
-//!   retention;
+//! - `flush`: freezing the memtable, the flusher thread, writing segments;
+//! - `prune`: retention by age and by size, on the flusher thread;
 //! - `sources`: the live set of memtables and segments, and the snapshot
 //!   every read walks (damaged segments are set aside there);
 //! - `read`: the queries, each saying what it does with the rows of a walk.
@@ -16,6 +16,7 @@
 
 mod batch;
 mod flush;
+mod prune;
 mod read;
 mod sources;
 #[cfg(test)]
@@ -55,9 +56,18 @@ pub struct StoreConfig {
     pub flush_interval: Duration,
     /// Appends waiting for the writer thread before new ones get `Busy`.
     pub queue_capacity: usize,
+    /// Unflushed data (the active memtable plus those being flushed, counted
+    /// by the encoded size of their requests) at which appends get `Busy`:
+    /// the bound on the store's memory when ingest outruns the flush. While a
+    /// flush runs, a fresh memtable takes the writes, so this should leave
+    /// room for at least two memtables of `flush_bytes`.
+    pub max_memtable_bytes: usize,
     /// When the data directory grows past this many bytes, the oldest segments
     /// are deleted (see `retention`); `None` keeps everything.
     pub max_disk_bytes: Option<u64>,
+    /// Segments whose newest data is older than this are deleted whole;
+    /// `None` keeps everything.
+    pub retention: Option<Duration>,
 }
 
 impl StoreConfig {
@@ -68,7 +78,9 @@ impl StoreConfig {
             flush_bytes: 64 << 20,
             flush_interval: Duration::from_secs(60),
             queue_capacity: 4096,
+            max_memtable_bytes: 256 << 20,
             max_disk_bytes: None,
+            retention: None,
         }
     }
 }
@@ -94,7 +106,9 @@ pub struct StoreCounters {
     /// Catalogs rebuilt from the segment files because catalog.json was missing or unreadable.
     pub catalog_rebuilds: AtomicU64,
     /// Segments deleted because the data directory passed `max_disk_bytes`.
-    pub retention_deleted_segments: AtomicU64,
+    pub retention_deleted_segments_size: AtomicU64,
+    /// Segments deleted because their newest data was older than `retention`.
+    pub retention_deleted_segments_age: AtomicU64,
     /// Requests refused because the disk was full.
     pub disk_full_refusals: AtomicU64,
 }
@@ -242,6 +256,11 @@ impl Store {
 
     pub fn data_dir(&self) -> &Path {
         &self.inner.config.data_dir
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
     }
 
     pub fn counters(&self) -> &StoreCounters {

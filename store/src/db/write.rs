@@ -17,7 +17,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::batch::{Converted, Received, Rows};
-use super::flush::{freeze, request_flush};
+use super::flush::{freeze, nudge_flush, request_flush};
 use super::{Inner, Store};
 use crate::diskfull;
 use crate::error::{Result, StoreError};
@@ -131,16 +131,28 @@ impl Store {
         }
     }
 
-    /// Refuses new data while flushing lags far behind ingest, so memory stays bounded.
+    /// Refuses new data once the unflushed data reaches `max_memtable_bytes`,
+    /// so memory stays bounded when ingest outruns the flush. Only then: while
+    /// a flush runs, the next memtable fills, and a client is refused only when
+    /// it fills faster than the flush empties them.
     fn check_pressure(&self) -> Result<()> {
-        let sources = self.inner.sources.read().unwrap();
-        let cfg = &self.inner.config;
-        let active_bytes = sources.active().read().unwrap().approx_bytes;
-        if sources.frozen().len() >= 2 || active_bytes > cfg.flush_bytes.saturating_mul(4) {
+        let unflushed = self.unflushed_bytes();
+        let cap = self.inner.config.max_memtable_bytes;
+        if unflushed >= cap {
             self.inner.counters.busy.fetch_add(1, Ordering::Relaxed);
-            return Err(StoreError::Busy("flushing is behind ingest".into()));
+            return Err(StoreError::Busy(format!(
+                "flushing is behind ingest: {unflushed} bytes not yet flushed, the limit is {cap} (--max-memtable-bytes)"
+            )));
         }
         Ok(())
+    }
+
+    /// Bytes of requests acknowledged but not yet in segments (the active and
+    /// the frozen memtables), as counted against `max_memtable_bytes`.
+    pub fn unflushed_bytes(&self) -> usize {
+        let sources = self.inner.sources.read().unwrap();
+        let active = sources.active().read().unwrap().approx_bytes;
+        sources.frozen().iter().map(|f| f.table.read().unwrap().approx_bytes).sum::<usize>() + active
     }
 }
 
@@ -210,7 +222,7 @@ pub(super) fn writer_loop(inner: std::sync::Arc<Inner>, mut wal: WalWriter, rx: 
                     let full = m.rows() >= inner.config.flush_rows || m.approx_bytes >= inner.config.flush_bytes;
                     drop(m);
                     if full {
-                        request_flush(&inner);
+                        nudge_flush(&inner);
                     }
                 }
                 Err(refusal) => {
@@ -315,7 +327,7 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     use super::super::testing::{has_trace, one_span, poll};
-    use crate::db::{Health, Store, StoreConfig};
+    use crate::db::{Batch, Health, Received, Store, StoreConfig};
     use crate::error::StoreError;
 
     /// Regression, issue 14 item 8: a full disk closed the store for good (the
@@ -372,6 +384,80 @@ mod tests {
         assert!(matches!(store.append_blocking(one_span(1)), Err(StoreError::DiskFull(_))));
         poll("the probe ends the state", || store.is_ready());
         store.append_blocking(one_span(1)).unwrap();
+        store.close().unwrap();
+    }
+
+    /// Issue 13: the WAL stores the protobuf bytes a request arrived as; a
+    /// restart replays them into the same rows (here with an unknown field
+    /// that a re-encoding would have dropped).
+    #[test]
+    fn received_bytes_are_what_the_wal_replays() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+        drop(store.inner.flush_tx.lock().unwrap().take());
+        let batch = one_span(7);
+        let Batch::Traces(request) = &batch else { unreachable!() };
+        let mut wire = prost::Message::encode_to_vec(request);
+        wire.extend_from_slice(&[0xf8, 0x3f, 0x01]); // field 1023, varint 1
+        store.append_blocking(Received::with_protobuf(batch.clone(), wire.into())).unwrap();
+        let before = store.trace(crate::ids::TraceId([7; 16])).unwrap();
+        drop(store); // a crash: no flush, the WAL alone must replay
+
+        let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+        assert_eq!(store.trace(crate::ids::TraceId([7; 16])).unwrap(), before);
+        assert_eq!(before.len(), 1);
+        store.close().unwrap();
+    }
+
+    /// Appends are refused (`Busy`) only once the unflushed data reaches
+    /// `max_memtable_bytes`, and taken again once a flush made room.
+    #[test]
+    fn appends_are_refused_only_at_the_memtable_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = StoreConfig::new(dir.path());
+        config.max_memtable_bytes = 4096;
+        let store = Store::open(config).unwrap();
+        let mut accepted = 0;
+        let err = loop {
+            match store.append_blocking(one_span(accepted as u8 + 1)) {
+                Ok(_) => accepted += 1,
+                Err(e) => break e,
+            }
+            assert!(accepted < 1000, "never refused");
+        };
+        assert!(matches!(&err, StoreError::Busy(m) if m.contains("--max-memtable-bytes")), "{err}");
+        assert!(store.unflushed_bytes() >= 4096, "refused at {} bytes", store.unflushed_bytes());
+        // Every append before the cap was taken: each one-span request is far below it.
+        assert!(accepted > 10, "{accepted}");
+        assert_eq!(store.counters().busy.load(Ordering::Relaxed), 1);
+        store.flush().unwrap();
+        assert_eq!(store.unflushed_bytes(), 0);
+        store.append_blocking(one_span(1)).unwrap();
+        store.close().unwrap();
+    }
+
+    /// The writer nudges the flusher after every group once the memtable is
+    /// full; nudges that queued up during a flush used to freeze whatever few
+    /// rows had arrived since, each a tiny segment. Automatic flushes now
+    /// write only memtables that reached `flush_rows`.
+    #[test]
+    fn automatic_flushes_write_only_full_memtables() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = StoreConfig::new(dir.path());
+        config.flush_rows = 4;
+        let store = Store::open(config).unwrap();
+        for trace in 1..=60u8 {
+            store.append_blocking(one_span(trace)).unwrap();
+        }
+        let Batch::Traces(request) = one_span(1) else { unreachable!() };
+        let span_bytes = prost::Message::encoded_len(&request);
+        // What is left unflushed is less than a full memtable, so not due.
+        poll("the full memtables are flushed", || store.unflushed_bytes() < 4 * span_bytes);
+        let segments = store.segments();
+        assert!(!segments.is_empty());
+        for meta in &segments {
+            assert!(meta.rows >= 4, "a segment of {} rows: {segments:?}", meta.rows);
+        }
         store.close().unwrap();
     }
 
