@@ -45,7 +45,9 @@ pub(crate) async fn decode_sized<T: Send + 'static>(
     if len <= INLINE_DECODE_MAX_BYTES {
         return work();
     }
-    tokio::task::spawn_blocking(work).await.map_err(|e| CollectorError::Internal(format!("decoding task failed: {e}")))?
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| CollectorError::Internal(format!("decoding task failed: {e}")))?
 }
 
 /// Stores one decoded export request and returns the store's verdict. `protobuf` is the
@@ -201,9 +203,9 @@ mod tests {
     use super::testing::{FakeSink, Script};
     use super::*;
     use crate::signal::Traces;
-    use seismo_store::Batch;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use seismo_store::Batch;
 
     fn one_span() -> ExportTraceServiceRequest {
         ExportTraceServiceRequest {

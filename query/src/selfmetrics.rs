@@ -113,7 +113,8 @@ impl Collector for StoreMetrics {
             None,
             MetricType::Counter,
         )?;
-        for (reason, deleted) in [("age", &c.retention_deleted_segments_age), ("size", &c.retention_deleted_segments_size)]
+        for (reason, deleted) in
+            [("age", &c.retention_deleted_segments_age), ("size", &c.retention_deleted_segments_size)]
         {
             ConstCounter::new(load(deleted)).encode(retention.encode_family(&[("reason", reason)])?)?;
         }

@@ -35,7 +35,8 @@ impl Server {
     /// on the query API's `/metrics`; panics when it is missing.
     pub(crate) fn metric(&self, name: &str) -> u64 {
         let text = reqwest::blocking::get(self.query_url("/metrics")).unwrap().text().unwrap();
-        let line = text.lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap_or_else(|| panic!("no {name}"));
+        let line =
+            text.lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap_or_else(|| panic!("no {name}"));
         line.rsplit_once(' ').unwrap().1.parse().unwrap()
     }
 

@@ -38,11 +38,11 @@ use crate::quarantine::Quarantine;
 use crate::recovery;
 use crate::segment::SegmentMeta;
 use crate::wal::{self, WalRecord, WalWriter};
+pub use batch::{Batch, Received};
 use flush::FlushCmd;
 use sources::Sources;
-use write::Cmd;
-pub use batch::{Batch, Received};
 pub use write::AppendOutcome;
+use write::Cmd;
 
 /// Tuning of the write path. `StoreConfig::new(dir)` gives the defaults.
 #[derive(Clone, Debug)]

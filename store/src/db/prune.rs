@@ -190,7 +190,10 @@ mod tests {
         let mut files: Vec<String> =
             std::fs::read_dir(&seg_dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         files.sort();
-        assert!(files.iter().all(|f| f.starts_with("0000000000000002-") || f.starts_with("0000000000000004-")), "{files:?}");
+        assert!(
+            files.iter().all(|f| f.starts_with("0000000000000002-") || f.starts_with("0000000000000004-")),
+            "{files:?}"
+        );
         assert!(!has_trace(&store, 1) && !has_trace(&store, 3));
         assert!(has_trace(&store, 2) && has_trace(&store, 4) && has_trace(&store, 5));
         let c = store.counters();
