@@ -56,7 +56,7 @@ pub(crate) struct ServeArgs {
     flush_interval_secs: Option<u64>,
     /// Data acknowledged but not yet flushed to segments that the store may hold, in
     /// bytes (of the requests); past it OTLP requests get 429 / RESOURCE_EXHAUSTED with
-    /// a retry hint until a flush makes room [default: 256 MiB]
+    /// a retry hint until a flush makes room [default: 512 MiB]
     #[arg(long)]
     max_memtable_bytes: Option<usize>,
     /// Most samples one PromQL query may hold in memory at once; past it the

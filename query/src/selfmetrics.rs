@@ -199,7 +199,7 @@ mod tests {
         assert!(text.contains("seismo_retention_deleted_segments_total{reason=\"age\"} 0\n"));
         assert!(text.contains("seismo_retention_deleted_segments_total{reason=\"size\"} 0\n"));
         assert!(text.contains("seismo_store_retention_seconds 0\n"));
-        assert!(text.contains("seismo_store_max_memtable_bytes 268435456\n"));
+        assert!(text.contains("seismo_store_max_memtable_bytes 536870912\n"));
         assert!(text.contains("seismo_ingested_rows_total{signal=\"traces\"} 0"));
         assert!(text.contains("seismo_segments 0"));
         assert!(text.contains("seismo_quarantined_segments_total 0"));

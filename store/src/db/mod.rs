@@ -78,7 +78,10 @@ impl StoreConfig {
             flush_bytes: 64 << 20,
             flush_interval: Duration::from_secs(60),
             queue_capacity: 4096,
-            max_memtable_bytes: 256 << 20,
+            // Eight memtables' worth: what the store held at most before
+            // this cap counted the frozen memtables too (a 256 MiB cap on the
+            // active one alone). A burst of a million spans fits without a 429.
+            max_memtable_bytes: 512 << 20,
             max_disk_bytes: None,
             retention: None,
         }
