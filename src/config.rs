@@ -14,9 +14,11 @@
 //! flush_rows = 262144
 //! compact_rows = 2000000
 //! flush_interval_secs = 60
+//! max_memtable_bytes = 536870912
 //! query_max_samples = 50000000
 //! query_timeout = "2m"
 //! max_disk_bytes = 10737418240
+//! retention = "7d"
 //!
 //! [auth]
 //! tokens = ["ingest:CHANGE-ME-ingest-token", "query:CHANGE-ME-query-token"]
@@ -48,12 +50,16 @@ pub(crate) struct FileConfig {
     pub flush_rows: Option<usize>,
     pub compact_rows: Option<u64>,
     pub flush_interval_secs: Option<u64>,
+    /// `--max-memtable-bytes`.
+    pub max_memtable_bytes: Option<usize>,
     /// `--query-max-samples`.
     pub query_max_samples: Option<usize>,
     /// `--query-timeout`, a Prometheus duration such as `"2m"`.
     pub query_timeout: Option<String>,
     /// Size-based retention: see `seismo serve --max-disk-bytes`.
     pub max_disk_bytes: Option<u64>,
+    /// Time-based retention, a Prometheus duration such as `"7d"`: see `seismo serve --retention`.
+    pub retention: Option<String>,
     /// Who may use the listeners.
     #[serde(default)]
     pub auth: AuthSection,
@@ -100,6 +106,8 @@ mod tests {
         assert_eq!(c.flush_rows, Some(10));
         let c: FileConfig = toml::from_str("max_disk_bytes = 10737418240").unwrap();
         assert_eq!(c.max_disk_bytes, Some(10 << 30));
+        let c: FileConfig = toml::from_str("retention = \"7d\"\nmax_memtable_bytes = 1048576").unwrap();
+        assert_eq!((c.retention.as_deref(), c.max_memtable_bytes), (Some("7d"), Some(1 << 20)));
         assert!(toml::from_str::<FileConfig>("htp = \"127.0.0.1:1\"").is_err());
         let c: FileConfig = toml::from_str("query_max_samples = 1000\nquery_timeout = \"30s\"").unwrap();
         assert_eq!((c.query_max_samples, c.query_timeout.as_deref()), (Some(1000), Some("30s")));

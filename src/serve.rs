@@ -58,6 +58,11 @@ pub(crate) struct ServeArgs {
     /// Flush the memtable when its oldest row is this many seconds old [default: 60]
     #[arg(long)]
     flush_interval_secs: Option<u64>,
+    /// Data acknowledged but not yet flushed to segments that the store may hold, in
+    /// bytes (of the requests); past it OTLP requests get 429 / RESOURCE_EXHAUSTED with
+    /// a retry hint until a flush makes room [default: 512 MiB]
+    #[arg(long)]
+    max_memtable_bytes: Option<usize>,
     /// Most samples one PromQL query may hold in memory at once; past it the
     /// query answers 422 [default: 50000000, as Prometheus]
     #[arg(long, alias = "query.max-samples")]
@@ -70,6 +75,10 @@ pub(crate) struct ServeArgs {
     /// bytes, so the disk never fills up [default: no limit]
     #[arg(long)]
     max_disk_bytes: Option<u64>,
+    /// Delete whole segments whose newest data is older than this, as a Prometheus
+    /// duration (`7d`, `12h`, `1w2d`) [default: keep everything]
+    #[arg(long, value_parser = parse_retention)]
+    retention: Option<Duration>,
     /// A bearer token and the roles it grants, as ROLE:TOKEN (roles: ingest, query,
     /// chaos; several joined by +). Repeatable; also SEISMO_AUTH_TOKENS, comma-separated.
     /// With any token set, OTLP needs `ingest` and the query API `query`
@@ -99,6 +108,15 @@ fn parse_query_timeout(text: &str) -> Result<Duration, String> {
     match u64::try_from(ms) {
         Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
         _ => Err(format!("query timeout {text:?} must be positive")),
+    }
+}
+
+/// A positive Prometheus duration (`7d`, `12h`), as `--retention` takes it.
+fn parse_retention(text: &str) -> Result<Duration, String> {
+    let ms = seismo_query::parse_prometheus_duration(text)?;
+    match u64::try_from(ms) {
+        Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+        _ => Err(format!("retention {text:?} must be positive")),
     }
 }
 
@@ -161,10 +179,19 @@ impl ServeArgs {
             anyhow::ensure!(s > 0, "--flush-interval-secs must be positive");
             store.flush_interval = Duration::from_secs(s);
         }
+        if let Some(n) = self.max_memtable_bytes.or(file.max_memtable_bytes) {
+            anyhow::ensure!(n > 0, "--max-memtable-bytes must be positive");
+            store.max_memtable_bytes = n;
+        }
         if let Some(n) = self.max_disk_bytes.or(file.max_disk_bytes) {
             anyhow::ensure!(n > 0, "--max-disk-bytes must be positive");
             store.max_disk_bytes = Some(n);
         }
+        store.retention = match (self.retention, file.retention.as_deref()) {
+            (Some(t), _) => Some(t),
+            (None, Some(text)) => Some(parse_retention(text).map_err(|e| anyhow::anyhow!("retention: {e}"))?),
+            (None, None) => None,
+        };
         let mut query_limits = QueryLimits::default();
         if let Some(n) = self.query_max_samples.or(file.query_max_samples) {
             anyhow::ensure!(n > 0, "--query-max-samples must be positive");

@@ -302,7 +302,7 @@ fn max_disk_bytes_deletes_the_oldest_segments_before_the_disk_fills() {
         eventually(Duration::from_secs(30), || (metric(&server, "seismo_flushes_total") > flushes).then_some(()));
     }
     assert_eq!(metric(&server, "seismo_store_disk_full"), 0);
-    assert!(metric(&server, "seismo_retention_deleted_segments_total") > 0);
+    assert!(metric(&server, "seismo_retention_deleted_segments_total{reason=\"size\"}") > 0);
     // The newest data is served, the oldest was deleted.
     let newest = hex::encode(trace_id(rounds * 4 - 1));
     let (status, body) = server.get_json(&format!("/api/traces/{newest}"));

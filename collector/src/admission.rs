@@ -22,7 +22,7 @@ use crate::error::CollectorError;
 pub(crate) const RESERVE_WAIT: Duration = Duration::from_secs(5);
 
 /// Memory held per byte of a decoded protobuf body, on top of the body itself: the
-/// prost request, the rows it becomes and the WAL frame re-encoded from it
+/// prost request, the rows it becomes and the WAL frame built from the body
 /// (`bench/ingest.sh`'s RSS figures; see BENCHMARKS.md).
 pub(crate) const PROTOBUF_HELD_PER_BYTE: usize = 4;
 /// The same for an OTLP/JSON body: the `serde_json::Value` tree dominates.

@@ -1,8 +1,9 @@
 //! The OTLP/gRPC receiver: TraceService, LogsService and MetricsService `Export`.
 //!
-//! tonic does transport and decoding: gzip and zstd request compression are accepted,
-//! responses are never compressed (they are a few bytes), and the decoding limit is
-//! `max_body_bytes`, enforced by tonic after decompression as well. Two status details
+//! tonic does transport and framing: gzip and zstd request compression are accepted,
+//! responses are never compressed (they are a few bytes), and the message limit is
+//! `max_body_bytes`, enforced by tonic after decompression as well. The protobuf decoding
+//! is ours (`export.rs`), so that the message's bytes go on to the WAL as they are. Two status details
 //! matter to OTLP clients, which decide whether to retry from the code alone:
 //! - back-pressure (`StoreError::Busy`) and a full disk (`StoreError::DiskFull`) are
 //!   `RESOURCE_EXHAUSTED` *with* a `google.rpc.RetryInfo`; without it the spec (and
@@ -11,8 +12,9 @@
 //! - an oversized message must be permanent, but tonic reports "message length too
 //!   large" as `OUT_OF_RANGE`, which OTLP clients retry; a response mapper layered over
 //!   the services rewrites it to `RESOURCE_EXHAUSTED` (no RetryInfo, so not retried);
-//! - a message that does not decode is the client's fault, `INVALID_ARGUMENT`, but tonic
-//!   answers `INTERNAL` (the same mapper rewrites it).
+//! - a message that does not decode is the client's fault, `INVALID_ARGUMENT`; our handler
+//!   answers that, but tonic answers `INTERNAL` for a message cut short or that does not
+//!   decompress (the same mapper rewrites those).
 //!
 //! Memory: before tonic reads a message, a middleware reads the 5-byte gRPC frame
 //! header, which announces the message length, and reserves memory for it from the
@@ -20,18 +22,9 @@
 //! length up front.
 
 use axum::http::HeaderValue;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
-use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use seismo_store::Store;
-use tonic::codec::CompressionEncoding;
 use tonic::service::Routes;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use tower::util::MapResponseLayer;
 
@@ -46,7 +39,8 @@ use crate::admission::{self, MemoryBudget};
 use crate::config::CollectorConfig;
 use crate::error::{CollectorError, Transport};
 use crate::ingest::{self, BatchSink};
-use crate::signal::{Logs, Metrics, OtlpSignal, Traces};
+use crate::signal::{Logs, Metrics, Traces};
+use export::ExportService;
 
 /// The three OTLP gRPC services over `store`, to be served by a `tonic` server
 /// (`Server::builder().add_routes(..)`); [`Collector::run`](crate::Collector::run) does that.
@@ -55,19 +49,9 @@ pub fn grpc_routes(store: Store, config: &CollectorConfig) -> Routes {
 }
 
 pub(crate) fn routes_with_sink<K: BatchSink>(sink: K, max_body_bytes: usize, budget: MemoryBudget) -> Router {
-    let receiver = GrpcReceiver { sink };
-    let traces = TraceServiceServer::new(receiver.clone())
-        .accept_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Zstd)
-        .max_decoding_message_size(max_body_bytes);
-    let logs = LogsServiceServer::new(receiver.clone())
-        .accept_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Zstd)
-        .max_decoding_message_size(max_body_bytes);
-    let metrics = MetricsServiceServer::new(receiver)
-        .accept_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Zstd)
-        .max_decoding_message_size(max_body_bytes);
+    let traces = ExportService::<Traces, K>::new(sink.clone(), max_body_bytes);
+    let logs = ExportService::<Logs, K>::new(sink.clone(), max_body_bytes);
+    let metrics = ExportService::<Metrics, K>::new(sink, max_body_bytes);
     Routes::new(traces)
         .add_service(logs)
         .add_service(metrics)
@@ -181,20 +165,6 @@ impl http_body::Body for Prepended {
     }
 }
 
-#[derive(Clone)]
-struct GrpcReceiver<K> {
-    sink: K,
-}
-
-impl<K: BatchSink> GrpcReceiver<K> {
-    async fn export<S: OtlpSignal>(&self, request: Request<S::Request>) -> Result<Response<S::Response>, Status> {
-        match ingest::export::<S, K>(&self.sink, Transport::Grpc, request.into_inner()).await {
-            Ok(outcome) => Ok(Response::new(S::response(&outcome))),
-            Err(error) => Err(to_status(&error)),
-        }
-    }
-}
-
 /// The one conversion of a collector error into a gRPC status.
 fn to_status(error: &CollectorError) -> Status {
     let code = error.grpc_code();
@@ -206,35 +176,6 @@ fn to_status(error: &CollectorError) -> Status {
     Status::new(code, error.to_string())
 }
 
-#[tonic::async_trait]
-impl<K: BatchSink> TraceService for GrpcReceiver<K> {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        GrpcReceiver::export::<Traces>(self, request).await
-    }
-}
-
-#[tonic::async_trait]
-impl<K: BatchSink> LogsService for GrpcReceiver<K> {
-    async fn export(
-        &self,
-        request: Request<ExportLogsServiceRequest>,
-    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        GrpcReceiver::export::<Logs>(self, request).await
-    }
-}
-
-#[tonic::async_trait]
-impl<K: BatchSink> MetricsService for GrpcReceiver<K> {
-    async fn export(
-        &self,
-        request: Request<ExportMetricsServiceRequest>,
-    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        GrpcReceiver::export::<Metrics>(self, request).await
-    }
-}
-
+mod export;
 #[cfg(test)]
 mod tests;

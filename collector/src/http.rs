@@ -30,11 +30,6 @@ use crate::signal::{Logs, Metrics, OtlpSignal, Signal, Traces};
 const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";
 
-/// Uncompressed bodies up to this size are decoded on the async worker; larger or
-/// compressed ones on the blocking pool, so a 20 MiB decompress-and-decode does not stall
-/// other connections.
-const INLINE_DECODE_MAX_BYTES: usize = 64 * 1024;
-
 /// The OTLP/HTTP routes over `store`, ready to be served or called directly in tests.
 ///
 /// Other methods on the OTLP paths answer 405; other paths 404.
@@ -116,8 +111,8 @@ async fn export<S: OtlpSignal, K: BatchSink>(
         // Held until the store has the data: it pays for the body, the decoded request
         // and the rows (see `admission`).
         let mut reservation = None;
-        let request = read_request::<S, K>(&headers, body, format, &state, &mut reservation).await?;
-        let outcome = ingest::export::<S, K>(&state.sink, Transport::Http, request).await;
+        let (request, protobuf) = read_request::<S, K>(&headers, body, format, &state, &mut reservation).await?;
+        let outcome = ingest::export::<S, K>(&state.sink, Transport::Http, request, protobuf).await;
         drop(reservation);
         outcome
     };
@@ -135,13 +130,14 @@ async fn export<S: OtlpSignal, K: BatchSink>(
 /// Reads, decompresses and decodes the body into the signal's request message, reserving
 /// memory for it in `reservation` first: for an identity body with a length, all it will
 /// hold at once; otherwise the raw body first and the decoding once its size is known.
+/// A protobuf body comes back beside the request, for the WAL to store as it is.
 async fn read_request<S: OtlpSignal, K>(
     headers: &HeaderMap,
     body: Body,
     format: WireFormat,
     state: &HttpState<K>,
     reservation: &mut Option<Reservation>,
-) -> Result<S::Request, CollectorError> {
+) -> Result<(S::Request, Option<Bytes>), CollectorError> {
     let limit = state.max_body_bytes;
     let encoding = ContentEncoding::from_header(headers.get(CONTENT_ENCODING).map(HeaderValue::as_bytes))?;
     let declared = declared_length(headers).map(|len| len.min(limit as u64 + 1) as usize);
@@ -156,9 +152,8 @@ async fn read_request<S: OtlpSignal, K>(
     };
     let held = reservation.insert(state.budget.reserve(upfront).await?);
     let raw = read_body(declared, body, limit).await?;
-    // A small compressed body can still inflate to `limit` bytes: only small identity
-    // bodies are cheap enough to decode inline.
-    let inline = encoding == ContentEncoding::Identity && raw.len() <= INLINE_DECODE_MAX_BYTES;
+    // A small compressed body can still inflate to `limit` bytes: decompression is never
+    // done on the async worker.
     let body = match encoding {
         ContentEncoding::Identity => raw,
         _ => tokio::task::spawn_blocking(move || encoding.decode(raw, limit))
@@ -170,12 +165,9 @@ async fn read_request<S: OtlpSignal, K>(
         let inflated = if encoding == ContentEncoding::Identity { 0 } else { body.len() };
         state.budget.grow(held, body.len().saturating_mul(format.held_per_byte()).saturating_add(inflated)).await?;
     }
-    if inline {
-        return decode::<S>(body, format, limit);
-    }
-    tokio::task::spawn_blocking(move || decode::<S>(body, format, limit))
-        .await
-        .map_err(|e| CollectorError::Internal(format!("decoding task failed: {e}")))?
+    let protobuf = (format == WireFormat::Protobuf).then(|| body.clone());
+    let request = ingest::decode_sized(body.len(), move || decode::<S>(body, format, limit)).await?;
+    Ok((request, protobuf))
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use seismo_net::LogThrottle;
 
-use seismo_store::{AppendOutcome, Batch, Store, StoreError};
+use bytes::Bytes;
+use seismo_store::{AppendOutcome, Received, Store, StoreError};
 
 use crate::error::{CollectorError, Transport};
 use crate::signal::{OtlpSignal, Signal};
@@ -17,17 +18,41 @@ use crate::signal::{OtlpSignal, Signal};
 /// Where decoded batches go. [`Store`] in production; the seam lets the transports be
 /// tested against a scripted sink (busy, closed, partial success) without a database.
 pub(crate) trait BatchSink: Clone + Send + Sync + 'static {
-    /// Appends a batch; resolves once it is durable (see [`Store::append`]).
-    fn append(&self, batch: Batch) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send;
+    /// Appends a request; resolves once it is durable (see [`Store::append`]).
+    fn append(&self, request: Received) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send;
 }
 
 impl BatchSink for Store {
-    fn append(&self, batch: Batch) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send {
-        Store::append(self, batch)
+    fn append(&self, request: Received) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send {
+        Store::append(self, request)
     }
 }
 
-/// Stores one decoded export request and returns the store's verdict.
+/// Requests up to this many bytes are decoded on the async worker; larger ones on the
+/// blocking pool, so that a 20 MiB decode does not stall the other connections the
+/// worker serves. (The store does the same with the conversion into rows.)
+pub(crate) const INLINE_DECODE_MAX_BYTES: usize = 64 * 1024;
+
+/// Runs `work` (decoding `len` bytes) on the async worker when it is small, else on the
+/// blocking pool.
+///
+/// # Errors
+/// `work`'s error; [`CollectorError::Internal`] when the blocking task fails.
+pub(crate) async fn decode_sized<T: Send + 'static>(
+    len: usize,
+    work: impl FnOnce() -> Result<T, CollectorError> + Send + 'static,
+) -> Result<T, CollectorError> {
+    if len <= INLINE_DECODE_MAX_BYTES {
+        return work();
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| CollectorError::Internal(format!("decoding task failed: {e}")))?
+}
+
+/// Stores one decoded export request and returns the store's verdict. `protobuf` is the
+/// message the request was decoded from, when it arrived as protobuf: the WAL stores it
+/// as it is instead of encoding the request again.
 ///
 /// A request with no spans / log records / data points is acknowledged without touching
 /// the store: the OTLP spec says empty requests succeed, and they need no WAL record.
@@ -38,13 +63,19 @@ pub(crate) async fn export<S: OtlpSignal, K: BatchSink>(
     sink: &K,
     transport: Transport,
     request: S::Request,
+    protobuf: Option<Bytes>,
 ) -> Result<AppendOutcome, CollectorError> {
     let items = S::item_count(&request);
     if items == 0 {
         tracing::trace!(signal = S::SIGNAL.as_str(), transport = transport.as_str(), "empty OTLP export acknowledged");
         return Ok(AppendOutcome { accepted: 0, rejected: 0, message: None });
     }
-    match sink.append(S::into_batch(request)).await {
+    let batch = S::into_batch(request);
+    let received = match protobuf {
+        Some(bytes) => Received::with_protobuf(batch, bytes),
+        None => Received::new(batch),
+    };
+    match sink.append(received).await {
         Ok(outcome) => {
             record_outcome(S::SIGNAL, transport, items, &outcome);
             Ok(outcome)
@@ -108,6 +139,8 @@ pub(crate) mod testing {
 
     use std::sync::{Arc, Mutex};
 
+    use seismo_store::Batch;
+
     use super::*;
 
     /// What the fake store answers to every append.
@@ -125,7 +158,7 @@ pub(crate) mod testing {
     #[derive(Clone)]
     pub(crate) struct FakeSink {
         script: Script,
-        pub(crate) appended: Arc<Mutex<Vec<Batch>>>,
+        pub(crate) appended: Arc<Mutex<Vec<Received>>>,
     }
 
     impl FakeSink {
@@ -133,14 +166,19 @@ pub(crate) mod testing {
             FakeSink { script, appended: Arc::default() }
         }
 
-        /// The batches appended so far (taken: `Batch` need not be `Clone`).
+        /// The batches appended so far (taken).
         pub(crate) fn take_batches(&self) -> Vec<Batch> {
+            self.take_received().into_iter().map(Received::into_batch).collect()
+        }
+
+        /// The requests appended so far, with the protobuf bytes they carried (taken).
+        pub(crate) fn take_received(&self) -> Vec<Received> {
             std::mem::take(&mut *self.appended.lock().unwrap())
         }
     }
 
     impl BatchSink for FakeSink {
-        fn append(&self, batch: Batch) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send {
+        fn append(&self, request: Received) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send {
             let result = match &self.script {
                 Script::Accept => Ok(AppendOutcome { accepted: 1, rejected: 0, message: None }),
                 Script::Reject { rejected, message } => {
@@ -153,7 +191,7 @@ pub(crate) mod testing {
                 Script::Broken => Err(StoreError::Corrupt("checksum mismatch".into())),
             };
             if result.is_ok() {
-                self.appended.lock().unwrap().push(batch);
+                self.appended.lock().unwrap().push(request);
             }
             std::future::ready(result)
         }
@@ -167,6 +205,7 @@ mod tests {
     use crate::signal::Traces;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use seismo_store::Batch;
 
     fn one_span() -> ExportTraceServiceRequest {
         ExportTraceServiceRequest {
@@ -181,7 +220,7 @@ mod tests {
     async fn empty_requests_never_reach_the_store() {
         let sink = FakeSink::new(Script::Closed);
         let empty = ExportTraceServiceRequest { resource_spans: vec![ResourceSpans::default()] };
-        let outcome = export::<Traces, _>(&sink, Transport::Http, empty).await.unwrap();
+        let outcome = export::<Traces, _>(&sink, Transport::Http, empty, None).await.unwrap();
         assert_eq!((outcome.accepted, outcome.rejected), (0, 0));
         assert!(sink.take_batches().is_empty());
     }
@@ -189,14 +228,19 @@ mod tests {
     #[tokio::test]
     async fn store_errors_come_back_typed() {
         let sink = FakeSink::new(Script::Busy);
-        let err = export::<Traces, _>(&sink, Transport::Grpc, one_span()).await.unwrap_err();
+        let err = export::<Traces, _>(&sink, Transport::Grpc, one_span(), None).await.unwrap_err();
         assert!(matches!(err, CollectorError::Store(StoreError::Busy(_))), "{err}");
     }
 
     #[tokio::test]
     async fn accepted_batches_reach_the_store() {
         let sink = FakeSink::new(Script::Accept);
-        export::<Traces, _>(&sink, Transport::Grpc, one_span()).await.unwrap();
+        export::<Traces, _>(&sink, Transport::Grpc, one_span(), None).await.unwrap();
         assert!(matches!(sink.take_batches().as_slice(), [Batch::Traces(req)] if req == &one_span()));
+        let wire = Bytes::from(prost::Message::encode_to_vec(&one_span()));
+        export::<Traces, _>(&sink, Transport::Grpc, one_span(), Some(wire.clone())).await.unwrap();
+        let received = sink.take_received();
+        assert_eq!(received.len(), 1);
+        assert_eq!((received[0].batch(), received[0].protobuf()), (&Batch::Traces(one_span()), Some(&wire)));
     }
 }

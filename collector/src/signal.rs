@@ -76,6 +76,8 @@ fn partial_success(outcome: &AppendOutcome) -> Option<(i64, String)> {
 /// What a transport needs to know about a signal.
 pub(crate) trait OtlpSignal: Send + Sync + 'static {
     const SIGNAL: Signal;
+    /// The gRPC service that exports it (`Export` is its one method).
+    const GRPC_SERVICE: &'static str;
     type Request: prost::Message + Default + Send + 'static;
     type Response: prost::Message + Default + Send + 'static;
 
@@ -107,6 +109,7 @@ pub(crate) struct Metrics;
 
 impl OtlpSignal for Traces {
     const SIGNAL: Signal = Signal::Traces;
+    const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
     type Request = ExportTraceServiceRequest;
     type Response = ExportTraceServiceResponse;
 
@@ -133,6 +136,7 @@ impl OtlpSignal for Traces {
 
 impl OtlpSignal for Logs {
     const SIGNAL: Signal = Signal::Logs;
+    const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
     type Request = ExportLogsServiceRequest;
     type Response = ExportLogsServiceResponse;
 
@@ -160,6 +164,7 @@ impl OtlpSignal for Logs {
 
 impl OtlpSignal for Metrics {
     const SIGNAL: Signal = Signal::Metrics;
+    const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
     type Request = ExportMetricsServiceRequest;
     type Response = ExportMetricsServiceResponse;
 

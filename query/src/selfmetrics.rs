@@ -112,11 +112,42 @@ impl Collector for StoreMetrics {
             "Catalogs rebuilt from the segment files because catalog.json was missing or unreadable.",
             load(&c.catalog_rebuilds),
         )?;
-        counter(
-            &mut encoder,
+        let mut retention = encoder.encode_descriptor(
             "seismo_retention_deleted_segments",
-            "Oldest segments deleted to keep the data directory under --max-disk-bytes.",
-            load(&c.retention_deleted_segments),
+            "Segments retention deleted: reason=\"age\" past --retention, \"size\" to keep the data \
+             directory under --max-disk-bytes.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, deleted) in
+            [("age", &c.retention_deleted_segments_age), ("size", &c.retention_deleted_segments_size)]
+        {
+            ConstCounter::new(load(deleted)).encode(retention.encode_family(&[("reason", reason)])?)?;
+        }
+        let config = store.config();
+        gauge(
+            &mut encoder,
+            "seismo_store_retention_seconds",
+            "The configured --retention: segments whose newest data is older are deleted (0: no limit).",
+            config.retention.map_or(0, |r| r.as_secs()),
+        )?;
+        gauge(
+            &mut encoder,
+            "seismo_store_max_disk_bytes",
+            "The configured --max-disk-bytes: past it the oldest segments are deleted (0: no limit).",
+            config.max_disk_bytes.unwrap_or(0),
+        )?;
+        gauge(
+            &mut encoder,
+            "seismo_store_unflushed_bytes",
+            "Acknowledged data not yet flushed to segments (bytes of the requests).",
+            store.unflushed_bytes() as u64,
+        )?;
+        gauge(
+            &mut encoder,
+            "seismo_store_max_memtable_bytes",
+            "The configured --max-memtable-bytes: at it requests get 429 / RESOURCE_EXHAUSTED.",
+            config.max_memtable_bytes as u64,
         )?;
         counter(
             &mut encoder,
@@ -170,7 +201,11 @@ mod tests {
              seismo_ingested_rows_total{signal=\"logs\"} 0\n\
              seismo_ingested_rows_total{signal=\"metrics\"} 0\n"
         ));
-        assert_eq!(text.matches("# TYPE ").count(), 17, "every family once: {text}");
+        assert_eq!(text.matches("# TYPE ").count(), 21, "every family once: {text}");
+        assert!(text.contains("seismo_retention_deleted_segments_total{reason=\"age\"} 0\n"));
+        assert!(text.contains("seismo_retention_deleted_segments_total{reason=\"size\"} 0\n"));
+        assert!(text.contains("seismo_store_retention_seconds 0\n"));
+        assert!(text.contains("seismo_store_max_memtable_bytes 536870912\n"));
         assert!(text.contains("# TYPE seismo_store_compactions_total counter\nseismo_store_compactions_total 0\n"));
         assert!(text.contains("seismo_ingested_rows_total{signal=\"traces\"} 0"));
         assert!(text.contains("seismo_segments 0"));

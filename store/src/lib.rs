@@ -9,8 +9,10 @@
 //! Design decisions:
 //! - **Acknowledge only what is durable.** `Store::append` returns after the
 //!   request's WAL frame is fsynced (group commit: one fsync covers every
-//!   request that queued meanwhile). The WAL stores the OTLP request itself;
-//!   replay reruns the same conversion.
+//!   request that queued meanwhile). The WAL stores the OTLP request itself,
+//!   as the protobuf bytes it arrived as when the collector passes them on
+//!   ([`Received`]), so it is not encoded a second time; replay reruns the
+//!   same conversion.
 //! - **Visible at once.** Rows enter the memtable right after the fsync, before
 //!   the ack, so acknowledged data is queryable immediately.
 //! - **Immutable segments, one catalog.** A flush writes segment files, syncs
@@ -32,15 +34,19 @@
 //!   each segment's span index for its newest matching traces (posting lists
 //!   in time order), newest segments first, and stops once nothing older can
 //!   enter the top `limit` (`spanindex`, `segment::scan`).
-//! - **Bounded memory.** A bounded write queue and a cap on unflushed data turn
-//!   overload into `StoreError::Busy` instead of growth.
+//! - **Bounded memory.** A bounded write queue and a cap on unflushed data
+//!   (`StoreConfig::max_memtable_bytes`) turn overload into `StoreError::Busy`
+//!   instead of growth. A flush does not stall ingest: the full memtable is
+//!   frozen and flushed while a fresh one takes the writes, so `Busy` means the
+//!   flush truly falls behind.
 //! - **A full disk is a state, not a death.** ENOSPC / EDQUOT on the WAL or a
 //!   flush refuses writes with `StoreError::DiskFull` (nothing half-written is
 //!   kept or acknowledged) until a probe finds room; then ingest resumes by
 //!   itself. Other WAL failures stop writes for good (`WalFailed`); queries
 //!   keep working in both cases. See `diskfull`. Size-based retention
 //!   (`StoreConfig::max_disk_bytes`) deletes the oldest segments before it
-//!   comes to that. See `retention`.
+//!   comes to that; time-based retention (`StoreConfig::retention`) deletes
+//!   segments whose newest data is older than the limit. See `retention`.
 
 mod catalog;
 mod convert;
@@ -68,7 +74,7 @@ mod textindex;
 mod wal;
 
 pub use convert::{SERVICE_NAME, UNKNOWN_SERVICE};
-pub use db::{AppendOutcome, Batch, Health, Store, StoreConfig, StoreCounters};
+pub use db::{AppendOutcome, Batch, Health, Received, Store, StoreConfig, StoreCounters};
 pub use error::{Result, StoreError};
 pub use ids::{SpanId, TraceId};
 pub use logsearch::{severity_range, LogQuery};

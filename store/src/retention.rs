@@ -1,6 +1,8 @@
-//! Size-based retention (`--max-disk-bytes`): when the data directory grows
-//! past its limit, the oldest segments are dropped, so a full disk does not
-//! happen in the first place.
+//! Retention rules. By size (`--max-disk-bytes`): when the data directory
+//! grows past its limit, the oldest segments are dropped, so a full disk does
+//! not happen in the first place. By age (`--retention`): a segment whose
+//! newest data is older than the limit is dropped whole (a segment with one
+//! recent row stays whole; data is never cut out of a segment).
 //!
 //! Only segments are ever dropped: the WAL and the memtables hold data not yet
 //! flushed, and the catalog is tiny. The flusher thread (the one writer of the
@@ -14,8 +16,20 @@ use std::time::Duration;
 
 use crate::segment::SegmentMeta;
 
-/// How often the flusher checks the limit when no flush ran.
+/// How often the flusher checks the limits when no flush ran.
 pub(crate) const CHECK_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Why retention dropped a segment (a bounded metric label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reason {
+    Age,
+    Size,
+}
+
+/// Whether everything in the segment is older than `cutoff` (ns since the epoch).
+pub(crate) fn is_expired(meta: &SegmentMeta, cutoff: i64) -> bool {
+    meta.max_time < cutoff
+}
 
 /// Bytes of every file under `dir`, recursively (what `du` would count, by length).
 /// Files that vanish while walking are skipped.
@@ -75,6 +89,15 @@ mod tests {
         assert_eq!(oldest_to_drop(&segments, 350, 200), 2);
         // The WAL alone is over the limit: every segment goes, and that is all retention can do.
         assert_eq!(oldest_to_drop(&segments, 1000, 10), 3);
+    }
+
+    #[test]
+    fn a_segment_expires_only_when_its_newest_data_is_older_than_the_cutoff() {
+        let mut m = meta(1, 100);
+        (m.min_time, m.max_time) = (10, 20);
+        assert!(is_expired(&m, 21));
+        assert!(!is_expired(&m, 20), "data at the cutoff itself is kept");
+        assert!(!is_expired(&m, 15), "one row newer than the cutoff keeps the segment");
     }
 
     #[test]

@@ -31,6 +31,15 @@ impl Server {
         Self::launch(data_dir, extra, true)
     }
 
+    /// The value of the sample `name` (with its labels, as printed: `x_total{a="b"}`)
+    /// on the query API's `/metrics`; panics when it is missing.
+    pub(crate) fn metric(&self, name: &str) -> u64 {
+        let text = reqwest::blocking::get(self.query_url("/metrics")).unwrap().text().unwrap();
+        let line =
+            text.lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap_or_else(|| panic!("no {name}"));
+        line.rsplit_once(' ').unwrap().1.parse().unwrap()
+    }
+
     /// Whether a log line so far contains `needle`.
     pub(crate) fn log_contains(&self, needle: &str) -> bool {
         let log = self.log.as_ref().expect("started without capturing the log");

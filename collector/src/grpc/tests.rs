@@ -4,13 +4,18 @@
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{metric, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use seismo_store::Batch;
 use tokio::sync::oneshot;
+use tonic::codec::CompressionEncoding;
+use tonic::Request;
 
 use super::*;
 use crate::ingest::testing::{FakeSink, Script};
@@ -225,6 +230,47 @@ async fn a_message_that_does_not_decode_is_invalid_argument() {
     let valid = prost::Message::encode_to_vec(&spans(4));
     grpc.unary(Request::new(valid), path, RawBytes).await.unwrap();
     assert_eq!(sink.take_batches(), vec![Batch::Traces(spans(4))]);
+}
+
+/// Issue 13: the store encoded every request again for its WAL. The message bytes (after
+/// decompression) now reach it as sent.
+#[tokio::test]
+async fn the_message_reaches_the_store_as_sent() {
+    let sink = FakeSink::new(Script::Accept);
+    let running = start(sink.clone()).await;
+    let channel = tonic::transport::Endpoint::from_shared(running.grpc_url.clone()).unwrap().connect().await.unwrap();
+    let path =
+        axum::http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+    let mut wire = prost::Message::encode_to_vec(&spans(4));
+    wire.extend_from_slice(&[0xf8, 0x3f, 0x01]); // an unknown field (1023), kept
+    for encoding in [None, Some(CompressionEncoding::Gzip)] {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        if let Some(encoding) = encoding {
+            grpc = grpc.send_compressed(encoding);
+        }
+        grpc.ready().await.unwrap();
+        grpc.unary(Request::new(wire.clone()), path.clone(), RawBytes).await.unwrap();
+    }
+    let received = sink.take_received();
+    assert_eq!(received.len(), 2);
+    for r in &received {
+        assert_eq!(r.protobuf().map(|b| b.to_vec()), Some(wire.clone()));
+        assert_eq!(r.batch(), &Batch::Traces(spans(4)));
+    }
+}
+
+#[tokio::test]
+async fn other_methods_are_unimplemented() {
+    let sink = FakeSink::new(Script::Accept);
+    let running = start(sink.clone()).await;
+    let channel = tonic::transport::Endpoint::from_shared(running.grpc_url.clone()).unwrap().connect().await.unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    let path =
+        axum::http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Import");
+    grpc.ready().await.unwrap();
+    let status = grpc.unary(Request::new(Vec::new()), path, RawBytes).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    assert!(sink.take_batches().is_empty());
 }
 
 #[test]

@@ -82,6 +82,28 @@ async fn protobuf_export_is_stored_and_answered_in_protobuf() {
     assert_eq!(sink.take_batches(), vec![Batch::Traces(one_span_request())]);
 }
 
+/// Issue 13: the store encoded every request again for its WAL. A protobuf body (after
+/// decompression) reaches the store as sent, for the WAL to write as it is; a JSON body
+/// has no protobuf bytes to pass on.
+#[tokio::test]
+async fn protobuf_bodies_reach_the_store_as_sent_json_ones_without_bytes() {
+    let sink = FakeSink::new(Script::Accept);
+    let mut wire = one_span_request().encode_to_vec();
+    wire.extend_from_slice(&[0xf8, 0x3f, 0x01]); // an unknown field (1023), kept
+    send(&sink, post("/v1/traces", PROTOBUF, wire.clone())).await;
+    let request = Request::post("/v1/traces")
+        .header(CONTENT_TYPE, PROTOBUF)
+        .header(CONTENT_ENCODING, "gzip")
+        .body(Body::from(gzip(&wire)))
+        .unwrap();
+    send(&sink, request).await;
+    send(&sink, post("/v1/traces", JSON, ONE_SPAN_JSON)).await;
+    let received = sink.take_received();
+    let carried: Vec<_> = received.iter().map(|r| r.protobuf().map(|b| b.to_vec())).collect();
+    assert_eq!(carried, vec![Some(wire.clone()), Some(wire), None]);
+    assert!(received.iter().all(|r| r.batch() == &Batch::Traces(one_span_request())));
+}
+
 #[tokio::test]
 async fn json_export_is_stored_and_answered_in_json() {
     let sink = FakeSink::new(Script::Accept);
@@ -278,7 +300,7 @@ async fn wrong_method_is_405_and_unknown_path_is_404() {
 async fn large_bodies_are_decoded_off_the_async_thread_with_the_same_result() {
     let sink = FakeSink::new(Script::Accept);
     let mut request = one_span_request();
-    request.resource_spans[0].scope_spans[0].spans[0].name = "x".repeat(2 * INLINE_DECODE_MAX_BYTES);
+    request.resource_spans[0].scope_spans[0].spans[0].name = "x".repeat(2 * crate::ingest::INLINE_DECODE_MAX_BYTES);
     let reply = send(&sink, post("/v1/traces", PROTOBUF, request.encode_to_vec())).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(sink.take_batches(), vec![Batch::Traces(request)]);

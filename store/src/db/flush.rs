@@ -2,8 +2,9 @@
 //! the writer thread, so freeze and WAL rotation happen at one sequence
 //! number), writes each frozen memtable as segments, commits them to the
 //! catalog, swaps them in for the memtable and trims the WAL. It is the
-//! catalog's one writer besides quarantine, so retention (deleting the oldest
-//! segments past `max_disk_bytes`) runs here too.
+//! catalog's one writer besides quarantine, so retention (`prune`: whole
+//! segments past `retention` or `max_disk_bytes`) runs on this thread too,
+//! after every flush and every `retention::CHECK_INTERVAL`.
 //!
 //! A failed flush leaves nothing behind and is retried with backoff; a full
 //! disk also enters the disk-full state, which stops appends until there is
@@ -15,6 +16,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::prune;
 use super::read::parents_elsewhere;
 use super::sources::{Snapshot, Table};
 use super::write::Cmd;
@@ -31,6 +33,10 @@ use crate::wal::{self, WalWriter};
 /// What the flusher thread is asked to do.
 pub(super) enum FlushCmd {
     Flush(mpsc::Sender<Result<()>>),
+    /// Flush if the active memtable is due (the writer's nudge when it fills).
+    /// Nudges that queued up during a long flush must not each freeze whatever
+    /// few rows arrived since: that made many tiny segments.
+    IfDue,
     Stop,
 }
 
@@ -45,11 +51,18 @@ impl Store {
 }
 
 /// Asks the flusher for a flush without waiting for it (a no-op once closed, or
-/// when one is already queued).
+/// when the flusher's queue is full).
 pub(super) fn request_flush(inner: &Inner) {
     if let Some(tx) = inner.flush_tx.lock().unwrap().as_ref() {
         let (done, _) = mpsc::channel();
         let _ = tx.try_send(FlushCmd::Flush(done));
+    }
+}
+
+/// Asks the flusher to flush if one is due (see [`FlushCmd::IfDue`]).
+pub(super) fn nudge_flush(inner: &Inner) {
+    if let Some(tx) = inner.flush_tx.lock().unwrap().as_ref() {
+        let _ = tx.try_send(FlushCmd::IfDue);
     }
 }
 
@@ -77,7 +90,7 @@ pub(super) fn flusher_loop(inner: Arc<Inner>, rx: Receiver<FlushCmd>) {
     let mut retention_checked = Instant::now();
     loop {
         if retention_checked.elapsed() >= retention::CHECK_INTERVAL {
-            enforce_disk_limit(&inner);
+            prune::enforce_retention(&inner);
             retention_checked = Instant::now();
         }
         let cmd = match rx.recv_timeout(Duration::from_secs(1)) {
@@ -88,7 +101,7 @@ pub(super) fn flusher_loop(inner: Arc<Inner>, rx: Receiver<FlushCmd>) {
         let reply = match cmd {
             Some(FlushCmd::Stop) => return,
             Some(FlushCmd::Flush(reply)) => Some(reply),
-            None => {
+            Some(FlushCmd::IfDue) | None => {
                 if retry_at.is_some_and(|t| Instant::now() < t) {
                     continue;
                 }
@@ -113,7 +126,7 @@ pub(super) fn flusher_loop(inner: Arc<Inner>, rx: Receiver<FlushCmd>) {
                 retry_at = None;
                 // The flush freed its WAL files: its own estimate of the room it needed is moot.
                 inner.disk_full.forget_needed();
-                enforce_disk_limit(&inner);
+                prune::enforce_retention(&inner);
                 retention_checked = Instant::now();
             }
             Err(e) => {
@@ -260,62 +273,8 @@ pub(super) fn remove_unlisted_segment(seg_dir: &Path, id: u64) {
     }
 }
 
-/// Deletes the oldest segments while the data directory is over
-/// `max_disk_bytes`: catalog first (durably), then the open segments, then the
-/// files. Runs on the flusher thread, the catalog's one writer.
-fn enforce_disk_limit(inner: &Inner) {
-    let Some(limit) = inner.config.max_disk_bytes else { return };
-    let used = retention::dir_bytes(&inner.config.data_dir);
-    if used <= limit {
-        return;
-    }
-    let mut catalog = inner.catalog.lock().unwrap();
-    let count = retention::oldest_to_drop(&catalog.segments, used, limit);
-    if count == 0 {
-        tracing::warn!(used, limit, "data directory is over --max-disk-bytes, but holds no segment to delete");
-        return;
-    }
-    let mut next = catalog.clone();
-    let dropped: Vec<SegmentMeta> = next.segments.drain(..count).collect();
-    if let Err(e) = next.store(&inner.config.data_dir) {
-        tracing::error!(error = %e, "retention cannot update the catalog; keeping every segment for now");
-        return;
-    }
-    *catalog = next;
-    inner.sources.write().unwrap().remove_segments(&dropped);
-    delete_segment_files(&inner.seg_dir, &dropped);
-    drop(catalog);
-    let freed: u64 = dropped.iter().map(|m| m.bytes).sum();
-    inner.counters.retention_deleted_segments.fetch_add(dropped.len() as u64, Ordering::Relaxed);
-    tracing::info!(
-        segments = dropped.len(),
-        freed,
-        used,
-        limit,
-        "deleted the oldest segments to stay under --max-disk-bytes"
-    );
-}
-
-/// Deletes the files of segments no catalog names any more. Reads through
-/// older snapshots keep working on open file handles where the OS allows.
-fn delete_segment_files(seg_dir: &Path, dropped: &[SegmentMeta]) {
-    for meta in dropped {
-        for path in
-            [meta.parquet_path(seg_dir), meta.index_path(seg_dir)].into_iter().chain(meta.legacy_index_path(seg_dir))
-        {
-            let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
-            if let Err(e) = removed.or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
-            {
-                tracing::warn!(path = %path.display(), error = %e, "cannot delete the file of a dropped segment");
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::Ordering;
-
     use super::super::testing::{has_trace, one_span};
     use super::*;
     use crate::db::StoreConfig;
@@ -339,39 +298,6 @@ mod tests {
         listed.sort();
         assert_eq!(left, listed);
         assert!(has_trace(&store, 1));
-        store.close().unwrap();
-    }
-
-    #[test]
-    fn retention_deletes_the_oldest_segments_past_max_disk_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(StoreConfig::new(dir.path())).unwrap();
-        for trace in 1..=3 {
-            store.append_blocking(one_span(trace)).unwrap();
-            store.flush().unwrap();
-        }
-        let first = store.segments()[0].clone();
-        let used = retention::dir_bytes(dir.path());
-        store.close().unwrap();
-
-        // Over the limit by less than the oldest segment: that one goes, the rest stays.
-        let mut config = StoreConfig::new(dir.path());
-        config.max_disk_bytes = Some(used - first.bytes / 2);
-        let store = Store::open(config).unwrap();
-        enforce_disk_limit(&store.inner);
-        assert_eq!(store.segments().len(), 2);
-        assert!(!store.segments().iter().any(|s| s.id == first.id));
-        assert!(!first.parquet_path(&dir.path().join("segments")).exists());
-        assert!(!first.index_path(&dir.path().join("segments")).exists());
-        assert!(!has_trace(&store, 1) && has_trace(&store, 2) && has_trace(&store, 3));
-        assert_eq!(store.counters().retention_deleted_segments.load(Ordering::Relaxed), 1);
-        enforce_disk_limit(&store.inner);
-        assert_eq!(store.segments().len(), 2, "under the limit now: nothing more goes");
-        store.close().unwrap();
-        // The catalog was updated first: a restart does not bring the segment back.
-        let store = Store::open(StoreConfig::new(dir.path())).unwrap();
-        assert_eq!(store.segments().len(), 2);
-        assert!(!has_trace(&store, 1) && has_trace(&store, 3));
         store.close().unwrap();
     }
 }

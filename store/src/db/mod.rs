@@ -2,8 +2,9 @@
 //! split by path, one module each:
 //! - `write`: append -> WAL group commit -> memtable; back-pressure; the
 //!   disk-full state on the WAL;
-//! - `flush`: freezing the memtable, the flusher thread, writing segments,
-//!   retention;
+//! - `flush`: freezing the memtable, the flusher thread, writing segments;
+//! - `prune`: retention by age and by size, on the flusher thread;
+//! - `compact`: merging small span segments, on the compactor thread;
 //! - `sources`: the live set of memtables and segments, and the snapshot
 //!   every read walks (damaged segments are set aside there);
 //! - `read`: the queries, each saying what it does with the rows of a walk.
@@ -11,11 +12,14 @@
 //! Threads: one writer thread owns the WAL and is the only writer of the
 //! active memtable; one flusher thread freezes the memtable (through the writer,
 //! so freeze and WAL rotation happen at one sequence number), writes segments
-//! and commits them to the catalog. Queries never block writes for long: they
+//! and commits them to the catalog; one compactor thread merges span segments.
+//! Queries never block writes for long: they
 //! clone `Arc`s of the current memtables and segments under a brief read lock.
 
+mod batch;
 mod compact;
 mod flush;
+mod prune;
 mod read;
 mod sources;
 #[cfg(test)]
@@ -37,10 +41,11 @@ use crate::quarantine::Quarantine;
 use crate::recovery;
 use crate::segment::SegmentMeta;
 use crate::wal::{self, WalRecord, WalWriter};
+pub use batch::{Batch, Received};
 use flush::FlushCmd;
 use sources::Sources;
+pub use write::AppendOutcome;
 use write::Cmd;
-pub use write::{AppendOutcome, Batch};
 
 /// Tuning of the write path. `StoreConfig::new(dir)` gives the defaults.
 #[derive(Clone, Debug)]
@@ -54,12 +59,21 @@ pub struct StoreConfig {
     pub flush_interval: Duration,
     /// Appends waiting for the writer thread before new ones get `Busy`.
     pub queue_capacity: usize,
+    /// Unflushed data (the active memtable plus those being flushed, counted
+    /// by the encoded size of their requests) at which appends get `Busy`:
+    /// the bound on the store's memory when ingest outruns the flush. While a
+    /// flush runs, a fresh memtable takes the writes, so this should leave
+    /// room for at least two memtables of `flush_bytes`.
+    pub max_memtable_bytes: usize,
     /// When the data directory grows past this many bytes, the oldest segments
     /// are deleted (see `retention`); `None` keeps everything.
     pub max_disk_bytes: Option<u64>,
     /// Span segments are merged into segments of up to this many rows in
     /// the background (see `compact`); 0 turns compaction off.
     pub compact_rows: u64,
+    /// Segments whose newest data is older than this are deleted whole;
+    /// `None` keeps everything.
+    pub retention: Option<Duration>,
 }
 
 impl StoreConfig {
@@ -70,8 +84,13 @@ impl StoreConfig {
             flush_bytes: 64 << 20,
             flush_interval: Duration::from_secs(60),
             queue_capacity: 4096,
+            // Eight memtables' worth: what the store held at most before
+            // this cap counted the frozen memtables too (a 256 MiB cap on the
+            // active one alone). A burst of a million spans fits without a 429.
+            max_memtable_bytes: 512 << 20,
             max_disk_bytes: None,
             compact_rows: 2_000_000,
+            retention: None,
         }
     }
 }
@@ -97,7 +116,9 @@ pub struct StoreCounters {
     /// Catalogs rebuilt from the segment files because catalog.json was missing or unreadable.
     pub catalog_rebuilds: AtomicU64,
     /// Segments deleted because the data directory passed `max_disk_bytes`.
-    pub retention_deleted_segments: AtomicU64,
+    pub retention_deleted_segments_size: AtomicU64,
+    /// Segments deleted because their newest data was older than `retention`.
+    pub retention_deleted_segments_age: AtomicU64,
     /// Requests refused because the disk was full.
     pub disk_full_refusals: AtomicU64,
     /// Merges of span segments (see `compact`).
@@ -258,6 +279,11 @@ impl Store {
 
     pub fn data_dir(&self) -> &Path {
         &self.inner.config.data_dir
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
     }
 
     pub fn counters(&self) -> &StoreCounters {

@@ -1,5 +1,6 @@
 //! The write path: an append is validated and converted on the caller's
-//! thread, queued to the writer thread, written to the WAL in a group with
+//! thread (a large one, awaited from async code, on tokio's blocking pool),
+//! queued to the writer thread, written to the WAL in a group with
 //! whatever else queued meanwhile (one fsync for the group), inserted into
 //! the active memtable, and only then acknowledged.
 //!
@@ -12,98 +13,16 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TrySendError};
 use std::time::Instant;
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use prost::Message;
+use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::flush::{freeze, request_flush};
+use super::batch::{Converted, Received, Rows};
+use super::flush::{freeze, nudge_flush, request_flush};
 use super::{Inner, Store};
-use crate::convert;
 use crate::diskfull;
 use crate::error::{Result, StoreError};
-use crate::memtable::Memtable;
-use crate::model::*;
+use crate::model::Signal;
 use crate::wal::WalWriter;
-
-/// One OTLP export request, as the collector decoded it.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Batch {
-    Traces(ExportTraceServiceRequest),
-    Logs(ExportLogsServiceRequest),
-    Metrics(ExportMetricsServiceRequest),
-}
-
-impl Batch {
-    pub fn signal(&self) -> Signal {
-        match self {
-            Batch::Traces(_) => Signal::Traces,
-            Batch::Logs(_) => Signal::Logs,
-            Batch::Metrics(_) => Signal::Metrics,
-        }
-    }
-
-    fn encode(&self) -> Vec<u8> {
-        match self {
-            Batch::Traces(r) => r.encode_to_vec(),
-            Batch::Logs(r) => r.encode_to_vec(),
-            Batch::Metrics(r) => r.encode_to_vec(),
-        }
-    }
-
-    /// The request a WAL record holds.
-    pub(crate) fn decode(signal: Signal, bytes: &[u8]) -> std::result::Result<Self, prost::DecodeError> {
-        Ok(match signal {
-            Signal::Traces => Batch::Traces(ExportTraceServiceRequest::decode(bytes)?),
-            Signal::Logs => Batch::Logs(ExportLogsServiceRequest::decode(bytes)?),
-            Signal::Metrics => Batch::Metrics(ExportMetricsServiceRequest::decode(bytes)?),
-        })
-    }
-
-    /// Validates and flattens into rows (see `convert` for the rules).
-    pub(crate) fn to_rows(&self) -> Result<(Rows, u64, Option<String>)> {
-        Ok(match self {
-            Batch::Traces(r) => {
-                let c = convert::spans(r)?;
-                (Rows::Spans(c.rows), c.rejected, c.message)
-            }
-            Batch::Logs(r) => {
-                let c = convert::logs(r)?;
-                (Rows::Logs(c.rows), c.rejected, c.message)
-            }
-            Batch::Metrics(r) => {
-                let c = convert::metric_points(r)?;
-                (Rows::Metrics(c.rows), c.rejected, c.message)
-            }
-        })
-    }
-}
-
-/// The rows of one batch, on their way to the memtable.
-pub(crate) enum Rows {
-    Spans(Vec<SpanRow>),
-    Logs(Vec<LogRow>),
-    Metrics(Vec<MetricPointRow>),
-}
-
-impl Rows {
-    pub(crate) fn len(&self) -> usize {
-        match self {
-            Rows::Spans(r) => r.len(),
-            Rows::Logs(r) => r.len(),
-            Rows::Metrics(r) => r.len(),
-        }
-    }
-
-    pub(crate) fn insert_into(self, m: &mut Memtable, bytes: usize) {
-        match self {
-            Rows::Spans(r) => m.insert_spans(r, bytes),
-            Rows::Logs(r) => m.insert_logs(r, bytes),
-            Rows::Metrics(r) => m.insert_metrics(r, bytes),
-        }
-    }
-}
 
 /// What an append stored: `rejected > 0` is a partial success to report.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -117,7 +36,7 @@ pub struct AppendOutcome {
 pub(super) enum Cmd {
     Append {
         signal: Signal,
-        payload: Vec<u8>,
+        payload: Bytes,
         rows: Rows,
         done: oneshot::Sender<Result<()>>,
     },
@@ -127,34 +46,52 @@ pub(super) enum Cmd {
 }
 
 impl Store {
-    /// Validates and converts `batch`, writes it to the WAL, waits until it is
-    /// fsynced, makes it visible to queries, and only then returns: an `Ok`
-    /// means the data survives a crash.
+    /// Validates and converts the request, writes it to the WAL, waits until
+    /// it is fsynced, makes it visible to queries, and only then returns: an
+    /// `Ok` means the data survives a crash. Takes a [`Batch`] or a
+    /// [`Received`] (a batch with the protobuf bytes it arrived as, which the
+    /// WAL then stores without encoding the request again).
+    ///
+    /// A large request is converted on tokio's blocking pool, so that the
+    /// caller's async worker keeps serving other connections meanwhile.
     ///
     /// # Errors
     /// `InvalidId` / `InvalidRequest` for unusable input (nothing is stored);
     /// `Busy` when the write queue or the unflushed data is at its bound (retry
     /// later); `DiskFull` while the disk has no room (retry later, nothing was
     /// stored); `WalFailed` after the WAL failed otherwise; `Closed` after shutdown.
-    pub async fn append(&self, batch: Batch) -> Result<AppendOutcome> {
-        let (outcome, rx) = self.submit(batch)?;
+    pub async fn append(&self, request: impl Into<Received>) -> Result<AppendOutcome> {
+        let request = request.into();
+        self.check_writable()?;
+        let converted = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if request.is_large() => match runtime.spawn_blocking(move || request.convert()).await {
+                Ok(converted) => converted,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                // The runtime is shutting down.
+                Err(_) => return Err(StoreError::Closed),
+            },
+            _ => request.convert(),
+        }?;
+        let (outcome, rx) = self.submit(converted)?;
         if let Some(rx) = rx {
             rx.await.map_err(|_| StoreError::Closed)??;
         }
         Ok(outcome)
     }
 
-    /// [`Store::append`] for callers outside an async runtime.
-    pub fn append_blocking(&self, batch: Batch) -> Result<AppendOutcome> {
-        let (outcome, rx) = self.submit(batch)?;
+    /// [`Store::append`] for callers outside an async runtime (the conversion
+    /// runs on the calling thread).
+    pub fn append_blocking(&self, request: impl Into<Received>) -> Result<AppendOutcome> {
+        self.check_writable()?;
+        let (outcome, rx) = self.submit(request.into().convert()?)?;
         if let Some(rx) = rx {
             rx.blocking_recv().map_err(|_| StoreError::Closed)??;
         }
         Ok(outcome)
     }
 
-    #[allow(clippy::type_complexity)]
-    fn submit(&self, batch: Batch) -> Result<(AppendOutcome, Option<oneshot::Receiver<Result<()>>>)> {
+    /// Refuses at once, before any conversion, while the store takes no writes.
+    fn check_writable(&self) -> Result<()> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(StoreError::Closed);
         }
@@ -168,8 +105,14 @@ impl Store {
                 return Err(refusal);
             }
         }
-        let signal = batch.signal();
-        let (rows, rejected, message) = batch.to_rows()?;
+        Ok(())
+    }
+
+    /// Queues converted rows for the writer thread; the receiver resolves when
+    /// they are durable (`None` when there was nothing to write).
+    #[allow(clippy::type_complexity)]
+    fn submit(&self, converted: Converted) -> Result<(AppendOutcome, Option<oneshot::Receiver<Result<()>>>)> {
+        let Converted { signal, payload, rows, rejected, message } = converted;
         let c = &self.inner.counters;
         c.rejected.fetch_add(rejected, Ordering::Relaxed);
         let outcome = AppendOutcome { accepted: rows.len() as u64, rejected, message };
@@ -177,7 +120,6 @@ impl Store {
             return Ok((outcome, None));
         }
         self.check_pressure()?;
-        let payload = batch.encode();
         let (done, rx) = oneshot::channel();
         match self.inner.tx.try_send(Cmd::Append { signal, payload, rows, done }) {
             Ok(()) => Ok((outcome, Some(rx))),
@@ -189,16 +131,28 @@ impl Store {
         }
     }
 
-    /// Refuses new data while flushing lags far behind ingest, so memory stays bounded.
+    /// Refuses new data once the unflushed data reaches `max_memtable_bytes`,
+    /// so memory stays bounded when ingest outruns the flush. Only then: while
+    /// a flush runs, the next memtable fills, and a client is refused only when
+    /// it fills faster than the flush empties them.
     fn check_pressure(&self) -> Result<()> {
-        let sources = self.inner.sources.read().unwrap();
-        let cfg = &self.inner.config;
-        let active_bytes = sources.active().read().unwrap().approx_bytes;
-        if sources.frozen().len() >= 2 || active_bytes > cfg.flush_bytes.saturating_mul(4) {
+        let unflushed = self.unflushed_bytes();
+        let cap = self.inner.config.max_memtable_bytes;
+        if unflushed >= cap {
             self.inner.counters.busy.fetch_add(1, Ordering::Relaxed);
-            return Err(StoreError::Busy("flushing is behind ingest".into()));
+            return Err(StoreError::Busy(format!(
+                "flushing is behind ingest: {unflushed} bytes not yet flushed, the limit is {cap} (--max-memtable-bytes)"
+            )));
         }
         Ok(())
+    }
+
+    /// Bytes of requests acknowledged but not yet in segments (the active and
+    /// the frozen memtables), as counted against `max_memtable_bytes`.
+    pub fn unflushed_bytes(&self) -> usize {
+        let sources = self.inner.sources.read().unwrap();
+        let active = sources.active().read().unwrap().approx_bytes;
+        sources.frozen().iter().map(|f| f.table.read().unwrap().approx_bytes).sum::<usize>() + active
     }
 }
 
@@ -268,7 +222,7 @@ pub(super) fn writer_loop(inner: std::sync::Arc<Inner>, mut wal: WalWriter, rx: 
                     let full = m.rows() >= inner.config.flush_rows || m.approx_bytes >= inner.config.flush_bytes;
                     drop(m);
                     if full {
-                        request_flush(&inner);
+                        nudge_flush(&inner);
                     }
                 }
                 Err(refusal) => {
@@ -373,7 +327,7 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     use super::super::testing::{has_trace, one_span, poll};
-    use crate::db::{Health, Store, StoreConfig};
+    use crate::db::{Batch, Health, Received, Store, StoreConfig};
     use crate::error::StoreError;
 
     /// Regression, issue 14 item 8: a full disk closed the store for good (the
@@ -430,6 +384,80 @@ mod tests {
         assert!(matches!(store.append_blocking(one_span(1)), Err(StoreError::DiskFull(_))));
         poll("the probe ends the state", || store.is_ready());
         store.append_blocking(one_span(1)).unwrap();
+        store.close().unwrap();
+    }
+
+    /// Issue 13: the WAL stores the protobuf bytes a request arrived as; a
+    /// restart replays them into the same rows (here with an unknown field
+    /// that a re-encoding would have dropped).
+    #[test]
+    fn received_bytes_are_what_the_wal_replays() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+        drop(store.inner.flush_tx.lock().unwrap().take());
+        let batch = one_span(7);
+        let Batch::Traces(request) = &batch else { unreachable!() };
+        let mut wire = prost::Message::encode_to_vec(request);
+        wire.extend_from_slice(&[0xf8, 0x3f, 0x01]); // field 1023, varint 1
+        store.append_blocking(Received::with_protobuf(batch.clone(), wire.into())).unwrap();
+        let before = store.trace(crate::ids::TraceId([7; 16])).unwrap();
+        drop(store); // a crash: no flush, the WAL alone must replay
+
+        let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+        assert_eq!(store.trace(crate::ids::TraceId([7; 16])).unwrap(), before);
+        assert_eq!(before.len(), 1);
+        store.close().unwrap();
+    }
+
+    /// Appends are refused (`Busy`) only once the unflushed data reaches
+    /// `max_memtable_bytes`, and taken again once a flush made room.
+    #[test]
+    fn appends_are_refused_only_at_the_memtable_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = StoreConfig::new(dir.path());
+        config.max_memtable_bytes = 4096;
+        let store = Store::open(config).unwrap();
+        let mut accepted = 0;
+        let err = loop {
+            match store.append_blocking(one_span(accepted as u8 + 1)) {
+                Ok(_) => accepted += 1,
+                Err(e) => break e,
+            }
+            assert!(accepted < 1000, "never refused");
+        };
+        assert!(matches!(&err, StoreError::Busy(m) if m.contains("--max-memtable-bytes")), "{err}");
+        assert!(store.unflushed_bytes() >= 4096, "refused at {} bytes", store.unflushed_bytes());
+        // Every append before the cap was taken: each one-span request is far below it.
+        assert!(accepted > 10, "{accepted}");
+        assert_eq!(store.counters().busy.load(Ordering::Relaxed), 1);
+        store.flush().unwrap();
+        assert_eq!(store.unflushed_bytes(), 0);
+        store.append_blocking(one_span(1)).unwrap();
+        store.close().unwrap();
+    }
+
+    /// The writer nudges the flusher after every group once the memtable is
+    /// full; nudges that queued up during a flush used to freeze whatever few
+    /// rows had arrived since, each a tiny segment. Automatic flushes now
+    /// write only memtables that reached `flush_rows`.
+    #[test]
+    fn automatic_flushes_write_only_full_memtables() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = StoreConfig::new(dir.path());
+        config.flush_rows = 4;
+        let store = Store::open(config).unwrap();
+        for trace in 1..=60u8 {
+            store.append_blocking(one_span(trace)).unwrap();
+        }
+        let Batch::Traces(request) = one_span(1) else { unreachable!() };
+        let span_bytes = prost::Message::encoded_len(&request);
+        // What is left unflushed is less than a full memtable, so not due.
+        poll("the full memtables are flushed", || store.unflushed_bytes() < 4 * span_bytes);
+        let segments = store.segments();
+        assert!(!segments.is_empty());
+        for meta in &segments {
+            assert!(meta.rows >= 4, "a segment of {} rows: {segments:?}", meta.rows);
+        }
         store.close().unwrap();
     }
 
