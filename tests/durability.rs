@@ -98,6 +98,31 @@ fn stored_spans(server: &Server) -> HashSet<(String, String)> {
     out
 }
 
+/// As [`stored_spans`], for more traces than one search returns: one search
+/// per second of span start times from `since_ns` to now.
+fn stored_spans_since(server: &Server, since_ns: u64) -> HashSet<(String, String)> {
+    let mut out = HashSet::new();
+    let (mut from_us, end_us) = (since_ns / 1_000 - 1_000_000, now_ns() / 1_000 + 1_000_000);
+    while from_us < end_us {
+        let to_us = from_us + 1_000_000;
+        let (status, body) =
+            server.get_json(&format!("/api/traces?service={SERVICE}&limit=10000&start={from_us}&end={}", to_us - 1));
+        assert_eq!(status, 200, "{body}");
+        let traces = body["data"].as_array().unwrap();
+        assert!(traces.len() < 10_000, "a one-second window holds the search's limit: make the windows smaller");
+        for trace in traces {
+            for span in trace["spans"].as_array().unwrap() {
+                out.insert((
+                    span["traceID"].as_str().unwrap().to_string(),
+                    span["spanID"].as_str().unwrap().to_string(),
+                ));
+            }
+        }
+        from_us = to_us;
+    }
+    out
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -177,9 +202,10 @@ fn counted_spans(server: &Server) -> u64 {
 #[test]
 fn every_acknowledged_span_survives_kill_9_during_a_merge() {
     let dir = tempfile::tempdir().unwrap();
-    // Tiny segments, merged six at a time: merges run back to back while the
+    // Small segments (a flush a second or sooner), merged several at a time: merges run back to back while the
     // writers stream, so the kill very likely lands inside one.
-    let flags = ["--flush-rows", "1000", "--compact-rows", "6000"];
+    let flags = ["--flush-rows", "1000", "--compact-rows", "200000"];
+    let started = now_ns();
     let server = Server::start(dir.path(), &flags);
     let merges = std::cell::Cell::new(0);
     let acked = stream_then_kill_9(server, |server, acked| {
@@ -189,7 +215,7 @@ fn every_acknowledged_span_survives_kill_9_during_a_merge() {
     assert!(acked.len() >= 30_000, "only {} spans acknowledged before the deadline", acked.len());
     assert!(merges.get() >= 2, "only {} merges ran before the deadline", merges.get());
     let server = Server::start(dir.path(), &["--compact-rows", "0"]);
-    let stored = stored_spans(&server);
+    let stored = stored_spans_since(&server, started);
     let missing = acked.iter().filter(|(t, s)| !stored.contains(&(hex(t), hex(s)))).count();
     assert_eq!(missing, 0, "of {} acknowledged spans", acked.len());
     assert_eq!(counted_spans(&server), stored.len() as u64, "no span is stored twice");

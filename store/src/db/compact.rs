@@ -8,7 +8,8 @@
 //! first, at least [`MIN_INPUTS`] at a time, up to `compact_rows` rows.
 //!
 //! A merge never blocks ingest or queries, and gives way to flushing: it
-//! waits between row groups while a memtable waits to be flushed. It reserves a segment id under
+//! waits between row groups while unflushed data is past half of the cap at
+//! which ingest answers 429. It reserves a segment id under
 //! the catalog lock, writes the merged segment without any lock (queries go
 //! on reading the inputs), then swaps it in for its inputs in one catalog
 //! replacement, and deletes the inputs' files last. A crash at any point
@@ -135,13 +136,14 @@ fn merge_planned(inner: &Inner, compact_rows: u64, cancel: &AtomicBool) -> Resul
         (inputs, id)
     };
     let started = Instant::now();
-    // Flushes come first: while one is waiting or under way, the merge waits.
+    // Flushes come first: while unflushed data is past half of what ingest
+    // may hold before it answers 429, the merge waits for the flusher.
     let pace = || -> Result<()> {
         loop {
             if cancel.load(Ordering::Relaxed) {
                 return Err(StoreError::Closed);
             }
-            if inner.sources.read().unwrap().frozen().is_empty() {
+            if !flush_is_behind(inner) {
                 return Ok(());
             }
             std::thread::sleep(PAUSE);
@@ -203,6 +205,15 @@ fn merge_planned(inner: &Inner, compact_rows: u64, cancel: &AtomicBool) -> Resul
         "merged span segments"
     );
     Ok(true)
+}
+
+/// True when unflushed data has passed half of `max_memtable_bytes`: the
+/// flusher needs the cores more than a merge does.
+fn flush_is_behind(inner: &Inner) -> bool {
+    let sources = inner.sources.read().unwrap();
+    let active = sources.active().read().unwrap().approx_bytes;
+    let frozen: usize = sources.frozen().iter().map(|f| f.table.read().unwrap().approx_bytes).sum();
+    active + frozen > inner.config.max_memtable_bytes / 2
 }
 
 #[cfg(test)]
