@@ -29,6 +29,6 @@ for run in $(seq 1 "$RUNS"); do
   SEG=$("$BIN" loadgen --endpoint "http://$GRPC" --spans "$SPANS" --lookups-only --query-url "http://$HTTP" 2>> "$WORK/loadgen.log" | tail -1)
   serve_stop
   PARQUET=$(find "$DATA/segments" -name '*.parquet' -printf '%s\n' | awk '{s+=$1} END {print s+0}')
-  INDEX=$(find "$DATA/segments" -path '*.tantivy/*' -printf '%s\n' | awk '{s+=$1} END {print s+0}')
+  INDEX=$(find "$DATA/segments" \( -path '*.tantivy/*' -o -name '*.idx' \) -printf '%s\n' | awk '{s+=$1} END {print s+0}')
   echo "run $run: $(echo "$OUT" | tr '\n' ' ') segments_lookup=$SEG parquet_bytes_per_span=$(awk -v b="$PARQUET" -v n="$SPANS" 'BEGIN{printf "%.1f", b/n}') index_bytes_per_span=$(awk -v b="$INDEX" -v n="$SPANS" 'BEGIN{printf "%.1f", b/n}')"
 done

@@ -238,7 +238,7 @@ step_ingest() {
   figure ingest.seg.p50 "trace by id from segments, p50 ms ($scale spans; target at 10M)" "<=" 10
   figure ingest.seg.p99 "trace by id from segments, p99 ms" "-" "—"
   figure ingest.parquet "Parquet bytes/span" "-" "—"
-  figure ingest.index "index (tantivy) bytes/span" "-" "—"
+  figure ingest.index "index bytes/span (span index)" "-" "—"
   figure ingest.bytes "bytes/span on disk (Parquet + index)" "<=" 40
   local line after segments parquet index seen=0
   while IFS= read -r line; do
