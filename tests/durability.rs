@@ -90,12 +90,19 @@ fn stored_spans(server: &Server) -> HashSet<(String, String)> {
     let (status, body) = server.get_json(&format!("/api/traces?service={SERVICE}&limit=10000&lookback=1h"));
     assert_eq!(status, 200, "{body}");
     let mut out = HashSet::new();
-    for trace in body["data"].as_array().unwrap() {
+    add_spans(&body, &mut out);
+    out
+}
+
+/// Adds the (trace id, span id) of every span of a Jaeger search answer to `out`; returns how many traces it held.
+fn add_spans(body: &serde_json::Value, out: &mut HashSet<(String, String)>) -> usize {
+    let traces = body["data"].as_array().unwrap();
+    for trace in traces {
         for span in trace["spans"].as_array().unwrap() {
             out.insert((span["traceID"].as_str().unwrap().to_string(), span["spanID"].as_str().unwrap().to_string()));
         }
     }
-    out
+    traces.len()
 }
 
 /// As [`stored_spans`], for more traces than one search returns: one search
@@ -108,16 +115,8 @@ fn stored_spans_since(server: &Server, since_ns: u64) -> HashSet<(String, String
         let (status, body) =
             server.get_json(&format!("/api/traces?service={SERVICE}&limit=10000&start={from_us}&end={}", to_us - 1));
         assert_eq!(status, 200, "{body}");
-        let traces = body["data"].as_array().unwrap();
-        assert!(traces.len() < 10_000, "a one-second window holds the search's limit: make the windows smaller");
-        for trace in traces {
-            for span in trace["spans"].as_array().unwrap() {
-                out.insert((
-                    span["traceID"].as_str().unwrap().to_string(),
-                    span["spanID"].as_str().unwrap().to_string(),
-                ));
-            }
-        }
+        let traces = add_spans(&body, &mut out);
+        assert!(traces < 10_000, "a one-second window holds the search's limit: make the windows smaller");
         from_us = to_us;
     }
     out

@@ -265,11 +265,7 @@ pub(crate) fn recover(data_dir: &Path, seg_dir: &Path, quarantine: &Arc<Quaranti
 /// Deletes files and directories that start-up knows to be redundant.
 fn remove_all(paths: &[PathBuf]) -> Result<()> {
     for p in paths {
-        if p.is_dir() {
-            fs::remove_dir_all(p)?;
-        } else {
-            fs::remove_file(p)?;
-        }
+        crate::segment::remove_path(p)?;
     }
     Ok(())
 }

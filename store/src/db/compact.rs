@@ -3,7 +3,7 @@
 //! one per flush.
 //!
 //! Policy (one tier, size-bounded): span segments below half of
-//! `StoreConfig::compact_rows`, leaving out the newest [`KEEP_NEWEST`]
+//! `StoreConfig::compact_rows`, leaving out the newest `read::RECENT_SEGMENTS`
 //! (flushes look up their parents and orphans there), are merged oldest
 //! first, at least [`MIN_INPUTS`] at a time, up to `compact_rows` rows.
 //!
@@ -26,14 +26,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::flush::remove_unlisted_segment;
+use super::read::RECENT_SEGMENTS;
 use super::{Inner, Store};
 use crate::error::{Result, StoreError};
 use crate::model::Signal;
 use crate::segment::{self, Segment, SegmentMeta};
 use crate::wal;
 
-/// The newest span segments are never merged.
-pub(crate) const KEEP_NEWEST: usize = 4;
 /// Fewer small segments than this are not worth a merge.
 pub(crate) const MIN_INPUTS: usize = 4;
 /// How often the compactor looks for work.
@@ -86,7 +85,7 @@ pub(crate) fn plan(segments: &[SegmentMeta], compact_rows: u64) -> Vec<u64> {
         return Vec::new();
     }
     let spans: Vec<&SegmentMeta> = segments.iter().filter(|m| m.signal == Signal::Traces).collect();
-    let older = &spans[..spans.len().saturating_sub(KEEP_NEWEST)];
+    let older = &spans[..spans.len().saturating_sub(RECENT_SEGMENTS)];
     let mut chosen = Vec::new();
     let mut rows = 0u64;
     for m in older.iter().filter(|m| m.rows < compact_rows / 2) {
@@ -210,10 +209,7 @@ fn merge_planned(inner: &Inner, compact_rows: u64, cancel: &AtomicBool) -> Resul
 /// True when unflushed data has passed half of `max_memtable_bytes`: the
 /// flusher needs the cores more than a merge does.
 fn flush_is_behind(inner: &Inner) -> bool {
-    let sources = inner.sources.read().unwrap();
-    let active = sources.active().read().unwrap().approx_bytes;
-    let frozen: usize = sources.frozen().iter().map(|f| f.table.read().unwrap().approx_bytes).sum();
-    active + frozen > inner.config.max_memtable_bytes / 2
+    inner.sources.read().unwrap().unflushed_bytes() > inner.config.max_memtable_bytes / 2
 }
 
 #[cfg(test)]

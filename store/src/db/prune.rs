@@ -102,9 +102,7 @@ fn commit_drop(
 fn delete_segment_files(seg_dir: &Path, dropped: &[SegmentMeta]) {
     for meta in dropped {
         for path in crate::segment::files_of(seg_dir, meta) {
-            let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
-            if let Err(e) = removed.or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
-            {
+            if let Err(e) = crate::segment::remove_path(&path) {
                 tracing::warn!(path = %path.display(), error = %e, "cannot delete a segment retention dropped");
             }
         }

@@ -442,7 +442,7 @@ fn span_matches(r: &SpanRow, q: &TraceQuery) -> bool {
 
 /// How many of the newest span segments are searched for the parents of
 /// spans not yet in a segment (and whose orphans those spans may adopt).
-const RECENT_SEGMENTS: usize = 4;
+pub(super) const RECENT_SEGMENTS: usize = 4;
 
 /// For `spans` (a flush's, or the memtables'): the services of their parents
 /// found in the latest span segments of `snap`, and the orphans those

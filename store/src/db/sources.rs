@@ -55,6 +55,12 @@ impl Sources {
         &self.active
     }
 
+    /// Bytes (as received) held by the active and frozen memtables.
+    pub(super) fn unflushed_bytes(&self) -> usize {
+        let frozen: usize = self.frozen.iter().map(|f| f.table.read().unwrap().approx_bytes).sum();
+        frozen + self.active.read().unwrap().approx_bytes
+    }
+
     /// Memtables waiting to be flushed, oldest first.
     pub(super) fn frozen(&self) -> &[Frozen] {
         &self.frozen

@@ -150,9 +150,7 @@ impl Store {
     /// Bytes of requests acknowledged but not yet in segments (the active and
     /// the frozen memtables), as counted against `max_memtable_bytes`.
     pub fn unflushed_bytes(&self) -> usize {
-        let sources = self.inner.sources.read().unwrap();
-        let active = sources.active().read().unwrap().approx_bytes;
-        sources.frozen().iter().map(|f| f.table.read().unwrap().approx_bytes).sum::<usize>() + active
+        self.inner.sources.read().unwrap().unflushed_bytes()
     }
 }
 

@@ -610,13 +610,19 @@ impl Drop for Segment {
             return;
         }
         for path in self.files() {
-            let removed = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
-            if let Err(e) = removed {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot delete the file of a merged segment");
-                }
+            if let Err(e) = remove_path(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot delete the file of a merged segment");
             }
         }
+    }
+}
+
+/// Removes a segment's file or index directory; one already gone is not an error.
+pub(crate) fn remove_path(path: &Path) -> std::io::Result<()> {
+    let removed = if path.is_dir() { fs::remove_dir_all(path) } else { fs::remove_file(path) };
+    match removed {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
     }
 }
 
