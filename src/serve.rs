@@ -58,9 +58,9 @@ pub(crate) struct ServeArgs {
     /// Flush the memtable when its oldest row is this many seconds old [default: 60]
     #[arg(long)]
     flush_interval_secs: Option<u64>,
-    /// Data acknowledged but not yet flushed to segments that the store may hold, in
-    /// bytes (of the requests); past it OTLP requests get 429 / RESOURCE_EXHAUSTED with
-    /// a retry hint until a flush makes room [default: 512 MiB]
+    /// Memory the store may hold for data acknowledged but not yet flushed to
+    /// segments, in bytes; past it OTLP requests get 429 / RESOURCE_EXHAUSTED with a
+    /// retry hint until a flush makes room [default: 256 MiB]
     #[arg(long)]
     max_memtable_bytes: Option<usize>,
     /// Most samples one PromQL query may hold in memory at once; past it the

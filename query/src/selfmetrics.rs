@@ -140,7 +140,7 @@ impl Collector for StoreMetrics {
         gauge(
             &mut encoder,
             "seismo_store_unflushed_bytes",
-            "Acknowledged data not yet flushed to segments (bytes of the requests).",
+            "Memory held by acknowledged data not yet flushed to segments (memtables, estimated).",
             store.unflushed_bytes() as u64,
         )?;
         gauge(
@@ -205,7 +205,7 @@ mod tests {
         assert!(text.contains("seismo_retention_deleted_segments_total{reason=\"age\"} 0\n"));
         assert!(text.contains("seismo_retention_deleted_segments_total{reason=\"size\"} 0\n"));
         assert!(text.contains("seismo_store_retention_seconds 0\n"));
-        assert!(text.contains("seismo_store_max_memtable_bytes 536870912\n"));
+        assert!(text.contains("seismo_store_max_memtable_bytes 268435456\n"));
         assert!(text.contains("# TYPE seismo_store_compactions_total counter\nseismo_store_compactions_total 0\n"));
         assert!(text.contains("seismo_ingested_rows_total{signal=\"traces\"} 0"));
         assert!(text.contains("seismo_segments 0"));

@@ -61,6 +61,7 @@ mod ids;
 mod logsearch;
 mod memtable;
 mod model;
+mod packed;
 mod quarantine;
 mod query;
 mod recovery;

@@ -1,8 +1,9 @@
 //! The in-memory tail of the store: rows acknowledged since the last flush.
 //!
-//! Rows are kept as plain structs (converted to Arrow only at flush), with a
-//! trace-id index so that trace-by-id over the tail costs a hash lookup. The
-//! writer thread is the only writer; queries take the read lock briefly.
+//! Spans are kept packed ([`PackedSpans`]), logs and metric points as plain
+//! structs (converted to Arrow only at flush), with a trace-id index so that
+//! trace-by-id over the tail costs a hash lookup. The writer thread is the
+//! only writer; queries take the read lock briefly.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,12 +15,13 @@ use crate::error::Result;
 use crate::ids::TraceId;
 use crate::logsearch;
 use crate::model::{LogRow, MetricDescriptor, MetricPointRow, SpanRow};
+use crate::packed::{PackedRef, PackedSpans};
 use crate::query::Operation;
 use crate::textindex::{IndexKind, TextIndex, TextIndexWriter};
 
 #[derive(Default)]
 pub(crate) struct Memtable {
-    pub spans: Vec<SpanRow>,
+    pub spans: PackedSpans,
     pub logs: Vec<LogRow>,
     pub metrics: Vec<MetricPointRow>,
     /// Distinct metric streams in `metrics`.
@@ -27,8 +29,10 @@ pub(crate) struct Memtable {
     by_trace: HashMap<TraceId, Vec<u32>>,
     /// service -> span name -> bit set of span kinds seen.
     operations: HashMap<String, HashMap<String, u8>>,
-    /// Encoded size of what was appended: a cheap proxy for memory held.
+    /// Encoded size of what was appended (request bytes).
     pub approx_bytes: usize,
+    /// Memory held by logs and metric points, estimated as their encoded size.
+    other_bytes: usize,
     pub first_insert: Option<Instant>,
     /// The logs' search index, built lazily by searches (see [`LiveLogIndex`]).
     log_index: Mutex<Option<LiveLogIndex>>,
@@ -57,11 +61,18 @@ impl Memtable {
         self.first_insert.get_or_insert_with(Instant::now);
     }
 
+    /// Memory held by the rows and their indexes, estimated: what
+    /// `--max-memtable-bytes` bounds.
+    pub(crate) fn held_bytes(&self) -> usize {
+        // A trace-index entry: the id, a vector and its first few positions.
+        const PER_TRACE: usize = 16 + 24 + 16 + 16;
+        self.spans.held_bytes() + self.by_trace.capacity() * PER_TRACE + self.other_bytes
+    }
+
     pub(crate) fn insert_spans(&mut self, rows: Vec<SpanRow>, bytes: usize) {
         self.touch(bytes);
         for row in rows {
-            let idx = self.spans.len() as u32;
-            self.by_trace.entry(row.trace_id).or_default().push(idx);
+            self.by_trace.entry(row.trace_id).or_default().push(self.spans.len() as u32);
             let bit = 1u8 << row.kind.clamp(0, 7);
             match self.operations.get_mut(row.service_name.as_str()) {
                 Some(names) => match names.get_mut(row.name.as_str()) {
@@ -80,11 +91,13 @@ impl Memtable {
 
     pub(crate) fn insert_logs(&mut self, rows: Vec<LogRow>, bytes: usize) {
         self.touch(bytes);
+        self.other_bytes += bytes;
         self.logs.extend(rows);
     }
 
     pub(crate) fn insert_metrics(&mut self, rows: Vec<MetricPointRow>, bytes: usize) {
         self.touch(bytes);
+        self.other_bytes += bytes;
         for r in &rows {
             // Points arrive grouped by metric: compare with the last one first.
             let known = self.metric_descriptors.last().is_some_and(|d| d.describes(r))
@@ -134,8 +147,8 @@ impl Memtable {
     }
 
     /// Spans of one trace held here.
-    pub(crate) fn trace(&self, id: &TraceId) -> impl Iterator<Item = &SpanRow> {
-        self.by_trace.get(id).into_iter().flatten().map(|i| &self.spans[*i as usize])
+    pub(crate) fn trace(&self, id: &TraceId) -> impl Iterator<Item = PackedRef<'_>> {
+        self.by_trace.get(id).into_iter().flatten().map(|i| self.spans.get(*i))
     }
 
     /// (service, operation) pairs seen here.

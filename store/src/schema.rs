@@ -20,6 +20,7 @@ use arrow::record_batch::RecordBatch;
 use crate::error::{Result, StoreError};
 use crate::ids::{SpanId, TraceId};
 use crate::model::*;
+use crate::packed::SpanView;
 
 /// Column names shared by writer, scans and tests.
 pub(crate) mod col {
@@ -78,13 +79,13 @@ fn text_list() -> DataType {
 /// `n` empty). Parquet dictionary-encodes both lists, so a key costs a few bits
 /// and a repeated value a dictionary index: less than half the bytes of one
 /// JSON document per span, with types kept exactly (f64 text round-trips).
-fn attribute_columns(rows: &[&SpanRow]) -> (ArrayRef, ArrayRef) {
-    let n: usize = rows.iter().map(|r| r.attributes.len()).sum();
+fn attribute_columns<S: SpanView>(rows: &[S]) -> (ArrayRef, ArrayRef) {
+    let n: usize = rows.iter().map(|r| r.attributes().count()).sum();
     let mut keys = ListBuilder::with_capacity(StringBuilder::with_capacity(n, n * 16), rows.len());
     let mut values = ListBuilder::with_capacity(StringBuilder::with_capacity(n, n * 16), rows.len());
     let mut buf = String::with_capacity(256);
     for r in rows {
-        for kv in &r.attributes {
+        for kv in r.attributes() {
             keys.values().append_value(&kv.key);
             buf.clear();
             tagged_text(&kv.value, &mut buf);
@@ -238,7 +239,10 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 
 /// A string column of JSON, serialized straight into one reused buffer
 /// (no String per row).
-fn json_column<'a, T: serde::Serialize + 'a>(values: impl Iterator<Item = Option<&'a T>>, rows: usize) -> ArrayRef {
+fn json_column<'a, T: serde::Serialize + ?Sized + 'a>(
+    values: impl Iterator<Item = Option<&'a T>>,
+    rows: usize,
+) -> ArrayRef {
     let mut b = StringBuilder::with_capacity(rows, rows * 64);
     let mut buf = Vec::with_capacity(1024);
     for v in values {
@@ -266,48 +270,61 @@ fn non_empty(s: &str) -> Option<&str> {
     }
 }
 
-pub(crate) fn spans_to_batch(rows: &[&SpanRow]) -> Result<RecordBatch> {
+/// The resource attributes column: one JSON text per row, serialized once
+/// per resource when rows share it (packed memtable rows do).
+fn resource_column<S: SpanView>(rows: &[S]) -> ArrayRef {
+    let mut b = StringBuilder::with_capacity(rows.len(), rows.len() * 64);
+    let mut last: Option<(*const KeyValue, usize)> = None;
+    let mut text = Vec::with_capacity(1024);
+    for r in rows {
+        let attrs = r.resource_attributes();
+        let id = (attrs.as_ptr(), attrs.len());
+        if last != Some(id) {
+            text.clear();
+            serde_json::to_writer(&mut text, attrs).expect("row values always serialize");
+            last = Some(id);
+        }
+        b.append_value(std::str::from_utf8(&text).expect("serde_json writes UTF-8"));
+    }
+    Arc::new(b.finish())
+}
+
+pub(crate) fn spans_to_batch<S: SpanView>(rows: &[S]) -> Result<RecordBatch> {
     let n = rows.len();
     let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
     let mut span_id = FixedSizeBinaryBuilder::with_capacity(n, 8);
     let mut parent = FixedSizeBinaryBuilder::with_capacity(n, 8);
     for r in rows {
-        trace_id.append_value(r.trace_id.0)?;
-        span_id.append_value(r.span_id.0)?;
-        match r.parent_span_id {
+        trace_id.append_value(r.trace_id().0)?;
+        span_id.append_value(r.span_id().0)?;
+        match r.parent_span_id() {
             Some(p) => parent.append_value(p.0)?,
             None => parent.append_null(),
         }
     }
-    let dropped = |r: &SpanRow| {
-        if r.dropped_attributes_count == 0 && r.dropped_events_count == 0 && r.dropped_links_count == 0 {
-            None
-        } else {
-            Some(json(&[r.dropped_attributes_count, r.dropped_events_count, r.dropped_links_count]))
-        }
-    };
+    let dropped = |r: &S| Some(r.dropped()).filter(|d| *d != [0; 3]).map(|d| json(&d));
     let (attr_keys, attr_values) = attribute_columns(rows);
     let columns: Vec<ArrayRef> = vec![
         Arc::new(trace_id.finish()),
         Arc::new(span_id.finish()),
         Arc::new(parent.finish()),
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.start_time_unix_nano))),
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.duration_nano))),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.service_name))),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.name))),
-        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.kind))),
-        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.status_code))),
-        Arc::new(StringArray::from_iter(rows.iter().map(|r| non_empty(&r.status_message)))),
-        Arc::new(StringArray::from_iter(rows.iter().map(|r| non_empty(&r.trace_state)))),
-        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.flags))),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.start()))),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.duration()))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.service_name()))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.name()))),
+        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.kind()))),
+        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.status_code()))),
+        Arc::new(StringArray::from_iter(rows.iter().map(|r| non_empty(r.status_message())))),
+        Arc::new(StringArray::from_iter(rows.iter().map(|r| non_empty(r.trace_state())))),
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.flags()))),
         attr_keys,
         attr_values,
-        json_column(rows.iter().map(|r| Some(&r.resource_attributes)), n),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.scope_name))),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.scope_version))),
-        json_column(rows.iter().map(|r| Some(&r.events).filter(|e| !e.is_empty())), n),
-        json_column(rows.iter().map(|r| Some(&r.links).filter(|l| !l.is_empty())), n),
-        Arc::new(StringArray::from_iter(rows.iter().map(|r| dropped(r)))),
+        resource_column(rows),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.scope_name()))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.scope_version()))),
+        json_column(rows.iter().map(|r| Some(r.events()).filter(|e| !e.is_empty())), n),
+        json_column(rows.iter().map(|r| Some(r.links()).filter(|l| !l.is_empty())), n),
+        Arc::new(StringArray::from_iter(rows.iter().map(dropped))),
     ];
     Ok(RecordBatch::try_new(span_schema(), columns)?)
 }

@@ -48,7 +48,7 @@ use std::path::Path;
 
 use crate::error::{Result, StoreError};
 use crate::ids::TraceId;
-use crate::model::SpanRow;
+use crate::packed::SpanView;
 use crate::tags;
 
 const MAGIC: &[u8; 4] = b"SPIX";
@@ -157,7 +157,7 @@ fn get_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
 /// Builds the index of `rows`, which must be in the segment's row order
 /// (sorted by trace id), and writes it to `path` through a temporary file,
 /// fsynced. Returns the file's size.
-pub(crate) fn write(path: &Path, rows: &[&SpanRow]) -> Result<u64> {
+pub(crate) fn write<S: SpanView>(path: &Path, rows: &[S]) -> Result<u64> {
     let mut b = Builder::default();
     for r in rows {
         b.add(r)?;
@@ -174,9 +174,41 @@ pub(crate) struct Builder {
     starts: Vec<i64>,
     trace_row: Vec<u32>,
     trace_ids: Vec<TraceId>,
-    lists: foldhash::HashMap<Vec<u8>, Vec<u32>>,
+    lists: foldhash::HashMap<Vec<u8>, RowList>,
     /// The term being looked up, reused so a known term costs no allocation.
     scratch: Vec<u8>,
+}
+
+/// A term's rows while the index is built: ascending, held as varint gaps
+/// (under half the memory of `u32`s here: a merge of 2M spans holds some
+/// 30M postings until it writes them).
+#[derive(Default)]
+struct RowList {
+    gaps: Vec<u8>,
+    last: u32,
+    count: u32,
+}
+
+impl RowList {
+    /// Adds `row`, not below the last one; a row already there is kept once.
+    fn push(&mut self, row: u32) {
+        if self.count > 0 && row == self.last {
+            return;
+        }
+        let gap = if self.count == 0 { row } else { row - self.last };
+        put_varint(&mut self.gaps, u64::from(gap));
+        self.last = row;
+        self.count += 1;
+    }
+
+    fn rows(&self) -> impl Iterator<Item = u32> + '_ {
+        let mut pos = 0;
+        let mut row = 0u32;
+        (0..self.count).map(move |_| {
+            row += get_varint(&self.gaps, &mut pos).expect("a gap per row") as u32;
+            row
+        })
+    }
 }
 
 impl Builder {
@@ -184,30 +216,32 @@ impl Builder {
     ///
     /// # Errors
     /// `Corrupt` when rows come out of trace order or past 2^32 rows.
-    pub(crate) fn add(&mut self, r: &SpanRow) -> Result<()> {
+    pub(crate) fn add(&mut self, r: &impl SpanView) -> Result<()> {
         let row = u32::try_from(self.starts.len())
             .map_err(|_| StoreError::Corrupt("a segment holds at most 2^32 spans".into()))?;
-        self.starts.push(r.start_time_unix_nano);
-        if self.trace_ids.last() != Some(&r.trace_id) {
-            if self.trace_ids.last().is_some_and(|last| last > &r.trace_id) {
+        self.starts.push(r.start());
+        let trace_id = r.trace_id();
+        if self.trace_ids.last() != Some(&trace_id) {
+            if self.trace_ids.last().is_some_and(|last| last > &trace_id) {
                 return Err(StoreError::Corrupt("span index: rows are not sorted by trace id".into()));
             }
             self.trace_row.push(row);
-            self.trace_ids.push(r.trace_id);
+            self.trace_ids.push(trace_id);
         }
         let (lists, scratch) = (&mut self.lists, &mut self.scratch);
         let mut add = |term: Term<'_>| {
             term.encode_into(scratch);
             match lists.get_mut(scratch.as_slice()) {
-                Some(list) if list.last() == Some(&row) => {}
                 Some(list) => list.push(row),
                 None => {
-                    lists.insert(scratch.clone(), vec![row]);
+                    let mut list = RowList::default();
+                    list.push(row);
+                    lists.insert(scratch.clone(), list);
                 }
             }
         };
-        add(Term::Service(&r.service_name));
-        add(Term::Operation(&r.service_name, &r.name));
+        add(Term::Service(r.service_name()));
+        add(Term::Operation(r.service_name(), r.name()));
         tags::for_each_pair(r, |k, v| {
             // As `tags::term(k, v).len()`, without building it.
             if k.len() + 1 + v.len() <= tags::MAX_TERM_BYTES {
@@ -220,16 +254,21 @@ impl Builder {
     /// Writes the index to `path` through a temporary file, fsynced.
     /// Returns the file's size.
     pub(crate) fn write(self, path: &Path) -> Result<u64> {
-        let bytes = self.finish();
         let tmp = path.with_extension("idx.tmp");
-        let mut f = File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
+        let file = std::io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+        let mut out = Checksummed { file, crc: crc32fast::Hasher::new(), len: 0 };
+        self.finish(&mut out)?;
+        let Checksummed { file, crc, len } = out;
+        let mut file = file.into_inner().map_err(|e| e.into_error())?;
+        file.write_all(&crc.finalize().to_le_bytes())?;
+        file.write_all(MAGIC)?;
+        file.sync_all()?;
         std::fs::rename(&tmp, path)?;
-        Ok(bytes.len() as u64)
+        Ok(len + 4 + MAGIC.len() as u64)
     }
 
-    fn finish(self) -> Vec<u8> {
+    /// Writes the index up to its checksum (see [`Checksummed`]).
+    fn finish(self, out: &mut Checksummed) -> std::io::Result<()> {
         let Builder { starts, trace_row, trace_ids, lists, .. } = self;
         let n = starts.len() as u32;
         // Ranks: newest start first; ties in row order, so the order is total.
@@ -257,14 +296,14 @@ impl Builder {
         }
         block_off.push(times.len() as u32);
 
-        let mut terms: Vec<(Vec<u8>, Vec<u32>)> = lists.into_iter().collect();
+        let mut terms: Vec<(Vec<u8>, RowList)> = lists.into_iter().collect();
         terms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut postings = Vec::new();
         let mut table = Vec::new();
-        for (term, rows) in &mut terms {
-            for r in rows.iter_mut() {
-                *r = rank_of[*r as usize];
-            }
+        let mut rows = Vec::new();
+        for (term, list) in &terms {
+            rows.clear();
+            rows.extend(list.rows().map(|r| rank_of[r as usize]));
             rows.sort_unstable();
             let start = postings.len() as u64;
             put_varint(&mut postings, u64::from(rows[0]));
@@ -281,24 +320,41 @@ impl Builder {
             table.extend_from_slice(&((postings.len() as u64 - start) as u32).to_le_bytes());
         }
 
-        let mut out = Vec::with_capacity(HEADER_BYTES + starts.len() * 8 + table.len() + postings.len() + times.len());
-        out.extend_from_slice(MAGIC);
+        out.write_all(MAGIC)?;
         for v in [VERSION, n, trace_ids.len() as u32, terms.len() as u32, blocks as u32] {
-            out.extend_from_slice(&v.to_le_bytes());
+            out.write_all(&v.to_le_bytes())?;
         }
-        pack(&by_rank, width(n.saturating_sub(1)), &mut out);
-        out.extend_from_slice(&[0u8; 8]);
-        trace_row.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
-        trace_ids.iter().for_each(|t| out.extend_from_slice(t.as_bytes()));
-        block_base.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
-        block_off.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
-        out.extend_from_slice(&times);
-        out.extend_from_slice(&table);
-        out.extend_from_slice(&postings);
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out.extend_from_slice(MAGIC);
-        out
+        let mut packed = Vec::with_capacity(by_rank.len() * 4 + 8);
+        pack(&by_rank, width(n.saturating_sub(1)), &mut packed);
+        packed.extend_from_slice(&[0u8; 8]);
+        out.write_all(&packed)?;
+        drop(packed);
+        let mut small = Vec::with_capacity(trace_row.len() * 20 + block_base.len() * 12);
+        trace_row.iter().for_each(|v| small.extend_from_slice(&v.to_le_bytes()));
+        trace_ids.iter().for_each(|t| small.extend_from_slice(t.as_bytes()));
+        block_base.iter().for_each(|v| small.extend_from_slice(&v.to_le_bytes()));
+        block_off.iter().for_each(|v| small.extend_from_slice(&v.to_le_bytes()));
+        out.write_all(&small)?;
+        out.write_all(&times)?;
+        out.write_all(&table)?;
+        out.write_all(&postings)?;
+        Ok(())
+    }
+}
+
+/// The index file being written, checksummed (CRC-32 of every byte before
+/// the checksum itself) as it goes, so it is never whole in memory.
+struct Checksummed {
+    file: std::io::BufWriter<File>,
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+impl Checksummed {
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.crc.update(bytes);
+        self.len += bytes.len() as u64;
+        self.file.write_all(bytes)
     }
 }
 
@@ -581,6 +637,7 @@ pub(crate) fn intersect(mut lists: Vec<Vec<u32>>) -> Vec<u32> {
 mod tests {
     use super::*;
     use crate::ids::SpanId;
+    use crate::model::SpanRow;
     use crate::model::{AttrValue, KeyValue};
 
     fn span_of(service: &str, trace: u8, span: u8) -> SpanRow {

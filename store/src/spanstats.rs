@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{SpanId, TraceId};
-use crate::model::SpanRow;
+use crate::packed::SpanView;
 
 /// Parquet footer key holding a span segment's summary (JSON).
 pub(crate) const SUMMARY_KEY: &str = "seismo.span_summary";
@@ -134,8 +134,8 @@ impl StatsBuilder {
         LatencySketch::add_to(&mut entry.3, &mut entry.2, duration_ns);
     }
 
-    pub(crate) fn add_span(&mut self, s: &SpanRow) {
-        self.add(&s.service_name, &s.name, s.kind, s.status_code == STATUS_ERROR, s.duration_nano);
+    pub(crate) fn add_span(&mut self, s: &impl SpanView) {
+        self.add(s.service_name(), s.name(), s.kind(), s.status_code() == STATUS_ERROR, s.duration());
     }
 
     pub(crate) fn finish(self) -> Vec<(OpKey, OpStats)> {
@@ -193,13 +193,13 @@ pub(crate) type ParentIndex = HashMap<(TraceId, SpanId), String>;
 /// parent is not among them through `earlier` (spans of recent segments), and
 /// `pending` (recent segments' orphans) against `spans`. Returns the edges
 /// and the children still without a parent.
-pub(crate) fn edges(
-    spans: &[&SpanRow],
+pub(crate) fn edges<S: SpanView>(
+    spans: &[S],
     earlier: &ParentIndex,
     pending: &[Orphan],
 ) -> (BTreeMap<(String, String), u64>, Vec<Orphan>) {
     let service_of: HashMap<(TraceId, SpanId), &str> =
-        spans.iter().map(|s| ((s.trace_id, s.span_id), s.service_name.as_str())).collect();
+        spans.iter().map(|s| ((s.trace_id(), s.span_id()), s.service_name())).collect();
     // parent -> child -> spans, found by `&str` without allocating per span.
     let mut by_parent: HashMap<String, HashMap<String, u64>> = HashMap::new();
     let mut add = |parent: &str, child: &str| {
@@ -216,17 +216,17 @@ pub(crate) fn edges(
     };
     let mut orphans = Vec::new();
     for s in spans {
-        let Some(parent) = s.parent_span_id else { continue };
-        let key = (s.trace_id, parent);
+        let Some(parent) = s.parent_span_id() else { continue };
+        let key = (s.trace_id(), parent);
         if let Some(p) = service_of.get(&key) {
-            add(p, &s.service_name);
+            add(p, s.service_name());
         } else if let Some(p) = earlier.get(&key) {
-            add(p, &s.service_name);
+            add(p, s.service_name());
         } else {
             orphans.push(Orphan {
-                trace_id: s.trace_id,
+                trace_id: s.trace_id(),
                 parent_span_id: parent,
-                child_service: s.service_name.clone(),
+                child_service: s.service_name().to_string(),
             });
         }
     }
@@ -246,19 +246,19 @@ pub(crate) fn edges(
 }
 
 /// Summarizes the spans of a segment about to be written.
-pub(crate) fn summarize(spans: &[SpanRow], earlier: &ParentIndex, pending: &[Orphan]) -> SegmentSummary {
+pub(crate) fn summarize<S: SpanView>(spans: &[S], earlier: &ParentIndex, pending: &[Orphan]) -> SegmentSummary {
     let mut b = StatsBuilder::default();
     for s in spans {
         b.add_span(s);
     }
-    let refs: Vec<&SpanRow> = spans.iter().collect();
-    let (edges, orphans) = edges(&refs, earlier, pending);
+    let (edges, orphans) = edges(spans, earlier, pending);
     SegmentSummary { ops: b.finish(), edges: edges.into_iter().map(|((p, c), n)| (p, c, n)).collect(), orphans }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::SpanRow;
 
     #[test]
     fn sketch_quantiles_are_within_one_percent() {

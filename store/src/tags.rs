@@ -7,7 +7,8 @@
 //! memtable scans compare against the same pairs, so a search answers the same
 //! before and after a flush.
 
-use crate::model::{span_kind, status_code, AttrValue, SpanRow};
+use crate::model::{span_kind, status_code, AttrValue};
+use crate::packed::SpanView;
 
 /// Longest `key=value` term kept in the index; longer values match by
 /// full-text search only (tantivy caps term length, and such values are not
@@ -32,26 +33,26 @@ pub(crate) fn term(key: &str, value: &str) -> String {
 }
 
 /// Calls `f(key, value_text)` for every tag pair a filter can match on `row`.
-pub(crate) fn for_each_pair(row: &SpanRow, mut f: impl FnMut(&str, &str)) {
+pub(crate) fn for_each_pair(row: &impl SpanView, mut f: impl FnMut(&str, &str)) {
     let mut attr = |k: &str, v: &AttrValue| match v {
         AttrValue::Str(s) => f(k, s),
         other => f(k, &other.to_text()),
     };
-    for kv in &row.attributes {
+    for kv in row.attributes() {
         attr(&kv.key, &kv.value);
     }
-    for kv in &row.resource_attributes {
+    for kv in row.resource_attributes() {
         attr(&kv.key, &kv.value);
     }
-    for ev in &row.events {
+    for ev in row.events() {
         for kv in &ev.attributes {
             attr(&kv.key, &kv.value);
         }
     }
-    if row.kind != span_kind::UNSPECIFIED {
-        f(SPAN_KIND, span_kind::name(row.kind));
+    if row.kind() != span_kind::UNSPECIFIED {
+        f(SPAN_KIND, span_kind::name(row.kind()));
     }
-    match row.status_code {
+    match row.status_code() {
         status_code::ERROR => {
             f(ERROR, "true");
             f(OTEL_STATUS_CODE, "ERROR");
@@ -59,19 +60,19 @@ pub(crate) fn for_each_pair(row: &SpanRow, mut f: impl FnMut(&str, &str)) {
         status_code::OK => f(OTEL_STATUS_CODE, "OK"),
         _ => {}
     }
-    if !row.status_message.is_empty() {
-        f(OTEL_STATUS_DESCRIPTION, &row.status_message);
+    if !row.status_message().is_empty() {
+        f(OTEL_STATUS_DESCRIPTION, row.status_message());
     }
-    if !row.scope_name.is_empty() {
-        f(OTEL_SCOPE_NAME, &row.scope_name);
+    if !row.scope_name().is_empty() {
+        f(OTEL_SCOPE_NAME, row.scope_name());
     }
-    if !row.scope_version.is_empty() {
-        f(OTEL_SCOPE_VERSION, &row.scope_version);
+    if !row.scope_version().is_empty() {
+        f(OTEL_SCOPE_VERSION, row.scope_version());
     }
 }
 
 /// True when the span carries every `(key, value)` pair.
-pub(crate) fn matches_all(row: &SpanRow, wanted: &[(String, String)]) -> bool {
+pub(crate) fn matches_all(row: &impl SpanView, wanted: &[(String, String)]) -> bool {
     if wanted.is_empty() {
         return true;
     }

@@ -24,7 +24,8 @@ use super::{Inner, Store};
 use crate::catalog::Catalog;
 use crate::error::{Result, StoreError};
 use crate::memtable::Memtable;
-use crate::model::{Signal, SpanRow};
+use crate::model::Signal;
+use crate::packed::{PackedRef, SpanView};
 use crate::retention;
 use crate::segment::{self, FlushInfo, Segment, SegmentMeta};
 use crate::spanstats::{self, SegmentSummary};
@@ -110,7 +111,7 @@ pub(super) fn flusher_loop(inner: Arc<Inner>, rx: Receiver<FlushCmd>) {
                     let m = sources.active().read().unwrap();
                     !sources.frozen().is_empty()
                         || m.rows() >= inner.config.flush_rows
-                        || m.approx_bytes >= inner.config.flush_bytes
+                        || m.held_bytes() >= inner.config.flush_bytes
                         || m.first_insert.is_some_and(|t| t.elapsed() >= inner.config.flush_interval)
                 };
                 if !due {
@@ -241,8 +242,9 @@ fn write_segments(
         FlushInfo { flushed_seq, signals: signals.iter().filter(|(_, empty)| !empty).map(|(s, _)| *s).collect() };
     let mut metas = Vec::new();
     if !m.spans.is_empty() {
-        let summary = summarize_flush(recent, &m.spans)?;
-        metas.push(segment::write_spans(&inner.seg_dir, id, &m.spans, &summary, &flush)?);
+        let spans: Vec<PackedRef<'_>> = m.spans.iter().collect();
+        let summary = summarize_flush(recent, &spans)?;
+        metas.push(segment::write_spans(&inner.seg_dir, id, &spans, &summary, &flush)?);
     }
     if !m.logs.is_empty() {
         metas.push(segment::write_logs(&inner.seg_dir, id, &m.logs, &flush)?);
@@ -259,9 +261,8 @@ fn write_segments(
 }
 
 /// The summary of a flush's spans, with parents looked up in recent segments.
-fn summarize_flush(recent: &Snapshot<'_>, spans: &[SpanRow]) -> Result<SegmentSummary> {
-    let refs: Vec<&SpanRow> = spans.iter().collect();
-    let (earlier, pending) = parents_elsewhere(recent, &refs)?;
+fn summarize_flush<S: SpanView>(recent: &Snapshot<'_>, spans: &[S]) -> Result<SegmentSummary> {
+    let (earlier, pending) = parents_elsewhere(recent, spans)?;
     Ok(spanstats::summarize(spans, &earlier, &pending))
 }
 

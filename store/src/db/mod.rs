@@ -53,17 +53,17 @@ pub struct StoreConfig {
     pub data_dir: PathBuf,
     /// Flush when the memtable holds this many rows...
     pub flush_rows: usize,
-    /// ...or this many encoded bytes...
+    /// ...or holds this many bytes of memory (see `max_memtable_bytes`)...
     pub flush_bytes: usize,
     /// ...or its oldest row is this old.
     pub flush_interval: Duration,
     /// Appends waiting for the writer thread before new ones get `Busy`.
     pub queue_capacity: usize,
-    /// Unflushed data (the active memtable plus those being flushed, counted
-    /// by the encoded size of their requests) at which appends get `Busy`:
-    /// the bound on the store's memory when ingest outruns the flush. While a
-    /// flush runs, a fresh memtable takes the writes, so this should leave
-    /// room for at least two memtables of `flush_bytes`.
+    /// Memory held by unflushed data (the active memtable plus those being
+    /// flushed: rows, their tables and indexes, estimated) at which appends
+    /// get `Busy`: the bound on the store's memory when ingest outruns the
+    /// flush. While a flush runs, a fresh memtable takes the writes, so this
+    /// should leave room for at least two memtables of `flush_bytes`.
     pub max_memtable_bytes: usize,
     /// When the data directory grows past this many bytes, the oldest segments
     /// are deleted (see `retention`); `None` keeps everything.
@@ -87,7 +87,7 @@ impl StoreConfig {
             // Eight memtables' worth: what the store held at most before
             // this cap counted the frozen memtables too (a 256 MiB cap on the
             // active one alone). A burst of a million spans fits without a 429.
-            max_memtable_bytes: 512 << 20,
+            max_memtable_bytes: 256 << 20,
             max_disk_bytes: None,
             compact_rows: 2_000_000,
             retention: None,

@@ -13,6 +13,7 @@ use crate::error::Result;
 use crate::ids::{SpanId, TraceId};
 use crate::logsearch::{self, LogQuery};
 use crate::model::*;
+use crate::packed::{PackedRef, SpanView};
 use crate::query::{Operation, StatsQuery, TraceQuery, EXPERIMENT_ATTRIBUTE};
 use crate::spanstats::{self, OpKey, OpStats, Orphan, ParentIndex, StatsBuilder};
 use crate::tags;
@@ -202,13 +203,13 @@ impl Store {
         snap.for_each(&scope, |source| {
             match source {
                 Source::Tail(tail) => {
-                    let in_window = |s: &&SpanRow| s.start_time_unix_nano >= start && s.start_time_unix_nano <= end;
+                    let in_window = |s: &PackedRef<'_>| s.start() >= start && s.start() <= end;
                     for s in tail
                         .spans()
                         .filter(in_window)
-                        .filter(|s| service.is_none_or(|x| x == s.service_name) && in_cohort(&s.trace_id))
+                        .filter(|s| service.is_none_or(|x| x == s.service_name()) && in_cohort(&s.trace_id()))
                     {
-                        exact.add_span(s);
+                        exact.add_span(&s);
                     }
                 }
                 Source::Segment(seg) => match &seg.summary {
@@ -254,10 +255,8 @@ impl Store {
         snap.for_each(&Scope::of(Signal::Traces).overlapping(Some(start), Some(end)), |source| {
             match source {
                 Source::Tail(tail) => {
-                    let spans: Vec<&SpanRow> = tail
-                        .spans()
-                        .filter(|s| s.start_time_unix_nano >= start && s.start_time_unix_nano <= end)
-                        .collect();
+                    let spans: Vec<PackedRef<'_>> =
+                        tail.spans().filter(|s| s.start() >= start && s.start() <= end).collect();
                     if !spans.is_empty() {
                         let (earlier, pending) = parents_elsewhere(&snap, &spans)?;
                         for (k, n) in spanstats::edges(&spans, &earlier, &pending).0 {
@@ -369,7 +368,7 @@ fn matching_traces(snap: &Snapshot<'_>, q: &TraceQuery, limit: usize) -> Result<
         match source {
             Source::Tail(tail) => {
                 for row in tail.spans().filter(|r| span_matches(r, q)) {
-                    add(&mut hits, row.trace_id, row.start_time_unix_nano);
+                    add(&mut hits, row.trace_id(), row.start());
                 }
             }
             Source::Segment(seg) => {
@@ -406,7 +405,7 @@ fn traces_in(snap: &Snapshot<'_>, ids: &[TraceId]) -> Result<HashMap<TraceId, Ve
             Source::Tail(tail) => {
                 for m in tail.tables() {
                     for id in ids {
-                        by_trace.get_mut(id).expect("every id has an entry").extend(m.trace(id).cloned());
+                        by_trace.get_mut(id).expect("every id has an entry").extend(m.trace(id).map(|r| r.to_row()));
                     }
                 }
             }
@@ -429,14 +428,14 @@ fn traces_in(snap: &Snapshot<'_>, ids: &[TraceId]) -> Result<HashMap<TraceId, Ve
     Ok(by_trace)
 }
 
-fn span_matches(r: &SpanRow, q: &TraceQuery) -> bool {
-    q.service.as_ref().is_none_or(|s| &r.service_name == s)
-        && q.operation.as_ref().is_none_or(|o| &r.name == o)
-        && q.span_kind.is_none_or(|k| r.kind == k)
-        && q.start_min_ns.is_none_or(|m| r.start_time_unix_nano >= m)
-        && q.start_max_ns.is_none_or(|m| r.start_time_unix_nano <= m)
-        && q.min_duration_ns.is_none_or(|m| r.duration_nano >= m)
-        && q.max_duration_ns.is_none_or(|m| r.duration_nano <= m)
+fn span_matches(r: &impl SpanView, q: &TraceQuery) -> bool {
+    q.service.as_ref().is_none_or(|s| r.service_name() == s)
+        && q.operation.as_ref().is_none_or(|o| r.name() == o)
+        && q.span_kind.is_none_or(|k| r.kind() == k)
+        && q.start_min_ns.is_none_or(|m| r.start() >= m)
+        && q.start_max_ns.is_none_or(|m| r.start() <= m)
+        && q.min_duration_ns.is_none_or(|m| r.duration() >= m)
+        && q.max_duration_ns.is_none_or(|m| r.duration() <= m)
         && tags::matches_all(r, &q.tags)
 }
 
@@ -450,12 +449,12 @@ pub(super) const RECENT_SEGMENTS: usize = 4;
 ///
 /// # Errors
 /// I/O errors reading the segments.
-pub(super) fn parents_elsewhere(snap: &Snapshot<'_>, spans: &[&SpanRow]) -> Result<(ParentIndex, Vec<Orphan>)> {
-    let present: HashSet<(TraceId, SpanId)> = spans.iter().map(|s| (s.trace_id, s.span_id)).collect();
+pub(super) fn parents_elsewhere<S: SpanView>(snap: &Snapshot<'_>, spans: &[S]) -> Result<(ParentIndex, Vec<Orphan>)> {
+    let present: HashSet<(TraceId, SpanId)> = spans.iter().map(|s| (s.trace_id(), s.span_id())).collect();
     let missing: HashSet<TraceId> = spans
         .iter()
-        .filter(|s| s.parent_span_id.is_some_and(|p| !present.contains(&(s.trace_id, p))))
-        .map(|s| s.trace_id)
+        .filter(|s| s.parent_span_id().is_some_and(|p| !present.contains(&(s.trace_id(), p))))
+        .map(|s| s.trace_id())
         .collect();
     let mut earlier = ParentIndex::new();
     let mut pending: Vec<Orphan> = Vec::new();

@@ -23,7 +23,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use super::Inner;
 use crate::error::{Result, StoreError};
 use crate::memtable::Memtable;
-use crate::model::{LogRow, MetricPointRow, Signal, SpanRow};
+use crate::model::{LogRow, MetricPointRow, Signal};
+use crate::packed::PackedRef;
 use crate::segment::{Segment, SegmentMeta};
 
 /// A memtable, shared between the writer thread, the flusher and queries.
@@ -55,10 +56,10 @@ impl Sources {
         &self.active
     }
 
-    /// Bytes (as received) held by the active and frozen memtables.
+    /// Memory held by the active and frozen memtables (see [`Memtable::held_bytes`]).
     pub(super) fn unflushed_bytes(&self) -> usize {
-        let frozen: usize = self.frozen.iter().map(|f| f.table.read().unwrap().approx_bytes).sum();
-        frozen + self.active.read().unwrap().approx_bytes
+        let frozen: usize = self.frozen.iter().map(|f| f.table.read().unwrap().held_bytes()).sum();
+        frozen + self.active.read().unwrap().held_bytes()
     }
 
     /// Memtables waiting to be flushed, oldest first.
@@ -181,7 +182,7 @@ impl Tail<'_> {
         self.tables.iter().map(|t| &**t)
     }
 
-    pub(super) fn spans(&self) -> impl Iterator<Item = &SpanRow> {
+    pub(super) fn spans(&self) -> impl Iterator<Item = PackedRef<'_>> {
         self.tables().flat_map(|m| m.spans.iter())
     }
 

@@ -10,32 +10,37 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::write::{span_props, ParquetSink, ROW_GROUP_ROWS};
-use super::{FlushInfo, Segment, SegmentFooter, SegmentMeta};
+use super::{FlushInfo, RowStream, Segment, SegmentFooter, SegmentMeta};
 use crate::error::{Result, StoreError};
 use crate::ids::TraceId;
 use crate::model::{Signal, SpanRow};
+use crate::packed::{PackedRef, PackedSpans};
 use crate::schema;
 use crate::spanindex;
 use crate::spanstats::{self, OpKey, OpStats, SegmentSummary, SUMMARY_KEY};
 
-/// One input's rows in file order, decoded a row group at a time.
+/// Rows an input decodes at a time.
+const INPUT_BATCH_ROWS: usize = 1024;
+
+/// One input's rows in file order, decoded a batch at a time.
 struct Cursor<'a> {
     seg: &'a Segment,
-    next_group: usize,
+    stream: Option<RowStream>,
     rows: VecDeque<SpanRow>,
 }
 
 impl Cursor<'_> {
-    /// The next row, reading the next row group when the current one is used up.
+    /// The next row, decoding the next batch when the current one is used up.
     fn pop(&mut self) -> Result<Option<SpanRow>> {
         while self.rows.is_empty() {
-            if self.next_group >= self.seg.reader_meta.metadata().num_row_groups() {
-                return Ok(None);
+            let stream = match &mut self.stream {
+                Some(stream) => stream,
+                None => self.stream.insert(self.seg.stream(INPUT_BATCH_ROWS)?),
+            };
+            match stream.next_batch()? {
+                Some(batch) => self.rows.extend(schema::batch_to_spans(&batch)?),
+                None => return Ok(None),
             }
-            for batch in self.seg.read(vec![self.next_group], None, None)? {
-                self.rows.extend(schema::batch_to_spans(&batch)?);
-            }
-            self.next_group += 1;
         }
         Ok(self.rows.pop_front())
     }
@@ -85,7 +90,7 @@ pub(crate) fn merge_spans(
     let mut index = spanindex::Builder::default();
     pace()?;
     let mut cursors: Vec<Cursor<'_>> =
-        inputs.iter().map(|seg| Cursor { seg, next_group: 0, rows: VecDeque::new() }).collect();
+        inputs.iter().map(|seg| Cursor { seg, stream: None, rows: VecDeque::new() }).collect();
     // Heads of the inputs, smallest (trace id, start) first; the input's
     // position breaks ties so equal rows keep a stable order.
     let mut heads: BinaryHeap<Reverse<(TraceId, i64, usize)>> = BinaryHeap::new();
@@ -97,7 +102,8 @@ pub(crate) fn merge_spans(
         }
         head_rows.push(row);
     }
-    let mut out: Vec<SpanRow> = Vec::with_capacity(ROW_GROUP_ROWS.min(rows as usize));
+    // The output row group, packed (a row group of `SpanRow`s is ~100 MB).
+    let mut out = PackedSpans::default();
     let mut written = 0u64;
     while let Some(Reverse((_, _, i))) = heads.pop() {
         let row = head_rows[i].take().expect("a head row for every queued input");
@@ -124,14 +130,14 @@ pub(crate) fn merge_spans(
     Ok(meta)
 }
 
-fn flush_rows(sink: &mut ParquetSink, out: &mut Vec<SpanRow>) -> Result<u64> {
+fn flush_rows(sink: &mut ParquetSink, out: &mut PackedSpans) -> Result<u64> {
     if out.is_empty() {
         return Ok(0);
     }
-    let refs: Vec<&SpanRow> = out.iter().collect();
-    sink.write(&schema::spans_to_batch(&refs)?)?;
+    let rows: Vec<PackedRef<'_>> = out.iter().collect();
+    sink.write(&schema::spans_to_batch(&rows)?)?;
     let n = out.len() as u64;
-    out.clear();
+    *out = PackedSpans::default();
     Ok(n)
 }
 

@@ -52,7 +52,7 @@ use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection,
 };
 use parquet::arrow::ProjectionMask;
 use parquet::bloom_filter::Sbbf;
@@ -466,6 +466,18 @@ impl Segment {
         ProjectionMask::columns(self.reader_meta.parquet_schema(), columns.iter().copied())
     }
 
+    /// Every row in file order, decoded `batch_rows` at a time as the caller
+    /// pulls them (a merge's input): memory holds a batch, not the file.
+    ///
+    /// # Errors
+    /// `Damaged` when a chunk fails its checksum; I/O errors.
+    pub(crate) fn stream(&self, batch_rows: usize) -> Result<RowStream> {
+        let groups: Vec<usize> = (0..self.reader_meta.metadata().num_row_groups()).collect();
+        self.verify_chunks(&groups, &ProjectionMask::all())?;
+        let reader = self.builder()?.with_batch_size(batch_rows).build()?;
+        Ok(RowStream { reader, path: self.path.clone(), checked: self.chunk_crcs.is_some() })
+    }
+
     /// Reads the given row groups (optionally a row selection within them) with `columns`.
     fn read(
         &self,
@@ -494,6 +506,27 @@ impl Segment {
                 Err(StoreError::Damaged(format!("{}: {e}", self.path.display())))
             }
             Ok(result) => result,
+            Err(_) => Err(StoreError::Damaged(format!("{}: the Parquet decoder panicked", self.path.display()))),
+        }
+    }
+}
+
+/// See [`Segment::stream`].
+pub(crate) struct RowStream {
+    reader: ParquetRecordBatchReader,
+    path: PathBuf,
+    /// The chunks were verified against checksums (see [`Segment::read`]).
+    checked: bool,
+}
+
+impl RowStream {
+    pub(crate) fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.reader.next()));
+        match next {
+            Ok(None) => Ok(None),
+            Ok(Some(Ok(batch))) => Ok(Some(batch)),
+            Ok(Some(Err(e))) if !self.checked => Err(StoreError::Damaged(format!("{}: {e}", self.path.display()))),
+            Ok(Some(Err(e))) => Err(e.into()),
             Err(_) => Err(StoreError::Damaged(format!("{}: the Parquet decoder panicked", self.path.display()))),
         }
     }

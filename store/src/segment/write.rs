@@ -20,6 +20,7 @@ use super::{
 use crate::error::{Result, StoreError};
 use crate::logsearch;
 use crate::model::*;
+use crate::packed::SpanView;
 use crate::schema::{self, col};
 use crate::spanindex;
 use crate::spanstats::{SegmentSummary, SUMMARY_KEY};
@@ -97,8 +98,8 @@ pub(super) fn span_props(rows: usize) -> WriterProperties {
 fn write_parquet<R>(
     path: &Path,
     schema: arrow::datatypes::SchemaRef,
-    rows: &[&R],
-    to_batch: impl Fn(&[&R]) -> Result<RecordBatch>,
+    rows: &[R],
+    to_batch: impl Fn(&[R]) -> Result<RecordBatch>,
     props: WriterProperties,
     footer: Vec<(&str, String)>,
     describe: &SegmentFooter,
@@ -226,23 +227,22 @@ impl SegmentMeta {
 }
 
 /// Writes a span segment with its summary in the footer. `rows` must not be empty.
-pub(crate) fn write_spans(
+pub(crate) fn write_spans<S: SpanView>(
     dir: &Path,
     id: u64,
-    rows: &[SpanRow],
+    rows: &[S],
     summary: &SegmentSummary,
     flush: &FlushInfo,
 ) -> Result<SegmentMeta> {
-    let mut sorted: Vec<&SpanRow> = rows.iter().collect();
-    sorted.sort_by_key(|a| (a.trace_id, a.start_time_unix_nano));
+    let mut sorted: Vec<&S> = rows.iter().collect();
+    sorted.sort_by_key(|a| (a.trace_id(), a.start()));
     let props = span_props(rows.len());
-    let distinct: HashSet<(&str, &str, i32)> =
-        rows.iter().map(|r| (r.service_name.as_str(), r.name.as_str(), r.kind)).collect();
+    let distinct: HashSet<(&str, &str, i32)> = rows.iter().map(|r| (r.service_name(), r.name(), r.kind())).collect();
     let mut meta = SegmentMeta::describe(
         id,
         Signal::Traces,
         rows.len(),
-        rows.iter().map(|r| r.start_time_unix_nano),
+        rows.iter().map(|r| r.start()),
         distinct.iter().map(|(s, _, _)| *s),
         true,
     );
