@@ -36,8 +36,11 @@ pub struct LatencySketch {
     /// Durations ≤ 0 ns.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub zeros: u64,
-    /// (bucket index, count), sorted by index.
-    pub buckets: Vec<(i32, u64)>,
+    /// (bucket index, count), sorted by index. Narrow types (8 bytes a
+    /// bucket, not 16): every segment keeps a sketch per operation in memory,
+    /// and indexes stay below 2,200 (1 ns to i64::MAX ns), counts of one
+    /// bucket below 2^32 (they saturate).
+    pub buckets: Vec<(i16, u32)>,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -50,20 +53,21 @@ fn gamma() -> f64 {
 
 impl LatencySketch {
     pub fn count(&self) -> u64 {
-        self.zeros + self.buckets.iter().map(|(_, c)| c).sum::<u64>()
+        self.zeros + self.buckets.iter().map(|(_, c)| u64::from(*c)).sum::<u64>()
     }
 
     /// A sketch under construction: a map is cheaper to add to.
-    fn add_to(map: &mut BTreeMap<i32, u64>, zeros: &mut u64, nanos: i64) {
+    fn add_to(map: &mut BTreeMap<i16, u32>, zeros: &mut u64, nanos: i64) {
         if nanos <= 0 {
             *zeros += 1;
         } else {
-            let idx = ((nanos as f64).ln() / gamma().ln()).ceil() as i32;
-            *map.entry(idx).or_default() += 1;
+            let idx = ((nanos as f64).ln() / gamma().ln()).ceil() as i16;
+            let c = map.entry(idx).or_default();
+            *c = c.saturating_add(1);
         }
     }
 
-    fn from_map(map: BTreeMap<i32, u64>, zeros: u64) -> Self {
+    fn from_map(map: BTreeMap<i16, u32>, zeros: u64) -> Self {
         LatencySketch { zeros, buckets: map.into_iter().collect() }
     }
 
@@ -80,9 +84,9 @@ impl LatencySketch {
         let mut seen = self.zeros;
         let g = gamma();
         for (idx, c) in &self.buckets {
-            seen += c;
+            seen += u64::from(*c);
             if seen >= rank {
-                return Some(2.0 * g.powi(*idx) / (g + 1.0));
+                return Some(2.0 * g.powi(i32::from(*idx)) / (g + 1.0));
             }
         }
         None
@@ -102,7 +106,7 @@ pub type OpKey = (String, String, i32);
 
 /// One operation's counts under construction: spans, errors, zero
 /// durations, latency buckets (a map is cheaper to add to).
-type Acc = (u64, u64, u64, BTreeMap<i32, u64>);
+type Acc = (u64, u64, u64, BTreeMap<i16, u32>);
 
 /// Accumulates [`OpStats`] from spans. Keyed service -> name -> kind so a
 /// span finds its operation by `&str` lookups, without allocating.
@@ -161,9 +165,10 @@ pub fn merge(into: &mut OpStats, from: &OpStats) {
     into.spans += from.spans;
     into.errors += from.errors;
     into.latency.zeros += from.latency.zeros;
-    let mut map: BTreeMap<i32, u64> = into.latency.buckets.iter().copied().collect();
+    let mut map: BTreeMap<i16, u32> = into.latency.buckets.iter().copied().collect();
     for (i, c) in &from.latency.buckets {
-        *map.entry(*i).or_default() += c;
+        let sum = map.entry(*i).or_default();
+        *sum = sum.saturating_add(*c);
     }
     into.latency.buckets = map.into_iter().collect();
 }

@@ -331,9 +331,15 @@ impl Segment {
             });
             blooms.push(Sbbf::read_from_column_chunk(chunk, &file).map_err(|e| damaged(format!("bloom filter: {e}")))?);
         }
-        let summary = footer_value(&md, SUMMARY_KEY)
+        let summary: Option<SegmentSummary> = footer_value(&md, SUMMARY_KEY)
             .map(|json| serde_json::from_str(json).map_err(|e| damaged(format!("span summary: {e}"))))
             .transpose()?;
+        let summary = summary.map(|mut s| {
+            s.ops.shrink_to_fit();
+            s.ops.iter_mut().for_each(|(_, stats)| stats.latency.buckets.shrink_to_fit());
+            s
+        });
+        let reader_meta = without_footer_texts(reader_meta)?;
         Ok(Self {
             meta,
             dir: dir.to_path_buf(),
@@ -509,6 +515,34 @@ impl Segment {
             Err(_) => Err(StoreError::Damaged(format!("{}: the Parquet decoder panicked", self.path.display()))),
         }
     }
+}
+
+/// `meta` without the footer's key-value texts of its own (the span summary
+/// alone is about 1 MB): parsed at open, they would otherwise stay in memory
+/// as long as the segment is open. Arrow's schema entry is kept.
+fn without_footer_texts(meta: ArrowReaderMetadata) -> Result<ArrowReaderMetadata> {
+    use parquet::file::metadata::{FileMetaData, ParquetMetaDataBuilder};
+    let md = meta.metadata();
+    let fm = md.file_metadata();
+    let kept: Vec<parquet::file::metadata::KeyValue> =
+        fm.key_value_metadata().into_iter().flatten().filter(|kv| !kv.key.starts_with("seismo.")).cloned().collect();
+    let file_md = FileMetaData::new(
+        fm.version(),
+        fm.num_rows(),
+        fm.created_by().map(str::to_string),
+        Some(kept),
+        fm.schema_descr_ptr(),
+        fm.column_orders().cloned(),
+    );
+    let mut old = ParquetMetaDataBuilder::new_from_metadata(md.as_ref().clone());
+    let stripped = ParquetMetaDataBuilder::new(file_md)
+        .set_row_groups(old.take_row_groups())
+        .set_page_index(old.take_page_index())
+        .build();
+    Ok(ArrowReaderMetadata::try_new(
+        Arc::new(stripped),
+        ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
+    )?)
 }
 
 /// See [`Segment::stream`].
