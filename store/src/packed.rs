@@ -44,6 +44,12 @@ pub(crate) trait SpanView {
     /// Dropped attributes, events and links.
     fn dropped(&self) -> [u32; 3];
     fn to_row(&self) -> SpanRow;
+    /// The attributes as ids of distinct pairs, when the span is packed:
+    /// (the table's identity, one id per attribute). Equal ids within one
+    /// table are equal pairs, so work done for a pair can be reused.
+    fn attribute_ids(&self) -> Option<(usize, &[u32])> {
+        None
+    }
 }
 
 impl SpanView for SpanRow {
@@ -169,6 +175,9 @@ impl<T: SpanView> SpanView for &T {
     }
     fn to_row(&self) -> SpanRow {
         (**self).to_row()
+    }
+    fn attribute_ids(&self) -> Option<(usize, &[u32])> {
+        (**self).attribute_ids()
     }
 }
 
@@ -355,7 +364,12 @@ pub(crate) struct PackedRef<'a> {
     row: &'a Packed,
 }
 
-impl PackedRef<'_> {
+impl<'a> PackedRef<'a> {
+    fn ids(&self) -> &'a [u32] {
+        let at = self.row.attrs as usize;
+        &self.spans.pair_ids[at..at + self.row.attrs_len as usize]
+    }
+
     fn rare(&self) -> Option<&Rare> {
         (self.row.rare != NONE).then(|| &self.spans.rare[self.row.rare as usize])
     }
@@ -405,9 +419,10 @@ impl SpanView for PackedRef<'_> {
         self.spans.strings.get(self.row.scope_version)
     }
     fn attributes(&self) -> impl Iterator<Item = &KeyValue> {
-        let at = self.row.attrs as usize;
-        let ids = &self.spans.pair_ids[at..at + self.row.attrs_len as usize];
-        ids.iter().map(|id| &self.spans.pairs.pairs[*id as usize])
+        self.ids().iter().map(|id| &self.spans.pairs.pairs[*id as usize])
+    }
+    fn attribute_ids(&self) -> Option<(usize, &[u32])> {
+        Some((std::ptr::from_ref(self.spans) as usize, self.ids()))
     }
     fn resource_attributes(&self) -> &[KeyValue] {
         &self.spans.resources[self.row.resource as usize]

@@ -84,12 +84,41 @@ fn attribute_columns<S: SpanView>(rows: &[S]) -> (ArrayRef, ArrayRef) {
     let mut keys = ListBuilder::with_capacity(StringBuilder::with_capacity(n, n * 16), rows.len());
     let mut values = ListBuilder::with_capacity(StringBuilder::with_capacity(n, n * 16), rows.len());
     let mut buf = String::with_capacity(256);
+    // Packed rows name their attributes by pair id: each distinct pair's
+    // text is written once, into `texts`, at `at[id]` (start, end).
+    let mut texts = String::new();
+    let mut at: Vec<(u32, u32)> = Vec::new();
+    let mut table = None;
     for r in rows {
-        for kv in r.attributes() {
-            keys.values().append_value(&kv.key);
-            buf.clear();
-            tagged_text(&kv.value, &mut buf);
-            values.values().append_value(&buf);
+        match r.attribute_ids() {
+            Some((owner, ids)) => {
+                if table != Some(owner) {
+                    table = Some(owner);
+                    texts.clear();
+                    at.clear();
+                }
+                for (&id, kv) in ids.iter().zip(r.attributes()) {
+                    keys.values().append_value(&kv.key);
+                    let id = id as usize;
+                    if id >= at.len() {
+                        at.resize(id + 1, (u32::MAX, 0));
+                    }
+                    if at[id].0 == u32::MAX {
+                        let start = texts.len() as u32;
+                        tagged_text(&kv.value, &mut texts);
+                        at[id] = (start, texts.len() as u32);
+                    }
+                    values.values().append_value(&texts[at[id].0 as usize..at[id].1 as usize]);
+                }
+            }
+            None => {
+                for kv in r.attributes() {
+                    keys.values().append_value(&kv.key);
+                    buf.clear();
+                    tagged_text(&kv.value, &mut buf);
+                    values.values().append_value(&buf);
+                }
+            }
         }
         keys.append(true);
         values.append(true);

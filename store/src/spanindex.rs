@@ -174,10 +174,21 @@ pub(crate) struct Builder {
     starts: Vec<i64>,
     trace_row: Vec<u32>,
     trace_ids: Vec<TraceId>,
-    lists: foldhash::HashMap<Vec<u8>, RowList>,
+    /// Term -> its list in `lists`.
+    slots: foldhash::HashMap<Vec<u8>, u32>,
+    lists: Vec<RowList>,
     /// The term being looked up, reused so a known term costs no allocation.
     scratch: Vec<u8>,
+    /// For rows of a packed memtable (see [`SpanView::attribute_ids`]): its
+    /// attribute pair id -> slot + 1 of the pair's term (0: not seen yet,
+    /// `u32::MAX`: no term), so a pair seen before costs no text, hash or
+    /// lookup. `pairs_of` names the table the ids belong to.
+    pair_slots: Vec<u32>,
+    pairs_of: usize,
 }
+
+/// A pair whose term is too long to index (see [`tags::MAX_TERM_BYTES`]).
+const NO_TERM: u32 = u32::MAX;
 
 /// A term's rows while the index is built: ascending, held as varint gaps
 /// (under half the memory of `u32`s here: a merge of 2M spans holds some
@@ -228,27 +239,64 @@ impl Builder {
             self.trace_row.push(row);
             self.trace_ids.push(trace_id);
         }
-        let (lists, scratch) = (&mut self.lists, &mut self.scratch);
-        let mut add = |term: Term<'_>| {
-            term.encode_into(scratch);
-            match lists.get_mut(scratch.as_slice()) {
-                Some(list) => list.push(row),
-                None => {
-                    let mut list = RowList::default();
-                    list.push(row);
-                    lists.insert(scratch.clone(), list);
+        // As `tags::term(k, v).len()`, without building it.
+        let fits = |k: &str, v: &str| k.len() + 1 + v.len() <= tags::MAX_TERM_BYTES;
+        self.add_term(Term::Service(r.service_name()), row);
+        self.add_term(Term::Operation(r.service_name(), r.name()), row);
+        match r.attribute_ids() {
+            Some((table, ids)) => {
+                if self.pairs_of != table {
+                    self.pairs_of = table;
+                    self.pair_slots.clear();
                 }
+                for (&id, kv) in ids.iter().zip(r.attributes()) {
+                    let id = id as usize;
+                    if id >= self.pair_slots.len() {
+                        self.pair_slots.resize(id + 1, 0);
+                    }
+                    match self.pair_slots[id] {
+                        0 => {
+                            let mut slot = NO_TERM;
+                            tags::attribute_pair(kv, |k, v| {
+                                if fits(k, v) {
+                                    slot = self.add_term(Term::Tag(k, v), row);
+                                }
+                            });
+                            self.pair_slots[id] = if slot == NO_TERM { NO_TERM } else { slot + 1 };
+                        }
+                        NO_TERM => {}
+                        slot => self.lists[slot as usize - 1].push(row),
+                    }
+                }
+                tags::for_each_pair_but_attributes(r, |k, v| {
+                    if fits(k, v) {
+                        self.add_term(Term::Tag(k, v), row);
+                    }
+                });
+            }
+            None => tags::for_each_pair(r, |k, v| {
+                if fits(k, v) {
+                    self.add_term(Term::Tag(k, v), row);
+                }
+            }),
+        }
+        Ok(())
+    }
+
+    /// Adds `row` to `term`'s list; returns the list's slot.
+    fn add_term(&mut self, term: Term<'_>, row: u32) -> u32 {
+        term.encode_into(&mut self.scratch);
+        let slot = match self.slots.get(self.scratch.as_slice()) {
+            Some(slot) => *slot,
+            None => {
+                self.lists.push(RowList::default());
+                let slot = self.lists.len() as u32 - 1;
+                self.slots.insert(self.scratch.clone(), slot);
+                slot
             }
         };
-        add(Term::Service(r.service_name()));
-        add(Term::Operation(r.service_name(), r.name()));
-        tags::for_each_pair(r, |k, v| {
-            // As `tags::term(k, v).len()`, without building it.
-            if k.len() + 1 + v.len() <= tags::MAX_TERM_BYTES {
-                add(Term::Tag(k, v));
-            }
-        });
-        Ok(())
+        self.lists[slot as usize].push(row);
+        slot
     }
 
     /// Writes the index to `path` through a temporary file, fsynced.
@@ -269,7 +317,7 @@ impl Builder {
 
     /// Writes the index up to its checksum (see [`Checksummed`]).
     fn finish(self, out: &mut Checksummed) -> std::io::Result<()> {
-        let Builder { starts, trace_row, trace_ids, lists, .. } = self;
+        let Builder { starts, trace_row, trace_ids, slots, lists, .. } = self;
         let n = starts.len() as u32;
         // Ranks: newest start first; ties in row order, so the order is total.
         let mut by_rank: Vec<u32> = (0..n).collect();
@@ -296,12 +344,13 @@ impl Builder {
         }
         block_off.push(times.len() as u32);
 
-        let mut terms: Vec<(Vec<u8>, RowList)> = lists.into_iter().collect();
+        let mut terms: Vec<(Vec<u8>, u32)> = slots.into_iter().collect();
         terms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut postings = Vec::new();
         let mut table = Vec::new();
         let mut rows = Vec::new();
-        for (term, list) in &terms {
+        for (term, slot) in &terms {
+            let list = &lists[*slot as usize];
             rows.clear();
             rows.extend(list.rows().map(|r| rank_of[r as usize]));
             rows.sort_unstable();
@@ -670,6 +719,36 @@ mod tests {
         let refs: Vec<&SpanRow> = rows.iter().collect();
         write(&path, &refs).unwrap();
         SpanIndex::open_verified(&path, rows.len() as u64).unwrap()
+    }
+
+    /// A flush indexes packed rows through their pair ids (each pair's term
+    /// made once); the file must be the one their plain rows give.
+    #[test]
+    fn packed_rows_index_byte_for_byte_as_their_plain_rows() {
+        let mut rows = rows();
+        let long = "x".repeat(tags::MAX_TERM_BYTES);
+        for (i, r) in rows.iter_mut().enumerate() {
+            let kv = |k: &str, v: AttrValue| KeyValue { key: k.into(), value: v };
+            r.attributes.push(kv("s", AttrValue::Str(format!("v{}", i % 3))));
+            r.attributes.push(kv("s", AttrValue::Str(format!("v{}", i % 3))));
+            r.attributes.push(kv("b", AttrValue::Bool(i % 2 == 0)));
+            r.attributes.push(kv("d", AttrValue::Double(i as f64 / 2.0)));
+            r.attributes.push(kv("long", AttrValue::Str(long.clone())));
+            r.resource_attributes.push(kv("s", AttrValue::Str("v1".into())));
+            r.kind = (i % 3) as i32;
+            r.status_code = (i % 3) as i32;
+        }
+        let mut packed = crate::packed::PackedSpans::default();
+        for r in &rows {
+            packed.push(r.clone());
+        }
+        let views: Vec<_> = packed.iter().collect();
+        assert!(views[0].attribute_ids().is_some());
+        let dir = tempfile::tempdir().unwrap();
+        let (plain, from_packed) = (dir.path().join("plain.idx"), dir.path().join("packed.idx"));
+        write(&plain, &rows).unwrap();
+        write(&from_packed, &views).unwrap();
+        assert_eq!(std::fs::read(&plain).unwrap(), std::fs::read(&from_packed).unwrap());
     }
 
     #[test]

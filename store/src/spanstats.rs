@@ -203,7 +203,7 @@ pub(crate) fn edges<S: SpanView>(
     earlier: &ParentIndex,
     pending: &[Orphan],
 ) -> (BTreeMap<(String, String), u64>, Vec<Orphan>) {
-    let service_of: HashMap<(TraceId, SpanId), &str> =
+    let service_of: foldhash::HashMap<(TraceId, SpanId), &str> =
         spans.iter().map(|s| ((s.trace_id(), s.span_id()), s.service_name())).collect();
     // parent -> child -> spans, found by `&str` without allocating per span.
     let mut by_parent: HashMap<String, HashMap<String, u64>> = HashMap::new();

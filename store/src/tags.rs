@@ -7,7 +7,7 @@
 //! memtable scans compare against the same pairs, so a search answers the same
 //! before and after a flush.
 
-use crate::model::{span_kind, status_code, AttrValue};
+use crate::model::{span_kind, status_code, AttrValue, KeyValue};
 use crate::packed::SpanView;
 
 /// Longest `key=value` term kept in the index; longer values match by
@@ -34,19 +34,28 @@ pub(crate) fn term(key: &str, value: &str) -> String {
 
 /// Calls `f(key, value_text)` for every tag pair a filter can match on `row`.
 pub(crate) fn for_each_pair(row: &impl SpanView, mut f: impl FnMut(&str, &str)) {
-    let mut attr = |k: &str, v: &AttrValue| match v {
-        AttrValue::Str(s) => f(k, s),
-        other => f(k, &other.to_text()),
-    };
     for kv in row.attributes() {
-        attr(&kv.key, &kv.value);
+        attribute_pair(kv, &mut f);
     }
+    for_each_pair_but_attributes(row, f);
+}
+
+/// Calls `f(key, value_text)` for one attribute.
+pub(crate) fn attribute_pair(kv: &KeyValue, mut f: impl FnMut(&str, &str)) {
+    match &kv.value {
+        AttrValue::Str(s) => f(&kv.key, s),
+        other => f(&kv.key, &other.to_text()),
+    }
+}
+
+/// [`for_each_pair`] but for the span's own attributes.
+pub(crate) fn for_each_pair_but_attributes(row: &impl SpanView, mut f: impl FnMut(&str, &str)) {
     for kv in row.resource_attributes() {
-        attr(&kv.key, &kv.value);
+        attribute_pair(kv, &mut f);
     }
     for ev in row.events() {
         for kv in &ev.attributes {
-            attr(&kv.key, &kv.value);
+            attribute_pair(kv, &mut f);
         }
     }
     if row.kind() != span_kind::UNSPECIFIED {

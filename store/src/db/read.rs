@@ -450,7 +450,7 @@ pub(super) const RECENT_SEGMENTS: usize = 4;
 /// # Errors
 /// I/O errors reading the segments.
 pub(super) fn parents_elsewhere<S: SpanView>(snap: &Snapshot<'_>, spans: &[S]) -> Result<(ParentIndex, Vec<Orphan>)> {
-    let present: HashSet<(TraceId, SpanId)> = spans.iter().map(|s| (s.trace_id(), s.span_id())).collect();
+    let present: foldhash::HashSet<(TraceId, SpanId)> = spans.iter().map(|s| (s.trace_id(), s.span_id())).collect();
     let missing: HashSet<TraceId> = spans
         .iter()
         .filter(|s| s.parent_span_id().is_some_and(|p| !present.contains(&(s.trace_id(), p))))
