@@ -317,17 +317,28 @@ impl Builder {
 
     /// Writes the index up to its checksum (see [`Checksummed`]).
     fn finish(self, out: &mut Checksummed) -> std::io::Result<()> {
-        let Builder { starts, trace_row, trace_ids, slots, lists, .. } = self;
+        let Builder { starts, trace_row, trace_ids, slots, mut lists, .. } = self;
         let n = starts.len() as u32;
         // Ranks: newest start first; ties in row order, so the order is total.
         let mut by_rank: Vec<u32> = (0..n).collect();
         by_rank.sort_unstable_by_key(|&r| (std::cmp::Reverse(starts[r as usize]), r));
-        let mut rank_of = vec![0u32; starts.len()];
-        for (rank, &row) in by_rank.iter().enumerate() {
-            rank_of[row as usize] = rank as u32;
-        }
-
         let blocks = starts.len().div_ceil(BLOCK);
+        out.write_all(MAGIC)?;
+        for v in [VERSION, n, trace_ids.len() as u32, slots.len() as u32, blocks as u32] {
+            out.write_all(&v.to_le_bytes())?;
+        }
+        // Sections are written, and their inputs let go, as they are done:
+        // a merge of millions of spans would otherwise hold them all at once.
+        let mut buf = Vec::with_capacity(by_rank.len() * 4 + 8);
+        pack(&by_rank, width(n.saturating_sub(1)), &mut buf);
+        buf.extend_from_slice(&[0u8; 8]);
+        out.write_all(&buf)?;
+        buf.clear();
+        trace_row.iter().for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
+        trace_ids.iter().for_each(|t| buf.extend_from_slice(t.as_bytes()));
+        out.write_all(&buf)?;
+        drop((trace_row, trace_ids));
+
         let mut block_base = Vec::with_capacity(blocks);
         let mut block_off = Vec::with_capacity(blocks + 1);
         let mut times = Vec::with_capacity(starts.len() * 3);
@@ -343,14 +354,27 @@ impl Builder {
             }
         }
         block_off.push(times.len() as u32);
+        drop(starts);
+        buf.clear();
+        block_base.iter().for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
+        block_off.iter().for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
+        out.write_all(&buf)?;
+        out.write_all(&times)?;
+        drop((buf, times));
 
+        let mut rank_of = vec![0u32; by_rank.len()];
+        for (rank, &row) in by_rank.iter().enumerate() {
+            rank_of[row as usize] = rank as u32;
+        }
+        drop(by_rank);
         let mut terms: Vec<(Vec<u8>, u32)> = slots.into_iter().collect();
         terms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut postings = Vec::new();
         let mut table = Vec::new();
         let mut rows = Vec::new();
         for (term, slot) in &terms {
-            let list = &lists[*slot as usize];
+            // Taken, so each list is freed as its postings are written.
+            let list = std::mem::take(&mut lists[*slot as usize]);
             rows.clear();
             rows.extend(list.rows().map(|r| rank_of[r as usize]));
             rows.sort_unstable();
@@ -368,23 +392,6 @@ impl Builder {
             table.extend_from_slice(&start.to_le_bytes());
             table.extend_from_slice(&((postings.len() as u64 - start) as u32).to_le_bytes());
         }
-
-        out.write_all(MAGIC)?;
-        for v in [VERSION, n, trace_ids.len() as u32, terms.len() as u32, blocks as u32] {
-            out.write_all(&v.to_le_bytes())?;
-        }
-        let mut packed = Vec::with_capacity(by_rank.len() * 4 + 8);
-        pack(&by_rank, width(n.saturating_sub(1)), &mut packed);
-        packed.extend_from_slice(&[0u8; 8]);
-        out.write_all(&packed)?;
-        drop(packed);
-        let mut small = Vec::with_capacity(trace_row.len() * 20 + block_base.len() * 12);
-        trace_row.iter().for_each(|v| small.extend_from_slice(&v.to_le_bytes()));
-        trace_ids.iter().for_each(|t| small.extend_from_slice(t.as_bytes()));
-        block_base.iter().for_each(|v| small.extend_from_slice(&v.to_le_bytes()));
-        block_off.iter().for_each(|v| small.extend_from_slice(&v.to_le_bytes()));
-        out.write_all(&small)?;
-        out.write_all(&times)?;
         out.write_all(&table)?;
         out.write_all(&postings)?;
         Ok(())

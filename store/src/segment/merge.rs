@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDequ
 use std::path::Path;
 use std::sync::Arc;
 
-use super::write::{span_props, ParquetSink, ROW_GROUP_ROWS};
+use super::write::{span_props, ParquetSink, BATCH_ROWS, ROW_GROUP_ROWS};
 use super::{FlushInfo, RowStream, Segment, SegmentFooter, SegmentMeta};
 use crate::error::{Result, StoreError};
 use crate::ids::TraceId;
@@ -102,7 +102,7 @@ pub(crate) fn merge_spans(
         }
         head_rows.push(row);
     }
-    // The output row group, packed (a row group of `SpanRow`s is ~100 MB).
+    // The next output batch, packed.
     let mut out = PackedSpans::default();
     let mut written = 0u64;
     while let Some(Reverse((_, _, i))) = heads.pop() {
@@ -114,9 +114,11 @@ pub(crate) fn merge_spans(
         head_rows[i] = next;
         index.add(&row)?;
         out.push(row);
-        if out.len() == ROW_GROUP_ROWS {
-            pace()?;
+        if out.len() == BATCH_ROWS {
             written += flush_rows(&mut sink, &mut out)?;
+            if written.is_multiple_of(ROW_GROUP_ROWS as u64) {
+                pace()?;
+            }
         }
     }
     written += flush_rows(&mut sink, &mut out)?;

@@ -28,6 +28,10 @@ use crate::textindex::{IndexKind, TextIndexWriter};
 
 /// Rows per Parquet row group.
 pub(super) const ROW_GROUP_ROWS: usize = 64 * 1024;
+/// Rows converted to Arrow at a time: the writer encodes each batch into the
+/// row group under way, so memory holds this many rows as Arrow arrays (a
+/// row group of spans as Arrow is ~50 MB) plus the row group encoded.
+pub(super) const BATCH_ROWS: usize = 8 * 1024;
 /// Rows per data page: small enough that a trace lookup reads little.
 const PAGE_ROWS: usize = 1024;
 const ZSTD_LEVEL: i32 = 3;
@@ -93,8 +97,8 @@ pub(super) fn span_props(rows: usize) -> WriterProperties {
     b.build()
 }
 
-/// Writes sorted `rows` to `path` one row group at a time (a batch per row
-/// group keeps peak memory and reallocation down); see [`ParquetSink`].
+/// Writes sorted `rows` to `path`, [`BATCH_ROWS`] at a time (row groups
+/// are cut at [`ROW_GROUP_ROWS`]); see [`ParquetSink`].
 fn write_parquet<R>(
     path: &Path,
     schema: arrow::datatypes::SchemaRef,
@@ -105,7 +109,7 @@ fn write_parquet<R>(
     describe: &SegmentFooter,
 ) -> Result<u64> {
     let mut sink = ParquetSink::create(path, schema, props)?;
-    for chunk in rows.chunks(ROW_GROUP_ROWS) {
+    for chunk in rows.chunks(BATCH_ROWS) {
         sink.write(&to_batch(chunk)?)?;
     }
     sink.finish(footer, describe)
@@ -127,10 +131,10 @@ impl ParquetSink {
         Ok(Self { path: path.to_path_buf(), writer: ArrowWriter::try_new(file, schema, Some(props))?, tmp })
     }
 
-    /// Appends one batch (at most a row group's rows).
+    /// Appends one batch to the row group under way; the writer closes row
+    /// groups at the row count the properties set.
     pub(super) fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.writer.write(batch)?;
-        self.writer.flush()?;
         Ok(())
     }
 
