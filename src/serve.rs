@@ -254,6 +254,10 @@ fn warn_about_access(tokens: &Tokens, addrs: &[(&str, SocketAddr)]) {
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Before the limits are sized from it: thousands of clients need more than 1,024 files.
     seismo_net::raise_open_files_limit();
+    // Before the store fills memtables: resident memory is what --max-memtable-bytes bounds.
+    if !seismo_net::no_transparent_huge_pages() {
+        tracing::debug!("cannot turn transparent huge pages off; resident memory may run higher");
+    }
     let settings = args.settings()?;
     let store_config = settings.store.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(store_config))

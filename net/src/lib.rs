@@ -32,7 +32,7 @@ mod tls;
 
 pub use auth::{Access, AuthConfigError, Denied, Role, Tokens, MIN_TOKEN_LEN};
 pub use body::{BodyTimedOut, TimeoutBody};
-pub use limits::{raise_open_files_limit, ConnectionLimit, Limits};
+pub use limits::{no_transparent_huge_pages, raise_open_files_limit, ConnectionLimit, Limits};
 pub use server::{serve, Endpoint, Protocol};
 pub use throttle::LogThrottle;
 pub use tls::{Tls, TlsError, TlsFiles};
