@@ -499,7 +499,8 @@ struct Pairs {
     /// Next id with the same hash, or [`NONE`].
     chain: Vec<u32>,
     first: HashMap<u64, u32, foldhash::fast::RandomState>,
-    hasher: foldhash::fast::FixedState,
+    /// Seeded per table, so pairs crafted to collide cannot be known in advance.
+    hasher: foldhash::fast::RandomState,
 }
 
 impl Pairs {
