@@ -94,70 +94,91 @@ fn span_id(bytes: &[u8], what: &str) -> Result<SpanId> {
         .map_err(|_| StoreError::InvalidId(format!("{what}: span id must be 8 bytes, got {}", bytes.len())))
 }
 
-/// Converts a trace export request into span rows.
+/// [`attr_value`], taking the value's strings instead of copying them.
+fn attr_value_owned(v: pb_common::AnyValue) -> AttrValue {
+    use pb_common::any_value::Value;
+    match v.value {
+        Some(Value::StringValue(s)) => AttrValue::Str(s),
+        Some(Value::ArrayValue(a)) => AttrValue::Array(a.values.into_iter().map(attr_value_owned).collect()),
+        Some(Value::KvlistValue(kv)) => AttrValue::Map(attributes_owned(kv.values)),
+        other => attr_value(&pb_common::AnyValue { value: other }),
+    }
+}
+
+/// [`attributes`], taking the keys and values instead of copying them.
+fn attributes_owned(kvs: Vec<pb_common::KeyValue>) -> Vec<KeyValue> {
+    kvs.into_iter()
+        .map(|kv| KeyValue { key: kv.key, value: kv.value.map(attr_value_owned).unwrap_or(AttrValue::Empty) })
+        .collect()
+}
+
+/// Converts a trace export request into span rows, taking its strings.
 ///
 /// # Errors
 /// `InvalidId` when any span carries an id of the wrong length.
-pub(crate) fn spans(req: &ExportTraceServiceRequest) -> Result<Converted<SpanRow>> {
+pub(crate) fn spans(req: ExportTraceServiceRequest) -> Result<Converted<SpanRow>> {
     let mut out = Converted::default();
-    for rs in &req.resource_spans {
-        let resource_attributes = rs.resource.as_ref().map(|r| attributes(&r.attributes)).unwrap_or_default();
+    for rs in req.resource_spans {
+        let resource_attributes = rs.resource.map(|r| attributes_owned(r.attributes)).unwrap_or_default();
         let service = service_name(&resource_attributes);
-        for ss in &rs.scope_spans {
-            let (scope_name, scope_version) =
-                ss.scope.as_ref().map(|s| (s.name.clone(), s.version.clone())).unwrap_or_default();
-            for span in &ss.spans {
-                let what = format!("span {:?}", span.name);
-                let tid = trace_id(&span.trace_id, &what)?;
-                let sid = span_id(&span.span_id, &what)?;
+        for ss in rs.scope_spans {
+            let (scope_name, scope_version) = ss.scope.map(|s| (s.name, s.version)).unwrap_or_default();
+            for span in ss.spans {
+                // Only errors name the span: no text is built for a good one.
+                let what = || format!("span {:?}", span.name);
+                let tid = TraceId::from_slice(&span.trace_id).or_else(|_| trace_id(&span.trace_id, &what()))?;
+                let sid = SpanId::from_slice(&span.span_id).or_else(|_| span_id(&span.span_id, &what()))?;
                 let parent = if span.parent_span_id.is_empty() {
                     None
                 } else {
-                    Some(span_id(&span.parent_span_id, &format!("{what} parent")).map_err(|e| match e {
-                        StoreError::InvalidId(m) => StoreError::InvalidId(m.replace("span id", "parent span id")),
-                        other => other,
+                    Some(SpanId::from_slice(&span.parent_span_id).or_else(|_| {
+                        span_id(&span.parent_span_id, &format!("{} parent", what())).map_err(|e| match e {
+                            StoreError::InvalidId(m) => StoreError::InvalidId(m.replace("span id", "parent span id")),
+                            other => other,
+                        })
                     })?)
                 };
                 if tid.is_zero() || sid.is_zero() {
-                    out.reject(format!("{what}: all-zero trace or span id is invalid"));
+                    out.reject(format!("{}: all-zero trace or span id is invalid", what()));
                     continue;
                 }
                 let start = ns(span.start_time_unix_nano);
                 let end = ns(span.end_time_unix_nano);
                 let mut links = Vec::with_capacity(span.links.len());
-                for l in &span.links {
+                for l in span.links {
                     links.push(SpanLink {
-                        trace_id: trace_id(&l.trace_id, &format!("{what} link"))?.to_hex(),
-                        span_id: span_id(&l.span_id, &format!("{what} link"))?.to_hex(),
-                        trace_state: l.trace_state.clone(),
-                        attributes: attributes(&l.attributes),
+                        trace_id: trace_id(&l.trace_id, &format!("{} link", what()))?.to_hex(),
+                        span_id: span_id(&l.span_id, &format!("{} link", what()))?.to_hex(),
+                        trace_state: l.trace_state,
+                        attributes: attributes_owned(l.attributes),
                     });
                 }
-                let status = span.status.as_ref();
+                let (status_code, status_message) =
+                    span.status.map(|s| (s.code, s.message)).unwrap_or((status_code::UNSET, String::new()));
                 out.rows.push(SpanRow {
                     trace_id: tid,
                     span_id: sid,
                     parent_span_id: parent.filter(|p| !p.is_zero()),
-                    trace_state: span.trace_state.clone(),
+                    trace_state: span.trace_state,
                     flags: span.flags,
                     service_name: service.clone(),
-                    name: span.name.clone(),
+                    name: span.name,
                     kind: span.kind,
                     start_time_unix_nano: start,
                     duration_nano: end.saturating_sub(start).max(0),
-                    status_code: status.map(|s| s.code).unwrap_or(status_code::UNSET),
-                    status_message: status.map(|s| s.message.clone()).unwrap_or_default(),
-                    attributes: attributes(&span.attributes),
+                    status_code,
+                    status_message,
+                    attributes: attributes_owned(span.attributes),
                     resource_attributes: resource_attributes.clone(),
                     scope_name: scope_name.clone(),
                     scope_version: scope_version.clone(),
                     events: span
                         .events
-                        .iter()
+                        .into_iter()
                         .map(|e| SpanEvent {
                             time_unix_nano: ns(e.time_unix_nano),
-                            name: e.name.clone(),
-                            attributes: attributes(&e.attributes),
+                            name: e.name,
+                            attributes: attributes_owned(e.attributes),
                         })
                         .collect(),
                     links,
@@ -426,7 +447,7 @@ mod tests {
 
     #[test]
     fn converts_and_flattens() {
-        let out = spans(&request(vec![span(vec![1; 16], vec![2; 8])])).unwrap();
+        let out = spans(request(vec![span(vec![1; 16], vec![2; 8])])).unwrap();
         assert_eq!(out.rejected, 0);
         let row = &out.rows[0];
         assert_eq!(row.service_name, "cart");
@@ -436,15 +457,15 @@ mod tests {
 
     #[test]
     fn wrong_length_id_fails_whole_request() {
-        let err = spans(&request(vec![span(vec![1; 16], vec![2; 8]), span(vec![1; 10], vec![2; 8])])).unwrap_err();
+        let err = spans(request(vec![span(vec![1; 16], vec![2; 8]), span(vec![1; 10], vec![2; 8])])).unwrap_err();
         assert!(matches!(err, StoreError::InvalidId(m) if m.contains("16 bytes")));
-        let err = spans(&request(vec![span(vec![1; 16], vec![2; 3])])).unwrap_err();
+        let err = spans(request(vec![span(vec![1; 16], vec![2; 3])])).unwrap_err();
         assert!(matches!(err, StoreError::InvalidId(_)));
     }
 
     #[test]
     fn zero_id_is_a_partial_rejection() {
-        let out = spans(&request(vec![span(vec![0; 16], vec![2; 8]), span(vec![1; 16], vec![2; 8])])).unwrap();
+        let out = spans(request(vec![span(vec![0; 16], vec![2; 8]), span(vec![1; 16], vec![2; 8])])).unwrap();
         assert_eq!(out.rows.len(), 1);
         assert_eq!(out.rejected, 1);
         assert!(out.message.unwrap().contains("all-zero"));
@@ -454,6 +475,6 @@ mod tests {
     fn missing_service_name_is_unknown_service() {
         let mut req = request(vec![span(vec![1; 16], vec![2; 8])]);
         req.resource_spans[0].resource = None;
-        assert_eq!(spans(&req).unwrap().rows[0].service_name, UNKNOWN_SERVICE);
+        assert_eq!(spans(req).unwrap().rows[0].service_name, UNKNOWN_SERVICE);
     }
 }

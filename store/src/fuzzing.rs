@@ -55,6 +55,6 @@ pub fn encode_wal_frame(buf: &mut Vec<u8>, seq: u64, signal: Signal, payload: &[
 /// What `Store::append` refuses a whole request for (e.g. an id of the wrong
 /// length).
 pub fn convert(batch: &Batch) -> Result<(usize, u64)> {
-    let (rows, rejected, _) = batch.to_rows()?;
+    let (rows, rejected, _) = batch.clone().into_rows()?;
     Ok((rows.len(), rejected))
 }

@@ -62,19 +62,20 @@ impl Batch {
         })
     }
 
-    /// Validates and flattens into rows (see `convert` for the rules).
-    pub(crate) fn to_rows(&self) -> Result<(Rows, u64, Option<String>)> {
+    /// Validates and flattens into rows (see `convert` for the rules),
+    /// taking the request's strings.
+    pub(crate) fn into_rows(self) -> Result<(Rows, u64, Option<String>)> {
         Ok(match self {
             Batch::Traces(r) => {
                 let c = convert::spans(r)?;
                 (Rows::Spans(c.rows), c.rejected, c.message)
             }
             Batch::Logs(r) => {
-                let c = convert::logs(r)?;
+                let c = convert::logs(&r)?;
                 (Rows::Logs(c.rows), c.rejected, c.message)
             }
             Batch::Metrics(r) => {
-                let c = convert::metric_points(r)?;
+                let c = convert::metric_points(&r)?;
                 (Rows::Metrics(c.rows), c.rejected, c.message)
             }
         })
@@ -138,12 +139,11 @@ impl Received {
     /// `InvalidId` / `InvalidRequest` when the request is unusable as a whole.
     pub(crate) fn convert(self) -> Result<Converted> {
         let signal = self.batch.signal();
-        let (rows, rejected, message) = self.batch.to_rows()?;
-        let payload = match (rows.len(), self.protobuf) {
-            (0, _) => Bytes::new(),
-            (_, Some(bytes)) => bytes,
-            (_, None) => Bytes::from(self.batch.encode()),
-        };
+        // Without wire bytes, the payload is encoded before the conversion
+        // takes the request's strings.
+        let payload = self.protobuf.unwrap_or_else(|| Bytes::from(self.batch.encode()));
+        let (rows, rejected, message) = self.batch.into_rows()?;
+        let payload = if rows.len() == 0 { Bytes::new() } else { payload };
         Ok(Converted { signal, payload, rows, rejected, message })
     }
 }

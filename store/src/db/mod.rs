@@ -181,7 +181,7 @@ pub struct Store {
 /// `Corrupt` when the payload does not decode; the conversion's own errors.
 pub(crate) fn replay_record(rec: &WalRecord, memtable: &mut Memtable) -> Result<usize> {
     let batch = Batch::decode(rec.signal, &rec.payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let (rows, _, _) = batch.to_rows()?;
+    let (rows, _, _) = batch.into_rows()?;
     let added = rows.len();
     rows.insert_into(memtable, rec.payload.len());
     Ok(added)
