@@ -40,7 +40,6 @@
 //! positioned reads as a search needs them. The trace table also answers
 //! "which rows hold trace T" exactly, without touching the Parquet file.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -432,11 +431,36 @@ pub(crate) struct SpanIndex {
     trace_ids: Vec<TraceId>,
     block_base: Vec<i64>,
     block_off: Vec<u32>,
-    terms: HashMap<Box<[u8]>, Posting>,
+    terms: TermTable,
     rank_row_at: u64,
     rank_width: u32,
     times_at: u64,
     postings_at: u64,
+}
+
+/// The term table as the file has it (entries sorted by term: `u16` length,
+/// term, `u32` count, `u64` offset, `u32` length), found by binary search:
+/// a third of the memory of a hash map of boxed terms, and every open
+/// segment keeps one.
+struct TermTable {
+    bytes: Vec<u8>,
+    /// Where each entry starts in `bytes`.
+    at: Vec<u32>,
+}
+
+impl TermTable {
+    fn term(&self, at: u32) -> &[u8] {
+        let at = at as usize;
+        let len = u16::from_le_bytes([self.bytes[at], self.bytes[at + 1]]) as usize;
+        &self.bytes[at + 2..at + 2 + len]
+    }
+
+    fn get(&self, term: &[u8]) -> Option<Posting> {
+        let i = self.at.binary_search_by(|&at| self.term(at).cmp(term)).ok()?;
+        let at = self.at[i] as usize + 2 + self.term(self.at[i]).len();
+        let mut c = Cursor { buf: &self.bytes, pos: at };
+        Some(Posting { count: c.u32().ok()?, offset: c.u64().ok()?, len: c.u32().ok()? })
+    }
 }
 
 /// Little-endian reads from a verified byte slice.
@@ -510,15 +534,23 @@ impl SpanIndex {
                 return Err(StoreError::Corrupt("span index: block offsets out of order".into()));
             }
             c.take(times_len)?;
-            let mut terms = HashMap::with_capacity(n_terms);
+            let table_at = c.pos;
+            let mut at = Vec::with_capacity(n_terms);
             let mut table = Vec::with_capacity(n_terms);
+            let mut last: Option<&[u8]> = None;
             for _ in 0..n_terms {
+                at.push((c.pos - table_at) as u32);
                 let len = c.u16()? as usize;
-                let term: Box<[u8]> = c.take(len)?.into();
-                let p = Posting { count: c.u32()?, offset: c.u64()?, len: c.u32()? };
-                table.push(p);
-                terms.insert(term, p);
+                let term_at = c.pos;
+                c.take(len)?;
+                let term = &body[term_at..term_at + len];
+                if last.is_some_and(|l| l >= term) {
+                    return Err(StoreError::Corrupt("span index: terms out of order".into()));
+                }
+                last = Some(term);
+                table.push(Posting { count: c.u32()?, offset: c.u64()?, len: c.u32()? });
             }
+            let terms = TermTable { bytes: body[table_at..c.pos].to_vec(), at };
             let postings_at = c.pos as u64;
             let postings_len = (body.len() - c.pos) as u64;
             if table.iter().any(|p| p.offset.checked_add(u64::from(p.len)).is_none_or(|end| end > postings_len)) {
@@ -553,7 +585,7 @@ impl SpanIndex {
 
     /// The ranks holding `term`, ascending; empty when the segment has none.
     pub(crate) fn postings(&self, term: Term<'_>) -> Result<Vec<u32>> {
-        let Some(p) = self.terms.get(term.encode().as_slice()) else { return Ok(Vec::new()) };
+        let Some(p) = self.terms.get(&term.encode()) else { return Ok(Vec::new()) };
         let buf = self.read_at(self.postings_at + p.offset, p.len as usize)?;
         let mut out = Vec::with_capacity(p.count as usize);
         let mut pos = 0usize;
@@ -582,7 +614,7 @@ impl SpanIndex {
 
     /// How many spans hold `term` (0 when none).
     pub(crate) fn count(&self, term: Term<'_>) -> u32 {
-        self.terms.get(term.encode().as_slice()).map_or(0, |p| p.count)
+        self.terms.get(&term.encode()).map_or(0, |p| p.count)
     }
 
     /// The row (Parquet position) of `rank`.
