@@ -50,6 +50,21 @@ pub(crate) trait SpanView {
     fn attribute_ids(&self) -> Option<(usize, &[u32])> {
         None
     }
+    /// For a packed span, ids (in the table [`SpanView::attribute_ids`]
+    /// names) of what the rest of its index terms come from.
+    fn shape(&self) -> Option<Shape> {
+        None
+    }
+}
+
+/// A packed span's service and span name, and what its derived and resource
+/// tags come from (resource, kind, status code, scope name and version;
+/// `None` when it has events or a status message, which are not shared):
+/// spans of one shape have the same terms besides their attributes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Shape {
+    pub operation: (u32, u32),
+    pub tags: Option<(u32, i32, i32, u32, u32)>,
 }
 
 impl SpanView for SpanRow {
@@ -178,6 +193,9 @@ impl<T: SpanView> SpanView for &T {
     }
     fn attribute_ids(&self) -> Option<(usize, &[u32])> {
         (**self).attribute_ids()
+    }
+    fn shape(&self) -> Option<Shape> {
+        (**self).shape()
     }
 }
 
@@ -423,6 +441,14 @@ impl SpanView for PackedRef<'_> {
     }
     fn attribute_ids(&self) -> Option<(usize, &[u32])> {
         Some((std::ptr::from_ref(self.spans) as usize, self.ids()))
+    }
+    fn shape(&self) -> Option<Shape> {
+        let r = self.row;
+        let plain = self.rare().is_none_or(|x| x.events.is_empty() && x.status_message.is_empty());
+        Some(Shape {
+            operation: (r.service, r.name),
+            tags: plain.then_some((r.resource, r.kind, r.status_code, r.scope_name, r.scope_version)),
+        })
     }
     fn resource_attributes(&self) -> &[KeyValue] {
         &self.spans.resources[self.row.resource as usize]

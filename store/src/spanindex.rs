@@ -184,6 +184,11 @@ pub(crate) struct Builder {
     /// lookup. `pairs_of` names the table the ids belong to.
     pair_slots: Vec<u32>,
     pairs_of: usize,
+    /// The same for a packed span's other terms, by its [`Shape`]: the
+    /// service and operation lists, and the lists of its derived and
+    /// resource tags.
+    operation_slots: foldhash::HashMap<(u32, u32), (u32, u32)>,
+    tag_slots: foldhash::HashMap<(u32, i32, i32, u32, u32), Vec<u32>>,
 }
 
 /// A pair whose term is too long to index (see [`tags::MAX_TERM_BYTES`]).
@@ -240,13 +245,25 @@ impl Builder {
         }
         // As `tags::term(k, v).len()`, without building it.
         let fits = |k: &str, v: &str| k.len() + 1 + v.len() <= tags::MAX_TERM_BYTES;
-        self.add_term(Term::Service(r.service_name()), row);
-        self.add_term(Term::Operation(r.service_name(), r.name()), row);
         match r.attribute_ids() {
             Some((table, ids)) => {
                 if self.pairs_of != table {
                     self.pairs_of = table;
                     self.pair_slots.clear();
+                    self.operation_slots.clear();
+                    self.tag_slots.clear();
+                }
+                let shape = r.shape().expect("a span with attribute ids has a shape");
+                match self.operation_slots.get(&shape.operation) {
+                    Some(&(service, operation)) => {
+                        self.lists[service as usize].push(row);
+                        self.lists[operation as usize].push(row);
+                    }
+                    None => {
+                        let service = self.add_term(Term::Service(r.service_name()), row);
+                        let operation = self.add_term(Term::Operation(r.service_name(), r.name()), row);
+                        self.operation_slots.insert(shape.operation, (service, operation));
+                    }
                 }
                 for (&id, kv) in ids.iter().zip(r.attributes()) {
                     let id = id as usize;
@@ -267,17 +284,31 @@ impl Builder {
                         slot => self.lists[slot as usize - 1].push(row),
                     }
                 }
-                tags::for_each_pair_but_attributes(r, |k, v| {
+                if let Some(slots) = shape.tags.and_then(|key| self.tag_slots.get(&key)) {
+                    for &slot in slots {
+                        self.lists[slot as usize].push(row);
+                    }
+                } else {
+                    let mut slots = Vec::new();
+                    tags::for_each_pair_but_attributes(r, |k, v| {
+                        if fits(k, v) {
+                            slots.push(self.add_term(Term::Tag(k, v), row));
+                        }
+                    });
+                    if let Some(key) = shape.tags {
+                        self.tag_slots.insert(key, slots);
+                    }
+                }
+            }
+            None => {
+                self.add_term(Term::Service(r.service_name()), row);
+                self.add_term(Term::Operation(r.service_name(), r.name()), row);
+                tags::for_each_pair(r, |k, v| {
                     if fits(k, v) {
                         self.add_term(Term::Tag(k, v), row);
                     }
                 });
             }
-            None => tags::for_each_pair(r, |k, v| {
-                if fits(k, v) {
-                    self.add_term(Term::Tag(k, v), row);
-                }
-            }),
         }
         Ok(())
     }
@@ -726,7 +757,7 @@ mod tests {
     use super::*;
     use crate::ids::SpanId;
     use crate::model::SpanRow;
-    use crate::model::{AttrValue, KeyValue};
+    use crate::model::{AttrValue, KeyValue, SpanEvent};
 
     fn span_of(service: &str, trace: u8, span: u8) -> SpanRow {
         SpanRow {
@@ -774,8 +805,26 @@ mod tests {
             r.attributes.push(kv("d", AttrValue::Double(i as f64 / 2.0)));
             r.attributes.push(kv("long", AttrValue::Str(long.clone())));
             r.resource_attributes.push(kv("s", AttrValue::Str("v1".into())));
-            r.kind = (i % 3) as i32;
-            r.status_code = (i % 3) as i32;
+            // The rest by trace: the spans of a trace share a shape (the cached path).
+            let t = usize::from(r.trace_id.0[0]);
+            r.kind = (t % 3) as i32;
+            r.status_code = (t % 3) as i32;
+            r.scope_name = format!("lib{}", t % 2);
+            r.scope_version = if t % 4 == 0 { String::new() } else { "1.0".into() };
+            // Spans whose derived tags are not shared: a status message, an event.
+            if i % 5 == 0 {
+                r.status_message = format!("boom {i}");
+            }
+            if i % 7 == 0 {
+                r.events.push(SpanEvent {
+                    time_unix_nano: 1,
+                    name: "e".into(),
+                    attributes: vec![kv("ev", AttrValue::Int(7))],
+                });
+            }
+            if t % 2 == 0 {
+                r.resource_attributes.push(kv("host", AttrValue::Str(format!("h{}", t % 4))));
+            }
         }
         let mut packed = crate::packed::PackedSpans::default();
         for r in &rows {
