@@ -84,14 +84,16 @@ fn ns(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn trace_id(bytes: &[u8], what: &str) -> Result<TraceId> {
+/// `what` names the item in the error, built only on error.
+fn trace_id(bytes: &[u8], what: impl FnOnce() -> String) -> Result<TraceId> {
     TraceId::from_slice(bytes)
-        .map_err(|_| StoreError::InvalidId(format!("{what}: trace id must be 16 bytes, got {}", bytes.len())))
+        .map_err(|_| StoreError::InvalidId(format!("{}: trace id must be 16 bytes, got {}", what(), bytes.len())))
 }
 
-fn span_id(bytes: &[u8], what: &str) -> Result<SpanId> {
+/// `what` names the item in the error, built only on error.
+fn span_id(bytes: &[u8], what: impl FnOnce() -> String) -> Result<SpanId> {
     SpanId::from_slice(bytes)
-        .map_err(|_| StoreError::InvalidId(format!("{what}: span id must be 8 bytes, got {}", bytes.len())))
+        .map_err(|_| StoreError::InvalidId(format!("{}: span id must be 8 bytes, got {}", what(), bytes.len())))
 }
 
 /// [`attr_value`], taking the value's strings instead of copying them.
@@ -126,16 +128,14 @@ pub(crate) fn spans(req: ExportTraceServiceRequest) -> Result<Converted<SpanRow>
             for span in ss.spans {
                 // Only errors name the span: no text is built for a good one.
                 let what = || format!("span {:?}", span.name);
-                let tid = TraceId::from_slice(&span.trace_id).or_else(|_| trace_id(&span.trace_id, &what()))?;
-                let sid = SpanId::from_slice(&span.span_id).or_else(|_| span_id(&span.span_id, &what()))?;
+                let tid = trace_id(&span.trace_id, what)?;
+                let sid = span_id(&span.span_id, what)?;
                 let parent = if span.parent_span_id.is_empty() {
                     None
                 } else {
-                    Some(SpanId::from_slice(&span.parent_span_id).or_else(|_| {
-                        span_id(&span.parent_span_id, &format!("{} parent", what())).map_err(|e| match e {
-                            StoreError::InvalidId(m) => StoreError::InvalidId(m.replace("span id", "parent span id")),
-                            other => other,
-                        })
+                    Some(span_id(&span.parent_span_id, || format!("{} parent", what())).map_err(|e| match e {
+                        StoreError::InvalidId(m) => StoreError::InvalidId(m.replace("span id", "parent span id")),
+                        other => other,
                     })?)
                 };
                 if tid.is_zero() || sid.is_zero() {
@@ -147,8 +147,8 @@ pub(crate) fn spans(req: ExportTraceServiceRequest) -> Result<Converted<SpanRow>
                 let mut links = Vec::with_capacity(span.links.len());
                 for l in span.links {
                     links.push(SpanLink {
-                        trace_id: trace_id(&l.trace_id, &format!("{} link", what()))?.to_hex(),
-                        span_id: span_id(&l.span_id, &format!("{} link", what()))?.to_hex(),
+                        trace_id: trace_id(&l.trace_id, || format!("{} link", what()))?.to_hex(),
+                        span_id: span_id(&l.span_id, || format!("{} link", what()))?.to_hex(),
                         trace_state: l.trace_state,
                         attributes: attributes_owned(l.attributes),
                     });
@@ -205,8 +205,10 @@ pub(crate) fn logs(req: &ExportLogsServiceRequest) -> Result<Converted<LogRow>> 
             let (scope_name, scope_version) =
                 sl.scope.as_ref().map(|s| (s.name.clone(), s.version.clone())).unwrap_or_default();
             for rec in &sl.log_records {
-                let tid = if rec.trace_id.is_empty() { None } else { Some(trace_id(&rec.trace_id, "log record")?) };
-                let sid = if rec.span_id.is_empty() { None } else { Some(span_id(&rec.span_id, "log record")?) };
+                let tid =
+                    if rec.trace_id.is_empty() { None } else { Some(trace_id(&rec.trace_id, || "log record".into())?) };
+                let sid =
+                    if rec.span_id.is_empty() { None } else { Some(span_id(&rec.span_id, || "log record".into())?) };
                 let observed = ns(rec.observed_time_unix_nano);
                 let time = if rec.time_unix_nano == 0 { observed } else { ns(rec.time_unix_nano) };
                 out.rows.push(LogRow {

@@ -56,7 +56,7 @@ use parquet::arrow::arrow_reader::{
 };
 use parquet::arrow::ProjectionMask;
 use parquet::bloom_filter::Sbbf;
-use parquet::file::metadata::PageIndexPolicy;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::statistics::Statistics;
 use serde::{Deserialize, Serialize};
 
@@ -229,7 +229,7 @@ pub(crate) struct Segment {
 }
 
 /// A footer value by key.
-fn footer_value<'a>(md: &'a parquet::file::metadata::ParquetMetaData, key: &str) -> Option<&'a str> {
+fn footer_value<'a>(md: &'a ParquetMetaData, key: &str) -> Option<&'a str> {
     md.file_metadata().key_value_metadata()?.iter().find(|kv| kv.key == key)?.value.as_deref()
 }
 
@@ -250,12 +250,10 @@ impl Segment {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(damaged("file is missing".into())),
             Err(e) => return Err(StoreError::Io(std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))),
         };
-        let reader_meta = ArrowReaderMetadata::load(
-            &file,
-            ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
-        )
-        .map_err(|e| damaged(format!("unreadable Parquet footer: {e}")))?;
-        let md = reader_meta.metadata().clone();
+        let md = ParquetMetaDataReader::new()
+            .with_page_index_policy(PageIndexPolicy::Optional)
+            .parse_and_finish(&file)
+            .map_err(|e| damaged(format!("unreadable Parquet footer: {e}")))?;
         if md.file_metadata().num_rows() as u64 != meta.rows {
             return Err(damaged(format!(
                 "holds {} rows, the catalog says {}",
@@ -339,7 +337,11 @@ impl Segment {
             s.ops.iter_mut().for_each(|(_, stats)| stats.latency.buckets.shrink_to_fit());
             s
         });
-        let reader_meta = without_footer_texts(reader_meta)?;
+        let reader_meta = ArrowReaderMetadata::try_new(
+            Arc::new(without_footer_texts(md)),
+            ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
+        )
+        .map_err(|e| damaged(format!("unreadable Parquet footer: {e}")))?;
         Ok(Self {
             meta,
             dir: dir.to_path_buf(),
@@ -368,7 +370,7 @@ impl Segment {
     pub(crate) fn read_footer(path: &Path) -> Result<Option<SegmentFooter>> {
         let damaged = |what: String| StoreError::Damaged(format!("{}: {what}", path.display()));
         let file = File::open(path).map_err(|e| damaged(e.to_string()))?;
-        let md = parquet::file::metadata::ParquetMetaDataReader::new()
+        let md = ParquetMetaDataReader::new()
             .parse_and_finish(&file)
             .map_err(|e| damaged(format!("unreadable Parquet footer: {e}")))?;
         let Some(json) = footer_value(&md, SEGMENT_KEY) else { return Ok(None) };
@@ -500,29 +502,17 @@ impl Segment {
         if let Some(sel) = selection {
             b = b.with_row_selection(sel);
         }
-        // Verified chunks decode as they were written, so a decoder failure
-        // there is a bug and stays an error. Segments written before chunks
-        // were checksummed have only the decoder to find damage: there, a
-        // decoder error or panic is damage.
-        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Vec<RecordBatch>> {
+        decode_guarded(&self.path, self.chunk_crcs.is_some(), || {
             Ok(b.build()?.collect::<std::result::Result<Vec<_>, _>>()?)
-        }));
-        match decoded {
-            Ok(Err(e @ (StoreError::Parquet(_) | StoreError::Arrow(_)))) if self.chunk_crcs.is_none() => {
-                Err(StoreError::Damaged(format!("{}: {e}", self.path.display())))
-            }
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Damaged(format!("{}: the Parquet decoder panicked", self.path.display()))),
-        }
+        })
     }
 }
 
-/// `meta` without the footer's key-value texts of its own (the span summary
+/// `md` without the footer's key-value texts of its own (the span summary
 /// alone is about 1 MB): parsed at open, they would otherwise stay in memory
 /// as long as the segment is open. Arrow's schema entry is kept.
-fn without_footer_texts(meta: ArrowReaderMetadata) -> Result<ArrowReaderMetadata> {
+fn without_footer_texts(md: ParquetMetaData) -> ParquetMetaData {
     use parquet::file::metadata::{FileMetaData, ParquetMetaDataBuilder};
-    let md = meta.metadata();
     let fm = md.file_metadata();
     let kept: Vec<parquet::file::metadata::KeyValue> =
         fm.key_value_metadata().into_iter().flatten().filter(|kv| !kv.key.starts_with("seismo.")).cloned().collect();
@@ -534,35 +524,39 @@ fn without_footer_texts(meta: ArrowReaderMetadata) -> Result<ArrowReaderMetadata
         fm.schema_descr_ptr(),
         fm.column_orders().cloned(),
     );
-    let mut old = ParquetMetaDataBuilder::new_from_metadata(md.as_ref().clone());
-    let stripped = ParquetMetaDataBuilder::new(file_md)
+    let mut old = md.into_builder();
+    ParquetMetaDataBuilder::new(file_md)
         .set_row_groups(old.take_row_groups())
         .set_page_index(old.take_page_index())
-        .build();
-    Ok(ArrowReaderMetadata::try_new(
-        Arc::new(stripped),
-        ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
-    )?)
+        .build()
 }
 
 /// See [`Segment::stream`].
 pub(crate) struct RowStream {
     reader: ParquetRecordBatchReader,
     path: PathBuf,
-    /// The chunks were verified against checksums (see [`Segment::read`]).
+    /// The chunks were verified against checksums (see [`decode_guarded`]).
     checked: bool,
 }
 
 impl RowStream {
     pub(crate) fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
-        let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.reader.next()));
-        match next {
-            Ok(None) => Ok(None),
-            Ok(Some(Ok(batch))) => Ok(Some(batch)),
-            Ok(Some(Err(e))) if !self.checked => Err(StoreError::Damaged(format!("{}: {e}", self.path.display()))),
-            Ok(Some(Err(e))) => Err(e.into()),
-            Err(_) => Err(StoreError::Damaged(format!("{}: the Parquet decoder panicked", self.path.display()))),
+        let reader = &mut self.reader;
+        decode_guarded(&self.path, self.checked, || Ok(reader.next().transpose()?))
+    }
+}
+
+/// Runs a Parquet decode of `path`. Verified chunks (`checked`) decode as
+/// they were written, so a decoder failure there is a bug and stays an
+/// error. Segments written before chunks were checksummed have only the
+/// decoder to find damage: there, a decoder error or panic is damage.
+fn decode_guarded<T>(path: &Path, checked: bool, decode: impl FnOnce() -> Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)) {
+        Ok(Err(e @ (StoreError::Parquet(_) | StoreError::Arrow(_)))) if !checked => {
+            Err(StoreError::Damaged(format!("{}: {e}", path.display())))
         }
+        Ok(result) => result,
+        Err(_) => Err(StoreError::Damaged(format!("{}: the Parquet decoder panicked", path.display()))),
     }
 }
 
