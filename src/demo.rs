@@ -11,6 +11,7 @@
 //! the order above (a service stopped before its proxies would turn the
 //! last requests into errors that no fault caused).
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -36,20 +37,41 @@ const SERVICE_LOG: &str = "error,seismo_demo=off";
 /// Set on every child: the demo's pid, so the child stops with it (see [`follow_parent`]).
 const PARENT_ENV: &str = "SEISMO_DEMO_PARENT";
 
+/// How long a child of a demo that died may take over its clean stop before
+/// it exits outright (what it acknowledged is in its WAL already).
+const ORPHAN_GRACE: Duration = Duration::from_secs(10);
+
 /// In a child of `seismo demo`: asks the kernel for a SIGTERM when the demo
 /// dies, so even a `kill -9` of the demo leaves no collector, agent or
-/// service running (each stops as on Ctrl-C). A no-op in any other process.
+/// service running (each stops as on Ctrl-C). A watcher thread bounds that
+/// stop: a child still running [`ORPHAN_GRACE`] after its demo is gone (its
+/// clean stop stuck, or the signal never came) exits outright. A no-op in
+/// any other process.
 pub(crate) fn follow_parent() {
     let Some(parent) = std::env::var(PARENT_ENV).ok().and_then(|p| p.parse::<i32>().ok()) else {
         return;
     };
-    if nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM).is_err() {
-        return;
-    }
+    let orphaned = move || nix::unistd::getppid().as_raw() != parent;
+    let signalled = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM).is_ok();
     // The demo may have died before the request above: then nobody would stop us.
-    if nix::unistd::getppid().as_raw() != parent {
+    if signalled && orphaned() {
         std::process::exit(1);
     }
+    let watcher = std::thread::Builder::new().name("demo-parent".into()).spawn(move || {
+        while !orphaned() {
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        std::thread::sleep(ORPHAN_GRACE);
+        // Not eprintln!: with nobody left reading stderr it would panic, and this thread must exit the process.
+        let _ = writeln!(
+            std::io::stderr(),
+            "seismo: the demo that started this process (pid {parent}) is gone and stopping cleanly took over \
+             {ORPHAN_GRACE:?}; exiting now"
+        );
+        std::process::exit(1);
+    });
+    // Without the watcher (no thread to be had), the parent-death signal alone stops us.
+    drop(watcher);
 }
 
 /// How long a child may take to print its ready line.

@@ -199,10 +199,40 @@ fn killing_the_demo_outright_still_stops_its_children() {
     let pids: Vec<u32> = demo.field("pids").split(',').map(|p| p.parse().unwrap()).collect();
     demo.child.kill().unwrap();
     demo.child.wait().unwrap();
-    // No chance to clean up: the kernel's parent-death signal stops each child.
-    eventually(Duration::from_secs(30), || {
-        let alive = |pid: &u32| std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "));
-        (!pids.iter().any(alive)).then_some(())
-    });
+    // No chance to clean up: the kernel's parent-death signal stops each child,
+    // and a child whose clean stop hangs exits outright 10 s after the demo died.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let alive: Vec<String> = pids.iter().filter_map(|&pid| still_running(pid)).collect();
+        if alive.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "children still running 30s after the demo was killed:\n{}",
+            alive.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(!listening(&query), "the query API still listens on {query}");
+}
+
+/// What `pid` is doing when it is running (not gone, not a zombie): its
+/// command line, state, and where each of its threads waits in the kernel.
+fn still_running(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    if stat.contains(") Z ") {
+        return None;
+    }
+    let read = |path: String| std::fs::read_to_string(path).unwrap_or_default();
+    let cmdline = read(format!("/proc/{pid}/cmdline")).replace('\0', " ");
+    let state = read(format!("/proc/{pid}/status")).lines().find(|l| l.starts_with("State:")).unwrap_or("").to_string();
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let dir = task.path();
+        let name = read(dir.join("comm").display().to_string());
+        let wchan = read(dir.join("wchan").display().to_string());
+        threads.push(format!("{}:{}", name.trim(), wchan.trim()));
+    }
+    Some(format!("pid {pid} ({}) {state}; threads (name:wchan) {}", cmdline.trim(), threads.join(" ")))
 }
