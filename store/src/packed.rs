@@ -679,4 +679,35 @@ mod tests {
         assert_eq!(packed.strings.strings.len(), 5, "svc-0, svc-1, GET /, lib, and the empty version");
         assert!(packed.held_bytes() > 0);
     }
+
+    #[test]
+    fn a_pair_shares_an_id_only_with_an_equal_pair() {
+        let s = |v: &str| AttrValue::Str(v.into());
+        let distinct = vec![
+            kv("ab", s("c")),
+            kv("a", s("bc")),
+            kv("a", AttrValue::Bytes("bc".into())),
+            kv("n", AttrValue::Int(1)),
+            kv("n", s("1")),
+            kv("n", AttrValue::Double(0.0)),
+            kv("n", AttrValue::Double(-0.0)),
+            kv("n", AttrValue::Double(f64::NAN)),
+            kv("n", AttrValue::Bool(true)),
+            kv("n", AttrValue::Empty),
+            kv("l", AttrValue::Array(vec![s("a"), s("b")])),
+            kv("l", AttrValue::Array(vec![s("ab")])),
+            kv("l", AttrValue::Array(vec![AttrValue::Array(vec![s("a")]), s("b")])),
+            kv("l", AttrValue::Map(vec![kv("a", s("b"))])),
+            kv("l", AttrValue::Map(vec![kv("a", s("b")), kv("c", AttrValue::Empty)])),
+            kv("l", AttrValue::Map(vec![kv("c", AttrValue::Empty), kv("a", s("b"))])),
+        ];
+        let mut pairs = Pairs::default();
+        let ids: Vec<u32> = distinct.iter().map(|p| pairs.intern(p.clone()).0).collect();
+        assert_eq!(ids, (0..distinct.len() as u32).collect::<Vec<_>>(), "every pair above is new");
+        for (id, p) in distinct.iter().enumerate() {
+            let (again, grew) = pairs.intern(p.clone());
+            assert_eq!((again, grew), (id as u32, 0), "{p:?} is found again, and costs nothing");
+            assert_eq!(format!("{:?}", pairs.pairs[id]), format!("{p:?}"));
+        }
+    }
 }

@@ -18,6 +18,7 @@ use super::{
     SEGMENT_KEY,
 };
 use crate::error::{Result, StoreError};
+use crate::ids::TraceId;
 use crate::logsearch;
 use crate::model::*;
 use crate::packed::SpanView;
@@ -238,8 +239,14 @@ pub(crate) fn write_spans<S: SpanView>(
     summary: &SegmentSummary,
     flush: &FlushInfo,
 ) -> Result<SegmentMeta> {
-    let mut sorted: Vec<&S> = rows.iter().collect();
-    sorted.sort_by_key(|a| (a.trace_id(), a.start()));
+    // Keys taken once: a comparison then reads two keys side by side in one
+    // array, not two spans wherever they are (the position breaks ties, as a
+    // stable sort would).
+    let mut keys: Vec<(TraceId, i64, u32)> =
+        rows.iter().enumerate().map(|(i, r)| (r.trace_id(), r.start(), i as u32)).collect();
+    keys.sort_unstable();
+    let sorted: Vec<&S> = keys.iter().map(|&(_, _, i)| &rows[i as usize]).collect();
+    drop(keys);
     let props = span_props(rows.len());
     let distinct: HashSet<(&str, &str, i32)> = rows.iter().map(|r| (r.service_name(), r.name(), r.kind())).collect();
     let mut meta = SegmentMeta::describe(
