@@ -28,7 +28,7 @@ pub(crate) struct Memtable {
     pub metric_descriptors: Vec<MetricDescriptor>,
     by_trace: HashMap<TraceId, Vec<u32>>,
     /// service -> span name -> bit set of span kinds seen.
-    operations: HashMap<String, HashMap<String, u8>>,
+    operations: foldhash::HashMap<String, foldhash::HashMap<String, u8>>,
     /// Encoded size of what was appended (request bytes).
     pub approx_bytes: usize,
     /// Memory held by logs and metric points, estimated as their encoded size.
@@ -82,7 +82,8 @@ impl Memtable {
                     }
                 },
                 None => {
-                    self.operations.insert(row.service_name.clone(), HashMap::from([(row.name.clone(), bit)]));
+                    let names = self.operations.entry(row.service_name.clone()).or_default();
+                    names.insert(row.name.clone(), bit);
                 }
             }
             self.spans.push(row);

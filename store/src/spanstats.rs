@@ -15,7 +15,7 @@
 //! not arrived) against its own spans; what stays unresolved is recorded as
 //! this segment's orphans for later flushes.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -112,13 +112,13 @@ type Acc = (u64, u64, u64, BTreeMap<i16, u32>);
 /// span finds its operation by `&str` lookups, without allocating.
 #[derive(Default)]
 pub(crate) struct StatsBuilder {
-    ops: HashMap<String, HashMap<String, Vec<(i32, Acc)>>>,
+    ops: foldhash::HashMap<String, foldhash::HashMap<String, Vec<(i32, Acc)>>>,
 }
 
 impl StatsBuilder {
     pub(crate) fn add(&mut self, service: &str, name: &str, kind: i32, is_error: bool, duration_ns: i64) {
         if !self.ops.contains_key(service) {
-            self.ops.insert(service.to_string(), HashMap::new());
+            self.ops.insert(service.to_string(), Default::default());
         }
         let names = self.ops.get_mut(service).expect("inserted above");
         if !names.contains_key(name) {
@@ -206,10 +206,10 @@ pub(crate) fn edges<S: SpanView>(
     let service_of: foldhash::HashMap<(TraceId, SpanId), &str> =
         spans.iter().map(|s| ((s.trace_id(), s.span_id()), s.service_name())).collect();
     // parent -> child -> spans, found by `&str` without allocating per span.
-    let mut by_parent: HashMap<String, HashMap<String, u64>> = HashMap::new();
+    let mut by_parent: foldhash::HashMap<String, foldhash::HashMap<String, u64>> = Default::default();
     let mut add = |parent: &str, child: &str| {
         if !by_parent.contains_key(parent) {
-            by_parent.insert(parent.to_string(), HashMap::new());
+            by_parent.insert(parent.to_string(), Default::default());
         }
         let children = by_parent.get_mut(parent).expect("inserted above");
         match children.get_mut(child) {
@@ -235,7 +235,7 @@ pub(crate) fn edges<S: SpanView>(
             });
         }
     }
-    let mut resolved: HashSet<&Orphan> = HashSet::new();
+    let mut resolved: foldhash::HashSet<&Orphan> = Default::default();
     for o in pending {
         if let Some(p) = service_of.get(&(o.trace_id, o.parent_span_id)) {
             if resolved.insert(o) {
