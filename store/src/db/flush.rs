@@ -212,6 +212,7 @@ fn flush_table(inner: &Inner, table: &Table, last_seq: u64) -> Result<()> {
     stored?;
     wal::remove_flushed(&inner.wal_dir, last_seq)?;
     inner.counters.flushes.fetch_add(1, Ordering::Relaxed);
+    inner.counters.flush_busy_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
     tracing::info!(
         segment = id,
         rows = m.rows(),

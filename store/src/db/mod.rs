@@ -106,6 +106,8 @@ pub struct StoreCounters {
     pub wal_syncs: AtomicU64,
     pub flushes: AtomicU64,
     pub flush_errors: AtomicU64,
+    /// Time spent in flushes that succeeded, in nanoseconds.
+    pub flush_busy_ns: AtomicU64,
     /// WAL damage skipped at replay: damaged stretches between intact frames,
     /// and intact frames whose payload no longer decodes.
     pub wal_corrupt_frames: AtomicU64,
