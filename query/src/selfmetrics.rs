@@ -76,6 +76,13 @@ impl Collector for StoreMetrics {
         counter(&mut encoder, "seismo_wal_bytes", "Bytes written to the write-ahead log.", load(&c.wal_bytes))?;
         counter(&mut encoder, "seismo_wal_syncs", "WAL fsyncs (each covers a group of requests).", load(&c.wal_syncs))?;
         counter(&mut encoder, "seismo_flushes", "Memtable flushes to segments.", load(&c.flushes))?;
+        let flushing = ConstCounter::new(load(&c.flush_busy_ns) as f64 / 1e9);
+        flushing.encode(encoder.encode_descriptor(
+            "seismo_store_flush_seconds",
+            "Time spent in flushes that succeeded; its rate is the flusher's busy share (above 0.5, merges wait).",
+            None,
+            flushing.metric_type(),
+        )?)?;
         counter(
             &mut encoder,
             "seismo_flush_errors",
@@ -201,7 +208,10 @@ mod tests {
              seismo_ingested_rows_total{signal=\"logs\"} 0\n\
              seismo_ingested_rows_total{signal=\"metrics\"} 0\n"
         ));
-        assert_eq!(text.matches("# TYPE ").count(), 21, "every family once: {text}");
+        assert_eq!(text.matches("# TYPE ").count(), 22, "every family once: {text}");
+        assert!(
+            text.contains("# TYPE seismo_store_flush_seconds_total counter\nseismo_store_flush_seconds_total 0.0\n")
+        );
         assert!(text.contains("seismo_retention_deleted_segments_total{reason=\"age\"} 0\n"));
         assert!(text.contains("seismo_retention_deleted_segments_total{reason=\"size\"} 0\n"));
         assert!(text.contains("seismo_store_retention_seconds 0\n"));
@@ -215,7 +225,7 @@ mod tests {
         assert!(text.contains("seismo_store_disk_full_refusals_total 0"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, value) = line.rsplit_once(' ').unwrap();
-            value.parse::<u64>().unwrap();
+            assert!(value.parse::<u64>().is_ok() || line.starts_with("seismo_store_flush_seconds_total "), "{line}");
         }
         store.close().unwrap();
     }
