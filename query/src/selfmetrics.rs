@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, EncodeCounterValue, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -76,13 +76,12 @@ impl Collector for StoreMetrics {
         counter(&mut encoder, "seismo_wal_bytes", "Bytes written to the write-ahead log.", load(&c.wal_bytes))?;
         counter(&mut encoder, "seismo_wal_syncs", "WAL fsyncs (each covers a group of requests).", load(&c.wal_syncs))?;
         counter(&mut encoder, "seismo_flushes", "Memtable flushes to segments.", load(&c.flushes))?;
-        let flushing = ConstCounter::new(load(&c.flush_busy_ns) as f64 / 1e9);
-        flushing.encode(encoder.encode_descriptor(
+        counter(
+            &mut encoder,
             "seismo_store_flush_seconds",
             "Time spent in flushes that succeeded; its rate is the flusher's busy share (above 0.5, merges wait).",
-            None,
-            flushing.metric_type(),
-        )?)?;
+            load(&c.flush_busy_ns) as f64 / 1e9,
+        )?;
         counter(
             &mut encoder,
             "seismo_flush_errors",
@@ -181,7 +180,7 @@ impl Collector for StoreMetrics {
 }
 
 /// One unlabelled counter family (`_total` is appended to `name`).
-fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+fn counter<N: EncodeCounterValue>(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: N) -> fmt::Result {
     let counter = ConstCounter::new(value);
     counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)
 }

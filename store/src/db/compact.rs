@@ -109,8 +109,13 @@ fn merges_wait(busy_share: f64, small_segments: usize) -> bool {
 
 /// Span segments small enough to be merged (see [`plan`]).
 fn small_segments(inner: &Inner) -> usize {
-    let half = inner.config.compact_rows / 2;
-    inner.catalog.lock().unwrap().segments.iter().filter(|m| m.signal == Signal::Traces && m.rows < half).count()
+    let compact_rows = inner.config.compact_rows;
+    inner.catalog.lock().unwrap().segments.iter().filter(|m| is_small(m, compact_rows)).count()
+}
+
+/// A span segment [`plan`] may take as a merge input.
+fn is_small(m: &SegmentMeta, compact_rows: u64) -> bool {
+    m.signal == Signal::Traces && m.rows < compact_rows / 2
 }
 
 /// The compactor thread: looks for work every [`CHECK_INTERVAL`] until `stop`
@@ -176,7 +181,7 @@ pub(crate) fn plan(segments: &[SegmentMeta], compact_rows: u64) -> Vec<u64> {
     let older = &spans[..spans.len().saturating_sub(RECENT_SEGMENTS)];
     let mut chosen = Vec::new();
     let mut rows = 0u64;
-    for m in older.iter().filter(|m| m.rows < compact_rows / 2) {
+    for m in older.iter().filter(|m| is_small(m, compact_rows)) {
         if rows + m.rows > compact_rows {
             break;
         }
