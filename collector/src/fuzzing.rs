@@ -7,12 +7,12 @@
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderValue};
 use bytes::Bytes;
-use seismo_store::{Batch, Signal};
+use seismo_store::{Batch, Received, Signal};
 
 use crate::compression::ContentEncoding;
 use crate::error::CollectorError;
 use crate::http::{decode, WireFormat};
-use crate::signal::{Logs, Metrics, OtlpSignal, Traces};
+use crate::signal::{Logs, Metrics, Traces};
 
 /// Decodes an OTLP/HTTP request body for `signal` as the HTTP receiver does, given the
 /// request's `Content-Type` and `Content-Encoding` header values.
@@ -35,8 +35,8 @@ pub fn decode_http_body(
     let encoding = ContentEncoding::from_header(content_encoding)?;
     let body = encoding.decode(Bytes::copy_from_slice(body), limit)?;
     match signal {
-        Signal::Traces => decode::<Traces>(body, format, limit).map(Traces::into_batch),
-        Signal::Logs => decode::<Logs>(body, format, limit).map(Logs::into_batch),
-        Signal::Metrics => decode::<Metrics>(body, format, limit).map(Metrics::into_batch),
+        Signal::Traces => decode::<Traces>(body, format, limit).map(Received::into_batch),
+        Signal::Logs => decode::<Logs>(body, format, limit).map(Received::into_batch),
+        Signal::Metrics => decode::<Metrics>(body, format, limit).map(Received::into_batch),
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use prost::Message;
-use seismo_store::{AppendOutcome, Store, StoreError};
+use seismo_store::{AppendOutcome, Received, Store, StoreError};
 
 use crate::admission::{self, MemoryBudget, Reservation};
 use crate::compression::ContentEncoding;
@@ -111,8 +111,8 @@ async fn export<S: OtlpSignal, K: BatchSink>(
         // Held until the store has the data: it pays for the body, the decoded request
         // and the rows (see `admission`).
         let mut reservation = None;
-        let (request, protobuf) = read_request::<S, K>(&headers, body, format, &state, &mut reservation).await?;
-        let outcome = ingest::export::<S, K>(&state.sink, Transport::Http, request, protobuf).await;
+        let received = read_request::<S, K>(&headers, body, format, &state, &mut reservation).await?;
+        let outcome = ingest::export(&state.sink, Transport::Http, received).await;
         drop(reservation);
         outcome
     };
@@ -127,17 +127,17 @@ async fn export<S: OtlpSignal, K: BatchSink>(
     }
 }
 
-/// Reads, decompresses and decodes the body into the signal's request message, reserving
+/// Reads, decompresses and decodes the body into the signal's request, reserving
 /// memory for it in `reservation` first: for an identity body with a length, all it will
 /// hold at once; otherwise the raw body first and the decoding once its size is known.
-/// A protobuf body comes back beside the request, for the WAL to store as it is.
+/// A protobuf body goes along with the request, for the WAL to store as it is.
 async fn read_request<S: OtlpSignal, K>(
     headers: &HeaderMap,
     body: Body,
     format: WireFormat,
     state: &HttpState<K>,
     reservation: &mut Option<Reservation>,
-) -> Result<(S::Request, Option<Bytes>), CollectorError> {
+) -> Result<Received, CollectorError> {
     let limit = state.max_body_bytes;
     let encoding = ContentEncoding::from_header(headers.get(CONTENT_ENCODING).map(HeaderValue::as_bytes))?;
     let declared = declared_length(headers).map(|len| len.min(limit as u64 + 1) as usize);
@@ -165,9 +165,7 @@ async fn read_request<S: OtlpSignal, K>(
         let inflated = if encoding == ContentEncoding::Identity { 0 } else { body.len() };
         state.budget.grow(held, body.len().saturating_mul(format.held_per_byte()).saturating_add(inflated)).await?;
     }
-    let protobuf = (format == WireFormat::Protobuf).then(|| body.clone());
-    let request = ingest::decode_sized(body.len(), move || decode::<S>(body, format, limit)).await?;
-    Ok((request, protobuf))
+    ingest::decode_sized(body.len(), move || decode::<S>(body, format, limit)).await
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
@@ -227,19 +225,16 @@ async fn drain(mut body: Body) {
 }
 
 /// Decodes an uncompressed body (checked against `limit` once more).
-pub(crate) fn decode<S: OtlpSignal>(
-    body: Bytes,
-    format: WireFormat,
-    limit: usize,
-) -> Result<S::Request, CollectorError> {
+pub(crate) fn decode<S: OtlpSignal>(body: Bytes, format: WireFormat, limit: usize) -> Result<Received, CollectorError> {
     let body = ContentEncoding::Identity.decode(body, limit)?;
     match format {
         WireFormat::Protobuf => {
-            S::Request::decode(body).map_err(|e| CollectorError::Decode { format: "protobuf", reason: e.to_string() })
+            S::from_protobuf(body).map_err(|e| CollectorError::Decode { format: "protobuf", reason: e.to_string() })
         }
-        WireFormat::Json => {
-            S::decode_json(&body).map_err(|e| CollectorError::Decode { format: "JSON", reason: e.to_string() })
-        }
+        WireFormat::Json => match S::decode_json(&body) {
+            Ok(request) => Ok(Received::new(S::into_batch(request))),
+            Err(e) => Err(CollectorError::Decode { format: "JSON", reason: e.to_string() }),
+        },
     }
 }
 

@@ -9,11 +9,10 @@ use std::time::Duration;
 
 use seismo_net::LogThrottle;
 
-use bytes::Bytes;
 use seismo_store::{AppendOutcome, Received, Store, StoreError};
 
 use crate::error::{CollectorError, Transport};
-use crate::signal::{OtlpSignal, Signal};
+use crate::signal::Signal;
 
 /// Where decoded batches go. [`Store`] in production; the seam lets the transports be
 /// tested against a scripted sink (busy, closed, partial success) without a database.
@@ -50,39 +49,32 @@ pub(crate) async fn decode_sized<T: Send + 'static>(
         .map_err(|e| CollectorError::Internal(format!("decoding task failed: {e}")))?
 }
 
-/// Stores one decoded export request and returns the store's verdict. `protobuf` is the
-/// message the request was decoded from, when it arrived as protobuf: the WAL stores it
-/// as it is instead of encoding the request again.
+/// Stores one export request and returns the store's verdict.
 ///
 /// A request with no spans / log records / data points is acknowledged without touching
 /// the store: the OTLP spec says empty requests succeed, and they need no WAL record.
 ///
 /// # Errors
 /// [`CollectorError::Store`] when the store refuses the batch; it is already logged.
-pub(crate) async fn export<S: OtlpSignal, K: BatchSink>(
+pub(crate) async fn export<K: BatchSink>(
     sink: &K,
     transport: Transport,
-    request: S::Request,
-    protobuf: Option<Bytes>,
+    received: Received,
 ) -> Result<AppendOutcome, CollectorError> {
-    let items = S::item_count(&request);
+    let signal = Signal::of(received.signal());
+    let items = received.items();
     if items == 0 {
-        tracing::trace!(signal = S::SIGNAL.as_str(), transport = transport.as_str(), "empty OTLP export acknowledged");
+        tracing::trace!(signal = signal.as_str(), transport = transport.as_str(), "empty OTLP export acknowledged");
         return Ok(AppendOutcome { accepted: 0, rejected: 0, message: None });
     }
-    let batch = S::into_batch(request);
-    let received = match protobuf {
-        Some(bytes) => Received::with_protobuf(batch, bytes),
-        None => Received::new(batch),
-    };
     match sink.append(received).await {
         Ok(outcome) => {
-            record_outcome(S::SIGNAL, transport, items, &outcome);
+            record_outcome(signal, transport, items, &outcome);
             Ok(outcome)
         }
         Err(store_error) => {
             let error = CollectorError::Store(store_error);
-            record_rejection(S::SIGNAL, transport, &error);
+            record_rejection(signal, transport, &error);
             Err(error)
         }
     }
@@ -202,7 +194,7 @@ pub(crate) mod testing {
 mod tests {
     use super::testing::{FakeSink, Script};
     use super::*;
-    use crate::signal::Traces;
+    use bytes::Bytes;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     use seismo_store::Batch;
@@ -220,7 +212,10 @@ mod tests {
     async fn empty_requests_never_reach_the_store() {
         let sink = FakeSink::new(Script::Closed);
         let empty = ExportTraceServiceRequest { resource_spans: vec![ResourceSpans::default()] };
-        let outcome = export::<Traces, _>(&sink, Transport::Http, empty, None).await.unwrap();
+        let outcome = export(&sink, Transport::Http, Received::new(Batch::Traces(empty.clone()))).await.unwrap();
+        assert_eq!((outcome.accepted, outcome.rejected), (0, 0));
+        let wire = Bytes::from(prost::Message::encode_to_vec(&empty));
+        let outcome = export(&sink, Transport::Http, Received::from_trace_protobuf(wire).unwrap()).await.unwrap();
         assert_eq!((outcome.accepted, outcome.rejected), (0, 0));
         assert!(sink.take_batches().is_empty());
     }
@@ -228,19 +223,20 @@ mod tests {
     #[tokio::test]
     async fn store_errors_come_back_typed() {
         let sink = FakeSink::new(Script::Busy);
-        let err = export::<Traces, _>(&sink, Transport::Grpc, one_span(), None).await.unwrap_err();
+        let err = export(&sink, Transport::Grpc, Received::new(Batch::Traces(one_span()))).await.unwrap_err();
         assert!(matches!(err, CollectorError::Store(StoreError::Busy(_))), "{err}");
     }
 
     #[tokio::test]
     async fn accepted_batches_reach_the_store() {
         let sink = FakeSink::new(Script::Accept);
-        export::<Traces, _>(&sink, Transport::Grpc, one_span(), None).await.unwrap();
+        export(&sink, Transport::Grpc, Received::new(Batch::Traces(one_span()))).await.unwrap();
         assert!(matches!(sink.take_batches().as_slice(), [Batch::Traces(req)] if req == &one_span()));
         let wire = Bytes::from(prost::Message::encode_to_vec(&one_span()));
-        export::<Traces, _>(&sink, Transport::Grpc, one_span(), Some(wire.clone())).await.unwrap();
+        export(&sink, Transport::Grpc, Received::from_trace_protobuf(wire.clone()).unwrap()).await.unwrap();
         let received = sink.take_received();
         assert_eq!(received.len(), 1);
-        assert_eq!((received[0].batch(), received[0].protobuf()), (&Batch::Traces(one_span()), Some(&wire)));
+        assert_eq!(received[0].protobuf(), Some(&wire));
+        assert_eq!(received[0].clone().into_batch(), Batch::Traces(one_span()));
     }
 }

@@ -2,6 +2,7 @@
 //! JSON decoder, how items are counted, and the name of the partial-success counter.
 //! Transports are written once, generically over [`OtlpSignal`].
 
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -11,8 +12,8 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use opentelemetry_proto::tonic::metrics::v1::metric::Data;
-use seismo_store::{AppendOutcome, Batch};
+use prost::Message;
+use seismo_store::{AppendOutcome, Batch, Received};
 
 use crate::json::{self, JsonError};
 
@@ -25,6 +26,14 @@ pub(crate) enum Signal {
 }
 
 impl Signal {
+    pub(crate) fn of(signal: seismo_store::Signal) -> Signal {
+        match signal {
+            seismo_store::Signal::Traces => Signal::Traces,
+            seismo_store::Signal::Logs => Signal::Logs,
+            seismo_store::Signal::Metrics => Signal::Metrics,
+        }
+    }
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Signal::Traces => "traces",
@@ -82,9 +91,17 @@ pub(crate) trait OtlpSignal: Send + Sync + 'static {
     type Response: prost::Message + Default + Send + 'static;
 
     fn decode_json(bytes: &[u8]) -> Result<Self::Request, JsonError>;
-    /// Spans, log records or data points in the request (empty requests skip the store).
-    fn item_count(request: &Self::Request) -> u64;
     fn into_batch(request: Self::Request) -> Batch;
+
+    /// A protobuf message (decompressed) as the store takes it, keeping the bytes for
+    /// the WAL.
+    ///
+    /// # Errors
+    /// The bytes are not the signal's export request.
+    fn from_protobuf(message: Bytes) -> Result<Received, prost::DecodeError> {
+        let request = Self::Request::decode(message.clone())?;
+        Ok(Received::with_protobuf(Self::into_batch(request), message))
+    }
     fn response(outcome: &AppendOutcome) -> Self::Response;
 
     /// The export response in OTLP/JSON. The rejected count is written as a JSON number,
@@ -117,13 +134,14 @@ impl OtlpSignal for Traces {
         json::decode_traces(bytes)
     }
 
-    fn item_count(request: &Self::Request) -> u64 {
-        let scopes = request.resource_spans.iter().flat_map(|r| &r.scope_spans);
-        scopes.map(|s| s.spans.len() as u64).sum()
-    }
-
     fn into_batch(request: Self::Request) -> Batch {
         Batch::Traces(request)
+    }
+
+    /// Read straight from the bytes when the request has the common shape (see
+    /// [`Received::from_trace_protobuf`]).
+    fn from_protobuf(message: Bytes) -> Result<Received, prost::DecodeError> {
+        Received::from_trace_protobuf(message)
     }
 
     fn response(outcome: &AppendOutcome) -> Self::Response {
@@ -142,11 +160,6 @@ impl OtlpSignal for Logs {
 
     fn decode_json(bytes: &[u8]) -> Result<Self::Request, JsonError> {
         json::decode_logs(bytes)
-    }
-
-    fn item_count(request: &Self::Request) -> u64 {
-        let scopes = request.resource_logs.iter().flat_map(|r| &r.scope_logs);
-        scopes.map(|s| s.log_records.len() as u64).sum()
     }
 
     fn into_batch(request: Self::Request) -> Batch {
@@ -172,22 +185,6 @@ impl OtlpSignal for Metrics {
         json::decode_metrics(bytes)
     }
 
-    /// Data points, the unit OTLP counts metric rejections in. A metric without data
-    /// counts as nothing to store.
-    fn item_count(request: &Self::Request) -> u64 {
-        let metrics = request.resource_metrics.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics);
-        metrics
-            .map(|m| match &m.data {
-                Some(Data::Gauge(g)) => g.data_points.len(),
-                Some(Data::Sum(s)) => s.data_points.len(),
-                Some(Data::Histogram(h)) => h.data_points.len(),
-                Some(Data::ExponentialHistogram(e)) => e.data_points.len(),
-                Some(Data::Summary(s)) => s.data_points.len(),
-                None => 0,
-            } as u64)
-            .sum()
-    }
-
     fn into_batch(request: Self::Request) -> Batch {
         Batch::Metrics(request)
     }
@@ -204,8 +201,6 @@ impl OtlpSignal for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry_proto::tonic::metrics::v1::{Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics};
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     use serde_json::json;
 
     fn outcome(accepted: u64, rejected: u64, message: Option<&str>) -> AppendOutcome {
@@ -244,31 +239,5 @@ mod tests {
         assert_eq!(parsed.partial_success.unwrap().rejected_spans, 4);
         let parsed: ExportTraceServiceResponse = serde_json::from_str("{}").unwrap();
         assert_eq!(parsed.partial_success, None);
-    }
-
-    #[test]
-    fn items_are_counted_at_the_leaves() {
-        let spans = ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                scope_spans: vec![
-                    ScopeSpans { spans: vec![Span::default(); 2], ..Default::default() },
-                    ScopeSpans { spans: vec![Span::default()], ..Default::default() },
-                ],
-                ..Default::default()
-            }],
-        };
-        assert_eq!(Traces::item_count(&spans), 3);
-        assert_eq!(Traces::item_count(&ExportTraceServiceRequest::default()), 0);
-        let gauge = Metric {
-            data: Some(Data::Gauge(Gauge { data_points: vec![NumberDataPoint::default(); 4] })),
-            ..Default::default()
-        };
-        let metrics = ExportMetricsServiceRequest {
-            resource_metrics: vec![ResourceMetrics {
-                scope_metrics: vec![ScopeMetrics { metrics: vec![gauge, Metric::default()], ..Default::default() }],
-                ..Default::default()
-            }],
-        };
-        assert_eq!(Metrics::item_count(&metrics), 4);
     }
 }

@@ -14,6 +14,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1 as pb_common;
 use opentelemetry_proto::tonic::metrics::v1 as pb_metrics;
+use opentelemetry_proto::tonic::trace::v1 as pb_trace;
 
 use crate::error::{Result, StoreError};
 use crate::ids::{SpanId, TraceId};
@@ -72,7 +73,7 @@ pub(crate) fn attributes(kvs: &[pb_common::KeyValue]) -> Vec<KeyValue> {
         .collect()
 }
 
-fn service_name(resource: &[KeyValue]) -> String {
+pub(crate) fn service_name(resource: &[KeyValue]) -> String {
     match attr(resource, SERVICE_NAME) {
         Some(AttrValue::Str(s)) if !s.is_empty() => s.clone(),
         Some(v @ (AttrValue::Int(_) | AttrValue::Double(_) | AttrValue::Bool(_))) => v.to_text(),
@@ -80,7 +81,7 @@ fn service_name(resource: &[KeyValue]) -> String {
     }
 }
 
-fn ns(v: u64) -> i64 {
+pub(crate) fn ns(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
@@ -97,7 +98,7 @@ fn span_id(bytes: &[u8], what: impl FnOnce() -> String) -> Result<SpanId> {
 }
 
 /// [`attr_value`], taking the value's strings instead of copying them.
-fn attr_value_owned(v: pb_common::AnyValue) -> AttrValue {
+pub(crate) fn attr_value_owned(v: pb_common::AnyValue) -> AttrValue {
     use pb_common::any_value::Value;
     match v.value {
         Some(Value::StringValue(s)) => AttrValue::Str(s),
@@ -108,10 +109,28 @@ fn attr_value_owned(v: pb_common::AnyValue) -> AttrValue {
 }
 
 /// [`attributes`], taking the keys and values instead of copying them.
-fn attributes_owned(kvs: Vec<pb_common::KeyValue>) -> Vec<KeyValue> {
+pub(crate) fn attributes_owned(kvs: Vec<pb_common::KeyValue>) -> Vec<KeyValue> {
     kvs.into_iter()
         .map(|kv| KeyValue { key: kv.key, value: kv.value.map(attr_value_owned).unwrap_or(AttrValue::Empty) })
         .collect()
+}
+
+/// A span's link; `what` names the span in the error.
+///
+/// # Errors
+/// `InvalidId` when the link's trace or span id has the wrong length.
+pub(crate) fn link(l: pb_trace::span::Link, what: impl Fn() -> String) -> Result<SpanLink> {
+    Ok(SpanLink {
+        trace_id: trace_id(&l.trace_id, || format!("{} link", what()))?.to_hex(),
+        span_id: span_id(&l.span_id, || format!("{} link", what()))?.to_hex(),
+        trace_state: l.trace_state,
+        attributes: attributes_owned(l.attributes),
+    })
+}
+
+/// A span's event, taking its strings.
+pub(crate) fn event(e: pb_trace::span::Event) -> SpanEvent {
+    SpanEvent { time_unix_nano: ns(e.time_unix_nano), name: e.name, attributes: attributes_owned(e.attributes) }
 }
 
 /// Converts a trace export request into span rows, taking its strings.
@@ -144,15 +163,7 @@ pub(crate) fn spans(req: ExportTraceServiceRequest) -> Result<Converted<SpanRow>
                 }
                 let start = ns(span.start_time_unix_nano);
                 let end = ns(span.end_time_unix_nano);
-                let mut links = Vec::with_capacity(span.links.len());
-                for l in span.links {
-                    links.push(SpanLink {
-                        trace_id: trace_id(&l.trace_id, || format!("{} link", what()))?.to_hex(),
-                        span_id: span_id(&l.span_id, || format!("{} link", what()))?.to_hex(),
-                        trace_state: l.trace_state,
-                        attributes: attributes_owned(l.attributes),
-                    });
-                }
+                let links = span.links.into_iter().map(|l| link(l, what)).collect::<Result<Vec<_>>>()?;
                 let (status_code, status_message) =
                     span.status.map(|s| (s.code, s.message)).unwrap_or((status_code::UNSET, String::new()));
                 out.rows.push(SpanRow {
@@ -172,15 +183,7 @@ pub(crate) fn spans(req: ExportTraceServiceRequest) -> Result<Converted<SpanRow>
                     resource_attributes: resource_attributes.clone(),
                     scope_name: scope_name.clone(),
                     scope_version: scope_version.clone(),
-                    events: span
-                        .events
-                        .into_iter()
-                        .map(|e| SpanEvent {
-                            time_unix_nano: ns(e.time_unix_nano),
-                            name: e.name,
-                            attributes: attributes_owned(e.attributes),
-                        })
-                        .collect(),
+                    events: span.events.into_iter().map(event).collect(),
                     links,
                     dropped_attributes_count: span.dropped_attributes_count,
                     dropped_events_count: span.dropped_events_count,

@@ -58,3 +58,12 @@ pub fn convert(batch: &Batch) -> Result<(usize, u64)> {
     let (rows, rejected, _) = batch.clone().into_rows()?;
     Ok((rows.len(), rejected))
 }
+
+/// Reads `bytes` as a trace export request both ways the store can: straight
+/// from the bytes (what `Received::from_trace_protobuf` tries first) and with
+/// prost and the conversion. Panics when the first takes a request the second
+/// refuses, rejects part of, or makes other spans of. Returns whether the
+/// first took it.
+pub fn check_trace_parse(bytes: &[u8]) -> bool {
+    crate::wire::check_against_prost(bytes)
+}

@@ -13,6 +13,12 @@
 //!   as the protobuf bytes it arrived as when the collector passes them on
 //!   ([`Received`]), so it is not encoded a second time; replay reruns the
 //!   same conversion.
+//! - **Read, not decoded.** A trace request of the common shape is read
+//!   straight from its protobuf bytes into a flat batch (`wire`), and the
+//!   memtable interns its strings from there: no prost tree, no row per span,
+//!   no string allocated and freed per attribute. prost and the conversion
+//!   stay the definition: anything else goes their way, and tests and a fuzz
+//!   target check that both ways store the same spans.
 //! - **Visible at once.** Rows enter the memtable right after the fsync, before
 //!   the ack, so acknowledged data is queryable immediately.
 //! - **Immutable segments, one catalog.** A flush writes segment files, syncs
@@ -73,6 +79,7 @@ mod spanstats;
 mod tags;
 mod textindex;
 mod wal;
+mod wire;
 
 pub use convert::{SERVICE_NAME, UNKNOWN_SERVICE};
 pub use db::{AppendOutcome, Batch, Health, Received, Store, StoreConfig, StoreCounters};

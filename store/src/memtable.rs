@@ -18,6 +18,10 @@ use crate::model::{LogRow, MetricDescriptor, MetricPointRow, SpanRow};
 use crate::packed::{PackedRef, PackedSpans};
 use crate::query::Operation;
 use crate::textindex::{IndexKind, TextIndex, TextIndexWriter};
+use crate::wire::TraceBatch;
+
+/// service -> span name -> bit set of span kinds seen.
+type Operations = foldhash::HashMap<String, foldhash::HashMap<String, u8>>;
 
 #[derive(Default)]
 pub(crate) struct Memtable {
@@ -26,9 +30,9 @@ pub(crate) struct Memtable {
     pub metrics: Vec<MetricPointRow>,
     /// Distinct metric streams in `metrics`.
     pub metric_descriptors: Vec<MetricDescriptor>,
-    by_trace: HashMap<TraceId, Vec<u32>>,
-    /// service -> span name -> bit set of span kinds seen.
-    operations: foldhash::HashMap<String, foldhash::HashMap<String, u8>>,
+    /// Trace ids come from clients: hashed with a per-map seed.
+    by_trace: HashMap<TraceId, Vec<u32>, foldhash::fast::RandomState>,
+    operations: Operations,
     /// Encoded size of what was appended (request bytes).
     pub approx_bytes: usize,
     /// Memory held by logs and metric points, estimated as their encoded size.
@@ -45,6 +49,23 @@ struct LiveLogIndex {
     writer: TextIndexWriter,
     index: TextIndex,
     indexed: usize,
+}
+
+/// Records that `service` has an operation `name` of span kind `kind`,
+/// copying the names only when they are new.
+fn note_operation(operations: &mut Operations, service: &str, name: &str, kind: i32) {
+    let bit = 1u8 << kind.clamp(0, 7);
+    match operations.get_mut(service) {
+        Some(names) => match names.get_mut(name) {
+            Some(kinds) => *kinds |= bit,
+            None => {
+                names.insert(name.to_owned(), bit);
+            }
+        },
+        None => {
+            operations.entry(service.to_owned()).or_default().insert(name.to_owned(), bit);
+        }
+    }
 }
 
 impl Memtable {
@@ -72,22 +93,23 @@ impl Memtable {
     pub(crate) fn insert_spans(&mut self, rows: Vec<SpanRow>, bytes: usize) {
         self.touch(bytes);
         for row in rows {
-            self.by_trace.entry(row.trace_id).or_default().push(self.spans.len() as u32);
-            let bit = 1u8 << row.kind.clamp(0, 7);
-            match self.operations.get_mut(row.service_name.as_str()) {
-                Some(names) => match names.get_mut(row.name.as_str()) {
-                    Some(kinds) => *kinds |= bit,
-                    None => {
-                        names.insert(row.name.clone(), bit);
-                    }
-                },
-                None => {
-                    let names = self.operations.entry(row.service_name.clone()).or_default();
-                    names.insert(row.name.clone(), bit);
-                }
-            }
+            let at = self.spans.len() as u32;
+            self.by_trace.entry(row.trace_id).or_default().push(at);
+            note_operation(&mut self.operations, &row.service_name, &row.name, row.kind);
             self.spans.push(row);
         }
+    }
+
+    /// [`Memtable::insert_spans`] for spans read from a request's protobuf bytes.
+    pub(crate) fn insert_batch(&mut self, batch: TraceBatch, bytes: usize) {
+        self.touch(bytes);
+        let first = self.spans.len() as u32;
+        for (i, span) in batch.spans.iter().enumerate() {
+            self.by_trace.entry(span.trace_id).or_default().push(first + i as u32);
+            let service = &batch.resources[batch.scopes[span.scope as usize].resource as usize].service;
+            note_operation(&mut self.operations, service, span.name.of(&batch.text), span.kind);
+        }
+        self.spans.push_batch(batch);
     }
 
     pub(crate) fn insert_logs(&mut self, rows: Vec<LogRow>, bytes: usize) {

@@ -20,6 +20,7 @@ use std::hash::{BuildHasher, Hasher};
 
 use crate::ids::{SpanId, TraceId};
 use crate::model::{AttrValue, KeyValue, SpanEvent, SpanLink, SpanRow};
+use crate::wire::{FlatAttr, TraceBatch};
 
 /// Read access to one span's fields, whatever holds them.
 pub(crate) trait SpanView {
@@ -226,12 +227,44 @@ struct Packed {
 
 /// What few spans carry, kept out of the fixed-size record.
 #[derive(Default)]
-struct Rare {
+pub(crate) struct Rare {
     trace_state: String,
     status_message: String,
     events: Vec<SpanEvent>,
     links: Vec<SpanLink>,
     dropped: [u32; 3],
+}
+
+impl Rare {
+    /// What a span carries besides its fixed-size fields; `None` when it is
+    /// all empty (most spans).
+    pub(crate) fn of(
+        trace_state: String,
+        status_message: String,
+        events: Vec<SpanEvent>,
+        links: Vec<SpanLink>,
+        dropped: [u32; 3],
+    ) -> Option<Rare> {
+        let empty = trace_state.is_empty()
+            && status_message.is_empty()
+            && events.is_empty()
+            && links.is_empty()
+            && dropped == [0; 3];
+        (!empty).then_some(Rare { trace_state, status_message, events, links, dropped })
+    }
+
+    /// Heap bytes held, roughly.
+    fn bytes(&self) -> usize {
+        size_of::<Rare>()
+            + self.trace_state.len()
+            + self.status_message.len()
+            + self
+                .events
+                .iter()
+                .map(|e| size_of::<SpanEvent>() + e.name.len() + kvs_bytes(&e.attributes))
+                .sum::<usize>()
+            + self.links.iter().map(|l| size_of::<SpanLink>() + 48 + kvs_bytes(&l.attributes)).sum::<usize>()
+    }
 }
 
 /// Spans in arrival order, packed (see the module's comment).
@@ -295,41 +328,9 @@ impl PackedSpans {
             self.table_bytes += added;
             self.pair_ids.push(id);
         }
-        // The spans of one request's resource arrive together: compare with
-        // the last resource only.
-        let resource = match self.resources.last() {
-            Some(last) if *last == resource_attributes => self.resources.len() as u32 - 1,
-            _ => {
-                self.table_bytes += kvs_bytes(&resource_attributes);
-                self.resources.push(resource_attributes);
-                self.resources.len() as u32 - 1
-            }
-        };
+        let resource = self.resource(resource_attributes);
         let dropped = [dropped_attributes_count, dropped_events_count, dropped_links_count];
-        let rare = if trace_state.is_empty()
-            && status_message.is_empty()
-            && events.is_empty()
-            && links.is_empty()
-            && dropped == [0; 3]
-        {
-            NONE
-        } else {
-            self.table_bytes += size_of::<Rare>()
-                + trace_state.len()
-                + status_message.len()
-                + events
-                    .iter()
-                    .map(|e| size_of::<SpanEvent>() + e.name.len() + kvs_bytes(&e.attributes))
-                    .sum::<usize>()
-                + links.iter().map(|l| size_of::<SpanLink>() + 48 + kvs_bytes(&l.attributes)).sum::<usize>();
-            self.rare.push(Rare { trace_state, status_message, events, links, dropped });
-            self.rare.len() as u32 - 1
-        };
-        let mut sym = |s: String| {
-            let (id, added) = self.strings.intern(s);
-            self.table_bytes += added;
-            id
-        };
+        let rare = self.rare(Rare::of(trace_state, status_message, events, links, dropped));
         let packed = Packed {
             trace_id,
             span_id,
@@ -339,10 +340,10 @@ impl PackedSpans {
             kind,
             status_code,
             flags,
-            service: sym(service_name),
-            name: sym(name),
-            scope_name: sym(scope_name),
-            scope_version: sym(scope_version),
+            service: self.string(&service_name),
+            name: self.string(&name),
+            scope_name: self.string(&scope_name),
+            scope_version: self.string(&scope_version),
             resource,
             attrs,
             attrs_len,
@@ -350,6 +351,84 @@ impl PackedSpans {
         };
         self.rows.push(packed);
         at
+    }
+
+    /// Appends the spans of one request read from its protobuf bytes, in
+    /// order, without building a [`SpanRow`] for each: a resource's and a
+    /// scope's strings are looked up once per request, an attribute's key and
+    /// value straight from the request's text.
+    pub(crate) fn push_batch(&mut self, batch: TraceBatch) {
+        let TraceBatch { text, spans, attrs, scopes, resources } = batch;
+        let resources: Vec<(u32, u32)> = resources
+            .into_iter()
+            .map(|r| {
+                let service = self.string(&r.service);
+                (self.resource(r.attributes), service)
+            })
+            .collect();
+        let scopes: Vec<(u32, u32, u32, u32)> = scopes
+            .iter()
+            .map(|s| {
+                let (resource, service) = resources[s.resource as usize];
+                (resource, service, self.string(&s.name), self.string(&s.version))
+            })
+            .collect();
+        let mut attrs = attrs.into_iter();
+        for span in spans {
+            let at = self.pair_ids.len() as u32;
+            for attr in attrs.by_ref().take(span.attrs_len as usize) {
+                let (id, added) = match attr {
+                    FlatAttr::Plain { key, value } => self.pairs.intern_scalar(key.of(&text), value.of(&text)),
+                    FlatAttr::Owned(kv) => self.pairs.intern(*kv),
+                };
+                self.table_bytes += added;
+                self.pair_ids.push(id);
+            }
+            let (resource, service, scope_name, scope_version) = scopes[span.scope as usize];
+            let rare = self.rare(span.rare.map(|r| *r));
+            let packed = Packed {
+                trace_id: span.trace_id,
+                span_id: span.span_id,
+                parent_span_id: span.parent_span_id,
+                start: span.start,
+                duration: span.duration,
+                kind: span.kind,
+                status_code: span.status_code,
+                flags: span.flags,
+                service,
+                name: self.string(span.name.of(&text)),
+                scope_name,
+                scope_version,
+                resource,
+                attrs: at,
+                attrs_len: span.attrs_len,
+                rare,
+            };
+            self.rows.push(packed);
+        }
+    }
+
+    fn string(&mut self, s: &str) -> u32 {
+        let (id, added) = self.strings.intern(s);
+        self.table_bytes += added;
+        id
+    }
+
+    /// The id of a span's resource. The spans of one request's resource
+    /// arrive together: compared with the last resource only.
+    fn resource(&mut self, attributes: Vec<KeyValue>) -> u32 {
+        if self.resources.last() != Some(&attributes) {
+            self.table_bytes += kvs_bytes(&attributes);
+            self.resources.push(attributes);
+        }
+        self.resources.len() as u32 - 1
+    }
+
+    fn rare(&mut self, rare: Option<Rare>) -> u32 {
+        let Some(rare) = rare else { return NONE };
+        self.table_bytes += rare.bytes();
+        self.rare.push(rare);
+        self.rare.len() as u32 - 1
     }
 
     pub(crate) fn get(&self, i: u32) -> PackedRef<'_> {
@@ -499,13 +578,13 @@ struct Strings {
 
 impl Strings {
     /// The id of `s`, and the bytes the table grew by.
-    fn intern(&mut self, s: String) -> (u32, usize) {
-        if let Some(id) = self.ids.get(s.as_str()) {
+    fn intern(&mut self, s: &str) -> (u32, usize) {
+        if let Some(id) = self.ids.get(s) {
             return (*id, 0);
         }
         let id = self.strings.len() as u32;
         let added = 2 * (s.len() + size_of::<Box<str>>()) + 8;
-        let s = s.into_boxed_str();
+        let s: Box<str> = s.into();
         self.strings.push(s.clone());
         self.ids.insert(s, id);
         (id, added)
@@ -532,24 +611,129 @@ struct Pairs {
 impl Pairs {
     /// The id of `kv`, and the bytes the table grew by.
     fn intern(&mut self, kv: KeyValue) -> (u32, usize) {
+        if let Some(value) = Scalar::of(&kv.value) {
+            let hash = self.hash(&kv.key, value);
+            return match self.find(hash, |p| p.key == kv.key && value.is(&p.value)) {
+                Ok(id) => (id, 0),
+                Err(head) => self.add(hash, head, kv),
+            };
+        }
         let mut h = self.hasher.build_hasher();
         h.write(kv.key.as_bytes());
         hash_value(&mut h, &kv.value);
         let hash = h.finish();
+        match self.find(hash, |p| same_pair(p, &kv)) {
+            Ok(id) => (id, 0),
+            Err(head) => self.add(hash, head, kv),
+        }
+    }
+
+    /// [`Pairs::intern`] for a pair with a scalar value, given by reference:
+    /// the pair is copied only when it is new.
+    fn intern_scalar(&mut self, key: &str, value: Scalar<'_>) -> (u32, usize) {
+        let hash = self.hash(key, value);
+        match self.find(hash, |p| p.key == key && value.is(&p.value)) {
+            Ok(id) => (id, 0),
+            Err(head) => self.add(hash, head, KeyValue { key: key.to_owned(), value: value.to_value() }),
+        }
+    }
+
+    fn hash(&self, key: &str, value: Scalar<'_>) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        h.write(key.as_bytes());
+        value.hash_into(&mut h);
+        h.finish()
+    }
+
+    /// The id of the pair with `hash` that `same` accepts, or the head of
+    /// the hash's chain to add it to.
+    fn find(&self, hash: u64, same: impl Fn(&KeyValue) -> bool) -> std::result::Result<u32, u32> {
         let head = self.first.get(&hash).copied().unwrap_or(NONE);
         let mut at = head;
         while at != NONE {
-            if same_pair(&self.pairs[at as usize], &kv) {
-                return (at, 0);
+            if same(&self.pairs[at as usize]) {
+                return Ok(at);
             }
             at = self.chain[at as usize];
         }
+        Err(head)
+    }
+
+    fn add(&mut self, hash: u64, head: u32, kv: KeyValue) -> (u32, usize) {
         let id = self.pairs.len() as u32;
         let added = kvs_bytes(std::slice::from_ref(&kv)) + 4 + 24;
         self.pairs.push(kv);
         self.chain.push(head);
         self.first.insert(hash, id);
         (id, added)
+    }
+}
+
+/// An attribute value that is neither bytes, a list nor a map, borrowed:
+/// what nearly every attribute holds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Scalar<'a> {
+    Str(&'a str),
+    Int(i64),
+    Double(f64),
+    Bool(bool),
+    Empty,
+}
+
+impl<'a> Scalar<'a> {
+    fn of(v: &'a AttrValue) -> Option<Scalar<'a>> {
+        Some(match v {
+            AttrValue::Str(s) => Scalar::Str(s),
+            AttrValue::Int(i) => Scalar::Int(*i),
+            AttrValue::Double(d) => Scalar::Double(*d),
+            AttrValue::Bool(b) => Scalar::Bool(*b),
+            AttrValue::Empty => Scalar::Empty,
+            AttrValue::Bytes(_) | AttrValue::Array(_) | AttrValue::Map(_) => return None,
+        })
+    }
+
+    /// Equal to the bit, as [`same_value`].
+    fn is(self, v: &AttrValue) -> bool {
+        match (self, v) {
+            (Scalar::Str(a), AttrValue::Str(b)) => a == b,
+            (Scalar::Int(a), AttrValue::Int(b)) => a == *b,
+            (Scalar::Double(a), AttrValue::Double(b)) => a.to_bits() == b.to_bits(),
+            (Scalar::Bool(a), AttrValue::Bool(b)) => a == *b,
+            (Scalar::Empty, AttrValue::Empty) => true,
+            _ => false,
+        }
+    }
+
+    fn hash_into(self, h: &mut impl Hasher) {
+        match self {
+            Scalar::Str(s) => {
+                h.write_u8(1);
+                h.write(s.as_bytes());
+            }
+            Scalar::Int(i) => {
+                h.write_u8(2);
+                h.write_i64(i);
+            }
+            Scalar::Double(d) => {
+                h.write_u8(3);
+                h.write_u64(d.to_bits());
+            }
+            Scalar::Bool(b) => {
+                h.write_u8(4);
+                h.write_u8(b as u8);
+            }
+            Scalar::Empty => h.write_u8(8),
+        }
+    }
+
+    fn to_value(self) -> AttrValue {
+        match self {
+            Scalar::Str(s) => AttrValue::Str(s.to_owned()),
+            Scalar::Int(i) => AttrValue::Int(i),
+            Scalar::Double(d) => AttrValue::Double(d),
+            Scalar::Bool(b) => AttrValue::Bool(b),
+            Scalar::Empty => AttrValue::Empty,
+        }
     }
 }
 
@@ -571,22 +755,6 @@ fn same_value(a: &AttrValue, b: &AttrValue) -> bool {
 
 fn hash_value(h: &mut impl Hasher, v: &AttrValue) {
     match v {
-        AttrValue::Str(s) => {
-            h.write_u8(1);
-            h.write(s.as_bytes());
-        }
-        AttrValue::Int(i) => {
-            h.write_u8(2);
-            h.write_i64(*i);
-        }
-        AttrValue::Double(d) => {
-            h.write_u8(3);
-            h.write_u64(d.to_bits());
-        }
-        AttrValue::Bool(b) => {
-            h.write_u8(4);
-            h.write_u8(*b as u8);
-        }
         AttrValue::Bytes(s) => {
             h.write_u8(5);
             h.write(s.as_bytes());
@@ -606,7 +774,11 @@ fn hash_value(h: &mut impl Hasher, v: &AttrValue) {
                 hash_value(h, &kv.value);
             }
         }
-        AttrValue::Empty => h.write_u8(8),
+        scalar => {
+            if let Some(scalar) = Scalar::of(scalar) {
+                scalar.hash_into(h);
+            }
+        }
     }
 }
 

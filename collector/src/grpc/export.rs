@@ -90,14 +90,13 @@ impl<S: OtlpSignal, K: BatchSink> UnaryService<Bytes> for ExportMethod<S, K> {
         let sink = self.sink.clone();
         Box::pin(async move {
             let message = request.into_inner();
-            let bytes = message.clone();
             let decoded = ingest::decode_sized(message.len(), move || {
-                S::Request::decode(bytes)
+                S::from_protobuf(message)
                     .map_err(|e| CollectorError::Decode { format: "protobuf", reason: e.to_string() })
             })
             .await;
             let result = match decoded {
-                Ok(decoded) => ingest::export::<S, K>(&sink, Transport::Grpc, decoded, Some(message)).await,
+                Ok(received) => ingest::export(&sink, Transport::Grpc, received).await,
                 Err(error) => {
                     ingest::record_rejection(S::SIGNAL, Transport::Grpc, &error);
                     Err(error)

@@ -255,7 +255,7 @@ async fn the_message_reaches_the_store_as_sent() {
     assert_eq!(received.len(), 2);
     for r in &received {
         assert_eq!(r.protobuf().map(|b| b.to_vec()), Some(wire.clone()));
-        assert_eq!(r.batch(), &Batch::Traces(spans(4)));
+        assert_eq!(r.clone().into_batch(), Batch::Traces(spans(4)));
     }
 }
 

@@ -101,7 +101,7 @@ async fn protobuf_bodies_reach_the_store_as_sent_json_ones_without_bytes() {
     let received = sink.take_received();
     let carried: Vec<_> = received.iter().map(|r| r.protobuf().map(|b| b.to_vec())).collect();
     assert_eq!(carried, vec![Some(wire.clone()), Some(wire), None]);
-    assert!(received.iter().all(|r| r.batch() == &Batch::Traces(one_span_request())));
+    assert!(received.into_iter().all(|r| r.into_batch() == Batch::Traces(one_span_request())));
 }
 
 #[tokio::test]

@@ -37,10 +37,13 @@ use crate::catalog::Catalog;
 use crate::diskfull::DiskFullState;
 use crate::error::{Result, StoreError};
 use crate::memtable::Memtable;
+use crate::model::Signal;
 use crate::quarantine::Quarantine;
 use crate::recovery;
 use crate::segment::SegmentMeta;
 use crate::wal::{self, WalRecord, WalWriter};
+use crate::wire::TraceBatch;
+use batch::Rows;
 pub use batch::{Batch, Received};
 use flush::FlushCmd;
 use sources::Sources;
@@ -182,8 +185,15 @@ pub struct Store {
 /// # Errors
 /// `Corrupt` when the payload does not decode; the conversion's own errors.
 pub(crate) fn replay_record(rec: &WalRecord, memtable: &mut Memtable) -> Result<usize> {
-    let batch = Batch::decode(rec.signal, &rec.payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let (rows, _, _) = batch.into_rows()?;
+    // Trace requests as `Received::from_trace_protobuf` reads them.
+    let parsed = (rec.signal == Signal::Traces).then(|| TraceBatch::parse(&rec.payload)).flatten();
+    let rows = match parsed {
+        Some(spans) => Rows::Parsed(spans),
+        None => {
+            let batch = Batch::decode(rec.signal, &rec.payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            batch.into_rows()?.0
+        }
+    };
     let added = rows.len();
     rows.insert_into(memtable, rec.payload.len());
     Ok(added)

@@ -209,7 +209,7 @@ pub(super) fn writer_loop(inner: std::sync::Arc<Inner>, mut wal: WalWriter, rx: 
                     let mut m = active.write().unwrap();
                     for (rows, bytes, done) in group.drain(..) {
                         let counter = match &rows {
-                            Rows::Spans(_) => &c.spans,
+                            Rows::Spans(_) | Rows::Parsed(_) => &c.spans,
                             Rows::Logs(_) => &c.logs,
                             Rows::Metrics(_) => &c.metric_points,
                         };
