@@ -132,25 +132,50 @@ impl TraceBatch {
     /// whose every span is valid; `None` when anything falls outside that
     /// (the request then takes the prost path, which decides).
     pub(crate) fn parse(bytes: &[u8]) -> Option<TraceBatch> {
-        let mut batch = TraceBatch { text: String::with_capacity(bytes.len() / 2), ..TraceBatch::default() };
+        let mut parser = Parser { raw: Vec::with_capacity(bytes.len() / 2), batch: TraceBatch::default() };
         let mut r = Reader { buf: bytes };
         while r.more() {
             let (field, wire) = r.key()?;
             match field {
-                1 => batch.resource_spans(r.len(wire)?)?,
+                1 => parser.resource_spans(r.len(wire)?)?,
                 _ => r.skip(wire)?,
             }
         }
-        Some(batch)
+        parser.finish()
     }
 
     pub(crate) fn len(&self) -> usize {
         self.spans.len()
     }
+}
+
+/// A [`TraceBatch`] being read. Its strings are gathered as bytes and checked
+/// as UTF-8 at the end, in one pass instead of one call per string.
+struct Parser {
+    raw: Vec<u8>,
+    batch: TraceBatch,
+}
+
+impl Parser {
+    /// The batch, once its strings are known to be UTF-8 each: the whole text
+    /// is, and every string starts and ends on a character boundary of it.
+    fn finish(self) -> Option<TraceBatch> {
+        let Parser { raw, mut batch } = self;
+        batch.text = String::from_utf8(raw).ok()?;
+        let text = batch.text.as_str();
+        let whole = |t: Text| text.is_char_boundary(t.at as usize) && text.is_char_boundary((t.at + t.len) as usize);
+        let names = batch.spans.iter().all(|s| whole(s.name));
+        let attrs = batch.attrs.iter().all(|a| match *a {
+            FlatAttr::Plain { key, value: FlatValue::Str(value) } => whole(key) && whole(value),
+            FlatAttr::Plain { key, .. } => whole(key),
+            FlatAttr::Owned(_) => true,
+        });
+        (names && attrs).then_some(batch)
+    }
 
     fn resource_spans(&mut self, bytes: &[u8]) -> Option<()> {
         // Fields come in any order: scopes name the resource by the index it will have.
-        let resource = self.resources.len() as u32;
+        let resource = self.batch.resources.len() as u32;
         let mut attributes = None;
         let mut r = Reader { buf: bytes };
         while r.more() {
@@ -172,13 +197,13 @@ impl TraceBatch {
         }
         let attributes = attributes.unwrap_or_default();
         let service = convert::service_name(&attributes);
-        self.resources.push(FlatResource { attributes, service });
+        self.batch.resources.push(FlatResource { attributes, service });
         Some(())
     }
 
     fn scope_spans(&mut self, bytes: &[u8], resource: u32) -> Option<()> {
-        let scope = self.scopes.len();
-        self.scopes.push(FlatScope { resource, name: String::new(), version: String::new() });
+        let scope = self.batch.scopes.len();
+        self.batch.scopes.push(FlatScope { resource, name: String::new(), version: String::new() });
         let mut seen_scope = false;
         let mut r = Reader { buf: bytes };
         while r.more() {
@@ -188,7 +213,7 @@ impl TraceBatch {
                     seen_scope = true;
                     let decoded = pb_common::InstrumentationScope::decode(r.len(wire)?).ok()?;
                     shallow(&decoded.attributes)?;
-                    (self.scopes[scope].name, self.scopes[scope].version) = (decoded.name, decoded.version);
+                    (self.batch.scopes[scope].name, self.batch.scopes[scope].version) = (decoded.name, decoded.version);
                 }
                 2 => self.span(r.len(wire)?, scope as u32)?,
                 3 => {
@@ -208,7 +233,7 @@ impl TraceBatch {
         let mut dropped = [0; 3];
         let mut status = None;
         let (mut events, mut links) = (Vec::new(), Vec::new());
-        let attrs_before = self.attrs.len();
+        let attrs_before = self.batch.attrs.len();
         let mut r = Reader { buf: bytes };
         while r.more() {
             let (field, wire) = r.key()?;
@@ -224,7 +249,7 @@ impl TraceBatch {
                 8 => end = r.fixed64(wire)?,
                 9 => {
                     let attr = self.attribute(r.len(wire)?)?;
-                    self.attrs.push(attr);
+                    self.batch.attrs.push(attr);
                 }
                 10 => dropped[0] = r.varint_field(wire)? as u32,
                 11 => {
@@ -256,7 +281,7 @@ impl TraceBatch {
         }
         let (start, end) = (convert::ns(start), convert::ns(end));
         let (status_code, status_message) = status.map_or((status_code::UNSET, String::new()), |s| (s.code, s.message));
-        self.spans.push(FlatSpan {
+        self.batch.spans.push(FlatSpan {
             trace_id,
             span_id,
             parent_span_id,
@@ -267,7 +292,7 @@ impl TraceBatch {
             flags,
             name,
             scope,
-            attrs_len: (self.attrs.len() - attrs_before) as u32,
+            attrs_len: (self.batch.attrs.len() - attrs_before) as u32,
             rare: Rare::of(trace_state.to_owned(), status_message, events, links, dropped).map(Box::new),
         });
         Some(())
@@ -275,11 +300,11 @@ impl TraceBatch {
 
     /// One `KeyValue`: read in place when it is a key and a scalar, else decoded.
     fn attribute(&mut self, bytes: &[u8]) -> Option<FlatAttr> {
-        let mark = self.text.len();
+        let mark = self.raw.len();
         if let Some(attr) = self.plain_attribute(bytes) {
             return Some(attr);
         }
-        self.text.truncate(mark);
+        self.raw.truncate(mark);
         let kv = pb_common::KeyValue::decode(bytes).ok()?;
         shallow(std::slice::from_ref(&kv))?;
         let value = kv.value.map_or(AttrValue::Empty, convert::attr_value_owned);
@@ -316,13 +341,12 @@ impl TraceBatch {
         (!r.more()).then_some(value)
     }
 
-    /// Appends a string field to the text (protobuf strings are UTF-8).
+    /// Appends a string field to the text (checked as UTF-8 in [`Parser::finish`]).
     fn push_text(&mut self, bytes: &[u8]) -> Option<Text> {
-        let s = utf8(bytes)?;
-        let at = u32::try_from(self.text.len()).ok()?;
-        let len = u32::try_from(s.len()).ok()?;
+        let at = u32::try_from(self.raw.len()).ok()?;
+        let len = u32::try_from(bytes.len()).ok()?;
         at.checked_add(len)?;
-        self.text.push_str(s);
+        self.raw.extend_from_slice(bytes);
         Some(Text { at, len })
     }
 }
@@ -378,7 +402,15 @@ impl<'a> Reader<'a> {
         !self.buf.is_empty()
     }
 
+    #[inline]
     fn varint(&mut self) -> Option<u64> {
+        // Field keys and small numbers: one byte.
+        if let Some((&byte, rest)) = self.buf.split_first() {
+            if byte < 0x80 {
+                self.buf = rest;
+                return Some(u64::from(byte));
+            }
+        }
         let mut value = 0u64;
         for i in 0..10 {
             let (&byte, rest) = self.buf.split_first()?;
@@ -691,6 +723,21 @@ mod tests {
             around(&[ids(), field(15, LEN, &[]), field(15, LEN, &[])].concat()),
             around(&[field(1, LEN, &[7; 15]), field(2, LEN, &[8; 8])].concat()),
             around(&[ids(), field(5, LEN, b"\xff")].concat()),
+            // Two strings that are not UTF-8, though their bytes side by side are ("ü").
+            around(&[ids(), field(5, LEN, b"\xc3"), field(9, LEN, &field(1, LEN, b"\xbc"))].concat()),
+            field(
+                1,
+                LEN,
+                &field(
+                    2,
+                    LEN,
+                    &[
+                        field(2, LEN, &[ids(), field(5, LEN, b"\xc3")].concat()),
+                        field(2, LEN, &[ids(), field(5, LEN, b"\xbc")].concat()),
+                    ]
+                    .concat(),
+                ),
+            ),
             around(&[ids(), field(3, VARINT, &varint(1))].concat()),
             // A resource or a scope given twice (prost merges them).
             field(1, LEN, &[field(1, LEN, &[]), field(1, LEN, &[]), field(2, LEN, &field(2, LEN, &ids()))].concat()),
