@@ -177,16 +177,6 @@ fn without(r: u32) -> BTreeSet<u32> {
     (0..REQUESTS).filter(|x| *x != r).collect()
 }
 
-/// A counter from `/metrics`.
-fn metric(server: &Server, name: &str) -> u64 {
-    let text = reqwest::blocking::get(server.query_url("/metrics")).unwrap().text().unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-        .unwrap_or_else(|| panic!("{name} not in /metrics"))
-        .parse()
-        .unwrap()
-}
-
 fn quarantined(dir: &Path) -> BTreeSet<String> {
     fs::read_dir(dir.join("quarantine"))
         .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
@@ -219,7 +209,7 @@ fn segment_case(damage: impl FnOnce(&Path), lost: Option<u32>, metric_name: &str
     let server = Server::start(dir.path(), &[]);
     let expected = lost.map(without).unwrap_or_else(all_requests);
     assert_eq!(requests_served(&server, REQUESTS), expected);
-    assert_eq!(metric(&server, metric_name), 1, "{metric_name}");
+    assert_eq!(server.metric(metric_name), 1, "{metric_name}");
     assert_eq!(quarantined(dir.path()), names(moved));
     // The server still takes writes, and they are served after another restart.
     send(&server, REQUESTS);
@@ -334,7 +324,7 @@ fn flipped_wal_frame_in_the_middle_costs_only_itself() {
 
     let server = Server::start(dir.path(), &[]);
     assert_eq!(requests_served(&server, REQUESTS), without(1));
-    assert_eq!(metric(&server, "seismo_wal_corrupt_frames_total"), 1);
+    assert_eq!(server.metric("seismo_wal_corrupt_frames_total"), 1);
     assert_eq!(fs::metadata(&file).unwrap().len(), bytes.len() as u64, "the intact frames are not truncated");
     // The replayed frames are flushed like any others and survive a restart.
     server.stop();

@@ -194,6 +194,10 @@ fn sdk_exports_over_grpc_http_protobuf_and_http_json() {
     check_trace(&server, "e2e-grpc", &grpc);
     check_trace(&server, "e2e-http-proto", &proto);
     check_trace(&server, "e2e-http-json", &json);
+    // The SDK's protobuf requests (a span each) are read straight from their bytes, an
+    // array attribute, an event and a status included; only OTLP/JSON is decoded first.
+    assert_eq!(server.metric("seismo_ingest_trace_requests_total{read=\"bytes\"}"), 4);
+    assert_eq!(server.metric("seismo_ingest_trace_requests_total{read=\"decoded\"}"), 2);
 
     let (_, services) = server.get_json("/api/services");
     for s in ["e2e-grpc", "e2e-http-proto", "e2e-http-json"] {

@@ -112,6 +112,16 @@ impl Collector for StoreMetrics {
             "Merges of small span segments into larger ones (background compaction).",
             load(&c.compactions),
         )?;
+        let mut read = encoder.encode_descriptor(
+            "seismo_ingest_trace_requests",
+            "Trace export requests stored, by how they were read: read=\"bytes\" straight from their protobuf \
+             bytes, read=\"decoded\" into messages first (OTLP/JSON, and protobuf outside the common shape).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (how, requests) in [("bytes", &c.trace_requests_parsed), ("decoded", &c.trace_requests_decoded)] {
+            ConstCounter::new(load(requests)).encode(read.encode_family(&[("read", how)])?)?;
+        }
         counter(
             &mut encoder,
             "seismo_catalog_rebuilds",
@@ -207,7 +217,7 @@ mod tests {
              seismo_ingested_rows_total{signal=\"logs\"} 0\n\
              seismo_ingested_rows_total{signal=\"metrics\"} 0\n"
         ));
-        assert_eq!(text.matches("# TYPE ").count(), 22, "every family once: {text}");
+        assert_eq!(text.matches("# TYPE ").count(), 23, "every family once: {text}");
         assert!(
             text.contains("# TYPE seismo_store_flush_seconds_total counter\nseismo_store_flush_seconds_total 0.0\n")
         );
@@ -222,6 +232,9 @@ mod tests {
         assert!(text.contains("seismo_wal_corrupt_frames_total 0"));
         assert!(text.contains("# TYPE seismo_store_disk_full gauge\nseismo_store_disk_full 0\n"));
         assert!(text.contains("seismo_store_disk_full_refusals_total 0"));
+        assert!(text.contains(
+            "seismo_ingest_trace_requests_total{read=\"bytes\"} 0\nseismo_ingest_trace_requests_total{read=\"decoded\"} 0\n"
+        ));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, value) = line.rsplit_once(' ').unwrap();
             assert!(value.parse::<u64>().is_ok() || line.starts_with("seismo_store_flush_seconds_total "), "{line}");

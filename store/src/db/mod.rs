@@ -128,6 +128,11 @@ pub struct StoreCounters {
     pub disk_full_refusals: AtomicU64,
     /// Merges of span segments (see `compact`).
     pub compactions: AtomicU64,
+    /// Trace requests stored that were read straight from their protobuf
+    /// bytes (`wire`), and those decoded into messages first (OTLP/JSON, and
+    /// protobuf outside the common shape).
+    pub trace_requests_parsed: AtomicU64,
+    pub trace_requests_decoded: AtomicU64,
 }
 
 /// Whether the store accepts writes, and if not why ([`Store::health`]).

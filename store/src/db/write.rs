@@ -214,6 +214,11 @@ pub(super) fn writer_loop(inner: std::sync::Arc<Inner>, mut wal: WalWriter, rx: 
                             Rows::Metrics(_) => &c.metric_points,
                         };
                         counter.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                        match &rows {
+                            Rows::Parsed(_) => c.trace_requests_parsed.fetch_add(1, Ordering::Relaxed),
+                            Rows::Spans(_) => c.trace_requests_decoded.fetch_add(1, Ordering::Relaxed),
+                            Rows::Logs(_) | Rows::Metrics(_) => 0,
+                        };
                         rows.insert_into(&mut m, bytes);
                         let _ = done.send(Ok(()));
                     }
