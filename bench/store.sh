@@ -10,7 +10,11 @@
 #   ROUNDS  timed passes over each query set (default 3)
 #   RUNS    loads of a fresh server, one result line each (default 1)
 # Environment: SEISMO_BIN (default target/release/seismo), BENCH_DATA (where
-# generated data sets are kept and reused; default bench/data), KEEP_DATA=1.
+# generated data sets are kept and reused; default bench/data), KEEP_DATA=1,
+# FLUSH_TIMEOUT (seconds to wait after the load for the data directory to stop
+# changing: flushes and the merges deferred during the load; default 300, so
+# that bytes per span are measured after compaction and the queries do not
+# share the CPU with merges).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
