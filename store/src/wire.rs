@@ -455,21 +455,21 @@ impl<'a> Reader<'a> {
     }
 
     fn fixed64(&mut self, wire: u8) -> Option<u64> {
-        if wire != I64 {
-            return None;
-        }
-        let (value, rest) = self.buf.split_first_chunk::<8>()?;
-        self.buf = rest;
-        Some(u64::from_le_bytes(*value))
+        self.fixed(wire, I64).map(u64::from_le_bytes)
     }
 
     fn fixed32(&mut self, wire: u8) -> Option<u32> {
-        if wire != I32 {
+        self.fixed(wire, I32).map(u32::from_le_bytes)
+    }
+
+    /// `N` bytes, when `wire` is `want`.
+    fn fixed<const N: usize>(&mut self, wire: u8, want: u8) -> Option<[u8; N]> {
+        if wire != want {
             return None;
         }
-        let (value, rest) = self.buf.split_first_chunk::<4>()?;
+        let (value, rest) = self.buf.split_first_chunk::<N>()?;
         self.buf = rest;
-        Some(u32::from_le_bytes(*value))
+        Some(*value)
     }
 
     /// Skips an unknown field's value.
