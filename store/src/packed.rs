@@ -20,7 +20,7 @@ use std::hash::{BuildHasher, Hasher};
 
 use crate::ids::{SpanId, TraceId};
 use crate::model::{AttrValue, KeyValue, SpanEvent, SpanLink, SpanRow};
-use crate::wire::{FlatAttr, TraceBatch};
+use crate::wire::{FlatAttr, FlatResource, TraceBatch};
 
 /// Read access to one span's fields, whatever holds them.
 pub(crate) trait SpanView {
@@ -358,21 +358,11 @@ impl PackedSpans {
     /// scope's strings are looked up once per request, an attribute's key and
     /// value straight from the request's text.
     pub(crate) fn push_batch(&mut self, batch: TraceBatch) {
-        let TraceBatch { text, spans, attrs, scopes, resources } = batch;
-        let resources: Vec<(u32, u32)> = resources
-            .into_iter()
-            .map(|r| {
-                let service = self.string(&r.service);
-                (self.resource(r.attributes), service)
-            })
-            .collect();
-        let scopes: Vec<(u32, u32, u32, u32)> = scopes
-            .iter()
-            .map(|s| {
-                let (resource, service) = resources[s.resource as usize];
-                (resource, service, self.string(&s.name), self.string(&s.version))
-            })
-            .collect();
+        let TraceBatch { text, spans, attrs, scopes, mut resources } = batch;
+        // Taken in at a scope's first span, so that resources and scopes
+        // without spans leave nothing behind (as with `push`).
+        let mut resource_ids: Vec<Option<(u32, u32)>> = vec![None; resources.len()];
+        let mut scope_ids: Vec<Option<(u32, u32, u32, u32)>> = vec![None; scopes.len()];
         let mut attrs = attrs.into_iter();
         for span in spans {
             let at = self.pair_ids.len() as u32;
@@ -384,7 +374,26 @@ impl PackedSpans {
                 self.table_bytes += added;
                 self.pair_ids.push(id);
             }
-            let (resource, service, scope_name, scope_version) = scopes[span.scope as usize];
+            let scope = span.scope as usize;
+            let (resource, service, scope_name, scope_version) = match scope_ids[scope] {
+                Some(ids) => ids,
+                None => {
+                    let r = scopes[scope].resource as usize;
+                    let (resource, service) = match resource_ids[r] {
+                        Some(ids) => ids,
+                        None => {
+                            let FlatResource { attributes, service } = std::mem::take(&mut resources[r]);
+                            let ids = (self.resource(attributes), self.string(&service));
+                            resource_ids[r] = Some(ids);
+                            ids
+                        }
+                    };
+                    let ids =
+                        (resource, service, self.string(&scopes[scope].name), self.string(&scopes[scope].version));
+                    scope_ids[scope] = Some(ids);
+                    ids
+                }
+            };
             let rare = self.rare(span.rare.map(|r| *r));
             let packed = Packed {
                 trace_id: span.trace_id,

@@ -16,13 +16,14 @@
 //! answer `None`, and the request takes the prost path, which accepts, refuses
 //! or partly rejects it as it always did. Sub-messages that are rare or nest
 //! (resources, scopes, statuses, events, links, list and map values) are
-//! decoded with prost on the spot and converted by `convert`'s functions. The
-//! tests check that both paths give the same spans for generated requests and
-//! for every truncation and byte flip of one.
+//! decoded with prost on the spot, wrapped in the messages above them so that
+//! prost's recursion limit counts as it would in the whole request, and
+//! converted by `convert`'s functions. The tests check that both paths give
+//! the same spans for generated requests and for every truncation and byte
+//! flip of some.
 
-use opentelemetry_proto::tonic::common::v1 as pb_common;
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span, Status};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
 use crate::convert;
@@ -36,9 +37,12 @@ const I64: u8 = 1;
 const LEN: u8 = 2;
 const I32: u8 = 5;
 
-/// Deepest list or map nesting in an attribute value the parse takes; deeper
-/// values go the prost way, whose recursion limit counts from the request.
-const MAX_NESTING: usize = 20;
+/// Where the sub-messages decoded with prost sit in a request: the field
+/// numbers leading to them from the request (`ResourceSpans.resource`,
+/// `ScopeSpans.scope`, and a span's own fields).
+const RESOURCE: [u32; 2] = [1, 1];
+const SCOPE: [u32; 3] = [1, 2, 1];
+const SPAN: [u32; 3] = [1, 2, 2];
 
 /// A string of the request: a range of [`TraceBatch`]'s text.
 #[derive(Clone, Copy, Debug)]
@@ -111,6 +115,7 @@ pub(crate) struct FlatScope {
     pub version: String,
 }
 
+#[derive(Default)]
 pub(crate) struct FlatResource {
     pub attributes: Vec<KeyValue>,
     pub service: String,
@@ -182,8 +187,7 @@ impl Parser {
             let (field, wire) = r.key()?;
             match field {
                 1 if attributes.is_none() => {
-                    let decoded = Resource::decode(r.len(wire)?).ok()?;
-                    shallow(&decoded.attributes)?;
+                    let decoded = in_place(&RESOURCE, r.len(wire)?)?.resource_spans.pop()?.resource?;
                     attributes = Some(convert::attributes_owned(decoded.attributes));
                 }
                 2 => self.scope_spans(r.len(wire)?, resource)?,
@@ -211,8 +215,7 @@ impl Parser {
             match field {
                 1 if !seen_scope => {
                     seen_scope = true;
-                    let decoded = pb_common::InstrumentationScope::decode(r.len(wire)?).ok()?;
-                    shallow(&decoded.attributes)?;
+                    let decoded = in_place(&SCOPE, r.len(wire)?)?.resource_spans.pop()?.scope_spans.pop()?.scope?;
                     (self.batch.scopes[scope].name, self.batch.scopes[scope].version) = (decoded.name, decoded.version);
                 }
                 2 => self.span(r.len(wire)?, scope as u32)?,
@@ -228,7 +231,7 @@ impl Parser {
 
     fn span(&mut self, bytes: &[u8], scope: u32) -> Option<()> {
         let (mut trace_id, mut span_id, mut parent): (&[u8], &[u8], &[u8]) = (&[], &[], &[]);
-        let (mut name, mut trace_state) = (Text::EMPTY, "");
+        let (mut name, mut trace_state) = (None, "");
         let (mut kind, mut start, mut end, mut flags) = (0, 0, 0, 0);
         let mut dropped = [0; 3];
         let mut status = None;
@@ -242,7 +245,9 @@ impl Parser {
                 2 => span_id = r.len(wire)?,
                 3 => trace_state = utf8(r.len(wire)?)?,
                 4 => parent = r.len(wire)?,
-                5 => name = self.push_text(r.len(wire)?)?,
+                // A name given twice: the first would escape its UTF-8 check.
+                5 if name.is_none() => name = Some(self.push_text(r.len(wire)?)?),
+                5 => return None,
                 // Enumerations and uint32s keep the low bits, as prost does.
                 6 => kind = r.varint_field(wire)? as i32,
                 7 => start = r.fixed64(wire)?,
@@ -253,18 +258,16 @@ impl Parser {
                 }
                 10 => dropped[0] = r.varint_field(wire)? as u32,
                 11 => {
-                    let event = span::Event::decode(r.len(wire)?).ok()?;
-                    shallow(&event.attributes)?;
+                    let event = span_field(11, r.len(wire)?)?.events.pop()?;
                     events.push(convert::event(event));
                 }
                 12 => dropped[1] = r.varint_field(wire)? as u32,
                 13 => {
-                    let link = span::Link::decode(r.len(wire)?).ok()?;
-                    shallow(&link.attributes)?;
+                    let link = span_field(13, r.len(wire)?)?.links.pop()?;
                     links.push(convert::link(link, String::new).ok()?);
                 }
                 14 => dropped[2] = r.varint_field(wire)? as u32,
-                15 if status.is_none() => status = Some(Status::decode(r.len(wire)?).ok()?),
+                15 if status.is_none() => status = Some(span_field(15, r.len(wire)?)?.status?),
                 15 => return None,
                 16 => flags = r.fixed32(wire)?,
                 _ => r.skip(wire)?,
@@ -290,7 +293,7 @@ impl Parser {
             kind,
             status_code,
             flags,
-            name,
+            name: name.unwrap_or(Text::EMPTY),
             scope,
             attrs_len: (self.batch.attrs.len() - attrs_before) as u32,
             rare: Rare::of(trace_state.to_owned(), status_message, events, links, dropped).map(Box::new),
@@ -305,8 +308,7 @@ impl Parser {
             return Some(attr);
         }
         self.raw.truncate(mark);
-        let kv = pb_common::KeyValue::decode(bytes).ok()?;
-        shallow(std::slice::from_ref(&kv))?;
+        let kv = span_field(9, bytes)?.attributes.pop()?;
         let value = kv.value.map_or(AttrValue::Empty, convert::attr_value_owned);
         Some(FlatAttr::Owned(Box::new(KeyValue { key: kv.key, value })))
     }
@@ -357,7 +359,6 @@ impl Parser {
 /// parse took it. For the tests and the fuzz target.
 pub(crate) fn check_against_prost(bytes: &[u8]) -> bool {
     use crate::packed::{PackedSpans, SpanView};
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
     let Some(batch) = TraceBatch::parse(bytes) else { return false };
     let mut packed = PackedSpans::default();
@@ -375,19 +376,32 @@ fn utf8(bytes: &[u8]) -> Option<&str> {
     std::str::from_utf8(bytes).ok()
 }
 
-/// `Some` when no attribute value nests lists or maps deeper than [`MAX_NESTING`].
-fn shallow(kvs: &[pb_common::KeyValue]) -> Option<()> {
-    fn nesting(v: &pb_common::AnyValue) -> usize {
-        use pb_common::any_value::Value;
-        match &v.value {
-            Some(Value::ArrayValue(a)) => 1 + a.values.iter().map(nesting).max().unwrap_or(0),
-            Some(Value::KvlistValue(kvs)) => {
-                1 + kvs.values.iter().filter_map(|kv| kv.value.as_ref()).map(nesting).max().unwrap_or(0)
-            }
-            _ => 0,
-        }
+/// Decodes `value`, a sub-message found at `path` (field numbers from the
+/// request down), with prost as it would inside the whole request: wrapped
+/// in the messages above it, so that prost's recursion limit (which counts
+/// nested messages and groups from the request) decides as it would there.
+fn in_place(path: &[u32], value: &[u8]) -> Option<ExportTraceServiceRequest> {
+    let mut headers = Vec::with_capacity(path.len());
+    let mut len = value.len();
+    for &field in path.iter().rev() {
+        let mut header = Vec::with_capacity(12);
+        prost::encoding::encode_varint(u64::from(field << 3 | u32::from(LEN)), &mut header);
+        prost::encoding::encode_varint(len as u64, &mut header);
+        len += header.len();
+        headers.push(header);
     }
-    kvs.iter().filter_map(|kv| kv.value.as_ref()).all(|v| nesting(v) <= MAX_NESTING).then_some(())
+    let mut wrapped = Vec::with_capacity(len);
+    for header in headers.iter().rev() {
+        wrapped.extend_from_slice(header);
+    }
+    wrapped.extend_from_slice(value);
+    ExportTraceServiceRequest::decode(wrapped.as_slice()).ok()
+}
+
+/// A span holding only field `field` with the bytes `value`, decoded in place.
+fn span_field(field: u32, value: &[u8]) -> Option<Span> {
+    let path = [SPAN[0], SPAN[1], SPAN[2], field];
+    in_place(&path, value)?.resource_spans.pop()?.scope_spans.pop()?.spans.pop()
 }
 
 /// Reads protobuf fields off the front of a message. Every method answers
@@ -490,7 +504,8 @@ mod tests {
     use opentelemetry_proto::tonic::common::v1::{
         any_value::Value, AnyValue, ArrayValue, InstrumentationScope, KeyValue as PbKeyValue, KeyValueList,
     };
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Status};
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
@@ -655,6 +670,11 @@ mod tests {
         out
     }
 
+    /// `depth` groups (unknown field 20) nested in one another.
+    fn groups(depth: usize) -> Vec<u8> {
+        [field(20, 3, &[]).repeat(depth), field(20, 4, &[]).repeat(depth)].concat()
+    }
+
     /// A request of one resource and one scope around `span`'s bytes.
     fn around(span: &[u8]) -> Vec<u8> {
         field(1, LEN, &field(2, LEN, &field(2, LEN, span)))
@@ -684,7 +704,16 @@ mod tests {
             .concat(),
             around(&[ids(), field(99, LEN, b"x"), field(98, I64, &[0; 8]), field(9, LEN, &plain)].concat()),
             // Scalars given twice: the last one counts.
-            around(&[ids(), field(5, LEN, b"first"), field(5, LEN, b"second"), field(6, VARINT, &varint(2))].concat()),
+            around(
+                &[
+                    ids(),
+                    field(3, LEN, b"a=1"),
+                    field(3, LEN, b"b=2"),
+                    field(6, VARINT, &varint(1)),
+                    field(6, VARINT, &varint(2)),
+                ]
+                .concat(),
+            ),
             // The resource after its scopes.
             [field(
                 1,
@@ -711,6 +740,8 @@ mod tests {
                     .concat(),
             ),
             around(&[ids(), field(9, LEN, &field(2, LEN, &field(7, LEN, b"\x01\x02")))].concat()),
+            // A status holding a few nested groups in an unknown field.
+            around(&[ids(), field(15, LEN, &groups(3))].concat()),
             // A kind past i32: its low bits, as prost keeps them.
             around(&[ids(), field(6, VARINT, &varint(u64::MAX))].concat()),
         ];
@@ -718,6 +749,12 @@ mod tests {
             assert!(agree(bytes), "case {i} was left to prost");
         }
         let left = [
+            // Groups nested past prost's recursion limit once the span's four
+            // enclosing messages count, though not within the status alone.
+            around(&[ids(), field(15, LEN, &groups(97))].concat()),
+            around(&[ids(), field(11, LEN, &groups(97))].concat()),
+            // A name given twice, the first not UTF-8, though all names side by side are.
+            around(&[ids(), field(5, LEN, b"\xc3"), field(5, LEN, b"\xbc"), field(5, LEN, b"x")].concat()),
             // A group, a status given twice, an id of the wrong length, bad UTF-8.
             around(&[ids(), field(20, 3, &[]), field(20, 4, &[])].concat()),
             around(&[ids(), field(15, LEN, &[]), field(15, LEN, &[])].concat()),
@@ -746,5 +783,10 @@ mod tests {
         for (i, bytes) in left.iter().enumerate() {
             assert!(TraceBatch::parse(bytes).is_none(), "case {i} was taken");
         }
+        // The first two: prost takes the groups within the status or event alone,
+        // not within the request.
+        assert!(Status::decode(groups(97).as_slice()).is_ok() && span::Event::decode(groups(97).as_slice()).is_ok());
+        assert!(ExportTraceServiceRequest::decode(left[0].as_slice()).is_err());
+        assert!(ExportTraceServiceRequest::decode(left[1].as_slice()).is_err());
     }
 }
