@@ -23,7 +23,7 @@
 //! flip of some.
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 use prost::Message;
 
 use crate::convert;
@@ -267,7 +267,13 @@ impl Parser {
                     links.push(convert::link(link, String::new).ok()?);
                 }
                 14 => dropped[2] = r.varint_field(wire)? as u32,
-                15 if status.is_none() => status = Some(span_field(15, r.len(wire)?)?.status?),
+                15 if status.is_none() => {
+                    let bytes = r.len(wire)?;
+                    status = Some(match plain_status(bytes) {
+                        Some(status) => status,
+                        None => span_field(15, bytes)?.status?,
+                    });
+                }
                 15 => return None,
                 16 => flags = r.fixed32(wire)?,
                 _ => r.skip(wire)?,
@@ -398,6 +404,22 @@ fn in_place(path: &[u32], value: &[u8]) -> Option<ExportTraceServiceRequest> {
     ExportTraceServiceRequest::decode(wrapped.as_slice()).ok()
 }
 
+/// A `Status` read in place: a message and a code, nothing nested (a
+/// group, which prost's recursion limit counts, makes it `None`).
+fn plain_status(bytes: &[u8]) -> Option<Status> {
+    let mut status = Status::default();
+    let mut r = Reader { buf: bytes };
+    while r.more() {
+        let (field, wire) = r.key()?;
+        match field {
+            2 => utf8(r.len(wire)?)?.clone_into(&mut status.message),
+            3 => status.code = r.varint_field(wire)? as i32,
+            _ => r.skip(wire)?,
+        }
+    }
+    Some(status)
+}
+
 /// A span holding only field `field` with the bytes `value`, decoded in place.
 fn span_field(field: u32, value: &[u8]) -> Option<Span> {
     let path = [SPAN[0], SPAN[1], SPAN[2], field];
@@ -505,7 +527,7 @@ mod tests {
         any_value::Value, AnyValue, ArrayValue, InstrumentationScope, KeyValue as PbKeyValue, KeyValueList,
     };
     use opentelemetry_proto::tonic::resource::v1::Resource;
-    use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Status};
+    use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans};
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
