@@ -226,7 +226,7 @@ struct Packed {
 }
 
 /// What few spans carry, kept out of the fixed-size record.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Rare {
     trace_state: String,
     status_message: String,

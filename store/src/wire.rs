@@ -82,7 +82,7 @@ impl FlatValue {
 }
 
 /// One attribute of a span.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum FlatAttr {
     /// A string key and a scalar value, both in the text (nearly all).
     Plain { key: Text, value: FlatValue },
@@ -91,6 +91,7 @@ pub(crate) enum FlatAttr {
 }
 
 /// One span: its fixed-size fields, and where the rest is.
+#[derive(Clone)]
 pub(crate) struct FlatSpan {
     pub trace_id: TraceId,
     pub span_id: SpanId,
@@ -108,6 +109,7 @@ pub(crate) struct FlatSpan {
     pub rare: Option<Box<Rare>>,
 }
 
+#[derive(Clone)]
 pub(crate) struct FlatScope {
     /// Index into the batch's resources.
     pub resource: u32,
@@ -115,7 +117,7 @@ pub(crate) struct FlatScope {
     pub version: String,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct FlatResource {
     pub attributes: Vec<KeyValue>,
     pub service: String,
@@ -123,7 +125,7 @@ pub(crate) struct FlatResource {
 
 /// The spans of one trace export request, read from its protobuf bytes and
 /// validated, ready to be packed into the memtable (see the module's comment).
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct TraceBatch {
     pub text: String,
     pub spans: Vec<FlatSpan>,

@@ -9,8 +9,6 @@
 //! it as received saves encoding every request a second time; only requests
 //! that arrived as OTLP/JSON (or were built in code) are encoded here.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -124,15 +122,8 @@ pub struct Received {
 
 #[derive(Clone)]
 enum Request {
-    Decoded {
-        batch: Batch,
-        protobuf: Option<Bytes>,
-    },
-    /// Parsed spans, shared so that a `Received` stays cheap to clone.
-    Parsed {
-        spans: Arc<TraceBatch>,
-        protobuf: Bytes,
-    },
+    Decoded { batch: Batch, protobuf: Option<Bytes> },
+    Parsed { spans: TraceBatch, protobuf: Bytes },
 }
 
 /// Parsed spans are a function of their bytes: those are what is compared and shown.
@@ -189,7 +180,7 @@ impl Received {
     /// The bytes are not an `ExportTraceServiceRequest`.
     pub fn from_trace_protobuf(protobuf: Bytes) -> std::result::Result<Self, prost::DecodeError> {
         match TraceBatch::parse(&protobuf) {
-            Some(spans) => Ok(Received { request: Request::Parsed { spans: Arc::new(spans), protobuf } }),
+            Some(spans) => Ok(Received { request: Request::Parsed { spans, protobuf } }),
             None => {
                 let request = ExportTraceServiceRequest::decode(protobuf.clone())?;
                 Ok(Received::with_protobuf(Batch::Traces(request), protobuf))
@@ -252,10 +243,6 @@ impl Received {
         let (batch, protobuf) = match self.request {
             Request::Decoded { batch, protobuf } => (batch, protobuf),
             Request::Parsed { spans, protobuf } => {
-                // A clone of this `Received` still holds them: read the bytes again.
-                let spans = Arc::try_unwrap(spans).unwrap_or_else(|_| {
-                    TraceBatch::parse(&protobuf).expect("the parse reads the same bytes the same way")
-                });
                 let payload = if spans.len() == 0 { Bytes::new() } else { protobuf };
                 let rows = Rows::Parsed(spans);
                 return Ok(Converted { signal: Signal::Traces, payload, rows, rejected: 0, message: None });
