@@ -5,6 +5,8 @@ Usage: bench/idxstat.py SEGMENT-traces.idx
 
 Prints bytes per span of each section, and of the posting lists by kind of
 term: service, (service, operation), and tags by key (span attributes summed).
+A list shared by terms with the same spans counts once, for the first term
+in the table's byte order.
 """
 import collections
 import struct
@@ -22,12 +24,16 @@ sections.append(("start times", times))
 pos += times
 table_at = pos
 postings = collections.Counter()
+seen = set()
 for _ in range(nterms):
     (length,) = struct.unpack_from("<H", b, pos)
     term = b[pos + 2:pos + 2 + length]
     pos += 2 + length
-    _count, _offset, size = struct.unpack_from("<IQI", b, pos)
+    _count, offset, size = struct.unpack_from("<IQI", b, pos)
     pos += 16
+    if offset in seen:  # a copy shared with an earlier term (counted there)
+        continue
+    seen.add(offset)
     kind = term[0]
     if kind == 1:
         what = "service"

@@ -30,7 +30,8 @@
 //! times      per block of BLOCK ranks: varint (previous start - start), after its base
 //! term table per term, sorted by bytes: len u16 | bytes | count u32 | offset u64 | length u32
 //! postings   per term: varint first rank, then per block of BLOCK ranks a bit width
-//!            byte and the gaps (rank - previous rank - 1) packed at that width
+//!            byte and the gaps (rank - previous rank - 1) packed at that width;
+//!            terms whose lists encode to the same bytes share one copy
 //! trailer    crc32 of everything above u32 | "SPIX"
 //! ```
 //! The file is verified whole (CRC) when a segment first uses it; it is
@@ -40,7 +41,9 @@
 //! positioned reads as a search needs them. The trace table also answers
 //! "which rows hold trace T" exactly, without touching the Parquet file.
 
+use std::collections::hash_map::Entry;
 use std::fs::File;
+use std::hash::BuildHasher;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -402,6 +405,9 @@ impl Builder {
         let mut postings = Vec::new();
         let mut table = Vec::new();
         let mut rows = Vec::new();
+        // A list's hash -> where its first copy starts.
+        let mut shared: foldhash::HashMap<u64, u64> = foldhash::HashMap::default();
+        let hasher = foldhash::fast::FixedState::default();
         for (term, slot) in &terms {
             // Taken, so each list is freed as its postings are written.
             let list = std::mem::take(&mut lists[*slot as usize]);
@@ -416,11 +422,22 @@ impl Builder {
                 postings.push(w as u8);
                 pack(block, w, &mut postings);
             }
+            // Terms with the same spans (a service and its `service.name`
+            // tag, `error=true` and `otel.status_code=ERROR`) share one copy.
+            let len = postings.len() - start as usize;
+            let start = match shared.entry(hasher.hash_one(&postings[start as usize..])) {
+                Entry::Occupied(e) if postings[*e.get() as usize..][..len] == postings[start as usize..] => {
+                    postings.truncate(start as usize);
+                    *e.get()
+                }
+                Entry::Occupied(_) => start,
+                Entry::Vacant(e) => *e.insert(start),
+            };
             table.extend_from_slice(&(term.len() as u16).to_le_bytes());
             table.extend_from_slice(term);
             table.extend_from_slice(&(rows.len() as u32).to_le_bytes());
             table.extend_from_slice(&start.to_le_bytes());
-            table.extend_from_slice(&((postings.len() as u64 - start) as u32).to_le_bytes());
+            table.extend_from_slice(&(len as u32).to_le_bytes());
         }
         out.write_all(&table)?;
         out.write_all(&postings)?;
@@ -837,6 +854,43 @@ mod tests {
         write(&plain, &rows).unwrap();
         write(&from_packed, &views).unwrap();
         assert_eq!(std::fs::read(&plain).unwrap(), std::fs::read(&from_packed).unwrap());
+    }
+
+    /// Terms with the same spans point at one copy of their list; terms whose
+    /// lists differ keep their own, even where the bytes of one begin those
+    /// of another (a list's count says where it ends).
+    #[test]
+    fn terms_with_the_same_spans_share_one_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rows = rows();
+        for (i, r) in rows.iter_mut().enumerate() {
+            let kv = |k: &str, v: &str| KeyValue { key: k.into(), value: AttrValue::Str(v.into()) };
+            r.resource_attributes.push(kv("service.name", &r.service_name.clone()));
+            // Consecutive ranks 0..n: the same bytes for every n (first rank, gaps of 0 at width 0).
+            for n in 1..=4 {
+                if rank_of_row(i) < n {
+                    r.attributes.push(kv("newest", &n.to_string()));
+                }
+            }
+        }
+        let idx = index(dir.path(), &rows);
+        for service in ["even", "odd"] {
+            let (a, b) = (Term::Service(service), Term::Tag("service.name", service));
+            assert_eq!(idx.postings(a).unwrap(), idx.postings(b).unwrap());
+            let (pa, pb) = (idx.terms.get(&a.encode()).unwrap(), idx.terms.get(&b.encode()).unwrap());
+            assert_eq!((pa.offset, pa.len), (pb.offset, pb.len), "one copy for {service}");
+        }
+        for n in 1..=4u32 {
+            let want: Vec<u32> = (0..n).collect();
+            assert_eq!(idx.postings(Term::Tag("newest", &n.to_string())).unwrap(), want);
+        }
+    }
+
+    /// The rank of row `i` of [`rows`]: how many spans started after it.
+    fn rank_of_row(i: usize) -> usize {
+        let (t, s) = (i / 3 + 1, i % 3);
+        let start = t * 10_000 + s * 1000;
+        (0..15).filter(|&j| (j / 3 + 1) * 10_000 + (j % 3) * 1000 > start).count()
     }
 
     #[test]

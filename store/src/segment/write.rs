@@ -8,7 +8,7 @@ use std::path::Path;
 
 use arrow::array::RecordBatch;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -61,12 +61,11 @@ fn writer_props(sort_col: usize, bloom: Option<(&str, usize)>, no_dict: &[&str])
     b.build()
 }
 
-/// Span columns zstd does not shrink (random ids, dictionary codes, mostly
-/// empty texts): left uncompressed, so a trace fetch, which decodes a page
+/// Span columns zstd does not shrink (random span ids, dictionary codes,
+/// mostly empty texts): left uncompressed, so a trace fetch, which decodes a page
 /// of every column, does not pay a decompression (and a codec set-up) for
 /// each of them.
-const SPAN_PLAIN_COLUMNS: [&str; 15] = [
-    col::TRACE_ID,
+const SPAN_PLAIN_COLUMNS: [&str; 14] = [
     col::SPAN_ID,
     col::TRACE_STATE,
     col::FLAGS,
@@ -83,17 +82,34 @@ const SPAN_PLAIN_COLUMNS: [&str; 15] = [
     col::DROPPED,
 ];
 
+/// Span times, nearly all distinct, are written without a dictionary: the
+/// writer's try filled a dictionary page (up to 1 MB) before falling back to
+/// plain values, and every read of a row group, a trace fetch's included,
+/// decoded that page first (most of a fetch's time at 10M spans). Their bytes
+/// split into eight streams (all lowest bytes, then all second bytes, ...)
+/// let zstd code each stream by its own statistics: the high bytes of
+/// nanosecond times and durations repeat, the low ones do not. On this
+/// project's trace benchmark: 3.8 instead of 5.5 B/span for start times, 3.3
+/// instead of 5.0 for durations.
+const SPAN_SPLIT_COLUMNS: [&str; 2] = [col::START_TIME, col::DURATION];
+
+/// Span columns without a dictionary: random ids, and trace ids, which
+/// repeat only within a trace (zstd finds the repeats: 1.6 B/span against
+/// 1.9 with a dictionary of every trace id of the row group, which each
+/// read decoded), and the rarely repeated JSON of events and links.
+const SPAN_NO_DICTIONARY: [&str; 5] = [col::TRACE_ID, col::SPAN_ID, col::PARENT_SPAN_ID, col::EVENTS, col::LINKS];
+
 /// Writer settings of a span segment of `rows` rows.
 pub(super) fn span_props(rows: usize) -> WriterProperties {
     let traces_per_group = (rows.min(ROW_GROUP_ROWS) / 2).max(1);
-    let mut b = writer_props(
-        0,
-        Some((col::TRACE_ID, traces_per_group)),
-        &[col::SPAN_ID, col::PARENT_SPAN_ID, col::EVENTS, col::LINKS],
-    )
-    .into_builder();
+    let mut b = writer_props(0, Some((col::TRACE_ID, traces_per_group)), &SPAN_NO_DICTIONARY).into_builder();
     for c in SPAN_PLAIN_COLUMNS {
         b = b.set_column_compression(ColumnPath::from(c), Compression::UNCOMPRESSED);
+    }
+    for c in SPAN_SPLIT_COLUMNS {
+        b = b
+            .set_column_dictionary_enabled(ColumnPath::from(c), false)
+            .set_column_encoding(ColumnPath::from(c), Encoding::BYTE_STREAM_SPLIT);
     }
     for path in SPAN_COLUMNS_WITHOUT_STATISTICS {
         let path = ColumnPath::new(path.split('.').map(str::to_string).collect());
@@ -396,5 +412,47 @@ mod tests {
         for path in [col::TRACE_ID, col::START_TIME, col::SERVICE_NAME, col::NAME] {
             assert!(with_statistics.contains(&path.to_string()), "{path} lost its statistics");
         }
+    }
+
+    #[test]
+    fn span_times_are_split_into_byte_streams_and_ids_have_no_dictionary() {
+        let rows: Vec<SpanRow> = (1..=100u8)
+            .map(|i| SpanRow {
+                trace_id: TraceId([i / 10; 16]),
+                span_id: SpanId([i; 8]),
+                service_name: "svc".into(),
+                name: "op".into(),
+                start_time_unix_nano: 1_700_000_000_000_000_000 + i64::from(i) * 7_777,
+                duration_nano: 1_000 + i64::from(i),
+                ..Default::default()
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let flush = FlushInfo { flushed_seq: 1, signals: vec![Signal::Traces] };
+        let meta = write_spans(dir.path(), 1, &rows, &SegmentSummary::default(), &flush).unwrap();
+        let bytes = bytes::Bytes::from(fs::read(meta.parquet_path(dir.path())).unwrap());
+        let md = parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&bytes).unwrap();
+        let chunk = |name: &str| {
+            md.row_groups()[0].columns().iter().find(|c| c.column_path().string() == name).unwrap().clone()
+        };
+        for name in SPAN_SPLIT_COLUMNS {
+            let c = chunk(name);
+            assert!(
+                c.encodings().any(|e| e == Encoding::BYTE_STREAM_SPLIT),
+                "{name}: {:?}",
+                c.encodings().collect::<Vec<_>>()
+            );
+            assert!(c.dictionary_page_offset().is_none(), "{name} has a dictionary");
+        }
+        for name in SPAN_NO_DICTIONARY {
+            assert!(chunk(name).dictionary_page_offset().is_none(), "{name} has a dictionary");
+        }
+        assert!(chunk(col::SERVICE_NAME).dictionary_page_offset().is_some(), "repeated texts keep theirs");
+        let quarantine = std::sync::Arc::new(crate::quarantine::Quarantine::new(dir.path(), Default::default()));
+        let back = crate::segment::Segment::open(dir.path(), meta, quarantine).unwrap();
+        let ids: Vec<TraceId> = rows.iter().map(|r| r.trace_id).collect();
+        let mut read = back.traces(&ids).unwrap();
+        read.sort_by_key(|r| r.span_id);
+        assert_eq!(read, rows);
     }
 }
