@@ -51,9 +51,9 @@ pub(crate) struct ServeArgs {
     /// Flush the memtable to a segment at this many rows [default: 262144]
     #[arg(long)]
     flush_rows: Option<usize>,
-    /// Merge span segments in the background (after bursts of heavy ingest, not
-    /// during them) into segments of up to this many spans; 0 turns compaction
-    /// off [default: 2000000]
+    /// Merge segments (spans, logs, metric points) in the background (after
+    /// bursts of heavy ingest, not during them) into segments of up to this many
+    /// rows; 0 turns compaction off [default: 2000000]
     #[arg(long)]
     compact_rows: Option<u64>,
     /// Flush the memtable when its oldest row is this many seconds old [default: 60]

@@ -136,25 +136,21 @@ pub(crate) fn recover(data_dir: &Path, seg_dir: &Path, quarantine: &Arc<Quaranti
         }
     }
 
-    // 2. Span segments a merge replaced (see `db::compact`): the merged
-    // segment is listed, or, with no catalog to go by, present whole.
-    let mut replaced: BTreeSet<u64> = catalog
-        .segments
-        .iter()
-        .filter(|m| m.signal == Signal::Traces)
-        .flat_map(|m| m.compacted_from.iter().copied())
-        .collect();
+    // 2. Segments a merge replaced (see `db::compact`): the merged segment
+    // (of the same signal) is listed, or, with no catalog to go by, present
+    // whole.
+    let mut replaced: BTreeSet<(u64, Signal)> =
+        catalog.segments.iter().flat_map(|m| m.compacted_from.iter().map(|&id| (id, m.signal))).collect();
     if loaded.is_none() {
         for ((_, signal), files) in &found {
-            if let (Signal::Traces, Some(parquet)) = (signal, &files.parquet) {
+            if let Some(parquet) = &files.parquet {
                 if let Ok(Some(footer)) = Segment::read_footer(parquet) {
-                    replaced.extend(footer.meta.compacted_from);
+                    replaced.extend(footer.meta.compacted_from.into_iter().map(|id| (id, *signal)));
                 }
             }
         }
     }
-    let listed_spans: BTreeSet<u64> =
-        catalog.segments.iter().filter(|m| m.signal == Signal::Traces).map(|m| m.id).collect();
+    let listed: BTreeSet<(u64, Signal)> = catalog.segments.iter().map(|m| (m.id, m.signal)).collect();
 
     // 3. Everything else, grouped by the flush that wrote it.
     let mut flushes: BTreeMap<u64, Vec<(SegmentFooter, Found)>> = BTreeMap::new();
@@ -162,8 +158,8 @@ pub(crate) fn recover(data_dir: &Path, seg_dir: &Path, quarantine: &Arc<Quaranti
     for ((id, signal), files) in std::mem::take(&mut found) {
         highest_id = highest_id.max(id);
         changed = true;
-        if signal == Signal::Traces && replaced.contains(&id) {
-            tracing::info!(segment = id, "removing a span segment that a finished merge replaced");
+        if replaced.contains(&(id, signal)) {
+            tracing::info!(segment = id, signal = signal.as_str(), "removing a segment that a finished merge replaced");
             remove_all(&all(&files))?;
             continue;
         }
@@ -176,7 +172,7 @@ pub(crate) fn recover(data_dir: &Path, seg_dir: &Path, quarantine: &Arc<Quaranti
             Ok(Some(footer))
                 if loaded.is_some()
                     && !footer.meta.compacted_from.is_empty()
-                    && footer.meta.compacted_from.iter().all(|i| listed_spans.contains(i)) =>
+                    && footer.meta.compacted_from.iter().all(|&i| listed.contains(&(i, signal))) =>
             {
                 tracing::info!(
                     segment = id,

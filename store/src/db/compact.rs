@@ -1,11 +1,14 @@
-//! Compaction: small span segments (one per flush) are merged into larger
-//! ones in the background, so a search visits a few big segments instead of
-//! one per flush.
+//! Compaction: small segments (a flush writes one per signal) are merged
+//! into larger ones in the background, so a search visits a few big
+//! segments instead of one per flush, and a server that runs for weeks
+//! keeps hundreds of files open, not tens of thousands.
 //!
-//! Policy (one tier, size-bounded): span segments below half of
-//! `StoreConfig::compact_rows`, leaving out the newest `read::RECENT_SEGMENTS`
-//! (flushes look up their parents and orphans there), are merged oldest
-//! first, at least [`MIN_INPUTS`] at a time, up to `compact_rows` rows.
+//! Policy (one tier, size-bounded, per signal): segments below half of
+//! `StoreConfig::compact_rows` are merged oldest first, at least
+//! [`MIN_INPUTS`] of one signal at a time, up to `compact_rows` rows; span
+//! segments first, then log records, then metric points. The newest
+//! `read::RECENT_SEGMENTS` span segments are left out (flushes look up
+//! their parents and orphans there).
 //!
 //! Merges wait while ingest is heavy: while the flusher has been busy for
 //! more than half of the last [`BUSY_WINDOW`], no merge starts unless
@@ -53,7 +56,7 @@ const CHECK_INTERVAL: Duration = Duration::from_secs(2);
 const PAUSE: Duration = Duration::from_millis(50);
 
 impl Store {
-    /// Merges small span segments until none are left to merge; returns how
+    /// Merges small segments until none are left to merge; returns how
     /// many merges ran. The background compactor does the same on its own.
     ///
     /// # Errors
@@ -73,7 +76,7 @@ impl Store {
 const BUSY_SHARE: f64 = 0.5;
 /// How far back the flusher's busy time is looked at.
 const BUSY_WINDOW: Duration = Duration::from_secs(10);
-/// Small span segments past which merges run however heavy ingest is
+/// Small segments past which merges run however heavy ingest is
 /// (each open segment holds memory, and each is one more for a search).
 const DEFERRED_MAX: usize = 32;
 
@@ -107,15 +110,15 @@ fn merges_wait(busy_share: f64, small_segments: usize) -> bool {
     busy_share > BUSY_SHARE && small_segments < DEFERRED_MAX
 }
 
-/// Span segments small enough to be merged (see [`plan`]).
+/// Segments small enough to be merged (see [`plan`]).
 fn small_segments(inner: &Inner) -> usize {
     let compact_rows = inner.config.compact_rows;
     inner.catalog.lock().unwrap().segments.iter().filter(|m| is_small(m, compact_rows)).count()
 }
 
-/// A span segment [`plan`] may take as a merge input.
+/// A segment [`plan`] may take as a merge input.
 fn is_small(m: &SegmentMeta, compact_rows: u64) -> bool {
-    m.signal == Signal::Traces && m.rows < compact_rows / 2
+    m.rows < compact_rows / 2
 }
 
 /// The compactor thread: looks for work every [`CHECK_INTERVAL`] until `stop`
@@ -171,27 +174,28 @@ fn lowest_cpu_priority() -> std::io::Result<()> {
     Ok(())
 }
 
-/// The segments (ids) the next merge takes, oldest first; empty when there
-/// is nothing worth merging. `segments` is the catalog, oldest first.
-pub(crate) fn plan(segments: &[SegmentMeta], compact_rows: u64) -> Vec<u64> {
+/// The signal and segments (ids) the next merge takes, oldest first; `None`
+/// when there is nothing worth merging. `segments` is the catalog, oldest
+/// first.
+pub(crate) fn plan(segments: &[SegmentMeta], compact_rows: u64) -> Option<(Signal, Vec<u64>)> {
     if compact_rows == 0 {
-        return Vec::new();
+        return None;
     }
-    let spans: Vec<&SegmentMeta> = segments.iter().filter(|m| m.signal == Signal::Traces).collect();
-    let older = &spans[..spans.len().saturating_sub(RECENT_SEGMENTS)];
-    let mut chosen = Vec::new();
-    let mut rows = 0u64;
-    for m in older.iter().filter(|m| is_small(m, compact_rows)) {
-        if rows + m.rows > compact_rows {
-            break;
+    [Signal::Traces, Signal::Logs, Signal::Metrics].into_iter().find_map(|signal| {
+        let of_signal: Vec<&SegmentMeta> = segments.iter().filter(|m| m.signal == signal).collect();
+        let recent = if signal == Signal::Traces { RECENT_SEGMENTS } else { 0 };
+        let older = &of_signal[..of_signal.len().saturating_sub(recent)];
+        let mut chosen = Vec::new();
+        let mut rows = 0u64;
+        for m in older.iter().filter(|m| is_small(m, compact_rows)) {
+            if rows + m.rows > compact_rows {
+                break;
+            }
+            rows += m.rows;
+            chosen.push(m.id);
         }
-        rows += m.rows;
-        chosen.push(m.id);
-    }
-    if chosen.len() < MIN_INPUTS {
-        chosen.clear();
-    }
-    chosen
+        (chosen.len() >= MIN_INPUTS).then_some((signal, chosen))
+    })
 }
 
 /// Runs one merge if there is one to run; `Ok(false)` when there is not.
@@ -206,16 +210,15 @@ fn compact_once_with(inner: &Inner, compact_rows: u64) -> Result<bool> {
 
 /// Runs the next merge [`plan`] finds with `compact_rows`; `Ok(false)` when none.
 fn merge_planned(inner: &Inner, compact_rows: u64, cancel: &AtomicBool) -> Result<bool> {
-    let (inputs, id) = {
+    let (signal, inputs, id) = {
         let mut catalog = inner.catalog.lock().unwrap();
-        let ids = plan(&catalog.segments, compact_rows);
-        if ids.is_empty() {
+        let Some((signal, ids)) = plan(&catalog.segments, compact_rows) else {
             return Ok(false);
-        }
+        };
         let sources = inner.sources.read().unwrap();
         let inputs: Vec<Arc<Segment>> = ids
             .iter()
-            .filter_map(|id| sources.segments().iter().find(|s| s.meta.signal == Signal::Traces && s.meta.id == *id))
+            .filter_map(|id| sources.segments().iter().find(|s| s.meta.signal == signal && s.meta.id == *id))
             .cloned()
             .collect();
         if inputs.len() != ids.len() {
@@ -225,7 +228,7 @@ fn merge_planned(inner: &Inner, compact_rows: u64, cancel: &AtomicBool) -> Resul
         // flush's) records it.
         let id = catalog.next_segment_id;
         catalog.next_segment_id += 1;
-        (inputs, id)
+        (signal, inputs, id)
     };
     let started = Instant::now();
     // Flushes come first: while unflushed data is past half of what ingest
@@ -241,7 +244,7 @@ fn merge_planned(inner: &Inner, compact_rows: u64, cancel: &AtomicBool) -> Resul
             std::thread::sleep(PAUSE);
         }
     };
-    let merged = segment::merge_spans(&inner.seg_dir, id, &inputs, &pace).and_then(|meta| {
+    let merged = segment::merge(&inner.seg_dir, id, signal, &inputs, &pace).and_then(|meta| {
         wal::sync_dir(&inner.seg_dir)?;
         let opened = Segment::open(&inner.seg_dir, meta.clone(), inner.quarantine.clone())?;
         Ok((meta, Arc::new(opened)))
@@ -262,7 +265,7 @@ fn merge_planned(inner: &Inner, compact_rows: u64, cancel: &AtomicBool) -> Resul
     };
 
     let mut catalog = inner.catalog.lock().unwrap();
-    let is_input = |m: &SegmentMeta| m.signal == Signal::Traces && meta.compacted_from.contains(&m.id);
+    let is_input = |m: &SegmentMeta| m.signal == signal && meta.compacted_from.contains(&m.id);
     if catalog.segments.iter().filter(|m| is_input(m)).count() != inputs.len() {
         // Retention or quarantine took an input meanwhile: this merge would bring it back.
         drop(catalog);
@@ -290,11 +293,12 @@ fn merge_planned(inner: &Inner, compact_rows: u64, cancel: &AtomicBool) -> Resul
     inner.counters.compactions.fetch_add(1, Ordering::Relaxed);
     tracing::info!(
         segment = id,
+        signal = signal.as_str(),
         inputs = inputs.len(),
         rows = meta.rows,
         bytes = meta.bytes,
         elapsed_ms = started.elapsed().as_millis() as u64,
-        "merged span segments"
+        "merged segments"
     );
     Ok(true)
 }
@@ -307,6 +311,7 @@ fn flush_is_behind(inner: &Inner) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
     use std::fs;
 
     use super::super::testing::span_of;
@@ -369,14 +374,31 @@ mod tests {
 
     #[test]
     fn the_plan_merges_old_small_segments_and_leaves_the_newest_alone() {
+        let spans = |ids: &[u64]| Some((Signal::Traces, ids.to_vec()));
         let small: Vec<SegmentMeta> = (1..=8).map(|id| meta(id, 100)).collect();
-        assert_eq!(plan(&small, 1_000), [1, 2, 3, 4]);
-        assert_eq!(plan(&small[..7], 1_000), Vec::<u64>::new(), "only three outside the newest four");
-        assert_eq!(plan(&small, 0), Vec::<u64>::new(), "0 turns compaction off");
-        assert_eq!(plan(&small, 350), Vec::<u64>::new(), "no four fit");
+        assert_eq!(plan(&small, 1_000), spans(&[1, 2, 3, 4]));
+        assert_eq!(plan(&small[..7], 1_000), None, "only three outside the newest four");
+        assert_eq!(plan(&small, 0), None, "0 turns compaction off");
+        assert_eq!(plan(&small, 350), None, "no four fit");
         let mut mixed = vec![meta(1, 900)];
         mixed.extend((2..=10).map(|id| meta(id, 100)));
-        assert_eq!(plan(&mixed, 1_000), [2, 3, 4, 5, 6], "big segments stay; the rest up to the bound");
+        assert_eq!(plan(&mixed, 1_000), spans(&[2, 3, 4, 5, 6]), "big segments stay; the rest up to the bound");
+    }
+
+    /// Log and metric segments merge too, a signal at a time, and all of
+    /// them: no parents are looked up among them.
+    #[test]
+    fn the_plan_takes_one_signal_at_a_time_spans_first() {
+        let of = |signal, id| SegmentMeta { signal, ..meta(id, 100) };
+        let mut catalog: Vec<SegmentMeta> = Vec::new();
+        for id in 1..=4 {
+            catalog.extend([of(Signal::Traces, id), of(Signal::Logs, id), of(Signal::Metrics, id)]);
+        }
+        assert_eq!(plan(&catalog, 1_000), Some((Signal::Logs, vec![1, 2, 3, 4])), "the four span segments are recent");
+        catalog.retain(|m| m.signal != Signal::Logs);
+        assert_eq!(plan(&catalog, 1_000), Some((Signal::Metrics, vec![1, 2, 3, 4])));
+        catalog.extend((5..=8).map(|id| of(Signal::Traces, id)));
+        assert_eq!(plan(&catalog, 1_000), Some((Signal::Traces, vec![1, 2, 3, 4])));
     }
 
     /// A store whose compactor never runs: the tests merge by hand.
@@ -451,6 +473,92 @@ mod tests {
         store.close().unwrap();
     }
 
+    /// Log and metric segments merge as span segments do: one segment per
+    /// signal afterwards, and the same records, searches, points and
+    /// streams, after a restart too.
+    #[test]
+    fn log_and_metric_segments_merge_and_answer_the_same() {
+        use super::super::testing::{gauge_of, log_of};
+        use crate::logsearch::LogQuery;
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_quiet(dir.path());
+        for f in 0..6u64 {
+            for i in 0..5u64 {
+                let (service, t) = (if i % 2 == 0 { "a" } else { "b" }, T0 + f * 1_000_000 + i);
+                store.append_blocking(log_of(service, &format!("word{i} flush{f}"), t)).unwrap();
+                store.append_blocking(gauge_of(service, &format!("m{}", i % 3), (f * 10 + i) as f64, t)).unwrap();
+            }
+            store.flush().unwrap();
+        }
+        let answers = |store: &Store| {
+            let mut logs: Vec<(i64, String)> =
+                store.all_logs().unwrap().into_iter().map(|r| (r.time_unix_nano, format!("{:?}", r.body))).collect();
+            logs.sort();
+            let search = |text: &str, service: Option<&str>| -> Vec<i64> {
+                let q = LogQuery {
+                    text: Some(text.into()),
+                    service: service.map(Into::into),
+                    limit: 4,
+                    ..Default::default()
+                };
+                store.search_logs(&q).unwrap().iter().map(|r| r.time_unix_nano).collect()
+            };
+            let found = (search("word2", None), search("flush3", Some("b")), search("word1 OR word4", None));
+            let names: HashSet<String> = ["m0", "m1", "m2"].into_iter().map(String::from).collect();
+            let mut points = Vec::new();
+            store
+                .visit_metric_points(&names, None, None, &mut |p| {
+                    points.push((p.metric_name.to_string(), p.time_unix_nano, format!("{:?}", p.value)))
+                })
+                .unwrap();
+            points.sort();
+            (logs, found, points, store.metric_descriptors(None, None))
+        };
+        let of = |store: &Store, signal| store.segments().iter().filter(|m| m.signal == signal).count();
+        let before = answers(&store);
+        assert_eq!((before.0.len(), before.2.len()), (30, 30));
+        assert_eq!(before.1 .0.len(), 4, "the newest four of six");
+        assert_eq!((of(&store, Signal::Logs), of(&store, Signal::Metrics)), (6, 6));
+        assert_eq!(compact_with(&store, 1_000), 2, "one merge per signal");
+        assert_eq!((of(&store, Signal::Logs), of(&store, Signal::Metrics), of(&store, Signal::Traces)), (1, 1, 0));
+        assert_eq!(answers(&store), before);
+        store.close().unwrap();
+        let store = open_quiet(dir.path());
+        assert_eq!((of(&store, Signal::Logs), of(&store, Signal::Metrics)), (1, 1));
+        assert_eq!(answers(&store), before);
+        store.close().unwrap();
+        let left: Vec<String> = segment_files(dir.path());
+        assert_eq!(left.len(), 3, "one Parquet file per signal and the log index: {left:?}");
+    }
+
+    /// A crash after a merge of log segments swapped the catalog but before
+    /// the inputs' files were deleted: start-up deletes them (they are of the
+    /// merged segment's signal), and no record is served twice.
+    #[test]
+    fn a_log_merge_cut_short_after_the_swap_is_finished_at_start() {
+        use super::super::testing::log_of;
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_quiet(dir.path());
+        for f in 0..4u64 {
+            store.append_blocking(log_of("a", &format!("flush{f}"), T0 + f)).unwrap();
+            store.flush().unwrap();
+        }
+        let saved = tempfile::tempdir().unwrap();
+        let seg_dir = dir.path().join("segments");
+        let copy = |from: &std::path::Path, to: &std::path::Path, name: &str| {
+            fs::copy(from.join(name), to.join(name)).unwrap();
+        };
+        copy(&seg_dir, saved.path(), "0000000000000002-logs.parquet");
+        assert_eq!(compact_with(&store, 1_000), 1);
+        store.close().unwrap();
+        copy(saved.path(), &seg_dir, "0000000000000002-logs.parquet");
+        let store = open_quiet(dir.path());
+        assert_eq!(store.all_logs().unwrap().len(), 4);
+        assert!(!segment_files(dir.path()).iter().any(|f| f.starts_with("0000000000000002-")));
+        assert_eq!(store.counters().quarantined_segments.load(Ordering::Relaxed), 0);
+        store.close().unwrap();
+    }
+
     /// A crash after the merged segment was written but before the catalog
     /// named it: start-up deletes it; the inputs serve as before.
     #[test]
@@ -459,7 +567,7 @@ mod tests {
         let store = ten_flushes(dir.path());
         let before = snapshot(&store);
         let inputs: Vec<Arc<Segment>> = store.inner.sources.read().unwrap().segments()[..6].to_vec();
-        let meta = segment::merge_spans(&store.inner.seg_dir, 99, &inputs, &|| Ok(())).unwrap();
+        let meta = segment::merge(&store.inner.seg_dir, 99, Signal::Traces, &inputs, &|| Ok(())).unwrap();
         assert!(meta.parquet_path(&store.inner.seg_dir).exists());
         drop(inputs);
         store.close().unwrap();

@@ -71,7 +71,7 @@ pub struct StoreConfig {
     /// When the data directory grows past this many bytes, the oldest segments
     /// are deleted (see `retention`); `None` keeps everything.
     pub max_disk_bytes: Option<u64>,
-    /// Span segments are merged into segments of up to this many rows in
+    /// Segments (of each signal) are merged into segments of up to this many rows in
     /// the background (see `compact`); 0 turns compaction off.
     pub compact_rows: u64,
     /// Segments whose newest data is older than this are deleted whole;

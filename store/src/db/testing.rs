@@ -3,9 +3,12 @@
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point, Gauge, Metric, NumberDataPoint};
+use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, ScopeMetrics};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
@@ -76,6 +79,29 @@ pub(super) fn log_of(service: &str, body: &str, time_ns: u64) -> Batch {
                 log_records: vec![LogRecord {
                     time_unix_nano: time_ns,
                     body: Some(AnyValue { value: Some(any_value::Value::StringValue(body.into())) }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    })
+}
+
+/// One gauge point of metric `name` from `service` at `time_ns`.
+pub(super) fn gauge_of(service: &str, name: &str, value: f64, time_ns: u64) -> Batch {
+    let point = NumberDataPoint {
+        time_unix_nano: time_ns,
+        value: Some(number_data_point::Value::AsDouble(value)),
+        ..Default::default()
+    };
+    Batch::Metrics(ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: resource(service),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: name.into(),
+                    data: Some(metric::Data::Gauge(Gauge { data_points: vec![point] })),
                     ..Default::default()
                 }],
                 ..Default::default()

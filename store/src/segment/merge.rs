@@ -1,49 +1,182 @@
-//! Merging span segments into one (compaction): a k-way merge of their rows
-//! in the segments' own order (trace id, start), streamed a batch at a time,
-//! so memory holds one decoded batch per input plus one output row group,
-//! whatever the segments' sizes. The merged segment gets its span index
-//! built from the same stream and the inputs' footer summaries combined.
+//! Merging segments of one signal into one (compaction): a k-way merge of
+//! their rows in the segments' own order (spans by trace id and start, log
+//! records by service and time, metric points by metric, service and time),
+//! streamed a batch at a time, so memory holds one decoded batch per input
+//! plus one output row group, whatever the segments' sizes. A merged span
+//! segment gets its span index built from the same stream and the inputs'
+//! footer summaries combined; a merged log segment its text index.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::write::{span_props, ParquetSink, BATCH_ROWS, ROW_GROUP_ROWS};
+use arrow::array::RecordBatch;
+
+use super::write::{log_props, metric_props, span_props, ParquetSink, PendingIndex, BATCH_ROWS, ROW_GROUP_ROWS};
 use super::{FlushInfo, RowStream, Segment, SegmentFooter, SegmentMeta};
 use crate::error::{Result, StoreError};
-use crate::ids::TraceId;
-use crate::model::{Signal, SpanRow};
+use crate::logsearch;
+use crate::model::{LogRow, MetricDescriptor, MetricPointRow, Signal, SpanRow};
 use crate::packed::{PackedRef, PackedSpans};
 use crate::schema;
 use crate::spanindex;
 use crate::spanstats::{self, OpKey, OpStats, SegmentSummary, SUMMARY_KEY};
+use crate::textindex::IndexKind;
 
 /// Rows an input decodes at a time.
 const INPUT_BATCH_ROWS: usize = 1024;
 
 /// One input's rows in file order, decoded a batch at a time.
-struct Cursor<'a> {
+struct Cursor<'a, R> {
     seg: &'a Segment,
     stream: Option<RowStream>,
-    rows: VecDeque<SpanRow>,
+    rows: VecDeque<R>,
+    decode: fn(&RecordBatch) -> Result<Vec<R>>,
 }
 
-impl Cursor<'_> {
+impl<R> Cursor<'_, R> {
     /// The next row, decoding the next batch when the current one is used up.
-    fn pop(&mut self) -> Result<Option<SpanRow>> {
+    fn pop(&mut self) -> Result<Option<R>> {
         while self.rows.is_empty() {
             let stream = match &mut self.stream {
                 Some(stream) => stream,
                 None => self.stream.insert(self.seg.stream(INPUT_BATCH_ROWS)?),
             };
             match stream.next_batch()? {
-                Some(batch) => self.rows.extend(schema::batch_to_spans(&batch)?),
+                Some(batch) => self.rows.extend((self.decode)(&batch)?),
                 None => return Ok(None),
             }
         }
         Ok(self.rows.pop_front())
     }
+}
+
+/// Hands `emit` the rows of `inputs`, each already in `key` order, in `key`
+/// order; the input's position breaks ties, so equal rows keep the order of
+/// the segments (oldest flush first).
+fn merge_rows<R, K: Ord>(
+    inputs: &[Arc<Segment>],
+    decode: fn(&RecordBatch) -> Result<Vec<R>>,
+    key: impl Fn(&R) -> K,
+    mut emit: impl FnMut(R) -> Result<()>,
+) -> Result<()> {
+    let mut cursors: Vec<Cursor<'_, R>> =
+        inputs.iter().map(|seg| Cursor { seg, stream: None, rows: VecDeque::new(), decode }).collect();
+    let mut heads: BinaryHeap<Reverse<(K, usize)>> = BinaryHeap::new();
+    let mut head_rows: Vec<Option<R>> = Vec::with_capacity(cursors.len());
+    for (i, c) in cursors.iter_mut().enumerate() {
+        let row = c.pop()?;
+        if let Some(r) = &row {
+            heads.push(Reverse((key(r), i)));
+        }
+        head_rows.push(row);
+    }
+    while let Some(Reverse((_, i))) = heads.pop() {
+        let row = head_rows[i].take().expect("a head row for every queued input");
+        let next = cursors[i].pop()?;
+        if let Some(r) = &next {
+            heads.push(Reverse((key(r), i)));
+        }
+        head_rows[i] = next;
+        emit(row)?;
+    }
+    Ok(())
+}
+
+/// The catalog entry of the merge of `inputs` (all of `signal`) as segment
+/// `id`, and the footer describing it.
+fn merged_meta(id: u64, signal: Signal, inputs: &[Arc<Segment>]) -> Result<(SegmentMeta, SegmentFooter)> {
+    if inputs.iter().any(|s| s.meta.signal != signal) {
+        return Err(StoreError::Corrupt(format!("a merge of {} segments was given another kind", signal.as_str())));
+    }
+    let rows: u64 = inputs.iter().map(|s| s.meta.rows).sum();
+    let mut meta = SegmentMeta::describe(
+        id,
+        signal,
+        rows as usize,
+        inputs.iter().flat_map(|s| [s.meta.min_time, s.meta.max_time]),
+        inputs.iter().flat_map(|s| s.meta.services.iter().map(String::as_str)),
+        signal != Signal::Metrics,
+    );
+    let operations: BTreeSet<(String, String, i32)> =
+        inputs.iter().flat_map(|s| s.meta.operations.iter().cloned()).collect();
+    meta.operations = operations.into_iter().collect();
+    let metrics: BTreeSet<MetricDescriptor> = inputs.iter().flat_map(|s| s.meta.metrics.iter().cloned()).collect();
+    meta.metrics = metrics.into_iter().collect();
+    meta.compacted_from = inputs.iter().map(|s| s.meta.id).collect();
+    let footer = SegmentFooter {
+        meta: meta.clone(),
+        flush: FlushInfo {
+            flushed_seq: inputs.iter().map(|s| s.flushed_seq()).max().unwrap_or(0),
+            signals: vec![signal],
+        },
+    };
+    Ok((meta, footer))
+}
+
+/// Rows written to a merged segment, a batch at a time, pausing (`pace`)
+/// between row groups.
+struct Output<'a, R> {
+    sink: ParquetSink,
+    batch: Vec<R>,
+    written: u64,
+    encode: fn(&[&R]) -> Result<RecordBatch>,
+    pace: &'a dyn Fn() -> Result<()>,
+}
+
+impl<R> Output<'_, R> {
+    fn push(&mut self, row: R) -> Result<()> {
+        self.batch.push(row);
+        if self.batch.len() == BATCH_ROWS {
+            self.write_batch()?;
+            if self.written.is_multiple_of(ROW_GROUP_ROWS as u64) {
+                (self.pace)()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_batch(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<&R> = self.batch.iter().collect();
+        self.sink.write(&(self.encode)(&rows)?)?;
+        self.written += rows.len() as u64;
+        self.batch.clear();
+        Ok(())
+    }
+
+    /// Writes what is left and closes the file; checks that every input row
+    /// went out. Returns the file's size.
+    fn finish(mut self, footer_kvs: Vec<(&str, String)>, footer: &SegmentFooter) -> Result<u64> {
+        self.write_batch()?;
+        if self.written != footer.meta.rows {
+            return Err(StoreError::Corrupt(format!(
+                "merged {} rows, the inputs hold {}",
+                self.written, footer.meta.rows
+            )));
+        }
+        self.sink.finish(footer_kvs, footer)
+    }
+}
+
+/// Merges `inputs`, segments of `signal`, into segment `id` (see
+/// [`merge_spans`], [`merge_logs`], [`merge_metrics`]).
+pub(crate) fn merge(
+    dir: &Path,
+    id: u64,
+    signal: Signal,
+    inputs: &[Arc<Segment>],
+    pace: &dyn Fn() -> Result<()>,
+) -> Result<SegmentMeta> {
+    let merge = match signal {
+        Signal::Traces => merge_spans,
+        Signal::Logs => merge_logs,
+        Signal::Metrics => merge_metrics,
+    };
+    merge(dir, id, inputs, pace)
 }
 
 /// Writes the rows of `inputs` (span segments) as segment `id` in `dir`:
@@ -61,74 +194,89 @@ pub(crate) fn merge_spans(
     inputs: &[Arc<Segment>],
     pace: &dyn Fn() -> Result<()>,
 ) -> Result<SegmentMeta> {
-    if inputs.iter().any(|s| s.meta.signal != Signal::Traces) {
-        return Err(StoreError::Corrupt("only span segments are merged".into()));
-    }
-    let rows: u64 = inputs.iter().map(|s| s.meta.rows).sum();
-    let mut meta = SegmentMeta::describe(
-        id,
-        Signal::Traces,
-        rows as usize,
-        inputs.iter().flat_map(|s| [s.meta.min_time, s.meta.max_time]),
-        inputs.iter().flat_map(|s| s.meta.services.iter().map(String::as_str)),
-        true,
-    );
-    let operations: BTreeSet<(String, String, i32)> =
-        inputs.iter().flat_map(|s| s.meta.operations.iter().cloned()).collect();
-    meta.operations = operations.into_iter().collect();
-    meta.compacted_from = inputs.iter().map(|s| s.meta.id).collect();
-    let footer = SegmentFooter {
-        meta: meta.clone(),
-        flush: FlushInfo {
-            flushed_seq: inputs.iter().map(|s| s.flushed_seq()).max().unwrap_or(0),
-            signals: vec![Signal::Traces],
-        },
-    };
+    let (mut meta, footer) = merged_meta(id, Signal::Traces, inputs)?;
     let summary = merge_summaries(inputs.iter().filter_map(|s| s.summary.as_ref()));
-
-    let mut sink = ParquetSink::create(&meta.parquet_path(dir), schema::span_schema(), span_props(rows as usize))?;
+    let props = span_props(meta.rows as usize);
+    let mut sink = ParquetSink::create(&meta.parquet_path(dir), schema::span_schema(), props)?;
     let mut index = spanindex::Builder::default();
     pace()?;
-    let mut cursors: Vec<Cursor<'_>> =
-        inputs.iter().map(|seg| Cursor { seg, stream: None, rows: VecDeque::new() }).collect();
-    // Heads of the inputs, smallest (trace id, start) first; the input's
-    // position breaks ties so equal rows keep a stable order.
-    let mut heads: BinaryHeap<Reverse<(TraceId, i64, usize)>> = BinaryHeap::new();
-    let mut head_rows: Vec<Option<SpanRow>> = Vec::with_capacity(cursors.len());
-    for (i, c) in cursors.iter_mut().enumerate() {
-        let row = c.pop()?;
-        if let Some(r) = &row {
-            heads.push(Reverse((r.trace_id, r.start_time_unix_nano, i)));
-        }
-        head_rows.push(row);
-    }
     // The next output batch, packed.
     let mut out = PackedSpans::default();
     let mut written = 0u64;
-    while let Some(Reverse((_, _, i))) = heads.pop() {
-        let row = head_rows[i].take().expect("a head row for every queued input");
-        let next = cursors[i].pop()?;
-        if let Some(r) = &next {
-            heads.push(Reverse((r.trace_id, r.start_time_unix_nano, i)));
-        }
-        head_rows[i] = next;
-        index.add(&row)?;
-        out.push(row);
-        if out.len() == BATCH_ROWS {
-            written += flush_rows(&mut sink, &mut out)?;
-            if written.is_multiple_of(ROW_GROUP_ROWS as u64) {
-                pace()?;
+    merge_rows(
+        inputs,
+        schema::batch_to_spans,
+        |r: &SpanRow| (r.trace_id, r.start_time_unix_nano),
+        |row| {
+            index.add(&row)?;
+            out.push(row);
+            if out.len() == BATCH_ROWS {
+                written += flush_rows(&mut sink, &mut out)?;
+                if written.is_multiple_of(ROW_GROUP_ROWS as u64) {
+                    pace()?;
+                }
             }
-        }
-    }
+            Ok(())
+        },
+    )?;
     written += flush_rows(&mut sink, &mut out)?;
-    if written != rows {
-        return Err(StoreError::Corrupt(format!("merged {written} rows, the inputs hold {rows}")));
+    if written != meta.rows {
+        return Err(StoreError::Corrupt(format!("merged {written} rows, the inputs hold {}", meta.rows)));
     }
     let summary_json = serde_json::to_string(&summary).expect("summary serializes");
     let parquet_bytes = sink.finish(vec![(SUMMARY_KEY, summary_json)], &footer)?;
     let index_bytes = index.write(&meta.index_path(dir))?;
     meta.bytes = parquet_bytes + index_bytes;
+    Ok(meta)
+}
+
+/// Writes the rows of `inputs` (log segments) as segment `id` in `dir`, with
+/// its text index; otherwise as [`merge_spans`]. The Parquet file is renamed
+/// into place before the index, as a flush does: a merge cut short between
+/// the two leaves a file that start-up removes (its inputs are listed).
+pub(crate) fn merge_logs(
+    dir: &Path,
+    id: u64,
+    inputs: &[Arc<Segment>],
+    pace: &dyn Fn() -> Result<()>,
+) -> Result<SegmentMeta> {
+    let (mut meta, footer) = merged_meta(id, Signal::Logs, inputs)?;
+    let sink = ParquetSink::create(&meta.parquet_path(dir), schema::log_schema(), log_props())?;
+    let mut out =
+        Output { sink, batch: Vec::with_capacity(BATCH_ROWS), written: 0, encode: schema::logs_to_batch, pace };
+    let mut index = PendingIndex::create(&meta.index_path(dir), IndexKind::Logs)?;
+    pace()?;
+    merge_rows(
+        inputs,
+        schema::batch_to_logs,
+        |r: &LogRow| (r.service_name.clone(), r.time_unix_nano),
+        |row| {
+            let at = out.written + out.batch.len() as u64;
+            index.writer.add(at, |doc| logsearch::fill_doc(doc, &row))?;
+            out.push(row)
+        },
+    )?;
+    let parquet_bytes = out.finish(Vec::new(), &footer)?;
+    meta.bytes = parquet_bytes + index.finish()?;
+    Ok(meta)
+}
+
+/// Writes the rows of `inputs` (metric-point segments) as segment `id` in
+/// `dir`; otherwise as [`merge_spans`].
+pub(crate) fn merge_metrics(
+    dir: &Path,
+    id: u64,
+    inputs: &[Arc<Segment>],
+    pace: &dyn Fn() -> Result<()>,
+) -> Result<SegmentMeta> {
+    let (mut meta, footer) = merged_meta(id, Signal::Metrics, inputs)?;
+    let sink = ParquetSink::create(&meta.parquet_path(dir), schema::metric_schema(), metric_props())?;
+    let mut out =
+        Output { sink, batch: Vec::with_capacity(BATCH_ROWS), written: 0, encode: schema::metrics_to_batch, pace };
+    pace()?;
+    let key = |r: &MetricPointRow| (r.metric_name.clone(), r.service_name.clone(), r.time_unix_nano);
+    merge_rows(inputs, schema::batch_to_metrics, key, |row| out.push(row))?;
+    meta.bytes = out.finish(Vec::new(), &footer)?;
     Ok(meta)
 }
 

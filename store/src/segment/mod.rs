@@ -41,7 +41,7 @@ mod merge;
 mod scan;
 mod write;
 
-pub(crate) use merge::merge_spans;
+pub(crate) use merge::merge;
 pub(crate) use write::{write_logs, write_metrics, write_spans};
 
 use std::fs::{self, File};

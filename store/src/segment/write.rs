@@ -230,16 +230,36 @@ pub(super) fn write_index(
     kind: IndexKind,
     fill: impl FnOnce(&mut TextIndexWriter) -> Result<()>,
 ) -> Result<u64> {
-    let tmp = path.with_extension("tantivy.tmp");
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp)?;
+    let mut pending = PendingIndex::create(path, kind)?;
+    fill(&mut pending.writer)?;
+    pending.finish()
+}
+
+/// A text index being built in a temporary directory, renamed into place
+/// by [`PendingIndex::finish`].
+pub(super) struct PendingIndex {
+    path: std::path::PathBuf,
+    tmp: std::path::PathBuf,
+    pub(super) writer: TextIndexWriter,
+}
+
+impl PendingIndex {
+    pub(super) fn create(path: &Path, kind: IndexKind) -> Result<Self> {
+        let tmp = path.with_extension("tantivy.tmp");
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp)?;
+        }
+        let writer = TextIndexWriter::create(&tmp, kind)?;
+        Ok(Self { path: path.to_path_buf(), tmp, writer })
     }
-    let mut w = TextIndexWriter::create(&tmp, kind)?;
-    fill(&mut w)?;
-    w.finish()?;
-    let size = dir_size(&tmp);
-    fs::rename(&tmp, path)?;
-    Ok(size)
+
+    /// Commits the index and renames it into place; returns its size.
+    pub(super) fn finish(self) -> Result<u64> {
+        self.writer.finish()?;
+        let size = dir_size(&self.tmp);
+        fs::rename(&self.tmp, &self.path)?;
+        Ok(size)
+    }
 }
 
 impl SegmentMeta {
@@ -316,11 +336,21 @@ pub(crate) fn write_spans<S: SpanView>(
     Ok(meta)
 }
 
+/// Writer settings of a log segment (sorted by service, then time).
+pub(super) fn log_props() -> WriterProperties {
+    writer_props(2, Some((col::TRACE_ID, ROW_GROUP_ROWS / 4)), &[])
+}
+
+/// Writer settings of a metric-point segment (sorted by metric, service, time).
+pub(super) fn metric_props() -> WriterProperties {
+    writer_props(0, None, &[])
+}
+
 /// Writes a log segment, sorted by (service, time). `rows` must not be empty.
 pub(crate) fn write_logs(dir: &Path, id: u64, rows: &[LogRow], flush: &FlushInfo) -> Result<SegmentMeta> {
     let mut sorted: Vec<&LogRow> = rows.iter().collect();
     sorted.sort_by(|a, b| (&a.service_name, a.time_unix_nano).cmp(&(&b.service_name, b.time_unix_nano)));
-    let props = writer_props(2, Some((col::TRACE_ID, ROW_GROUP_ROWS / 4)), &[]);
+    let props = log_props();
     let services = rows.iter().map(|r| r.service_name.as_str());
     let mut meta =
         SegmentMeta::describe(id, Signal::Logs, rows.len(), rows.iter().map(|r| r.time_unix_nano), services, true);
@@ -350,7 +380,7 @@ pub(crate) fn write_metrics(dir: &Path, id: u64, rows: &[MetricPointRow], flush:
     sorted.sort_by(|a, b| {
         (&a.metric_name, &a.service_name, a.time_unix_nano).cmp(&(&b.metric_name, &b.service_name, b.time_unix_nano))
     });
-    let props = writer_props(0, None, &[]);
+    let props = metric_props();
     let services = rows.iter().map(|r| r.service_name.as_str());
     let mut meta =
         SegmentMeta::describe(id, Signal::Metrics, rows.len(), rows.iter().map(|r| r.time_unix_nano), services, false);
