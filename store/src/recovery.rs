@@ -57,7 +57,7 @@ fn parse_name(name: &str) -> Option<(u64, Signal, bool)> {
         _ => (name.strip_suffix(".idx")?, true),
     };
     let (id, signal) = stem.split_once('-')?;
-    let signal = [Signal::Traces, Signal::Logs, Signal::Metrics].into_iter().find(|s| s.as_str() == signal)?;
+    let signal = Signal::ALL.into_iter().find(|s| s.as_str() == signal)?;
     Some((id.parse().ok()?, signal, is_index))
 }
 

@@ -110,10 +110,13 @@ fn merges_wait(busy_share: f64, small_segments: usize) -> bool {
     busy_share > BUSY_SHARE && small_segments < DEFERRED_MAX
 }
 
-/// Segments small enough to be merged (see [`plan`]).
+/// Segments small enough to be merged (see [`plan`]), of the signal that
+/// has the most (a flush writes one of each).
 fn small_segments(inner: &Inner) -> usize {
     let compact_rows = inner.config.compact_rows;
-    inner.catalog.lock().unwrap().segments.iter().filter(|m| is_small(m, compact_rows)).count()
+    let catalog = inner.catalog.lock().unwrap();
+    let small = |signal| catalog.segments.iter().filter(|m| m.signal == signal && is_small(m, compact_rows)).count();
+    Signal::ALL.into_iter().map(small).max().unwrap_or(0)
 }
 
 /// A segment [`plan`] may take as a merge input.
@@ -181,7 +184,7 @@ pub(crate) fn plan(segments: &[SegmentMeta], compact_rows: u64) -> Option<(Signa
     if compact_rows == 0 {
         return None;
     }
-    [Signal::Traces, Signal::Logs, Signal::Metrics].into_iter().find_map(|signal| {
+    Signal::ALL.into_iter().find_map(|signal| {
         let of_signal: Vec<&SegmentMeta> = segments.iter().filter(|m| m.signal == signal).collect();
         let recent = if signal == Signal::Traces { RECENT_SEGMENTS } else { 0 };
         let older = &of_signal[..of_signal.len().saturating_sub(recent)];
