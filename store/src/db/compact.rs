@@ -318,6 +318,7 @@ mod tests {
     use std::fs;
 
     use super::super::testing::span_of;
+    use super::super::Batch;
     use super::*;
     use crate::db::StoreConfig;
     use crate::ids::TraceId;
@@ -532,6 +533,86 @@ mod tests {
         store.close().unwrap();
         let left: Vec<String> = segment_files(dir.path());
         assert_eq!(left.len(), 3, "one Parquet file per signal and the log index: {left:?}");
+    }
+
+    /// Parents are stored by their position in the trace where the segment
+    /// holds them (`parent_row`), by id where not. Through flushes, a merge
+    /// whose inputs' traces straddle their read batches, and a restart, every
+    /// span keeps its parent: earlier and later rows, the span itself, a
+    /// parent in another segment or nowhere, roots, and spans sharing an id.
+    #[test]
+    fn every_span_keeps_its_parent_through_flushes_merges_and_restarts() {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        let id = |n: u64| n.to_be_bytes().to_vec();
+        // (trace, span, parent) for a big trace (12,000 spans, 1,500 per flush)
+        // and small ones; parents anywhere in the trace, by a fixed scramble.
+        let mut spans: Vec<(u8, u64, Option<u64>)> = Vec::new();
+        for i in 1..=12_000u64 {
+            let parent = match i % 7 {
+                0 => None,
+                1 => Some(i),
+                2 => Some(77_777),
+                _ => Some(1 + (i * 2_654_435_761) % 12_000),
+            };
+            spans.push((1, i, parent));
+        }
+        for t in 2..=9u8 {
+            for i in 1..=5u64 {
+                spans.push((t, i, (i > 1).then_some(if i % 2 == 0 { 5 } else { i - 1 })));
+            }
+            spans.push((t, 3, Some(1)));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_quiet(dir.path());
+        let flushes = 8;
+        // Eight flushes: the newest four stay out of merges.
+        for f in 0..flushes {
+            let mine: Vec<Span> = spans
+                .iter()
+                .enumerate()
+                // The big trace spread over every flush; four small ones whole in each of the first two.
+                .filter(|&(n, &(t, _, _))| if t == 1 { n % flushes == f } else { usize::from(t) % 2 == f })
+                .map(|(n, &(t, i, p))| Span {
+                    trace_id: vec![t; 16],
+                    span_id: id(i),
+                    parent_span_id: p.map(id).unwrap_or_default(),
+                    name: "op".into(),
+                    start_time_unix_nano: T0 + n as u64,
+                    end_time_unix_nano: T0 + n as u64 + 10,
+                    ..Default::default()
+                })
+                .collect();
+            let request = ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans {
+                    scope_spans: vec![ScopeSpans { spans: mine, ..Default::default() }],
+                    ..Default::default()
+                }],
+            };
+            store.append_blocking(Batch::Traces(request)).unwrap();
+            store.flush().unwrap();
+        }
+        let mut want: Vec<(u8, u64, Option<u64>)> = spans.clone();
+        want.sort();
+        let got = |store: &Store| {
+            let mut got: Vec<(u8, u64, Option<u64>)> = (1..=9u8)
+                .flat_map(|t| store.trace(TraceId([t; 16])).unwrap())
+                .map(|r| {
+                    let n = |s: crate::ids::SpanId| u64::from_be_bytes(s.0);
+                    (r.trace_id.0[0], n(r.span_id), r.parent_span_id.map(n))
+                })
+                .collect();
+            got.sort();
+            got
+        };
+        assert_eq!(got(&store), want, "from the flushed segments");
+        assert_eq!(compact_with(&store, 1_000_000), 1);
+        assert_eq!(span_segments(&store).len(), 5, "four merged into one, the newest four as they were");
+        assert_eq!(got(&store), want, "from the merged segment");
+        store.close().unwrap();
+        let store = open_quiet(dir.path());
+        assert_eq!(got(&store), want, "after a restart");
+        store.close().unwrap();
     }
 
     /// A crash after a merge of log segments swapped the catalog but before

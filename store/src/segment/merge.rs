@@ -27,25 +27,84 @@ use crate::textindex::IndexKind;
 /// Rows an input decodes at a time.
 const INPUT_BATCH_ROWS: usize = 1024;
 
-/// One input's rows in file order, decoded a batch at a time.
-struct Cursor<'a, R> {
-    seg: &'a Segment,
-    stream: Option<RowStream>,
-    rows: VecDeque<R>,
-    decode: fn(&RecordBatch) -> Result<Vec<R>>,
+/// Turns an input's batches into rows, in file order.
+trait Decode {
+    type Row;
+    /// Appends the rows of `batch` that are ready to `out`.
+    fn batch(&mut self, batch: &RecordBatch, out: &mut VecDeque<Self::Row>) -> Result<()>;
+    /// Appends the rows held back, once the input has no more batches.
+    fn end(&mut self, _out: &mut VecDeque<Self::Row>) -> Result<()> {
+        Ok(())
+    }
 }
 
-impl<R> Cursor<'_, R> {
+/// Rows that stand alone (log records, metric points).
+struct EachRow<R>(fn(&RecordBatch) -> Result<Vec<R>>);
+
+impl<R> Decode for EachRow<R> {
+    type Row = R;
+    fn batch(&mut self, batch: &RecordBatch, out: &mut VecDeque<R>) -> Result<()> {
+        out.extend((self.0)(batch)?);
+        Ok(())
+    }
+}
+
+/// Spans, a whole trace at a time: a parent given by its position in the
+/// trace (`parent_row`) is found once all the trace's rows are in.
+#[derive(Default)]
+struct WholeTraces {
+    rows: Vec<SpanRow>,
+    parents: Vec<Option<u32>>,
+}
+
+impl WholeTraces {
+    fn release(&mut self, n: usize, out: &mut VecDeque<SpanRow>) -> Result<()> {
+        let mut rows: Vec<SpanRow> = self.rows.drain(..n).collect();
+        let parents: Vec<Option<u32>> = self.parents.drain(..n).collect();
+        schema::resolve_parents(&mut rows, &parents)?;
+        out.extend(rows);
+        Ok(())
+    }
+}
+
+impl Decode for WholeTraces {
+    type Row = SpanRow;
+    fn batch(&mut self, batch: &RecordBatch, out: &mut VecDeque<SpanRow>) -> Result<()> {
+        self.rows.extend(schema::batch_to_spans(batch)?);
+        self.parents.extend(schema::parent_rows_of(batch)?);
+        // The last trace may go on in the next batch.
+        let last = self.rows.last().map(|r| r.trace_id);
+        let open = self.rows.iter().rev().take_while(|r| Some(r.trace_id) == last).count();
+        self.release(self.rows.len() - open, out)
+    }
+    fn end(&mut self, out: &mut VecDeque<SpanRow>) -> Result<()> {
+        self.release(self.rows.len(), out)
+    }
+}
+
+/// One input's rows in file order, decoded a batch at a time.
+struct Cursor<'a, D: Decode> {
+    seg: &'a Segment,
+    stream: Option<RowStream>,
+    rows: VecDeque<D::Row>,
+    decode: D,
+    ended: bool,
+}
+
+impl<D: Decode> Cursor<'_, D> {
     /// The next row, decoding the next batch when the current one is used up.
-    fn pop(&mut self) -> Result<Option<R>> {
-        while self.rows.is_empty() {
+    fn pop(&mut self) -> Result<Option<D::Row>> {
+        while self.rows.is_empty() && !self.ended {
             let stream = match &mut self.stream {
                 Some(stream) => stream,
                 None => self.stream.insert(self.seg.stream(INPUT_BATCH_ROWS)?),
             };
             match stream.next_batch()? {
-                Some(batch) => self.rows.extend((self.decode)(&batch)?),
-                None => return Ok(None),
+                Some(batch) => self.decode.batch(&batch, &mut self.rows)?,
+                None => {
+                    self.decode.end(&mut self.rows)?;
+                    self.ended = true;
+                }
             }
         }
         Ok(self.rows.pop_front())
@@ -55,16 +114,18 @@ impl<R> Cursor<'_, R> {
 /// Hands `emit` the rows of `inputs`, each already in `key` order, in `key`
 /// order; the input's position breaks ties, so equal rows keep the order of
 /// the segments (oldest flush first).
-fn merge_rows<R, K: Ord>(
+fn merge_rows<D: Decode, K: Ord>(
     inputs: &[Arc<Segment>],
-    decode: fn(&RecordBatch) -> Result<Vec<R>>,
-    key: impl Fn(&R) -> K,
-    mut emit: impl FnMut(R) -> Result<()>,
+    decoder: impl Fn() -> D,
+    key: impl Fn(&D::Row) -> K,
+    mut emit: impl FnMut(D::Row) -> Result<()>,
 ) -> Result<()> {
-    let mut cursors: Vec<Cursor<'_, R>> =
-        inputs.iter().map(|seg| Cursor { seg, stream: None, rows: VecDeque::new(), decode }).collect();
+    let mut cursors: Vec<Cursor<'_, D>> = inputs
+        .iter()
+        .map(|seg| Cursor { seg, stream: None, rows: VecDeque::new(), decode: decoder(), ended: false })
+        .collect();
     let mut heads: BinaryHeap<Reverse<(K, usize)>> = BinaryHeap::new();
-    let mut head_rows: Vec<Option<R>> = Vec::with_capacity(cursors.len());
+    let mut head_rows: Vec<Option<D::Row>> = Vec::with_capacity(cursors.len());
     for (i, c) in cursors.iter_mut().enumerate() {
         let row = c.pop()?;
         if let Some(r) = &row {
@@ -197,29 +258,21 @@ pub(crate) fn merge_spans(
     let (mut meta, footer) = merged_meta(id, Signal::Traces, inputs)?;
     let summary = merge_summaries(inputs.iter().filter_map(|s| s.summary.as_ref()));
     let props = span_props(meta.rows as usize);
-    let mut sink = ParquetSink::create(&meta.parquet_path(dir), schema::span_schema(), props)?;
-    let mut index = spanindex::Builder::default();
+    let sink = ParquetSink::create(&meta.parquet_path(dir), schema::span_schema(), props)?;
+    let mut out = SpanOutput {
+        sink,
+        index: spanindex::Builder::default(),
+        trace: Vec::new(),
+        out: PackedSpans::default(),
+        parents: Vec::new(),
+        written: 0,
+        pace,
+    };
     pace()?;
-    // The next output batch, packed.
-    let mut out = PackedSpans::default();
-    let mut written = 0u64;
-    merge_rows(
-        inputs,
-        schema::batch_to_spans,
-        |r: &SpanRow| (r.trace_id, r.start_time_unix_nano),
-        |row| {
-            index.add(&row)?;
-            out.push(row);
-            if out.len() == BATCH_ROWS {
-                written += flush_rows(&mut sink, &mut out)?;
-                if written.is_multiple_of(ROW_GROUP_ROWS as u64) {
-                    pace()?;
-                }
-            }
-            Ok(())
-        },
-    )?;
-    written += flush_rows(&mut sink, &mut out)?;
+    merge_rows(inputs, WholeTraces::default, |r: &SpanRow| (r.trace_id, r.start_time_unix_nano), |row| out.push(row))?;
+    out.end_trace()?;
+    out.write_batch()?;
+    let SpanOutput { sink, index, written, .. } = out;
     if written != meta.rows {
         return Err(StoreError::Corrupt(format!("merged {written} rows, the inputs hold {}", meta.rows)));
     }
@@ -248,7 +301,7 @@ pub(crate) fn merge_logs(
     pace()?;
     merge_rows(
         inputs,
-        schema::batch_to_logs,
+        || EachRow(schema::batch_to_logs),
         |r: &LogRow| (r.service_name.clone(), r.time_unix_nano),
         |row| {
             let at = out.written + out.batch.len() as u64;
@@ -275,20 +328,63 @@ pub(crate) fn merge_metrics(
         Output { sink, batch: Vec::with_capacity(BATCH_ROWS), written: 0, encode: schema::metrics_to_batch, pace };
     pace()?;
     let key = |r: &MetricPointRow| (r.metric_name.clone(), r.service_name.clone(), r.time_unix_nano);
-    merge_rows(inputs, schema::batch_to_metrics, key, |row| out.push(row))?;
+    merge_rows(inputs, || EachRow(schema::batch_to_metrics), key, |row| out.push(row))?;
     meta.bytes = out.finish(Vec::new(), &footer)?;
     Ok(meta)
 }
 
-fn flush_rows(sink: &mut ParquetSink, out: &mut PackedSpans) -> Result<u64> {
-    if out.is_empty() {
-        return Ok(0);
+/// A merged span segment being written: the rows of a trace are gathered
+/// (its parents are found by position once it is whole), then indexed and
+/// packed into the next batch.
+struct SpanOutput<'a> {
+    sink: ParquetSink,
+    index: spanindex::Builder,
+    trace: Vec<SpanRow>,
+    out: PackedSpans,
+    /// `parent_row` of each row of `out`.
+    parents: Vec<Option<u32>>,
+    written: u64,
+    pace: &'a dyn Fn() -> Result<()>,
+}
+
+impl SpanOutput<'_> {
+    fn push(&mut self, row: SpanRow) -> Result<()> {
+        if self.trace.last().is_some_and(|r| r.trace_id != row.trace_id) {
+            self.end_trace()?;
+        }
+        self.trace.push(row);
+        Ok(())
     }
-    let rows: Vec<PackedRef<'_>> = out.iter().collect();
-    sink.write(&schema::spans_to_batch(&rows)?)?;
-    let n = out.len() as u64;
-    *out = PackedSpans::default();
-    Ok(n)
+
+    fn end_trace(&mut self) -> Result<()> {
+        self.parents.extend(schema::parent_rows(&self.trace));
+        for row in self.trace.drain(..) {
+            self.index.add(&row)?;
+            self.out.push(row);
+        }
+        if self.out.len() >= BATCH_ROWS {
+            self.write_batch()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the packed rows; pauses (`pace`) when a row group was completed.
+    fn write_batch(&mut self) -> Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let groups = self.written / ROW_GROUP_ROWS as u64;
+        let rows: Vec<PackedRef<'_>> = self.out.iter().collect();
+        self.sink.write(&schema::spans_to_batch(&rows, &self.parents)?)?;
+        self.written += rows.len() as u64;
+        drop(rows);
+        self.out = PackedSpans::default();
+        self.parents.clear();
+        if self.written / ROW_GROUP_ROWS as u64 > groups {
+            (self.pace)()?;
+        }
+        Ok(())
+    }
 }
 
 /// One summary for the merged segment: operation stats merged, edges added

@@ -639,10 +639,7 @@ impl Segment {
                     }
                 }
                 let groups: Vec<usize> = (0..self.reader_meta.metadata().num_row_groups()).collect();
-                let mut rows = Vec::with_capacity(self.meta.rows as usize);
-                for batch in self.read(groups, None, None)? {
-                    rows.extend(schema::batch_to_spans(&batch)?);
-                }
+                let rows = schema::whole_traces(&self.read(groups, None, None)?)?;
                 let refs: Vec<&SpanRow> = rows.iter().collect();
                 spanindex::write(&path, &refs)?;
                 crate::wal::sync_dir(&self.dir)?;

@@ -55,11 +55,8 @@ impl Segment {
             }
             base += n;
         }
-        let mut out = Vec::with_capacity(rows.len());
-        for batch in self.read(groups, None, Some(selection_for(&selected, kept)))? {
-            out.extend(schema::batch_to_spans(&batch)?);
-        }
-        Ok(out)
+        // The rows of a trace are all selected: parents given by position resolve.
+        schema::whole_traces(&self.read(groups, None, Some(selection_for(&selected, kept)))?)
     }
 
     /// This segment's newest traces with a span matching `q`: at most

@@ -122,7 +122,7 @@ pub(super) fn span_props(rows: usize) -> WriterProperties {
 /// prune by trace id and start time. Comparing every attribute key and value
 /// for the page statistics was 7% of a flush's CPU, and the page index kept
 /// them for nothing.
-const SPAN_COLUMNS_WITHOUT_STATISTICS: [&str; 12] = [
+const SPAN_COLUMNS_WITHOUT_STATISTICS: [&str; 13] = [
     "attr_keys.list.item",
     "attr_values.list.item",
     col::RESOURCE_ATTRIBUTES,
@@ -133,6 +133,7 @@ const SPAN_COLUMNS_WITHOUT_STATISTICS: [&str; 12] = [
     col::TRACE_STATE,
     col::SPAN_ID,
     col::PARENT_SPAN_ID,
+    col::PARENT_ROW,
     col::SCOPE_NAME,
     col::SCOPE_VERSION,
 ];
@@ -322,15 +323,13 @@ pub(crate) fn write_spans<S: SpanView>(
     meta.operations = operations.into_iter().collect();
     let footer = serde_json::to_string(summary).expect("summary serializes");
     let describe = SegmentFooter { meta: meta.clone(), flush: flush.clone() };
-    let parquet_bytes = write_parquet(
-        &meta.parquet_path(dir),
-        schema::span_schema(),
-        &sorted,
-        schema::spans_to_batch,
-        props,
-        vec![(SUMMARY_KEY, footer)],
-        &describe,
-    )?;
+    let parents = schema::parent_rows(&sorted);
+    let mut sink = ParquetSink::create(&meta.parquet_path(dir), schema::span_schema(), props)?;
+    for (rows, parents) in sorted.chunks(BATCH_ROWS).zip(parents.chunks(BATCH_ROWS)) {
+        sink.write(&schema::spans_to_batch(rows, parents)?)?;
+    }
+    drop(parents);
+    let parquet_bytes = sink.finish(vec![(SUMMARY_KEY, footer)], &describe)?;
     let index_bytes = spanindex::write(&meta.index_path(dir), &sorted)?;
     meta.bytes = parquet_bytes + index_bytes;
     Ok(meta)
