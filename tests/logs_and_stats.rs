@@ -181,3 +181,60 @@ fn sdk_logs_are_searchable_and_spans_feed_stats_and_dependencies() {
     let server = Server::start(dir.path(), &[]);
     check(&server, &failed);
 }
+
+/// Log records and metric points that arrive over many flushes are merged
+/// into one segment per signal while the server runs (spans are not the
+/// only ones: a server that runs for weeks would otherwise keep a segment
+/// per flush of each); searches and PromQL answer the same, before and after
+/// a restart.
+#[test]
+fn log_and_metric_segments_of_many_flushes_merge_and_answer_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--flush-rows", "1", "--compact-rows", "1000"];
+    let server = Server::start(dir.path(), &flags);
+    let now_ns = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos() - 60_000_000_000;
+    let service = json!({"attributes": [{"key": "service.name", "value": {"stringValue": "payments"}}]});
+    let client = reqwest::blocking::Client::new();
+    for round in 0..6u128 {
+        let flushes = server.metric("seismo_flushes_total");
+        let t = (now_ns + round * 1_000_000_000).to_string();
+        let logs = json!({"resourceLogs": [{"resource": service, "scopeLogs": [{"logRecords": [
+            {"timeUnixNano": t, "severityNumber": 9, "body": {"stringValue": format!("batch {round} settled")}},
+        ]}]}]});
+        let points = json!({"resourceMetrics": [{"resource": service, "scopeMetrics": [{"metrics": [{
+            "name": "queue.depth", "gauge": {"dataPoints": [{"timeUnixNano": t, "asInt": (round * 10).to_string()}]}
+        }]}]}]});
+        for (path, body) in [("/v1/logs", logs), ("/v1/metrics", points)] {
+            let r = client.post(server.otlp_url(path)).json(&body).send().unwrap();
+            assert!(r.status().is_success(), "{path}: {}", r.text().unwrap());
+        }
+        // Each round in segments of its own.
+        common::eventually(Duration::from_secs(30), || (server.metric("seismo_flushes_total") > flushes).then_some(()));
+    }
+    let merged = |signal: &str| {
+        let catalog: Value = serde_json::from_slice(&std::fs::read(dir.path().join("catalog.json")).ok()?).ok()?;
+        let segments = catalog["segments"].as_array()?;
+        let of_signal: Vec<&Value> = segments.iter().filter(|m| m["signal"] == signal).collect();
+        let merged = of_signal.iter().any(|m| m["compacted_from"].as_array().is_some_and(|from| from.len() >= 4));
+        (merged && of_signal.len() <= 2).then_some(())
+    };
+    common::eventually(Duration::from_secs(60), || merged("logs").and(merged("metrics")));
+    let check = |server: &Server| {
+        let (status, body) = server.get_json("/api/v1/logs?q=settled&lookback=1h");
+        assert_eq!(status, 200, "{body}");
+        let bodies: Vec<&str> = body["data"].as_array().unwrap().iter().map(|l| l["body"].as_str().unwrap()).collect();
+        let want: Vec<String> = (0..6).rev().map(|r| format!("batch {r} settled")).collect();
+        assert_eq!(bodies, want, "every record once, newest first");
+        let (_, body) = server.get_json("/api/v1/logs?q=%22batch+3%22&lookback=1h");
+        assert_eq!(body["data"].as_array().unwrap().len(), 1, "{body}");
+        let (status, body) = server.get_json("/api/v1/query?query=count_over_time(queue_depth[1h])");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"]["result"][0]["value"][1], "6", "{body}");
+        let (_, body) = server.get_json("/api/v1/query?query=max_over_time(queue_depth[1h])");
+        assert_eq!(body["data"]["result"][0]["value"][1], "50", "{body}");
+    };
+    check(&server);
+    server.stop();
+    let server = Server::start(dir.path(), &flags);
+    check(&server);
+}

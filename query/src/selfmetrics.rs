@@ -109,7 +109,7 @@ impl Collector for StoreMetrics {
         counter(
             &mut encoder,
             "seismo_store_compactions",
-            "Merges of small span segments into larger ones (background compaction).",
+            "Merges of small segments (spans, log records or metric points) into larger ones (background compaction).",
             load(&c.compactions),
         )?;
         let mut read = encoder.encode_descriptor(
