@@ -320,6 +320,11 @@ fn resource_column<S: SpanView>(rows: &[S]) -> ArrayRef {
     Arc::new(b.finish())
 }
 
+/// The longest trace (its rows in one segment) whose parents are stored by
+/// position: a reader streaming a segment holds a trace's rows until its
+/// last one to resolve them, and this bounds what it holds.
+pub(crate) const MAX_POSITIONED_TRACE: usize = 1024;
+
 /// Where each span's parent is among the rows of its trace, for `rows`
 /// sorted by trace id and holding whole traces (a segment's): the parent's
 /// position counted from the trace's first row, `None` for a root or a
@@ -327,6 +332,9 @@ fn resource_column<S: SpanView>(rows: &[S]) -> ArrayRef {
 /// the segment (the `parent_row` column: small numbers, dictionary-coded)
 /// instead of its 8 random bytes in `parent_span_id` (4.4 B/span even with
 /// zstd finding the siblings' repeats).
+///
+/// Traces of more than [`MAX_POSITIONED_TRACE`] rows keep their parents by
+/// id.
 pub(crate) fn parent_rows<S: SpanView>(rows: &[S]) -> Vec<Option<u32>> {
     let mut out = Vec::with_capacity(rows.len());
     let mut by_id: foldhash::HashMap<SpanId, u32> = foldhash::HashMap::default();
@@ -335,6 +343,11 @@ pub(crate) fn parent_rows<S: SpanView>(rows: &[S]) -> Vec<Option<u32>> {
         let trace = rows[start].trace_id();
         let len = rows[start..].iter().take_while(|r| r.trace_id() == trace).count();
         let spans = &rows[start..start + len];
+        if len > MAX_POSITIONED_TRACE {
+            out.resize(out.len() + len, None);
+            start += len;
+            continue;
+        }
         // A short trace is searched in place; a long one through a map
         // (the first of spans sharing an id wins: their ids are the same).
         let long = len > 32;

@@ -8,7 +8,8 @@
 //! [`MIN_INPUTS`] of one signal at a time, up to `compact_rows` rows; span
 //! segments first, then log records, then metric points. The newest
 //! `read::RECENT_SEGMENTS` span segments are left out (flushes look up
-//! their parents and orphans there).
+//! their parents and orphans there). A signal whose merge fails is left out
+//! of the plans for [`REST_AFTER_FAILURE`]; the others' merges go on.
 //!
 //! Merges wait while ingest is heavy: while the flusher has been busy for
 //! more than half of the last [`BUSY_WINDOW`], no merge starts unless
@@ -64,7 +65,7 @@ impl Store {
     /// quarantined, and the next merge goes on without it).
     pub fn compact(&self) -> Result<usize> {
         let mut merges = 0;
-        while compact_once(&self.inner, &AtomicBool::new(false))? {
+        while compact_once(&self.inner, &AtomicBool::new(false), &mut Resting::default())? {
             merges += 1;
         }
         Ok(merges)
@@ -132,6 +133,7 @@ pub(super) fn compactor_loop(inner: Arc<Inner>, stop: Receiver<()>) {
     }
     let mut load = FlusherLoad::default();
     let mut waiting = false;
+    let mut resting = Resting::default();
     loop {
         match stop.recv_timeout(CHECK_INTERVAL) {
             Err(RecvTimeoutError::Timeout) => {}
@@ -151,13 +153,14 @@ pub(super) fn compactor_loop(inner: Arc<Inner>, stop: Receiver<()>) {
             if wait {
                 break;
             }
-            match compact_once(&inner, &inner.closed) {
+            match compact_once(&inner, &inner.closed, &mut resting) {
                 Ok(true) => continue,
                 Ok(false) => break,
                 Err(StoreError::Closed) => return,
                 Err(e) => {
                     tracing::error!(error = %e, "compaction failed; the segments stay as they are and it retries later");
-                    break;
+                    // Merges of the other signals go on meanwhile.
+                    continue;
                 }
             }
         }
@@ -180,11 +183,11 @@ fn lowest_cpu_priority() -> std::io::Result<()> {
 /// The signal and segments (ids) the next merge takes, oldest first; `None`
 /// when there is nothing worth merging. `segments` is the catalog, oldest
 /// first.
-pub(crate) fn plan(segments: &[SegmentMeta], compact_rows: u64) -> Option<(Signal, Vec<u64>)> {
+pub(crate) fn plan(segments: &[SegmentMeta], compact_rows: u64, skip: &[Signal]) -> Option<(Signal, Vec<u64>)> {
     if compact_rows == 0 {
         return None;
     }
-    Signal::ALL.into_iter().find_map(|signal| {
+    Signal::ALL.into_iter().filter(|s| !skip.contains(s)).find_map(|signal| {
         let of_signal: Vec<&SegmentMeta> = segments.iter().filter(|m| m.signal == signal).collect();
         let recent = if signal == Signal::Traces { RECENT_SEGMENTS } else { 0 };
         let older = &of_signal[..of_signal.len().saturating_sub(recent)];
@@ -201,21 +204,43 @@ pub(crate) fn plan(segments: &[SegmentMeta], compact_rows: u64) -> Option<(Signa
     })
 }
 
+/// How long a signal whose merge failed is left out of the plans, so that
+/// one stuck merge (damage the checksums did not catch, an I/O error) does
+/// not hold back the other signals' merges or retry every few seconds.
+const REST_AFTER_FAILURE: Duration = Duration::from_secs(300);
+
+/// Signals whose last merge failed, each until when it is left out.
+#[derive(Default)]
+struct Resting(Vec<(Signal, Instant)>);
+
+impl Resting {
+    /// The signals still left out at `now`.
+    fn signals(&mut self, now: Instant) -> Vec<Signal> {
+        self.0.retain(|&(_, until)| until > now);
+        self.0.iter().map(|&(s, _)| s).collect()
+    }
+
+    fn failed(&mut self, signal: Signal, now: Instant) {
+        self.0.retain(|&(s, _)| s != signal);
+        self.0.push((signal, now + REST_AFTER_FAILURE));
+    }
+}
+
 /// Runs one merge if there is one to run; `Ok(false)` when there is not.
-fn compact_once(inner: &Inner, cancel: &AtomicBool) -> Result<bool> {
-    merge_planned(inner, inner.config.compact_rows, cancel)
+fn compact_once(inner: &Inner, cancel: &AtomicBool, resting: &mut Resting) -> Result<bool> {
+    merge_planned(inner, inner.config.compact_rows, cancel, resting)
 }
 
 #[cfg(test)]
 fn compact_once_with(inner: &Inner, compact_rows: u64) -> Result<bool> {
-    merge_planned(inner, compact_rows, &AtomicBool::new(false))
+    merge_planned(inner, compact_rows, &AtomicBool::new(false), &mut Resting::default())
 }
 
 /// Runs the next merge [`plan`] finds with `compact_rows`; `Ok(false)` when none.
-fn merge_planned(inner: &Inner, compact_rows: u64, cancel: &AtomicBool) -> Result<bool> {
+fn merge_planned(inner: &Inner, compact_rows: u64, cancel: &AtomicBool, resting: &mut Resting) -> Result<bool> {
     let (signal, inputs, id) = {
         let mut catalog = inner.catalog.lock().unwrap();
-        let Some((signal, ids)) = plan(&catalog.segments, compact_rows) else {
+        let Some((signal, ids)) = plan(&catalog.segments, compact_rows, &resting.signals(Instant::now())) else {
             return Ok(false);
         };
         let sources = inner.sources.read().unwrap();
@@ -262,6 +287,9 @@ fn merge_planned(inner: &Inner, compact_rows: u64, cancel: &AtomicBool) -> Resul
                         inner.quarantine_damaged(seg, &why);
                     }
                 }
+            }
+            if !matches!(e, StoreError::Closed) {
+                resting.failed(signal, Instant::now());
             }
             return Err(e);
         }
@@ -380,13 +408,13 @@ mod tests {
     fn the_plan_merges_old_small_segments_and_leaves_the_newest_alone() {
         let spans = |ids: &[u64]| Some((Signal::Traces, ids.to_vec()));
         let small: Vec<SegmentMeta> = (1..=8).map(|id| meta(id, 100)).collect();
-        assert_eq!(plan(&small, 1_000), spans(&[1, 2, 3, 4]));
-        assert_eq!(plan(&small[..7], 1_000), None, "only three outside the newest four");
-        assert_eq!(plan(&small, 0), None, "0 turns compaction off");
-        assert_eq!(plan(&small, 350), None, "no four fit");
+        assert_eq!(plan(&small, 1_000, &[]), spans(&[1, 2, 3, 4]));
+        assert_eq!(plan(&small[..7], 1_000, &[]), None, "only three outside the newest four");
+        assert_eq!(plan(&small, 0, &[]), None, "0 turns compaction off");
+        assert_eq!(plan(&small, 350, &[]), None, "no four fit");
         let mut mixed = vec![meta(1, 900)];
         mixed.extend((2..=10).map(|id| meta(id, 100)));
-        assert_eq!(plan(&mixed, 1_000), spans(&[2, 3, 4, 5, 6]), "big segments stay; the rest up to the bound");
+        assert_eq!(plan(&mixed, 1_000, &[]), spans(&[2, 3, 4, 5, 6]), "big segments stay; the rest up to the bound");
     }
 
     /// Log and metric segments merge too, a signal at a time, and all of
@@ -398,11 +426,31 @@ mod tests {
         for id in 1..=4 {
             catalog.extend([of(Signal::Traces, id), of(Signal::Logs, id), of(Signal::Metrics, id)]);
         }
-        assert_eq!(plan(&catalog, 1_000), Some((Signal::Logs, vec![1, 2, 3, 4])), "the four span segments are recent");
+        assert_eq!(
+            plan(&catalog, 1_000, &[]),
+            Some((Signal::Logs, vec![1, 2, 3, 4])),
+            "the four span segments are recent"
+        );
         catalog.retain(|m| m.signal != Signal::Logs);
-        assert_eq!(plan(&catalog, 1_000), Some((Signal::Metrics, vec![1, 2, 3, 4])));
+        assert_eq!(plan(&catalog, 1_000, &[]), Some((Signal::Metrics, vec![1, 2, 3, 4])));
         catalog.extend((5..=8).map(|id| of(Signal::Traces, id)));
-        assert_eq!(plan(&catalog, 1_000), Some((Signal::Traces, vec![1, 2, 3, 4])));
+        assert_eq!(plan(&catalog, 1_000, &[]), Some((Signal::Traces, vec![1, 2, 3, 4])));
+    }
+
+    /// A signal whose merge failed is left out of the plans for a while; the
+    /// others' merges go on.
+    #[test]
+    fn a_failed_signal_rests_and_the_others_merge() {
+        let of = |signal, id| SegmentMeta { signal, ..meta(id, 100) };
+        let mut catalog: Vec<SegmentMeta> = (1..=8).map(|id| of(Signal::Traces, id)).collect();
+        catalog.extend((1..=4).map(|id| of(Signal::Logs, id)));
+        let t0 = Instant::now();
+        let mut resting = Resting::default();
+        resting.failed(Signal::Traces, t0);
+        let skip = resting.signals(t0 + Duration::from_secs(1));
+        assert_eq!(plan(&catalog, 1_000, &skip), Some((Signal::Logs, vec![1, 2, 3, 4])));
+        assert_eq!(resting.signals(t0 + REST_AFTER_FAILURE), Vec::<Signal>::new(), "back after the rest");
+        assert_eq!(plan(&catalog, 1_000, &[]), Some((Signal::Traces, vec![1, 2, 3, 4])));
     }
 
     /// A store whose compactor never runs: the tests merge by hand.
@@ -545,19 +593,23 @@ mod tests {
         use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
         use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
         let id = |n: u64| n.to_be_bytes().to_vec();
-        // (trace, span, parent) for a big trace (12,000 spans, 1,500 per flush)
-        // and small ones; parents anywhere in the trace, by a fixed scramble.
+        // (trace, span, parent): parents anywhere in the trace, by a fixed
+        // scramble. Per flush, trace 1 has 100 spans and trace 2 1,000 after
+        // them (so it straddles a merge's 1,024-row read batches), trace 10
+        // 3,000 (too many for parents by position); traces 3-9 are small.
         let mut spans: Vec<(u8, u64, Option<u64>)> = Vec::new();
-        for i in 1..=12_000u64 {
-            let parent = match i % 7 {
-                0 => None,
-                1 => Some(i),
-                2 => Some(77_777),
-                _ => Some(1 + (i * 2_654_435_761) % 12_000),
-            };
-            spans.push((1, i, parent));
+        for (t, n) in [(1u8, 800u64), (2, 8_000), (10, 24_000)] {
+            for i in 1..=n {
+                let parent = match i % 7 {
+                    0 => None,
+                    1 => Some(i),
+                    2 => Some(77_777),
+                    _ => Some(1 + (i * 2_654_435_761) % n),
+                };
+                spans.push((t, i, parent));
+            }
         }
-        for t in 2..=9u8 {
+        for t in 3..=9u8 {
             for i in 1..=5u64 {
                 spans.push((t, i, (i > 1).then_some(if i % 2 == 0 { 5 } else { i - 1 })));
             }
@@ -571,8 +623,10 @@ mod tests {
             let mine: Vec<Span> = spans
                 .iter()
                 .enumerate()
-                // The big trace spread over every flush; four small ones whole in each of the first two.
-                .filter(|&(n, &(t, _, _))| if t == 1 { n % flushes == f } else { usize::from(t) % 2 == f })
+                // Traces 1, 2 and 10 spread over every flush; the small ones whole in the first two.
+                .filter(
+                    |&(n, &(t, ..))| if [1, 2, 10].contains(&t) { n % flushes == f } else { usize::from(t) % 2 == f },
+                )
                 .map(|(n, &(t, i, p))| Span {
                     trace_id: vec![t; 16],
                     span_id: id(i),
@@ -595,7 +649,7 @@ mod tests {
         let mut want: Vec<(u8, u64, Option<u64>)> = spans.clone();
         want.sort();
         let got = |store: &Store| {
-            let mut got: Vec<(u8, u64, Option<u64>)> = (1..=9u8)
+            let mut got: Vec<(u8, u64, Option<u64>)> = (1..=10u8)
                 .flat_map(|t| store.trace(TraceId([t; 16])).unwrap())
                 .map(|r| {
                     let n = |s: crate::ids::SpanId| u64::from_be_bytes(s.0);

@@ -2,9 +2,12 @@
 //! their rows in the segments' own order (spans by trace id and start, log
 //! records by service and time, metric points by metric, service and time),
 //! streamed a batch at a time, so memory holds one decoded batch per input
-//! plus one output row group, whatever the segments' sizes. A merged span
-//! segment gets its span index built from the same stream and the inputs'
-//! footer summaries combined; a merged log segment its text index.
+//! plus one output row group, whatever the segments' sizes. Spans also wait
+//! for the rest of their trace, up to `schema::MAX_POSITIONED_TRACE` rows per
+//! input and for the output (parents stored by position resolve only within
+//! a whole trace; longer traces keep theirs by id). A merged span segment
+//! gets its span index built from the same stream and the inputs' footer
+//! summaries combined; a merged log segment its text index.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
@@ -16,10 +19,11 @@ use arrow::array::RecordBatch;
 use super::write::{log_props, metric_props, span_props, ParquetSink, PendingIndex, BATCH_ROWS, ROW_GROUP_ROWS};
 use super::{FlushInfo, RowStream, Segment, SegmentFooter, SegmentMeta};
 use crate::error::{Result, StoreError};
+use crate::ids::TraceId;
 use crate::logsearch;
 use crate::model::{LogRow, MetricDescriptor, MetricPointRow, Signal, SpanRow};
 use crate::packed::{PackedRef, PackedSpans};
-use crate::schema;
+use crate::schema::{self, MAX_POSITIONED_TRACE};
 use crate::spanindex;
 use crate::spanstats::{self, OpKey, OpStats, SegmentSummary, SUMMARY_KEY};
 use crate::textindex::IndexKind;
@@ -72,10 +76,13 @@ impl Decode for WholeTraces {
     fn batch(&mut self, batch: &RecordBatch, out: &mut VecDeque<SpanRow>) -> Result<()> {
         self.rows.extend(schema::batch_to_spans(batch)?);
         self.parents.extend(schema::parent_rows_of(batch)?);
-        // The last trace may go on in the next batch.
+        // The last trace may go on in the next batch, unless it is too long
+        // to hold parents by position (then it holds none).
         let last = self.rows.last().map(|r| r.trace_id);
-        let open = self.rows.iter().rev().take_while(|r| Some(r.trace_id) == last).count();
-        self.release(self.rows.len() - open, out)
+        let open =
+            self.rows.iter().rev().take(MAX_POSITIONED_TRACE + 1).take_while(|r| Some(r.trace_id) == last).count();
+        let ready = if open > MAX_POSITIONED_TRACE { self.rows.len() } else { self.rows.len() - open };
+        self.release(ready, out)
     }
     fn end(&mut self, out: &mut VecDeque<SpanRow>) -> Result<()> {
         self.release(self.rows.len(), out)
@@ -263,6 +270,7 @@ pub(crate) fn merge_spans(
         sink,
         index: spanindex::Builder::default(),
         trace: Vec::new(),
+        long_trace: None,
         out: PackedSpans::default(),
         parents: Vec::new(),
         written: 0,
@@ -340,6 +348,8 @@ struct SpanOutput<'a> {
     sink: ParquetSink,
     index: spanindex::Builder,
     trace: Vec<SpanRow>,
+    /// A trace too long for parents by position, while its rows come.
+    long_trace: Option<TraceId>,
     out: PackedSpans,
     /// `parent_row` of each row of `out`.
     parents: Vec<Option<u32>>,
@@ -349,19 +359,36 @@ struct SpanOutput<'a> {
 
 impl SpanOutput<'_> {
     fn push(&mut self, row: SpanRow) -> Result<()> {
+        if self.long_trace == Some(row.trace_id) {
+            return self.put(row, None);
+        }
         if self.trace.last().is_some_and(|r| r.trace_id != row.trace_id) {
             self.end_trace()?;
         }
         self.trace.push(row);
+        if self.trace.len() > MAX_POSITIONED_TRACE {
+            // Too long for parents by position: its rows go as they come.
+            self.long_trace = Some(self.trace[0].trace_id);
+            for row in std::mem::take(&mut self.trace) {
+                self.put(row, None)?;
+            }
+        }
         Ok(())
     }
 
     fn end_trace(&mut self) -> Result<()> {
-        self.parents.extend(schema::parent_rows(&self.trace));
-        for row in self.trace.drain(..) {
-            self.index.add(&row)?;
-            self.out.push(row);
+        let parents = schema::parent_rows(&self.trace);
+        for (row, parent) in std::mem::take(&mut self.trace).into_iter().zip(parents) {
+            self.put(row, parent)?;
         }
+        Ok(())
+    }
+
+    /// Indexes and packs `row`, writing the batch when it is full.
+    fn put(&mut self, row: SpanRow, parent: Option<u32>) -> Result<()> {
+        self.index.add(&row)?;
+        self.out.push(row);
+        self.parents.push(parent);
         if self.out.len() >= BATCH_ROWS {
             self.write_batch()?;
         }
