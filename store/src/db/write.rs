@@ -48,7 +48,7 @@ pub(super) enum Cmd {
 impl Store {
     /// Validates and converts the request, writes it to the WAL, waits until
     /// it is fsynced, makes it visible to queries, and only then returns: an
-    /// `Ok` means the data survives a crash. Takes a [`Batch`] or a
+    /// `Ok` means the data survives a crash. Takes a [`Batch`](super::Batch) or a
     /// [`Received`] (a batch with the protobuf bytes it arrived as, which the
     /// WAL then stores without encoding the request again).
     ///

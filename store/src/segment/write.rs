@@ -411,6 +411,16 @@ mod tests {
     use crate::ids::SpanId;
     use crate::model::{AttrValue, KeyValue, SpanRow};
 
+    /// `rows` written as span segment 1 of a new directory, and its Parquet metadata.
+    fn written(rows: &[SpanRow]) -> (tempfile::TempDir, SegmentMeta, parquet::file::metadata::ParquetMetaData) {
+        let dir = tempfile::tempdir().unwrap();
+        let flush = FlushInfo { flushed_seq: 1, signals: vec![Signal::Traces] };
+        let meta = write_spans(dir.path(), 1, rows, &SegmentSummary::default(), &flush).unwrap();
+        let bytes = bytes::Bytes::from(fs::read(meta.parquet_path(dir.path())).unwrap());
+        let md = parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&bytes).unwrap();
+        (dir, meta, md)
+    }
+
     #[test]
     fn span_segments_keep_statistics_only_where_reads_prune() {
         let rows: Vec<SpanRow> = (1..=3u8)
@@ -426,11 +436,7 @@ mod tests {
                 ..Default::default()
             })
             .collect();
-        let dir = tempfile::tempdir().unwrap();
-        let flush = FlushInfo { flushed_seq: 1, signals: vec![Signal::Traces] };
-        let meta = write_spans(dir.path(), 1, &rows, &SegmentSummary::default(), &flush).unwrap();
-        let bytes = bytes::Bytes::from(fs::read(meta.parquet_path(dir.path())).unwrap());
-        let md = parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&bytes).unwrap();
+        let (_dir, _, md) = written(&rows);
         let chunks = md.row_groups()[0].columns();
         let with_statistics: Vec<String> =
             chunks.iter().filter(|c| c.statistics().is_some()).map(|c| c.column_path().string()).collect();
@@ -456,11 +462,7 @@ mod tests {
                 ..Default::default()
             })
             .collect();
-        let dir = tempfile::tempdir().unwrap();
-        let flush = FlushInfo { flushed_seq: 1, signals: vec![Signal::Traces] };
-        let meta = write_spans(dir.path(), 1, &rows, &SegmentSummary::default(), &flush).unwrap();
-        let bytes = bytes::Bytes::from(fs::read(meta.parquet_path(dir.path())).unwrap());
-        let md = parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&bytes).unwrap();
+        let (dir, meta, md) = written(&rows);
         let chunk = |name: &str| {
             md.row_groups()[0].columns().iter().find(|c| c.column_path().string() == name).unwrap().clone()
         };
