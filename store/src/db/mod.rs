@@ -4,7 +4,7 @@
 //!   disk-full state on the WAL;
 //! - `flush`: freezing the memtable, the flusher thread, writing segments;
 //! - `prune`: retention by age and by size, on the flusher thread;
-//! - `compact`: merging small span segments, on the compactor thread;
+//! - `compact`: merging small segments (of each signal), on the compactor thread;
 //! - `sources`: the live set of memtables and segments, and the snapshot
 //!   every read walks (damaged segments are set aside there);
 //! - `read`: the queries, each saying what it does with the rows of a walk.
@@ -12,7 +12,7 @@
 //! Threads: one writer thread owns the WAL and is the only writer of the
 //! active memtable; one flusher thread freezes the memtable (through the writer,
 //! so freeze and WAL rotation happen at one sequence number), writes segments
-//! and commits them to the catalog; one compactor thread merges span segments.
+//! and commits them to the catalog; one compactor thread merges small segments.
 //! Queries never block writes for long: they
 //! clone `Arc`s of the current memtables and segments under a brief read lock.
 
@@ -126,7 +126,7 @@ pub struct StoreCounters {
     pub retention_deleted_segments_age: AtomicU64,
     /// Requests refused because the disk was full.
     pub disk_full_refusals: AtomicU64,
-    /// Merges of span segments (see `compact`).
+    /// Merges of small segments, of any signal (see `compact`).
     pub compactions: AtomicU64,
     /// Trace requests stored that were read straight from their protobuf
     /// bytes (`wire`), and those decoded into messages first (OTLP/JSON, and

@@ -1,5 +1,5 @@
 //! Immutable segments: one Parquet file per signal per flush (or per merge
-//! of span segments, see `db::compact`), plus an index: the span index
+//! of segments of one signal, see `db::compact`), plus an index: the span index
 //! (`spanindex`) for spans, a tantivy index for logs.
 //!
 //! Span segments are sorted by (trace_id, start time). Trace assembly is the
