@@ -12,8 +12,8 @@
 //! of the plans for [`REST_AFTER_FAILURE`]; the others' merges go on.
 //!
 //! Merges wait while ingest is heavy: while the flusher has been busy for
-//! more than half of the last [`BUSY_WINDOW`], no merge starts unless
-//! [`DEFERRED_MAX`] small segments wait (measured at 10M spans, one client:
+//! more than half of the last [`BUSY_WINDOW`], a signal's merges start only
+//! once [`DEFERRED_MAX`] of its small segments wait (measured at 10M spans, one client:
 //! 175k spans/s sustained with no merges, ~150k with merges running beside
 //! the load even at the lowest priority; a search over 38 unmerged segments
 //! was within 5% of the merged store). They run once the burst is over.
@@ -65,7 +65,7 @@ impl Store {
     /// quarantined, and the next merge goes on without it).
     pub fn compact(&self) -> Result<usize> {
         let mut merges = 0;
-        while compact_once(&self.inner, &AtomicBool::new(false), &mut Resting::default())? {
+        while compact_once(&self.inner, &AtomicBool::new(false), &mut Resting::default(), &[])? {
             merges += 1;
         }
         Ok(merges)
@@ -111,13 +111,14 @@ fn merges_wait(busy_share: f64, small_segments: usize) -> bool {
     busy_share > BUSY_SHARE && small_segments < DEFERRED_MAX
 }
 
-/// Segments small enough to be merged (see [`plan`]), of the signal that
-/// has the most (a flush writes one of each).
-fn small_segments(inner: &Inner) -> usize {
-    let compact_rows = inner.config.compact_rows;
-    let catalog = inner.catalog.lock().unwrap();
-    let small = |signal| catalog.segments.iter().filter(|m| m.signal == signal && is_small(m, compact_rows)).count();
-    Signal::ALL.into_iter().map(small).max().unwrap_or(0)
+/// The signals whose merges wait (see [`merges_wait`]): ingest is heavy and
+/// fewer than [`DEFERRED_MAX`] of their small segments wait. So a busy
+/// server's many small metric segments get merged without starting a big
+/// span merge beside the load.
+/// `segments` is the catalog.
+fn held_back(segments: &[SegmentMeta], compact_rows: u64, busy_share: f64) -> Vec<Signal> {
+    let small = |signal| segments.iter().filter(|m| m.signal == signal && is_small(m, compact_rows)).count();
+    Signal::ALL.into_iter().filter(|&signal| merges_wait(busy_share, small(signal))).collect()
 }
 
 /// A segment [`plan`] may take as a merge input.
@@ -141,7 +142,8 @@ pub(super) fn compactor_loop(inner: Arc<Inner>, stop: Receiver<()>) {
         }
         loop {
             let share = load.share(Instant::now(), inner.counters.flush_busy_ns.load(Ordering::Relaxed));
-            let wait = inner.config.compact_rows > 0 && merges_wait(share, small_segments(&inner));
+            let held = held_back(&inner.catalog.lock().unwrap().segments, inner.config.compact_rows, share);
+            let wait = inner.config.compact_rows > 0 && held.len() == Signal::ALL.len();
             if wait != waiting {
                 waiting = wait;
                 tracing::debug!(
@@ -153,7 +155,7 @@ pub(super) fn compactor_loop(inner: Arc<Inner>, stop: Receiver<()>) {
             if wait {
                 break;
             }
-            match compact_once(&inner, &inner.closed, &mut resting) {
+            match compact_once(&inner, &inner.closed, &mut resting, &held) {
                 Ok(true) => continue,
                 Ok(false) => break,
                 Err(StoreError::Closed) => return,
@@ -226,21 +228,30 @@ impl Resting {
     }
 }
 
-/// Runs one merge if there is one to run; `Ok(false)` when there is not.
-fn compact_once(inner: &Inner, cancel: &AtomicBool, resting: &mut Resting) -> Result<bool> {
-    merge_planned(inner, inner.config.compact_rows, cancel, resting)
+/// Runs one merge if there is one to run, leaving out the signals `held`
+/// back; `Ok(false)` when there is none.
+fn compact_once(inner: &Inner, cancel: &AtomicBool, resting: &mut Resting, held: &[Signal]) -> Result<bool> {
+    merge_planned(inner, inner.config.compact_rows, cancel, resting, held)
 }
 
 #[cfg(test)]
 fn compact_once_with(inner: &Inner, compact_rows: u64) -> Result<bool> {
-    merge_planned(inner, compact_rows, &AtomicBool::new(false), &mut Resting::default())
+    merge_planned(inner, compact_rows, &AtomicBool::new(false), &mut Resting::default(), &[])
 }
 
 /// Runs the next merge [`plan`] finds with `compact_rows`; `Ok(false)` when none.
-fn merge_planned(inner: &Inner, compact_rows: u64, cancel: &AtomicBool, resting: &mut Resting) -> Result<bool> {
+fn merge_planned(
+    inner: &Inner,
+    compact_rows: u64,
+    cancel: &AtomicBool,
+    resting: &mut Resting,
+    held: &[Signal],
+) -> Result<bool> {
+    let mut skip = resting.signals(Instant::now());
+    skip.extend_from_slice(held);
     let (signal, inputs, id) = {
         let mut catalog = inner.catalog.lock().unwrap();
-        let Some((signal, ids)) = plan(&catalog.segments, compact_rows, &resting.signals(Instant::now())) else {
+        let Some((signal, ids)) = plan(&catalog.segments, compact_rows, &skip) else {
             return Ok(false);
         };
         let sources = inner.sources.read().unwrap();
@@ -451,6 +462,19 @@ mod tests {
         assert_eq!(plan(&catalog, 1_000, &skip), Some((Signal::Logs, vec![1, 2, 3, 4])));
         assert_eq!(resting.signals(t0 + REST_AFTER_FAILURE), Vec::<Signal>::new(), "back after the rest");
         assert_eq!(plan(&catalog, 1_000, &[]), Some((Signal::Traces, vec![1, 2, 3, 4])));
+    }
+
+    /// Under heavy ingest only a signal with [`DEFERRED_MAX`] small segments
+    /// waiting is merged; the others wait for the burst to end.
+    #[test]
+    fn heavy_ingest_holds_back_the_signals_with_few_small_segments() {
+        let of = |signal, id| SegmentMeta { signal, ..meta(id, 100) };
+        let mut catalog: Vec<SegmentMeta> = (1..=10).map(|id| of(Signal::Traces, id)).collect();
+        catalog.extend((1..=DEFERRED_MAX as u64).map(|id| of(Signal::Metrics, id)));
+        catalog.push(of(Signal::Logs, 1));
+        assert_eq!(held_back(&catalog, 1_000, 0.75), [Signal::Traces, Signal::Logs]);
+        assert_eq!(held_back(&catalog, 1_000, 0.2), Vec::<Signal>::new(), "light ingest holds nothing back");
+        assert_eq!(held_back(&catalog, 100, 0.75), Signal::ALL, "none is small");
     }
 
     /// A store whose compactor never runs: the tests merge by hand.
