@@ -338,14 +338,10 @@ pub(crate) const MAX_POSITIONED_TRACE: usize = 1024;
 pub(crate) fn parent_rows<S: SpanView>(rows: &[S]) -> Vec<Option<u32>> {
     let mut out = Vec::with_capacity(rows.len());
     let mut by_id: foldhash::HashMap<SpanId, u32> = foldhash::HashMap::default();
-    let mut start = 0;
-    while start < rows.len() {
-        let trace = rows[start].trace_id();
-        let len = rows[start..].iter().take_while(|r| r.trace_id() == trace).count();
-        let spans = &rows[start..start + len];
+    for spans in rows.chunk_by(|a, b| a.trace_id() == b.trace_id()) {
+        let len = spans.len();
         if len > MAX_POSITIONED_TRACE {
             out.resize(out.len() + len, None);
-            start += len;
             continue;
         }
         // A short trace is searched in place; a long one through a map
@@ -365,7 +361,6 @@ pub(crate) fn parent_rows<S: SpanView>(rows: &[S]) -> Vec<Option<u32>> {
                 spans.iter().position(|s| s.span_id() == parent).map(|i| i as u32)
             }
         }));
-        start += len;
     }
     out
 }
@@ -483,20 +478,18 @@ pub(crate) fn parent_rows_of(batch: &RecordBatch) -> Result<Vec<Option<u32>>> {
 /// # Errors
 /// `Corrupt` when a position is outside its trace.
 pub(crate) fn resolve_parents(rows: &mut [SpanRow], parents: &[Option<u32>]) -> Result<()> {
-    let mut start = 0;
-    while start < rows.len() {
-        let trace = rows[start].trace_id;
-        let len = rows[start..].iter().take_while(|r| r.trace_id == trace).count();
-        for i in start..start + len {
-            if let Some(at) = parents[i] {
-                let parent = rows[start..start + len]
+    let mut parents = parents.iter();
+    for trace in rows.chunk_by_mut(|a, b| a.trace_id == b.trace_id) {
+        let len = trace.len();
+        for (i, at) in (0..len).zip(parents.by_ref()) {
+            if let Some(at) = *at {
+                let parent = trace
                     .get(at as usize)
                     .map(|p| p.span_id)
                     .ok_or_else(|| StoreError::Corrupt(format!("parent row {at} outside its trace of {len} spans")))?;
-                rows[i].parent_span_id = Some(parent);
+                trace[i].parent_span_id = Some(parent);
             }
         }
-        start += len;
     }
     Ok(())
 }

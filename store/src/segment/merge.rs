@@ -193,7 +193,11 @@ struct Output<'a, R> {
     pace: &'a dyn Fn() -> Result<()>,
 }
 
-impl<R> Output<'_, R> {
+impl<'a, R> Output<'a, R> {
+    fn new(sink: ParquetSink, encode: fn(&[&R]) -> Result<RecordBatch>, pace: &'a dyn Fn() -> Result<()>) -> Self {
+        Output { sink, batch: Vec::with_capacity(BATCH_ROWS), written: 0, encode, pace }
+    }
+
     fn push(&mut self, row: R) -> Result<()> {
         self.batch.push(row);
         if self.batch.len() == BATCH_ROWS {
@@ -256,12 +260,7 @@ pub(crate) fn merge(
 ///
 /// # Errors
 /// `Damaged` when an input's data fails verification; I/O errors.
-pub(crate) fn merge_spans(
-    dir: &Path,
-    id: u64,
-    inputs: &[Arc<Segment>],
-    pace: &dyn Fn() -> Result<()>,
-) -> Result<SegmentMeta> {
+fn merge_spans(dir: &Path, id: u64, inputs: &[Arc<Segment>], pace: &dyn Fn() -> Result<()>) -> Result<SegmentMeta> {
     let (mut meta, footer) = merged_meta(id, Signal::Traces, inputs)?;
     let summary = merge_summaries(inputs.iter().filter_map(|s| s.summary.as_ref()));
     let props = span_props(meta.rows as usize);
@@ -295,16 +294,10 @@ pub(crate) fn merge_spans(
 /// its text index; otherwise as [`merge_spans`]. The Parquet file is renamed
 /// into place before the index, as a flush does: a merge cut short between
 /// the two leaves a file that start-up removes (its inputs are listed).
-pub(crate) fn merge_logs(
-    dir: &Path,
-    id: u64,
-    inputs: &[Arc<Segment>],
-    pace: &dyn Fn() -> Result<()>,
-) -> Result<SegmentMeta> {
+fn merge_logs(dir: &Path, id: u64, inputs: &[Arc<Segment>], pace: &dyn Fn() -> Result<()>) -> Result<SegmentMeta> {
     let (mut meta, footer) = merged_meta(id, Signal::Logs, inputs)?;
     let sink = ParquetSink::create(&meta.parquet_path(dir), schema::log_schema(), log_props())?;
-    let mut out =
-        Output { sink, batch: Vec::with_capacity(BATCH_ROWS), written: 0, encode: schema::logs_to_batch, pace };
+    let mut out = Output::new(sink, schema::logs_to_batch, pace);
     let mut index = PendingIndex::create(&meta.index_path(dir), IndexKind::Logs)?;
     pace()?;
     merge_rows(
@@ -324,16 +317,10 @@ pub(crate) fn merge_logs(
 
 /// Writes the rows of `inputs` (metric-point segments) as segment `id` in
 /// `dir`; otherwise as [`merge_spans`].
-pub(crate) fn merge_metrics(
-    dir: &Path,
-    id: u64,
-    inputs: &[Arc<Segment>],
-    pace: &dyn Fn() -> Result<()>,
-) -> Result<SegmentMeta> {
+fn merge_metrics(dir: &Path, id: u64, inputs: &[Arc<Segment>], pace: &dyn Fn() -> Result<()>) -> Result<SegmentMeta> {
     let (mut meta, footer) = merged_meta(id, Signal::Metrics, inputs)?;
     let sink = ParquetSink::create(&meta.parquet_path(dir), schema::metric_schema(), metric_props())?;
-    let mut out =
-        Output { sink, batch: Vec::with_capacity(BATCH_ROWS), written: 0, encode: schema::metrics_to_batch, pace };
+    let mut out = Output::new(sink, schema::metrics_to_batch, pace);
     pace()?;
     let key = |r: &MetricPointRow| (r.metric_name.clone(), r.service_name.clone(), r.time_unix_nano);
     merge_rows(inputs, || EachRow(schema::batch_to_metrics), key, |row| out.push(row))?;
