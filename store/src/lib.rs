@@ -54,6 +54,7 @@
 //!   comes to that; time-based retention (`StoreConfig::retention`) deletes
 //!   segments whose newest data is older than the limit. See `retention`.
 
+mod attrcodes;
 mod catalog;
 mod convert;
 /// The `Store` handle and its paths: `write`, `flush`, `read`, and the

@@ -1,9 +1,10 @@
 //! Arrow schemas of the three tables and conversion between rows and batches.
 //!
 //! Hot fields (ids, service, name, kind, times, status) get their own typed
-//! columns so scans read only what they filter on; the long tail (attributes,
-//! resource attributes, events, links, distributions) lives in compact JSON
-//! columns that are read only when whole rows are materialized. Parquet
+//! columns so scans read only what they filter on; span attributes are codes
+//! into per-segment tables (see `attrcodes`); the long tail (resource
+//! attributes, events, links, distributions) lives in compact JSON columns
+//! that are read only when whole rows are materialized. Parquet
 //! dictionary-encodes the repetitive text (service names, resource JSON), so
 //! flattening resources onto every row costs little on disk.
 //!
@@ -17,6 +18,7 @@ use arrow::array::*;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
+use crate::attrcodes::{AttrCoder, AttrReader, AttrTables};
 use crate::error::{Result, StoreError};
 use crate::ids::{SpanId, TraceId};
 use crate::model::*;
@@ -40,6 +42,8 @@ pub(crate) mod col {
     pub(crate) const ATTRIBUTES: &str = "attributes";
     pub(crate) const ATTR_KEYS: &str = "attr_keys";
     pub(crate) const ATTR_VALUES: &str = "attr_values";
+    pub(crate) const ATTR_KEY_CODES: &str = "attr_key_codes";
+    pub(crate) const ATTR_VALUE_CODES: &str = "attr_value_codes";
     pub(crate) const RESOURCE_ATTRIBUTES: &str = "resource_attributes";
     pub(crate) const SCOPE_NAME: &str = "scope_name";
     pub(crate) const SCOPE_VERSION: &str = "scope_version";
@@ -74,60 +78,17 @@ fn text_list() -> DataType {
     DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
 }
 
-/// Span attributes are stored as two parallel list columns, keys and values,
-/// each value as text behind a one-letter type tag (`s` string, `i` int64, `d`
-/// float64, `t`/`f` bool, `y` bytes as hex, `j` arrays and maps as typed JSON,
-/// `n` empty). Parquet dictionary-encodes both lists, so a key costs a few bits
-/// and a repeated value a dictionary index: less than half the bytes of one
-/// JSON document per span, with types kept exactly (f64 text round-trips).
-fn attribute_columns<S: SpanView>(rows: &[S]) -> (ArrayRef, ArrayRef) {
-    let n: usize = rows.iter().map(|r| r.attributes().count()).sum();
-    let mut keys = ListBuilder::with_capacity(StringBuilder::with_capacity(n, n * 16), rows.len());
-    let mut values = ListBuilder::with_capacity(StringBuilder::with_capacity(n, n * 16), rows.len());
-    let mut buf = String::with_capacity(256);
-    // Packed rows name their attributes by pair id: each distinct pair's
-    // text is written once, into `texts`, at `at[id]` (start, end).
-    let mut texts = String::new();
-    let mut at: Vec<(u32, u32)> = Vec::new();
-    let mut table = None;
-    for r in rows {
-        match r.attribute_ids() {
-            Some((owner, ids)) => {
-                if table != Some(owner) {
-                    table = Some(owner);
-                    texts.clear();
-                    at.clear();
-                }
-                for (&id, kv) in ids.iter().zip(r.attributes()) {
-                    keys.values().append_value(&kv.key);
-                    let id = id as usize;
-                    if id >= at.len() {
-                        at.resize(id + 1, (u32::MAX, 0));
-                    }
-                    if at[id].0 == u32::MAX {
-                        let start = texts.len() as u32;
-                        tagged_text(&kv.value, &mut texts);
-                        at[id] = (start, texts.len() as u32);
-                    }
-                    values.values().append_value(&texts[at[id].0 as usize..at[id].1 as usize]);
-                }
-            }
-            None => {
-                for kv in r.attributes() {
-                    keys.values().append_value(&kv.key);
-                    buf.clear();
-                    tagged_text(&kv.value, &mut buf);
-                    values.values().append_value(&buf);
-                }
-            }
-        }
-        keys.append(true);
-        values.append(true);
-    }
-    (Arc::new(keys.finish()), Arc::new(values.finish()))
+/// `List<UInt32>` as `ListBuilder<UInt32Builder>` builds it.
+fn code_list() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::UInt32, true)))
 }
 
-fn tagged_text(v: &AttrValue, out: &mut String) {
+/// An attribute value as text behind a one-letter type tag (`s` string, `i`
+/// int64, `d` float64, `t`/`f` bool, `y` bytes as hex, `j` arrays and maps
+/// as typed JSON, `n` empty): the form of the attribute tables and of the
+/// values written out (see `attrcodes`), with types kept exactly (f64 text
+/// round-trips).
+pub(crate) fn tagged_text(v: &AttrValue, out: &mut String) {
     use std::fmt::Write;
     match v {
         AttrValue::Str(s) => {
@@ -153,7 +114,7 @@ fn tagged_text(v: &AttrValue, out: &mut String) {
     }
 }
 
-fn parse_tagged(s: &str) -> Result<AttrValue> {
+pub(crate) fn parse_tagged(s: &str) -> Result<AttrValue> {
     let bad = || StoreError::Corrupt(format!("bad attribute value {s:?} in segment"));
     let (tag, rest) = s.split_at_checked(1).ok_or_else(bad)?;
     Ok(match tag {
@@ -167,20 +128,6 @@ fn parse_tagged(s: &str) -> Result<AttrValue> {
         "n" => AttrValue::Empty,
         _ => return Err(bad()),
     })
-}
-
-/// Reads row `i`'s attributes back from the two list columns.
-fn read_attributes(keys: &ListArray, values: &ListArray, i: usize) -> Result<Vec<KeyValue>> {
-    let (k, v) = (keys.value(i), values.value(i));
-    let (k, v) = (Columns::as_str(&k)?, Columns::as_str(&v)?);
-    if k.len() != v.len() {
-        return Err(StoreError::Corrupt(format!(
-            "attribute keys ({}) and values ({}) differ in number",
-            k.len(),
-            v.len()
-        )));
-    }
-    (0..k.len()).map(|j| Ok(KeyValue { key: k.value(j).to_string(), value: parse_tagged(v.value(j))? })).collect()
 }
 
 pub(crate) fn span_schema() -> SchemaRef {
@@ -199,7 +146,9 @@ pub(crate) fn span_schema() -> SchemaRef {
             f(col::STATUS_MESSAGE, DataType::Utf8, true),
             f(col::TRACE_STATE, DataType::Utf8, true),
             f(col::FLAGS, DataType::UInt32, false),
+            f(col::ATTR_KEY_CODES, code_list(), false),
             f(col::ATTR_KEYS, text_list(), false),
+            f(col::ATTR_VALUE_CODES, code_list(), false),
             f(col::ATTR_VALUES, text_list(), false),
             f(col::RESOURCE_ATTRIBUTES, DataType::Utf8, false),
             f(col::SCOPE_NAME, DataType::Utf8, false),
@@ -367,7 +316,12 @@ pub(crate) fn parent_rows<S: SpanView>(rows: &[S]) -> Vec<Option<u32>> {
 
 /// A span batch: `parents` from [`parent_rows`] (for the same rows) say
 /// which parents go into `parent_row` instead of `parent_span_id`.
-pub(crate) fn spans_to_batch<S: SpanView>(rows: &[S], parents: &[Option<u32>]) -> Result<RecordBatch> {
+/// Attributes are coded by `attributes` (see `attrcodes`).
+pub(crate) fn spans_to_batch<S: SpanView>(
+    rows: &[S],
+    parents: &[Option<u32>],
+    attributes: &mut AttrCoder,
+) -> Result<RecordBatch> {
     let n = rows.len();
     debug_assert_eq!(parents.len(), n);
     let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
@@ -382,7 +336,7 @@ pub(crate) fn spans_to_batch<S: SpanView>(rows: &[S], parents: &[Option<u32>]) -
         }
     }
     let dropped = |r: &S| Some(r.dropped()).filter(|d| *d != [0; 3]).map(|d| json(&d));
-    let (attr_keys, attr_values) = attribute_columns(rows);
+    let [attr_key_codes, attr_keys, attr_value_codes, attr_values] = attributes.columns(rows);
     let columns: Vec<ArrayRef> = vec![
         Arc::new(trace_id.finish()),
         Arc::new(span_id.finish()),
@@ -396,7 +350,9 @@ pub(crate) fn spans_to_batch<S: SpanView>(rows: &[S], parents: &[Option<u32>]) -
         Arc::new(StringArray::from_iter(rows.iter().map(|r| non_empty(r.status_message())))),
         Arc::new(StringArray::from_iter(rows.iter().map(|r| non_empty(r.trace_state())))),
         Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.flags()))),
+        attr_key_codes,
         attr_keys,
+        attr_value_codes,
         attr_values,
         resource_column(rows),
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.scope_name()))),
@@ -443,15 +399,6 @@ impl<'a> Columns<'a> {
     pub(crate) fn fixed(&self, name: &str) -> Result<&'a FixedSizeBinaryArray> {
         self.get(name)
     }
-    pub(crate) fn list(&self, name: &str) -> Result<&'a ListArray> {
-        self.get(name)
-    }
-    fn as_str(array: &ArrayRef) -> Result<&StringArray> {
-        array
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .ok_or_else(|| StoreError::Corrupt("list items are not strings".into()))
-    }
 }
 
 fn opt_str(a: &StringArray, i: usize) -> &str {
@@ -496,11 +443,11 @@ pub(crate) fn resolve_parents(rows: &mut [SpanRow], parents: &[Option<u32>]) -> 
 
 /// The rows of span batches holding whole traces of one segment, in its
 /// row order, parents and all.
-pub(crate) fn whole_traces(batches: &[RecordBatch]) -> Result<Vec<SpanRow>> {
+pub(crate) fn whole_traces(batches: &[RecordBatch], tables: &AttrTables) -> Result<Vec<SpanRow>> {
     let mut rows = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
     let mut parents = Vec::with_capacity(rows.capacity());
     for batch in batches {
-        rows.extend(batch_to_spans(batch)?);
+        rows.extend(batch_to_spans(batch, tables)?);
         parents.extend(parent_rows_of(batch)?);
     }
     resolve_parents(&mut rows, &parents)?;
@@ -509,7 +456,8 @@ pub(crate) fn whole_traces(batches: &[RecordBatch]) -> Result<Vec<SpanRow>> {
 
 /// Materializes the rows of a span batch read with the full schema. Parents
 /// given by position (`parent_row`) are left out: see [`resolve_parents`].
-pub(crate) fn batch_to_spans(batch: &RecordBatch) -> Result<Vec<SpanRow>> {
+/// `tables` are the segment's attribute tables.
+pub(crate) fn batch_to_spans(batch: &RecordBatch, tables: &AttrTables) -> Result<Vec<SpanRow>> {
     let c = Columns(batch);
     let (trace_id, span_id, parent) = (c.fixed(col::TRACE_ID)?, c.fixed(col::SPAN_ID)?, c.fixed(col::PARENT_SPAN_ID)?);
     let (start, duration) = (c.i64(col::START_TIME)?, c.i64(col::DURATION)?);
@@ -517,7 +465,7 @@ pub(crate) fn batch_to_spans(batch: &RecordBatch) -> Result<Vec<SpanRow>> {
     let (status, status_msg, trace_state) =
         (c.i32(col::STATUS_CODE)?, c.str(col::STATUS_MESSAGE)?, c.str(col::TRACE_STATE)?);
     let (flags, res) = (c.u32(col::FLAGS)?, c.str(col::RESOURCE_ATTRIBUTES)?);
-    let (attr_keys, attr_values) = (c.list(col::ATTR_KEYS)?, c.list(col::ATTR_VALUES)?);
+    let attributes = AttrReader::of(batch, tables)?;
     let (scope, scope_v, events, links, dropped) = (
         c.str(col::SCOPE_NAME)?,
         c.str(col::SCOPE_VERSION)?,
@@ -542,7 +490,7 @@ pub(crate) fn batch_to_spans(batch: &RecordBatch) -> Result<Vec<SpanRow>> {
             duration_nano: duration.value(i),
             status_code: status.value(i),
             status_message: opt_str(status_msg, i).to_string(),
-            attributes: read_attributes(attr_keys, attr_values, i)?,
+            attributes: attributes.row(i)?,
             resource_attributes: parse_json(res.value(i), "resource attributes")?,
             scope_name: scope.value(i).to_string(),
             scope_version: scope_v.value(i).to_string(),

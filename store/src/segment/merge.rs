@@ -14,16 +14,17 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDequ
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, ListArray, RecordBatch, StringArray};
 
 use super::write::{log_props, metric_props, span_props, ParquetSink, PendingIndex, BATCH_ROWS, ROW_GROUP_ROWS};
 use super::{FlushInfo, RowStream, Segment, SegmentFooter, SegmentMeta};
+use crate::attrcodes::{AttrCoder, AttrTables};
 use crate::error::{Result, StoreError};
 use crate::ids::TraceId;
 use crate::logsearch;
 use crate::model::{LogRow, MetricDescriptor, MetricPointRow, Signal, SpanRow};
 use crate::packed::{PackedRef, PackedSpans};
-use crate::schema::{self, MAX_POSITIONED_TRACE};
+use crate::schema::{self, col, MAX_POSITIONED_TRACE};
 use crate::spanindex;
 use crate::spanstats::{self, OpKey, OpStats, SegmentSummary, SUMMARY_KEY};
 use crate::textindex::IndexKind;
@@ -55,13 +56,18 @@ impl<R> Decode for EachRow<R> {
 
 /// Spans, a whole trace at a time: a parent given by its position in the
 /// trace (`parent_row`) is found once all the trace's rows are in.
-#[derive(Default)]
 struct WholeTraces {
     rows: Vec<SpanRow>,
     parents: Vec<Option<u32>>,
+    /// The input's attribute tables.
+    tables: Arc<AttrTables>,
 }
 
 impl WholeTraces {
+    fn of(input: &Segment) -> Self {
+        Self { rows: Vec::new(), parents: Vec::new(), tables: input.attributes.clone() }
+    }
+
     fn release(&mut self, n: usize, out: &mut VecDeque<SpanRow>) -> Result<()> {
         let mut rows: Vec<SpanRow> = self.rows.drain(..n).collect();
         let parents: Vec<Option<u32>> = self.parents.drain(..n).collect();
@@ -74,7 +80,7 @@ impl WholeTraces {
 impl Decode for WholeTraces {
     type Row = SpanRow;
     fn batch(&mut self, batch: &RecordBatch, out: &mut VecDeque<SpanRow>) -> Result<()> {
-        self.rows.extend(schema::batch_to_spans(batch)?);
+        self.rows.extend(schema::batch_to_spans(batch, &self.tables)?);
         self.parents.extend(schema::parent_rows_of(batch)?);
         // The last trace may go on in the next batch, unless it is too long
         // to hold parents by position (then it holds none).
@@ -123,13 +129,13 @@ impl<D: Decode> Cursor<'_, D> {
 /// the segments (oldest flush first).
 fn merge_rows<D: Decode, K: Ord>(
     inputs: &[Arc<Segment>],
-    decoder: impl Fn() -> D,
+    decoder: impl Fn(&Segment) -> D,
     key: impl Fn(&D::Row) -> K,
     mut emit: impl FnMut(D::Row) -> Result<()>,
 ) -> Result<()> {
     let mut cursors: Vec<Cursor<'_, D>> = inputs
         .iter()
-        .map(|seg| Cursor { seg, stream: None, rows: VecDeque::new(), decode: decoder(), ended: false })
+        .map(|seg| Cursor { seg, stream: None, rows: VecDeque::new(), decode: decoder(seg), ended: false })
         .collect();
     let mut heads: BinaryHeap<Reverse<(K, usize)>> = BinaryHeap::new();
     let mut head_rows: Vec<Option<D::Row>> = Vec::with_capacity(cursors.len());
@@ -272,22 +278,44 @@ fn merge_spans(dir: &Path, id: u64, inputs: &[Arc<Segment>], pace: &dyn Fn() -> 
         long_trace: None,
         out: PackedSpans::default(),
         parents: Vec::new(),
+        attributes: coder_for(inputs)?,
         written: 0,
         pace,
     };
     pace()?;
-    merge_rows(inputs, WholeTraces::default, |r: &SpanRow| (r.trace_id, r.start_time_unix_nano), |row| out.push(row))?;
+    merge_rows(inputs, WholeTraces::of, |r: &SpanRow| (r.trace_id, r.start_time_unix_nano), |row| out.push(row))?;
     out.end_trace()?;
     out.write_batch()?;
-    let SpanOutput { sink, index, written, .. } = out;
+    let SpanOutput { sink, index, written, attributes, .. } = out;
     if written != meta.rows {
         return Err(StoreError::Corrupt(format!("merged {written} rows, the inputs hold {}", meta.rows)));
     }
     let summary_json = serde_json::to_string(&summary).expect("summary serializes");
-    let parquet_bytes = sink.finish(vec![(SUMMARY_KEY, summary_json)], &footer)?;
+    let parquet_bytes = sink.finish(vec![(SUMMARY_KEY, summary_json), attributes.footer()], &footer)?;
     let index_bytes = index.write(&meta.index_path(dir))?;
     meta.bytes = parquet_bytes + index_bytes;
     Ok(meta)
+}
+
+/// The attribute coder of a merge of `inputs`: the keys of their tables,
+/// and of the segments written before the tables those their rows use
+/// (read from the key column; once per such segment), so the keys of an
+/// older store get coded too.
+fn coder_for(inputs: &[Arc<Segment>]) -> Result<AttrCoder> {
+    let mut older: HashMap<String, u64> = HashMap::new();
+    for seg in inputs.iter().filter(|s| s.attributes.keys().next().is_none()) {
+        let groups = (0..seg.reader_meta.metadata().num_row_groups()).collect();
+        for batch in seg.read(groups, Some(&[col::ATTR_KEYS]), None)? {
+            let keys = batch.column(0).as_any().downcast_ref::<ListArray>();
+            let items = keys.and_then(|k| k.values().as_any().downcast_ref::<StringArray>());
+            let items = items.ok_or_else(|| StoreError::Corrupt("attribute keys are not text lists".into()))?;
+            for key in items.iter().flatten() {
+                *older.entry(key.to_string()).or_default() += 1;
+            }
+        }
+    }
+    let tables = inputs.iter().flat_map(|s| s.attributes.keys());
+    Ok(AttrCoder::merged(tables.chain(older.iter().map(|(k, n)| (k.as_str(), *n)))))
 }
 
 /// Writes the rows of `inputs` (log segments) as segment `id` in `dir`, with
@@ -302,7 +330,7 @@ fn merge_logs(dir: &Path, id: u64, inputs: &[Arc<Segment>], pace: &dyn Fn() -> R
     pace()?;
     merge_rows(
         inputs,
-        || EachRow(schema::batch_to_logs),
+        |_| EachRow(schema::batch_to_logs),
         |r: &LogRow| (r.service_name.clone(), r.time_unix_nano),
         |row| {
             let at = out.written + out.batch.len() as u64;
@@ -323,7 +351,7 @@ fn merge_metrics(dir: &Path, id: u64, inputs: &[Arc<Segment>], pace: &dyn Fn() -
     let mut out = Output::new(sink, schema::metrics_to_batch, pace);
     pace()?;
     let key = |r: &MetricPointRow| (r.metric_name.clone(), r.service_name.clone(), r.time_unix_nano);
-    merge_rows(inputs, || EachRow(schema::batch_to_metrics), key, |row| out.push(row))?;
+    merge_rows(inputs, |_| EachRow(schema::batch_to_metrics), key, |row| out.push(row))?;
     meta.bytes = out.finish(Vec::new(), &footer)?;
     Ok(meta)
 }
@@ -340,6 +368,7 @@ struct SpanOutput<'a> {
     out: PackedSpans,
     /// `parent_row` of each row of `out`.
     parents: Vec<Option<u32>>,
+    attributes: AttrCoder,
     written: u64,
     pace: &'a dyn Fn() -> Result<()>,
 }
@@ -389,7 +418,7 @@ impl SpanOutput<'_> {
         }
         let groups = self.written / ROW_GROUP_ROWS as u64;
         let rows: Vec<PackedRef<'_>> = self.out.iter().collect();
-        self.sink.write(&schema::spans_to_batch(&rows, &self.parents)?)?;
+        self.sink.write(&schema::spans_to_batch(&rows, &self.parents, &mut self.attributes)?)?;
         self.written += rows.len() as u64;
         drop(rows);
         self.out = PackedSpans::default();

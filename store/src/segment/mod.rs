@@ -60,6 +60,7 @@ use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataR
 use parquet::file::statistics::Statistics;
 use serde::{Deserialize, Serialize};
 
+use crate::attrcodes::{self, AttrTables};
 use crate::error::{Result, StoreError};
 use crate::logsearch;
 use crate::model::*;
@@ -212,6 +213,9 @@ pub(crate) struct Segment {
     span_index: Mutex<Option<Arc<SpanIndex>>>,
     /// Span segments: per-operation stats and service edges from the footer.
     pub summary: Option<SegmentSummary>,
+    /// Span segments: the attribute tables their rows' codes refer to
+    /// (empty for segments written before them).
+    pub attributes: Arc<AttrTables>,
     /// The highest WAL sequence the flush (or merged flushes) covered; 0 when
     /// the segment predates self-description.
     flushed_seq: u64,
@@ -337,6 +341,8 @@ impl Segment {
             s.ops.iter_mut().for_each(|(_, stats)| stats.latency.buckets.shrink_to_fit());
             s
         });
+        let attributes =
+            attrcodes::shared(footer_value(&md, attrcodes::TABLES_KEY)).map_err(|e| damaged(e.to_string()))?;
         let reader_meta = ArrowReaderMetadata::try_new(
             Arc::new(without_footer_texts(md)),
             ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
@@ -352,6 +358,7 @@ impl Segment {
             index: Mutex::new(None),
             span_index: Mutex::new(None),
             summary,
+            attributes,
             flushed_seq: footer.as_ref().map_or(0, |f| f.flush.flushed_seq),
             chunk_crcs,
             verified,
@@ -639,7 +646,7 @@ impl Segment {
                     }
                 }
                 let groups: Vec<usize> = (0..self.reader_meta.metadata().num_row_groups()).collect();
-                let rows = schema::whole_traces(&self.read(groups, None, None)?)?;
+                let rows = schema::whole_traces(&self.read(groups, None, None)?, &self.attributes)?;
                 let refs: Vec<&SpanRow> = rows.iter().collect();
                 spanindex::write(&path, &refs)?;
                 crate::wal::sync_dir(&self.dir)?;
