@@ -91,9 +91,7 @@ impl AttrTables {
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { keys: s.keys, counts: s.counts, values })
     }
-}
 
-impl AttrTables {
     /// The keys of the table with their occurrences; empty for a segment
     /// written before the tables.
     pub(crate) fn keys(&self) -> impl Iterator<Item = (&str, u64)> {
@@ -214,7 +212,8 @@ pub(crate) struct AttrCoder {
 
 impl AttrCoder {
     /// A coder for keys with these occurrence counts (a key may come more
-    /// than once; its counts add up): the [`MAX_KEYS`] most frequent.
+    /// than once, as in the tables of a merge's inputs, see
+    /// [`AttrTables::keys`]; its counts add up): the [`MAX_KEYS`] most frequent.
     pub(crate) fn with_keys<'k>(keys: impl Iterator<Item = (&'k str, u64)>) -> Self {
         let mut counted: foldhash::HashMap<&str, u64> = foldhash::HashMap::default();
         for (k, n) in keys {
@@ -272,12 +271,6 @@ impl AttrCoder {
         }
         fold(&mut by_id, &mut counted);
         Self::with_keys(counted.into_iter())
-    }
-
-    /// A coder for a merge of segments using these keys (see
-    /// [`AttrTables::keys`]), each key as often as its counts add up to.
-    pub(crate) fn merged<'k>(keys: impl Iterator<Item = (&'k str, u64)>) -> Self {
-        Self::with_keys(keys)
     }
 
     /// The footer entry of the tables.
@@ -383,7 +376,7 @@ impl AttrCoder {
     }
 }
 
-/// The tables of `tables`, shared: a segment's, or none for a segment
+/// A segment's tables from its footer entry, shared; empty for a segment
 /// written before them.
 pub(crate) fn shared(json: Option<&str>) -> Result<Arc<AttrTables>> {
     Ok(Arc::new(json.map(AttrTables::parse).transpose()?.unwrap_or_default()))

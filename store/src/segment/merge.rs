@@ -315,7 +315,7 @@ fn coder_for(inputs: &[Arc<Segment>]) -> Result<AttrCoder> {
         }
     }
     let tables = inputs.iter().flat_map(|s| s.attributes.keys());
-    Ok(AttrCoder::merged(tables.chain(older.iter().map(|(k, n)| (k.as_str(), *n)))))
+    Ok(AttrCoder::with_keys(tables.chain(older.iter().map(|(k, n)| (k.as_str(), *n)))))
 }
 
 /// Writes the rows of `inputs` (log segments) as segment `id` in `dir`, with
