@@ -15,6 +15,7 @@
 //! compact_rows = 2000000
 //! flush_interval_secs = 60
 //! max_memtable_bytes = 268435456
+//! ingest_wait_secs = 5
 //! query_max_samples = 50000000
 //! query_timeout = "2m"
 //! max_disk_bytes = 10737418240
@@ -52,6 +53,8 @@ pub(crate) struct FileConfig {
     pub flush_interval_secs: Option<u64>,
     /// `--max-memtable-bytes`.
     pub max_memtable_bytes: Option<usize>,
+    /// `--ingest-wait-secs`.
+    pub ingest_wait_secs: Option<u64>,
     /// `--query-max-samples`.
     pub query_max_samples: Option<usize>,
     /// `--query-timeout`, a Prometheus duration such as `"2m"`.

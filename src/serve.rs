@@ -60,10 +60,15 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     flush_interval_secs: Option<u64>,
     /// Memory the store may hold for data acknowledged but not yet flushed to
-    /// segments, in bytes; past it OTLP requests get 429 / RESOURCE_EXHAUSTED with a
-    /// retry hint until a flush makes room [default: 256 MiB]
+    /// segments, in bytes; past it OTLP requests wait for a flush to make room
+    /// (see --ingest-wait-secs) [default: 256 MiB]
     #[arg(long)]
     max_memtable_bytes: Option<usize>,
+    /// Seconds a request may wait at --max-memtable-bytes for a flush to make room
+    /// before it gets 429 / RESOURCE_EXHAUSTED with a retry hint; 0 refuses at once
+    /// [default: 5]
+    #[arg(long)]
+    ingest_wait_secs: Option<u64>,
     /// Most samples one PromQL query may hold in memory at once; past it the
     /// query answers 422 [default: 50000000, as Prometheus]
     #[arg(long, alias = "query.max-samples")]
@@ -183,6 +188,9 @@ impl ServeArgs {
         if let Some(n) = self.max_memtable_bytes.or(file.max_memtable_bytes) {
             anyhow::ensure!(n > 0, "--max-memtable-bytes must be positive");
             store.max_memtable_bytes = n;
+        }
+        if let Some(s) = self.ingest_wait_secs.or(file.ingest_wait_secs) {
+            store.ingest_wait = Duration::from_secs(s);
         }
         if let Some(n) = self.max_disk_bytes.or(file.max_disk_bytes) {
             anyhow::ensure!(n > 0, "--max-disk-bytes must be positive");

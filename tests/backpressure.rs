@@ -1,7 +1,8 @@
-//! `seismo serve --max-memtable-bytes`: ingest answers 429 + `Retry-After` (gRPC
-//! `RESOURCE_EXHAUSTED`) only while the unflushed data is at the cap, and takes
-//! requests again once a flush made room. (The store's unit tests show the same with
-//! the flusher running: `db::write::tests`.)
+//! `seismo serve --max-memtable-bytes`: at the cap a request waits for a flush to make
+//! room (`--ingest-wait-secs`) and is taken then; past the wait it gets 429 +
+//! `Retry-After` (gRPC `RESOURCE_EXHAUSTED`), and requests are taken again once a
+//! flush made room. (The store's unit tests show the same with the flusher running:
+//! `db::write::tests`.)
 
 mod common;
 
@@ -22,8 +23,9 @@ fn post_span(server: &Server, id: u8) -> reqwest::blocking::Response {
 fn requests_are_refused_at_the_memtable_cap_and_taken_again_after_a_flush() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    // One request fills the cap; nothing flushes by itself within the test.
-    let flags = ["--max-memtable-bytes", "1", "--flush-interval-secs", "3600"];
+    // One request fills the cap; nothing flushes by itself within the test, and
+    // a request at the cap is refused at once.
+    let flags = ["--max-memtable-bytes", "1", "--flush-interval-secs", "3600", "--ingest-wait-secs", "0"];
     let server = Server::start(&data, &flags);
     assert_eq!(server.metric("seismo_store_max_memtable_bytes"), 1);
     assert_eq!(post_span(&server, 1).status().as_u16(), 200);
@@ -42,6 +44,22 @@ fn requests_are_refused_at_the_memtable_cap_and_taken_again_after_a_flush() {
     assert_eq!(server.metric("seismo_store_unflushed_bytes"), 0);
     assert_eq!(post_span(&server, 2).status().as_u16(), 200);
     assert_eq!(server.get_json(&format!("/api/traces/{}", hex::encode([1u8; 16]))).0, 200);
+    assert_eq!(server.get_json(&format!("/api/traces/{}", hex::encode([2u8; 16]))).0, 200);
+    server.stop();
+}
+
+#[test]
+fn a_request_at_the_memtable_cap_waits_for_the_flush_and_is_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    // One request fills the cap; the memtable is flushed a second after its first row.
+    let flags = ["--max-memtable-bytes", "1", "--flush-interval-secs", "1", "--ingest-wait-secs", "60"];
+    let server = Server::start(&dir.path().join("data"), &flags);
+    assert_eq!(post_span(&server, 1).status().as_u16(), 200);
+    let second = post_span(&server, 2);
+    assert_eq!(second.status().as_u16(), 200, "{:?}", second.text());
+    assert_eq!(server.metric("seismo_store_ingest_waits_total"), 1);
+    assert_eq!(server.metric("seismo_busy_rejections_total"), 0);
+    assert!(server.metric("seismo_flushes_total") >= 1);
     assert_eq!(server.get_json(&format!("/api/traces/{}", hex::encode([2u8; 16]))).0, 200);
     server.stop();
 }

@@ -73,6 +73,18 @@ impl Collector for StoreMetrics {
             "Requests refused with 429 / RESOURCE_EXHAUSTED because ingest outran the disk.",
             load(&c.busy),
         )?;
+        counter(
+            &mut encoder,
+            "seismo_store_ingest_waits",
+            "Requests held back at --max-memtable-bytes until a flush made room (or --ingest-wait-secs passed).",
+            load(&c.ingest_waits),
+        )?;
+        counter(
+            &mut encoder,
+            "seismo_store_ingest_wait_seconds",
+            "Time requests spent held back at --max-memtable-bytes; a steady rate means ingest is paced by the flush.",
+            load(&c.ingest_wait_ns) as f64 / 1e9,
+        )?;
         counter(&mut encoder, "seismo_wal_bytes", "Bytes written to the write-ahead log.", load(&c.wal_bytes))?;
         counter(&mut encoder, "seismo_wal_syncs", "WAL fsyncs (each covers a group of requests).", load(&c.wal_syncs))?;
         counter(&mut encoder, "seismo_flushes", "Memtable flushes to segments.", load(&c.flushes))?;

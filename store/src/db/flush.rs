@@ -209,6 +209,7 @@ fn flush_table(inner: &Inner, table: &Table, last_seq: u64) -> Result<()> {
     drop(catalog);
     drop(recent);
     inner.sources.write().unwrap().flushed(table, opened);
+    inner.room.notify_waiters();
     stored?;
     wal::remove_flushed(&inner.wal_dir, last_seq)?;
     inner.counters.flushes.fetch_add(1, Ordering::Relaxed);

@@ -68,6 +68,10 @@ pub struct StoreConfig {
     /// flush. While a flush runs, a fresh memtable takes the writes, so this
     /// should leave room for at least two memtables of `flush_bytes`.
     pub max_memtable_bytes: usize,
+    /// How long an append waits for a flush to bring the unflushed data
+    /// under `max_memtable_bytes` before it gets `Busy`: a client that waits
+    /// for each acknowledgement is slowed to the flush's pace, not refused.
+    pub ingest_wait: Duration,
     /// When the data directory grows past this many bytes, the oldest segments
     /// are deleted (see `retention`); `None` keeps everything.
     pub max_disk_bytes: Option<u64>,
@@ -91,6 +95,8 @@ impl StoreConfig {
             // this cap counted the frozen memtables too (a 256 MiB cap on the
             // active one alone). A burst of a million spans fits without a 429.
             max_memtable_bytes: 256 << 20,
+            // As long as the collector waits for its in-flight budget.
+            ingest_wait: Duration::from_secs(5),
             max_disk_bytes: None,
             compact_rows: 2_000_000,
             retention: None,
@@ -105,6 +111,10 @@ pub struct StoreCounters {
     pub metric_points: AtomicU64,
     pub rejected: AtomicU64,
     pub busy: AtomicU64,
+    /// Appends held back at `max_memtable_bytes` until a flush made room, and
+    /// the time they waited in all (nanoseconds), refused ones included.
+    pub ingest_waits: AtomicU64,
+    pub ingest_wait_ns: AtomicU64,
     pub wal_bytes: AtomicU64,
     pub wal_syncs: AtomicU64,
     pub flushes: AtomicU64,
@@ -172,6 +182,8 @@ struct Inner {
     /// Set (once, for good) when a WAL write fails for a reason other than space.
     wal_failure: OnceLock<String>,
     disk_full: DiskFullState,
+    /// Woken when a flush makes room under `max_memtable_bytes`, and at close.
+    room: tokio::sync::Notify,
     /// Test hook: the next WAL writes fail half-way with ENOSPC and probes find no room.
     #[cfg(test)]
     inject_enospc: AtomicBool,
@@ -265,6 +277,7 @@ impl Store {
             quarantine,
             wal_failure: OnceLock::new(),
             disk_full: DiskFullState::default(),
+            room: tokio::sync::Notify::new(),
             #[cfg(test)]
             inject_enospc: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
@@ -340,6 +353,7 @@ impl Store {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        self.inner.room.notify_waiters();
         // A merge under way sees `closed` and stops at its next row group.
         drop(self.inner.compact_stop.lock().unwrap().take());
         let result = {

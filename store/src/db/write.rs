@@ -4,7 +4,9 @@
 //! whatever else queued meanwhile (one fsync for the group), inserted into
 //! the active memtable, and only then acknowledged.
 //!
-//! Back-pressure: a bounded queue and a cap on unflushed data answer `Busy`.
+//! Back-pressure: a bounded queue answers `Busy`; at the cap on unflushed
+//! data an append waits for a flush to make room, and gets `Busy` only when
+//! none does within `ingest_wait`.
 //! A full disk is a state (`diskfull`): appends are refused at once while it
 //! lasts, and the writer thread probes for room and ends it. Any other WAL
 //! failure refuses writes until a restart.
@@ -63,6 +65,8 @@ impl Store {
     pub async fn append(&self, request: impl Into<Received>) -> Result<AppendOutcome> {
         let request = request.into();
         self.check_writable()?;
+        // Waiting before the conversion: a request held back keeps only its bytes.
+        self.wait_for_room().await?;
         let converted = match tokio::runtime::Handle::try_current() {
             Ok(runtime) if request.is_large() => match runtime.spawn_blocking(move || request.convert()).await {
                 Ok(converted) => converted,
@@ -83,6 +87,18 @@ impl Store {
     /// runs on the calling thread).
     pub fn append_blocking(&self, request: impl Into<Received>) -> Result<AppendOutcome> {
         self.check_writable()?;
+        if self.unflushed_bytes() >= self.inner.config.max_memtable_bytes {
+            // As `wait_for_room`, polling: no runtime to wait on here.
+            let (started, c) = (Instant::now(), &self.inner.counters);
+            c.ingest_waits.fetch_add(1, Ordering::Relaxed);
+            while self.unflushed_bytes() >= self.inner.config.max_memtable_bytes
+                && started.elapsed() < self.inner.config.ingest_wait
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            c.ingest_wait_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            self.check_pressure()?;
+        }
         let (outcome, rx) = self.submit(request.into().convert()?)?;
         if let Some(rx) = rx {
             rx.blocking_recv().map_err(|_| StoreError::Closed)??;
@@ -119,7 +135,6 @@ impl Store {
         if rows.len() == 0 {
             return Ok((outcome, None));
         }
-        self.check_pressure()?;
         let (done, rx) = oneshot::channel();
         match self.inner.tx.try_send(Cmd::Append { signal, payload, rows, done }) {
             Ok(()) => Ok((outcome, Some(rx))),
@@ -131,10 +146,45 @@ impl Store {
         }
     }
 
-    /// Refuses new data once the unflushed data reaches `max_memtable_bytes`,
-    /// so memory stays bounded when ingest outruns the flush. Only then: while
-    /// a flush runs, the next memtable fills, and a client is refused only when
-    /// it fills faster than the flush empties them.
+    /// Holds an append back while the unflushed data is at `max_memtable_bytes`,
+    /// until a flush makes room, for up to `ingest_wait`; then refuses it
+    /// ([`Store::check_pressure`]). So memory stays bounded when ingest outruns
+    /// the flush, and a client that waits for each acknowledgement is slowed to
+    /// the flush's pace instead of refused. Appends let through together may
+    /// take the memtables past the cap by their own size, which the
+    /// collector's in-flight budget bounds.
+    async fn wait_for_room(&self) -> Result<()> {
+        let cap = self.inner.config.max_memtable_bytes;
+        if self.unflushed_bytes() < cap {
+            return Ok(());
+        }
+        let started = tokio::time::Instant::now();
+        let c = &self.inner.counters;
+        c.ingest_waits.fetch_add(1, Ordering::Relaxed);
+        let waited = || c.ingest_wait_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        let deadline = started + self.inner.config.ingest_wait;
+        loop {
+            // Registered before the check, so a flush finishing between the
+            // two still wakes this append.
+            let room = self.inner.room.notified();
+            let mut room = std::pin::pin!(room);
+            room.as_mut().enable();
+            if self.inner.closed.load(Ordering::Acquire) {
+                waited();
+                return Err(StoreError::Closed);
+            }
+            if self.unflushed_bytes() < cap {
+                waited();
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, room).await.is_err() {
+                waited();
+                return self.check_pressure();
+            }
+        }
+    }
+
+    /// Refuses new data while the unflushed data is at `max_memtable_bytes`.
     fn check_pressure(&self) -> Result<()> {
         let unflushed = self.unflushed_bytes();
         let cap = self.inner.config.max_memtable_bytes;
@@ -413,12 +463,14 @@ mod tests {
     }
 
     /// Appends are refused (`Busy`) only once the unflushed data reaches
-    /// `max_memtable_bytes`, and taken again once a flush made room.
+    /// `max_memtable_bytes` (and with no wait, at once), and taken again once
+    /// a flush made room.
     #[test]
     fn appends_are_refused_only_at_the_memtable_cap() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = StoreConfig::new(dir.path());
         config.max_memtable_bytes = 4096;
+        config.ingest_wait = std::time::Duration::ZERO;
         let store = Store::open(config).unwrap();
         let mut accepted = 0;
         let err = loop {
@@ -436,6 +488,58 @@ mod tests {
         store.flush().unwrap();
         assert_eq!(store.unflushed_bytes(), 0);
         store.append_blocking(one_span(1)).unwrap();
+        store.close().unwrap();
+    }
+
+    /// At the cap, an append waits for the flush that makes room and is
+    /// taken then: a client waiting for each acknowledgement is slowed down,
+    /// not refused. Past the wait it is refused.
+    #[test]
+    fn appends_at_the_memtable_cap_wait_for_a_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = StoreConfig::new(dir.path());
+        config.max_memtable_bytes = 4096;
+        config.ingest_wait = std::time::Duration::from_secs(60);
+        let store = Store::open(config).unwrap();
+        let mut trace = 1u8;
+        while store.unflushed_bytes() < 4096 {
+            store.append_blocking(one_span(trace)).unwrap();
+            trace += 1;
+        }
+        let counters = store.counters();
+        assert_eq!(counters.ingest_waits.load(Ordering::Relaxed), 0);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let flusher = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                store.flush().unwrap();
+            })
+        };
+        runtime.block_on(store.append(one_span(trace))).unwrap();
+        // Only a flush brings the memtables under the cap (nothing else is due).
+        assert!(counters.flushes.load(Ordering::Relaxed) >= 1, "taken before any flush");
+        assert_eq!(counters.ingest_waits.load(Ordering::Relaxed), 1);
+        assert!(counters.ingest_wait_ns.load(Ordering::Relaxed) > 0);
+        assert_eq!(counters.busy.load(Ordering::Relaxed), 0);
+        assert!(has_trace(&store, trace));
+        flusher.join().unwrap();
+        store.close().unwrap();
+
+        // With no flush coming, the wait ends in a refusal naming the cap.
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = StoreConfig::new(dir.path());
+        config.max_memtable_bytes = 4096;
+        config.ingest_wait = std::time::Duration::from_millis(100);
+        let store = Store::open(config).unwrap();
+        let mut trace = 1u8;
+        while store.unflushed_bytes() < 4096 {
+            store.append_blocking(one_span(trace)).unwrap();
+            trace += 1;
+        }
+        let err = runtime.block_on(store.append(one_span(trace))).unwrap_err();
+        assert!(matches!(&err, StoreError::Busy(m) if m.contains("--max-memtable-bytes")), "{err}");
+        assert!(!has_trace(&store, trace));
         store.close().unwrap();
     }
 
