@@ -41,10 +41,11 @@
 //!   in time order), newest segments first, and stops once nothing older can
 //!   enter the top `limit` (`spanindex`, `segment::scan`).
 //! - **Bounded memory.** A bounded write queue and a cap on unflushed data
-//!   (`StoreConfig::max_memtable_bytes`) turn overload into `StoreError::Busy`
-//!   instead of growth. A flush does not stall ingest: the full memtable is
-//!   frozen and flushed while a fresh one takes the writes, so `Busy` means the
-//!   flush truly falls behind.
+//!   (`StoreConfig::max_memtable_bytes`) turn overload into waiting, then
+//!   `StoreError::Busy`, instead of growth: at the cap an append waits up to
+//!   `StoreConfig::ingest_wait` for a flush to make room. A flush does not
+//!   stall ingest: the full memtable is frozen and flushed while a fresh one
+//!   takes the writes, so waits and `Busy` mean the flush truly falls behind.
 //! - **A full disk is a state, not a death.** ENOSPC / EDQUOT on the WAL or a
 //!   flush refuses writes with `StoreError::DiskFull` (nothing half-written is
 //!   kept or acknowledged) until a probe finds room; then ingest resumes by
