@@ -27,10 +27,11 @@
 //! trace_id   [[u8; 16]; traces]
 //! block_base [i64; blocks]        start time of each block's first rank
 //! block_off  [u32; blocks + 1]    offset of each block in `times`
-//! times      per block of BLOCK ranks: varint (previous start - start), after its base
+//! times      per block of BLOCK ranks: a Rice parameter byte, then (previous start - start)
+//!            Rice-coded (see `rice`), after its base
 //! term table per term, sorted by bytes: len u16 | bytes | count u32 | offset u64 | length u32
-//! postings   per term: varint first rank, then per block of BLOCK ranks a bit width
-//!            byte and the gaps (rank - previous rank - 1) packed at that width;
+//! postings   per term: varint first rank, then a Rice parameter byte and the gaps
+//!            (rank - previous rank - 1) Rice-coded;
 //!            terms whose lists encode to the same bytes share one copy
 //! trailer    crc32 of everything above u32 | "SPIX"
 //! ```
@@ -54,7 +55,10 @@ use crate::packed::SpanView;
 use crate::tags;
 
 const MAGIC: &[u8; 4] = b"SPIX";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
+/// The version before Rice codes (fixed-width blocks of gaps, varint
+/// times), still read.
+const VERSION_FIXED: u32 = 2;
 const HEADER_BYTES: usize = 24;
 /// Ranks per block of start times.
 const BLOCK: usize = 128;
@@ -192,6 +196,9 @@ pub(crate) struct Builder {
     /// resource tags.
     operation_slots: foldhash::HashMap<(u32, u32), (u32, u32)>,
     tag_slots: foldhash::HashMap<(u32, i32, i32, u32, u32), Vec<u32>>,
+    /// Tests write the previous version, to read it back.
+    #[cfg(test)]
+    fixed_width: bool,
 }
 
 /// A pair whose term is too long to index (see [`tags::MAX_TERM_BYTES`]).
@@ -350,6 +357,10 @@ impl Builder {
 
     /// Writes the index up to its checksum (see [`Checksummed`]).
     fn finish(self, out: &mut Checksummed) -> std::io::Result<()> {
+        #[cfg(test)]
+        let fixed = self.fixed_width;
+        #[cfg(not(test))]
+        let fixed = false;
         let Builder { starts, trace_row, trace_ids, slots, mut lists, .. } = self;
         let n = starts.len() as u32;
         // Ranks: newest start first; ties in row order, so the order is total.
@@ -357,7 +368,8 @@ impl Builder {
         by_rank.sort_unstable_by_key(|&r| (std::cmp::Reverse(starts[r as usize]), r));
         let blocks = starts.len().div_ceil(BLOCK);
         out.write_all(MAGIC)?;
-        for v in [VERSION, n, trace_ids.len() as u32, slots.len() as u32, blocks as u32] {
+        let version = if fixed { VERSION_FIXED } else { VERSION };
+        for v in [version, n, trace_ids.len() as u32, slots.len() as u32, blocks as u32] {
             out.write_all(&v.to_le_bytes())?;
         }
         // Sections are written, and their inputs let go, as they are done:
@@ -375,15 +387,17 @@ impl Builder {
         let mut block_base = Vec::with_capacity(blocks);
         let mut block_off = Vec::with_capacity(blocks + 1);
         let mut times = Vec::with_capacity(starts.len() * 3);
+        let mut steps = Vec::with_capacity(BLOCK);
         for chunk in by_rank.chunks(BLOCK) {
             let base = starts[chunk[0] as usize];
             block_base.push(base);
             block_off.push(times.len() as u32);
-            let mut prev = base;
-            for &row in &chunk[1..] {
-                let t = starts[row as usize];
-                put_varint(&mut times, (prev - t) as u64);
-                prev = t;
+            steps.clear();
+            steps.extend(chunk.windows(2).map(|w| starts[w[0] as usize].wrapping_sub(starts[w[1] as usize]) as u64));
+            if fixed {
+                steps.iter().for_each(|&v| put_varint(&mut times, v));
+            } else {
+                rice::write(&steps, 64, &mut times);
             }
         }
         block_off.push(times.len() as u32);
@@ -405,6 +419,7 @@ impl Builder {
         let mut postings = Vec::new();
         let mut table = Vec::new();
         let mut rows = Vec::new();
+        let mut gaps = Vec::new();
         // A list's hash -> where its first copy starts.
         let mut shared: foldhash::HashMap<u64, u64> = foldhash::HashMap::default();
         let hasher = foldhash::fast::FixedState::default();
@@ -416,11 +431,17 @@ impl Builder {
             rows.sort_unstable();
             let start = postings.len() as u64;
             put_varint(&mut postings, u64::from(rows[0]));
-            let gaps: Vec<u32> = rows.windows(2).map(|w| w[1] - w[0] - 1).collect();
-            for block in gaps.chunks(BLOCK) {
-                let w = width(block.iter().copied().max().unwrap_or(0));
-                postings.push(w as u8);
-                pack(block, w, &mut postings);
+            gaps.clear();
+            gaps.extend(rows.windows(2).map(|w| u64::from(w[1] - w[0] - 1)));
+            if fixed {
+                for block in gaps.chunks(BLOCK) {
+                    let block: Vec<u32> = block.iter().map(|&g| g as u32).collect();
+                    let w = width(block.iter().copied().max().unwrap_or(0));
+                    postings.push(w as u8);
+                    pack(&block, w, &mut postings);
+                }
+            } else {
+                rice::write(&gaps, 32, &mut postings);
             }
             // Terms with the same spans (a service and its `service.name`
             // tag, `error=true` and `otel.status_code=ERROR`) share one copy.
@@ -472,6 +493,7 @@ struct Posting {
 /// An open span index: the term table, trace boundaries and block bases in
 /// memory, the rest read on demand.
 pub(crate) struct SpanIndex {
+    version: u32,
     file: File,
     rows: u32,
     trace_row: Vec<u32>,
@@ -558,7 +580,7 @@ impl SpanIndex {
         let mut c = Cursor { buf: body, pos: 4 };
         let parsed = (|| -> Result<Self> {
             let version = c.u32()?;
-            if version != VERSION {
+            if version != VERSION && version != VERSION_FIXED {
                 return Err(StoreError::Corrupt(format!("span index: version {version}")));
             }
             let (n, traces, n_terms, blocks) = (c.u32()?, c.u32()? as usize, c.u32()? as usize, c.u32()? as usize);
@@ -605,6 +627,7 @@ impl SpanIndex {
                 return Err(StoreError::Corrupt("span index: a posting list lies outside the file".into()));
             }
             Ok(SpanIndex {
+                version,
                 file: File::open(path)?,
                 rows: n,
                 trace_row,
@@ -641,18 +664,26 @@ impl SpanIndex {
         let mut prev = u32::try_from(first).map_err(|_| short())?;
         out.push(prev);
         let mut left = p.count.saturating_sub(1) as usize;
-        while left > 0 {
-            let n = left.min(BLOCK);
-            let w = u32::from(*buf.get(pos).ok_or_else(short)?);
-            pos += 1;
-            let bytes = (n * w as usize).div_ceil(8);
-            let packed = buf.get(pos..pos + bytes).ok_or_else(short)?;
-            for i in 0..n {
-                prev = prev.checked_add(unpack(packed, w, i) + 1).ok_or_else(short)?;
-                out.push(prev);
+        if self.version == VERSION_FIXED {
+            while left > 0 {
+                let n = left.min(BLOCK);
+                let w = u32::from(*buf.get(pos).ok_or_else(short)?);
+                pos += 1;
+                let bytes = (n * w as usize).div_ceil(8);
+                let packed = buf.get(pos..pos + bytes).ok_or_else(short)?;
+                for i in 0..n {
+                    prev = prev.checked_add(unpack(packed, w, i) + 1).ok_or_else(short)?;
+                    out.push(prev);
+                }
+                pos += bytes;
+                left -= n;
             }
-            pos += bytes;
-            left -= n;
+        } else if left > 0 {
+            rice::read(&buf[pos..], left, 32, |gap| {
+                prev = u32::try_from(gap).ok().and_then(|g| prev.checked_add(g)?.checked_add(1)).ok_or_else(short)?;
+                out.push(prev);
+                Ok(())
+            })?;
         }
         if out.last().is_some_and(|&r| r >= self.rows) {
             return Err(short());
@@ -705,10 +736,18 @@ impl SpanIndex {
         let mut out = Vec::with_capacity(in_block);
         let mut t = self.block_base[block];
         out.push(t);
-        let mut pos = 0;
-        for _ in 1..in_block {
-            t -= get_varint(&buf, &mut pos).ok_or_else(short)? as i64;
-            out.push(t);
+        if self.version == VERSION_FIXED {
+            let mut pos = 0;
+            for _ in 1..in_block {
+                t = t.wrapping_sub(get_varint(&buf, &mut pos).ok_or_else(short)? as i64);
+                out.push(t);
+            }
+        } else if in_block > 1 {
+            rice::read(&buf, in_block - 1, 64, |step| {
+                t = t.wrapping_sub(step as i64);
+                out.push(t);
+                Ok(())
+            })?;
         }
         Ok(out)
     }
@@ -769,6 +808,139 @@ pub(crate) fn intersect(mut lists: Vec<Vec<u32>>) -> Vec<u32> {
     acc
 }
 
+/// Limited Rice codes: a value `v` with parameter `k` is `v >> k` in unary
+/// (that many 0 bits, then a 1), then its `k` low bits; a quotient of
+/// [`rice::LIMIT`] or more is written as `LIMIT` 0 bits and the value in full.
+/// Bits go least significant first. For gaps between positions drawn
+/// at random (a term's spans, start times one after another) this is
+/// within a few percent of their entropy, where fixed-width blocks paid the
+/// widest gap of each block for every gap in it.
+mod rice {
+    use super::mask;
+    use crate::error::Result;
+
+    /// Quotients from which values are written in full.
+    pub(super) const LIMIT: u64 = 32;
+
+    /// Bits `value` takes with parameter `k`, values of `full` bits written in full.
+    fn cost(value: u64, k: u32, full: u32) -> u64 {
+        let q = value >> k;
+        if q < LIMIT {
+            q + 1 + u64::from(k)
+        } else {
+            LIMIT + u64::from(full)
+        }
+    }
+
+    /// Appends `values` (each under 2^`full`): a byte with the parameter, the
+    /// codes, and padding to the next byte.
+    pub(super) fn write(values: &[u64], full: u32, out: &mut Vec<u8>) {
+        // The best parameter is near log2 of the mean value: the total is
+        // counted there and one each way.
+        let mean = values.iter().map(|&v| u128::from(v)).sum::<u128>() / values.len().max(1) as u128;
+        let guess = 64 - (mean as u64).leading_zeros();
+        let k = (guess.saturating_sub(1)..=(guess + 1).min(full - 1))
+            .min_by_key(|&k| values.iter().map(|&v| cost(v, k, full)).sum::<u64>())
+            .unwrap_or(0);
+        out.push(k as u8);
+        let mut w = Bits { out, acc: 0, n: 0 };
+        for &v in values {
+            let q = v >> k;
+            if q < LIMIT {
+                w.zeros(q as u32);
+                w.put(1, 1);
+                w.put(v & mask(k), k);
+            } else {
+                w.zeros(LIMIT as u32);
+                w.put(v, full);
+            }
+        }
+        w.flush();
+    }
+
+    struct Bits<'a> {
+        out: &'a mut Vec<u8>,
+        acc: u64,
+        n: u32,
+    }
+
+    impl Bits<'_> {
+        /// Appends the `w` low bits of `v`.
+        fn put(&mut self, v: u64, w: u32) {
+            if w > 32 {
+                self.put(v & 0xffff_ffff, 32);
+                self.put(v >> 32, w - 32);
+                return;
+            }
+            self.acc |= v << self.n;
+            self.n += w;
+            while self.n >= 8 {
+                self.out.push(self.acc as u8);
+                self.acc >>= 8;
+                self.n -= 8;
+            }
+        }
+        fn zeros(&mut self, mut n: u32) {
+            while n > 0 {
+                let step = n.min(32);
+                self.put(0, step);
+                n -= step;
+            }
+        }
+        fn flush(&mut self) {
+            if self.n > 0 {
+                self.out.push(self.acc as u8);
+            }
+        }
+    }
+
+    /// Hands `each` the `count` values [`write`] wrote at the start of `buf`.
+    ///
+    /// # Errors
+    /// `Corrupt` when `buf` ends first; what `each` returns.
+    pub(super) fn read(buf: &[u8], count: usize, full: u32, mut each: impl FnMut(u64) -> Result<()>) -> Result<()> {
+        let (&k, bits) = buf.split_first().ok_or_else(super::short)?;
+        let k = u32::from(k);
+        if k >= full {
+            return Err(super::short());
+        }
+        let end = bits.len() as u64 * 8;
+        let mut at = 0u64;
+        // The 57 or more bits from bit `at` on (zeros past the end).
+        let peek = |at: u64| {
+            let from = (at / 8) as usize;
+            let mut word = [0u8; 8];
+            let to = (from + 8).min(bits.len());
+            if from < to {
+                word[..to - from].copy_from_slice(&bits[from..to]);
+            }
+            u64::from_le_bytes(word) >> (at % 8)
+        };
+        // The `w` (at most 64) bits from bit `*at` on, moving past them.
+        let take = |at: &mut u64, w: u32| {
+            let lo = peek(*at) & mask(w.min(32));
+            let hi = if w > 32 { peek(*at + 32) & mask(w - 32) } else { 0 };
+            *at += u64::from(w);
+            (hi << 32) | lo
+        };
+        for _ in 0..count {
+            let q = u64::from(peek(at).trailing_zeros()).min(LIMIT);
+            let v = if q < LIMIT {
+                at += q + 1;
+                (q << k) | take(&mut at, k)
+            } else {
+                at += LIMIT;
+                take(&mut at, full)
+            };
+            if at > end {
+                return Err(super::short());
+            }
+            each(v)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -810,6 +982,75 @@ mod tests {
 
     /// A flush indexes packed rows through their pair ids (each pair's term
     /// made once); the file must be the one their plain rows give.
+    #[test]
+    fn rice_codes_come_back_whatever_the_spread() {
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for full in [32u32, 64] {
+            let top = if full == 32 { u64::from(u32::MAX) } else { u64::MAX };
+            let sets: Vec<Vec<u64>> = vec![
+                vec![],
+                vec![0; 300],
+                (0..1000).map(|_| next() % 20).collect(),
+                (0..1000).map(|_| next() % 100_000).collect(),
+                // Mostly small, a few past the unary limit: written in full.
+                (0..1000).map(|i| if i % 97 == 0 { top - (next() % 5) } else { next() % 8 }).collect(),
+                (0..100).map(|_| next() & top).collect(),
+            ];
+            for values in sets {
+                let mut buf = Vec::new();
+                rice::write(&values, full, &mut buf);
+                let mut back = Vec::new();
+                rice::read(&buf, values.len(), full, |v| {
+                    back.push(v);
+                    Ok(())
+                })
+                .unwrap();
+                assert_eq!(back, values, "{full} bits");
+                if !values.is_empty() {
+                    assert!(rice::read(&buf[..buf.len() - 1], values.len(), full, |_| Ok(())).is_err(), "cut short");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn indexes_of_the_previous_version_read_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rows = Vec::new();
+        for t in 1..=40u8 {
+            for i in 0..7u8 {
+                let mut r = span_of(if t % 3 == 0 { "a" } else { "b" }, t, i);
+                r.start_time_unix_nano = i64::from(t) * 1_000_003 + i64::from(i) * 77 - if t == 9 { 1 << 40 } else { 0 };
+                r.attributes.push(KeyValue { key: "k".into(), value: AttrValue::Int(i64::from((t + i) % 5)) });
+                rows.push(r);
+            }
+        }
+        let refs: Vec<&SpanRow> = rows.iter().collect();
+        let (v2, v3) = (dir.path().join("2-traces.idx"), dir.path().join("3-traces.idx"));
+        let mut b = Builder { fixed_width: true, ..Builder::default() };
+        refs.iter().try_for_each(|r| b.add(r)).unwrap();
+        b.write(&v2).unwrap();
+        write(&v3, &refs).unwrap();
+        let (old, new) = (
+            SpanIndex::open_verified(&v2, rows.len() as u64).unwrap(),
+            SpanIndex::open_verified(&v3, rows.len() as u64).unwrap(),
+        );
+        assert_eq!((old.version, new.version), (VERSION_FIXED, VERSION));
+        for term in [Term::Service("a"), Term::Service("b"), Term::Tag("k", "3"), Term::Operation("a", "")] {
+            assert_eq!(old.postings(term).unwrap(), new.postings(term).unwrap());
+        }
+        for rank in 0..rows.len() as u32 {
+            assert_eq!(old.time_of(rank).unwrap(), new.time_of(rank).unwrap());
+            assert_eq!(old.row_of(rank).unwrap(), new.row_of(rank).unwrap());
+        }
+    }
+
     #[test]
     fn packed_rows_index_byte_for_byte_as_their_plain_rows() {
         let mut rows = rows();
