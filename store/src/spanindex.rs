@@ -909,12 +909,16 @@ mod rice {
         // The 57 or more bits from bit `at` on (zeros past the end).
         let peek = |at: u64| {
             let from = (at / 8) as usize;
-            let mut word = [0u8; 8];
-            let to = (from + 8).min(bits.len());
-            if from < to {
-                word[..to - from].copy_from_slice(&bits[from..to]);
-            }
-            u64::from_le_bytes(word) >> (at % 8)
+            let word = match bits.get(from..from + 8) {
+                Some(eight) => u64::from_le_bytes(eight.try_into().unwrap_or_default()),
+                None => {
+                    let mut word = [0u8; 8];
+                    let tail = bits.get(from..).unwrap_or_default();
+                    word[..tail.len()].copy_from_slice(tail);
+                    u64::from_le_bytes(word)
+                }
+            };
+            word >> (at % 8)
         };
         // The `w` (at most 64) bits from bit `*at` on, moving past them.
         let take = |at: &mut u64, w: u32| {
@@ -924,8 +928,13 @@ mod rice {
             (hi << 32) | lo
         };
         for _ in 0..count {
-            let q = u64::from(peek(at).trailing_zeros()).min(LIMIT);
-            let v = if q < LIMIT {
+            let word = peek(at);
+            let q = u64::from(word.trailing_zeros()).min(LIMIT);
+            let v = if q < LIMIT && q + 1 + u64::from(k) <= 57 {
+                // The whole code is in the word already read.
+                at += q + 1 + u64::from(k);
+                (q << k) | ((word >> (q + 1)) & mask(k))
+            } else if q < LIMIT {
                 at += q + 1;
                 (q << k) | take(&mut at, k)
             } else {
