@@ -43,6 +43,10 @@ pub enum StoreError {
     Index(#[from] tantivy::TantivyError),
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// A segment was written in a format newer than this build reads: the
+    /// store does not open (nothing is quarantined or rewritten).
+    #[error("written by a newer seismo: {0}")]
+    NewerFormat(String),
     /// A segment's bytes fail verification (checksum, footer, row count): the
     /// message names the file. The store quarantines such a segment and
     /// serves the others; this error only reaches a caller when the damage

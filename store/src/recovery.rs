@@ -610,10 +610,12 @@ mod tests {
         }
     }
 
-    /// Rewrites a segment as segments were written before they described
-    /// themselves: same rows and summary, no description, no checksums.
-    fn make_legacy(path: &Path) {
-        use crate::segment::{BLOOM_CRC_KEY, CHUNK_CRC_KEY, SEGMENT_KEY};
+    /// Rewrites a segment with the same rows and its footer's key-value
+    /// metadata passed through `edit`.
+    fn rewrite_footer(
+        path: &Path,
+        edit: impl FnOnce(Vec<parquet::file::metadata::KeyValue>) -> Vec<parquet::file::metadata::KeyValue>,
+    ) {
         let builder =
             parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(fs::File::open(path).unwrap())
                 .unwrap();
@@ -623,20 +625,63 @@ mod tests {
             .key_value_metadata()
             .unwrap()
             .iter()
-            .filter(|kv| ![SEGMENT_KEY, CHUNK_CRC_KEY, BLOOM_CRC_KEY, "ARROW:schema"].contains(&kv.key.as_str()))
+            .filter(|kv| kv.key != "ARROW:schema")
             .cloned()
             .collect();
         let schema = builder.schema().clone();
         let batches: Vec<_> = builder.build().unwrap().map(|b| b.unwrap()).collect();
-        let props = parquet::file::properties::WriterProperties::builder().set_key_value_metadata(Some(kvs)).build();
-        let tmp = path.with_extension("legacy");
+        let props =
+            parquet::file::properties::WriterProperties::builder().set_key_value_metadata(Some(edit(kvs))).build();
+        let tmp = path.with_extension("rewritten");
         let mut w = parquet::arrow::ArrowWriter::try_new(fs::File::create(&tmp).unwrap(), schema, Some(props)).unwrap();
         for b in &batches {
             w.write(b).unwrap();
         }
         w.close().unwrap();
         fs::rename(tmp, path).unwrap();
+    }
+
+    /// Rewrites a segment as segments were written before they described
+    /// themselves: same rows and summary, no description, no checksums.
+    fn make_legacy(path: &Path) {
+        use crate::segment::{BLOOM_CRC_KEY, CHUNK_CRC_KEY, SEGMENT_KEY};
+        rewrite_footer(path, |kvs| {
+            kvs.into_iter()
+                .filter(|kv| ![SEGMENT_KEY, CHUNK_CRC_KEY, BLOOM_CRC_KEY].contains(&kv.key.as_str()))
+                .collect()
+        });
         assert!(Segment::read_footer(path).unwrap().is_none());
+    }
+
+    /// A segment written by a newer build in a format this one does not know
+    /// stops the store from opening, naming the file, and is left in place:
+    /// neither quarantined nor rewritten.
+    #[test]
+    fn a_segment_in_a_newer_format_stops_the_open_and_stays_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        two_flushes(dir.path());
+        let segments = dir.path().join("segments");
+        let (first, second) =
+            (segments.join("0000000000000001-traces.parquet"), segments.join("0000000000000002-traces.parquet"));
+        let written = Segment::read_footer(&second).unwrap().unwrap();
+        assert_eq!(written.format, crate::segment::SEGMENT_FORMAT);
+        let logs = Segment::read_footer(&segments.join("0000000000000001-logs.parquet")).unwrap().unwrap();
+        assert_eq!(logs.format, 1, "log segments are as the first format wrote them");
+        rewrite_footer(&first, |mut kvs| {
+            let kv = kvs.iter_mut().find(|kv| kv.key == crate::segment::SEGMENT_KEY).unwrap();
+            let mut described: serde_json::Value = serde_json::from_str(kv.value.as_deref().unwrap()).unwrap();
+            described["format"] = 99.into();
+            kv.value = Some(described.to_string());
+            kvs
+        });
+        let before = fs::read(&first).unwrap();
+        let err = Store::open(StoreConfig::new(dir.path())).err().expect("opened a store with a newer segment");
+        assert!(
+            matches!(&err, StoreError::NewerFormat(m) if m.contains("segment format 99") && m.contains("0000000000000001-traces.parquet")),
+            "{err}"
+        );
+        assert_eq!(fs::read(&first).unwrap(), before);
+        assert!(quarantined(dir.path()).is_empty());
     }
 
     #[test]

@@ -1035,7 +1035,8 @@ mod tests {
         for t in 1..=40u8 {
             for i in 0..7u8 {
                 let mut r = span_of(if t % 3 == 0 { "a" } else { "b" }, t, i);
-                r.start_time_unix_nano = i64::from(t) * 1_000_003 + i64::from(i) * 77 - if t == 9 { 1 << 40 } else { 0 };
+                r.start_time_unix_nano =
+                    i64::from(t) * 1_000_003 + i64::from(i) * 77 - if t == 9 { 1 << 40 } else { 0 };
                 r.attributes.push(KeyValue { key: "k".into(), value: AttrValue::Int(i64::from((t + i) % 5)) });
                 rows.push(r);
             }

@@ -179,13 +179,10 @@ fn merged_meta(id: u64, signal: Signal, inputs: &[Arc<Segment>]) -> Result<(Segm
     let metrics: BTreeSet<MetricDescriptor> = inputs.iter().flat_map(|s| s.meta.metrics.iter().cloned()).collect();
     meta.metrics = metrics.into_iter().collect();
     meta.compacted_from = inputs.iter().map(|s| s.meta.id).collect();
-    let footer = SegmentFooter {
-        meta: meta.clone(),
-        flush: FlushInfo {
-            flushed_seq: inputs.iter().map(|s| s.flushed_seq()).max().unwrap_or(0),
-            signals: vec![signal],
-        },
-    };
+    let footer = SegmentFooter::new(
+        meta.clone(),
+        FlushInfo { flushed_seq: inputs.iter().map(|s| s.flushed_seq()).max().unwrap_or(0), signals: vec![signal] },
+    );
     Ok((meta, footer))
 }
 

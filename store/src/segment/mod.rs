@@ -78,6 +78,11 @@ pub(crate) const CHUNK_CRC_KEY: &str = "seismo.chunk_crc32";
 /// Footer key of the bloom-filter checksums: JSON `[[[leaf column, crc32] per filter] per row group]`.
 pub(crate) const BLOOM_CRC_KEY: &str = "seismo.bloom_crc32";
 
+/// The newest segment format this build reads (see [`SegmentFooter::format`]):
+/// 1, the first; 2, span attributes as codes into the footer's tables
+/// (`attrcodes`).
+pub(crate) const SEGMENT_FORMAT: u32 = 2;
+
 /// What a segment says about itself (in its footer, under [`SEGMENT_KEY`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct SegmentFooter {
@@ -87,6 +92,23 @@ pub(crate) struct SegmentFooter {
     /// The flush that wrote this segment.
     #[serde(flatten)]
     pub flush: FlushInfo,
+    /// The oldest segment format a reader must know to read this file (absent
+    /// before formats were written: 1). A build that finds a newer one
+    /// refuses to start rather than misread or quarantine the file.
+    #[serde(default = "first_format")]
+    pub format: u32,
+}
+
+fn first_format() -> u32 {
+    1
+}
+
+impl SegmentFooter {
+    pub(crate) fn new(meta: SegmentMeta, flush: FlushInfo) -> Self {
+        // Only span segments changed since the first format.
+        let format = if meta.signal == Signal::Traces { SEGMENT_FORMAT } else { 1 };
+        SegmentFooter { meta, flush, format }
+    }
 }
 
 /// Which WAL records a flush covered and which segments it wrote.
@@ -269,6 +291,14 @@ impl Segment {
             .map(|json| serde_json::from_str(json).map_err(|e| damaged(format!("segment description: {e}"))))
             .transpose()?;
         if let Some(f) = &footer {
+            if f.format > SEGMENT_FORMAT {
+                return Err(StoreError::NewerFormat(format!(
+                    "{} is in segment format {}, this build reads formats up to {SEGMENT_FORMAT}: \
+                     run the seismo that wrote it (or a newer one)",
+                    path.display(),
+                    f.format
+                )));
+            }
             if (f.meta.id, f.meta.signal, f.meta.rows) != (meta.id, meta.signal, meta.rows) {
                 return Err(damaged(format!(
                     "describes itself as segment {} ({}, {} rows), the catalog as {} ({}, {} rows)",

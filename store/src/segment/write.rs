@@ -334,7 +334,7 @@ pub(crate) fn write_spans<S: SpanView>(
         distinct.into_iter().map(|(s, n, k)| (s.to_string(), n.to_string(), k)).collect();
     meta.operations = operations.into_iter().collect();
     let footer = serde_json::to_string(summary).expect("summary serializes");
-    let describe = SegmentFooter { meta: meta.clone(), flush: flush.clone() };
+    let describe = SegmentFooter::new(meta.clone(), flush.clone());
     let parents = schema::parent_rows(&sorted);
     let mut attributes = AttrCoder::of_rows(&sorted);
     let mut sink = ParquetSink::create(&meta.parquet_path(dir), schema::span_schema(), props)?;
@@ -366,7 +366,7 @@ pub(crate) fn write_logs(dir: &Path, id: u64, rows: &[LogRow], flush: &FlushInfo
     let services = rows.iter().map(|r| r.service_name.as_str());
     let mut meta =
         SegmentMeta::describe(id, Signal::Logs, rows.len(), rows.iter().map(|r| r.time_unix_nano), services, true);
-    let describe = SegmentFooter { meta: meta.clone(), flush: flush.clone() };
+    let describe = SegmentFooter::new(meta.clone(), flush.clone());
     let parquet_bytes = write_parquet(
         &meta.parquet_path(dir),
         schema::log_schema(),
@@ -405,7 +405,7 @@ pub(crate) fn write_metrics(dir: &Path, id: u64, rows: &[MetricPointRow], flush:
     descriptors.sort();
     descriptors.dedup();
     meta.metrics = descriptors;
-    let describe = SegmentFooter { meta: meta.clone(), flush: flush.clone() };
+    let describe = SegmentFooter::new(meta.clone(), flush.clone());
     meta.bytes = write_parquet(
         &meta.parquet_path(dir),
         schema::metric_schema(),
