@@ -229,7 +229,7 @@ mod tests {
              seismo_ingested_rows_total{signal=\"logs\"} 0\n\
              seismo_ingested_rows_total{signal=\"metrics\"} 0\n"
         ));
-        assert_eq!(text.matches("# TYPE ").count(), 23, "every family once: {text}");
+        assert_eq!(text.matches("# TYPE ").count(), 25, "every family once: {text}");
         assert!(
             text.contains("# TYPE seismo_store_flush_seconds_total counter\nseismo_store_flush_seconds_total 0.0\n")
         );
@@ -237,6 +237,8 @@ mod tests {
         assert!(text.contains("seismo_retention_deleted_segments_total{reason=\"size\"} 0\n"));
         assert!(text.contains("seismo_store_retention_seconds 0\n"));
         assert!(text.contains("seismo_store_max_memtable_bytes 268435456\n"));
+        assert!(text.contains("# TYPE seismo_store_ingest_waits_total counter\nseismo_store_ingest_waits_total 0\n"));
+        assert!(text.contains("seismo_store_ingest_wait_seconds_total 0.0\n"));
         assert!(text.contains("# TYPE seismo_store_compactions_total counter\nseismo_store_compactions_total 0\n"));
         assert!(text.contains("seismo_ingested_rows_total{signal=\"traces\"} 0"));
         assert!(text.contains("seismo_segments 0"));
@@ -249,7 +251,8 @@ mod tests {
         ));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, value) = line.rsplit_once(' ').unwrap();
-            assert!(value.parse::<u64>().is_ok() || line.starts_with("seismo_store_flush_seconds_total "), "{line}");
+            let seconds = ["seismo_store_flush_seconds_total ", "seismo_store_ingest_wait_seconds_total "];
+            assert!(value.parse::<u64>().is_ok() || seconds.iter().any(|s| line.starts_with(s)), "{line}");
         }
         store.close().unwrap();
     }

@@ -491,21 +491,28 @@ mod tests {
         store.close().unwrap();
     }
 
-    /// At the cap, an append waits for the flush that makes room and is
-    /// taken then: a client waiting for each acknowledgement is slowed down,
-    /// not refused. Past the wait it is refused.
-    #[test]
-    fn appends_at_the_memtable_cap_wait_for_a_flush() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = StoreConfig::new(dir.path());
+    /// A store whose unflushed data has just reached a 4 KiB cap, where
+    /// appends wait up to `wait`; and the next unused trace number.
+    fn store_at_the_cap(dir: &std::path::Path, wait: std::time::Duration) -> (Store, u8) {
+        let mut config = StoreConfig::new(dir);
         config.max_memtable_bytes = 4096;
-        config.ingest_wait = std::time::Duration::from_secs(60);
+        config.ingest_wait = wait;
         let store = Store::open(config).unwrap();
         let mut trace = 1u8;
         while store.unflushed_bytes() < 4096 {
             store.append_blocking(one_span(trace)).unwrap();
             trace += 1;
         }
+        (store, trace)
+    }
+
+    /// At the cap, an append waits for the flush that makes room and is
+    /// taken then: a client waiting for each acknowledgement is slowed down,
+    /// not refused. Past the wait it is refused.
+    #[test]
+    fn appends_at_the_memtable_cap_wait_for_a_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, trace) = store_at_the_cap(dir.path(), std::time::Duration::from_secs(60));
         let counters = store.counters();
         assert_eq!(counters.ingest_waits.load(Ordering::Relaxed), 0);
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -528,15 +535,7 @@ mod tests {
 
         // With no flush coming, the wait ends in a refusal naming the cap.
         let dir = tempfile::tempdir().unwrap();
-        let mut config = StoreConfig::new(dir.path());
-        config.max_memtable_bytes = 4096;
-        config.ingest_wait = std::time::Duration::from_millis(100);
-        let store = Store::open(config).unwrap();
-        let mut trace = 1u8;
-        while store.unflushed_bytes() < 4096 {
-            store.append_blocking(one_span(trace)).unwrap();
-            trace += 1;
-        }
+        let (store, trace) = store_at_the_cap(dir.path(), std::time::Duration::from_millis(100));
         let err = runtime.block_on(store.append(one_span(trace))).unwrap_err();
         assert!(matches!(&err, StoreError::Busy(m) if m.contains("--max-memtable-bytes")), "{err}");
         assert!(!has_trace(&store, trace));
