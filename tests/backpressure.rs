@@ -19,16 +19,30 @@ fn post_span(server: &Server, id: u8) -> reqwest::blocking::Response {
         .unwrap()
 }
 
+/// Polls `done` every 100 ms; fails the test after 30 s.
+fn poll(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn requests_are_refused_at_the_memtable_cap_and_taken_again_after_a_flush() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    // One request fills the cap; nothing flushes by itself within the test, and
-    // a request at the cap is refused at once.
-    let flags = ["--max-memtable-bytes", "1", "--flush-interval-secs", "3600", "--ingest-wait-secs", "0"];
+    // One request fills the cap, and a request at the cap is refused at once.
+    let flags = ["--max-memtable-bytes", "1", "--ingest-wait-secs", "0"];
     let server = Server::start(&data, &flags);
     assert_eq!(server.metric("seismo_store_max_memtable_bytes"), 1);
+    // A memtable at the cap is flushed at once; to keep it unflushed, flushes fail
+    // while the segments directory is a file.
+    let segments = data.join("segments");
+    std::fs::remove_dir(&segments).unwrap();
+    std::fs::write(&segments, b"").unwrap();
     assert_eq!(post_span(&server, 1).status().as_u16(), 200);
+    poll("a failed flush", || server.metric("seismo_flush_errors_total") >= 1);
     assert!(server.metric("seismo_store_unflushed_bytes") > 0);
 
     let refused = post_span(&server, 2);
@@ -38,11 +52,14 @@ fn requests_are_refused_at_the_memtable_cap_and_taken_again_after_a_flush() {
     assert_eq!(server.metric("seismo_busy_rejections_total"), 1);
     assert_eq!(server.get_json(&format!("/api/traces/{}", hex::encode([1u8; 16]))).0, 200);
 
-    // SIGTERM flushes; then there is room again, and nothing acknowledged was lost.
+    // Once a flush succeeds (it is retried), there is room again, and nothing
+    // acknowledged was lost.
+    std::fs::remove_file(&segments).unwrap();
+    std::fs::create_dir(&segments).unwrap();
+    poll("the retried flush", || server.metric("seismo_store_unflushed_bytes") == 0);
+    assert_eq!(post_span(&server, 2).status().as_u16(), 200);
     server.stop();
     let server = Server::start(&data, &flags);
-    assert_eq!(server.metric("seismo_store_unflushed_bytes"), 0);
-    assert_eq!(post_span(&server, 2).status().as_u16(), 200);
     assert_eq!(server.get_json(&format!("/api/traces/{}", hex::encode([1u8; 16]))).0, 200);
     assert_eq!(server.get_json(&format!("/api/traces/{}", hex::encode([2u8; 16]))).0, 200);
     server.stop();
@@ -51,15 +68,30 @@ fn requests_are_refused_at_the_memtable_cap_and_taken_again_after_a_flush() {
 #[test]
 fn a_request_at_the_memtable_cap_waits_for_the_flush_and_is_taken() {
     let dir = tempfile::tempdir().unwrap();
-    // One request fills the cap; the memtable is flushed a second after its first row.
-    let flags = ["--max-memtable-bytes", "1", "--flush-interval-secs", "1", "--ingest-wait-secs", "60"];
-    let server = Server::start(&dir.path().join("data"), &flags);
+    let data = dir.path().join("data");
+    let flags = ["--max-memtable-bytes", "1", "--ingest-wait-secs", "60"];
+    let server = Server::start(&data, &flags);
+    // Flushes fail while the segments directory is a file: the first request
+    // stays unflushed, at the cap.
+    let segments = data.join("segments");
+    std::fs::remove_dir(&segments).unwrap();
+    std::fs::write(&segments, b"").unwrap();
     assert_eq!(post_span(&server, 1).status().as_u16(), 200);
-    let second = post_span(&server, 2);
-    assert_eq!(second.status().as_u16(), 200, "{:?}", second.text());
+    poll("a failed flush", || server.metric("seismo_flush_errors_total") >= 1);
+
+    std::thread::scope(|scope| {
+        let second = scope.spawn(|| post_span(&server, 2));
+        poll("the second request held back", || server.metric("seismo_store_ingest_waits_total") == 1);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!second.is_finished(), "answered while no flush could make room");
+        // The retried flush succeeds now, and makes room.
+        std::fs::remove_file(&segments).unwrap();
+        std::fs::create_dir(&segments).unwrap();
+        let second = second.join().unwrap();
+        assert_eq!(second.status().as_u16(), 200, "{:?}", second.text());
+    });
     assert_eq!(server.metric("seismo_store_ingest_waits_total"), 1);
     assert_eq!(server.metric("seismo_busy_rejections_total"), 0);
-    assert!(server.metric("seismo_flushes_total") >= 1);
     assert_eq!(server.get_json(&format!("/api/traces/{}", hex::encode([2u8; 16]))).0, 200);
     server.stop();
 }

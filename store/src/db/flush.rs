@@ -106,12 +106,16 @@ pub(super) fn flusher_loop(inner: Arc<Inner>, rx: Receiver<FlushCmd>) {
                 if retry_at.is_some_and(|t| Instant::now() < t) {
                     continue;
                 }
+                #[cfg(test)]
+                if inner.hold_flushes.load(Ordering::Acquire) {
+                    continue;
+                }
                 let due = {
                     let sources = inner.sources.read().unwrap();
                     let m = sources.active().read().unwrap();
                     !sources.frozen().is_empty()
                         || m.rows() >= inner.config.flush_rows
-                        || m.held_bytes() >= inner.config.flush_bytes
+                        || m.held_bytes() >= inner.config.full_memtable_bytes()
                         || m.first_insert.is_some_and(|t| t.elapsed() >= inner.config.flush_interval)
                 };
                 if !due {

@@ -66,7 +66,8 @@ pub struct StoreConfig {
     /// flushed: rows, their tables and indexes, estimated) at which appends
     /// get `Busy`: the bound on the store's memory when ingest outruns the
     /// flush. While a flush runs, a fresh memtable takes the writes, so this
-    /// should leave room for at least two memtables of `flush_bytes`.
+    /// should leave room for at least two memtables of `flush_bytes`; a
+    /// smaller cap is the flush size instead (see `full_memtable_bytes`).
     pub max_memtable_bytes: usize,
     /// How long an append waits for a flush to bring the unflushed data
     /// under `max_memtable_bytes` before it gets `Busy`: a client that waits
@@ -84,6 +85,13 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
+    /// Bytes at which the active memtable is flushed: `flush_bytes`, or the
+    /// whole cap when that is smaller (else appends would wait at the cap
+    /// for a flush that only the interval brings).
+    pub(crate) fn full_memtable_bytes(&self) -> usize {
+        self.flush_bytes.min(self.max_memtable_bytes)
+    }
+
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
@@ -187,6 +195,9 @@ struct Inner {
     /// Test hook: the next WAL writes fail half-way with ENOSPC and probes find no room.
     #[cfg(test)]
     inject_enospc: AtomicBool,
+    /// Test hook: automatic flushes are not started (asked-for ones still run).
+    #[cfg(test)]
+    hold_flushes: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -280,6 +291,8 @@ impl Store {
             room: tokio::sync::Notify::new(),
             #[cfg(test)]
             inject_enospc: AtomicBool::new(false),
+            #[cfg(test)]
+            hold_flushes: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
             config,
         });

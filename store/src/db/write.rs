@@ -91,6 +91,7 @@ impl Store {
             // As `wait_for_room`, polling: no runtime to wait on here.
             let (started, c) = (Instant::now(), &self.inner.counters);
             c.ingest_waits.fetch_add(1, Ordering::Relaxed);
+            nudge_flush(&self.inner);
             while self.unflushed_bytes() >= self.inner.config.max_memtable_bytes
                 && started.elapsed() < self.inner.config.ingest_wait
             {
@@ -161,6 +162,8 @@ impl Store {
         let started = tokio::time::Instant::now();
         let c = &self.inner.counters;
         c.ingest_waits.fetch_add(1, Ordering::Relaxed);
+        // A memtable at the cap is due (see `StoreConfig::full_memtable_bytes`).
+        nudge_flush(&self.inner);
         let waited = || c.ingest_wait_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         let deadline = started + self.inner.config.ingest_wait;
         loop {
@@ -272,7 +275,8 @@ pub(super) fn writer_loop(inner: std::sync::Arc<Inner>, mut wal: WalWriter, rx: 
                         rows.insert_into(&mut m, bytes);
                         let _ = done.send(Ok(()));
                     }
-                    let full = m.rows() >= inner.config.flush_rows || m.held_bytes() >= inner.config.flush_bytes;
+                    let full =
+                        m.rows() >= inner.config.flush_rows || m.held_bytes() >= inner.config.full_memtable_bytes();
                     drop(m);
                     if full {
                         nudge_flush(&inner);
@@ -472,6 +476,9 @@ mod tests {
         config.max_memtable_bytes = 4096;
         config.ingest_wait = std::time::Duration::ZERO;
         let store = Store::open(config).unwrap();
+        // At this cap the memtable is due at once: hold automatic flushes so
+        // the refusal does not race them.
+        store.inner.hold_flushes.store(true, Ordering::Release);
         let mut accepted = 0;
         let err = loop {
             match store.append_blocking(one_span(accepted as u8 + 1)) {
@@ -491,13 +498,15 @@ mod tests {
         store.close().unwrap();
     }
 
-    /// A store whose unflushed data has just reached a 4 KiB cap, where
-    /// appends wait up to `wait`; and the next unused trace number.
-    fn store_at_the_cap(dir: &std::path::Path, wait: std::time::Duration) -> (Store, u8) {
-        let mut config = StoreConfig::new(dir);
+    /// A store (of `config`) whose unflushed data has just reached a 4 KiB
+    /// cap, where appends wait up to `wait`, with automatic flushes held;
+    /// and the next unused trace number.
+    fn store_at_the_cap(wait: std::time::Duration, mut config: StoreConfig) -> (Store, u8) {
         config.max_memtable_bytes = 4096;
         config.ingest_wait = wait;
         let store = Store::open(config).unwrap();
+        // The memtable is due at the cap: no flush may empty it meanwhile.
+        store.inner.hold_flushes.store(true, Ordering::Release);
         let mut trace = 1u8;
         while store.unflushed_bytes() < 4096 {
             store.append_blocking(one_span(trace)).unwrap();
@@ -512,7 +521,7 @@ mod tests {
     #[test]
     fn appends_at_the_memtable_cap_wait_for_a_flush() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, trace) = store_at_the_cap(dir.path(), std::time::Duration::from_secs(60));
+        let (store, trace) = store_at_the_cap(std::time::Duration::from_secs(60), StoreConfig::new(dir.path()));
         let counters = store.counters();
         assert_eq!(counters.ingest_waits.load(Ordering::Relaxed), 0);
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -535,10 +544,27 @@ mod tests {
 
         // With no flush coming, the wait ends in a refusal naming the cap.
         let dir = tempfile::tempdir().unwrap();
-        let (store, trace) = store_at_the_cap(dir.path(), std::time::Duration::from_millis(100));
+        let (store, trace) = store_at_the_cap(std::time::Duration::from_millis(100), StoreConfig::new(dir.path()));
         let err = runtime.block_on(store.append(one_span(trace))).unwrap_err();
         assert!(matches!(&err, StoreError::Busy(m) if m.contains("--max-memtable-bytes")), "{err}");
         assert!(!has_trace(&store, trace));
+        store.close().unwrap();
+    }
+
+    /// With a cap below `flush_bytes`, a memtable at the cap is flushed at
+    /// once: an append waiting there is taken without waiting for the flush
+    /// interval (an hour here).
+    #[test]
+    fn a_memtable_at_a_cap_below_flush_bytes_is_flushed_for_the_waiting_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = StoreConfig::new(dir.path());
+        config.flush_interval = std::time::Duration::from_secs(3600);
+        let (store, trace) = store_at_the_cap(std::time::Duration::from_secs(20), config);
+        store.inner.hold_flushes.store(false, Ordering::Release);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(store.append(one_span(trace))).unwrap();
+        assert!(store.counters().flushes.load(Ordering::Relaxed) >= 1);
+        assert_eq!(store.counters().busy.load(Ordering::Relaxed), 0);
         store.close().unwrap();
     }
 
