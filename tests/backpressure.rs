@@ -28,21 +28,37 @@ fn poll(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn requests_are_refused_at_the_memtable_cap_and_taken_again_after_a_flush() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    // One request fills the cap, and a request at the cap is refused at once.
-    let flags = ["--max-memtable-bytes", "1", "--ingest-wait-secs", "0"];
-    let server = Server::start(&data, &flags);
-    assert_eq!(server.metric("seismo_store_max_memtable_bytes"), 1);
-    // A memtable at the cap is flushed at once; to keep it unflushed, flushes fail
-    // while the segments directory is a file.
+/// Starts a server over a fresh data directory with `flags`, and makes its
+/// flushes fail (its segments directory becomes a file) until [`mend`]: the
+/// first request stays unflushed, at a cap of one byte. Returns the server
+/// and the data directory.
+fn server_that_cannot_flush(dir: &std::path::Path, flags: &[&str]) -> (Server, std::path::PathBuf) {
+    let data = dir.join("data");
+    let server = Server::start(&data, flags);
     let segments = data.join("segments");
     std::fs::remove_dir(&segments).unwrap();
     std::fs::write(&segments, b"").unwrap();
     assert_eq!(post_span(&server, 1).status().as_u16(), 200);
     poll("a failed flush", || server.metric("seismo_flush_errors_total") >= 1);
+    (server, data)
+}
+
+/// Gives back the segments directory [`server_that_cannot_flush`] took: the
+/// retried flush succeeds.
+fn mend(data: &std::path::Path) {
+    let segments = data.join("segments");
+    std::fs::remove_file(&segments).unwrap();
+    std::fs::create_dir(&segments).unwrap();
+}
+
+#[test]
+fn requests_are_refused_at_the_memtable_cap_and_taken_again_after_a_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    // One request fills the cap, and a request at the cap is refused at once.
+    // (A memtable at the cap is flushed at once: here the flushes fail.)
+    let flags = ["--max-memtable-bytes", "1", "--ingest-wait-secs", "0"];
+    let (server, data) = server_that_cannot_flush(dir.path(), &flags);
+    assert_eq!(server.metric("seismo_store_max_memtable_bytes"), 1);
     assert!(server.metric("seismo_store_unflushed_bytes") > 0);
 
     let refused = post_span(&server, 2);
@@ -54,8 +70,7 @@ fn requests_are_refused_at_the_memtable_cap_and_taken_again_after_a_flush() {
 
     // Once a flush succeeds (it is retried), there is room again, and nothing
     // acknowledged was lost.
-    std::fs::remove_file(&segments).unwrap();
-    std::fs::create_dir(&segments).unwrap();
+    mend(&data);
     poll("the retried flush", || server.metric("seismo_store_unflushed_bytes") == 0);
     assert_eq!(post_span(&server, 2).status().as_u16(), 200);
     server.stop();
@@ -68,16 +83,8 @@ fn requests_are_refused_at_the_memtable_cap_and_taken_again_after_a_flush() {
 #[test]
 fn a_request_at_the_memtable_cap_waits_for_the_flush_and_is_taken() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let flags = ["--max-memtable-bytes", "1", "--ingest-wait-secs", "60"];
-    let server = Server::start(&data, &flags);
-    // Flushes fail while the segments directory is a file: the first request
-    // stays unflushed, at the cap.
-    let segments = data.join("segments");
-    std::fs::remove_dir(&segments).unwrap();
-    std::fs::write(&segments, b"").unwrap();
-    assert_eq!(post_span(&server, 1).status().as_u16(), 200);
-    poll("a failed flush", || server.metric("seismo_flush_errors_total") >= 1);
+    let (server, data) =
+        server_that_cannot_flush(dir.path(), &["--max-memtable-bytes", "1", "--ingest-wait-secs", "60"]);
 
     std::thread::scope(|scope| {
         let second = scope.spawn(|| post_span(&server, 2));
@@ -85,8 +92,7 @@ fn a_request_at_the_memtable_cap_waits_for_the_flush_and_is_taken() {
         std::thread::sleep(std::time::Duration::from_millis(300));
         assert!(!second.is_finished(), "answered while no flush could make room");
         // The retried flush succeeds now, and makes room.
-        std::fs::remove_file(&segments).unwrap();
-        std::fs::create_dir(&segments).unwrap();
+        mend(&data);
         let second = second.join().unwrap();
         assert_eq!(second.status().as_u16(), 200, "{:?}", second.text());
     });
