@@ -684,6 +684,72 @@ mod tests {
         assert!(quarantined(dir.path()).is_empty());
     }
 
+    /// A span segment's summary and attribute tables are footer texts, JSON
+    /// or packed (format 3 packs them when that is smaller; flushes of a few
+    /// spans keep JSON). Either way the segment serves its traces (decoded
+    /// through the tables) and statistics (from the summary) alike.
+    #[test]
+    fn footer_texts_packed_or_as_json_serve_alike() {
+        use crate::segment::{
+            packed_footer_text, unpack_footer_text, BLOOM_CRC_KEY, CHUNK_CRC_KEY, PACKED, SEGMENT_KEY,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        two_flushes(dir.path());
+        let everything = crate::query::StatsQuery { start_ns: i64::MIN, end_ns: i64::MAX, ..Default::default() };
+        let store = open(dir.path());
+        let stats = store.span_stats(&everything).unwrap();
+        assert!(!stats.is_empty());
+        store.close().unwrap();
+        let first = dir.path().join("segments").join(format!("{:016}-traces.parquet", 1));
+        let texts = [crate::spanstats::SUMMARY_KEY, crate::attrcodes::TABLES_KEY];
+        for pack in [true, false] {
+            let mut rewritten = 0;
+            rewrite_footer(&first, |kvs| {
+                kvs.into_iter()
+                    .filter(|kv| ![SEGMENT_KEY, CHUNK_CRC_KEY, BLOOM_CRC_KEY].contains(&kv.key.as_str()))
+                    .map(|mut kv| {
+                        if texts.contains(&kv.key.as_str()) {
+                            let json = unpack_footer_text(kv.value.as_deref().unwrap()).unwrap().into_owned();
+                            assert!(json.starts_with('{'), "{json}");
+                            kv.value = Some(if pack { packed_footer_text(&json) } else { json });
+                            rewritten += 1;
+                        }
+                        kv
+                    })
+                    .collect()
+            });
+            assert_eq!(rewritten, 2);
+            let store = open(dir.path());
+            assert_eq!(traces_served(&store, 20), all(20), "packed: {pack}");
+            assert_eq!(store.span_stats(&everything).unwrap(), stats, "packed: {pack}");
+            assert_eq!(store.counters().quarantined_segments.load(Ordering::Relaxed), 0);
+            store.close().unwrap();
+        }
+        // Packing is for texts it shrinks.
+        let summary =
+            format!("{{\"buckets\":[{}]}}", (0..2000).map(|i| format!("[{i},1]")).collect::<Vec<_>>().join(","));
+        let packed = crate::segment::pack_footer_text(&summary);
+        assert!(
+            packed.starts_with(PACKED) && packed.len() * 5 < summary.len(),
+            "{} -> {}",
+            summary.len(),
+            packed.len()
+        );
+        assert_eq!(unpack_footer_text(&packed).unwrap(), summary);
+        assert_eq!(crate::segment::pack_footer_text("{}"), "{}");
+    }
+
+    /// A packed text that does not unpack is named as damage, not misread.
+    #[test]
+    fn a_packed_footer_text_that_does_not_unpack_is_an_error() {
+        use crate::segment::{unpack_footer_text, PACKED};
+        assert_eq!(unpack_footer_text("{\"keys\":[]}").unwrap(), "{\"keys\":[]}");
+        let err = unpack_footer_text(&format!("{PACKED}@@@")).unwrap_err();
+        assert!(err.contains("not base64"), "{err}");
+        let err = unpack_footer_text(&format!("{PACKED}AAAA")).unwrap_err();
+        assert!(err.contains("not zstd"), "{err}");
+    }
+
     #[test]
     fn legacy_segments_named_by_the_catalog_still_open() {
         let dir = tempfile::tempdir().unwrap();

@@ -14,8 +14,8 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use super::{
-    bloom_range, chunk_range, crc_of_range, FlushInfo, SegmentFooter, SegmentMeta, BLOOM_CRC_KEY, CHUNK_CRC_KEY,
-    SEGMENT_KEY,
+    bloom_range, chunk_range, crc_of_range, pack_footer_text, FlushInfo, SegmentFooter, SegmentMeta, BLOOM_CRC_KEY,
+    CHUNK_CRC_KEY, SEGMENT_KEY,
 };
 use crate::attrcodes::AttrCoder;
 use crate::error::{Result, StoreError};
@@ -191,9 +191,9 @@ impl ParquetSink {
         Ok(())
     }
 
-    /// Closes the file: `footer` key-value pairs go into the footer, followed
-    /// by the segment's own description and its column-chunk checksums.
-    /// Returns the file's size.
+    /// Closes the file: `footer` key-value pairs go into the footer, packed
+    /// (see [`pack_footer_text`]), followed by the segment's own description
+    /// and its column-chunk checksums. Returns the file's size.
     pub(super) fn finish(self, footer: Vec<(&str, String)>, describe: &SegmentFooter) -> Result<u64> {
         let ParquetSink { path, tmp, mut writer } = self;
         writer.flush()?;
@@ -217,7 +217,8 @@ impl ParquetSink {
             crcs.push(row);
             bloom_crcs.push(blooms);
         }
-        let mut kvs = footer;
+        let mut kvs: Vec<(&str, String)> =
+            footer.into_iter().map(|(key, text)| (key, pack_footer_text(&text))).collect();
         let describe = serde_json::to_string(describe).expect("footer serializes");
         kvs.push((SEGMENT_KEY, describe));
         kvs.push((CHUNK_CRC_KEY, serde_json::to_string(&crcs).expect("crcs serialize")));
