@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Where a span index's bytes go (store/src/spanindex.rs, format version 2).
+"""Where a span index's bytes go (store/src/spanindex.rs, format versions 2-4).
 
 Usage: bench/idxstat.py SEGMENT-traces.idx
 
@@ -16,7 +16,8 @@ b = open(sys.argv[1], "rb").read()
 ver, n, traces, nterms, blocks = struct.unpack_from("<5I", b, 4)
 pos = 24
 rank_row = (n * max(1, (n - 1).bit_length()) + 7) // 8 + 8
-sections = [("rank -> row", rank_row), ("trace rows", 4 * traces), ("trace ids", 16 * traces),
+# From version 4 on the trace ids are left to the Parquet file.
+sections = [("rank -> row", rank_row), ("trace rows", 4 * traces), ("trace ids", 16 * traces if ver < 4 else 0),
             ("block bases", 8 * blocks), ("block offsets", 4 * (blocks + 1))]
 pos += sum(size for _, size in sections)
 times = struct.unpack_from("<I", b, pos - 4)[0]

@@ -24,7 +24,8 @@
 //! header     "SPIX" | version u32 | rows u32 | traces u32 | terms u32 | blocks u32
 //! rank_row   rows x `width(rows)` bits, + 8 bytes of padding: the row (Parquet position) of each rank
 //! trace_row  [u32; traces]        first row of each trace (rows are sorted by trace)
-//! trace_id   [[u8; 16]; traces]
+//! trace_id   [[u8; 16]; traces]  versions 2 and 3 only: from 4 on, the ids are read from
+//!                                 the segment's `trace_id` column (see [`SpanIndex::with_trace_ids`])
 //! block_base [i64; blocks]        start time of each block's first rank
 //! block_off  [u32; blocks + 1]    offset of each block in `times`
 //! times      per block of BLOCK ranks: a Rice parameter byte, then (previous start - start)
@@ -38,7 +39,8 @@
 //! The file is verified whole (CRC) when a segment first uses it; it is
 //! derived data, rebuilt from the Parquet file when damaged or missing.
 //! Only the term table and the trace table (ids and first rows, 20 B per
-//! trace) stay in memory; ranks, times and postings are read with
+//! trace; the ids come from the Parquet file, which holds them anyway) stay
+//! in memory; ranks, times and postings are read with
 //! positioned reads as a search needs them. The trace table also answers
 //! "which rows hold trace T" exactly, without touching the Parquet file.
 
@@ -55,7 +57,10 @@ use crate::packed::SpanView;
 use crate::tags;
 
 const MAGIC: &[u8; 4] = b"SPIX";
-const VERSION: u32 = 3;
+const VERSION: u32 = 4;
+/// The version that kept its own copy of the trace ids (1.6 B per span on
+/// the trace benchmark, as much as the Parquet column), still read.
+const VERSION_OWN_IDS: u32 = 3;
 /// The version before Rice codes (fixed-width blocks of gaps, varint
 /// times), still read.
 const VERSION_FIXED: u32 = 2;
@@ -196,9 +201,9 @@ pub(crate) struct Builder {
     /// resource tags.
     operation_slots: foldhash::HashMap<(u32, u32), (u32, u32)>,
     tag_slots: foldhash::HashMap<(u32, i32, i32, u32, u32), Vec<u32>>,
-    /// Tests write the previous version, to read it back.
+    /// Tests write the previous versions, to read them back.
     #[cfg(test)]
-    fixed_width: bool,
+    version: Option<u32>,
 }
 
 /// A pair whose term is too long to index (see [`tags::MAX_TERM_BYTES`]).
@@ -358,9 +363,10 @@ impl Builder {
     /// Writes the index up to its checksum (see [`Checksummed`]).
     fn finish(self, out: &mut Checksummed) -> std::io::Result<()> {
         #[cfg(test)]
-        let fixed = self.fixed_width;
+        let version = self.version.unwrap_or(VERSION);
         #[cfg(not(test))]
-        let fixed = false;
+        let version = VERSION;
+        let fixed = version == VERSION_FIXED;
         let Builder { starts, trace_row, trace_ids, slots, mut lists, .. } = self;
         let n = starts.len() as u32;
         // Ranks: newest start first; ties in row order, so the order is total.
@@ -368,7 +374,6 @@ impl Builder {
         by_rank.sort_unstable_by_key(|&r| (std::cmp::Reverse(starts[r as usize]), r));
         let blocks = starts.len().div_ceil(BLOCK);
         out.write_all(MAGIC)?;
-        let version = if fixed { VERSION_FIXED } else { VERSION };
         for v in [version, n, trace_ids.len() as u32, slots.len() as u32, blocks as u32] {
             out.write_all(&v.to_le_bytes())?;
         }
@@ -380,7 +385,9 @@ impl Builder {
         out.write_all(&buf)?;
         buf.clear();
         trace_row.iter().for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
-        trace_ids.iter().for_each(|t| buf.extend_from_slice(t.as_bytes()));
+        if version < VERSION {
+            trace_ids.iter().for_each(|t| buf.extend_from_slice(t.as_bytes()));
+        }
         out.write_all(&buf)?;
         drop((trace_row, trace_ids));
 
@@ -580,7 +587,7 @@ impl SpanIndex {
         let mut c = Cursor { buf: body, pos: 4 };
         let parsed = (|| -> Result<Self> {
             let version = c.u32()?;
-            if version != VERSION && version != VERSION_FIXED {
+            if ![VERSION, VERSION_OWN_IDS, VERSION_FIXED].contains(&version) {
                 return Err(StoreError::Corrupt(format!("span index: version {version}")));
             }
             let (n, traces, n_terms, blocks) = (c.u32()?, c.u32()? as usize, c.u32()? as usize, c.u32()? as usize);
@@ -592,8 +599,11 @@ impl SpanIndex {
             c.take((n as usize * rank_width as usize).div_ceil(8) + 8)?;
             let trace_row =
                 c.take(traces * 4)?.chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect();
-            let trace_ids =
-                c.take(traces * 16)?.chunks_exact(16).map(TraceId::from_slice).collect::<Result<Vec<_>>>()?;
+            let trace_ids = if version < VERSION {
+                c.take(traces * 16)?.chunks_exact(16).map(TraceId::from_slice).collect::<Result<Vec<_>>>()?
+            } else {
+                Vec::new()
+            };
             let block_base: Vec<i64> =
                 c.take(blocks * 8)?.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect();
             let block_off: Vec<u32> =
@@ -642,6 +652,28 @@ impl SpanIndex {
             })
         })();
         parsed.map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// The index with its trace ids: from version 4 on the file leaves them
+    /// to the segment's Parquet file, and `ids` is asked for the ids at the
+    /// first row of each trace (ascending rows). Older files have their own.
+    ///
+    /// # Errors
+    /// What `ids` returns; `Corrupt` when they are not one per trace in
+    /// ascending order, i.e. not the traces this index was built from.
+    pub(crate) fn with_trace_ids(mut self, ids: impl FnOnce(&[u32]) -> Result<Vec<TraceId>>) -> Result<Self> {
+        if self.version < VERSION {
+            return Ok(self);
+        }
+        let found = ids(&self.trace_row)?;
+        if found.len() != self.trace_row.len() || found.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(StoreError::Corrupt(format!(
+                "span index: its {} traces are not those of the segment",
+                self.trace_row.len()
+            )));
+        }
+        self.trace_ids = found;
+        Ok(self)
     }
 
     pub(crate) fn rows(&self) -> u32 {
@@ -986,7 +1018,16 @@ mod tests {
         let path = dir.join("1-traces.idx");
         let refs: Vec<&SpanRow> = rows.iter().collect();
         write(&path, &refs).unwrap();
-        SpanIndex::open_verified(&path, rows.len() as u64).unwrap()
+        open(&path, rows)
+    }
+
+    /// Opens the index at `path` of `rows`, its trace ids taken from them as
+    /// a segment takes them from its Parquet file.
+    fn open(path: &Path, rows: &[SpanRow]) -> SpanIndex {
+        SpanIndex::open_verified(path, rows.len() as u64)
+            .unwrap()
+            .with_trace_ids(|firsts| Ok(firsts.iter().map(|&r| rows[r as usize].trace_id).collect()))
+            .unwrap()
     }
 
     /// A flush indexes packed rows through their pair ids (each pair's term
@@ -1029,7 +1070,7 @@ mod tests {
     }
 
     #[test]
-    fn indexes_of_the_previous_version_read_the_same() {
+    fn indexes_of_the_previous_versions_read_the_same() {
         let dir = tempfile::tempdir().unwrap();
         let mut rows = Vec::new();
         for t in 1..=40u8 {
@@ -1042,23 +1083,42 @@ mod tests {
             }
         }
         let refs: Vec<&SpanRow> = rows.iter().collect();
-        let (v2, v3) = (dir.path().join("2-traces.idx"), dir.path().join("3-traces.idx"));
-        let mut b = Builder { fixed_width: true, ..Builder::default() };
-        refs.iter().try_for_each(|r| b.add(r)).unwrap();
-        b.write(&v2).unwrap();
-        write(&v3, &refs).unwrap();
-        let (old, new) = (
-            SpanIndex::open_verified(&v2, rows.len() as u64).unwrap(),
-            SpanIndex::open_verified(&v3, rows.len() as u64).unwrap(),
-        );
-        assert_eq!((old.version, new.version), (VERSION_FIXED, VERSION));
-        for term in [Term::Service("a"), Term::Service("b"), Term::Tag("k", "3"), Term::Operation("a", "")] {
-            assert_eq!(old.postings(term).unwrap(), new.postings(term).unwrap());
+        let written: Vec<SpanIndex> = [Some(VERSION_FIXED), Some(VERSION_OWN_IDS), None]
+            .into_iter()
+            .map(|version| {
+                let path = dir.path().join(format!("{version:?}-traces.idx"));
+                let mut b = Builder { version, ..Builder::default() };
+                refs.iter().try_for_each(|r| b.add(r)).unwrap();
+                b.write(&path).unwrap();
+                open(&path, &rows)
+            })
+            .collect();
+        let new = &written[2];
+        assert_eq!(new.version, VERSION);
+        let own_ids = std::fs::metadata(dir.path().join("Some(3)-traces.idx")).unwrap().len();
+        let no_ids = std::fs::metadata(dir.path().join("None-traces.idx")).unwrap().len();
+        assert_eq!(own_ids - no_ids, 40 * 16, "version 4 leaves the 40 trace ids out");
+        for old in &written[..2] {
+            assert_eq!(old.trace_ids, new.trace_ids);
+            for term in [Term::Service("a"), Term::Service("b"), Term::Tag("k", "3"), Term::Operation("a", "")] {
+                assert_eq!(old.postings(term).unwrap(), new.postings(term).unwrap());
+            }
+            for rank in 0..rows.len() as u32 {
+                assert_eq!(old.time_of(rank).unwrap(), new.time_of(rank).unwrap());
+                assert_eq!(old.row_of(rank).unwrap(), new.row_of(rank).unwrap());
+            }
         }
-        for rank in 0..rows.len() as u32 {
-            assert_eq!(old.time_of(rank).unwrap(), new.time_of(rank).unwrap());
-            assert_eq!(old.row_of(rank).unwrap(), new.row_of(rank).unwrap());
-        }
+        // An older file keeps its own ids: the segment is not asked.
+        let v3 = SpanIndex::open_verified(&dir.path().join("Some(3)-traces.idx"), rows.len() as u64).unwrap();
+        assert_eq!(v3.with_trace_ids(|_| panic!("asked for ids")).unwrap().trace_ids, new.trace_ids);
+        // Ids that are not one per trace, ascending, are not this index's.
+        let reopen = || SpanIndex::open_verified(&dir.path().join("None-traces.idx"), rows.len() as u64).unwrap();
+        let short =
+            reopen().with_trace_ids(|firsts| Ok(firsts[1..].iter().map(|&r| rows[r as usize].trace_id).collect()));
+        assert!(matches!(short, Err(StoreError::Corrupt(m)) if m.contains("not those of the segment")));
+        let reversed =
+            reopen().with_trace_ids(|firsts| Ok(firsts.iter().rev().map(|&r| rows[r as usize].trace_id).collect()));
+        assert!(reversed.is_err());
     }
 
     #[test]

@@ -709,8 +709,13 @@ impl Segment {
             return Ok(index.clone());
         }
         let path = self.meta.index_path(&self.dir);
-        let index = match SpanIndex::open_verified(&path, self.meta.rows) {
+        let open = |path: &Path| {
+            SpanIndex::open_verified(path, self.meta.rows)?.with_trace_ids(|firsts| self.trace_ids_at(firsts))
+        };
+        let index = match open(&path) {
             Ok(index) => index,
+            // The Parquet file failed (while reading trace ids): the index is not at fault.
+            Err(e) if !matches!(e, StoreError::Corrupt(_)) => return Err(e),
             Err(e) => {
                 let legacy = self.meta.legacy_index_path(&self.dir).filter(|p| p.exists());
                 if legacy.is_none() {
@@ -735,12 +740,46 @@ impl Segment {
                         tracing::warn!(index = %path.display(), "segment index rebuilt from its Parquet file");
                     }
                 }
-                SpanIndex::open_verified(&path, self.meta.rows)?
+                open(&path)?
             }
         };
         let index = Arc::new(index);
         *slot = Some(index.clone());
         Ok(index)
+    }
+}
+
+impl Segment {
+    /// The trace ids at `rows` (ascending), read from the `trace_id` column a
+    /// row group at a time.
+    ///
+    /// # Errors
+    /// `Damaged` when the column does not decode; `Corrupt` when a row is
+    /// past the segment's end.
+    fn trace_ids_at(&self, rows: &[u32]) -> Result<Vec<crate::ids::TraceId>> {
+        let mut out = Vec::with_capacity(rows.len());
+        let mut wanted = rows.iter().map(|&r| u64::from(r)).peekable();
+        let mut group_start = 0u64;
+        for (g, group) in self.reader_meta.metadata().row_groups().iter().enumerate() {
+            let group_end = group_start + group.num_rows() as u64;
+            if wanted.peek().is_some_and(|&r| r < group_end) {
+                let mut at = group_start;
+                for batch in self.read(vec![g], Some(&[col::TRACE_ID]), None)? {
+                    let ids = batch.column(0).as_any().downcast_ref::<arrow::array::FixedSizeBinaryArray>();
+                    let ids = ids.ok_or_else(|| StoreError::Corrupt("trace ids are not 16-byte values".into()))?;
+                    let end = at + arrow::array::Array::len(ids) as u64;
+                    while let Some(r) = wanted.next_if(|&r| r < end) {
+                        out.push(crate::ids::TraceId::from_slice(ids.value((r - at) as usize))?);
+                    }
+                    at = end;
+                }
+            }
+            group_start = group_end;
+        }
+        match wanted.next() {
+            Some(r) => Err(StoreError::Corrupt(format!("row {r} is past the segment's {group_start} rows"))),
+            None => Ok(out),
+        }
     }
 }
 
