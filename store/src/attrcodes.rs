@@ -12,15 +12,29 @@
 //! eleven keys out of a hundred cost ~4 bits each instead of 7. On the
 //! benchmark: 23.6 -> ~16 bytes per span.
 //!
-//! Four parallel list columns (same lengths in every row):
+//! Three parallel list columns (same lengths in every row) and one value a row:
 //! - `attr_key_codes`: 0 for a key not in the table, else for the first
 //!   coded key of the row its position + 1, for the next ones the step from
 //!   the previous coded key + 1 (0 when a key repeats);
 //! - `attr_keys`: the key's text where it is not in the table, else null;
-//! - `attr_value_codes`: 0 for a value not in its key's table, else its
-//!   position + 1;
+//! - `attr_value_bits`: the row's value codes, one per coded key in the row's
+//!   order (0 for a value not in its key's table, else its position + 1),
+//!   each in as many bits as its key's table needs (`width`: 2 bits for a key
+//!   of 3 values, 10 for one of 700), packed from the lowest bit up and padded
+//!   to a byte;
 //! - `attr_values`: the value as tagged text (see `schema::tagged_text`)
 //!   where it is not in the table, else null.
+//!
+//! The widths are those of the finished tables, so a segment's tables are
+//! complete before its first row is written: a flush codes every value of its
+//! rows first, a merge starts from the union of its inputs' tables, and a
+//! value that finds no room is written out as text.
+//!
+//! Segments of format 2 have `attr_value_codes` instead of the bits: a list
+//! of the same codes as `u32`s, written `BYTE_STREAM_SPLIT` + zstd. zstd codes
+//! each byte plane with one set of statistics for the values of every key, so
+//! a value cost ~7.3 bits on the trace benchmark where its key's table asked
+//! for ~5 (10.1 B per span against ~8 now).
 //!
 //! A row's attributes are stored in key order (coded keys by their position,
 //! which is text order, then the others as given); OTLP attributes are a
@@ -33,7 +47,10 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, ListArray, ListBuilder, StringArray, StringBuilder, UInt32Array, UInt32Builder};
+use arrow::array::{
+    Array, ArrayRef, BinaryArray, BinaryBuilder, ListArray, ListBuilder, StringArray, StringBuilder, UInt32Array,
+    UInt32Builder,
+};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
@@ -49,7 +66,7 @@ const MAX_KEYS: usize = 4096;
 /// Values a key's table holds at most (the first seen).
 const MAX_VALUES_PER_KEY: usize = 4096;
 /// Bytes of value text all tables of a segment hold at most.
-const MAX_TABLE_BYTES: usize = 1 << 20;
+pub(crate) const MAX_TABLE_BYTES: usize = 1 << 20;
 
 /// The tables as the footer stores them.
 #[derive(Serialize, Deserialize, Default)]
@@ -68,6 +85,14 @@ pub(crate) struct AttrTables {
     keys: Vec<String>,
     counts: Vec<u64>,
     values: Vec<Vec<AttrValue>>,
+    /// Bits of each key's value codes (see [`width`]).
+    widths: Vec<u32>,
+}
+
+/// Bits of a value code of a key whose table holds `values` values: codes
+/// run from 0 (not in the table) to `values`.
+fn width(values: usize) -> u32 {
+    usize::BITS - values.leading_zeros()
 }
 
 impl AttrTables {
@@ -89,7 +114,8 @@ impl AttrTables {
             .iter()
             .map(|vs| vs.iter().map(|v| parse_tagged(v)).collect::<Result<Vec<_>>>())
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { keys: s.keys, counts: s.counts, values })
+        let widths = values.iter().map(|v| width(v.len())).collect();
+        Ok(Self { keys: s.keys, counts: s.counts, values, widths })
     }
 
     /// The keys of the table with their occurrences; empty for a segment
@@ -104,7 +130,42 @@ pub(crate) struct AttrReader<'a> {
     keys: (&'a ListArray, &'a StringArray),
     values: (&'a ListArray, &'a StringArray),
     /// Absent in segments written before the codes.
-    codes: Option<(&'a UInt32Array, &'a UInt32Array, &'a AttrTables)>,
+    codes: Option<(&'a UInt32Array, ValueCodes<'a>, &'a AttrTables)>,
+}
+
+/// Where a batch's value codes are.
+#[derive(Clone, Copy)]
+enum ValueCodes<'a> {
+    /// Format 3 on: per row, packed in its keys' widths.
+    Bits(&'a BinaryArray),
+    /// Format 2: a `u32` per attribute.
+    Listed(&'a UInt32Array),
+}
+
+/// Reads a row's packed value codes in order.
+struct BitReader<'a> {
+    bytes: &'a [u8],
+    bit: usize,
+}
+
+impl BitReader<'_> {
+    /// The next `w`-bit code (0 for `w` = 0); `None` past the end.
+    fn next(&mut self, w: u32) -> Option<u32> {
+        if w == 0 {
+            return Some(0);
+        }
+        let end = self.bit + w as usize;
+        if end > self.bytes.len() * 8 {
+            return None;
+        }
+        let from = self.bit / 8;
+        let to = (from + 8).min(self.bytes.len());
+        let mut word = [0u8; 8];
+        word[..to - from].copy_from_slice(&self.bytes[from..to]);
+        let v = (u64::from_le_bytes(word) >> (self.bit % 8)) & ((1u64 << w) - 1);
+        self.bit = end;
+        Some(v as u32)
+    }
 }
 
 fn list<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ListArray> {
@@ -127,11 +188,23 @@ impl<'a> AttrReader<'a> {
         let codes = match batch.column_by_name(col::ATTR_KEY_CODES) {
             None => None,
             Some(_) => {
-                let (kc, vc) = (list(batch, col::ATTR_KEY_CODES)?, list(batch, col::ATTR_VALUE_CODES)?);
-                if kc.value_offsets() != k.value_offsets() || vc.value_offsets() != k.value_offsets() {
+                let kc = list(batch, col::ATTR_KEY_CODES)?;
+                let values = match batch.column_by_name(col::ATTR_VALUE_BITS) {
+                    Some(bits) => ValueCodes::Bits(bits.as_any().downcast_ref::<BinaryArray>().ok_or_else(|| {
+                        StoreError::Corrupt(format!("column {} is not binary", col::ATTR_VALUE_BITS))
+                    })?),
+                    None => {
+                        let vc = list(batch, col::ATTR_VALUE_CODES)?;
+                        if vc.value_offsets() != k.value_offsets() {
+                            return Err(StoreError::Corrupt("attribute columns differ in length".into()));
+                        }
+                        ValueCodes::Listed(items(vc, col::ATTR_VALUE_CODES)?)
+                    }
+                };
+                if kc.value_offsets() != k.value_offsets() {
                     return Err(StoreError::Corrupt("attribute columns differ in length".into()));
                 }
-                Some((items(kc, col::ATTR_KEY_CODES)?, items(vc, col::ATTR_VALUE_CODES)?, tables))
+                Some((items(kc, col::ATTR_KEY_CODES)?, values, tables))
             }
         };
         if v.value_offsets() != k.value_offsets() {
@@ -157,10 +230,20 @@ impl<'a> AttrReader<'a> {
         };
         let mut out = Vec::with_capacity(to - from);
         let mut key: Option<usize> = None;
+        let mut bits = match value_codes {
+            ValueCodes::Bits(b) if b.len() > i => Some(BitReader { bytes: b.value(i), bit: 0 }),
+            ValueCodes::Bits(_) => return Err(StoreError::Corrupt("attribute value bits are missing rows".into())),
+            ValueCodes::Listed(_) => None,
+        };
+        let misfit = || StoreError::Corrupt("attribute value codes of a row do not fit the tables".into());
         for j in from..to {
-            let (kc, vc) = (key_codes.value(j) as usize, value_codes.value(j) as usize);
-            let (name, table) = if kc == 0 {
-                (text(keys, j, "key")?.to_string(), None)
+            let kc = key_codes.value(j) as usize;
+            let (name, table, vc) = if kc == 0 {
+                let vc = match value_codes {
+                    ValueCodes::Listed(codes) => codes.value(j) as usize,
+                    ValueCodes::Bits(_) => 0,
+                };
+                (text(keys, j, "key")?.to_string(), None, vc)
             } else {
                 let at = key.map_or(kc - 1, |k| k + kc - 1);
                 let name = tables
@@ -168,7 +251,12 @@ impl<'a> AttrReader<'a> {
                     .get(at)
                     .ok_or_else(|| StoreError::Corrupt(format!("attribute key {at} is not in the table")))?;
                 key = Some(at);
-                (name.clone(), Some(&tables.values[at]))
+                let vc = match (&mut bits, value_codes) {
+                    (Some(bits), _) => bits.next(tables.widths[at]).ok_or_else(misfit)? as usize,
+                    (None, ValueCodes::Listed(codes)) => codes.value(j) as usize,
+                    (None, ValueCodes::Bits(_)) => unreachable!("bits are read through their reader"),
+                };
+                (name.clone(), Some(&tables.values[at]), vc)
             };
             let value = match (vc, table) {
                 (0, _) => parse_tagged(text(values, j, "value")?)?,
@@ -178,6 +266,9 @@ impl<'a> AttrReader<'a> {
                 (_, None) => return Err(StoreError::Corrupt(format!("value of uncoded key {name} is coded"))),
             };
             out.push(KeyValue { key: name, value });
+        }
+        if bits.is_some_and(|b| b.bit.div_ceil(8) != b.bytes.len()) {
+            return Err(misfit());
         }
         Ok(out)
     }
@@ -199,8 +290,9 @@ const UNCODED: u32 = u32::MAX;
 const UNSEEN: PairCode = (u32::MAX - 1, 0);
 
 /// The tables of a segment being written: keys fixed at the start, values
-/// added as rows come. [`AttrCoder::columns`] turns rows into the four
-/// columns, [`AttrCoder::footer`] the tables into the footer entry.
+/// added until the first row is written ([`AttrCoder::learn`],
+/// [`AttrCoder::learn_tables`]). [`AttrCoder::columns`] turns rows into the
+/// four columns, [`AttrCoder::footer`] the tables into the footer entry.
 pub(crate) struct AttrCoder {
     keys: Vec<String>,
     key_code: foldhash::HashMap<String, u32>,
@@ -208,6 +300,9 @@ pub(crate) struct AttrCoder {
     values: Vec<Vec<String>>,
     value_code: Vec<foldhash::HashMap<String, u32>>,
     table_bytes: usize,
+    /// Set by the first [`AttrCoder::columns`]: the widths of the codes
+    /// written are those of the tables then, so nothing is added after.
+    frozen: bool,
 }
 
 impl AttrCoder {
@@ -233,6 +328,7 @@ impl AttrCoder {
             values: vec![Vec::new(); keys.len()],
             value_code: vec![foldhash::HashMap::default(); keys.len()],
             table_bytes: 0,
+            frozen: false,
         }
     }
 
@@ -270,7 +366,53 @@ impl AttrCoder {
             }
         }
         fold(&mut by_id, &mut counted);
-        Self::with_keys(counted.into_iter())
+        let mut coder = Self::with_keys(counted.into_iter());
+        coder.learn(rows);
+        coder
+    }
+
+    /// Adds the values of `rows` to the tables, while there is room.
+    pub(crate) fn learn<S: SpanView>(&mut self, rows: &[S]) {
+        let mut text = String::new();
+        // Packed rows name their pairs by id: each pair is looked up once.
+        let (mut pairs_of, mut seen) = (None, Vec::new());
+        for r in rows {
+            match r.attribute_ids() {
+                Some((owner, ids)) => {
+                    if pairs_of != Some(owner) {
+                        pairs_of = Some(owner);
+                        seen.clear();
+                    }
+                    for (&id, kv) in ids.iter().zip(r.attributes()) {
+                        let id = id as usize;
+                        if id >= seen.len() {
+                            seen.resize(id + 1, false);
+                        }
+                        if !seen[id] {
+                            seen[id] = true;
+                            self.code(kv, &mut text);
+                        }
+                    }
+                }
+                None => r.attributes().for_each(|kv| {
+                    self.code(kv, &mut text);
+                }),
+            }
+        }
+    }
+
+    /// Adds the values of another segment's tables (a merge's input) to
+    /// these, while there is room.
+    pub(crate) fn learn_tables(&mut self, tables: &AttrTables) {
+        let mut text = String::new();
+        for (key, values) in tables.keys.iter().zip(&tables.values) {
+            let Some(&k) = self.key_code.get(key.as_str()) else { continue };
+            for v in values {
+                text.clear();
+                tagged_text(v, &mut text);
+                self.value_code_of(k as usize, &text);
+            }
+        }
     }
 
     /// The footer entry of the tables.
@@ -285,27 +427,38 @@ impl AttrCoder {
         let Some(&key) = self.key_code.get(kv.key.as_str()) else { return (UNCODED, 0) };
         text.clear();
         tagged_text(&kv.value, text);
-        let k = key as usize;
-        if let Some(&v) = self.value_code[k].get(text.as_str()) {
-            return (key, v + 1);
+        (key, self.value_code_of(key as usize, text))
+    }
+
+    /// The code of value `text` of key `k`: its position + 1 in the key's
+    /// table, where it is added if new and there is room (and the tables are
+    /// not frozen); else 0.
+    fn value_code_of(&mut self, k: usize, text: &str) -> u32 {
+        if let Some(&v) = self.value_code[k].get(text) {
+            return v + 1;
         }
-        if self.values[k].len() >= MAX_VALUES_PER_KEY || self.table_bytes + text.len() > MAX_TABLE_BYTES {
-            return (key, 0);
+        if self.frozen || self.values[k].len() >= MAX_VALUES_PER_KEY || self.table_bytes + text.len() > MAX_TABLE_BYTES
+        {
+            return 0;
         }
         let v = self.values[k].len() as u32;
         self.table_bytes += text.len();
-        self.values[k].push(text.clone());
-        self.value_code[k].insert(text.clone(), v);
-        (key, v + 1)
+        self.values[k].push(text.to_string());
+        self.value_code[k].insert(text.to_string(), v);
+        v + 1
     }
 
     /// The four attribute columns of `rows`, in the order of the span schema:
-    /// key codes, keys, value codes, values.
+    /// key codes, keys, value bits, values. The tables are frozen from the
+    /// first call on.
     pub(crate) fn columns<S: SpanView>(&mut self, rows: &[S]) -> [ArrayRef; 4] {
+        self.frozen = true;
+        let widths: Vec<u32> = self.values.iter().map(|v| width(v.len())).collect();
         let n: usize = rows.iter().map(|r| r.attributes().count()).sum();
         let mut key_codes = ListBuilder::new(UInt32Builder::with_capacity(n));
         let mut keys = ListBuilder::new(StringBuilder::new());
-        let mut value_codes = ListBuilder::new(UInt32Builder::with_capacity(n));
+        let mut value_bits = BinaryBuilder::with_capacity(rows.len(), n);
+        let mut packed: Vec<u8> = Vec::new();
         let mut values = ListBuilder::new(StringBuilder::new());
         let mut text = String::new();
         let mut row: Vec<(PairCode, usize, &KeyValue)> = Vec::new();
@@ -343,6 +496,8 @@ impl AttrCoder {
             // Coded keys in table order, the others after them as given.
             row.sort_unstable_by_key(|&((key, _), j, _)| (key, j));
             let mut previous: Option<u32> = None;
+            let (mut acc, mut bits) = (0u64, 0u32);
+            packed.clear();
             for &((key, value), _, kv) in &row {
                 if key == UNCODED {
                     key_codes.values().append_value(0);
@@ -352,8 +507,14 @@ impl AttrCoder {
                     key_codes.values().append_value(previous.map_or(key + 1, |p| key - p + 1));
                     keys.values().append_null();
                     previous = Some(key);
+                    acc |= u64::from(value) << bits;
+                    bits += widths[key as usize];
+                    while bits >= 8 {
+                        packed.push(acc as u8);
+                        acc >>= 8;
+                        bits -= 8;
+                    }
                 }
-                value_codes.values().append_value(value);
                 if value == 0 {
                     text.clear();
                     tagged_text(&kv.value, &mut text);
@@ -362,15 +523,18 @@ impl AttrCoder {
                     values.values().append_null();
                 }
             }
+            if bits > 0 {
+                packed.push(acc as u8);
+            }
             key_codes.append(true);
             keys.append(true);
-            value_codes.append(true);
+            value_bits.append_value(&packed);
             values.append(true);
         }
         [
             Arc::new(key_codes.finish()),
             Arc::new(keys.finish()),
-            Arc::new(value_codes.finish()),
+            Arc::new(value_bits.finish()),
             Arc::new(values.finish()),
         ]
     }
@@ -518,6 +682,14 @@ mod tests {
             all.extend(rows);
         }
         let meta = crate::segment::merge(dir.path(), 3, Signal::Traces, &inputs, &|| Ok(())).unwrap();
+        // The merge's tables start as the union of its inputs': every value is coded.
+        let file = std::fs::File::open(meta.parquet_path(dir.path())).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+        for batch in reader.build().unwrap() {
+            let batch = batch.unwrap();
+            let texts = batch.column_by_name(col::ATTR_VALUES).unwrap().as_any().downcast_ref::<ListArray>().unwrap();
+            assert_eq!(texts.values().null_count(), texts.values().len(), "a value is written out");
+        }
         let merged = Segment::open(dir.path(), meta, quarantine).unwrap();
         let mut ids: Vec<TraceId> = all.iter().map(|r| r.trace_id).collect();
         ids.dedup();
@@ -577,15 +749,115 @@ mod tests {
 
     #[test]
     fn codes_outside_the_tables_are_refused() {
-        let rows = [span(0, vec![kv("a", AttrValue::Int(1)), kv("b", AttrValue::Int(2))])];
+        // Key "a" has three values: codes 1 to 3 in two bits each.
+        let rows: Vec<SpanRow> =
+            (0..3).map(|i| span(i, vec![kv("a", AttrValue::Int(i64::from(i))), kv("b", AttrValue::Int(2))])).collect();
         let mut coder = AttrCoder::of_rows(&rows);
-        let batch = schema::spans_to_batch(&rows, &[None], &mut coder).unwrap();
+        let batch = schema::spans_to_batch(&rows, &[None, None, None], &mut coder).unwrap();
         let mut stored: Stored = serde_json::from_str(&coder.footer().1).unwrap();
-        stored.values[1].clear();
+        // Two values still take two bits: the third row's code 3 is past them.
+        stored.values[0].pop();
         let short = AttrTables::parse(&serde_json::to_string(&stored).unwrap()).unwrap();
         let err = schema::batch_to_spans(&batch, &short).unwrap_err().to_string();
         assert!(err.contains("not in the table"), "{err}");
+        // Bits the tables do not account for.
+        stored.values[0].push("i7".into());
+        stored.values[1].extend((0..300).map(|i| format!("i{i}")));
+        let long = AttrTables::parse(&serde_json::to_string(&stored).unwrap()).unwrap();
+        let err = schema::batch_to_spans(&batch, &long).unwrap_err().to_string();
+        assert!(err.contains("do not fit the tables"), "{err}");
         stored.keys.pop();
         assert!(AttrTables::parse(&serde_json::to_string(&stored).unwrap()).is_err(), "counts and keys differ");
+    }
+
+    /// The bytes of each row's value codes: its keys' widths, added up.
+    fn value_bytes(batch: &RecordBatch) -> Vec<usize> {
+        let bits = batch.column_by_name(col::ATTR_VALUE_BITS).unwrap().as_any().downcast_ref::<BinaryArray>().unwrap();
+        (0..bits.len()).map(|i| bits.value(i).len()).collect()
+    }
+
+    #[test]
+    fn a_value_code_takes_the_bits_of_its_keys_table() {
+        // "three" has 3 values (2 bits), "ten" 10 (4 bits), "one" 1 (1 bit),
+        // "big" 150 (8 bits): 15 bits in the rows with "big", 7 in the others.
+        let rows: Vec<SpanRow> = (0..300u32)
+            .map(|i| {
+                let mut attrs = vec![
+                    kv("three", AttrValue::Int(i64::from(i % 3))),
+                    kv("ten", AttrValue::Str(format!("t{}", i % 10))),
+                    kv("one", AttrValue::Bool(true)),
+                ];
+                if i % 2 == 0 {
+                    attrs.push(kv("big", AttrValue::Int(i64::from(i))));
+                }
+                span(i, attrs)
+            })
+            .collect();
+        // Written in two batches, as a flush writes more rows than a batch.
+        let mut coder = AttrCoder::of_rows(&rows);
+        let (first, second) = rows.split_at(100);
+        let batches = [
+            schema::spans_to_batch(first, &vec![None; first.len()], &mut coder).unwrap(),
+            schema::spans_to_batch(second, &vec![None; second.len()], &mut coder).unwrap(),
+        ];
+        let tables = AttrTables::parse(&coder.footer().1).unwrap();
+        assert_eq!(tables.keys, ["big", "one", "ten", "three"]);
+        assert_eq!(tables.widths, vec![8, 1, 4, 2]);
+        let mut back = Vec::new();
+        for batch in &batches {
+            let sizes = value_bytes(batch);
+            assert!(sizes.iter().enumerate().all(|(i, &n)| n == if i % 2 == 0 { 2 } else { 1 }), "{sizes:?}");
+            let texts = batch.column_by_name(col::ATTR_VALUES).unwrap().as_any().downcast_ref::<ListArray>().unwrap();
+            assert_eq!(texts.values().null_count(), texts.values().len(), "every value is coded");
+            back.extend(schema::batch_to_spans(batch, &tables).unwrap());
+        }
+        let want: Vec<SpanRow> = rows.into_iter().map(|r| stored_order(r, |_| true)).collect();
+        assert_eq!(back, want);
+    }
+
+    #[test]
+    fn a_value_first_seen_after_the_first_rows_are_written_is_written_out() {
+        let rows: Vec<SpanRow> = (0..4u32).map(|i| span(i, vec![kv("k", AttrValue::Int(i64::from(i % 2)))])).collect();
+        let mut coder = AttrCoder::of_rows(&rows[..2]);
+        let first = schema::spans_to_batch(&rows[..2], &[None, None], &mut coder).unwrap();
+        let late = [span(9, vec![kv("k", AttrValue::Int(7))])];
+        let second = schema::spans_to_batch(&late, &[None], &mut coder).unwrap();
+        let tables = AttrTables::parse(&coder.footer().1).unwrap();
+        assert_eq!(tables.values[0], vec![AttrValue::Int(0), AttrValue::Int(1)], "the tables were frozen");
+        assert_eq!(schema::batch_to_spans(&first, &tables).unwrap(), rows[..2].to_vec());
+        assert_eq!(schema::batch_to_spans(&second, &tables).unwrap(), late.to_vec());
+        assert_eq!(value_bytes(&second), vec![1], "code 0 in the key's 2 bits");
+    }
+
+    /// Format 2 kept the value codes as a list of `u32`s.
+    #[test]
+    fn segments_of_format_2_read_their_listed_value_codes() {
+        let texts = |items: [Option<&str>; 2]| {
+            let mut b = ListBuilder::new(StringBuilder::new());
+            items.iter().for_each(|t| b.values().append_option(*t));
+            b.append(true);
+            Arc::new(b.finish()) as ArrayRef
+        };
+        let codes = |items: [u32; 2]| {
+            let mut b = ListBuilder::new(UInt32Builder::new());
+            items.iter().for_each(|c| b.values().append_value(*c));
+            b.append(true);
+            Arc::new(b.finish()) as ArrayRef
+        };
+        let batch = RecordBatch::try_from_iter([
+            (col::ATTR_KEY_CODES, codes([1, 2])),
+            (col::ATTR_KEYS, texts([None, None])),
+            (col::ATTR_VALUE_CODES, codes([2, 0])),
+            (col::ATTR_VALUES, texts([None, Some("sfree")])),
+        ])
+        .unwrap();
+        let stored = Stored {
+            keys: vec!["a".into(), "b".into()],
+            counts: vec![1, 1],
+            values: vec![vec!["i1".into(), "i2".into()], vec!["sx".into()]],
+        };
+        let tables = AttrTables::parse(&serde_json::to_string(&stored).unwrap()).unwrap();
+        let got = AttrReader::of(&batch, &tables).unwrap().row(0).unwrap();
+        assert_eq!(got, vec![kv("a", AttrValue::Int(2)), kv("b", AttrValue::Str("free".into()))]);
     }
 }

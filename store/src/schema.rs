@@ -43,7 +43,9 @@ pub(crate) mod col {
     pub(crate) const ATTR_KEYS: &str = "attr_keys";
     pub(crate) const ATTR_VALUES: &str = "attr_values";
     pub(crate) const ATTR_KEY_CODES: &str = "attr_key_codes";
+    /// Format 2's value codes; format 3 has [`ATTR_VALUE_BITS`].
     pub(crate) const ATTR_VALUE_CODES: &str = "attr_value_codes";
+    pub(crate) const ATTR_VALUE_BITS: &str = "attr_value_bits";
     pub(crate) const RESOURCE_ATTRIBUTES: &str = "resource_attributes";
     pub(crate) const SCOPE_NAME: &str = "scope_name";
     pub(crate) const SCOPE_VERSION: &str = "scope_version";
@@ -148,7 +150,7 @@ pub(crate) fn span_schema() -> SchemaRef {
             f(col::FLAGS, DataType::UInt32, false),
             f(col::ATTR_KEY_CODES, code_list(), false),
             f(col::ATTR_KEYS, text_list(), false),
-            f(col::ATTR_VALUE_CODES, code_list(), false),
+            f(col::ATTR_VALUE_BITS, DataType::Binary, false),
             f(col::ATTR_VALUES, text_list(), false),
             f(col::RESOURCE_ATTRIBUTES, DataType::Utf8, false),
             f(col::SCOPE_NAME, DataType::Utf8, false),
@@ -336,7 +338,7 @@ pub(crate) fn spans_to_batch<S: SpanView>(
         }
     }
     let dropped = |r: &S| Some(r.dropped()).filter(|d| *d != [0; 3]).map(|d| json(&d));
-    let [attr_key_codes, attr_keys, attr_value_codes, attr_values] = attributes.columns(rows);
+    let [attr_key_codes, attr_keys, attr_value_bits, attr_values] = attributes.columns(rows);
     let columns: Vec<ArrayRef> = vec![
         Arc::new(trace_id.finish()),
         Arc::new(span_id.finish()),
@@ -352,7 +354,7 @@ pub(crate) fn spans_to_batch<S: SpanView>(
         Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.flags()))),
         attr_key_codes,
         attr_keys,
-        attr_value_codes,
+        attr_value_bits,
         attr_values,
         resource_column(rows),
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.scope_name()))),

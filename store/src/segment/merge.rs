@@ -18,11 +18,11 @@ use arrow::array::{Array, ListArray, RecordBatch, StringArray};
 
 use super::write::{log_props, metric_props, span_props, ParquetSink, PendingIndex, BATCH_ROWS, ROW_GROUP_ROWS};
 use super::{FlushInfo, RowStream, Segment, SegmentFooter, SegmentMeta};
-use crate::attrcodes::{AttrCoder, AttrTables};
+use crate::attrcodes::{self, AttrCoder, AttrTables};
 use crate::error::{Result, StoreError};
 use crate::ids::TraceId;
 use crate::logsearch;
-use crate::model::{LogRow, MetricDescriptor, MetricPointRow, Signal, SpanRow};
+use crate::model::{KeyValue, LogRow, MetricDescriptor, MetricPointRow, Signal, SpanRow};
 use crate::packed::{PackedRef, PackedSpans};
 use crate::schema::{self, col, MAX_POSITIONED_TRACE};
 use crate::spanindex;
@@ -294,25 +294,46 @@ fn merge_spans(dir: &Path, id: u64, inputs: &[Arc<Segment>], pace: &dyn Fn() -> 
     Ok(meta)
 }
 
-/// The attribute coder of a merge of `inputs`: the keys of their tables,
-/// and of the segments written before the tables those their rows use
-/// (read from the key column; once per such segment), so the keys of an
-/// older store get coded too.
+/// The attribute coder of a merge of `inputs`, its tables complete before
+/// the first row (see `attrcodes`): the keys and values of the inputs'
+/// tables, and of the segments written before the tables those their rows
+/// use (read from the key and value columns; once per such segment), so the
+/// attributes of an older store get coded too.
 fn coder_for(inputs: &[Arc<Segment>]) -> Result<AttrCoder> {
     let mut older: HashMap<String, u64> = HashMap::new();
+    let mut older_rows: Vec<SpanRow> = Vec::new();
+    let (mut pairs, mut pair_bytes) = (HashSet::new(), 0usize);
     for seg in inputs.iter().filter(|s| s.attributes.keys().next().is_none()) {
         let groups = (0..seg.reader_meta.metadata().num_row_groups()).collect();
-        for batch in seg.read(groups, Some(&[col::ATTR_KEYS]), None)? {
-            let keys = batch.column(0).as_any().downcast_ref::<ListArray>();
-            let items = keys.and_then(|k| k.values().as_any().downcast_ref::<StringArray>());
-            let items = items.ok_or_else(|| StoreError::Corrupt("attribute keys are not text lists".into()))?;
-            for key in items.iter().flatten() {
+        for batch in seg.read(groups, Some(&[col::ATTR_KEYS, col::ATTR_VALUES]), None)? {
+            let text = |i: usize, what: &str| {
+                let list = batch.column(i).as_any().downcast_ref::<ListArray>();
+                let items = list.and_then(|k| k.values().as_any().downcast_ref::<StringArray>().cloned());
+                items.ok_or_else(|| StoreError::Corrupt(format!("attribute {what} are not text lists")))
+            };
+            let (keys, values) = (text(0, "keys")?, text(1, "values")?);
+            for (key, value) in keys.iter().zip(values.iter()) {
+                let (Some(key), Some(value)) = (key, value) else { continue };
                 *older.entry(key.to_string()).or_default() += 1;
+                // Their distinct pairs, as far as a table could hold them.
+                if pair_bytes < attrcodes::MAX_TABLE_BYTES && pairs.insert((key.to_string(), value.to_string())) {
+                    pair_bytes += key.len() + value.len();
+                    let value = schema::parse_tagged(value)?;
+                    older_rows.push(SpanRow {
+                        attributes: vec![KeyValue { key: key.to_string(), value }],
+                        ..SpanRow::default()
+                    });
+                }
             }
         }
     }
     let tables = inputs.iter().flat_map(|s| s.attributes.keys());
-    Ok(AttrCoder::with_keys(tables.chain(older.iter().map(|(k, n)| (k.as_str(), *n)))))
+    let mut coder = AttrCoder::with_keys(tables.chain(older.iter().map(|(k, n)| (k.as_str(), *n))));
+    for seg in inputs {
+        coder.learn_tables(&seg.attributes);
+    }
+    coder.learn(&older_rows);
+    Ok(coder)
 }
 
 /// Writes the rows of `inputs` (log segments) as segment `id` in `dir`, with

@@ -80,8 +80,9 @@ pub(crate) const BLOOM_CRC_KEY: &str = "seismo.bloom_crc32";
 
 /// The newest segment format this build reads (see [`SegmentFooter::format`]):
 /// 1, the first; 2, span attributes as codes into the footer's tables
-/// (`attrcodes`); 3, the span summary and the attribute tables packed (see
-/// [`pack_footer_text`]).
+/// (`attrcodes`); 3, span attribute value codes bit-packed a row at a time in
+/// their keys' widths (`attr_value_bits`), and the span summary and attribute
+/// tables packed (see [`pack_footer_text`]).
 pub(crate) const SEGMENT_FORMAT: u32 = 3;
 
 /// What starts a packed footer text (see [`pack_footer_text`]).
