@@ -5,7 +5,9 @@
 //!
 //! Policy (one tier, size-bounded, per signal): segments below half of
 //! `StoreConfig::compact_rows` are merged oldest first, at least
-//! [`MIN_INPUTS`] of one signal at a time, up to `compact_rows` rows; span
+//! [`MIN_INPUTS`] of one signal at a time, up to `compact_rows` rows (or
+//! fewer, at least two, whose merge is no longer small: with segments of
+//! between a quarter and a half of `compact_rows`, four never fit); span
 //! segments first, then log records, then metric points. The newest
 //! `read::RECENT_SEGMENTS` span segments are left out (flushes look up
 //! their parents and orphans there). A signal whose merge fails is left out
@@ -125,7 +127,11 @@ fn held_back(segments: &[SegmentMeta], compact_rows: u64, busy_share: f64) -> Ve
 
 /// A segment [`plan`] may take as a merge input.
 fn is_small(m: &SegmentMeta, compact_rows: u64) -> bool {
-    m.rows < compact_rows / 2
+    is_small_rows(m.rows, compact_rows)
+}
+
+fn is_small_rows(rows: u64, compact_rows: u64) -> bool {
+    rows < compact_rows / 2
 }
 
 /// The compactor thread: looks for work every [`CHECK_INTERVAL`] until `stop`
@@ -204,7 +210,8 @@ pub(crate) fn plan(segments: &[SegmentMeta], compact_rows: u64, skip: &[Signal])
             rows += m.rows;
             chosen.push(m.id);
         }
-        (chosen.len() >= MIN_INPUTS).then_some((signal, chosen))
+        let enough = chosen.len() >= MIN_INPUTS || (chosen.len() >= 2 && !is_small_rows(rows, compact_rows));
+        enough.then_some((signal, chosen))
     })
 }
 
@@ -424,7 +431,12 @@ mod tests {
         assert_eq!(plan(&small, 1_000, &[]), spans(&[1, 2, 3, 4]));
         assert_eq!(plan(&small[..7], 1_000, &[]), None, "only three outside the newest four");
         assert_eq!(plan(&small, 0, &[]), None, "0 turns compaction off");
-        assert_eq!(plan(&small, 350, &[]), None, "no four fit");
+        // Segments of between a quarter and a half of the bound: no four fit,
+        // three make one that is no longer small (they stayed unmerged
+        // before: 530k-span flushes at 10M spans, a bound of 2M).
+        assert_eq!(plan(&small, 350, &[]), spans(&[1, 2, 3]));
+        assert_eq!(plan(&small, 210, &[]), spans(&[1, 2]));
+        assert_eq!(plan(&small[..6], 600, &[]), None, "two of 100 are still small");
         let mut mixed = vec![meta(1, 900)];
         mixed.extend((2..=10).map(|id| meta(id, 100)));
         assert_eq!(plan(&mixed, 1_000, &[]), spans(&[2, 3, 4, 5, 6]), "big segments stay; the rest up to the bound");
