@@ -63,11 +63,12 @@ fn writer_props(sort_col: usize, bloom: Option<(&str, usize)>, no_dict: &[&str])
 }
 
 /// Span columns zstd does not shrink (random span ids, dictionary codes,
-/// mostly empty texts): left uncompressed, so a trace fetch, which decodes a page
-/// of every column, does not pay a decompression (and a codec set-up) for
-/// each of them.
-const SPAN_PLAIN_COLUMNS: [&str; 14] = [
+/// bit-packed attribute values, mostly empty texts): left uncompressed, so a
+/// trace fetch, which decodes a page of every column, does not pay a
+/// decompression (and a codec set-up) for each of them.
+const SPAN_PLAIN_COLUMNS: [&str; 15] = [
     col::SPAN_ID,
+    col::ATTR_VALUE_BITS,
     col::TRACE_STATE,
     col::FLAGS,
     col::SERVICE_NAME,
@@ -498,6 +499,13 @@ mod tests {
             assert!(chunk(name).dictionary_page_offset().is_none(), "{name} has a dictionary");
         }
         assert!(chunk(col::SERVICE_NAME).dictionary_page_offset().is_some(), "repeated texts keep theirs");
+        let bits = chunk(col::ATTR_VALUE_BITS);
+        assert!(bits.dictionary_page_offset().is_none() && bits.compression() == Compression::UNCOMPRESSED);
+        assert!(
+            bits.encodings().any(|e| e == Encoding::DELTA_LENGTH_BYTE_ARRAY),
+            "{:?}",
+            bits.encodings().collect::<Vec<_>>()
+        );
         let quarantine = std::sync::Arc::new(crate::quarantine::Quarantine::new(dir.path(), Default::default()));
         let back = crate::segment::Segment::open(dir.path(), meta, quarantine).unwrap();
         let ids: Vec<TraceId> = rows.iter().map(|r| r.trace_id).collect();
