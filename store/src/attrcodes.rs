@@ -142,29 +142,41 @@ enum ValueCodes<'a> {
     Listed(&'a UInt32Array),
 }
 
-/// Reads a row's packed value codes in order.
-struct BitReader<'a> {
-    bytes: &'a [u8],
-    bit: usize,
+/// One row's value codes, read in order.
+enum RowCodes<'a> {
+    /// The row's packed bits, and how many of them are read.
+    Bits(&'a [u8], usize),
+    Listed(&'a UInt32Array),
 }
 
-impl BitReader<'_> {
-    /// The next `w`-bit code (0 for `w` = 0); `None` past the end.
-    fn next(&mut self, w: u32) -> Option<u32> {
-        if w == 0 {
-            return Some(0);
-        }
-        let end = self.bit + w as usize;
-        if end > self.bytes.len() * 8 {
+impl RowCodes<'_> {
+    /// The value code of attribute `j`, whose key's codes are `width` bits
+    /// (`None` for a key not in the table: no bits); `None` past the bits.
+    fn next(&mut self, j: usize, width: Option<u32>) -> Option<usize> {
+        let (bytes, bit, w) = match (self, width) {
+            (RowCodes::Listed(codes), _) => return Some(codes.value(j) as usize),
+            (RowCodes::Bits(..), None | Some(0)) => return Some(0),
+            (RowCodes::Bits(bytes, bit), Some(w)) => (*bytes, bit, w),
+        };
+        let end = *bit + w as usize;
+        if end > bytes.len() * 8 {
             return None;
         }
-        let from = self.bit / 8;
-        let to = (from + 8).min(self.bytes.len());
+        let from = *bit / 8;
+        let to = (from + 8).min(bytes.len());
         let mut word = [0u8; 8];
-        word[..to - from].copy_from_slice(&self.bytes[from..to]);
-        let v = (u64::from_le_bytes(word) >> (self.bit % 8)) & ((1u64 << w) - 1);
-        self.bit = end;
-        Some(v as u32)
+        word[..to - from].copy_from_slice(&bytes[from..to]);
+        let v = (u64::from_le_bytes(word) >> (*bit % 8)) & ((1u64 << w) - 1);
+        *bit = end;
+        Some(v as usize)
+    }
+
+    /// Whether every bit of the row was read (a listed row always is).
+    fn all_read(&self) -> bool {
+        match self {
+            RowCodes::Bits(bytes, bit) => bit.div_ceil(8) == bytes.len(),
+            RowCodes::Listed(_) => true,
+        }
     }
 }
 
@@ -230,20 +242,16 @@ impl<'a> AttrReader<'a> {
         };
         let mut out = Vec::with_capacity(to - from);
         let mut key: Option<usize> = None;
-        let mut bits = match value_codes {
-            ValueCodes::Bits(b) if b.len() > i => Some(BitReader { bytes: b.value(i), bit: 0 }),
+        let mut codes = match value_codes {
+            ValueCodes::Bits(b) if b.len() > i => RowCodes::Bits(b.value(i), 0),
             ValueCodes::Bits(_) => return Err(StoreError::Corrupt("attribute value bits are missing rows".into())),
-            ValueCodes::Listed(_) => None,
+            ValueCodes::Listed(c) => RowCodes::Listed(c),
         };
         let misfit = || StoreError::Corrupt("attribute value codes of a row do not fit the tables".into());
         for j in from..to {
             let kc = key_codes.value(j) as usize;
             let (name, table, vc) = if kc == 0 {
-                let vc = match value_codes {
-                    ValueCodes::Listed(codes) => codes.value(j) as usize,
-                    ValueCodes::Bits(_) => 0,
-                };
-                (text(keys, j, "key")?.to_string(), None, vc)
+                (text(keys, j, "key")?.to_string(), None, codes.next(j, None).ok_or_else(misfit)?)
             } else {
                 let at = key.map_or(kc - 1, |k| k + kc - 1);
                 let name = tables
@@ -251,12 +259,7 @@ impl<'a> AttrReader<'a> {
                     .get(at)
                     .ok_or_else(|| StoreError::Corrupt(format!("attribute key {at} is not in the table")))?;
                 key = Some(at);
-                let vc = match (&mut bits, value_codes) {
-                    (Some(bits), _) => bits.next(tables.widths[at]).ok_or_else(misfit)? as usize,
-                    (None, ValueCodes::Listed(codes)) => codes.value(j) as usize,
-                    (None, ValueCodes::Bits(_)) => unreachable!("bits are read through their reader"),
-                };
-                (name.clone(), Some(&tables.values[at]), vc)
+                (name.clone(), Some(&tables.values[at]), codes.next(j, Some(tables.widths[at])).ok_or_else(misfit)?)
             };
             let value = match (vc, table) {
                 (0, _) => parse_tagged(text(values, j, "value")?)?,
@@ -267,7 +270,7 @@ impl<'a> AttrReader<'a> {
             };
             out.push(KeyValue { key: name, value });
         }
-        if bits.is_some_and(|b| b.bit.div_ceil(8) != b.bytes.len()) {
+        if !codes.all_read() {
             return Err(misfit());
         }
         Ok(out)
@@ -406,12 +409,19 @@ impl AttrCoder {
     pub(crate) fn learn_tables(&mut self, tables: &AttrTables) {
         let mut text = String::new();
         for (key, values) in tables.keys.iter().zip(&tables.values) {
-            let Some(&k) = self.key_code.get(key.as_str()) else { continue };
             for v in values {
                 text.clear();
                 tagged_text(v, &mut text);
-                self.value_code_of(k as usize, &text);
+                self.learn_text(key, &text);
             }
+        }
+    }
+
+    /// Adds value `text` (tagged, see `schema::tagged_text`) of `key` to
+    /// the tables, while there is room and the key is coded.
+    pub(crate) fn learn_text(&mut self, key: &str, text: &str) {
+        if let Some(&k) = self.key_code.get(key) {
+            self.value_code_of(k as usize, text);
         }
     }
 
@@ -649,6 +659,91 @@ mod tests {
         assert_eq!(tables.values[rare].len(), MAX_VALUES_PER_KEY);
         let coded = |k: &str| tables.keys.binary_search_by(|t| t.as_str().cmp(k)).is_ok();
         let want: Vec<SpanRow> = rows.into_iter().map(|r| stored_order(r, coded)).collect();
+        assert_eq!(back, want);
+    }
+
+    /// Rewrites span segment `path` as segments were before the attribute
+    /// tables: every key and value as text, no code columns, no tables (and,
+    /// as before segments described themselves, no description or checksums).
+    fn make_pre_table(path: &std::path::Path, tables: &AttrTables) {
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap()).unwrap();
+        let kvs: Vec<_> = builder.metadata().file_metadata().key_value_metadata().unwrap().clone();
+        let kvs = kvs.into_iter().filter(|kv| kv.key == crate::spanstats::SUMMARY_KEY).collect();
+        let mut out = Vec::new();
+        for batch in builder.build().unwrap() {
+            let batch = batch.unwrap();
+            let (mut keys, mut values) =
+                (ListBuilder::new(StringBuilder::new()), ListBuilder::new(StringBuilder::new()));
+            for row in schema::batch_to_spans(&batch, tables).unwrap() {
+                for a in &row.attributes {
+                    let mut text = String::new();
+                    tagged_text(&a.value, &mut text);
+                    keys.values().append_value(&a.key);
+                    values.values().append_value(text);
+                }
+                keys.append(true);
+                values.append(true);
+            }
+            let (keys, values): (ArrayRef, ArrayRef) = (Arc::new(keys.finish()), Arc::new(values.finish()));
+            let schema = batch.schema();
+            let columns = schema.fields().iter().zip(batch.columns()).filter_map(|(f, c)| match f.name().as_str() {
+                col::ATTR_KEY_CODES | col::ATTR_VALUE_BITS => None,
+                col::ATTR_KEYS => Some((f.name().clone(), keys.clone())),
+                col::ATTR_VALUES => Some((f.name().clone(), values.clone())),
+                _ => Some((f.name().clone(), c.clone())),
+            });
+            out.push(RecordBatch::try_from_iter(columns).unwrap());
+        }
+        let props = parquet::file::properties::WriterProperties::builder().set_key_value_metadata(Some(kvs)).build();
+        let file = std::fs::File::create(path).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(file, out[0].schema(), Some(props)).unwrap();
+        out.iter().for_each(|b| w.write(b).unwrap());
+        w.close().unwrap();
+    }
+
+    /// A merge of segments written before the tables codes their values too:
+    /// its tables are complete before its first row, from the inputs' text.
+    #[test]
+    fn merged_segments_from_before_the_tables_get_their_values_coded() {
+        let dir = tempfile::tempdir().unwrap();
+        let flush = FlushInfo { flushed_seq: 1, signals: vec![Signal::Traces] };
+        let quarantine = Arc::new(crate::quarantine::Quarantine::new(dir.path(), Default::default()));
+        let (mut all, mut inputs) = (Vec::new(), Vec::new());
+        for id in 1..=2u32 {
+            let rows: Vec<SpanRow> = (0..500u32)
+                .map(|i| {
+                    let n = (id - 1) * 500 + i;
+                    span(
+                        n,
+                        vec![kv("k", AttrValue::Int(i64::from(n % 7))), kv("s", AttrValue::Str(format!("v{}", n % 3)))],
+                    )
+                })
+                .collect();
+            let meta =
+                crate::segment::write_spans(dir.path(), u64::from(id), &rows, &SegmentSummary::default(), &flush)
+                    .unwrap();
+            let written = Segment::open(dir.path(), meta.clone(), quarantine.clone()).unwrap();
+            make_pre_table(&meta.parquet_path(dir.path()), &written.attributes);
+            let old = Segment::open(dir.path(), meta, quarantine.clone()).unwrap();
+            assert_eq!(old.attributes.keys().count(), 0, "no tables");
+            inputs.push(Arc::new(old));
+            all.extend(rows);
+        }
+        let meta = crate::segment::merge(dir.path(), 3, Signal::Traces, &inputs, &|| Ok(())).unwrap();
+        let file = std::fs::File::open(meta.parquet_path(dir.path())).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+        for batch in reader.build().unwrap() {
+            let batch = batch.unwrap();
+            let texts = batch.column_by_name(col::ATTR_VALUES).unwrap().as_any().downcast_ref::<ListArray>().unwrap();
+            assert_eq!(texts.values().null_count(), texts.values().len(), "a value is written out");
+        }
+        let merged = Segment::open(dir.path(), meta, quarantine).unwrap();
+        let mut ids: Vec<TraceId> = all.iter().map(|r| r.trace_id).collect();
+        ids.dedup();
+        let mut back = merged.traces(&ids).unwrap();
+        back.sort_by_key(|r| r.span_id);
+        let want: Vec<SpanRow> = all.into_iter().map(|r| stored_order(r, |_| true)).collect();
         assert_eq!(back, want);
     }
 

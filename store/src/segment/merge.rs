@@ -22,7 +22,7 @@ use crate::attrcodes::{self, AttrCoder, AttrTables};
 use crate::error::{Result, StoreError};
 use crate::ids::TraceId;
 use crate::logsearch;
-use crate::model::{KeyValue, LogRow, MetricDescriptor, MetricPointRow, Signal, SpanRow};
+use crate::model::{LogRow, MetricDescriptor, MetricPointRow, Signal, SpanRow};
 use crate::packed::{PackedRef, PackedSpans};
 use crate::schema::{self, col, MAX_POSITIONED_TRACE};
 use crate::spanindex;
@@ -301,8 +301,8 @@ fn merge_spans(dir: &Path, id: u64, inputs: &[Arc<Segment>], pace: &dyn Fn() -> 
 /// attributes of an older store get coded too.
 fn coder_for(inputs: &[Arc<Segment>]) -> Result<AttrCoder> {
     let mut older: HashMap<String, u64> = HashMap::new();
-    let mut older_rows: Vec<SpanRow> = Vec::new();
-    let (mut pairs, mut pair_bytes) = (HashSet::new(), 0usize);
+    // Their distinct pairs (key, tagged value), as far as a table could hold them.
+    let (mut pairs, mut pair_bytes) = (BTreeSet::new(), 0usize);
     for seg in inputs.iter().filter(|s| s.attributes.keys().next().is_none()) {
         let groups = (0..seg.reader_meta.metadata().num_row_groups()).collect();
         for batch in seg.read(groups, Some(&[col::ATTR_KEYS, col::ATTR_VALUES]), None)? {
@@ -315,14 +315,8 @@ fn coder_for(inputs: &[Arc<Segment>]) -> Result<AttrCoder> {
             for (key, value) in keys.iter().zip(values.iter()) {
                 let (Some(key), Some(value)) = (key, value) else { continue };
                 *older.entry(key.to_string()).or_default() += 1;
-                // Their distinct pairs, as far as a table could hold them.
                 if pair_bytes < attrcodes::MAX_TABLE_BYTES && pairs.insert((key.to_string(), value.to_string())) {
                     pair_bytes += key.len() + value.len();
-                    let value = schema::parse_tagged(value)?;
-                    older_rows.push(SpanRow {
-                        attributes: vec![KeyValue { key: key.to_string(), value }],
-                        ..SpanRow::default()
-                    });
                 }
             }
         }
@@ -332,7 +326,9 @@ fn coder_for(inputs: &[Arc<Segment>]) -> Result<AttrCoder> {
     for seg in inputs {
         coder.learn_tables(&seg.attributes);
     }
-    coder.learn(&older_rows);
+    for (key, value) in &pairs {
+        coder.learn_text(key, value);
+    }
     Ok(coder)
 }
 

@@ -106,7 +106,9 @@ pub(crate) fn pack_footer_text(text: &str) -> String {
 /// `text` packed, whatever its size.
 pub(crate) fn packed_footer_text(text: &str) -> String {
     use base64::Engine;
-    let packed = zstd::bulk::compress(text.as_bytes(), 9).expect("zstd compresses a buffer in memory");
+    // Level 3: every flush packs ~1 MB of summary; level 9 took ~35 ms of it
+    // for an output ~15% smaller (0.03 B/span).
+    let packed = zstd::bulk::compress(text.as_bytes(), 3).expect("zstd compresses a buffer in memory");
     let mut out = String::with_capacity(PACKED.len() + packed.len() * 4 / 3 + 4);
     out.push_str(PACKED);
     base64::engine::general_purpose::STANDARD.encode_string(packed, &mut out);
@@ -748,9 +750,7 @@ impl Segment {
         *slot = Some(index.clone());
         Ok(index)
     }
-}
 
-impl Segment {
     /// The trace ids at `rows` (ascending), read from the `trace_id` column a
     /// row group at a time.
     ///
