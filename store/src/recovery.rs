@@ -861,6 +861,30 @@ mod tests {
         }
     }
 
+    /// The indexes are opened after a start, before any search asks: a
+    /// damaged one is already set aside and rebuilt when the first search comes.
+    #[test]
+    fn a_damaged_index_is_rebuilt_at_start_without_a_search() {
+        let dir = tempfile::tempdir().unwrap();
+        two_flushes(dir.path());
+        let index = dir.path().join("segments").join(format!("{:016}-traces.idx", 2));
+        let mut bytes = fs::read(&index).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        fs::write(&index, bytes).unwrap();
+        let store = open(dir.path());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while store.counters().rebuilt_indexes.load(Ordering::Relaxed) == 0 {
+            assert!(std::time::Instant::now() < deadline, "the damaged index was not rebuilt without a search");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(quarantined(dir.path()), vec!["0000000000000002-traces.idx".to_string()]);
+        let q = TraceQuery { tags: vec![("batch".into(), "10".into())], limit: 100, ..Default::default() };
+        assert_eq!(store.find_traces(&q).unwrap().len(), 10);
+        assert_eq!(store.counters().rebuilt_indexes.load(Ordering::Relaxed), 1);
+        store.close().unwrap();
+    }
+
     /// Span segments written before the span index kept a tantivy index: the
     /// first search builds the new index from the Parquet file and removes
     /// the old one; nothing is counted as damage.

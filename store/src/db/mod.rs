@@ -12,7 +12,8 @@
 //! Threads: one writer thread owns the WAL and is the only writer of the
 //! active memtable; one flusher thread freezes the memtable (through the writer,
 //! so freeze and WAL rotation happen at one sequence number), writes segments
-//! and commits them to the catalog; one compactor thread merges small segments.
+//! and commits them to the catalog; one compactor thread merges small segments;
+//! one thread opens the span segments' indexes after a start, then ends.
 //! Queries never block writes for long: they
 //! clone `Arc`s of the current memtables and segments under a brief read lock.
 
@@ -316,7 +317,11 @@ impl Store {
                 .name("seismo-compact".into())
                 .spawn(move || compact::compactor_loop(inner, stopped))?
         };
-        inner.threads.lock().unwrap().extend([writer, flusher, compactor]);
+        let indexes = {
+            let inner = inner.clone();
+            std::thread::Builder::new().name("seismo-indexes".into()).spawn(move || read::open_span_indexes(&inner))?
+        };
+        inner.threads.lock().unwrap().extend([writer, flusher, compactor, indexes]);
         Ok(Store { inner })
     }
 

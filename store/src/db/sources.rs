@@ -219,8 +219,9 @@ impl Inner {
     /// Sets aside a segment a read found damaged: out of the catalog (so a
     /// restart does not trust it), out of the live set (so queries stop
     /// reading it), then its files into quarantine. Idempotent: the first of
-    /// several reads that hit the damage does the work. Takes the catalog
-    /// lock, so it must not be called with it held.
+    /// several reads that hit the damage does the work, under the catalog
+    /// lock, so the others return once it is done (files moved, counted).
+    /// Takes that lock, so it must not be called with it held.
     pub(super) fn quarantine_damaged(&self, seg: &Arc<Segment>, why: &str) {
         let mut catalog = self.catalog.lock().unwrap();
         if !self.sources.write().unwrap().remove_segment(seg) {
@@ -233,7 +234,6 @@ impl Inner {
             return;
         }
         *catalog = next;
-        drop(catalog);
         if let Err(e) = self.quarantine.segment(&seg.files(), why) {
             tracing::error!(error = %e, reason = why, "could not move a damaged segment to quarantine");
         }

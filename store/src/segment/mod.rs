@@ -474,6 +474,11 @@ impl Segment {
         self.retired.store(true, Ordering::Release);
     }
 
+    /// Whether a merge replaced this segment.
+    pub(crate) fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
     /// Why a read found this segment damaged, if one did.
     pub(crate) fn damage(&self) -> Option<String> {
         self.damaged.lock().unwrap_or_else(|e| e.into_inner()).clone()
