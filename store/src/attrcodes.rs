@@ -550,12 +550,6 @@ impl AttrCoder {
     }
 }
 
-/// A segment's tables from its footer entry, shared; empty for a segment
-/// written before them.
-pub(crate) fn shared(json: Option<&str>) -> Result<Arc<AttrTables>> {
-    Ok(Arc::new(json.map(AttrTables::parse).transpose()?.unwrap_or_default()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -595,7 +589,7 @@ mod tests {
         ids.dedup();
         let mut back = seg.traces(&ids).unwrap();
         back.sort_by_key(|r| r.span_id);
-        (back, seg.attributes.clone())
+        (back, seg.attributes().unwrap())
     }
 
     /// The order attributes come back in: keys in the table by text, then
@@ -724,9 +718,9 @@ mod tests {
                 crate::segment::write_spans(dir.path(), u64::from(id), &rows, &SegmentSummary::default(), &flush)
                     .unwrap();
             let written = Segment::open(dir.path(), meta.clone(), quarantine.clone()).unwrap();
-            make_pre_table(&meta.parquet_path(dir.path()), &written.attributes);
+            make_pre_table(&meta.parquet_path(dir.path()), &written.attributes().unwrap());
             let old = Segment::open(dir.path(), meta, quarantine.clone()).unwrap();
-            assert_eq!(old.attributes.keys().count(), 0, "no tables");
+            assert_eq!(old.attributes().unwrap().keys().count(), 0, "no tables");
             inputs.push(Arc::new(old));
             all.extend(rows);
         }
@@ -793,7 +787,7 @@ mod tests {
             all.extend(rows);
         }
         let merged = merged_as_written(dir.path(), &inputs, all, quarantine);
-        assert_eq!(merged.attributes.keys().count(), 14);
+        assert_eq!(merged.attributes().unwrap().keys().count(), 14);
     }
 
     #[test]

@@ -212,9 +212,9 @@ impl Store {
                         exact.add_span(&s);
                     }
                 }
-                Source::Segment(seg) => match &seg.summary {
-                    Some(summary) if faulted.is_none() && seg.meta.min_time >= start && seg.meta.max_time <= end => {
-                        for (key, stats) in &summary.ops {
+                Source::Segment(seg) => match seg.op_stats()? {
+                    Some(ops) if faulted.is_none() && seg.meta.min_time >= start && seg.meta.max_time <= end => {
+                        for (key, stats) in ops.iter() {
                             spanstats::merge(merged.entry(key.clone()).or_default(), stats);
                         }
                     }

@@ -64,8 +64,8 @@ struct WholeTraces {
 }
 
 impl WholeTraces {
-    fn of(input: &Segment) -> Self {
-        Self { rows: Vec::new(), parents: Vec::new(), tables: input.attributes.clone() }
+    fn of(input: &Segment) -> Result<Self> {
+        Ok(Self { rows: Vec::new(), parents: Vec::new(), tables: input.attributes()? })
     }
 
     fn release(&mut self, n: usize, out: &mut VecDeque<SpanRow>) -> Result<()> {
@@ -129,14 +129,14 @@ impl<D: Decode> Cursor<'_, D> {
 /// the segments (oldest flush first).
 fn merge_rows<D: Decode, K: Ord>(
     inputs: &[Arc<Segment>],
-    decoder: impl Fn(&Segment) -> D,
+    decoder: impl Fn(&Segment) -> Result<D>,
     key: impl Fn(&D::Row) -> K,
     mut emit: impl FnMut(D::Row) -> Result<()>,
 ) -> Result<()> {
     let mut cursors: Vec<Cursor<'_, D>> = inputs
         .iter()
-        .map(|seg| Cursor { seg, stream: None, rows: VecDeque::new(), decode: decoder(seg), ended: false })
-        .collect();
+        .map(|seg| Ok(Cursor { seg, stream: None, rows: VecDeque::new(), decode: decoder(seg)?, ended: false }))
+        .collect::<Result<_>>()?;
     let mut heads: BinaryHeap<Reverse<(K, usize)>> = BinaryHeap::new();
     let mut head_rows: Vec<Option<D::Row>> = Vec::with_capacity(cursors.len());
     for (i, c) in cursors.iter_mut().enumerate() {
@@ -265,7 +265,10 @@ pub(crate) fn merge(
 /// `Damaged` when an input's data fails verification; I/O errors.
 fn merge_spans(dir: &Path, id: u64, inputs: &[Arc<Segment>], pace: &dyn Fn() -> Result<()>) -> Result<SegmentMeta> {
     let (mut meta, footer) = merged_meta(id, Signal::Traces, inputs)?;
-    let summary = merge_summaries(inputs.iter().filter_map(|s| s.summary.as_ref()));
+    let ops = inputs.iter().map(|s| s.op_stats()).collect::<Result<Vec<_>>>()?;
+    let summary = merge_summaries(
+        inputs.iter().zip(&ops).filter_map(|(s, ops)| Some((s.summary.as_ref()?, ops.as_deref()?.as_slice()))),
+    );
     let props = span_props(meta.rows as usize);
     let sink = ParquetSink::create(&meta.parquet_path(dir), schema::span_schema(), props)?;
     let mut out = SpanOutput {
@@ -300,10 +303,11 @@ fn merge_spans(dir: &Path, id: u64, inputs: &[Arc<Segment>], pace: &dyn Fn() -> 
 /// use (read from the key and value columns; once per such segment), so the
 /// attributes of an older store get coded too.
 fn coder_for(inputs: &[Arc<Segment>]) -> Result<AttrCoder> {
+    let tables = inputs.iter().map(|s| s.attributes()).collect::<Result<Vec<_>>>()?;
     let mut older: HashMap<String, u64> = HashMap::new();
     // Their distinct pairs (key, tagged value), as far as a table could hold them.
     let (mut pairs, mut pair_bytes) = (BTreeSet::new(), 0usize);
-    for seg in inputs.iter().filter(|s| s.attributes.keys().next().is_none()) {
+    for (seg, _) in inputs.iter().zip(&tables).filter(|(_, t)| t.keys().next().is_none()) {
         let groups = (0..seg.reader_meta.metadata().num_row_groups()).collect();
         for batch in seg.read(groups, Some(&[col::ATTR_KEYS, col::ATTR_VALUES]), None)? {
             let text = |i: usize, what: &str| {
@@ -321,10 +325,10 @@ fn coder_for(inputs: &[Arc<Segment>]) -> Result<AttrCoder> {
             }
         }
     }
-    let tables = inputs.iter().flat_map(|s| s.attributes.keys());
-    let mut coder = AttrCoder::with_keys(tables.chain(older.iter().map(|(k, n)| (k.as_str(), *n))));
-    for seg in inputs {
-        coder.learn_tables(&seg.attributes);
+    let keys = tables.iter().flat_map(|t| t.keys());
+    let mut coder = AttrCoder::with_keys(keys.chain(older.iter().map(|(k, n)| (k.as_str(), *n))));
+    for t in &tables {
+        coder.learn_tables(t);
     }
     for (key, value) in &pairs {
         coder.learn_text(key, value);
@@ -344,7 +348,7 @@ fn merge_logs(dir: &Path, id: u64, inputs: &[Arc<Segment>], pace: &dyn Fn() -> R
     pace()?;
     merge_rows(
         inputs,
-        |_| EachRow(schema::batch_to_logs),
+        |_| Ok(EachRow(schema::batch_to_logs)),
         |r: &LogRow| (r.service_name.clone(), r.time_unix_nano),
         |row| {
             let at = out.written + out.batch.len() as u64;
@@ -365,7 +369,7 @@ fn merge_metrics(dir: &Path, id: u64, inputs: &[Arc<Segment>], pace: &dyn Fn() -
     let mut out = Output::new(sink, schema::metrics_to_batch, pace);
     pace()?;
     let key = |r: &MetricPointRow| (r.metric_name.clone(), r.service_name.clone(), r.time_unix_nano);
-    merge_rows(inputs, |_| EachRow(schema::batch_to_metrics), key, |row| out.push(row))?;
+    merge_rows(inputs, |_| Ok(EachRow(schema::batch_to_metrics)), key, |row| out.push(row))?;
     meta.bytes = out.finish(Vec::new(), &footer)?;
     Ok(meta)
 }
@@ -446,13 +450,15 @@ impl SpanOutput<'_> {
 
 /// One summary for the merged segment: operation stats merged, edges added
 /// up (each was counted once, by the segment that resolved it), orphans kept.
-fn merge_summaries<'a>(summaries: impl Iterator<Item = &'a SegmentSummary>) -> SegmentSummary {
+fn merge_summaries<'a>(
+    summaries: impl Iterator<Item = (&'a SegmentSummary, &'a [(OpKey, OpStats)])>,
+) -> SegmentSummary {
     let mut ops: HashMap<OpKey, OpStats> = HashMap::new();
     let mut edges: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut orphans = Vec::new();
     let mut seen_orphans = HashSet::new();
-    for s in summaries {
-        for (key, stats) in &s.ops {
+    for (s, s_ops) in summaries {
+        for (key, stats) in s_ops {
             spanstats::merge(ops.entry(key.clone()).or_default(), stats);
         }
         for (p, c, n) in &s.edges {

@@ -56,7 +56,7 @@ impl Segment {
             base += n;
         }
         // The rows of a trace are all selected: parents given by position resolve.
-        schema::whole_traces(&self.read(groups, None, Some(selection_for(&selected, kept)))?, &self.attributes)
+        schema::whole_traces(&self.read(groups, None, Some(selection_for(&selected, kept)))?, &*self.attributes()?)
     }
 
     /// This segment's newest traces with a span matching `q`: at most
