@@ -363,24 +363,26 @@ enum LogOrigin {
 /// it (it fails fast then), which sets it aside as usual.
 pub(super) fn open_span_indexes(inner: &super::Inner) {
     let started = std::time::Instant::now();
-    let mut segments: Vec<_> =
-        inner.sources.read().unwrap().segments().iter().filter(|s| s.meta.signal == Signal::Traces).cloned().collect();
-    segments.sort_by_key(|s| Reverse(s.meta.max_time));
     let mut opened = 0usize;
-    for seg in segments {
+    let scope = Scope::of(Signal::Traces).segments_only().newest_data_first();
+    // Errors are logged, never handed to the walk, which would set the segment aside.
+    let _ = inner.snapshot().walk(&scope, |source| {
         if inner.closed.load(std::sync::atomic::Ordering::Acquire) {
-            return;
+            return Ok(ControlFlow::Break(()));
         }
-        if seg.is_retired() {
-            continue;
-        }
-        match seg.span_index() {
-            Ok(_) => opened += 1,
-            Err(e) => {
-                tracing::warn!(segment = seg.meta.id, error = %e, "could not open a span index ahead of searches")
+        if let Source::Segment(seg) = source {
+            if seg.is_retired() {
+                return Ok(ControlFlow::Continue(()));
+            }
+            match seg.span_index() {
+                Ok(_) => opened += 1,
+                Err(e) => {
+                    tracing::warn!(segment = seg.meta.id, error = %e, "could not open a span index ahead of searches")
+                }
             }
         }
-    }
+        Ok(ControlFlow::Continue(()))
+    });
     if opened > 0 {
         tracing::info!(segments = opened, elapsed_ms = started.elapsed().as_millis() as u64, "span indexes opened");
     }
